@@ -1,0 +1,137 @@
+"""``featherweight distill``: one training run of one student; prints dev metrics and sizes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from featherweight_core.commands.common import add_encoder_args, add_task_args, resolve_task
+
+
+def _temperature(value: str) -> float | str | None:
+    if value in ("auto", "none"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"temperature must be a number, 'auto' or 'none', got {value!r}"
+        ) from None
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("distill", help="train one student (optionally distilled from teacher logits)",
+                       description=__doc__)  # fmt: skip
+    add_task_args(p)
+    add_encoder_args(p)
+    g = p.add_argument_group("student")
+    g.add_argument("--arch", choices=["bilstm", "rnn", "ffn"], default="bilstm")
+    g.add_argument(
+        "--pooling", choices=["last", "max"], default="last", help="recurrent output (default: last)"
+    )
+    g.add_argument("--hidden", type=int, default=None, help="encoder hidden size (default: table 6.1)")
+    g.add_argument(
+        "--classifier-hidden", type=int, default=None, help="classifier hidden size (default: table 6.1)"
+    )
+    g.add_argument("--dropout", type=float, default=None)
+    g = p.add_argument_group("distillation and training")
+    g.add_argument(
+        "--alpha", type=float, default=1.0, help="weight of the label CE loss; 1 = no teacher (default 1)"
+    )
+    g.add_argument(
+        "--temperature",
+        type=_temperature,
+        default="auto",
+        help="softmax temperature before the MSE: a number, 'none' (raw logits) or 'auto' (3 for ffn)",
+    )
+    g.add_argument(
+        "--teacher-logits", default=None, help="teacher logits: .npy aligned to train rows, or .parquet"
+    )
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--max-epochs", type=int, default=50)
+    g.add_argument("--patience", type=int, default=7)
+    g.add_argument("--batch-size", type=int, default=None, help="default: 50, or 256 for sentence pairs")
+    g.add_argument("--optimizer", choices=["adadelta", "adam", "adamw", "sgd"], default=None)
+    g.add_argument("--lr", type=float, default=None)
+    g.add_argument("--weight-decay", type=float, default=None)
+    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    g = p.add_argument_group("output")
+    g.add_argument("--output", default=None, help="directory for student.pt and result.json")
+    g.add_argument(
+        "--cache-dir", default=None, help="where encoded data is cached (default ~/.cache/featherweight)"
+    )
+    g.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    g.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from featherweight_core.distill import DistillConfig, default_temperature
+    from featherweight_core.prepare import DEFAULT_CACHE_DIR, prepare
+    from featherweight_core.run import run_distillation, student_config_for
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {args.device!r}: CUDA is not available on this machine")
+    task = resolve_task(args)
+    student = student_config_for_args(args, task)
+    temperature = args.temperature
+    if temperature == "auto":
+        temperature = default_temperature(args.arch)
+    elif temperature == "none":
+        temperature = None
+    cfg = DistillConfig(
+        alpha=args.alpha, temperature=temperature, max_epochs=args.max_epochs, patience=args.patience,
+        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
+        seed=args.seed, device=args.device,
+    )  # fmt: skip
+    if cfg.alpha < 1.0 and args.teacher_logits is None:
+        raise ValueError(f"--alpha {cfg.alpha} < 1 distils from a teacher: pass --teacher-logits FILE")
+    prepared = prepare(task, args.data, args.embedding, args.dim, args.vocab_size, args.bpemb_dir,
+                       args.teacher_logits, args.cache_dir or DEFAULT_CACHE_DIR, verbose=True)  # fmt: skip
+    student = student_config_for(prepared, args.arch, **student)
+    log = None if args.quiet or args.json else sys.stderr
+    if log:
+        print(f"data: {prepared.summary()}", file=log)
+
+    def on_epoch(r):
+        if log:
+            print(f"epoch {r.epoch:3d}  loss {r.train_loss:.4f}  dev {r.score:.4f}  {r.seconds:.1f}s"
+                  f"  ({r.samples_per_second:.0f} samples/s)", file=log, flush=True)  # fmt: skip
+
+    result = run_distillation(prepared, student, cfg, args.output, on_epoch)
+    summary = {"task": task.name, **result.summary()}
+    if args.output:
+        from pathlib import Path
+
+        out = Path(args.output) / "result.json"
+        out.write_text(json.dumps(summary, indent=2) + "\n")
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    return 0
+
+
+def student_config_for_args(args: argparse.Namespace, task) -> dict:
+    return {k: v for k, v in {"pooling": args.pooling, "hidden": args.hidden,
+            "classifier_hidden": args.classifier_hidden, "dropout": args.dropout}.items() if v is not None}  # fmt: skip
+
+
+def _print_summary(s: dict) -> None:
+    st = s["student"]
+    metrics = "  ".join(f"{k} {v:.4f}" for k, v in s["metrics"].items())
+    p = s["params"]
+    print(f"{s['task']}  {st['arch']} {st['embedding']} d{st['emb_dim']} vocab {st['vocab_size']}"
+          f"  alpha {s['distill']['alpha']}  seed {s['distill']['seed']}")  # fmt: skip
+    print(f"best epoch {s['best_epoch']}/{s['epochs']}  {metrics}")
+    print(f"params {p['total']:,} (embedding {p['embedding']:,}, encoder {p['encoder']:,},"
+          f" classifier {p['classifier']:,}; non-zero {p['nonzero']:,})")  # fmt: skip
+    print(f"size {s['disk_bytes']:,} bytes on disk, {s['gzip_bytes']:,} gzipped")
+    if s["checkpoint"]:
+        print(f"checkpoint {s['checkpoint']}")

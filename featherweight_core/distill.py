@@ -1,0 +1,257 @@
+"""Distillation loss and the training loop (thesis 4.1.2, 6.1.3).
+
+Loss: ``alpha * CE(student_logits, labels) + (1 - alpha) * MSE(s, t)`` where ``s, t`` are the raw student and
+teacher logits, or their temperature softmaxes when ``temperature`` is set (the thesis used T=3 for the FFN).
+Training stops early when the dev score has not improved for ``patience`` epochs; the best epoch's weights are
+loaded back into the model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from featherweight_core.batching import EncodedSplit, iter_batches
+from featherweight_core.measure import split_metrics
+from featherweight_core.students import ARCH_DEFAULTS
+from featherweight_core.tasks import TaskSpec
+
+OPTIMIZERS = ("adadelta", "adam", "adamw", "sgd")
+
+
+class TrainingError(RuntimeError):
+    """Training diverged (non-finite loss) or cannot start (e.g. alpha < 1 without teacher logits)."""
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """How one student is trained. ``None`` fields take the arch's table 6.1 defaults via :meth:`resolved`."""
+
+    alpha: float = 1.0
+    temperature: float | None = None
+    max_epochs: int = 50
+    patience: int = 7
+    batch_size: int | None = None  # None: 50, or 256 for sentence-pair tasks
+    optimizer: str | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    seed: int = 0
+    device: str = "cpu"
+    eval_batch_size: int = 512
+    grad_clip: float | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.alpha, int | float) or not 0.0 <= self.alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha!r}")
+        if self.temperature is not None and not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0 or None, got {self.temperature!r}")
+        if self.max_epochs < 1:
+            raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def resolved(self, arch: str, pair: bool) -> DistillConfig:
+        d = ARCH_DEFAULTS[arch]
+        return dataclasses.replace(
+            self,
+            batch_size=self.batch_size or (256 if pair else 50),
+            optimizer=self.optimizer or d["optimizer"],
+            lr=self.lr if self.lr is not None else d["lr"],
+            weight_decay=self.weight_decay if self.weight_decay is not None else d["weight_decay"],
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def default_temperature(arch: str) -> float | None:
+    """Thesis 6.1.3: temperature softmax (T=3) for the FFN student, raw logits for the others."""
+    return ARCH_DEFAULTS[arch]["temperature"]
+
+
+def distill_loss(
+    student_logits: torch.Tensor,
+    labels: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    alpha: float,
+    temperature: float | None = None,
+) -> torch.Tensor:
+    """alpha * CE + (1 - alpha) * MSE. student/teacher logits: (B, C); labels: (B,). Returns a scalar.
+
+    >>> s = torch.tensor([[2.0, 0.0]]); t = torch.tensor([[1.0, 1.0]]); y = torch.tensor([0])
+    >>> round(distill_loss(s, y, t, alpha=0.0).item(), 4)  # ((2-1)^2 + (0-1)^2) / 2
+    1.0
+    """
+    ce = F.cross_entropy(student_logits, labels) if alpha > 0 else student_logits.new_zeros(())
+    if alpha >= 1.0:
+        return ce
+    if teacher_logits is None:
+        raise TrainingError(f"alpha={alpha} < 1 needs teacher logits")
+    s, t = student_logits, teacher_logits.to(student_logits.dtype)
+    if temperature is not None:
+        s, t = F.softmax(s / temperature, dim=-1), F.softmax(t / temperature, dim=-1)
+    return alpha * ce + (1.0 - alpha) * F.mse_loss(s, t)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(model: nn.Module, cfg: DistillConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adadelta":
+        return torch.optim.Adadelta(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+@torch.no_grad()
+def predict_logits(
+    model: nn.Module, split: EncodedSplit, batch_size: int = 512, device: str = "cpu"
+) -> np.ndarray:
+    """(N, C) float32 logits in the split's row order."""
+    was_training = model.training
+    model.eval()
+    out: np.ndarray | None = None
+    dev = torch.device(device)
+    for batch in iter_batches(split, batch_size):
+        logits = model(*batch.to(dev).inputs).float().cpu().numpy()
+        if out is None:
+            out = np.empty((len(split), logits.shape[1]), dtype=np.float32)
+        out[batch.index] = logits
+    model.train(was_training)
+    return out if out is not None else np.zeros((0, 0), np.float32)
+
+
+def _split_suffix(name: str) -> str:
+    return name.removeprefix("validation_")
+
+
+def evaluate(
+    model: nn.Module,
+    evals: dict[str, EncodedSplit],
+    task: TaskSpec,
+    batch_size: int = 512,
+    device: str = "cpu",
+) -> dict[str, float]:
+    """Flat metrics: ``score`` (mean of the task's primary metric over its eval splits), ``accuracy`` and
+    ``f1`` (means over splits), and per split ``accuracy_<split>`` when there are several (MNLI: matched,
+    mismatched)."""
+    names = tuple(dict.fromkeys(("accuracy", task.metric, *task.extra_metrics)))
+    per_split = {}
+    for split_name, split in evals.items():
+        pred = predict_logits(model, split, batch_size, device).argmax(-1)
+        per_split[split_name] = split_metrics(pred, split.labels, names)
+    out: dict[str, float] = {}
+    for m in names:
+        out[m] = float(np.mean([v[m] for v in per_split.values()]))
+        if len(per_split) > 1:
+            for split_name, v in per_split.items():
+                out[f"{m}_{_split_suffix(split_name)}"] = v[m]
+    out["score"] = out[task.metric]
+    return out
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    train_loss: float
+    score: float
+    metrics: dict[str, float]
+    seconds: float
+    samples_per_second: float
+
+
+@dataclass
+class TrainResult:
+    best_epoch: int
+    metrics: dict[str, float]  # dev metrics of the best epoch
+    history: list[EpochRecord] = field(default_factory=list)
+    seconds: float = 0.0
+    stopped_early: bool = False
+
+
+def train(
+    model: nn.Module,
+    train_split: EncodedSplit,
+    evals: dict[str, EncodedSplit],
+    task: TaskSpec,
+    cfg: DistillConfig,
+    on_epoch: Callable[[EpochRecord], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place on ``train_split``, early-stopping on the dev score; loads the best epoch's weights.
+
+    ``cfg`` must be resolved (see :meth:`DistillConfig.resolved`). Deterministic on CPU for a given ``cfg.seed``.
+    """
+    if cfg.batch_size is None or cfg.optimizer is None:
+        raise ValueError("train() needs a resolved DistillConfig (call cfg.resolved(arch, pair))")
+    if cfg.alpha < 1.0 and train_split.teacher_logits is None:
+        raise TrainingError(
+            f"alpha={cfg.alpha} < 1 needs teacher logits for the training split; none were given"
+        )
+    if len(train_split) == 0:
+        raise TrainingError("the training split is empty")
+    device = torch.device(cfg.device)
+    model.to(device)
+    optimizer = make_optimizer(model, cfg)
+    rng = np.random.default_rng(cfg.seed)
+    torch.manual_seed(cfg.seed)  # dropout masks
+    best_score, best_epoch, best_state, best_metrics = -math.inf, 0, None, {}
+    history: list[EpochRecord] = []
+    start = time.perf_counter()
+    stale = 0
+    for epoch in range(1, cfg.max_epochs + 1):
+        t0 = time.perf_counter()
+        model.train()
+        total, seen = 0.0, 0
+        for batch in iter_batches(train_split, cfg.batch_size, rng):
+            batch = batch.to(device)
+            logits = model(*batch.inputs)
+            loss = distill_loss(logits, batch.labels, batch.teacher_logits, cfg.alpha, cfg.temperature)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {epoch}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            total += loss.item() * len(batch.labels)
+            seen += len(batch.labels)
+        train_seconds = time.perf_counter() - t0
+        metrics = evaluate(model, evals, task, cfg.eval_batch_size, cfg.device)
+        record = EpochRecord(epoch, total / seen, metrics["score"], metrics, time.perf_counter() - t0,
+                             seen / train_seconds)  # fmt: skip
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        if metrics["score"] > best_score:
+            best_score, best_epoch, best_metrics, stale = metrics["score"], epoch, metrics, 0
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return TrainResult(best_epoch, best_metrics, history, time.perf_counter() - start,
+                       stopped_early=len(history) < cfg.max_epochs)  # fmt: skip

@@ -1,0 +1,175 @@
+"""The one place that assembles what a trial trains on.
+
+:func:`prepare` loads a task's splits, encodes them once per (task data, encoder) - cached on disk as ``.npz`` -
+and attaches teacher logits aligned to the training examples. The sweep driver calls it once and ships the
+result to trials; ``featherweight distill`` calls it for a single run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from featherweight_core.batching import EncodedSplit
+from featherweight_core.data import DataError, Split, TaskData, load_task_data
+from featherweight_core.encoders import Encoder, Ragged, build_encoder
+from featherweight_core.tasks import TaskSpec
+
+DEFAULT_CACHE_DIR = Path(os.environ.get("FEATHERWEIGHT_CACHE", Path.home() / ".cache" / "featherweight"))
+
+
+@dataclass
+class Prepared:
+    """Encoded data for one (task, encoder): train split (with teacher logits when given) and eval splits."""
+
+    task: TaskSpec
+    embedding: str
+    vocab_size: int | None
+    emb_dim: int
+    num_embeddings: int
+    vectors: np.ndarray | None  # pre-trained embedding init (bpe), (num_embeddings, emb_dim)
+    train: EncodedSplit
+    evals: dict[str, EncodedSplit]
+    data_fingerprint: str
+    encoder_fingerprint: str
+    teacher: str | None = None  # where the teacher logits came from
+
+    def summary(self) -> str:
+        ev = ", ".join(f"{k}={len(v)}" for k, v in self.evals.items())
+        return f"{self.task.name}: train={len(self.train)} {ev}; {self.encoder_fingerprint}" + (
+            f"; teacher logits from {self.teacher}" if self.teacher else ""
+        )
+
+
+def encode_split(encoder: Encoder, split: Split) -> EncodedSplit:
+    n_fields = len(split.texts[0]) if len(split) else 1
+    fields = tuple(encoder.encode_many([t[i] for t in split.texts]) for i in range(n_fields))
+    return EncodedSplit(fields, split.labels, list(split.keys))
+
+
+def _save_encoded(path: Path, splits: dict[str, EncodedSplit]) -> None:
+    arrays: dict[str, np.ndarray] = {}
+    for name, sp in splits.items():
+        arrays[f"{name}/labels"] = sp.labels
+        arrays[f"{name}/keys"] = np.asarray(sp.keys, dtype=object).astype(str)
+        for i, f in enumerate(sp.fields):
+            arrays[f"{name}/f{i}/ids"], arrays[f"{name}/f{i}/offsets"] = f.ids, f.offsets
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+
+
+def _load_encoded(path: Path, names: list[str], n_fields: int) -> dict[str, EncodedSplit]:
+    with np.load(path) as z:
+        return {
+            name: EncodedSplit(
+                tuple(Ragged(z[f"{name}/f{i}/ids"], z[f"{name}/f{i}/offsets"]) for i in range(n_fields)),
+                z[f"{name}/labels"],
+                z[f"{name}/keys"].tolist(),
+            )
+            for name in names
+        }
+
+
+def load_teacher_logits(path: str | Path) -> tuple[list[str] | None, np.ndarray]:
+    """Read teacher logits: ``.npy`` (N, C) in training-row order, or Parquet with ``key`` and ``logits`` columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: teacher logits file not found")
+    if path.suffix == ".npy":
+        arr = np.load(path, allow_pickle=False)
+        if arr.ndim != 2:
+            raise DataError(f"{path}: teacher logits must be a 2-D (N, C) array, got shape {arr.shape}")
+        return None, arr.astype(np.float32)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(path)
+        missing = {"key", "logits"} - set(table.column_names)
+        if missing:
+            raise DataError(f"{path}: missing column(s) {sorted(missing)}; expected 'key' and 'logits'")
+        keys = table.column("key").to_pylist()
+        return keys, np.asarray(table.column("logits").to_pylist(), dtype=np.float32)
+    raise DataError(f"{path}: unknown teacher logits format {path.suffix!r}; expected .npy or .parquet")
+
+
+def align_logits(
+    split: EncodedSplit, keys: list[str] | None, logits: np.ndarray, num_labels: int, source: str
+) -> np.ndarray:
+    """Reorder ``logits`` to ``split``'s rows by key; every training example must have a row."""
+    if logits.ndim != 2 or logits.shape[1] != num_labels:
+        raise DataError(f"{source}: teacher logits have shape {logits.shape}, expected (N, {num_labels})")
+    if keys is None:
+        if len(logits) != len(split):
+            raise DataError(f"{source}: {len(logits)} teacher logit rows for {len(split)} training examples")
+        return logits
+    index = {k: i for i, k in enumerate(keys)}
+    missing = [k for k in split.keys if k not in index]
+    if missing:
+        raise DataError(
+            f"{source}: no teacher logits for {len(missing)} training examples (first: {missing[0]!r})"
+        )
+    return logits[[index[k] for k in split.keys]]
+
+
+def prepare(
+    task: TaskSpec,
+    data: str | Path | None = None,
+    embedding: str = "bpe",
+    emb_dim: int = 25,
+    vocab_size: int | None = None,
+    bpemb_dir: str | Path | None = None,
+    teacher_logits: str | Path | None = None,
+    cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
+    task_data: TaskData | None = None,
+    verbose: bool = False,
+) -> Prepared:
+    """Load, encode (cached) and attach teacher logits. ``task_data`` skips loading when already in hand."""
+    if task_data is None:
+        task_data = load_task_data(task, data)
+    if verbose and task_data.report.skipped:
+        print(f"data: skipped malformed rows\n{task_data.report}", file=sys.stderr)
+    encoder = build_encoder(embedding, vocab_size, emb_dim, bpemb_dir)
+    names = ["train", *[s for s in task.eval_splits if s in task_data.splits]]
+    if len(names) < 2:
+        raise DataError(
+            f"task {task.name!r} from {task_data.source}: no dev split among {list(task.eval_splits)}"
+        )
+    data_fp = task_data.fingerprint()
+    enc_fp = encoder.fingerprint()
+    splits: dict[str, EncodedSplit] | None = None
+    cache_path = None
+    if cache_dir is not None:
+        key = hashlib.sha256(f"{task.name}|{data_fp}|{enc_fp}|v1".encode()).hexdigest()[:20]
+        cache_path = Path(cache_dir) / "encoded" / f"{task.name}-{enc_fp}-{key}.npz"
+        if cache_path.is_file():
+            splits = _load_encoded(cache_path, names, len(task.text_fields))
+    if splits is None:
+        splits = {name: encode_split(encoder, task_data.splits[name]) for name in names}
+        if cache_path is not None:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            _save_encoded(cache_path, splits)
+    train_split = splits.pop("train")
+    if teacher_logits is not None:
+        keys, arr = load_teacher_logits(teacher_logits)
+        train_split.teacher_logits = align_logits(
+            train_split, keys, arr, task.num_labels, str(teacher_logits)
+        )
+    return Prepared(
+        task=task,
+        embedding=embedding,
+        vocab_size=getattr(encoder, "vocab_size", None),
+        emb_dim=emb_dim,
+        num_embeddings=encoder.num_embeddings,
+        vectors=encoder.pretrained_vectors(),
+        train=train_split,
+        evals=splits,
+        data_fingerprint=data_fp,
+        encoder_fingerprint=enc_fp,
+        teacher=str(teacher_logits) if teacher_logits is not None else None,
+    )

@@ -1,0 +1,248 @@
+"""Student models of thesis 6.1.4 / table 6.1: BiLSTM, bidirectional Elman RNN, and FFN over mean embeddings.
+
+Every student has three children, which are also the module groups sizes and pruning are reported by:
+``embedding`` (ids -> vectors), ``encoder`` (vectors -> one feature vector per text), ``classifier`` (features
+-> logits). Sentence-pair students encode both texts with the same weights and classify
+``[u; v; |u - v|; u * v]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+ARCHS = ("bilstm", "rnn", "ffn")
+POOLINGS = ("last", "max")
+
+# Thesis table 6.1. Encoder / classifier sizes are for single-sentence tasks and double for sentence pairs.
+ARCH_DEFAULTS: dict[str, dict] = {
+    "bilstm": dict(hidden=150, classifier_hidden=200, dropout=0.1, optimizer="adadelta", lr=1.0, weight_decay=0.0,
+                   temperature=None),
+    "rnn": dict(hidden=100, classifier_hidden=100, dropout=0.1, optimizer="adam", lr=1e-4, weight_decay=1e-5,
+                temperature=None),
+    "ffn": dict(hidden=0, classifier_hidden=100, dropout=0.2, optimizer="adam", lr=1e-4, weight_decay=0.0,
+                temperature=3.0),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """Everything needed to rebuild a student's modules (stored with every checkpoint).
+
+    ``hidden``/``classifier_hidden`` of ``None`` take table 6.1's value for the arch (doubled for pairs).
+    """
+
+    arch: str
+    embedding: str
+    emb_dim: int
+    num_labels: int
+    pair: bool = False
+    vocab_size: int | None = None  # BPE vocabulary / hash K; None: 5000 (char ignores it)
+    hidden: int | None = None
+    classifier_hidden: int | None = None
+    dropout: float | None = None
+    pooling: str = "last"
+    hash_buckets: int | None = None  # None: K // 10
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}; expected one of {list(ARCHS)}")
+        if self.embedding not in ("bpe", "char", "hash"):
+            raise ValueError(f"unknown embedding {self.embedding!r}; expected one of ['bpe', 'char', 'hash']")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r}; expected one of {list(POOLINGS)}")
+        for name in ("emb_dim", "num_labels"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        if self.num_labels < 2:
+            raise ValueError(f"num_labels must be >= 2, got {self.num_labels}")
+        if self.vocab_size is not None and self.vocab_size < 1:
+            raise ValueError(f"vocab_size must be >= 1, got {self.vocab_size}")
+        if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def resolved(self) -> StudentConfig:
+        """Fill ``None`` fields with the thesis defaults (doubling encoder/classifier sizes for pairs)."""
+        d = ARCH_DEFAULTS[self.arch]
+        scale = 2 if self.pair else 1
+        vocab = (
+            self.vocab_size if self.vocab_size is not None else (None if self.embedding == "char" else 5000)
+        )
+        return dataclasses.replace(
+            self,
+            vocab_size=vocab,
+            hidden=self.hidden if self.hidden is not None else d["hidden"] * scale,
+            classifier_hidden=self.classifier_hidden
+            if self.classifier_hidden is not None
+            else d["classifier_hidden"] * scale,
+            dropout=self.dropout if self.dropout is not None else d["dropout"],
+            hash_buckets=(self.hash_buckets or max(1, (vocab or 5000) // 10))
+            if self.embedding == "hash"
+            else None,
+        )
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> StudentConfig:
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - fields
+        if unknown:
+            raise ValueError(
+                f"unknown StudentConfig keys {sorted(unknown)}; expected a subset of {sorted(fields)}"
+            )
+        return cls(**d)
+
+
+class HashEmbedding(nn.Module):
+    """Hash embeddings (Svenstrup et al. 2017) as in thesis 6.1.5.
+
+    Each token carries ``num_hashes`` ids ``h`` in [1, K*B] (0 = padding). Hash i selects importance scalar
+    ``importance[i*K + (h-1) % K]`` and bucket vector ``buckets[(h-1) // K]``; the token's vector is the
+    importance-weighted sum of its bucket vectors (an EmbeddingBag in sum mode).
+
+    ids: (B, T, num_hashes) int64 -> (B, T, dim).
+    """
+
+    def __init__(self, num_rows: int, num_buckets: int, dim: int, num_hashes: int = 3) -> None:
+        super().__init__()
+        self.num_rows, self.num_buckets, self.dim, self.num_hashes = num_rows, num_buckets, dim, num_hashes
+        self.importance = nn.Embedding(num_hashes * num_rows, 1)
+        self.buckets = nn.EmbeddingBag(num_buckets, dim, mode="sum")
+        nn.init.normal_(self.importance.weight, mean=0.0, std=1.0)
+        nn.init.normal_(self.buckets.weight, mean=0.0, std=1.0)
+        self.register_buffer("hash_offsets", torch.arange(num_hashes) * num_rows, persistent=False)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        B, T, H = ids.shape
+        flat = ids.reshape(-1, H)
+        valid = flat > 0
+        h = (flat - 1).clamp_min(0)
+        weights = self.importance(h % self.num_rows + self.hash_offsets).squeeze(-1) * valid
+        out = self.buckets(h // self.num_rows, per_sample_weights=weights.to(self.buckets.weight.dtype))
+        return out.view(B, T, self.dim)
+
+
+def build_embedding(cfg: StudentConfig, num_embeddings: int, vectors: np.ndarray | None = None) -> nn.Module:
+    if cfg.embedding == "hash":
+        return HashEmbedding(cfg.vocab_size, cfg.hash_buckets, cfg.emb_dim)
+    emb = nn.Embedding(num_embeddings, cfg.emb_dim, padding_idx=0)
+    if vectors is not None:
+        if vectors.shape != (num_embeddings, cfg.emb_dim):
+            raise ValueError(
+                f"pretrained vectors have shape {vectors.shape}, expected {(num_embeddings, cfg.emb_dim)}"
+            )
+        with torch.no_grad():
+            emb.weight.copy_(torch.from_numpy(vectors))
+    return emb
+
+
+def _mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
+    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class RecurrentEncoder(nn.Module):
+    """One bidirectional LSTM / Elman RNN layer over packed sequences.
+
+    x: (B, T, E), lengths: (B,) -> (B, 2 * hidden): the last hidden state of each direction (``last``) or the
+    max over time of the outputs (``max``).
+    """
+
+    def __init__(self, cell: str, input_size: int, hidden: int, pooling: str = "last") -> None:
+        super().__init__()
+        rnn_cls = nn.LSTM if cell == "lstm" else nn.RNN
+        self.rnn = rnn_cls(input_size, hidden, batch_first=True, bidirectional=True)
+        self.pooling = pooling
+        self.out_features = 2 * hidden
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, h = self.rnn(packed)
+        if self.pooling == "last":
+            h_n = h[0] if isinstance(h, tuple) else h  # (2, B, hidden); already unsorted to batch order
+            return torch.cat([h_n[0], h_n[1]], dim=-1)
+        padded, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+        return padded.masked_fill(~_mask(lengths.to(x.device), x.shape[1])[..., None], float("-inf")).amax(1)
+
+
+class MeanEncoder(nn.Module):
+    """Mean of the embeddings over the real (unpadded) tokens. x: (B, T, E) -> (B, E)."""
+
+    def __init__(self, input_size: int) -> None:
+        super().__init__()
+        self.out_features = input_size
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mask = _mask(lengths.to(x.device), x.shape[1])[..., None].to(x.dtype)
+        return (x * mask).sum(1) / lengths.to(x.device, x.dtype).clamp_min(1)[:, None]
+
+
+class Student(nn.Module):
+    """embedding -> encoder -> classifier. ``forward(ids_a, len_a[, ids_b, len_b]) -> (B, num_labels)`` logits.
+
+    ids are (B, T) int64, or (B, T, 3) for hash embeddings; lengths (B,) int64, >= 1.
+    """
+
+    def __init__(self, embedding: nn.Module, encoder: nn.Module, classifier_hidden: int, num_labels: int,
+                 pair: bool, dropout: float) -> None:  # fmt: skip
+        super().__init__()
+        self.embedding = embedding
+        self.encoder = encoder
+        self.pair = pair
+        features = encoder.out_features * (4 if pair else 1)
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(features, classifier_hidden),
+            nn.ReLU(),
+            nn.Dropout(dropout),
+            nn.Linear(classifier_hidden, num_labels),
+        )
+
+    def encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.embedding(ids), lengths)
+
+    def forward(self, ids_a: torch.Tensor, len_a: torch.Tensor, ids_b: torch.Tensor | None = None,
+                len_b: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+        u = self.encode(ids_a, len_a)
+        if self.pair:
+            if ids_b is None or len_b is None:
+                raise ValueError("a sentence-pair student needs ids_b and len_b")
+            v = self.encode(ids_b, len_b)
+            u = torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
+        return self.classifier(u)
+
+
+def build_student(
+    cfg: StudentConfig, num_embeddings: int | None = None, vectors: np.ndarray | None = None
+) -> Student:
+    """Build a student from its config. ``num_embeddings`` is the encoder's row count (incl. padding) for
+    bpe/char; hash embeddings size themselves from ``vocab_size``. ``vectors`` initialise bpe embeddings."""
+    cfg = cfg.resolved()
+    if num_embeddings is None:
+        num_embeddings = default_num_embeddings(cfg)
+    embedding = build_embedding(cfg, num_embeddings, vectors)
+    if cfg.arch == "ffn":
+        encoder: nn.Module = MeanEncoder(cfg.emb_dim)
+    else:
+        encoder = RecurrentEncoder(
+            "lstm" if cfg.arch == "bilstm" else "rnn", cfg.emb_dim, cfg.hidden, cfg.pooling
+        )
+    return Student(embedding, encoder, cfg.classifier_hidden, cfg.num_labels, cfg.pair, cfg.dropout)
+
+
+def default_num_embeddings(cfg: StudentConfig) -> int:
+    """Embedding rows the matching encoder produces: bpe vocab + pad, 33 chars + pad + unknown, hash K."""
+    cfg = cfg.resolved()
+    if cfg.embedding == "bpe":
+        return cfg.vocab_size + 1
+    if cfg.embedding == "char":
+        from featherweight_core.encoders import CHAR_ALPHABET
+
+        return len(CHAR_ALPHABET) + 2
+    return cfg.vocab_size

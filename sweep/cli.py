@@ -1,0 +1,59 @@
+"""The ``featherweight`` command line.
+
+Each subcommand lives in its own module exposing ``add_parser(subparsers)``; the module sets ``func`` on its parser.
+Modules are imported to build the parser but import heavy dependencies only inside ``func``, so ``--help`` is fast.
+Errors a user can fix (bad values, missing files) print one ``error: ...`` line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+COMMAND_MODULES = (
+    "featherweight_core.commands.distill",
+    "featherweight_core.commands.analyze",
+)
+
+
+class UserError(Exception):
+    """An error caused by the user's input; the CLI prints its message on one line."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="featherweight",
+        description="Distil transformer teachers into tiny students, sweep grids, keep results in DuckDB.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parser(sub)
+    return parser
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    from featherweight_core.errors import user_error_types
+
+    return (UserError, *user_error_types())
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc = args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except _user_error_types() as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
