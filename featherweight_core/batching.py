@@ -55,9 +55,7 @@ class EncodedSplit:
             tuple(a.concat(b) for a, b in zip(self.fields, other.fields, strict=True)),
             np.concatenate([self.labels, other.labels]),
             self.keys + other.keys,
-            None
-            if self.teacher_logits is None
-            else np.concatenate([self.teacher_logits, other.teacher_logits]),
+            None if self.teacher_logits is None else np.concatenate([self.teacher_logits, other.teacher_logits]),
         )
 
 
@@ -105,8 +103,6 @@ def bucket_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
     return batches
 
 
-def iter_batches(
-    split: EncodedSplit, batch_size: int, rng: np.random.Generator | None = None
-) -> Iterator[Batch]:
+def iter_batches(split: EncodedSplit, batch_size: int, rng: np.random.Generator | None = None) -> Iterator[Batch]:
     for idx in bucket_batches(split.lengths, batch_size, rng):
         yield make_batch(split, idx)

@@ -309,9 +309,7 @@ def load_task_data(task: TaskSpec, source: str | Path | None = None, **kwargs) -
     """
     if task.name.startswith("synthetic"):
         if source not in (None, "synthetic"):
-            raise DataError(
-                f"task {task.name!r} is generated; data source must be 'synthetic', got {source!r}"
-            )
+            raise DataError(f"task {task.name!r} is generated; data source must be 'synthetic', got {source!r}")
         return load_synthetic(task, **kwargs)
     if source is None or source == "hub":
         return load_hub(task, **kwargs)

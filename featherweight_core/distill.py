@@ -126,9 +126,7 @@ def make_optimizer(model: nn.Module, cfg: DistillConfig) -> torch.optim.Optimize
 
 
 @torch.no_grad()
-def predict_logits(
-    model: nn.Module, split: EncodedSplit, batch_size: int = 512, device: str = "cpu"
-) -> np.ndarray:
+def predict_logits(model: nn.Module, split: EncodedSplit, batch_size: int = 512, device: str = "cpu") -> np.ndarray:
     """(N, C) float32 logits in the split's row order."""
     was_training = model.training
     model.eval()
@@ -206,9 +204,7 @@ def train(
     if cfg.batch_size is None or cfg.optimizer is None:
         raise ValueError("train() needs a resolved DistillConfig (call cfg.resolved(arch, pair))")
     if cfg.alpha < 1.0 and train_split.teacher_logits is None:
-        raise TrainingError(
-            f"alpha={cfg.alpha} < 1 needs teacher logits for the training split; none were given"
-        )
+        raise TrainingError(f"alpha={cfg.alpha} < 1 needs teacher logits for the training split; none were given")
     if len(train_split) == 0:
         raise TrainingError("the training split is empty")
     device = torch.device(cfg.device)

@@ -220,9 +220,7 @@ class BPEEncoder(Encoder):
 
     def encode(self, text: str) -> np.ndarray:
         ids = self.bpemb.encode_ids(text)
-        return (
-            np.asarray(ids, dtype=np.int32) + 1 if ids else np.array([1 + self.bpemb.spm.unk_id()], np.int32)
-        )
+        return np.asarray(ids, dtype=np.int32) + 1 if ids else np.array([1 + self.bpemb.spm.unk_id()], np.int32)
 
     def encode_many(self, texts: Sequence[str]) -> Ragged:
         # sentencepiece encodes a list in one call, several times faster than one call per text.

@@ -111,9 +111,7 @@ def align_logits(
     index = {k: i for i, k in enumerate(keys)}
     missing = [k for k in split.keys if k not in index]
     if missing:
-        raise DataError(
-            f"{source}: no teacher logits for {len(missing)} training examples (first: {missing[0]!r})"
-        )
+        raise DataError(f"{source}: no teacher logits for {len(missing)} training examples (first: {missing[0]!r})")
     return logits[[index[k] for k in split.keys]]
 
 
@@ -137,9 +135,7 @@ def prepare(
     encoder = build_encoder(embedding, vocab_size, emb_dim, bpemb_dir)
     names = ["train", *[s for s in task.eval_splits if s in task_data.splits]]
     if len(names) < 2:
-        raise DataError(
-            f"task {task.name!r} from {task_data.source}: no dev split among {list(task.eval_splits)}"
-        )
+        raise DataError(f"task {task.name!r} from {task_data.source}: no dev split among {list(task.eval_splits)}")
     data_fp = task_data.fingerprint()
     enc_fp = encoder.fingerprint()
     splits: dict[str, EncodedSplit] | None = None
@@ -157,9 +153,7 @@ def prepare(
     train_split = splits.pop("train")
     if teacher_logits is not None:
         keys, arr = load_teacher_logits(teacher_logits)
-        train_split.teacher_logits = align_logits(
-            train_split, keys, arr, task.num_labels, str(teacher_logits)
-        )
+        train_split.teacher_logits = align_logits(train_split, keys, arr, task.num_labels, str(teacher_logits))
     return Prepared(
         task=task,
         embedding=embedding,

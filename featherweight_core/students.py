@@ -70,9 +70,7 @@ class StudentConfig:
         """Fill ``None`` fields with the thesis defaults (doubling encoder/classifier sizes for pairs)."""
         d = ARCH_DEFAULTS[self.arch]
         scale = 2 if self.pair else 1
-        vocab = (
-            self.vocab_size if self.vocab_size is not None else (None if self.embedding == "char" else 5000)
-        )
+        vocab = self.vocab_size if self.vocab_size is not None else (None if self.embedding == "char" else 5000)
         return dataclasses.replace(
             self,
             vocab_size=vocab,
@@ -81,9 +79,7 @@ class StudentConfig:
             if self.classifier_hidden is not None
             else d["classifier_hidden"] * scale,
             dropout=self.dropout if self.dropout is not None else d["dropout"],
-            hash_buckets=(self.hash_buckets or max(1, (vocab or 5000) // 10))
-            if self.embedding == "hash"
-            else None,
+            hash_buckets=(self.hash_buckets or max(1, (vocab or 5000) // 10)) if self.embedding == "hash" else None,
         )
 
     def to_dict(self) -> dict:
@@ -94,9 +90,7 @@ class StudentConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - fields
         if unknown:
-            raise ValueError(
-                f"unknown StudentConfig keys {sorted(unknown)}; expected a subset of {sorted(fields)}"
-            )
+            raise ValueError(f"unknown StudentConfig keys {sorted(unknown)}; expected a subset of {sorted(fields)}")
         return cls(**d)
 
 
@@ -135,9 +129,7 @@ def build_embedding(cfg: StudentConfig, num_embeddings: int, vectors: np.ndarray
     emb = nn.Embedding(num_embeddings, cfg.emb_dim, padding_idx=0)
     if vectors is not None:
         if vectors.shape != (num_embeddings, cfg.emb_dim):
-            raise ValueError(
-                f"pretrained vectors have shape {vectors.shape}, expected {(num_embeddings, cfg.emb_dim)}"
-            )
+            raise ValueError(f"pretrained vectors have shape {vectors.shape}, expected {(num_embeddings, cfg.emb_dim)}")
         with torch.no_grad():
             emb.weight.copy_(torch.from_numpy(vectors))
     return emb
@@ -218,9 +210,7 @@ class Student(nn.Module):
         return self.classifier(u)
 
 
-def build_student(
-    cfg: StudentConfig, num_embeddings: int | None = None, vectors: np.ndarray | None = None
-) -> Student:
+def build_student(cfg: StudentConfig, num_embeddings: int | None = None, vectors: np.ndarray | None = None) -> Student:
     """Build a student from its config. ``num_embeddings`` is the encoder's row count (incl. padding) for
     bpe/char; hash embeddings size themselves from ``vocab_size``. ``vectors`` initialise bpe embeddings."""
     cfg = cfg.resolved()
@@ -230,9 +220,7 @@ def build_student(
     if cfg.arch == "ffn":
         encoder: nn.Module = MeanEncoder(cfg.emb_dim)
     else:
-        encoder = RecurrentEncoder(
-            "lstm" if cfg.arch == "bilstm" else "rnn", cfg.emb_dim, cfg.hidden, cfg.pooling
-        )
+        encoder = RecurrentEncoder("lstm" if cfg.arch == "bilstm" else "rnn", cfg.emb_dim, cfg.hidden, cfg.pooling)
     return Student(embedding, encoder, cfg.classifier_hidden, cfg.num_labels, cfg.pair, cfg.dropout)
 
 

@@ -37,17 +37,13 @@ class TaskSpec:
 
     def __post_init__(self) -> None:
         if len(self.text_fields) not in (1, 2):
-            raise ValueError(
-                f"task {self.name!r}: text_fields must have 1 or 2 entries, got {self.text_fields}"
-            )
+            raise ValueError(f"task {self.name!r}: text_fields must have 1 or 2 entries, got {self.text_fields}")
         if len(self.label_names) < 2:
             raise ValueError(f"task {self.name!r}: needs at least 2 labels, got {self.label_names}")
         if self.metric not in ("accuracy", "f1"):
             raise ValueError(f"task {self.name!r}: metric must be 'accuracy' or 'f1', got {self.metric!r}")
         if self.metric == "f1" and len(self.label_names) != 2:
-            raise ValueError(
-                f"task {self.name!r}: f1 needs a binary task, got {len(self.label_names)} labels"
-            )
+            raise ValueError(f"task {self.name!r}: f1 needs a binary task, got {len(self.label_names)} labels")
 
     @property
     def pair(self) -> bool:

@@ -16,9 +16,7 @@ def add_task_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--text-columns", default=None, help="custom task: comma-separated text column(s), 1 or 2")
     g.add_argument("--label-column", default="label", help="custom task: label column (default: label)")
     g.add_argument("--labels", default=None, help="custom task: comma-separated label names in id order")
-    g.add_argument(
-        "--metric", default="accuracy", choices=["accuracy", "f1"], help="custom task: headline metric"
-    )
+    g.add_argument("--metric", default="accuracy", choices=["accuracy", "f1"], help="custom task: headline metric")
 
 
 def add_encoder_args(p: argparse.ArgumentParser, required: bool = False) -> None:
@@ -29,9 +27,7 @@ def add_encoder_args(p: argparse.ArgumentParser, required: bool = False) -> None
                    help="embedding dimension (default: 25)")  # fmt: skip
     g.add_argument("--vocab-size", type=int, default=None,
                    help="BPE vocabulary / hash embedding K (default: 5000; char ignores it)")  # fmt: skip
-    g.add_argument(
-        "--bpemb-dir", default=None, help="bpemb cache dir holding en/en.wiki.bpe.vs*.{model,d*.w2v.bin}"
-    )
+    g.add_argument("--bpemb-dir", default=None, help="bpemb cache dir holding en/en.wiki.bpe.vs*.{model,d*.w2v.bin}")
 
 
 def resolve_task(args: argparse.Namespace) -> TaskSpec:

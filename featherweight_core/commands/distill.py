@@ -15,9 +15,7 @@ def _temperature(value: str) -> float | str | None:
     try:
         return float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"temperature must be a number, 'auto' or 'none', got {value!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"temperature must be a number, 'auto' or 'none', got {value!r}") from None
 
 
 def add_parser(sub) -> None:
@@ -27,27 +25,19 @@ def add_parser(sub) -> None:
     add_encoder_args(p)
     g = p.add_argument_group("student")
     g.add_argument("--arch", choices=["bilstm", "rnn", "ffn"], default="bilstm")
-    g.add_argument(
-        "--pooling", choices=["last", "max"], default="last", help="recurrent output (default: last)"
-    )
+    g.add_argument("--pooling", choices=["last", "max"], default="last", help="recurrent output (default: last)")
     g.add_argument("--hidden", type=int, default=None, help="encoder hidden size (default: table 6.1)")
-    g.add_argument(
-        "--classifier-hidden", type=int, default=None, help="classifier hidden size (default: table 6.1)"
-    )
+    g.add_argument("--classifier-hidden", type=int, default=None, help="classifier hidden size (default: table 6.1)")
     g.add_argument("--dropout", type=float, default=None)
     g = p.add_argument_group("distillation and training")
-    g.add_argument(
-        "--alpha", type=float, default=1.0, help="weight of the label CE loss; 1 = no teacher (default 1)"
-    )
+    g.add_argument("--alpha", type=float, default=1.0, help="weight of the label CE loss; 1 = no teacher (default 1)")
     g.add_argument(
         "--temperature",
         type=_temperature,
         default="auto",
         help="softmax temperature before the MSE: a number, 'none' (raw logits) or 'auto' (3 for ffn)",
     )
-    g.add_argument(
-        "--teacher-logits", default=None, help="teacher logits: .npy aligned to train rows, or .parquet"
-    )
+    g.add_argument("--teacher-logits", default=None, help="teacher logits: .npy aligned to train rows, or .parquet")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--max-epochs", type=int, default=50)
     g.add_argument("--patience", type=int, default=7)
@@ -59,9 +49,7 @@ def add_parser(sub) -> None:
     g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     g = p.add_argument_group("output")
     g.add_argument("--output", default=None, help="directory for student.pt and result.json")
-    g.add_argument(
-        "--cache-dir", default=None, help="where encoded data is cached (default ~/.cache/featherweight)"
-    )
+    g.add_argument("--cache-dir", default=None, help="where encoded data is cached (default ~/.cache/featherweight)")
     g.add_argument("--json", action="store_true", help="print the result as one JSON object")
     g.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     p.set_defaults(func=run)
