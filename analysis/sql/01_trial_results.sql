@@ -1,0 +1,77 @@
+-- trial_results: one row per finished trial: its configuration, metrics and sizes side by side.
+-- label is a thesis-style model name: BiLSTM_BPE100, RNN_Hash25 + p + q (p = pruned, q = quantized).
+with
+
+trials as (
+    select * from main.trials where status = 'finished'
+),
+
+results as (
+    select * from main.results
+),
+
+labelled as (
+    select
+        t.*,
+        case t.arch when 'bilstm' then 'BiLSTM' when 'rnn' then 'RNN' when 'ffn' then 'FFN' else t.arch end
+            || '_'
+            || case t.embedding when 'bpe' then 'BPE' when 'hash' then 'Hash' when 'char' then 'Char' else t.embedding end
+            || t.emb_dim::varchar
+            || case when t.pruning is not null then ' + p' else '' end
+            || case when t.quantization is not null then ' + q' else '' end
+            as label
+    from trials t
+),
+
+joined as (
+    select
+        t.sweep,
+        t.trial_id,
+        t.parent_trial_id,
+        t.stage,
+        t.task,
+        t.label,
+        t.arch,
+        t.embedding,
+        t.emb_dim,
+        t.vocab_size,
+        t.alpha,
+        t.temperature,
+        t.bootstrap,
+        t.seed,
+        t.pooling,
+        t.pruning,
+        t.quantization,
+        t.status,
+        r.score,
+        r.accuracy,
+        r.f1,
+        r.accuracy_matched,
+        r.accuracy_mismatched,
+        r.best_epoch,
+        r.epochs,
+        r.params,
+        r.params_embedding,
+        r.params_encoder,
+        r.params_classifier,
+        r.nonzero_params,
+        r.disk_bytes,
+        r.gzip_bytes,
+        r.ideal_bytes,
+        r.disk_bytes / 1e6 as disk_mb,
+        r.gzip_bytes / 1e6 as gzip_mb,
+        -- the size thesis table 7.5 reports: disk size for plain students, gzip size once pruned or quantized
+        case when t.pruning is not null or t.quantization is not null then r.gzip_bytes else r.disk_bytes end
+            as reported_bytes,
+        t.seconds,
+        t.started_at,
+        t.finished_at,
+        t.checkpoint_path,
+        t.config,
+        r.metrics,
+        r.sizes
+    from labelled t
+    left join results r using (sweep, trial_id)
+)
+
+select * from joined

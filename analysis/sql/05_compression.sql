@@ -1,0 +1,99 @@
+-- compression: size ratios of every finished trial against the teacher its sweep used (measured, see
+-- record_teacher) and against the RoBERTa-large reference of thesis table 7.5, plus the change against the parent a
+-- compress-stage trial came from. Ratios are "times smaller" (reference size / this size), like table 7.5.
+-- reported_bytes is the size table 7.5 uses: disk size for plain students, gzip size once pruned or quantized; the
+-- teacher and reference sizes are disk sizes. Baselines appear too (kind = 'baseline'), once per sweep and task.
+with
+
+finished as (
+    select * from trial_results
+),
+
+teacher_candidates as (
+    select
+        t.sweep, t.trial_id,
+        b.name as teacher, b.score as teacher_score, b.params as teacher_params, b.disk_bytes as teacher_disk_bytes,
+        row_number() over (
+            partition by t.sweep, t.trial_id
+            order by (b.name = json_extract_string(t.config, '$.teacher')) desc nulls last, b.recorded_at desc, b.name
+        ) as pick
+    from finished t
+    join baselines b on b.source = 'measured' and b.sweep = t.sweep and b.task = t.task
+),
+
+teachers as (
+    select * exclude (pick) from teacher_candidates where pick = 1
+),
+
+reference as (
+    -- RoBERTa-large per task; tasks the thesis did not run (custom, synthetic) use its largest quoted size
+    select task, disk_bytes as reference_bytes, score as reference_score
+    from baselines where name = 'RoBERTa-large' and source = 'thesis table 7.5'
+),
+
+reference_any as (
+    select max(reference_bytes) as reference_bytes from reference
+),
+
+trial_rows as (
+    select
+        t.sweep, t.task, 'trial' as kind, t.trial_id, t.parent_trial_id, t.stage, t.label as name,
+        t.arch, t.embedding, t.emb_dim, t.vocab_size, t.alpha, t.bootstrap, t.seed, t.pruning, t.quantization,
+        t.score, t.accuracy, t.f1, t.accuracy_matched, t.accuracy_mismatched,
+        t.params, t.nonzero_params, t.disk_bytes, t.gzip_bytes, t.reported_bytes,
+        th.teacher, th.teacher_score, th.teacher_params, th.teacher_disk_bytes,
+        coalesce(r.reference_bytes, ra.reference_bytes) as reference_bytes,
+        p.score as parent_score, p.reported_bytes as parent_reported_bytes, p.params as parent_params,
+        p.nonzero_params as parent_nonzero_params
+    from finished t
+    left join teachers th using (sweep, trial_id)
+    left join reference r on r.task = t.task
+    cross join reference_any ra
+    left join finished p on p.sweep = t.sweep and p.trial_id = t.parent_trial_id
+),
+
+sweep_tasks as (
+    select distinct sweep, task from finished
+),
+
+baseline_rows as (
+    select
+        st.sweep, b.task, 'baseline' as kind, null as trial_id, null as parent_trial_id, null as stage, b.name,
+        null as arch, null as embedding, null as emb_dim, null as vocab_size, null as alpha, null as bootstrap,
+        null as seed, null as pruning, null as quantization,
+        b.score, b.accuracy, b.f1, b.accuracy_matched, b.accuracy_mismatched,
+        b.params, null as nonzero_params, b.disk_bytes, b.gzip_bytes, b.disk_bytes as reported_bytes,
+        null as teacher, null as teacher_score, null as teacher_params, null as teacher_disk_bytes,
+        coalesce(r.reference_bytes, ra.reference_bytes) as reference_bytes,
+        null as parent_score, null as parent_reported_bytes, null as parent_params, null as parent_nonzero_params
+    from baselines b
+    join sweep_tasks st on st.task = b.task and (b.sweep is null or b.sweep = st.sweep)
+    left join reference r on r.task = b.task
+    cross join reference_any ra
+),
+
+all_rows as (
+    select * from trial_rows
+    union all by name
+    select * from baseline_rows
+),
+
+ratios as (
+    select
+        *,
+        reported_bytes / 1e6 as reported_mb,
+        teacher_disk_bytes / nullif(reported_bytes, 0) as ratio_vs_teacher,
+        teacher_disk_bytes / nullif(disk_bytes, 0) as disk_ratio_vs_teacher,
+        teacher_disk_bytes / nullif(gzip_bytes, 0) as gzip_ratio_vs_teacher,
+        teacher_params / nullif(params, 0) as param_ratio_vs_teacher,
+        score / nullif(teacher_score, 0) as score_retained_vs_teacher,
+        reference_bytes / nullif(reported_bytes, 0) as ratio_vs_roberta,
+        reference_bytes / nullif(disk_bytes, 0) as disk_ratio_vs_roberta,
+        reference_bytes / nullif(gzip_bytes, 0) as gzip_ratio_vs_roberta,
+        parent_reported_bytes / nullif(reported_bytes, 0) as ratio_vs_parent,
+        parent_nonzero_params / nullif(nonzero_params, 0) as nonzero_ratio_vs_parent,
+        score - parent_score as score_change_vs_parent
+    from all_rows
+)
+
+select * from ratios
