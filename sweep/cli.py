@@ -15,6 +15,9 @@ import sys
 COMMAND_MODULES = (
     "featherweight_core.commands.distill",
     "featherweight_core.commands.analyze",
+    "db.commands",
+    "analysis.commands",
+    "sweep.commands",
 )
 
 

@@ -1,0 +1,379 @@
+"""Sweep specs: YAML files validated before Ray starts.
+
+Every problem is reported as one line naming the key path and the bad value (``SpecError``); nothing is started or
+written for an invalid spec. See ``sweeps/*.yaml`` for complete, commented examples and docs/sweeps.md for the
+reference of every key.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from featherweight_core.encoders import bpemb_files
+from featherweight_core.students import ARCHS, POOLINGS
+from featherweight_core.tasks import TASKS
+
+EMBEDDINGS = ("bpe", "char", "hash")
+# Sizes BPEmb publishes (bpemb.h-its.org); anything else cannot exist locally or online.
+BPEMB_VOCAB_SIZES = (1000, 3000, 5000, 10000, 25000, 50000, 100000, 200000)
+BPEMB_DIMS = (25, 50, 100, 200, 300)
+THESIS_SEEDS = (3201976, 8291959, 5111918, 2211933)
+
+
+class SpecError(ValueError):
+    """An invalid sweep spec; the message names the key and the value."""
+
+
+# ---- the schema: key -> (type check, default). Nested dicts are their own schemas. -------------------------------
+
+GRID_KEYS = {
+    "archs": ["bilstm"],
+    "embeddings": ["bpe"],
+    "dims": [25],
+    "vocab_sizes": [5000],
+    "alphas": [1.0],
+    "bootstrap": [False],
+    "seeds": [0],
+    "dims_by_embedding": {},  # e.g. {char: [100]}: the thesis ran char only at dim 100
+}
+TRAINING_KEYS = {
+    "max_epochs": 50,
+    "patience": 7,
+    "batch_size": None,
+    "pooling": "last",
+    "temperature": "auto",
+    "lr": None,
+    "optimizer": None,
+}
+RESOURCE_KEYS = {"cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent": None, "num_cpus": None, "num_gpus": None}
+TASK_KEYS = {"data": None, "data_options": {}, "teacher": None, "bootstrap": None, "grid": {}}
+SEARCH_KEYS = {
+    "num_samples": 8,
+    "max_concurrent": 2,
+    "seed": 0,
+    "method": "magnitude",
+    "scope": "local",
+    "targets": {"embedding": [0.0, 0.6], "encoder": [0.0, 0.9], "classifier": [0.0, 0.6]},
+    "finetune_epochs": 0,
+}
+QUANT_KEYS = {"embedding": True, "encoder": True, "classifier": True, "static_classifier": False}
+COMPRESS_KEYS = {"parents": "skyline", "size_measure": "gzip_bytes", "search": {}, "quantize": {}}
+TOP_KEYS = {
+    "name": None,
+    "description": "",
+    "storage": "runs",
+    "database": None,
+    "bpemb_dir": None,
+    "cache_dir": None,
+    "address": None,
+    "tasks": None,
+    "grid": {},
+    "training": {},
+    "resources": {},
+    "compress": None,
+}
+
+
+def _check_keys(section: dict, allowed: dict, where: str) -> None:
+    if not isinstance(section, dict):
+        raise SpecError(f"{where or 'spec'}: expected a mapping, got {type(section).__name__} {section!r}")
+    for k in section:
+        if k not in allowed:
+            raise SpecError(f"{where + '.' if where else ''}{k}: unknown key; expected one of {sorted(allowed)}")
+
+
+def _merge(defaults: dict, given: dict | None, where: str) -> dict:
+    given = {} if given is None else given
+    _check_keys(given, defaults, where)
+    out = copy.deepcopy(defaults)
+    out.update(copy.deepcopy(given))
+    return out
+
+
+def _list(value: Any, where: str) -> list:
+    if not isinstance(value, list) or not value:
+        raise SpecError(f"{where}: expected a non-empty list, got {value!r}")
+    return value
+
+
+def _int(value: Any, where: str, lo: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{where}: expected an integer, got {value!r}")
+    if lo is not None and value < lo:
+        raise SpecError(f"{where}: {value} must be >= {lo}")
+    return value
+
+
+def _num(value: Any, where: str, lo: float | None = None, hi: float | None = None, hi_open: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SpecError(f"{where}: expected a number, got {value!r}")
+    if (lo is not None and value < lo) or (hi is not None and (value >= hi if hi_open else value > hi)):
+        raise SpecError(f"{where}: {value} is outside [{lo}, {hi}{')' if hi_open else ']'}")
+    return float(value)
+
+
+def _choice(value: Any, choices: tuple, where: str) -> Any:
+    if value not in choices:
+        raise SpecError(f"{where}: {value!r} is not one of {list(choices)}")
+    return value
+
+
+def _validate_grid(g: dict, where: str) -> dict:
+    g["archs"] = [_choice(a, ARCHS, f"{where}.archs[{i}]") for i, a in enumerate(_list(g["archs"], f"{where}.archs"))]
+    g["embeddings"] = [
+        _choice(e, EMBEDDINGS, f"{where}.embeddings[{i}]")
+        for i, e in enumerate(_list(g["embeddings"], f"{where}.embeddings"))
+    ]
+    g["dims"] = [_int(d, f"{where}.dims[{i}]", 1) for i, d in enumerate(_list(g["dims"], f"{where}.dims"))]
+    g["vocab_sizes"] = [
+        _int(v, f"{where}.vocab_sizes[{i}]", 1) for i, v in enumerate(_list(g["vocab_sizes"], f"{where}.vocab_sizes"))
+    ]
+    g["alphas"] = [
+        _num(a, f"{where}.alphas[{i}]", 0.0, 1.0) for i, a in enumerate(_list(g["alphas"], f"{where}.alphas"))
+    ]
+    for i, b in enumerate(_list(g["bootstrap"], f"{where}.bootstrap")):
+        if not isinstance(b, bool):
+            raise SpecError(f"{where}.bootstrap[{i}]: expected true or false, got {b!r}")
+    g["seeds"] = [_int(s, f"{where}.seeds[{i}]", 0) for i, s in enumerate(_list(g["seeds"], f"{where}.seeds"))]
+    dbe = g["dims_by_embedding"]
+    _check_keys(dbe, dict.fromkeys(EMBEDDINGS), f"{where}.dims_by_embedding")
+    for emb, dims in dbe.items():
+        for i, d in enumerate(_list(dims, f"{where}.dims_by_embedding.{emb}")):
+            _int(d, f"{where}.dims_by_embedding.{emb}[{i}]", 1)
+    return g
+
+
+@dataclass
+class SweepSpec:
+    """A validated spec. ``raw`` is the spec with defaults filled in (stored in the database)."""
+
+    name: str
+    raw: dict
+    path: Path | None = None
+    tasks: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def storage(self) -> Path:
+        return Path(self.raw["storage"]).expanduser().resolve()
+
+    @property
+    def database(self) -> Path:
+        db = self.raw["database"] or str(Path(self.raw["storage"]) / "featherweight.duckdb")
+        return Path(db).expanduser().resolve()
+
+    @property
+    def training(self) -> dict:
+        return self.raw["training"]
+
+    @property
+    def resources(self) -> dict:
+        return self.raw["resources"]
+
+    @property
+    def compress(self) -> dict | None:
+        return self.raw["compress"]
+
+    def grid_for(self, task: str) -> dict:
+        g = copy.deepcopy(self.raw["grid"])
+        g.update(self.tasks[task].get("grid") or {})
+        return g
+
+    def distill_trials(self) -> list[dict]:
+        """The full grid as a list of trial configs, each with a deterministic ``trial_id``."""
+        out = []
+        for task in self.tasks:
+            g = self.grid_for(task)
+            for arch, emb, dim, vocab, alpha, boot, seed in itertools.product(
+                g["archs"], g["embeddings"], g["dims"], g["vocab_sizes"], g["alphas"], g["bootstrap"], g["seeds"]
+            ):
+                allowed_dims = g["dims_by_embedding"].get(emb)
+                if allowed_dims is not None and dim not in allowed_dims:
+                    continue
+                cfg = {
+                    "task": task,
+                    "arch": arch,
+                    "embedding": emb,
+                    "emb_dim": dim,
+                    "vocab_size": None if emb == "char" else vocab,
+                    "alpha": alpha,
+                    "bootstrap": boot,
+                    "seed": seed,
+                    **{
+                        k: self.training[k]
+                        for k in ("pooling", "temperature", "max_epochs", "patience", "batch_size", "lr", "optimizer")
+                    },  # fmt: skip
+                }
+                cfg["trial_id"] = trial_id("d", cfg)
+                out.append(cfg)
+        # char ignores vocab size: the product yields duplicates that must run once
+        return list({c["trial_id"]: c for c in out}.values())
+
+
+def trial_id(prefix: str, cfg: dict) -> str:
+    body = json.dumps({k: v for k, v in sorted(cfg.items()) if k != "trial_id"}, sort_keys=True, default=str)
+    return f"{prefix}-{hashlib.sha256(body.encode()).hexdigest()[:12]}"
+
+
+def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> SweepSpec:
+    """Validate a parsed spec and fill defaults. Raises SpecError naming the first bad key and value."""
+    spec = _merge(TOP_KEYS, raw, "")
+    name = spec["name"]
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise SpecError(f"name: expected a non-empty name of letters, digits, '-', '_' or '.', got {name!r}")
+    if not spec["tasks"]:
+        raise SpecError(f"tasks: expected a mapping of task names to settings, got {spec['tasks']!r}")
+    _check_keys(spec["tasks"], {t: None for t in spec["tasks"]}, "tasks")
+    spec["grid"] = _validate_grid(_merge(GRID_KEYS, spec["grid"], "grid"), "grid")
+    tasks: dict[str, dict] = {}
+    for tname, tcfg in spec["tasks"].items():
+        where = f"tasks.{tname}"
+        if tname not in TASKS:
+            raise SpecError(f"{where}: unknown task {tname!r}; expected one of {sorted(TASKS)}")
+        t = _merge(TASK_KEYS, tcfg, where)
+        if t["grid"]:
+            _check_keys(t["grid"], GRID_KEYS, f"{where}.grid")
+            merged = _validate_grid({**copy.deepcopy(spec["grid"]), **t["grid"]}, f"{where}.grid")
+            t["grid"] = {k: merged[k] for k in t["grid"]}
+        _check_keys(t["data_options"] or {}, {"n_train": None, "n_dev": None, "seed": None}, f"{where}.data_options")
+        for k, v in (t["data_options"] or {}).items():
+            _int(v, f"{where}.data_options.{k}", 1 if k != "seed" else 0)
+        if t["data_options"] and not tname.startswith("synthetic"):
+            raise SpecError(f"{where}.data_options: only the synthetic tasks take data options")
+        if tname.startswith("synthetic"):
+            if t["data"] not in (None, "synthetic"):
+                raise SpecError(f"{where}.data: task {tname!r} is generated; expected 'synthetic', got {t['data']!r}")
+        elif t["data"] not in (None, "hub") and check_files and not Path(t["data"]).expanduser().exists():
+            raise SpecError(f"{where}.data: {t['data']!r} does not exist (expected 'hub' or a local GLUE directory)")
+        if t["teacher"] is not None and t["teacher"] != "small":
+            if not isinstance(t["teacher"], str):
+                raise SpecError(f"{where}.teacher: expected a teacher directory or 'small', got {t['teacher']!r}")
+            if check_files and not Path(t["teacher"]).expanduser().is_dir():
+                raise SpecError(f"{where}.teacher: {t['teacher']!r} is not a directory (a fine-tuned HF teacher)")
+        b = t["bootstrap"]
+        if b is not None:
+            if isinstance(b, dict):
+                _check_keys(b, {"n": None, "p": None, "k": None, "ratio": None, "seed": None}, f"{where}.bootstrap")
+                if "p" in b:
+                    _num(b["p"], f"{where}.bootstrap.p", 0.0, 1.0)
+                for key in ("n", "k"):
+                    if key in b:
+                        _int(b[key], f"{where}.bootstrap.{key}", 1)
+                if "ratio" in b:
+                    _num(b["ratio"], f"{where}.bootstrap.ratio", 0.0, 1.0)
+            elif not isinstance(b, str):
+                raise SpecError(f"{where}.bootstrap: expected an augmented-data file or generation settings, got {b!r}")
+            elif check_files and not Path(b).expanduser().is_file():
+                raise SpecError(f"{where}.bootstrap: {b!r} is not a file (write one with `featherweight augment`)")
+        g = {**spec["grid"], **t["grid"]}
+        if any(a < 1.0 for a in g["alphas"]) and not t["teacher"]:
+            raise SpecError(
+                f"{where}.teacher: alphas {g['alphas']} include values < 1, which distil from a teacher; set one"
+            )
+        if True in g["bootstrap"] and not t["bootstrap"]:
+            raise SpecError(f"{where}.bootstrap: grid bootstrap includes true, but the task has no bootstrap data")
+        tasks[tname] = t
+    spec["tasks"] = tasks
+    tr = spec["training"] = _merge(TRAINING_KEYS, spec["training"], "training")
+    _int(tr["max_epochs"], "training.max_epochs", 1)
+    _int(tr["patience"], "training.patience", 1)
+    if tr["batch_size"] is not None:
+        _int(tr["batch_size"], "training.batch_size", 1)
+    _choice(tr["pooling"], POOLINGS, "training.pooling")
+    if tr["temperature"] not in ("auto", None):
+        _num(tr["temperature"], "training.temperature", 1e-6)
+    if tr["lr"] is not None:
+        _num(tr["lr"], "training.lr", 1e-12)
+    if tr["optimizer"] is not None:
+        _choice(tr["optimizer"], ("adadelta", "adam", "adamw", "sgd"), "training.optimizer")
+    res = spec["resources"] = _merge(RESOURCE_KEYS, spec["resources"], "resources")
+    _num(res["cpus_per_trial"], "resources.cpus_per_trial", 0.01)
+    _num(res["gpus_per_trial"], "resources.gpus_per_trial", 0.0)
+    for key in ("max_concurrent", "num_cpus", "num_gpus"):
+        if res[key] is not None:
+            _int(res[key], f"resources.{key}", 0 if key == "num_gpus" else 1)
+    if spec["compress"] is not None:
+        c = spec["compress"] = _merge(COMPRESS_KEYS, spec["compress"], "compress")
+        p = c["parents"]
+        if isinstance(p, dict):
+            _check_keys(p, {"top_k": None, "trials": None}, "compress.parents")
+            if len(p) != 1:
+                raise SpecError(f"compress.parents: give exactly one of top_k or trials, got {p!r}")
+            if "top_k" in p:
+                _int(p["top_k"], "compress.parents.top_k", 1)
+            else:
+                for i, tid in enumerate(_list(p["trials"], "compress.parents.trials")):
+                    if not isinstance(tid, str):
+                        raise SpecError(f"compress.parents.trials[{i}]: expected a trial id string, got {tid!r}")
+        elif p != "skyline":
+            raise SpecError(f"compress.parents: expected 'skyline', {{top_k: N}} or {{trials: [...]}}, got {p!r}")
+        _choice(c["size_measure"], ("gzip_bytes", "disk_bytes", "params"), "compress.size_measure")
+        s = c["search"] = _merge(SEARCH_KEYS, c["search"], "compress.search")
+        _int(s["num_samples"], "compress.search.num_samples", 1)
+        _int(s["max_concurrent"], "compress.search.max_concurrent", 1)
+        _int(s["seed"], "compress.search.seed", 0)
+        _int(s["finetune_epochs"], "compress.search.finetune_epochs", 0)
+        _choice(s["method"], ("magnitude", "topv", "movement"), "compress.search.method")
+        _choice(s["scope"], ("local", "global"), "compress.search.scope")
+        _check_keys(s["targets"], dict.fromkeys(("embedding", "encoder", "classifier")), "compress.search.targets")
+        for group, rng in s["targets"].items():
+            w = f"compress.search.targets.{group}"
+            if not isinstance(rng, list) or len(rng) != 2:
+                raise SpecError(f"{w}: expected [low, high] sparsity bounds, got {rng!r}")
+            lo, hi = (_num(x, w, 0.0, 1.0, hi_open=True) for x in rng)
+            if lo > hi:
+                raise SpecError(f"{w}: low {lo} > high {hi}")
+        q = c["quantize"] = _merge(QUANT_KEYS, c["quantize"], "compress.quantize")
+        for k, v in q.items():
+            if not isinstance(v, bool):
+                raise SpecError(f"compress.quantize.{k}: expected true or false, got {v!r}")
+    result = SweepSpec(name=name, raw=spec, path=path, tasks=tasks)
+    if check_files:
+        _check_bpemb(result)
+    return result
+
+
+def _check_bpemb(spec: SweepSpec) -> None:
+    """bpe dims/vocab sizes must be ones BPEmb publishes, and present locally when a bpemb_dir is given."""
+    for task in spec.tasks:
+        g = spec.grid_for(task)
+        if "bpe" not in g["embeddings"]:
+            continue
+        dims = g["dims_by_embedding"].get("bpe", g["dims"])
+        for d in dims:
+            if d not in BPEMB_DIMS:
+                raise SpecError(
+                    f"grid.dims: {d} is not a BPEmb dimension {list(BPEMB_DIMS)} (embedding bpe, task {task})"
+                )
+        for vs in g["vocab_sizes"]:
+            if vs not in BPEMB_VOCAB_SIZES:
+                raise SpecError(f"grid.vocab_sizes: {vs} is not a BPEmb vocabulary size {list(BPEMB_VOCAB_SIZES)}")
+            if spec.raw["bpemb_dir"]:
+                for d in dims:
+                    model, emb = bpemb_files(spec.raw["bpemb_dir"], vs, d)
+                    for f in (model, emb):
+                        if not f.is_file():
+                            raise SpecError(
+                                f"grid: bpe vocab_size {vs} dim {d} needs {f}, which bpemb_dir {spec.raw['bpemb_dir']!r} lacks"
+                            )
+
+
+def load_spec(path: str | Path, check_files: bool = True) -> SweepSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: sweep spec not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise SpecError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    # Relative paths in a spec are relative to the directory the command runs in (documented), not the spec file.
+    return validate(raw, path, check_files)

@@ -1,0 +1,85 @@
+"""Ray Tune adapter for one distillation trial: Tune config -> core configs -> core call -> ``tune.report``.
+
+The driver prepares data once (``featherweight_core.prepare``) and passes the dict of ``Prepared`` objects through
+``tune.with_parameters``, i.e. the Ray object store; trials never re-read or re-tokenize data.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import traceback
+from typing import Any
+
+from ray import tune
+
+from featherweight_core.distill import DistillConfig, default_temperature
+from featherweight_core.prepare import Prepared
+from featherweight_core.run import run_distillation, student_config_for
+
+
+def data_key(task: str, embedding: str, vocab_size: int | None, emb_dim: int) -> str:
+    """Which ``Prepared`` a trial trains on (bpe vectors depend on dim, so dim is part of the key)."""
+    return f"{task}|{embedding}|{vocab_size}|{emb_dim}"
+
+
+def error_result(e: BaseException) -> dict[str, Any]:
+    last = traceback.format_exception_only(type(e), e)[-1].strip()
+    return {"fw_status": "error", "fw_error": last[:2000]}
+
+
+def setup_torch(cpus: float, gpus: float) -> str:
+    import torch
+
+    torch.set_num_threads(max(1, int(cpus)))
+    return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
+
+
+def distill_trainable(config: dict[str, Any], prepared: dict[str, Prepared]) -> None:
+    trial = config["trial"]
+    started = time.time()
+    try:
+        device = setup_torch(config.get("cpus", 1), config.get("gpus", 0))
+        p = prepared[data_key(trial["task"], trial["embedding"], trial["vocab_size"], trial["emb_dim"])]
+        student = student_config_for(p, trial["arch"], pooling=trial["pooling"])
+        temperature = trial["temperature"]
+        if temperature == "auto":
+            temperature = default_temperature(trial["arch"])
+        cfg = DistillConfig(
+            alpha=trial["alpha"],
+            temperature=temperature,
+            max_epochs=trial["max_epochs"],
+            patience=trial["patience"],
+            batch_size=trial["batch_size"],
+            lr=trial["lr"],
+            optimizer=trial["optimizer"],
+            seed=trial["seed"],
+            device=device,
+        )
+        train_split = p.train
+        if trial["bootstrap"]:
+            bootstrap = getattr(p, "bootstrap", None)
+            if bootstrap is None:
+                raise ValueError(f"trial asks for bootstrap data but task {trial['task']!r} has none")
+            train_split = p.train.concat(bootstrap)
+        with tempfile.TemporaryDirectory(prefix="fw-trial-") as out:
+            result = run_distillation(p, student, cfg, output_dir=out, train_split=train_split)
+            summary = result.summary()
+            history = [
+                {"epoch": h.epoch, "train_loss": h.train_loss, "score": h.score, "seconds": h.seconds,
+                 "samples_per_second": h.samples_per_second, "metrics": h.metrics}
+                for h in result.train.history
+            ]  # fmt: skip
+            report = {
+                "fw_status": "finished",
+                "fw_started_at": started,
+                "fw_device": device,
+                "fw_train_examples": len(train_split),
+                "fw_summary": json.dumps(summary),
+                "fw_history": json.dumps(history),
+                "score": summary["metrics"]["score"],
+            }
+            tune.report(report, checkpoint=tune.Checkpoint.from_directory(out))
+    except Exception as e:  # recorded as an errored trial; the sweep goes on
+        tune.report({**error_result(e), "fw_started_at": started, "score": float("nan")})
