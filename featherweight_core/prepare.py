@@ -1,8 +1,13 @@
 """The one place that assembles what a trial trains on.
 
 :func:`prepare` loads a task's splits, encodes them once per (task data, encoder) - cached on disk as ``.npz`` -
-and attaches teacher logits aligned to the training examples. The sweep driver calls it once and ships the
-result to trials; ``featherweight distill`` calls it for a single run.
+and attaches teacher logits aligned to the training examples: from a file (``teacher_logits``) or from a fine-tuned
+teacher directory (``teacher``) through the soft-target store, which runs the teacher once per (teacher, data) and
+serves later requests from Parquet. With ``bootstrap`` (a file written by ``featherweight augment``) it also encodes
+the augmented examples with the same encoder into ``Prepared.bootstrap``: hard labels are the teacher's argmax,
+soft targets the teacher's logits. Trainers use ``prepared.train.concat(prepared.bootstrap)`` when bootstrapping,
+so one ``prepare`` call serves both bootstrap settings. The sweep driver calls it once and ships the result to
+trials; ``featherweight distill`` calls it for a single run.
 """
 
 from __future__ import annotations
@@ -38,11 +43,23 @@ class Prepared:
     data_fingerprint: str
     encoder_fingerprint: str
     teacher: str | None = None  # where the teacher logits came from
+    bootstrap: EncodedSplit | None = None  # augmented examples: teacher-argmax labels and teacher logits
+    bootstrap_source: str | None = None
+
+    def train_split(self, use_bootstrap: bool) -> EncodedSplit:
+        """The split to train on: the original train split, plus the bootstrap examples when asked."""
+        if not use_bootstrap:
+            return self.train
+        if self.bootstrap is None:
+            raise DataError("bootstrap data was requested but prepare() was called without bootstrap=FILE")
+        return self.train.concat(self.bootstrap)
 
     def summary(self) -> str:
         ev = ", ".join(f"{k}={len(v)}" for k, v in self.evals.items())
-        return f"{self.task.name}: train={len(self.train)} {ev}; {self.encoder_fingerprint}" + (
-            f"; teacher logits from {self.teacher}" if self.teacher else ""
+        return (
+            f"{self.task.name}: train={len(self.train)} {ev}; {self.encoder_fingerprint}"
+            + (f"; teacher logits from {self.teacher}" if self.teacher else "")
+            + (f"; bootstrap={len(self.bootstrap)} from {self.bootstrap_source}" if self.bootstrap is not None else "")
         )
 
 
@@ -126,8 +143,22 @@ def prepare(
     cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
     task_data: TaskData | None = None,
     verbose: bool = False,
+    teacher: str | Path | None = None,
+    bootstrap: str | Path | None = None,
+    store=None,
+    teacher_device: str = "auto",
 ) -> Prepared:
-    """Load, encode (cached) and attach teacher logits. ``task_data`` skips loading when already in hand."""
+    """Load, encode (cached) and attach teacher logits. ``task_data`` skips loading when already in hand.
+
+    ``teacher``: a fine-tuned teacher directory; its train-split logits come from the soft-target store
+    (``store``, default ``{cache_dir}/softtargets``). ``bootstrap``: an augmented-data file; needs ``teacher``.
+    """
+    if teacher_logits is not None and teacher is not None:
+        raise DataError("pass either teacher_logits (a file) or teacher (a model directory), not both")
+    if bootstrap is not None and teacher is None:
+        raise DataError(
+            f"bootstrap data {bootstrap} is labelled by the teacher: pass a teacher directory too (--teacher DIR)"
+        )
     if task_data is None:
         task_data = load_task_data(task, data)
     if verbose and task_data.report.skipped:
@@ -154,6 +185,17 @@ def prepare(
     if teacher_logits is not None:
         keys, arr = load_teacher_logits(teacher_logits)
         train_split.teacher_logits = align_logits(train_split, keys, arr, task.num_labels, str(teacher_logits))
+    boot = None
+    if teacher is not None:
+        if store is None:
+            from featherweight_core.softtargets import SoftTargetStore
+
+            root = Path(cache_dir) / "softtargets" if cache_dir is not None else None
+            store = SoftTargetStore(root, device=teacher_device, progress=verbose)
+        keys, arr = store.get_or_compute(teacher, task_data, "train")
+        train_split.teacher_logits = align_logits(train_split, keys, arr, task.num_labels, f"teacher {teacher}")
+        if bootstrap is not None:
+            boot = _prepare_bootstrap(task, bootstrap, encoder, enc_fp, cache_dir, store, teacher)
     return Prepared(
         task=task,
         embedding=embedding,
@@ -165,5 +207,33 @@ def prepare(
         evals=splits,
         data_fingerprint=data_fp,
         encoder_fingerprint=enc_fp,
-        teacher=str(teacher_logits) if teacher_logits is not None else None,
+        teacher=str(teacher_logits) if teacher_logits is not None else (str(teacher) if teacher is not None else None),
+        bootstrap=boot,
+        bootstrap_source=str(bootstrap) if bootstrap is not None else None,
     )
+
+
+def _prepare_bootstrap(task: TaskSpec, path, encoder: Encoder, enc_fp: str, cache_dir, store, teacher) -> EncodedSplit:
+    """Encode the augmented examples of ``path`` (cached like the task splits) and label them with the teacher."""
+    from featherweight_core.augment import read_augmented
+    from featherweight_core.softtargets import texts_fingerprint
+
+    aug, _meta = read_augmented(path, task)
+    if len(aug) == 0:
+        raise DataError(f"{path}: the augmented data file has no examples")
+    aug_fp = texts_fingerprint(aug.keys, aug.texts)
+    enc = None
+    cache_path = None
+    if cache_dir is not None:
+        cache_path = Path(cache_dir) / "encoded" / f"{task.name}-{enc_fp}-bootstrap-{aug_fp}.npz"
+        if cache_path.is_file():
+            enc = _load_encoded(cache_path, ["bootstrap"], len(task.text_fields))["bootstrap"]
+    if enc is None:
+        enc = encode_split(encoder, aug)
+        if cache_path is not None:
+            cache_path.parent.mkdir(parents=True, exist_ok=True)
+            _save_encoded(cache_path, {"bootstrap": enc})
+    keys, logits = store.get_or_compute(teacher, aug, f"{task.name}-bootstrap")
+    enc.teacher_logits = align_logits(enc, keys, logits, task.num_labels, f"teacher {teacher} on {path}")
+    enc.labels = enc.teacher_logits.argmax(-1).astype(np.int64)  # hard labels: the teacher's (thesis 6.2.4)
+    return enc

@@ -1,0 +1,638 @@
+"""The teacher: fine-tune any Hugging Face sequence classifier, predict its logits, build a small one offline.
+
+Thesis 4.1 and 6.1.2: students learn from the logits of a fine-tuned transformer. Three entry points:
+
+* :func:`finetune_teacher` fine-tunes a hub id (``roberta-large``) or a local model directory on a task's train
+  split with a plain PyTorch loop (AdamW, linear warm-up/decay, length-grouped batches with dynamic padding,
+  bf16/fp16 autocast on GPU) and saves model, tokenizer, ``featherweight_teacher.json`` (task, labels, config) and
+  ``teacher_metrics.json`` (dev metrics) in the output directory, atomically.
+* :func:`predict_logits` runs a teacher over texts under ``torch.inference_mode``, batches sorted by length so each
+  batch is padded only to its own longest example. :mod:`featherweight_core.softtargets` caches its results.
+* :func:`build_small_teacher` trains a WordPiece tokenizer on the task's training text with ``tokenizers`` and
+  initialises a small BERT classifier from a config (defaults: 2 layers, hidden 64, 2 heads, FFN 128, vocab 2000),
+  so the demo and tests run the same code path as a real teacher without any download.
+
+Offline, a hub id that is not already in the Hugging Face cache fails at once with a hint to pass a local directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from featherweight_core.data import TaskData
+from featherweight_core.measure import split_metrics
+
+TEACHER_META = "featherweight_teacher.json"
+METRICS_FILE = "teacher_metrics.json"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+class TeacherError(ValueError):
+    """A teacher that cannot be loaded or trained: unknown model id offline, not a model directory, bad config."""
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """How a teacher is fine-tuned (and, through ``max_length``/``eval_batch_size``, how it predicts).
+
+    precision: ``auto`` = bf16 autocast on a GPU that supports it, else fp16 on GPU, fp32 on CPU.
+    device: ``auto`` (cuda if available), ``cpu``, ``cuda`` or ``cuda:N``.
+    max_train_examples: use a deterministic random subset of the train split (None: all).
+    eval_every: also evaluate on dev every this many optimiser steps (0: only at the end of each epoch).
+    """
+
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 5e-5
+    max_length: int = 128
+    seed: int = 0
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    grad_clip: float | None = 1.0
+    precision: str = "auto"
+    device: str = "auto"
+    eval_batch_size: int = 128
+    max_train_examples: int | None = None
+    eval_every: int = 0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.max_length >= 8, f"max_length must be >= 8, got {self.max_length}"),
+            (0.0 <= self.warmup_ratio < 1.0, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}"),
+            (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
+            (self.precision in PRECISIONS, f"precision must be one of {list(PRECISIONS)}, got {self.precision!r}"),
+            (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
+            (
+                self.max_train_examples is None or self.max_train_examples >= 1,
+                f"max_train_examples must be >= 1 or None, got {self.max_train_examples}",
+            ),
+            (self.eval_every >= 0, f"eval_every must be >= 0, got {self.eval_every}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise TeacherError(msg)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# devices, precision, model sources
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise TeacherError(f"device {device!r}: CUDA is not available on this machine")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise TeacherError(f"unknown device {device!r}; expected auto, cpu, cuda or cuda:N") from None
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``; None = plain fp32. Half precision is GPU-only."""
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE") == "1" or os.environ.get("TRANSFORMERS_OFFLINE") == "1"
+
+
+def resolve_model_source(name_or_dir: str | Path) -> tuple[str, bool]:
+    """Where to load a model from: ``(path_or_hub_id, local_files_only)``.
+
+    A local directory must hold a ``config.json``. A hub id is used as is when the hub is reachable, or when it is
+    already in the Hugging Face cache; otherwise (offline) this fails at once instead of retrying for minutes.
+    """
+    text = str(name_or_dir)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise TeacherError(f"{path}: not a Hugging Face model directory (no config.json)")
+        return str(path), True
+    if path.exists():
+        raise TeacherError(f"{path}: expected a model directory or a hub id, got a file")
+    if text.startswith((".", "/", "~")) or text.count("/") > 1 or not _HUB_ID_RE.match(text):
+        raise TeacherError(f"{text}: no such model directory (and not a Hugging Face hub id)")
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(text, "config.json")
+    if isinstance(cached, str):
+        return text, hub_offline()
+    from featherweight_core.data import _hub_reachable
+
+    if hub_offline() or not _hub_reachable():
+        raise TeacherError(
+            f"model {text!r} is not a local directory and is not cached, and the Hugging Face hub is unreachable"
+            " (offline); pass a local model directory instead (e.g. one made by ../shared/scripts/get-minilm.sh"
+            " or `featherweight teacher init-small`)"
+        )
+    return text, False
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' own load/save progress bars and info logs; our progress bars say what runs."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def load_tokenizer(source: str, local_only: bool = True):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+    except (OSError, ValueError) as e:
+        raise TeacherError(f"{source}: cannot load a tokenizer ({type(e).__name__}: {_first_line(e)})") from None
+
+
+def load_classifier(
+    name_or_dir: str | Path,
+    num_labels: int | None = None,
+    label_names: Sequence[str] | None = None,
+):
+    """Load ``(model, tokenizer)`` for sequence classification. With ``num_labels``, a checkpoint without a (matching)
+    classification head gets a fresh one; without it, the checkpoint's own head is used (an already fine-tuned teacher).
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    quiet_transformers()
+    source, local_only = resolve_model_source(name_or_dir)
+    kwargs: dict[str, Any] = {}
+    if num_labels is not None:
+        names = list(label_names) if label_names else [f"LABEL_{i}" for i in range(num_labels)]
+        kwargs = {
+            "num_labels": num_labels,
+            "id2label": dict(enumerate(names)),
+            "label2id": {n: i for i, n in enumerate(names)},
+        }
+    try:
+        config = AutoConfig.from_pretrained(source, local_files_only=local_only, **kwargs)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            source, config=config, local_files_only=local_only, ignore_mismatched_sizes=num_labels is not None
+        )
+    except (OSError, ValueError, KeyError) as e:
+        raise TeacherError(
+            f"{source}: cannot load a sequence classifier ({type(e).__name__}: {_first_line(e)})"
+        ) from None
+    return model, load_tokenizer(source, local_only)
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def read_teacher_meta(teacher_dir: str | Path) -> dict[str, Any]:
+    """``featherweight_teacher.json`` of a teacher saved by :func:`finetune_teacher` ({} if absent)."""
+    path = Path(teacher_dir) / TEACHER_META
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# tokenization, batching
+
+
+@dataclass
+class Tokenized:
+    """Unpadded token ids per example; ``token_type_ids`` only for models that take them."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+
+    def batch(self, idx: Sequence[int], pad_to: int | None = None) -> dict[str, torch.Tensor]:
+        """Tensors for rows ``idx``, padded to the longest of them (dynamic padding) or to ``pad_to``."""
+        seqs = [self.input_ids[i] for i in idx]
+        T = pad_to or max(len(s) for s in seqs)
+        ids = np.full((len(seqs), T), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(seqs), T), dtype=np.int64)
+        for r, s in enumerate(seqs):
+            ids[r, : len(s)] = s
+            mask[r, : len(s)] = 1
+        out = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+        if self.token_type_ids is not None:
+            tt = np.zeros((len(seqs), T), dtype=np.int64)
+            for r, i in enumerate(idx):
+                s = self.token_type_ids[i]
+                tt[r, : len(s)] = s
+            out["token_type_ids"] = torch.from_numpy(tt)
+        return out
+
+
+def tokenize(tokenizer, texts: Sequence[tuple[str, ...]], max_length: int, model=None) -> Tokenized:
+    """Tokenize 1- or 2-field texts without padding, truncated to ``max_length`` tokens (pairs: longest first)."""
+    if not len(texts):
+        return Tokenized([], None, tokenizer.pad_token_id or 0)
+    n_fields = len(texts[0])
+    if any(len(t) != n_fields for t in texts):
+        raise TeacherError("all texts must have the same number of fields")
+    a = [t[0] for t in texts]
+    b = [t[1] for t in texts] if n_fields == 2 else None
+    enc = tokenizer(a, b, truncation=True, max_length=max_length, padding=False, return_attention_mask=False)
+    wants_types = model is None or "token_type_ids" in _forward_args(model)
+    tt = enc.get("token_type_ids") if wants_types else None
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    return Tokenized(enc["input_ids"], tt, pad_id)
+
+
+def _forward_args(model) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(model.forward).parameters)
+
+
+def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Training batches of similar length that still vary between epochs (as HF's ``group_by_length``):
+    shuffle, cut into mega-batches of 50 batches, sort each by length, cut into batches, shuffle the batch order."""
+    order = rng.permutation(len(lengths))
+    mega = 50 * batch_size
+    batches: list[np.ndarray] = []
+    for s in range(0, len(order), mega):
+        chunk = order[s : s + mega]
+        chunk = chunk[np.argsort(-lengths[chunk], kind="stable")]
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    perm = rng.permutation(len(batches))
+    return [batches[i] for i in perm]
+
+
+def _progress(iterable, total: int, desc: str, enabled: bool):
+    if not enabled:
+        return iterable
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, unit="batch", file=sys.stderr, leave=False, mininterval=1.0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# inference
+
+
+@torch.inference_mode()
+def predict_logits(
+    model,
+    tokenizer,
+    texts: Sequence[tuple[str, ...]],
+    batch_size: int = 128,
+    max_length: int = 128,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+    progress: bool = False,
+    sort_by_length: bool = True,
+    fixed_length: bool = False,
+    tokenized: Tokenized | None = None,
+) -> np.ndarray:
+    """Teacher logits for ``texts`` (list of 1- or 2-tuples): (N, C) float32, in input order.
+
+    Batches are formed from examples sorted by token count (``sort_by_length``) and padded to their own longest
+    example; ``sort_by_length=False, fixed_length=True`` is the naive baseline (input order, every batch padded to
+    ``max_length``) kept for the benchmark.
+    """
+    device = resolve_device(device) if isinstance(device, str) else device
+    model.to(device).eval()
+    tok = tokenized if tokenized is not None else tokenize(tokenizer, texts, max_length, model)
+    n = len(tok)
+    num_labels = model.config.num_labels
+    out = np.zeros((n, num_labels), dtype=np.float32)
+    if n == 0:
+        return out
+    order = np.argsort(-tok.lengths, kind="stable") if sort_by_length else np.arange(n)
+    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    dtype = autocast_dtype(device, precision)
+    for idx in _progress(batches, len(batches), "teacher logits", progress):
+        inputs = {k: v.to(device) for k, v in tok.batch(idx, max_length if fixed_length else None).items()}
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+            logits = model(**inputs).logits
+        out[idx] = logits.float().cpu().numpy()
+    return out
+
+
+def evaluate_teacher(model, tokenizer, task_data: TaskData, cfg: TeacherConfig, device: torch.device,
+                     progress: bool = False) -> dict[str, float]:  # fmt: skip
+    """Dev metrics (the task's metric + extras, mean over eval splits and per split) of ``model``."""
+    task = task_data.task
+    names = tuple(dict.fromkeys((task.metric, "accuracy", *task.extra_metrics)))
+    per: dict[str, dict[str, float]] = {}
+    for split in task.eval_splits:
+        if split not in task_data.splits:
+            continue
+        sp = task_data.splits[split]
+        logits = predict_logits(model, tokenizer, sp.texts, cfg.eval_batch_size, cfg.max_length, device,
+                                cfg.precision, progress)  # fmt: skip
+        per[split] = split_metrics(logits.argmax(-1), sp.labels, names)
+    if not per:
+        raise TeacherError(f"task {task.name!r}: no dev split among {list(task.eval_splits)} to evaluate on")
+    out = {m: float(np.mean([v[m] for v in per.values()])) for m in names}
+    if len(per) > 1:
+        out.update({f"{m}_{s}": v[m] for s, v in per.items() for m in names})
+    out["score"] = out[task.metric]
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# fine-tuning
+
+
+def _atomic_dir(output_dir: Path, overwrite: bool) -> Path:
+    """A fresh temporary sibling of ``output_dir`` to write into before :func:`_commit_dir`."""
+    if output_dir.exists() and not output_dir.is_dir():
+        raise TeacherError(f"{output_dir}: exists and is not a directory")
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        raise TeacherError(f"{output_dir}: directory exists and is not empty (pass overwrite / --overwrite)")
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output_dir.parent / f".{output_dir.name}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return tmp
+
+
+def _commit_dir(tmp: Path, output_dir: Path) -> None:
+    """Swap ``tmp`` into place: a reader sees the old directory or the complete new one, never half of one."""
+    old = None
+    if output_dir.exists():
+        old = output_dir.parent / f".{output_dir.name}.old{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(output_dir, old)
+    os.replace(tmp, output_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _save_teacher(model, tokenizer, directory: Path, meta: dict[str, Any]) -> None:
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    (directory / TEACHER_META).write_text(json.dumps(meta, indent=2) + "\n")
+    if "metrics" in meta:
+        (directory / METRICS_FILE).write_text(json.dumps(meta["metrics"], indent=2) + "\n")
+
+
+def _optimizer(model, cfg: TeacherConfig, total_steps: int):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    )
+    warmup = int(cfg.warmup_ratio * total_steps)
+
+    def schedule(step: int) -> float:  # linear warm-up, then linear decay to 0
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+
+
+def finetune_teacher(
+    model_name_or_dir: str | Path,
+    task_data: TaskData,
+    output_dir: str | Path,
+    cfg: TeacherConfig | None = None,
+    progress: bool = True,
+    overwrite: bool = False,
+    log=sys.stderr,
+) -> dict[str, Any]:
+    """Fine-tune a sequence classifier on ``task_data``'s train split; save it to ``output_dir``; return dev metrics.
+
+    The returned dict holds the dev metrics plus ``train_seconds``, ``steps`` and ``train_examples``; the same goes
+    into ``output_dir/teacher_metrics.json``. The directory appears only once complete.
+    """
+    cfg = cfg or TeacherConfig()
+    task = task_data.task
+    output_dir = Path(output_dir)
+    train = task_data.train
+    if len(train) == 0:
+        raise TeacherError(f"task {task.name!r}: the train split is empty")
+    device = resolve_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model, tokenizer = load_classifier(model_name_or_dir, task.num_labels, task.label_names)
+    tmp = _atomic_dir(output_dir, overwrite)
+    try:
+        rng = np.random.default_rng(cfg.seed)
+        rows = np.arange(len(train))
+        if cfg.max_train_examples is not None and cfg.max_train_examples < len(train):
+            rows = np.sort(rng.choice(len(train), cfg.max_train_examples, replace=False))
+        texts = [train.texts[i] for i in rows]
+        labels = torch.from_numpy(train.labels[rows])
+        tok = tokenize(tokenizer, texts, cfg.max_length, model)
+        lengths = tok.lengths
+        steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
+        total = steps_per_epoch * cfg.epochs
+        model.to(device)
+        opt, sched = _optimizer(model, cfg, total)
+        dtype = autocast_dtype(device, cfg.precision)
+        scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+        start = time.perf_counter()
+        step, history = 0, []
+        metrics: dict[str, float] = {}
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            batches = length_grouped_batches(lengths, cfg.batch_size, rng)
+            running, seen = 0.0, 0
+            for idx in _progress(batches, len(batches), f"teacher epoch {epoch}", progress):
+                inputs = {k: v.to(device) for k, v in tok.batch(idx).items()}
+                y = labels[idx].to(device)
+                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                    logits = model(**inputs).logits
+                loss = F.cross_entropy(logits.float(), y)
+                if not torch.isfinite(loss):
+                    raise TeacherError(f"non-finite loss at step {step} (lr {cfg.lr} too high?)")
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                sched.step()
+                step += 1
+                running += loss.item() * len(idx)
+                seen += len(idx)
+                if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
+                    m = evaluate_teacher(model, tokenizer, task_data, cfg, device)
+                    history.append({"step": step, "train_loss": running / seen, **m})
+                    if log:
+                        print(f"step {step}/{total}  loss {running / seen:.4f}  dev {m['score']:.4f}"
+                              f"  {time.perf_counter() - start:.0f}s", file=log, flush=True)  # fmt: skip
+                    model.train()
+            metrics = evaluate_teacher(model, tokenizer, task_data, cfg, device)
+            history.append({"step": step, "epoch": epoch, "train_loss": running / max(seen, 1), **metrics})
+            if log:
+                print(f"epoch {epoch}/{cfg.epochs}  loss {running / max(seen, 1):.4f}  dev {metrics['score']:.4f}"
+                      f"  {time.perf_counter() - start:.0f}s", file=log, flush=True)  # fmt: skip
+        seconds = time.perf_counter() - start
+        result = {**metrics, "train_seconds": round(seconds, 2), "steps": step, "train_examples": int(len(rows))}
+        meta = {
+            "task": task.name,
+            "label_names": list(task.label_names),
+            "text_fields": list(task.text_fields),
+            "base_model": str(model_name_or_dir),
+            "data_fingerprint": task_data.fingerprint(),
+            "data_source": task_data.source,
+            "config": cfg.to_dict(),
+            "device": str(device),
+            "torch": torch.__version__,
+            "metrics": result,
+            "history": history,
+        }
+        model.to("cpu")
+        _save_teacher(model, tokenizer, tmp, meta)
+        _commit_dir(tmp, output_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the small offline teacher
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+
+
+@dataclass(frozen=True)
+class SmallBertConfig:
+    """A few-layer BERT built from a config. The defaults keep the demo's teacher under a few seconds per epoch on
+    one CPU core for 3000 short sentences (about 0.2M parameters, most of them the 2000 x 64 embedding)."""
+
+    vocab_size: int = 2000
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 2
+    intermediate: int = 128
+    max_length: int = 128
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.vocab_size < len(SPECIAL_TOKENS) + 10:
+            raise TeacherError(f"vocab_size must be >= {len(SPECIAL_TOKENS) + 10}, got {self.vocab_size}")
+        if self.hidden < 1 or self.layers < 1 or self.heads < 1 or self.intermediate < 1:
+            raise TeacherError("hidden, layers, heads and intermediate must be >= 1")
+        if self.hidden % self.heads:
+            raise TeacherError(f"hidden ({self.hidden}) must be divisible by heads ({self.heads})")
+        if self.max_length < 8:
+            raise TeacherError(f"max_length must be >= 8, got {self.max_length}")
+
+
+def train_wordpiece_tokenizer(texts: Sequence[str], vocab_size: int = 2000, max_length: int = 128):
+    """A lowercasing BERT-style WordPiece tokenizer trained on ``texts`` (offline), as a transformers fast tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    if not len(texts):
+        raise TeacherError("cannot train a tokenizer on an empty text list")
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        mask_token="[MASK]",
+        model_max_length=max_length,
+    )
+
+
+def build_small_bert(
+    texts: Sequence[str],
+    output_dir: str | Path,
+    cfg: SmallBertConfig | None = None,
+    head: str = "classification",
+    label_names: Sequence[str] = ("negative", "positive"),
+    overwrite: bool = False,
+) -> Path:
+    """Train a tokenizer on ``texts`` and save a randomly initialised small BERT with the given ``head``
+    (``classification`` or ``masked-lm``) in ``output_dir``, loadable with ``from_pretrained`` offline."""
+    from transformers import BertConfig, BertForMaskedLM, BertForSequenceClassification
+
+    quiet_transformers()
+    cfg = cfg or SmallBertConfig()
+    if head not in ("classification", "masked-lm"):
+        raise TeacherError(f"head must be 'classification' or 'masked-lm', got {head!r}")
+    output_dir = Path(output_dir)
+    tokenizer = train_wordpiece_tokenizer(texts, cfg.vocab_size, cfg.max_length)
+    names = list(label_names)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden,
+        num_hidden_layers=cfg.layers,
+        num_attention_heads=cfg.heads,
+        intermediate_size=cfg.intermediate,
+        max_position_embeddings=max(cfg.max_length, 16),
+        pad_token_id=tokenizer.pad_token_id,
+        num_labels=len(names),
+        id2label=dict(enumerate(names)),
+        label2id={n: i for i, n in enumerate(names)},
+    )
+    torch.manual_seed(cfg.seed)
+    model = (BertForSequenceClassification if head == "classification" else BertForMaskedLM)(config)
+    tmp = _atomic_dir(output_dir, overwrite)
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "featherweight_small_bert.json").write_text(json.dumps({**dataclasses.asdict(cfg), "head": head}) + "\n")
+        _commit_dir(tmp, output_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return output_dir
+
+
+def build_small_teacher(
+    task_data: TaskData, output_dir: str | Path, cfg: SmallBertConfig | None = None, overwrite: bool = False
+) -> Path:
+    """An untrained small BERT classifier for ``task_data``'s task, its tokenizer trained on the train split's text
+    (both fields of pair tasks). Fine-tune it with :func:`finetune_teacher` like any other model."""
+    train = task_data.train
+    if len(train) == 0:
+        raise TeacherError(f"task {task_data.task.name!r}: the train split is empty")
+    texts = [t for row in train.texts for t in row]
+    return build_small_bert(texts, output_dir, cfg, "classification", task_data.task.label_names, overwrite)
+
+
+# Fine-tuning defaults that suit the small teacher on the demo task (a transformer from scratch wants a higher
+# learning rate and more epochs than a pre-trained one).
+SMALL_TEACHER_FINETUNE = TeacherConfig(epochs=4, batch_size=32, lr=2e-3, max_length=64, warmup_ratio=0.1, device="cpu")
