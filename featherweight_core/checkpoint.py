@@ -16,6 +16,7 @@ from torch import nn
 from featherweight_core.students import Student, StudentConfig, build_student
 
 FORMAT = "featherweight-student/1"
+COMPRESSED_FORMAT = "featherweight-compressed/1"
 
 
 def save_checkpoint(
@@ -45,7 +46,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: checkpoint not found")
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    payload = _safe_load(path)
+    if isinstance(payload, dict) and payload.get("format") == COMPRESSED_FORMAT:
+        raise ValueError(f"{path}: a compressed student; load it with checkpoint.load_compressed")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path}: not a featherweight student checkpoint (expected format {FORMAT!r})")
     return payload
@@ -59,3 +62,87 @@ def load_checkpoint(path: str | Path) -> tuple[Student, StudentConfig, dict[str,
     model.load_state_dict(payload["state_dict"])
     model.eval()
     return model, cfg, payload["meta"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Compressed (pruned and/or quantized) students
+#
+# Layout: ``{"format": "featherweight-compressed/1", "student_config": {...}, "num_embeddings": int,
+# "prune": {...} | None, "quant": {...} | None, "state_dict": {...}, "meta": {...}}``. Loading rebuilds the float
+# student, applies the same quantization structure (without calibration) and loads the state_dict, so what
+# comes back predicts exactly like what was saved. Dynamic-quantized LSTM weights are stored by PyTorch as
+# ``torch.ScriptObject`` (packed torchbind parameters), the one global allow-listed for ``weights_only`` loading.
+
+
+def _safe_load(path: Path) -> Any:
+    # ScriptObject unpickles only registered torchbind classes (packed quantized weights), not arbitrary code;
+    # never fall back to weights_only=False.
+    # TorchVersion (a str subclass) is allow-listed because checkpoints written before run.py stored
+    # str(torch.__version__) hold one in their meta.
+    from torch.torch_version import TorchVersion
+
+    with torch.serialization.safe_globals([torch.ScriptObject, TorchVersion]):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def save_compressed(path: str | Path, result: Any, meta: dict[str, Any] | None = None) -> Path:
+    """Write a :class:`~featherweight_core.compress.CompressResult` atomically. ``meta`` is merged into the stored
+    meta (which already holds metrics, sizes, sparsity and the describe() labels)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    summary = result.summary()
+    stored_meta = {
+        "metrics": summary["metrics"],
+        "sizes": summary["sizes"],
+        "sparsity": summary["sparsity"],
+        "prune_label": summary["prune_label"],
+        "quant_label": summary["quant_label"],
+        "distill": summary["distill"],
+        "torch": str(torch.__version__),
+        "quantized_engine": torch.backends.quantized.engine,
+        **(meta or {}),
+    }
+    payload = {
+        "format": COMPRESSED_FORMAT,
+        "student_config": result.student_config.to_dict(),
+        "num_embeddings": int(result.num_embeddings),
+        "prune": summary["prune"],
+        "quant": summary["quant"],
+        "state_dict": result.model.state_dict(),
+        "meta": stored_meta,
+    }
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_compressed(path: str | Path) -> tuple[nn.Module, StudentConfig, dict[str, Any]]:
+    """Rebuild a compressed student saved by :func:`save_compressed`. Returns (model in eval mode, config, meta);
+    ``meta["prune"]`` / ``meta["quant"]`` hold the configs it was compressed with."""
+    from featherweight_core.quantize import QuantConfig, quantize_student
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: compressed student not found")
+    payload = _safe_load(path)
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+        raise ValueError(f"{path}: a float student checkpoint, not a compressed one; use load_checkpoint")
+    if not isinstance(payload, dict) or payload.get("format") != COMPRESSED_FORMAT:
+        raise ValueError(f"{path}: not a compressed featherweight student (expected format {COMPRESSED_FORMAT!r})")
+    cfg = StudentConfig.from_dict(payload["student_config"])
+    model: nn.Module = build_student(cfg, payload["num_embeddings"])
+    quant = payload.get("quant")
+    if quant is not None:
+        qcfg = QuantConfig.from_dict(quant)
+        if qcfg.enabled:
+            model = quantize_student(model, qcfg, cfg.resolved().arch, calibrate=False)
+    model.load_state_dict(payload["state_dict"])
+    model.eval()
+    meta = dict(payload["meta"])
+    meta["prune"], meta["quant"] = payload.get("prune"), quant
+    return model, cfg, meta

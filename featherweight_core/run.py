@@ -85,7 +85,7 @@ def run_distillation(
             "best_epoch": result.best_epoch,
             "distill": cfg.to_dict(),
             "data_fingerprint": prepared.data_fingerprint,
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),  # TorchVersion is not loadable with weights_only=True
         }
         ckpt = save_checkpoint(Path(output_dir) / "student.pt", model, student, prepared.num_embeddings, meta)
     return RunResult(model, student, cfg, result, sizes, ckpt)
