@@ -1,0 +1,262 @@
+"""Tasks and data loading: GLUE formats (SST-2, QQP, MNLI), custom TSV/CSV, malformed rows, header and label
+errors, offline hub, and the synthetic task."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from featherweight_core.data import (
+    DataError,
+    load_glue_dir,
+    load_synthetic,
+    load_task_data,
+    read_table,
+)
+from featherweight_core.synthetic import NEGATIVE, POSITIVE, generate_synthetic
+from featherweight_core.tasks import TASKS, TaskSpec, custom_task, get_task
+
+# ---------------------------------------------------------------- tasks
+
+
+def test_builtin_tasks():
+    assert set(TASKS) >= {"sst2", "qqp", "mnli", "synthetic", "synthetic_pair"}
+    sst2, qqp, mnli = get_task("sst2"), get_task("qqp"), get_task("mnli")
+    assert not sst2.pair and sst2.num_labels == 2 and sst2.metric == "accuracy"
+    assert qqp.pair and "f1" in qqp.extra_metrics
+    assert mnli.num_labels == 3 and mnli.eval_splits == ("validation_matched", "validation_mismatched")
+    with pytest.raises(ValueError, match="'sst3'"):
+        get_task("sst3")
+
+
+def test_task_validation():
+    with pytest.raises(ValueError, match="text_fields"):
+        TaskSpec("x", ("a", "b", "c"), ("n", "p"))
+    with pytest.raises(ValueError, match="at least 2 labels"):
+        TaskSpec("x", ("a",), ("n",))
+    with pytest.raises(ValueError, match="f1 needs a binary task"):
+        TaskSpec("x", ("a",), ("a", "b", "c"), metric="f1")
+    with pytest.raises(ValueError, match="clashes"):
+        custom_task("sst2", ["text"], ["n", "p"])
+
+
+# ---------------------------------------------------------------- GLUE directories
+
+
+@pytest.fixture(scope="module")
+def glue(shared_data) -> Path:
+    return shared_data / "glue"
+
+
+def test_sst2_dev(glue, tmp_path):
+    # a GLUE dir whose train is SST-2 dev keeps the test fast and exercises the same reader
+    d = tmp_path / "SST-2"
+    d.mkdir()
+    shutil.copy(glue / "SST-2" / "dev.tsv", d / "train.tsv")
+    shutil.copy(glue / "SST-2" / "dev.tsv", d / "dev.tsv")
+    data = load_task_data(get_task("sst2"), tmp_path)  # the GLUE root, containing SST-2/
+    dev = data.splits["validation"]
+    assert len(dev) == 872 and set(dev.labels.tolist()) == {0, 1}
+    assert dev.keys[0] == "validation:2" and len(set(dev.keys)) == 872  # line numbers: stable ids
+    assert all(len(t) == 1 and t[0] for t in dev.texts)
+    assert data.report.skipped == 0
+    assert load_task_data(get_task("sst2"), d).fingerprint() == data.fingerprint()  # task dir works too
+
+
+def test_sst2_full_train(glue):
+    data = load_glue_dir(get_task("sst2"), glue)
+    assert len(data.train) == 67349 and len(data.splits["validation"]) == 872
+
+
+def test_qqp_sample(glue):
+    data = load_task_data(get_task("qqp"), glue / "samples" / "QQP" / "16-13")
+    train = data.train
+    assert len(train) == 32 and all(len(t) == 2 for t in train.texts)
+    assert train.keys[0] == "train:360105"  # QQP keys use the id column
+    assert train.texts[0] == ("Can I develope mobile apps with c++?", "How can I develop mobile apps with C++?")
+    assert train.labels[0] == 1
+    assert len(data.splits["validation"]) == 32
+
+
+def test_mnli_sample_without_mismatched(glue, capsys):
+    data = load_task_data(get_task("mnli"), glue / "samples" / "MNLI" / "16-13")
+    assert "validation_matched" in data.splits and "validation_mismatched" not in data.splits
+    assert "dev_mismatched.tsv not found" in capsys.readouterr().err
+    train = data.train
+    assert len(train) == 48 and set(train.labels.tolist()) <= {0, 1, 2}
+    assert train.keys[0] == "train:136628e"  # MNLI keys use pairID
+    assert train.texts[0][0].startswith("Price caps may sound more attractive")
+
+
+def test_glue_dir_without_train(tmp_path):
+    with pytest.raises(DataError, match=r"no train\.tsv"):
+        load_task_data(get_task("sst2"), tmp_path)
+
+
+# ---------------------------------------------------------------- custom files
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_custom_tsv_string_labels(tmp_path):
+    task = custom_task("reviews", ["text"], ["bad", "good"])
+    rows = "".join(f"review number {i}\t{'good' if i % 3 else 'bad'}\n" for i in range(40))
+    data = load_task_data(task, _write(tmp_path / "all.tsv", "text\tlabel\n" + rows))
+    assert len(data.train) + len(data.splits["validation"]) == 40
+    assert len(data.splits["validation"]) == 4  # 10 % held out, deterministically
+    again = load_task_data(task, tmp_path / "all.tsv")
+    assert again.splits["validation"].keys == data.splits["validation"].keys
+    assert data.task.extra_metrics == ("f1",)
+
+
+def test_custom_csv_int_labels_dir(tmp_path):
+    task = custom_task("pairs", ["q1", "q2"], ["no", "yes"], label_column="dup")
+    _write(tmp_path / "train.csv", 'q1,q2,dup\n"a, quoted",b,1\nc,d,0\ne,f,1\n')
+    _write(tmp_path / "dev.csv", "q1,q2,dup\ng,h,0\n")
+    data = load_task_data(task, tmp_path)
+    assert data.train.texts[0] == ("a, quoted", "b")
+    assert data.train.labels.tolist() == [1, 0, 1]
+    assert data.splits["validation"].labels.tolist() == [0]
+    assert data.train.keys == ["train:2", "train:3", "train:4"]
+
+
+def test_malformed_rows_are_counted(tmp_path):
+    task = custom_task("reviews", ["text"], ["bad", "good"])
+    lines = ["text\tlabel"] + [f"ok {i}\tgood" for i in range(30)]
+    lines += ["too\tmany\tcolumns", "missing label\t", "dash\t-", "only one column", "typo\tgoood"]
+    data = load_task_data(task, _write(tmp_path / "all.tsv", "\n".join(lines) + "\n"))
+    rep = data.report.splits["all"]
+    assert (rep.rows, rep.kept, rep.wrong_columns, rep.missing_label, rep.unknown_label) == (35, 30, 2, 2, 1)
+    assert data.report.skipped == 5
+    assert "30/35 rows kept" in str(rep) and "2 wrong column count" in str(rep)
+
+
+def test_wrong_header_names_file_line_and_value(tmp_path):
+    task = custom_task("reviews", ["text"], ["bad", "good"])
+    path = _write(tmp_path / "all.tsv", "sentence\tlabel\nhello\tgood\n")
+    with pytest.raises(DataError) as err:
+        load_task_data(task, path)
+    msg = str(err.value)
+    assert f"{path}:1" in msg and "'text'" in msg and "sentence" in msg
+
+
+def test_wrong_label_set_names_file_line_and_value(tmp_path):
+    task = custom_task("reviews", ["text"], ["bad", "good"])
+    path = _write(tmp_path / "all.tsv", "text\tlabel\nfine\tgood\nmeh\tneutral\nugh\tneutral\n")
+    with pytest.raises(DataError) as err:
+        load_task_data(task, path)
+    msg = str(err.value)
+    assert f"{path}:3" in msg and "'neutral'" in msg and "bad" in msg
+
+
+def test_sst2_label_out_of_range(tmp_path):
+    _write(tmp_path / "train.tsv", "sentence\tlabel\na\t0\nb\t2\nc\t2\n")
+    with pytest.raises(DataError, match=r"train\.tsv:3: label '2'"):
+        read_table(tmp_path / "train.tsv", get_task("sst2"), "train", ("sentence",), "label")
+
+
+def test_empty_and_missing_files(tmp_path):
+    task = custom_task("reviews", ["text"], ["bad", "good"])
+    with pytest.raises(DataError, match="empty"):
+        load_task_data(task, _write(tmp_path / "e.tsv", ""))
+    with pytest.raises(DataError, match="no usable rows"):
+        load_task_data(task, _write(tmp_path / "h.tsv", "text\tlabel\n"))
+    with pytest.raises(DataError, match="no such file"):
+        load_task_data(task, tmp_path / "nope.tsv")
+    (tmp_path / "d").mkdir()
+    with pytest.raises(DataError, match=r"no train\.tsv or train\.csv"):
+        load_task_data(task, tmp_path / "d")
+
+
+def test_data_error_is_a_value_error():
+    assert issubclass(DataError, ValueError)
+
+
+# ---------------------------------------------------------------- hub, offline
+
+
+def test_hub_offline_fails_fast_with_local_hint(monkeypatch):
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.perf_counter()
+    with pytest.raises(DataError) as err:
+        load_task_data(get_task("sst2"), "hub")
+    assert time.perf_counter() - t0 < 5
+    assert "--data" in str(err.value) and "local GLUE directory" in str(err.value)
+
+
+def test_hub_unreachable_fails_fast(monkeypatch):
+    from featherweight_core import data as data_mod
+
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(data_mod, "_hub_reachable", lambda *a, **k: False)
+    t0 = time.perf_counter()
+    with pytest.raises(DataError, match="--data PATH"):
+        load_task_data(get_task("qqp"), None)  # the default source of GLUE tasks is the hub
+    assert time.perf_counter() - t0 < 5
+
+
+def test_hub_for_non_hub_task():
+    with pytest.raises(DataError, match="not on the HF hub"):
+        load_task_data(custom_task("mine", ["t"], ["a", "b"]), "hub")
+
+
+# ---------------------------------------------------------------- synthetic
+
+
+def test_synthetic_is_deterministic():
+    a = load_synthetic(get_task("synthetic"), n_train=200, n_dev=50)
+    b = load_synthetic(get_task("synthetic"), n_train=200, n_dev=50)
+    assert a.train.texts == b.train.texts and (a.train.labels == b.train.labels).all()
+    assert a.fingerprint() == b.fingerprint()
+    c = load_synthetic(get_task("synthetic"), n_train=200, n_dev=50, seed=14)
+    assert c.fingerprint() != a.fingerprint()
+    assert a.train.texts != a.splits["validation"].texts[:50]
+    assert 0.35 < a.train.labels.mean() < 0.65  # balanced enough
+
+
+def _clause_label(clause: str) -> int:
+    words = clause.split()
+    adj = next(w for w in words if w in POSITIVE or w in NEGATIVE)
+    return int((adj in POSITIVE) != ("not" in words))
+
+
+def test_synthetic_needs_word_order():
+    """``A but B`` takes B's label; ``B but A`` has the same bag of words and takes A's. When A and B disagree
+    (a large share of such sentences), no bag-of-words model can get both right."""
+    texts, labels = generate_synthetic(2000, seed=0)
+    but = [(t, y) for (t,), y in zip(texts, labels.tolist(), strict=True) if " but " in t]
+    assert len(but) > 100
+    disagree = 0
+    for text, y in but:
+        a, b = text.removesuffix(" .").split(" but ")
+        assert y == _clause_label(b)  # the generator's rule
+        disagree += _clause_label(a.split(",")[-1]) != _clause_label(b)
+    assert disagree / len(but) > 0.3
+
+
+def test_synthetic_pair_and_source_checks():
+    data = load_task_data(get_task("synthetic_pair"), None, n_train=100, n_dev=20)
+    assert all(len(t) == 2 for t in data.train.texts)
+    assert set(np.unique(data.train.labels).tolist()) <= {0, 1}
+    with pytest.raises(DataError, match="generated"):
+        load_task_data(get_task("synthetic"), "/some/dir")
+    with pytest.raises(DataError, match="only serves the synthetic tasks"):
+        load_task_data(get_task("sst2"), "synthetic")
+    with pytest.raises(ValueError, match="n must be >= 0"):
+        generate_synthetic(-1)
+
+
+def test_fingerprint_changes_with_labels():
+    data = load_synthetic(get_task("synthetic"), n_train=50, n_dev=10)
+    fp = data.fingerprint()
+    data.train.labels[0] = 1 - data.train.labels[0]
+    assert data.fingerprint() != fp
