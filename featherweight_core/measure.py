@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import tempfile
 
@@ -75,6 +76,8 @@ def param_counts(model: nn.Module) -> dict[str, int]:
 
     Counts trainable parameters for float models. Buffers (e.g. masks) are not parameters and are not counted.
     """
+    if _has_quantized(model):  # packed / float16 weights are not Parameters; partly quantized models mix both
+        return stored_param_counts(model)
     counts = dict.fromkeys(("total", *GROUPS, "nonzero"), 0)
     params = list(model.named_parameters())
     if not params:  # quantized models hold packed weights, not Parameters
@@ -114,3 +117,169 @@ def disk_size(model: nn.Module) -> dict[str, int]:
 def size_report(model: nn.Module) -> dict:
     """``{"params": {...}, "disk_bytes": int, "gzip_bytes": int}``."""
     return {"params": param_counts(model), **disk_size(model)}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Stored tensors of float, pruned and quantized students; ideal storage (thesis eq. 6.5-6.7); inference speed
+
+_DTYPE_BYTES = {torch.qint8: 1, torch.quint8: 1, torch.quint4x2: 0.5, torch.qint32: 4}
+
+
+def element_bytes(t: torch.Tensor) -> float:
+    """Bytes one stored element takes: 4 for float32, 2 for float16, 1 for (q)int8 / (q)uint8.
+
+    >>> element_bytes(torch.zeros(2, dtype=torch.float16)), element_bytes(torch.zeros(2, dtype=torch.uint8))
+    (2, 1)
+    """
+    return _DTYPE_BYTES.get(t.dtype) or t.element_size()
+
+
+def stored_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor, str]]:
+    """``(name, tensor, kind)`` for every tensor a model stores, as stored: float / float16 tensors, quantized
+    tensors for quantized weights (dynamic / static Linear, dynamic LSTM, per-row quantized Embedding and
+    EmbeddingBag). ``kind`` is ``weight`` (parameters, quantized weights and biases, float16 tables) or
+    ``buffer``. Modules still carrying pruning masks report the effective masked weight instead of
+    ``*_orig`` / ``*_mask`` / ``*_scores``."""
+    out: list[tuple[str, torch.Tensor, str]] = []
+    for mname, m in model.named_modules():
+        prefix = f"{mname}." if mname else ""
+        if callable(getattr(m, "get_weight", None)) and callable(getattr(m, "get_bias", None)):  # dynamic LSTM
+            for k, v in m.get_weight().items():
+                out.append((prefix + k, v, "weight"))
+            for k, v in m.get_bias().items():
+                if v is not None:
+                    out.append((prefix + k, v.detach(), "weight"))
+            continue
+        if type(m).__module__.startswith(("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized")) and callable(
+            getattr(m, "weight", None)
+        ):  # quantized Linear / Embedding / EmbeddingBag: weight() returns the stored quantized tensor
+            out.append((prefix + "weight", m.weight(), "weight"))
+            bias = m.bias() if callable(getattr(m, "bias", None)) else None
+            if bias is not None:
+                out.append((prefix + "bias", bias.detach(), "weight"))
+            if hasattr(m, "scale") and isinstance(getattr(m, "scale", None), float):  # static: output qparams
+                out.append((prefix + "scale", torch.tensor([m.scale], dtype=torch.float32), "buffer"))
+                out.append((prefix + "zero_point", torch.tensor([m.zero_point], dtype=torch.int32), "buffer"))
+            continue
+        pruned = m.__dict__.get("_featherweight_pruned", {}).get("names", [])
+        for name in pruned:
+            w = getattr(m, name + "_orig") * getattr(m, name + "_mask")
+            out.append((prefix + name, w.detach(), "weight"))
+        skip = {n + s for n in pruned for s in ("_orig", "_mask", "_scores")}
+        for k, v in m._parameters.items():
+            if v is not None and k not in skip:
+                out.append((prefix + k, v.detach(), "weight"))
+        for k, v in m._buffers.items():
+            if v is None or k in skip or k in m._non_persistent_buffers_set:
+                continue
+            # A float16 lookup table (HalfEmbedding) is the module's weight, stored as a buffer.
+            kind = "weight" if k == "weight" else "buffer"
+            out.append((prefix + k, v.detach(), kind))
+    return out
+
+
+def _has_quantized(model: nn.Module) -> bool:
+    return any(
+        type(m).__module__.startswith("torch.ao.nn") or type(m).__name__ in ("HalfEmbedding", "QuantizedHashEmbedding")
+        for m in model.modules()
+    )
+
+
+def ideal_tensor_bytes(numel: int, nonzero: int, ndim: int, elem_bytes: float, index_bytes: int = 8) -> dict:
+    """Thesis eq. 6.5-6.7: dense storage ``elem_bytes * n`` (6.6) versus coordinate list (COO) storage
+    ``(ndim * index_bytes + elem_bytes) * nonzero`` (6.5), whichever is smaller. With 8-byte indices and 4-byte
+    floats COO wins for a 2-D tensor only below ``n / 5`` non-zeros (6.7).
+
+    >>> ideal_tensor_bytes(100, 19, 2, 4)
+    {'dense': 400, 'coo': 380, 'bytes': 380, 'format': 'coo'}
+    >>> ideal_tensor_bytes(100, 21, 2, 4)["format"]
+    'dense'
+    """
+    dense = elem_bytes * numel
+    coo = (ndim * index_bytes + elem_bytes) * nonzero
+    dense, coo = int(math.ceil(dense)), int(math.ceil(coo))
+    return {"dense": dense, "coo": coo, "bytes": min(dense, coo), "format": "coo" if coo < dense else "dense"}
+
+
+def qparam_bytes(t: torch.Tensor) -> int:
+    """Bytes of a quantized tensor's scale / zero point, counted as 4 bytes each (per tensor or per row)."""
+    if not t.is_quantized:
+        return 0
+    if t.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+        return 8
+    return 8 * int(t.q_per_channel_scales().numel())
+
+
+def ideal_size(model: nn.Module, index_bytes: int = 8) -> dict:
+    """Ideal storage of every stored tensor at its stored bit width (eq. 6.5-6.7 per tensor, plus quantization
+    scale / zero points): ``{"ideal_bytes", "dense_bytes", "tensors": {name: {numel, nonzero, ndim, elem_bytes,
+    dense, coo, bytes, format, qparams}}}``. A quantized weight is zero where it dequantizes to exactly 0
+    (affine quantization represents 0 exactly, so pruned weights stay zero)."""
+    tensors, total, dense_total = {}, 0, 0
+    for name, t, _kind in stored_tensors(model):
+        values = t.dequantize() if t.is_quantized else t
+        numel = t.numel()
+        nonzero = int(torch.count_nonzero(values).item()) if numel else 0
+        row = ideal_tensor_bytes(numel, nonzero, max(t.dim(), 1), element_bytes(t), index_bytes)
+        q = qparam_bytes(t)
+        row.update(numel=numel, nonzero=nonzero, ndim=max(t.dim(), 1), elem_bytes=element_bytes(t), qparams=q)
+        tensors[name] = row
+        total += row["bytes"] + q
+        dense_total += row["dense"] + q
+    return {"ideal_bytes": total, "dense_bytes": dense_total, "tensors": tensors}
+
+
+def stored_param_counts(model: nn.Module) -> dict[str, int]:
+    """Like :func:`param_counts`, counted over :func:`stored_tensors` (weights only), so quantized and partly
+    quantized students count their packed weights too."""
+    counts = dict.fromkeys(("total", *GROUPS, "nonzero"), 0)
+    for name, t, kind in stored_tensors(model):
+        if kind != "weight":
+            continue
+        values = t.dequantize() if t.is_quantized else t
+        n = t.numel()
+        counts["total"] += n
+        group = _group_of(name)
+        if group in counts:
+            counts[group] += n
+        counts["nonzero"] += int(torch.count_nonzero(values).item())
+    return counts
+
+
+@torch.inference_mode()
+def inference_speed(
+    model: nn.Module, split, batch_size: int, max_batches: int | None = None, min_seconds: float = 1.0,
+    warmup: int = 3,
+) -> dict[str, float]:  # fmt: skip
+    """CPU inference speed on ``split`` (an EncodedSplit) in batches of ``batch_size`` (length-sorted, as
+    evaluation batches them): ``ms_per_batch`` (median over batches and repeats), ``examples_per_second``
+    (total examples / total time), ``batches`` timed. Repeats the batches until ``min_seconds`` have passed."""
+    import time
+
+    from featherweight_core.batching import iter_batches
+
+    was_training = model.training
+    model.eval()
+    batches = list(iter_batches(split, batch_size))
+    if max_batches is not None and len(batches) > max_batches:
+        pick = np.linspace(0, len(batches) - 1, max_batches).round().astype(int)
+        batches = [batches[i] for i in pick]
+    for b in batches[:warmup]:
+        model(*b.inputs)
+    times, examples = [], 0
+    start = time.perf_counter()
+    while True:
+        for b in batches:
+            t0 = time.perf_counter()
+            model(*b.inputs)
+            times.append(time.perf_counter() - t0)
+            examples += len(b.labels)
+        if time.perf_counter() - start >= min_seconds:
+            break
+    model.train(was_training)
+    return {
+        "batch_size": batch_size,
+        "ms_per_batch": float(np.median(times) * 1000.0),
+        "examples_per_second": examples / float(np.sum(times)),
+        "batches": len(times),
+    }
