@@ -15,6 +15,7 @@ import sys
 COMMAND_MODULES = (
     "featherweight_core.commands.distill",
     "featherweight_core.commands.analyze",
+    "featherweight_core.commands.compress",
     "db.commands",
     "analysis.commands",
     "sweep.commands",

@@ -1,0 +1,251 @@
+"""``featherweight compress``: prune and/or quantize a trained student, evaluate it, measure it, save it.
+
+Examples::
+
+    featherweight compress runs/sst2/student.pt --data ../shared/data/glue --bpemb-dir ../shared/data/bpemb \\
+        --prune topv --quantize all --output runs/sst2-pq
+    featherweight compress runs/sst2/student.pt --data ../shared/data/glue --prune movement \\
+        --sparsity encoder=0.8 --prune-epochs 3 --output runs/sst2-mv80
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+QUANT_PARTS = ("embedding", "encoder", "classifier")
+
+
+def _sparsity_arg(value: str) -> dict[str, float] | float:
+    """``0.5`` (one overall target, global scope) or ``group=fraction[,group=fraction...]``."""
+    value = value.strip()
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    out: dict[str, float] = {}
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        key, sep, num = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected GROUP=FRACTION (e.g. lstm=0.5), got {item!r}")
+        try:
+            out[key.strip()] = float(num)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"sparsity for {key.strip()!r} must be a number, got {num!r}") from None
+    return out
+
+
+def _quant_arg(value: str) -> tuple[str, ...]:
+    if value == "all":
+        return QUANT_PARTS
+    if value == "none":
+        return ()
+    parts = tuple(p.strip() for p in value.split(",") if p.strip())
+    bad = [p for p in parts if p not in QUANT_PARTS]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"unknown part {bad[0]!r}; expected 'all', 'none' or a comma list of {', '.join(QUANT_PARTS)}"
+        )
+    return parts
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compress", help="prune and/or quantize a trained student; evaluate, measure, save",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("checkpoint", help="student.pt written by `featherweight distill --output`")
+    g = p.add_argument_group("data (to evaluate, fine-tune and calibrate; task and encoder come from the checkpoint)")
+    g.add_argument("--task", default=None, help="task name (default: the checkpoint's task)")
+    g.add_argument("--data", default=None, help="'hub', 'synthetic', a local GLUE dir or a custom TSV/CSV")
+    g.add_argument("--bpemb-dir", default=None, help="bpemb cache dir (bpe students)")
+    g.add_argument("--cache-dir", default=None, help="encoded-data cache (default ~/.cache/featherweight)")
+    g.add_argument("--teacher-logits", default=None, help="teacher logits for fine-tuning with --alpha < 1")
+    g = p.add_argument_group("pruning (thesis 4.2, 6.2.5; default targets: table 6.3)")
+    g.add_argument("--prune", choices=["magnitude", "topv", "movement"], default=None,
+                   help="pruning method (default: no pruning)")  # fmt: skip
+    g.add_argument(
+        "--scope",
+        choices=["local", "global"],
+        default="local",
+        help="local: a target per module group; global: one ranking across groups (default local)",
+    )
+    g.add_argument("--sparsity", type=_sparsity_arg, action="append", default=[], metavar="GROUP=FRACTION",
+                   help="override table 6.3, e.g. lstm=0.5,linear=0.125,emb=0.4 (groups: lstm rnn linear hash_emb"
+                        " char_emb bpe_emb, aliases emb encoder); with --scope global a bare number is the overall"
+                        " target")  # fmt: skip
+    g.add_argument(
+        "--threshold",
+        type=_sparsity_arg,
+        action="append",
+        default=[],
+        metavar="GROUP=VALUE",
+        help="--prune magnitude: absolute |w| thresholds instead of targets (global: a bare number)",
+    )
+    g.add_argument("--schedule", choices=["post", "gradual"], default=None,
+                   help="post: prune once after training; gradual: ramp sparsity up while fine-tuning"
+                        " (default: gradual for movement, post otherwise)")  # fmt: skip
+    g.add_argument("--prune-epochs", type=int, default=None,
+                   help="fine-tuning epochs (default: 2 for gradual/movement, 0 for post)")  # fmt: skip
+    g.add_argument("--ramp", type=float, default=0.7, help="fraction of fine-tuning over which sparsity ramps up")
+    g.add_argument("--score-lr", type=float, default=0.01, help="movement: learning rate of the scores")
+    g = p.add_argument_group("quantization (thesis 4.3, 6.1.7)")
+    g.add_argument(
+        "--quantize",
+        type=_quant_arg,
+        default=(),
+        metavar="PARTS",
+        help="'all', 'none' (default) or a comma list of embedding,encoder,classifier",
+    )
+    g.add_argument(
+        "--static-classifier",
+        action="store_true",
+        help="static int8 classifier calibrated on training batches (default: dynamic)",
+    )
+    g.add_argument("--calibration-batches", type=int, default=20, help="training batches for static calibration")
+    g = p.add_argument_group("fine-tuning loss (pruning epochs); defaults: the checkpoint's distillation settings")
+    g.add_argument("--alpha", type=float, default=None, help="weight of the label CE loss (1 = labels only)")
+    g.add_argument("--temperature", type=float, default=None)
+    g.add_argument("--optimizer", choices=["adadelta", "adam", "adamw", "sgd"], default=None)
+    g.add_argument("--lr", type=float, default=None)
+    g.add_argument("--batch-size", type=int, default=None)
+    g.add_argument("--seed", type=int, default=None)
+    g = p.add_argument_group("output")
+    g.add_argument("--output", default=None, help="directory for compressed.pt and result.json")
+    g.add_argument("--speed", action="store_true", help="also time batch-1 latency and batch-256 throughput")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    g.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    g.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    p.set_defaults(func=run)
+
+
+def _configs(args: argparse.Namespace):
+    from featherweight_core.prune import PruneConfig, PruningError
+    from featherweight_core.quantize import QuantConfig
+
+    prune = None
+    targets: dict[str, float] = {}
+    overall = None
+    for s in args.sparsity:
+        if isinstance(s, float):
+            overall = s
+        else:
+            targets.update(s)
+    thresholds: dict[str, float] = {}
+    one_threshold = None
+    for t in args.threshold:
+        if isinstance(t, float):
+            one_threshold = t
+        else:
+            thresholds.update(t)
+    if args.prune is None:
+        if targets or overall is not None or thresholds or one_threshold is not None or args.schedule:
+            raise PruningError("--sparsity / --threshold / --schedule need --prune METHOD")
+    else:
+        if overall is not None and args.scope != "global":
+            raise PruningError(f"--sparsity {overall} (one overall target) needs --scope global; "
+                               "local pruning takes GROUP=FRACTION")  # fmt: skip
+        prune = PruneConfig(method=args.prune, scope=args.scope, targets=targets, sparsity=overall,
+                            thresholds=thresholds or None, threshold=one_threshold, schedule=args.schedule,
+                            epochs=args.prune_epochs, ramp=args.ramp, score_lr=args.score_lr)  # fmt: skip
+    quant = None
+    if args.quantize or args.static_classifier:
+        parts = set(args.quantize)
+        if args.static_classifier:
+            parts.add("classifier")
+        quant = QuantConfig(embedding="embedding" in parts, encoder="encoder" in parts,
+                            classifier="classifier" in parts, static_classifier=args.static_classifier,
+                            calibration_batches=args.calibration_batches)  # fmt: skip
+    if prune is None and quant is None:
+        raise ValueError("nothing to do: give --prune METHOD and/or --quantize PARTS")
+    return prune, quant
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from featherweight_core.checkpoint import load_checkpoint, save_compressed
+    from featherweight_core.compress import compress_student, default_distill_config, measure_sizes
+    from featherweight_core.distill import DistillConfig, evaluate
+    from featherweight_core.prepare import DEFAULT_CACHE_DIR, prepare
+    from featherweight_core.tasks import get_task
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    prune, quant = _configs(args)  # validate before any slow work
+    model, cfg, meta = load_checkpoint(args.checkpoint)
+    cfg = cfg.resolved()
+    task = get_task(args.task or meta.get("task") or "")
+    if (task.pair, task.num_labels) != (cfg.pair, cfg.num_labels):
+        raise ValueError(f"task {task.name!r} does not fit the checkpoint's student ({cfg.num_labels} labels,"
+                         f" pair={cfg.pair})")  # fmt: skip
+    log = None if args.quiet or args.json else sys.stderr
+    prepared = prepare(task, args.data, cfg.embedding, cfg.emb_dim, cfg.vocab_size, args.bpemb_dir,
+                       args.teacher_logits, args.cache_dir or DEFAULT_CACHE_DIR, verbose=log is not None)  # fmt: skip
+    if meta.get("data_fingerprint") and meta["data_fingerprint"] != prepared.data_fingerprint and log:
+        print("warning: the data differs from what the checkpoint was trained on", file=log)
+    dist = dict(meta.get("distill") or {})
+    base = default_distill_config(cfg, prepared.train)
+    overrides = {k: getattr(args, k) for k in ("alpha", "temperature", "optimizer", "lr", "batch_size", "seed")
+                 if getattr(args, k) is not None}  # fmt: skip
+    fields = {k: dist[k] for k in ("temperature", "optimizer", "lr", "weight_decay", "seed", "grad_clip") if k in dist}
+    if "alpha" in dist and (dist["alpha"] >= 1.0 or prepared.train.teacher_logits is not None):
+        fields["alpha"] = dist["alpha"]
+    dcfg = DistillConfig(**{**base.to_dict(), **fields, **overrides, "device": "cpu"})
+    if prune is not None and prune.epochs and dcfg.alpha < 1.0 and prepared.train.teacher_logits is None:
+        raise ValueError(f"fine-tuning with alpha {dcfg.alpha} < 1 needs --teacher-logits FILE (or --alpha 1)")
+
+    def on_epoch(r):
+        if log:
+            print(f"prune epoch {r['epoch']}  loss {r['train_loss']:.4f}  sparsity x{r['sparsity_fraction']:.2f}"
+                  f"  {r['seconds']:.1f}s", file=log, flush=True)  # fmt: skip
+
+    result = compress_student(model, cfg, prune, quant, prepared.train, prepared.evals, task, dcfg, on_epoch)
+    parent = {"metrics": evaluate(model, prepared.evals, task), "sizes": measure_sizes(model)}
+    summary = {"task": task.name, "parent": str(args.checkpoint), **result.summary(), "float": parent}
+    if args.speed:
+        from featherweight_core.measure import inference_speed
+
+        dev = prepared.evals[next(iter(prepared.evals))]
+        summary["speed"] = {
+            name: {"latency_ms": inference_speed(m, dev, 1, max_batches=200)["ms_per_batch"],
+                   "throughput": inference_speed(m, dev, 256)["examples_per_second"]}
+            for name, m in (("float", model), ("compressed", result.model))
+        }  # fmt: skip
+    if args.output:
+        out = Path(args.output)
+        ckpt = save_compressed(out / "compressed.pt", result, {"task": task.name, "parent": str(args.checkpoint)})
+        summary["checkpoint"] = str(ckpt)
+        tmp = out / f".result.json.tmp{os.getpid()}"
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+        os.replace(tmp, out / "result.json")
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print(summary)
+    return 0
+
+
+def _print(s: dict) -> None:
+    st, f = s["student"], s["float"]
+    print(f"{s['task']}  {st['arch']} {st['embedding']} d{st['emb_dim']}  prune {s['prune_label']}"
+          f"  quant {s['quant_label']}")  # fmt: skip
+    for k, v in s["metrics"].items():
+        print(f"  {k:<20}{f['metrics'].get(k, float('nan')):>9.4f} -> {v:.4f}")
+    for k in ("disk_bytes", "gzip_bytes", "ideal_bytes", "nonzero_params"):
+        a, b = f["sizes"][k], s["sizes"][k]
+        print(f"  {k:<20}{a:>12,} -> {b:>12,}  ({b / a:.3f}x)" if a else f"  {k:<20}{a} -> {b}")
+    sp = s["sparsity"]
+    mods = "  ".join(f"{k} {sp[k]:.3f}" for k in ("embedding", "encoder", "classifier") if k in sp)
+    print(f"  sparsity overall {sp['overall']:.3f}  ({mods})")
+    if "speed" in s:
+        a, b = s["speed"]["float"], s["speed"]["compressed"]
+        print(f"  latency b1  {a['latency_ms']:.3f} ms -> {b['latency_ms']:.3f} ms"
+              f"  ({a['latency_ms'] / b['latency_ms']:.2f}x)")  # fmt: skip
+        print(f"  throughput b256  {a['throughput']:.0f} -> {b['throughput']:.0f} ex/s"
+              f"  ({b['throughput'] / a['throughput']:.2f}x)")  # fmt: skip
+    if s.get("checkpoint"):
+        print(f"saved {s['checkpoint']}")
