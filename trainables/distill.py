@@ -7,6 +7,7 @@ The driver prepares data once (``featherweight_core.prepare``) and passes the di
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import time
 import traceback
@@ -29,6 +30,20 @@ def error_result(e: BaseException) -> dict[str, Any]:
     return {"fw_status": "error", "fw_error": last[:2000]}
 
 
+FAULT_ENV = "FEATHERWEIGHT_FAULT_TRIALS"
+
+
+def inject_fault(trial: dict[str, Any]) -> None:
+    """Fault injection for testing failure handling end to end: ``FEATHERWEIGHT_FAULT_TRIALS`` holds
+    comma-separated ``key=value`` conditions (e.g. ``arch=ffn``); a trial matching all of them raises."""
+    spec = os.environ.get(FAULT_ENV)
+    if not spec:
+        return
+    conds = [c.split("=", 1) for c in spec.split(",") if "=" in c]
+    if conds and all(str(trial.get(k)) == v for k, v in conds):
+        raise RuntimeError(f"injected fault ({FAULT_ENV}={spec})")
+
+
 def setup_torch(cpus: float, gpus: float) -> str:
     import torch
 
@@ -41,6 +56,7 @@ def distill_trainable(config: dict[str, Any], prepared: dict[str, Prepared]) -> 
     started = time.time()
     try:
         device = setup_torch(config.get("cpus", 1), config.get("gpus", 0))
+        inject_fault(trial)
         p = prepared[data_key(trial["task"], trial["embedding"], trial["vocab_size"], trial["emb_dim"])]
         student = student_config_for(p, trial["arch"], pooling=trial["pooling"])
         temperature = trial["temperature"]

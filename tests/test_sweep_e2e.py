@@ -1,0 +1,126 @@
+"""A real sweep on the synthetic task through Ray Tune into DuckDB: failures recorded, resume after the driver is
+killed without duplicates or re-runs, and `featherweight query` from another process while the sweep writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from db.store import ExperimentStore
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _spec(tmp_path: Path, name: str, seeds: list[int], archs=("bilstm", "ffn"), epochs: int = 2) -> Path:
+    raw = {
+        "name": name,
+        "storage": str(tmp_path / "runs"),
+        "cache_dir": str(tmp_path / "cache"),
+        "tasks": {"synthetic": {"data_options": {"n_train": 400, "n_dev": 100}}},
+        "grid": {
+            "archs": list(archs),
+            "embeddings": ["hash"],
+            "dims": [16],
+            "vocab_sizes": [500],
+            "alphas": [1.0],
+            "seeds": seeds,
+        },  # fmt: skip
+        "training": {"max_epochs": epochs, "patience": 1},
+        "resources": {"cpus_per_trial": 1, "num_cpus": 2},
+    }
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _env(**extra: str) -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **extra}
+
+
+def _featherweight(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sweep.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env or _env(), timeout=timeout)  # fmt: skip
+
+
+def test_sweep_records_results_and_failures(tmp_path):
+    spec = _spec(tmp_path, "e2e", seeds=[0, 1])
+    r = _featherweight("sweep", "run", str(spec), cwd=tmp_path, env=_env(FEATHERWEIGHT_FAULT_TRIALS="arch=ffn,seed=1"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    progress = [ln for ln in r.stderr.splitlines() if ln.startswith("[distill")]
+    assert len(progress) == 4, r.stderr
+    assert "eta" in progress[0] and "score" in r.stderr
+    assert any("FAILED: RuntimeError: injected fault" in ln for ln in progress)
+    db = tmp_path / "runs" / "featherweight.duckdb"
+    store = ExperimentStore(db, read_only=True)
+    trials = store.query("SELECT * FROM trials WHERE sweep = 'e2e' ORDER BY trial_id")
+    assert len(trials) == 4
+    failed = trials[trials.status == "error"]
+    assert len(failed) == 1 and failed.iloc[0].arch == "ffn" and failed.iloc[0].seed == 1
+    assert "injected fault" in failed.iloc[0].error
+    ok = store.query("SELECT * FROM trial_results WHERE sweep = 'e2e'")
+    assert len(ok) == 3 and (ok.status == "finished").all()
+    assert ok.score.between(0, 1).all() and (ok.gzip_bytes > 0).all() and (ok.params > 0).all()
+    for path in ok.checkpoint_path:
+        assert Path(path).is_file()
+    hist = store.query("SELECT count(*) FROM epochs").iloc[0, 0]
+    assert hist >= 3  # per-epoch history of the finished trials
+    # the CLI query path, read-only, as a user would run it
+    q = _featherweight("query", "--db", str(db), "--format", "json",
+                       "SELECT arch, count(*) AS n FROM trial_results GROUP BY arch ORDER BY arch", cwd=tmp_path)  # fmt: skip
+    assert q.returncode == 0, q.stderr
+    assert json.loads(q.stdout) == [{"arch": "bilstm", "n": 2}, {"arch": "ffn", "n": 1}]
+    # a re-run (resume) retries the failed trial only, and does not duplicate finished ones
+    r2 = _featherweight("sweep", "resume", "e2e", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    assert "3 already finished" in r2.stderr
+    rows2 = ExperimentStore(db, read_only=True).query("SELECT * FROM trials WHERE sweep = 'e2e'")
+    assert len(rows2) == 4 and rows2.trial_id.is_unique and (rows2.status == "finished").all()
+
+
+def test_resume_after_kill_and_query_while_running(tmp_path):
+    spec = _spec(tmp_path, "killed", seeds=[0, 1, 2, 3, 4, 5], archs=("bilstm",), epochs=3)
+    db = tmp_path / "runs" / "featherweight.duckdb"
+    proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec)], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    queried = False
+    try:
+        deadline = time.time() + 240
+        finished: list = []
+        while time.time() < deadline:
+            time.sleep(1.0)
+            if not db.exists():
+                continue
+            q = _featherweight("query", "--db", str(db), "--format", "csv",
+                               "SELECT trial_id FROM trial_results WHERE status = 'finished'", cwd=tmp_path)  # fmt: skip
+            assert q.returncode == 0, q.stderr  # readers get in between the writer's short transactions
+            queried = True
+            finished = q.stdout.strip().splitlines()[1:]
+            if len(finished) >= 2:
+                break
+            assert proc.poll() is None, "sweep ended before it could be killed"
+        assert len(finished) >= 2, "no trial finished in time"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+        proc.wait(timeout=30)
+    assert queried
+    store = ExperimentStore(db, read_only=True)
+    before = store.query("SELECT trial_id, finished_at FROM trials WHERE status = 'finished'")
+    assert 2 <= len(before) < 6
+    r = _featherweight("sweep", "resume", "killed", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"{len(before)} already finished" in r.stderr
+    after = ExperimentStore(db, read_only=True).query("SELECT trial_id, finished_at, status FROM trials")
+    assert len(after) == 6 and after.trial_id.is_unique and (after.status == "finished").all()
+    merged = before.merge(after, on="trial_id", suffixes=("_before", "_after"))
+    assert (merged.finished_at_before == merged.finished_at_after).all()  # finished trials were not re-run
+    status = _featherweight("sweep", "status", "killed", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
+    assert status.returncode == 0 and "finished" in status.stdout
