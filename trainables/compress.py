@@ -10,13 +10,15 @@ from typing import Any
 
 from ray import tune
 
-from featherweight_core.checkpoint import load_checkpoint
-from featherweight_core.compress import compress_student, save_compressed
+from featherweight_core.checkpoint import load_checkpoint, save_compressed
+from featherweight_core.compress import compress_student
 from featherweight_core.distill import DistillConfig, default_temperature
 from featherweight_core.prepare import Prepared
 from featherweight_core.prune import PruneConfig
 from featherweight_core.quantize import QuantConfig
 from trainables.distill import error_result, setup_torch
+
+SPEC_TO_PRUNE_GROUP = {"embedding": "emb", "encoder": "encoder", "classifier": "linear"}
 
 
 def compress_trainable(config: dict[str, Any], prepared: Prepared, fixed: dict[str, Any]) -> None:
@@ -25,8 +27,12 @@ def compress_trainable(config: dict[str, Any], prepared: Prepared, fixed: dict[s
         setup_torch(config.get("cpus", 1), 0)  # quantized kernels run on CPU
         model, student_cfg, _ = load_checkpoint(fixed["parent_checkpoint"])
         targets = {g: float(v) for g, v in config["targets"].items()}
-        prune = PruneConfig.from_group_targets(
-            targets, method=fixed["method"], scope=fixed["scope"], finetune_epochs=fixed["finetune_epochs"]
+        # spec groups -> prune.py groups: embedding -> emb, encoder -> lstm/rnn, classifier -> linear
+        prune = PruneConfig(
+            method=fixed["method"],
+            scope=fixed["scope"],
+            targets={SPEC_TO_PRUNE_GROUP[g]: v for g, v in targets.items()},
+            epochs=fixed["finetune_epochs"] or None,
         )
         q = fixed["quantize"]
         quant = QuantConfig(
@@ -49,8 +55,8 @@ def compress_trainable(config: dict[str, Any], prepared: Prepared, fixed: dict[s
             "metrics": result.metrics,
             "sizes": sizes,
             "sparsity": result.sparsity,
-            "pruning": result.describe_pruning(),
-            "quantization": result.describe_quantization(),
+            "pruning": result.describe()["prune"],
+            "quantization": result.describe()["quant"],
         }
         with tempfile.TemporaryDirectory(prefix="fw-compress-") as out:
             save_compressed(f"{out}/compressed.pt", result)
