@@ -7,6 +7,7 @@ Layout: ``{"format": "featherweight-student/1", "student_config": {...}, "num_em
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,8 @@ def _safe_load(path: Path) -> Any:
     # str(torch.__version__) hold one in their meta.
     from torch.torch_version import TorchVersion
 
-    with torch.serialization.safe_globals([torch.ScriptObject, TorchVersion]):
+    with torch.serialization.safe_globals([torch.ScriptObject, TorchVersion]), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=UserWarning)  # deprecation notes on quantized storages
         return torch.load(path, map_location="cpu", weights_only=True)
 
 
