@@ -21,6 +21,9 @@ from featherweight_core.students import (
     default_num_embeddings,
 )
 
+# one thread: on a shared, loaded 2-core machine two OpenMP threads make small models ~40x slower
+torch.set_num_threads(1)
+
 EMBEDDINGS = ("bpe", "char", "hash")
 
 
