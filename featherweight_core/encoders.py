@@ -13,6 +13,7 @@ Every encoder reserves id 0 for padding and never returns an empty sequence. Tex
 from __future__ import annotations
 
 import hashlib
+import numbers
 import re
 import unicodedata
 from abc import ABC, abstractmethod
@@ -247,11 +248,19 @@ ENCODERS = ("bpe", "char", "hash")
 def build_encoder(
     kind: str, vocab_size: int | None = None, dim: int = 25, bpemb_dir: str | Path | None = None
 ) -> Encoder:
-    """Registry entry point. ``vocab_size`` is BPE's vocabulary or the hash embedding's K; char ignores it."""
+    """Registry entry point. ``vocab_size`` is BPE's vocabulary or the hash embedding's K (None: 5000); char
+    ignores it."""
+    if kind in ("bpe", "hash"):
+        if vocab_size is None:
+            vocab_size = 5000
+        if isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral) or vocab_size < 1:
+            raise EncoderError(f"{kind} vocab_size must be a positive int, got {vocab_size!r}")
+        if kind == "bpe" and (isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1):
+            raise EncoderError(f"bpe dim must be a positive int, got {dim!r}")
     if kind == "bpe":
-        return BPEEncoder(vocab_size or 5000, dim, bpemb_dir)
+        return BPEEncoder(int(vocab_size), int(dim), bpemb_dir)
     if kind == "hash":
-        return HashEncoder(vocab_size or 5000)
+        return HashEncoder(int(vocab_size))
     if kind == "char":
         return CharEncoder()
     raise EncoderError(f"unknown embedding {kind!r}; expected one of {list(ENCODERS)}")

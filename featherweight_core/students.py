@@ -9,6 +9,7 @@ Every student has three children, which are also the module groups sizes and pru
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,6 +64,13 @@ class StudentConfig:
             raise ValueError(f"num_labels must be >= 2, got {self.num_labels}")
         if self.vocab_size is not None and self.vocab_size < 1:
             raise ValueError(f"vocab_size must be >= 1, got {self.vocab_size}")
+        # the FFN has no encoder (its resolved hidden is 0); everything else must be a positive size
+        sizes = {"classifier_hidden": self.classifier_hidden, "hash_buckets": self.hash_buckets}
+        if self.arch != "ffn":
+            sizes["hidden"] = self.hidden
+        for name, value in sizes.items():
+            if value is not None and (not isinstance(value, numbers.Integral) or value < 1):
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 

@@ -145,6 +145,14 @@ def test_unknown_encoder():
         build_encoder("glove")
 
 
+@pytest.mark.parametrize("kind", ["hash", "bpe"])
+def test_zero_vocab_size_is_an_error_not_the_default(kind, tmp_path):
+    with pytest.raises(EncoderError, match=f"{kind} vocab_size must be a positive int, got 0"):
+        build_encoder(kind, 0, 25, tmp_path)
+    assert build_encoder("hash", np.int64(300)).vocab_size == 300
+    assert build_encoder("hash").vocab_size == 5000
+
+
 # ---------------------------------------------------------------- Ragged
 
 

@@ -212,12 +212,22 @@ def test_ragged_batch_through_student():
         ({"num_labels": 1}, "num_labels"),
         ({"dropout": 1.5}, "dropout"),
         ({"vocab_size": 0}, "vocab_size"),
+        ({"hidden": 0}, "hidden must be a positive int, got 0"),
+        ({"classifier_hidden": -3}, "classifier_hidden must be a positive int, got -3"),
+        ({"embedding": "hash", "hash_buckets": 0}, "hash_buckets"),
     ],
 )
 def test_config_validation(kwargs, match):
     base = dict(arch="bilstm", embedding="bpe", emb_dim=25, num_labels=2)
     with pytest.raises(ValueError, match=match):
         StudentConfig(**{**base, **kwargs})
+
+
+def test_ffn_ignores_hidden():
+    cfg = StudentConfig("ffn", "char", 8, 2, hidden=0).resolved()
+    assert cfg.hidden == 0
+    assert StudentConfig.from_dict(cfg.to_dict()) == cfg
+    assert StudentConfig("bilstm", "bpe", 8, 2, hidden=np.int64(7)).resolved().hidden == 7  # numpy ints from sweeps
 
 
 def test_config_roundtrip_and_unknown_keys():
