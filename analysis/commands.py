@@ -1,0 +1,39 @@
+"""``featherweight report SWEEP``: Markdown + self-contained HTML report with seed summaries, skylines, compression
+ratios and per-task Pareto charts (PNG and SVG), read from the experiment database (opened read-only)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("report", help="write a sweep's report (Markdown, HTML, Pareto charts as PNG/SVG)",
+                       description=__doc__)  # fmt: skip
+    p.add_argument("sweep", help='sweep name (see: featherweight query "SELECT name FROM sweeps")')
+    p.add_argument("--db", default=None,
+                   help="experiment database (default: $FEATHERWEIGHT_DB or runs/featherweight.duckdb)")  # fmt: skip
+    p.add_argument("--output", "-o", default=None,
+                   help="output directory (default: reports/<SWEEP> next to the database)")  # fmt: skip
+    p.add_argument("--size-measure", choices=["gzip_bytes", "disk_bytes", "params"], default="gzip_bytes",
+                   help="x axis of the Pareto charts and skyline tables (default: gzip_bytes, as thesis table 7.5)")  # fmt: skip
+    p.set_defaults(func=run)
+
+
+def default_output_dir(db_path: Path, sweep: str) -> Path:
+    return Path(db_path).parent / "reports" / sweep
+
+
+def run(args: argparse.Namespace) -> int:
+    from analysis.report import build_report
+    from db.store import ExperimentStore
+
+    store = ExperimentStore(args.db, read_only=True)
+    store.sweep_status(args.sweep)  # unknown sweep: one-line error before anything is written
+    out = Path(args.output) if args.output else default_output_dir(store.path, args.sweep)
+    files = build_report(store, args.sweep, out, size_measure=args.size_measure)
+    print(f"report: {files.markdown}")
+    print(f"        {files.html}")
+    for task, paths in files.charts.items():
+        print(f"chart {task}: {paths['png']}  {paths['svg']}")
+    return 0

@@ -1,0 +1,473 @@
+"""The sweep report: Markdown and a self-contained HTML page (charts with their JavaScript inlined, offline-viewable),
+plus per task a Pareto chart as PNG and SVG.
+
+Contents per task: seed summaries in the shape of thesis tables 7.1-7.3 (mean and sd over seeds per configuration,
+one column pair per training method), the compression table (shape of table 7.5: baselines, compressed students and
+their parents, sizes and "times smaller" ratios), the skyline tables and the chart. Scores are shown in percent.
+The report is built as a list of blocks rendered twice (Markdown, HTML) so both always say the same thing.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from analysis.charts import task_chart
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from db.store import ExperimentStore
+
+ARCH_ORDER = {"bilstm": 0, "rnn": 1, "ffn": 2}
+EMB_ORDER = {"hash": 0, "bpe": 1, "char": 2}
+
+
+class Bold(str):
+    """A table cell to be shown in bold (the best mean of a row, as in the thesis tables)."""
+
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Paragraph:
+    text: str
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[Any]]
+    caption: str | None = None
+
+
+@dataclass
+class Chart:
+    name: str  # file stem, e.g. pareto_sst2
+    spec: dict
+    alt_text: str
+
+
+@dataclass
+class ReportFiles:
+    markdown: Path
+    html: Path
+    charts: dict[str, dict[str, str]] = field(default_factory=dict)  # task -> {"png": path, "svg": path}
+
+
+# ------------------------------------------------------------------------------------------------------- formatting
+
+
+def _missing(x: Any) -> bool:
+    """None, NaN, NaT or pandas.NA."""
+    if x is None:
+        return True
+    import pandas as pd
+
+    try:
+        return bool(pd.isna(x))
+    except (TypeError, ValueError):  # list-like values are not "missing"
+        return False
+
+
+def pct(x: Any, digits: int = 1) -> str:
+    """0.8765 -> '87.7' (percent); missing -> '-'.
+
+    >>> pct(0.8765), pct(None)
+    ('87.7', '-')
+    """
+    return "-" if _missing(x) else f"{100 * float(x):.{digits}f}"
+
+
+def mb(x: Any) -> str:
+    """Bytes -> megabytes with 3 significant decimals, like table 7.5 ('1.587')."""
+    if _missing(x):
+        return "-"
+    v = float(x) / 1e6
+    return f"{v:,.0f}" if v >= 100 else f"{v:.3f}"
+
+
+def sci(x: Any) -> str:
+    """Parameter count in the thesis' style: 860000 -> '8.6e+5'."""
+    if _missing(x):
+        return "-"
+    return f"{float(x):.1e}".replace("e+0", "e+").replace("e-0", "e-")
+
+
+def times(x: Any) -> str:
+    """A 'times smaller' ratio: 1965.2 -> '1,965x'."""
+    if _missing(x):
+        return "-"
+    v = float(x)
+    return f"{v:,.0f}x" if v >= 10 else f"{v:.1f}x"
+
+
+def _plain_value(x: Any) -> str:
+    if _missing(x):
+        return "-"
+    if isinstance(x, float):
+        return f"{x:g}"
+    return str(x)
+
+
+def _score_cell(row: pd.Series | dict, task_kind: str, suffix: str = "", digits: int = 1) -> str:
+    """The thesis' score display: accuracy, accuracy/F1 (QQP-like), matched/mismatched (MNLI-like)."""
+    if task_kind == "pair_f1":
+        return f"{pct(row.get('accuracy' + suffix), digits)}/{pct(row.get('f1' + suffix), digits)}"
+    if task_kind == "matched":
+        return f"{pct(row.get('accuracy_matched' + suffix), digits)}/{pct(row.get('accuracy_mismatched' + suffix), digits)}"
+    return pct(row.get("score" + suffix), digits)
+
+
+def _task_kind(trials: pd.DataFrame) -> str:
+    if trials["accuracy_matched"].notna().any():
+        return "matched"
+    if trials["f1"].notna().any():
+        return "pair_f1"
+    return "score"
+
+
+SCORE_HEADERS = {"score": "score", "pair_f1": "acc/F1", "matched": "m/mm acc"}
+
+
+def _config_summary(row) -> str:
+    parts = [f"{row['arch']} {row['embedding']} d{row['emb_dim']}"]
+    if not _missing(row.get("vocab_size")):
+        parts.append(f"vocab {row['vocab_size']}")
+    if not _missing(row.get("alpha")):
+        parts.append(f"alpha {row['alpha']:g}")
+    if row.get("bootstrap") is True:
+        parts.append("+b")
+    if not _missing(row.get("seed")):
+        parts.append(f"seed {row['seed']}")
+    return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------------------------------------- sections
+
+
+def _sort_configs(df: pd.DataFrame) -> pd.DataFrame:
+    if df.empty:
+        return df
+    key = df.assign(_a=df["arch"].map(ARCH_ORDER).fillna(9), _e=df["embedding"].map(EMB_ORDER).fillna(9)).sort_values(
+        ["_a", "_e", "emb_dim", "vocab_size"], na_position="last"
+    )
+    return key.drop(columns=["_a", "_e"])
+
+
+def seed_table(summary: pd.DataFrame, task_kind: str) -> Table:
+    """Thesis tables 7.1-7.3: one row per student configuration, one mean/sd column pair per training method."""
+    config_cols = ["arch", "embedding", "emb_dim", "vocab_size", "pooling", "temperature"]
+    methods = list(dict.fromkeys(_method_order(summary)))
+    rows = []
+    for _, group in _sort_configs(summary).groupby(config_cols, dropna=False, sort=False):
+        first = group.iloc[0]
+        cells: list[Any] = [
+            first["arch"],
+            first["embedding"],
+            first["emb_dim"],
+            _plain_value(first["vocab_size"]),
+            sci(group["params"].mean()),
+            mb(group["disk_bytes"].mean()),
+        ]
+        by_method = {m: g.iloc[0] for m, g in group.groupby("method")}
+        means = {m: by_method[m]["score_mean"] for m in methods if m in by_method}
+        finite = [v for v in means.values() if not _missing(v)]
+        best = max(finite) if finite else None
+        for m in methods:
+            if m not in by_method:
+                cells += ["", ""]
+                continue
+            r = by_method[m]
+            mean = _score_cell(r, task_kind, "_mean")
+            sd = _score_cell(r, task_kind, "_sd")
+            if len(methods) > 1 and best is not None and means[m] == best:
+                mean = Bold(mean)
+            cells += [mean, sd + ("" if r["n_seeds"] > 1 else " (1 seed)")]
+        rows.append(cells)
+    columns = ["model", "E", "D", "vocab", "P", "S (MB)"]
+    for m in methods:
+        columns += [f"{m} mean", "sd"]
+    score_name = SCORE_HEADERS[task_kind]
+    caption = (
+        f"Distilled students, {score_name} in % (mean and sample sd over seeds). P: parameters, S: size on disk in MB. "
+        "b: bootstrapped (augmented) training data. Bold: best mean of the row."
+    )
+    return Table(columns, rows, caption)
+
+
+def _method_order(summary: pd.DataFrame) -> list[str]:
+    if summary.empty:
+        return []
+    s = summary[["method", "alpha", "bootstrap"]].drop_duplicates("method").copy()
+    # thesis column order: no distill, no distill + b, alpha 0.5 + b, alpha 0 + b (more teacher to the right)
+    s["_alpha"] = s["alpha"].fillna(1.0)
+    s["_b"] = s["bootstrap"].astype(bool)
+    return list(s.sort_values(["_b", "_alpha"], ascending=[True, False])["method"])
+
+
+def compression_table(comp: pd.DataFrame, task_kind: str) -> Table | None:
+    """Thesis table 7.5: baselines, then each compressed parent followed by its pruned/quantized children."""
+    trials = comp[comp["kind"] == "trial"]
+    children = trials[trials["stage"] == "compress"]
+    if children.empty:
+        return None
+    rows = []
+
+    def add(r, indent=""):
+        rows.append(
+            [
+                indent + str(r["name"]),
+                "-" if _missing(r.get("trial_id")) else str(r["trial_id"]),
+                _score_cell(r, task_kind, digits=2),
+                mb(r["reported_bytes"]),
+                times(r.get("ratio_vs_teacher")),
+                times(r["ratio_vs_roberta"]),
+                times(r.get("ratio_vs_parent")),
+                "-" if _missing(r.get("score_change_vs_parent")) else f"{100 * r['score_change_vs_parent']:+.2f}",
+            ]
+        )
+
+    for _, r in comp[comp["kind"] == "baseline"].sort_values("reported_bytes", ascending=False).iterrows():
+        add(r)
+    parents = trials.set_index("trial_id")
+    for parent_id, group in children.groupby("parent_trial_id", dropna=False, sort=False):
+        if not _missing(parent_id) and parent_id in parents.index:
+            add(parents.loc[parent_id].to_dict() | {"trial_id": parent_id})
+        for _, r in group.sort_values("reported_bytes", ascending=False).iterrows():
+            add(r, indent="  ")
+    columns = ["model", "trial", SCORE_HEADERS[task_kind] + " %", "size (MB)", "vs teacher", "vs RoBERTa-large",
+               "vs parent", "score change vs parent (pp)"]  # fmt: skip
+    caption = (
+        "Pruned (p) and quantized (q) students under their parents. Size: disk size in MB for plain models, gzip size "
+        "for pruned/quantized ones (as table 7.5); 'vs X' is how many times smaller than X (teacher: the teacher this "
+        "sweep measured; RoBERTa-large: thesis table 7.5)."
+    )
+    return Table(columns, rows, caption)
+
+
+def skyline_table(sky: pd.DataFrame, score_measure: str, size_measure: str) -> Table:
+    rows = []
+    for _, r in sky.iterrows():
+        size = mb(r["size_value"]) if size_measure.endswith("_bytes") else sci(r["size_value"])
+        cfg = r["source"] if r["kind"] == "baseline" else _config_summary(r)
+        extra = " ".join(x for x in (r.get("pruning"), r.get("quantization")) if not _missing(x))
+        rows.append([r["skyline_rank"], r["name"], "-" if _missing(r["trial_id"]) else r["trial_id"],
+                     cfg + (f"; {extra}" if extra else ""), pct(r["score_value"], 2), size])  # fmt: skip
+    unit = "MB" if size_measure.endswith("_bytes") else "params"
+    return Table(
+        ["#", "model", "trial", "configuration", f"{score_measure} %", f"{size_measure} ({unit})"],
+        rows,
+        f"Skyline ({score_measure} vs {size_measure}): no other trial or baseline is both smaller and better.",
+    )
+
+
+# ------------------------------------------------------------------------------------------------------------ build
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "task"
+
+
+def build_blocks(
+    store: ExperimentStore, sweep: str, out_dir: Path, size_measure: str = "gzip_bytes"
+) -> tuple[list, dict]:
+    """Query the views and assemble the report blocks; writes chart PNG/SVG files into ``out_dir``."""
+    from analysis.charts import save_static
+
+    status = store.sweep_status(sweep)  # StoreError on an unknown sweep
+    blocks: list = [Heading(f"Featherweight sweep report: {sweep}", 1)]
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(status["by_status"].items())) or "no trials"
+    stages = "; ".join(
+        f"{stage}: " + ", ".join(f"{n} {s}" for s, n in sorted(c.items()))
+        for stage, c in sorted(status["by_stage"].items())
+    )
+    blocks.append(
+        Paragraph(
+            f"Status **{status['status']}**, started {status['started_at']} UTC, finished {status['finished_at'] or '-'} UTC; "
+            f"code version `{status['code_version']}`; storage `{status['storage_path']}`. "
+            f"Trials: {status['trials']} ({counts}){'; ' + stages if stages else ''}. Scores are in percent."
+        )
+    )
+    tasks = store.query("SELECT DISTINCT task FROM trial_results WHERE sweep = ? ORDER BY task", [sweep])[
+        "task"
+    ].tolist()
+    if not tasks:
+        blocks.append(Paragraph("No finished trials yet."))
+    charts: dict[str, dict[str, str]] = {}
+    for task in tasks:
+        blocks.append(Heading(f"Task {task}", 2))
+        trials = store.query("SELECT * FROM trial_results WHERE sweep = ? AND task = ?", [sweep, task])
+        kind = _task_kind(trials)
+        summary = store.query(
+            "SELECT * FROM seed_summary WHERE sweep = ? AND task = ? AND stage = 'distill'", [sweep, task]
+        )
+        if not summary.empty:
+            blocks.append(Heading("Distillation (mean and sd over seeds)", 3))
+            blocks.append(seed_table(summary, kind))
+        comp = store.query("SELECT * FROM compression WHERE sweep = ? AND task = ?", [sweep, task])
+        table = compression_table(comp, kind)
+        blocks.append(Heading("Compression", 3))
+        if table is None:
+            blocks.append(Paragraph("No pruned or quantized trials in this sweep for this task."))
+        else:
+            blocks.append(table)
+        for measure in ("score", "f1") if kind == "pair_f1" else ("score",):
+            sky = store.query(
+                "SELECT * FROM skyline WHERE sweep = ? AND task = ? AND score_measure = ? AND size_measure = ? "
+                "ORDER BY skyline_rank",
+                [sweep, task, measure, size_measure],
+            )
+            blocks.append(Heading(f"Skyline: {measure} vs {size_measure}", 3))
+            blocks.append(skyline_table(sky, measure, size_measure))
+        chart = task_chart(store, sweep, task, size_measure)
+        if chart is not None:
+            stem = f"pareto_{_slug(task)}"
+            charts[task] = save_static(chart, out_dir / stem)
+            blocks.append(Chart(stem, chart.to_dict(), f"Pareto chart for {task}: score vs {size_measure}"))
+    errors = store.query(
+        "SELECT trial_id, stage, task, error FROM trials WHERE sweep = ? AND status = 'error' ORDER BY trial_id",
+        [sweep],
+    )
+    if not errors.empty:
+        blocks.append(Heading("Failed trials", 2))
+        rows = [[r.trial_id, r.stage, r.task, (str(r.error or "").strip().splitlines() or [""])[0][:200]]
+                for r in errors.itertuples()]  # fmt: skip
+        blocks.append(Table(["trial", "stage", "task", "error"], rows))
+    return blocks, charts
+
+
+def _md_cell(x: Any) -> str:
+    text = str(x).replace("|", "\\|").replace("\n", " ")
+    return f"**{text}**" if isinstance(x, Bold) and text else text
+
+
+def render_markdown(blocks: list) -> str:
+    out = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            out.append("#" * b.level + " " + b.text)
+        elif isinstance(b, Paragraph):
+            out.append(b.text)
+        elif isinstance(b, Table):
+            lines = ["| " + " | ".join(_md_cell(c) for c in b.columns) + " |", "|" + "---|" * len(b.columns)]
+            lines += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in b.rows]
+            if not b.rows:
+                lines.append("| " + " | ".join("" for _ in b.columns) + " |")
+            out.append("\n".join(lines))
+            if b.caption:
+                out.append(f"*{b.caption}*")
+        elif isinstance(b, Chart):
+            out.append(f"![{b.alt_text}]({b.name}.png)\n\n[SVG]({b.name}.svg)")
+    return "\n\n".join(out) + "\n"
+
+
+_INLINE_MD = [(re.compile(r"\*\*(.+?)\*\*"), r"<b>\1</b>"), (re.compile(r"`(.+?)`"), r"<code>\1</code>")]
+
+HTML_STYLE = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 2em auto; max-width: 1200px;
+       color: #222; padding: 0 1em; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 13px; }
+th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: right; white-space: nowrap; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+caption { caption-side: bottom; text-align: left; font-size: 12px; color: #555; padding-top: 4px; white-space: normal; }
+.chart { margin: 1em 0; } code { background: #f3f3f3; padding: 0 3px; }
+"""
+
+
+def _inline(text: str) -> str:
+    text = html.escape(text)
+    for pattern, repl in _INLINE_MD:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def render_html(blocks: list, title: str) -> str:
+    """A standalone page: the Vega/Vega-Lite/vega-embed bundle is inlined once, so it renders offline."""
+    body, scripts = [], []
+    for b in blocks:
+        if isinstance(b, Heading):
+            body.append(f"<h{b.level}>{_inline(b.text)}</h{b.level}>")
+        elif isinstance(b, Paragraph):
+            body.append(f"<p>{_inline(b.text)}</p>")
+        elif isinstance(b, Table):
+            head = "".join(f"<th>{html.escape(str(c))}</th>" for c in b.columns)
+            rows = "".join(
+                "<tr>"
+                + "".join(
+                    f"<td><b>{html.escape(str(c))}</b></td>"
+                    if isinstance(c, Bold)
+                    else f"<td>{html.escape(str(c))}</td>"
+                    for c in row
+                )
+                + "</tr>"
+                for row in b.rows
+            )
+            cap = f"<caption>{html.escape(b.caption)}</caption>" if b.caption else ""
+            body.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif isinstance(b, Chart):
+            div = f"vis_{_slug(b.name)}"
+            body.append(f'<div class="chart" id="{div}" role="img" aria-label="{html.escape(b.alt_text)}"></div>')
+            spec = json.dumps(b.spec).replace("</", "<\\/")
+            scripts.append(f"vegaEmbed('#{div}', {spec}, {{mode: 'vega-lite', actions: false}}).catch(console.error);")
+    bundle = _vega_bundle() if scripts else ""
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{html.escape(title)}</title>\n<style>{HTML_STYLE}</style>\n"
+        + (f'<script type="text/javascript">\n{bundle}\n</script>\n' if bundle else "")
+        + "</head>\n<body>\n"
+        + "\n".join(body)
+        + ('\n<script type="text/javascript">\n' + "\n".join(scripts) + "\n</script>" if scripts else "")
+        + "\n</body>\n</html>\n"
+    )
+
+
+def _vega_bundle() -> str:
+    """vega + vega-lite + vega-embed as one script, from vl-convert (no network), matching Altair's Vega-Lite."""
+    import vl_convert as vlc
+
+    try:
+        from altair.utils._importers import vl_version_for_vl_convert
+
+        version = vl_version_for_vl_convert()
+    except ImportError:  # older/newer Altair layouts: fall back to vl-convert's default Vega-Lite
+        version = None
+    bundle = vlc.javascript_bundle(vl_version=version) if version else vlc.javascript_bundle()
+    return bundle.replace("</script", "<\\/script")
+
+
+def _write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def build_report(
+    store: ExperimentStore, sweep: str, out_dir: str | Path, size_measure: str = "gzip_bytes"
+) -> ReportFiles:
+    """Write ``report.md``, ``report.html`` and ``pareto_<task>.png/.svg`` for ``sweep`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    blocks, charts = build_blocks(store, sweep, out_dir, size_measure)
+    md_path, html_path = out_dir / "report.md", out_dir / "report.html"
+    _write_text(md_path, render_markdown(blocks))
+    _write_text(html_path, render_html(blocks, f"Featherweight sweep report: {sweep}"))
+    return ReportFiles(md_path, html_path, charts)
+
+
+__all__ = ["ReportFiles", "build_report", "render_html", "render_markdown", "pct", "mb", "sci", "times"]

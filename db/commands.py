@@ -1,0 +1,139 @@
+"""``featherweight query`` and ``featherweight db ...``: SQL over the experiment database, Parquet export, migration.
+
+The database is opened read-only for ``query`` and ``db export`` (retrying while a running sweep holds the file), so
+they never change it; the documented tables and views are listed in docs/database.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+FORMATS = ("table", "csv", "json", "parquet")
+
+
+def _db_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", default=None,
+                   help="experiment database (default: $FEATHERWEIGHT_DB or runs/featherweight.duckdb)")  # fmt: skip
+
+
+def add_parser(sub) -> None:
+    q = sub.add_parser("query", help="run SQL against the experiment database (read-only)", description=__doc__)
+    q.add_argument("sql", help="one SQL statement, e.g. \"SELECT * FROM skyline WHERE task = 'sst2'\"")
+    _db_arg(q)
+    q.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    q.add_argument("--output", "-o", default=None, help="write to this file instead of stdout (required for parquet)")
+    q.set_defaults(func=run_query)
+
+    d = sub.add_parser("db", help="experiment database maintenance: export, migrate, list tables",
+                       description=__doc__)  # fmt: skip
+    dsub = d.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    e = dsub.add_parser("export", help="write every table and view as Parquet (one file each) into a directory")
+    _db_arg(e)
+    e.add_argument("--output", "-o", required=True, help="directory to write <name>.parquet files into")
+    e.set_defaults(func=run_export)
+    m = dsub.add_parser("migrate", help="create the database or bring its schema and views up to date")
+    _db_arg(m)
+    m.set_defaults(func=run_migrate)
+    t = dsub.add_parser("tables", help="list the tables and views with their row counts")
+    _db_arg(t)
+    t.set_defaults(func=run_tables)
+
+
+def _open(db: str | None, read_only: bool = True):
+    from db.store import ExperimentStore
+
+    return ExperimentStore(db, read_only=read_only)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call ``write(tmp_path)`` then move the file into place, so a failure leaves nothing half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def format_frame(df, fmt: str) -> str:
+    """Render a DataFrame as text: an aligned table, CSV, or a JSON array of row objects."""
+    if fmt == "csv":
+        return df.to_csv(index=False)
+    if fmt == "json":
+        return df.to_json(orient="records", date_format="iso", indent=None) + "\n"
+    if df.empty:
+        return " | ".join(map(str, df.columns)) + "\n(0 rows)\n"
+    import pandas as pd
+
+    with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 1_000_000):
+        return df.to_string(index=False, max_colwidth=60) + f"\n({len(df)} row{'s' if len(df) != 1 else ''})\n"
+
+
+def run_query(args: argparse.Namespace) -> int:
+    from db.store import StoreError
+
+    if args.format == "parquet" and not args.output:
+        raise StoreError("--format parquet writes a binary file: pass --output FILE")
+    if not args.sql.strip():
+        raise StoreError("empty SQL statement")
+    store = _open(args.db)
+    if args.format == "parquet":
+        import pyarrow.parquet as pq
+
+        table = store.arrow(args.sql)
+        _atomic_write(Path(args.output), lambda tmp: pq.write_table(table, tmp))
+        print(f"wrote {table.num_rows} rows to {args.output}", file=sys.stderr)
+        return 0
+    text = format_frame(store.query(args.sql), args.format)
+    if args.output:
+        _atomic_write(Path(args.output), lambda tmp: tmp.write_text(text))
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def export_parquet(store, out_dir: str | Path) -> list[Path]:
+    """Write every table and view of ``store`` to ``out_dir/<name>.parquet``; returns the paths written."""
+    import pyarrow.parquet as pq
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        from db.store import StoreError
+
+        raise StoreError(f"--output {out_dir} exists and is not a directory")
+    written = []
+    for name, _kind in store.relations():
+        table = store.arrow(f'SELECT * FROM "{name}"')
+        path = out_dir / f"{name}.parquet"
+        _atomic_write(path, lambda tmp, table=table: pq.write_table(table, tmp))
+        written.append(path)
+    return written
+
+
+def run_export(args: argparse.Namespace) -> int:
+    store = _open(args.db)
+    for path in export_parquet(store, args.output):
+        print(path)
+    return 0
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    store = _open(args.db, read_only=False)
+    print(f"{store.path}: schema version {store.schema_version()}")
+    return 0
+
+
+def run_tables(args: argparse.Namespace) -> int:
+    store = _open(args.db)
+    for name, kind in store.relations():
+        n = store.query(f'SELECT count(*) AS n FROM "{name}"')["n"].iloc[0]
+        print(f"{name:<16} {kind:<6} {n:>8} rows")
+    return 0
