@@ -262,8 +262,9 @@ def tokenize(tokenizer, texts: Sequence[tuple[str, ...]], max_length: int, model
         raise TeacherError("all texts must have the same number of fields")
     a = [t[0] for t in texts]
     b = [t[1] for t in texts] if n_fields == 2 else None
-    enc = tokenizer(a, b, truncation=True, max_length=max_length, padding=False, return_attention_mask=False)
     wants_types = model is None or "token_type_ids" in _forward_args(model)
+    enc = tokenizer(a, b, truncation=True, max_length=max_length, padding=False, return_attention_mask=False,
+                    return_token_type_ids=wants_types or None)  # fmt: skip
     tt = enc.get("token_type_ids") if wants_types else None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return Tokenized(enc["input_ids"], tt, pad_id)
@@ -574,6 +575,7 @@ def train_wordpiece_tokenizer(texts: Sequence[str], vocab_size: int = 2000, max_
         sep_token="[SEP]",
         mask_token="[MASK]",
         model_max_length=max_length,
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
     )
 
 

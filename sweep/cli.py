@@ -16,6 +16,8 @@ COMMAND_MODULES = (
     "featherweight_core.commands.distill",
     "featherweight_core.commands.analyze",
     "featherweight_core.commands.compress",
+    "featherweight_core.commands.teacher",
+    "featherweight_core.commands.augment",
     "db.commands",
     "analysis.commands",
     "sweep.commands",

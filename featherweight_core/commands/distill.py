@@ -38,6 +38,13 @@ def add_parser(sub) -> None:
         help="softmax temperature before the MSE: a number, 'none' (raw logits) or 'auto' (3 for ffn)",
     )
     g.add_argument("--teacher-logits", default=None, help="teacher logits: .npy aligned to train rows, or .parquet")
+    g.add_argument("--teacher", default=None,
+                   help="fine-tuned teacher directory: its train logits come from the soft-target store"
+                        " (computed once, then cached under --cache-dir)")  # fmt: skip
+    g.add_argument("--bootstrap", default=None,
+                   help="augmented-data file from `featherweight augment`: train on original + augmented examples"
+                        " (labels and logits from --teacher)")  # fmt: skip
+    g.add_argument("--teacher-device", default="auto", help="where the teacher runs if its logits are not stored")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--max-epochs", type=int, default=50)
     g.add_argument("--patience", type=int, default=7)
@@ -78,10 +85,16 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         seed=args.seed, device=args.device,
     )  # fmt: skip
-    if cfg.alpha < 1.0 and args.teacher_logits is None:
-        raise ValueError(f"--alpha {cfg.alpha} < 1 distils from a teacher: pass --teacher-logits FILE")
+    if cfg.alpha < 1.0 and args.teacher_logits is None and args.teacher is None:
+        raise ValueError(f"--alpha {cfg.alpha} < 1 distils from a teacher: pass --teacher DIR or --teacher-logits FILE")
+    if args.bootstrap and not args.teacher:
+        raise ValueError("--bootstrap data is labelled by the teacher: pass --teacher DIR too")
+    if args.teacher and args.teacher_logits:
+        raise ValueError("pass either --teacher DIR or --teacher-logits FILE, not both")
     prepared = prepare(task, args.data, args.embedding, args.dim, args.vocab_size, args.bpemb_dir,
-                       args.teacher_logits, args.cache_dir or DEFAULT_CACHE_DIR, verbose=True)  # fmt: skip
+                       args.teacher_logits, args.cache_dir or DEFAULT_CACHE_DIR, verbose=True,
+                       teacher=args.teacher, bootstrap=args.bootstrap,
+                       teacher_device=args.teacher_device)  # fmt: skip
     student = student_config_for(prepared, args.arch, **student)
     log = None if args.quiet or args.json else sys.stderr
     if log:
@@ -92,8 +105,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"epoch {r.epoch:3d}  loss {r.train_loss:.4f}  dev {r.score:.4f}  {r.seconds:.1f}s"
                   f"  ({r.samples_per_second:.0f} samples/s)", file=log, flush=True)  # fmt: skip
 
-    result = run_distillation(prepared, student, cfg, args.output, on_epoch)
-    summary = {"task": task.name, **result.summary()}
+    result = run_distillation(prepared, student, cfg, args.output, on_epoch,
+                              train_split=prepared.train_split(args.bootstrap is not None))  # fmt: skip
+    summary = {"task": task.name, **result.summary(), "bootstrap": args.bootstrap,
+               "train_examples": len(prepared.train) + (len(prepared.bootstrap) if prepared.bootstrap else 0)}  # fmt: skip
     if args.output:
         from pathlib import Path
 
