@@ -1,0 +1,161 @@
+"""The core CLI commands: `featherweight distill` end to end on the synthetic task, bad input (exit 2, one
+`error:` line naming the value, nothing left in the output directory), and `featherweight analyze --json`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from featherweight_core.checkpoint import load_checkpoint
+from sweep.cli import main
+
+BASE = ["distill", "--task", "synthetic", "--embedding", "hash", "--quiet", "--threads", "1"]
+
+
+def _cli() -> list[str]:
+    script = Path(sys.executable).with_name("featherweight")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "sweep.cli"]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def test_distill_end_to_end_subprocess(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [*_cli(), *BASE, "--arch", "bilstm", "--max-epochs", "2", "--output", str(out),
+         "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, env=_env(), timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["task"] == "synthetic"
+    assert {"student", "distill", "best_epoch", "epochs", "metrics", "params", "disk_bytes", "gzip_bytes",
+            "checkpoint"} <= set(result)  # fmt: skip
+    assert result["student"]["arch"] == "bilstm" and result["student"]["embedding"] == "hash"
+    assert 1 <= result["best_epoch"] <= result["epochs"] <= 2
+    assert 0.5 < result["metrics"]["score"] <= 1.0
+    assert result["params"]["total"] == 300_502  # thesis BiLSTM hash25 K=5000
+    payload = torch.load(out / "student.pt", weights_only=True)
+    assert payload["meta"]["task"] == "synthetic"
+    model, cfg, meta = load_checkpoint(out / "student.pt")
+    assert cfg.to_dict() == result["student"]
+    ids = torch.tensor([[[1, 2, 3], [4, 5, 6]]])
+    assert model(ids, torch.tensor([2])).shape == (1, 2)
+    assert "best epoch" in proc.stdout  # the summary is printed; --quiet drops the per-epoch lines
+    assert "epoch   1" not in proc.stderr
+
+
+def test_bad_input_subprocess_exit_code(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run([*_cli(), *BASE, "--alpha", "1.5", "--output", str(out)], capture_output=True,
+                          text=True, env=_env(), timeout=120)  # fmt: skip
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "1.5" in lines[0]
+    assert "Traceback" not in proc.stderr
+    assert not out.exists() or not any(out.iterdir())
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "expect"),
+    [
+        (["--alpha", "-0.5"], "-0.5"),
+        (["--alpha", "0.5"], "--teacher-logits"),
+        (["--max-epochs", "0"], "max_epochs must be >= 1, got 0"),
+        (["--batch-size", "0"], "batch_size must be >= 1, got 0"),
+        (["--dim", "0"], "got 0"),
+        (["--vocab-size", "0"], "vocab_size must be a positive int, got 0"),
+        (["--hidden", "0"], "hidden must be a positive int, got 0"),
+        (["--lr", "-1"], "-1"),
+        (["--dropout", "1.5"], "1.5"),
+        (["--temperature", "0"], "temperature"),
+        (["--task", "sst3"], "'sst3'"),
+        (["--task", "sst2", "--data", "MISSING"], "MISSING"),
+        (["--teacher-logits", "MISSING.npy", "--alpha", "0.5"], "MISSING.npy"),
+        (["--embedding", "bpe", "--bpemb-dir", "EMPTY", "--vocab-size", "1000"], "en.wiki.bpe.vs1000.model"),
+        (["--device", "cuda:7"], "cuda:7"),
+    ],
+)
+def test_bad_input_one_line_error(extra, expect, tmp_path, capsys):
+    if extra[:1] == ["--device"] and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    extra = [x.replace("MISSING", str(tmp_path / "missing")).replace("EMPTY", str(tmp_path)) for x in extra]
+    expect = expect.replace("MISSING", str(tmp_path / "missing"))
+    out = tmp_path / "run"
+    # later flags win in argparse, so --task/--embedding overrides in `extra` replace the BASE ones
+    rc = main([*BASE, "--max-epochs", "1", "--output", str(out), "--cache-dir", str(tmp_path / "cache"), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert expect in lines[0]
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_custom_task_bad_header_and_label(tmp_path, capsys):
+    args = ["distill", "--task", "reviews", "--text-columns", "text", "--labels", "bad,good", "--embedding", "char",
+            "--dim", "8", "--arch", "ffn", "--max-epochs", "1", "--quiet", "--cache-dir", str(tmp_path / "c")]  # fmt: skip
+    bad_header = _write(tmp_path / "h.tsv", "sentence\tlabel\nhi\tgood\n")
+    assert main([*args, "--data", str(bad_header)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {bad_header}:1") and "'text'" in err
+    bad_label = _write(tmp_path / "l.tsv", "text\tlabel\nhi\tgood\nho\tmeh\nha\tmeh\n")
+    assert main([*args, "--data", str(bad_label)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {bad_label}:3") and "'meh'" in err
+    assert main([*args[:2], "reviews", "--data", str(bad_label)]) == 2  # custom task without --text-columns
+    assert "--text-columns" in capsys.readouterr().err
+
+
+def test_custom_task_csv_runs(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    rows = [f"{'great fun' if y else 'dull mess'} {rng.integers(100)},{y}" for y in rng.integers(0, 2, 120)]
+    data = _write(tmp_path / "reviews.csv", "text,label\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "run"
+    rc = main(["distill", "--task", "reviews", "--text-columns", "text", "--labels", "neg,pos", "--data", str(data),
+               "--embedding", "char", "--dim", "8", "--arch", "ffn", "--max-epochs", "2", "--lr", "0.01",
+               "--output", str(out), "--json", "--cache-dir", str(tmp_path / "c")])  # fmt: skip
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["task"] == "reviews" and "f1" in summary["metrics"]
+    assert sorted(p.name for p in out.iterdir()) == ["result.json", "student.pt"]
+
+
+def test_analyze_json(capsys):
+    assert main(["analyze", "--task", "sst2", "--arch", "bilstm", "--embedding", "bpe", "--dim", "25", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report) >= {"task", "config", "params", "disk_bytes", "gzip_bytes"}
+    assert set(report["params"]) == {"total", "embedding", "encoder", "classifier", "nonzero"}
+    assert report["task"] == "sst2" and report["config"]["vocab_size"] == 5000
+    assert report["params"]["total"] == 398_027 and report["gzip_bytes"] < report["disk_bytes"]
+    assert main(["analyze", "--task", "qqp", "--arch", "ffn", "--embedding", "hash", "--dim", "25",
+                 "--vocab-size", "2500", "--json"]) == 0  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert report["config"]["pair"] and report["params"]["classifier"] == 100 * 200 + 200 + 200 * 2 + 2
+
+
+def test_analyze_text_output(capsys):
+    assert main(["analyze", "--task", "mnli", "--arch", "rnn", "--embedding", "char", "--dim", "100"]) == 0
+    out = capsys.readouterr().out
+    assert "params total" in out and "gzip bytes" in out
+
+
+@pytest.mark.skipif(shutil.which("true") is None, reason="needs a POSIX userland")
+def test_help_is_fast_and_lists_commands():
+    proc = subprocess.run([*_cli(), "--help"], capture_output=True, text=True, env=_env(), timeout=60)
+    assert proc.returncode == 0 and "distill" in proc.stdout and "analyze" in proc.stdout
