@@ -58,6 +58,9 @@ SIZE_COLUMNS = (
 _INT_COLUMNS = {"best_epoch", "epochs", *SIZE_COLUMNS}
 
 
+_MIGRATED: set[tuple] = set()  # files this process has migrated: (resolved path, device, inode, views hash)
+
+
 class StoreError(ValueError):
     """A database problem the user can act on (missing file, locked file, bad SQL, unknown sweep)."""
 
@@ -298,7 +301,9 @@ class ExperimentStore:
             self._check_readable()
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.migrate()
+            # The driver may build a store per write: migrate once per process and file, not on every construction.
+            if not (self.path.is_file() and self._file_key() in _MIGRATED):
+                self.migrate()
 
     # -- connections -------------------------------------------------------------------------------------------
 
@@ -364,35 +369,53 @@ class ExperimentStore:
             return self._schema_version(con)
 
     def migrate(self) -> int:
-        """Apply pending migrations (each in its own transaction) and (re)install the views; returns the version."""
+        """Apply pending migrations (each in its own transaction) and (re)install the views; returns the version.
+
+        One open of the file does it all; a process that already migrated this file skips it (see ``__init__``)."""
         if self.read_only:
             raise StoreError("cannot migrate a database opened read-only")
+        with self.connect() as con:
 
-        def run(con: duckdb.DuckDBPyConnection) -> int:
-            con.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)"
-            )
-            current = self._schema_version(con)
-            return current
+            def txn(fn):
+                con.execute("BEGIN TRANSACTION")
+                try:
+                    out = fn()
+                except BaseException:
+                    con.execute("ROLLBACK")
+                    raise
+                con.execute("COMMIT")
+                return out
 
-        current = self._transaction(run)
-        latest = current
-        for version, name, sql in _migrations():
-            if version <= current:
-                continue
+            def current_version():
+                con.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version "
+                    "(version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)"
+                )
+                return self._schema_version(con)
 
-            def apply(con, version=version, name=name, sql=sql):
-                con.execute(sql)
-                con.execute("INSERT INTO schema_version VALUES (?, ?, ?)", [version, name, _now()])
+            current = txn(current_version)
+            if current > latest_schema_version():
+                raise StoreError(
+                    f"{self.path} has schema version {current}, newer than this code knows "
+                    f"({latest_schema_version()}); upgrade featherweight"
+                )
+            for version, name, sql in _migrations():
+                if version <= current:
+                    continue
 
-            self._transaction(apply)
-            latest = version
-        if current > latest_schema_version():
-            raise StoreError(
-                f"{self.path} has schema version {current}, newer than this code knows ({latest_schema_version()}); upgrade featherweight"
-            )
-        self._transaction(self._refresh_views)
-        return max(current, latest)
+                def apply(version=version, name=name, sql=sql):
+                    con.execute(sql)
+                    con.execute("INSERT INTO schema_version VALUES (?, ?, ?)", [version, name, _now()])
+
+                txn(apply)
+                current = version
+            txn(lambda: self._refresh_views(con))
+        _MIGRATED.add(self._file_key())
+        return current
+
+    def _file_key(self) -> tuple:
+        st = os.stat(self.path)
+        return (str(self.path.resolve()), st.st_dev, st.st_ino, self._views_hash)
 
     def _refresh_views(self, con: duckdb.DuckDBPyConnection) -> None:
         row = con.execute("SELECT value FROM meta WHERE key = 'views_hash'").fetchone()
