@@ -172,7 +172,7 @@ class SoftTargetStore:
     def _run_teacher(self, teacher_dir: Path, texts: list[tuple[str, ...]], max_length: int) -> np.ndarray:
         from featherweight_core.teacher import load_classifier, predict_logits, resolve_device
 
-        cache_key = str(teacher_dir.resolve())
+        cache_key = teacher_fingerprint(teacher_dir)  # by content: a retrained teacher at the same path reloads
         if cache_key not in self._loaded:
             self._loaded = {cache_key: load_classifier(teacher_dir)}  # keep one teacher in memory at a time
         model, tokenizer = self._loaded[cache_key]
