@@ -81,9 +81,9 @@ def _missing(x: Any) -> bool:
 
 
 def pct(x: Any, digits: int = 1) -> str:
-    """0.8765 -> '87.7' (percent); missing -> '-'.
+    """0.8766 -> '87.7' (percent); missing -> '-'.
 
-    >>> pct(0.8765), pct(None)
+    >>> pct(0.8766), pct(None)
     ('87.7', '-')
     """
     return "-" if _missing(x) else f"{100 * float(x):.{digits}f}"

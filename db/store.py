@@ -668,11 +668,17 @@ class ExperimentStore:
         """Like ``query`` but returns a pyarrow Table (keeps DuckDB's types exactly, e.g. for Parquet export)."""
         with self.connect() as con:
             try:
-                rel = con.execute(sql, params) if params is not None else con.execute(sql)
-                table = rel.fetch_arrow_table() if hasattr(rel, "fetch_arrow_table") else rel.arrow()
-                if hasattr(table, "read_all"):  # newer DuckDB returns a RecordBatchReader from .arrow()
-                    table = table.read_all()
-                return table
+                # a relation (con.sql) converts to Arrow without the extra copy a DB-API result makes
+                rel = con.sql(sql, params=params) if params is not None else con.sql(sql)
+                if rel is None:  # a statement without a result
+                    import pyarrow as pa
+
+                    return pa.table({})
+                for method in ("to_arrow_table", "fetch_arrow_table", "arrow"):  # the name moved across DuckDB versions
+                    if hasattr(rel, method):
+                        table = getattr(rel, method)()
+                        return table.read_all() if hasattr(table, "read_all") else table
+                raise RuntimeError("this DuckDB cannot return Arrow tables")
             except duckdb.Error as e:
                 raise StoreError(f"query failed: {_first_line(e)}") from e
 

@@ -1,0 +1,92 @@
+"""``featherweight report``: Markdown, self-contained HTML, Pareto PNG + SVG per task, from synthetic records."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analysis.report import Bold, Table, mb, pct, render_markdown, sci, times
+from db.store import ExperimentStore
+from sweep.cli import main
+from tests.db_fakes import fill_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory) -> tuple[Path, Path]:
+    tmp = tmp_path_factory.mktemp("report")
+    db = tmp / "fw.duckdb"
+    fill_sweep(ExperimentStore(db), "demo", tasks=("sst2", "qqp"), n_seeds=2)
+    rc = main(["report", "demo", "--db", str(db)])
+    assert rc == 0
+    return db, tmp / "reports" / "demo"  # default: reports/<sweep> next to the database
+
+
+def test_report_files(report_dir):
+    _, out = report_dir
+    names = {p.name for p in out.iterdir()}
+    assert {
+        "report.md",
+        "report.html",
+        "pareto_sst2.png",
+        "pareto_sst2.svg",
+        "pareto_qqp.png",
+        "pareto_qqp.svg",
+    } <= names
+    assert not [n for n in names if n.startswith(".")]  # temp files moved into place
+    for task in ("sst2", "qqp"):
+        assert (out / f"pareto_{task}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        svg = (out / f"pareto_{task}.svg").read_text()
+        assert "<svg" in svg and "RoBERTa-large" in svg  # baselines are marked and named
+
+
+def test_report_markdown(report_dir):
+    _, out = report_dir
+    md = (out / "report.md").read_text()
+    assert md.startswith("# Featherweight sweep report: demo")
+    for heading in ("## Task sst2", "## Task qqp", "### Distillation (mean and sd over seeds)", "### Compression",
+                    "### Skyline: score vs gzip_bytes", "### Skyline: f1 vs gzip_bytes", "## Failed trials"):  # fmt: skip
+        assert heading in md, heading
+    assert "| no distill mean | sd | alpha 0.5 + b mean | sd | alpha 0 + b mean | sd |" in md  # thesis 7.1 columns
+    assert "BiLSTM_BPE25 + p + q" in md and "RoBERTa-large" in md and "TinyBERT-6" in md
+    assert "NaN loss" in md and "traceback" not in md  # first line of the error only
+    assert "![Pareto chart for sst2" in md and "(pareto_sst2.png)" in md
+    assert "**" in md  # best mean per row in bold
+
+
+def test_report_html_is_self_contained(report_dir):
+    _, out = report_dir
+    html = (out / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>")
+    assert "vegaEmbed('#vis_pareto_sst2'" in html and "vegaEmbed('#vis_pareto_qqp'" in html
+    assert "<script src=" not in html and "cdn.jsdelivr" not in html  # nothing fetched: renders offline
+    assert len(html) > 200_000  # the Vega bundle is inlined
+    assert "<table>" in html and "<b>" in html
+
+
+def test_report_output_option_and_size_measure(report_dir, tmp_path):
+    db, _ = report_dir
+    rc = main(["report", "demo", "--db", str(db), "--output", str(tmp_path / "r"), "--size-measure", "params"])
+    assert rc == 0
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert "### Skyline: score vs params" in md
+
+
+def test_report_cli_subprocess_unknown_sweep(report_dir):
+    db, _ = report_dir
+    r = subprocess.run([sys.executable, "-m", "sweep.cli", "report", "missing", "--db", str(db)],
+                       capture_output=True, text=True, cwd=REPO, timeout=120)  # fmt: skip
+    assert r.returncode == 2 and r.stderr.strip() == "error: unknown sweep 'missing' (known: demo)"
+
+
+def test_formatters_and_markdown_escaping():
+    assert (pct(0.8766), pct(None), pct(float("nan"))) == ("87.7", "-", "-")
+    assert (mb(1_587_000), mb(1_426_000_000)) == ("1.587", "1,426")
+    assert sci(860_000) == "8.6e+5"
+    assert (times(1965.2), times(0.4834)) == ("1,965x", "0.5x")
+    md = render_markdown([Table(["a|b", "c"], [[Bold("x"), "y|z"]], "cap")])
+    assert "| a\\|b | c |" in md and "| **x** | y\\|z |" in md and "*cap*" in md
