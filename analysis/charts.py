@@ -106,8 +106,10 @@ def pareto_chart(
         .encode(order=alt.Order("x:Q"), tooltip=alt.value(None))
     )
     baselines = base.transform_filter(alt.datum.kind == "baseline")
-    marks = baselines.mark_point(shape="diamond", size=110, filled=True, color="black")
-    names = baselines.mark_text(align="left", dx=8, dy=-6, fontSize=10).encode(text="name:N")
+    # dominated baselines stay marked and named, only lighter
+    faded = alt.condition(alt.datum.on_skyline, alt.value(1.0), alt.value(0.45))
+    marks = baselines.mark_point(shape="diamond", size=110, filled=True, color="black").encode(opacity=faded)
+    names = baselines.mark_text(align="left", dx=8, dy=-6, fontSize=10).encode(text="name:N", opacity=faded)
     return alt.layer(step, dominated, optimal, marks, names).properties(title=title, width=width, height=height)
 
 
