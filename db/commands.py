@@ -73,7 +73,8 @@ def format_frame(df, fmt: str) -> str:
     import pandas as pd
 
     with pd.option_context("display.max_rows", None, "display.max_columns", None, "display.width", 1_000_000):
-        return df.to_string(index=False, max_colwidth=60) + f"\n({len(df)} row{'s' if len(df) != 1 else ''})\n"
+        shown = df.astype(object).where(df.notna(), "NULL")  # as DuckDB's own shell shows missing values
+        return shown.to_string(index=False, max_colwidth=60) + f"\n({len(df)} row{'s' if len(df) != 1 else ''})\n"
 
 
 def run_query(args: argparse.Namespace) -> int:
