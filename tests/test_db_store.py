@@ -228,3 +228,19 @@ def test_lock_timeout_names_the_file(tmp_path):
 def test_trial_record_defaults_match_contract():
     rec = TrialRecord("s", "t", "distill", "sst2", "ffn", "hash", 25, None, None, None, False, 1, None)
     assert rec.status == "finished" and rec.config == {} and rec.history == [] and rec.parent_trial_id is None
+
+
+def test_db_and_analysis_stay_free_of_orchestration():
+    """db/ needs only duckdb (+ pandas/pyarrow); analysis/ never imports ray; nothing imports sweep or the core."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, db.store, db.commands, analysis.charts, analysis.report, analysis.commands\n"
+        "bad = [m for m in ('ray', 'sweep', 'trainables', 'featherweight_core', 'torch', 'optuna') if m in sys.modules]\n"
+        "print(','.join(bad))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=__import__("pathlib").Path(__file__).resolve().parents[1])  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == ""
