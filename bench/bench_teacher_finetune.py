@@ -35,7 +35,7 @@ def main() -> int:
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--max-train", type=int, default=None, help="train on a random slice (default: all 67,349)")
     ap.add_argument("--eval-every", type=int, default=500)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1, help="1: on a shared CPU, 2 threads oversubscribe badly")
     args = ap.parse_args()
 
     import torch

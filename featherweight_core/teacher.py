@@ -638,3 +638,24 @@ def build_small_teacher(
 # Fine-tuning defaults that suit the small teacher on the demo task (a transformer from scratch wants a higher
 # learning rate and more epochs than a pre-trained one).
 SMALL_TEACHER_FINETUNE = TeacherConfig(epochs=4, batch_size=32, lr=2e-3, max_length=64, warmup_ratio=0.1, device="cpu")
+
+
+def build_demo_teacher(
+    task_data: TaskData,
+    output_dir: str | Path,
+    small: SmallBertConfig | None = None,
+    cfg: TeacherConfig = SMALL_TEACHER_FINETUNE,
+    progress: bool = False,
+    log=None,
+) -> tuple[Path, dict[str, Any]]:
+    """The demo's teacher in one call: :func:`build_small_teacher` then :func:`finetune_teacher` with
+    :data:`SMALL_TEACHER_FINETUNE` (4 epochs, lr 2e-3, max length 64). Returns (teacher dir, dev metrics).
+    On the 3000-sentence synthetic task this takes seconds on one CPU core and reaches about 0.9 dev accuracy."""
+    output_dir = Path(output_dir)
+    init = output_dir.parent / f".{output_dir.name}.init{os.getpid()}"
+    try:
+        build_small_teacher(task_data, init, small, overwrite=True)
+        metrics = finetune_teacher(init, task_data, output_dir, cfg, progress=progress, overwrite=True, log=log)
+    finally:
+        shutil.rmtree(init, ignore_errors=True)
+    return output_dir, metrics
