@@ -24,7 +24,8 @@ def demo_spec_raw(output: Path) -> dict:
 
 
 def run_demo(output: Path, address: str | None, say: Callable[[str], None]) -> int:
-    from analysis.report import write_report
+    from analysis.report import build_report
+    from db.store import ExperimentStore
     from sweep.commands import _run
     from sweep.spec import validate
 
@@ -33,12 +34,12 @@ def run_demo(output: Path, address: str | None, say: Callable[[str], None]) -> i
     spec = validate(demo_spec_raw(output))
     _run(spec, address, verbose=False)
     report_dir = output / "report"
-    paths = write_report(spec.database, spec.name, report_dir)
+    files = build_report(ExperimentStore(spec.database, read_only=True), spec.name, report_dir)
     db = shlex.quote(str(spec.database))
     print()
     print(f"demo finished in {time.time() - t0:.0f}s")
     print(f"  database: {spec.database}")
-    print(f"  report:   {paths['html']}  (and {paths['md']}, charts in {report_dir})")
+    print(f"  report:   {files.html}  (and {files.markdown}, charts in {report_dir})")
     print("try:")
     print(f'  featherweight query --db {db} "SELECT arch, embedding, alpha, bootstrap, score, gzip_bytes'
           f' FROM trial_results WHERE stage = \'distill\' ORDER BY score DESC LIMIT 10"')  # fmt: skip

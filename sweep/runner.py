@@ -83,7 +83,7 @@ def materialize_assets(spec: SweepSpec, say: Callable[[str], None]) -> dict[str,
     """Build what the spec asks to be built (the small teacher, bootstrap data) under the sweep's storage dir.
 
     Idempotent: finished artifacts are reused on resume."""
-    from featherweight_core import augment, teacher
+    from featherweight_core import augment
 
     assets: dict[str, TaskAssets] = {}
     root = spec.storage / spec.name / "assets"
@@ -96,7 +96,7 @@ def materialize_assets(spec: SweepSpec, say: Callable[[str], None]) -> dict[str,
             if not (tdir / "config.json").is_file():
                 say(f"building the small teacher for {tname} in {tdir}")
                 task_data = task_data or load_task_data(task, t["data"], **(t["data_options"] or {}))
-                teacher.build_and_finetune_small_teacher(task_data, tdir)
+                build_small_teacher_dir(task_data, tdir)
             a.teacher = str(tdir)
         elif t["teacher"]:
             a.teacher = str(Path(t["teacher"]).expanduser().resolve())
@@ -106,12 +106,60 @@ def materialize_assets(spec: SweepSpec, say: Callable[[str], None]) -> dict[str,
             if not bfile.is_file():
                 say(f"generating bootstrap data for {tname} in {bfile}")
                 task_data = task_data or load_task_data(task, t["data"], **(t["data_options"] or {}))
-                augment.augment_task_for_sweep(task_data, bfile, cache_dir=root / tname, **b)
+                report = augment.augment_to_file(
+                    task_data, bfile, augment.AugmentConfig(mode="embedding", **b), cache_dir=root / tname
+                )
+                say(str(report))
             a.bootstrap = str(bfile)
         elif b:
             a.bootstrap = str(Path(b).expanduser().resolve())
         assets[tname] = a
     return assets
+
+
+def build_small_teacher_dir(task_data, tdir: Path) -> None:
+    """The project's small offline teacher (a few-layer BERT with a locally trained tokenizer), fine-tuned on the
+    task through the same code path as a real teacher; built in a sibling dir and renamed when complete."""
+    import shutil
+
+    from featherweight_core import teacher
+
+    base = tdir.with_name(tdir.name + ".base")
+    if base.exists():
+        shutil.rmtree(base)
+    teacher.build_small_teacher(task_data, base)
+    teacher.finetune_teacher(base, task_data, tdir, teacher.SMALL_TEACHER_FINETUNE, progress=False, overwrite=True)
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def teacher_baseline(tdir: str | Path) -> dict[str, Any]:
+    """A teacher as a baseline row: its saved dev metrics, parameter count and weight-file size."""
+    import gzip
+    import json
+    import math
+
+    tdir = Path(tdir)
+    metrics = json.loads((tdir / "teacher_metrics.json").read_text())
+    weights = next((p for p in (tdir / "model.safetensors", tdir / "pytorch_model.bin") if p.is_file()), None)
+    if weights is None:
+        raise FileNotFoundError(f"{tdir}: no model.safetensors or pytorch_model.bin")
+    from safetensors import safe_open
+
+    params = 0
+    if weights.suffix == ".safetensors":
+        with safe_open(str(weights), "pt") as f:
+            for k in f.keys():  # noqa: SIM118 (safe_open is not iterable)
+                params += math.prod(f.get_slice(k).get_shape())
+    raw = weights.read_bytes()
+    return {
+        "name": f"teacher:{tdir.name if tdir.name != 'teacher' else tdir.parent.name}",
+        "score": metrics.get("score", metrics.get("accuracy")),
+        "accuracy": metrics.get("accuracy"),
+        "f1": metrics.get("f1"),
+        "params": params,
+        "disk_bytes": len(raw),
+        "gzip_bytes": len(gzip.compress(raw, compresslevel=6)),
+    }
 
 
 def prepare_all(spec: SweepSpec, trials: list[dict], assets: dict[str, TaskAssets]) -> dict[str, Prepared]:
@@ -303,8 +351,6 @@ def _record_teachers(store: ExperimentStore, spec: SweepSpec, prepared: dict[str
             continue
         seen.add((p.task.name, tdir))
         try:
-            from featherweight_core.teacher import teacher_baseline
-
             b = teacher_baseline(tdir)
         except Exception as e:  # a teacher without saved metrics is still usable; it just has no baseline row
             log.warning("no baseline row for teacher %s: %s", tdir, e)

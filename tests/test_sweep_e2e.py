@@ -87,7 +87,7 @@ def test_sweep_records_results_and_failures(tmp_path):
 
 
 def test_resume_after_kill_and_query_while_running(tmp_path):
-    spec = _spec(tmp_path, "killed", seeds=[0, 1, 2, 3, 4, 5], archs=("bilstm",), epochs=3)
+    spec = _spec(tmp_path, "killed", seeds=list(range(10)), archs=("bilstm",), epochs=4)
     db = tmp_path / "runs" / "featherweight.duckdb"
     proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec)], cwd=tmp_path, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
@@ -96,7 +96,7 @@ def test_resume_after_kill_and_query_while_running(tmp_path):
         deadline = time.time() + 240
         finished: list = []
         while time.time() < deadline:
-            time.sleep(1.0)
+            time.sleep(0.3)
             if not db.exists():
                 continue
             q = _featherweight("query", "--db", str(db), "--format", "csv",
@@ -114,12 +114,12 @@ def test_resume_after_kill_and_query_while_running(tmp_path):
     assert queried
     store = ExperimentStore(db, read_only=True)
     before = store.query("SELECT trial_id, finished_at FROM trials WHERE status = 'finished'")
-    assert 2 <= len(before) < 6
+    assert 2 <= len(before) < 10
     r = _featherweight("sweep", "resume", "killed", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"{len(before)} already finished" in r.stderr
     after = ExperimentStore(db, read_only=True).query("SELECT trial_id, finished_at, status FROM trials")
-    assert len(after) == 6 and after.trial_id.is_unique and (after.status == "finished").all()
+    assert len(after) == 10 and after.trial_id.is_unique and (after.status == "finished").all()
     merged = before.merge(after, on="trial_id", suffixes=("_before", "_after"))
     assert (merged.finished_at_before == merged.finished_at_after).all()  # finished trials were not re-run
     status = _featherweight("sweep", "status", "killed", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
