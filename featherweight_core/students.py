@@ -159,7 +159,7 @@ class RecurrentEncoder(nn.Module):
     On CPU it is several times faster in training, because autograd through a ``PackedSequence`` RNN slices the
     packed data per time step and each slice's backward allocates and zero-fills a full-size gradient
     (quadratic in T). Anything else in ``.rnn`` (quantized, pruned with hooks, a custom module) takes the packed
-    path through the module's own ``__call__``.
+    path through the module's own ``__call__``, and so does CUDA, where cuDNN handles packed sequences itself.
     """
 
     def __init__(self, cell: str, input_size: int, hidden: int, pooling: str = "last") -> None:
@@ -170,7 +170,8 @@ class RecurrentEncoder(nn.Module):
         self.out_features = 2 * hidden
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        if self._fast_path_ok():
+        # CUDA keeps the packed path: cuDNN runs PackedSequences natively and wants its flattened weights
+        if x.device.type == "cpu" and self._fast_path_ok():
             return self._forward_padded(x, lengths)
         return self._forward_packed(x, lengths)
 
