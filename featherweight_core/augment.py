@@ -127,10 +127,18 @@ class FillMask:
         self._single: dict[str, bool] = {}
         vocab = self.tokenizer.convert_ids_to_tokens(list(range(len(self.tokenizer))))
         special = set(self.tokenizer.all_special_tokens)
-        # only tokens that are whole words can replace a whole word
+        # only tokens that are whole words can replace a whole word: WordPiece marks continuations with "##";
+        # byte-level BPE (RoBERTa, "Ġ") and SentencePiece ("▁") mark word starts instead
+        marker = next(
+            (m for m in ("Ġ", "▁") if sum(1 for t in vocab if t and t.startswith(m)) > len(vocab) // 10), None
+        )
         self._word_token = np.array(
             [
-                t is not None and t not in special and not t.startswith("##") and replaceable(t.lstrip("Ġ▁"))
+                t is not None
+                and t not in special
+                and not t.startswith("##")
+                and (marker is None or t.startswith(marker))
+                and replaceable(t.lstrip("Ġ▁"))
                 for t in vocab
             ]
         )
