@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from db.store import ExperimentStore, TrialRecord
+from db.store import ExperimentStore, TrialRecord, flatten_sizes
 from featherweight_core.data import load_task_data
 from featherweight_core.prepare import DEFAULT_CACHE_DIR, Prepared, prepare
 from featherweight_core.tasks import get_task
@@ -223,17 +223,11 @@ def distill_record(sweep: str) -> Callable[[dict, dict, str | None], TrialRecord
             }
             if finished
             else {},  # fmt: skip
-            sizes={
-                "params": params.get("total"),
-                "params_embedding": params.get("embedding"),
-                "params_encoder": params.get("encoder"),
-                "params_classifier": params.get("classifier"),
-                "nonzero_params": params.get("nonzero"),
-                "disk_bytes": summary.get("disk_bytes"),
-                "gzip_bytes": summary.get("gzip_bytes"),
-            }
+            sizes=flatten_sizes(
+                {"params": params, "disk_bytes": summary.get("disk_bytes"), "gzip_bytes": summary.get("gzip_bytes")}
+            )
             if finished
-            else {},
+            else {},  # fmt: skip
             started_at=started,
             finished_at=now,
             seconds=(now - started) if started else None,

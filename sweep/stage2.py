@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from db.store import ExperimentStore, TrialRecord
+from db.store import ExperimentStore, TrialRecord, flatten_sizes
 from sweep.callback import DatabaseCallback, Progress, decode_json_field
 from sweep.spec import SweepSpec, trial_id
 
@@ -57,7 +57,6 @@ def compress_record(sweep: str, parent: dict) -> Callable[[dict, dict, str | Non
         s = decode_json_field(result, "fw_summary", {})
         finished = result.get("fw_status") == "finished"
         sizes = s.get("sizes", {})
-        params = sizes.get("params", {}) if isinstance(sizes.get("params"), dict) else {}
         started = result.get("fw_started_at")
         import time
 
@@ -83,20 +82,7 @@ def compress_record(sweep: str, parent: dict) -> Callable[[dict, dict, str | Non
             error=None if finished else result.get("fw_error", "unknown error"),
             config=cfg,
             metrics=s.get("metrics", {}),
-            sizes={
-                "params": params.get(
-                    "total", sizes.get("params") if not isinstance(sizes.get("params"), dict) else None
-                ),
-                "params_embedding": params.get("embedding"),
-                "params_encoder": params.get("encoder"),
-                "params_classifier": params.get("classifier"),
-                "nonzero_params": sizes.get("nonzero_params", params.get("nonzero")),
-                "disk_bytes": sizes.get("disk_bytes"),
-                "gzip_bytes": sizes.get("gzip_bytes"),
-                "ideal_bytes": sizes.get("ideal_bytes"),
-            }
-            if finished
-            else {},
+            sizes=flatten_sizes(sizes) if finished else {},
             started_at=started,
             finished_at=now,
             seconds=(now - started) if started else None,
