@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -114,11 +113,14 @@ WRITER = textwrap.dedent(
     sys.path.insert(0, {repo!r})
     from db.store import ExperimentStore
     from tests.db_fakes import make_record
+    from pathlib import Path
     store = ExperimentStore({path!r})
+    stop = Path({stop!r})
+    store.record_trial(make_record("w", "w00000", seed=0))
     print("ready", flush=True)
-    deadline = time.monotonic() + {seconds}
-    i = 0
-    while time.monotonic() < deadline:
+    deadline = time.monotonic() + 120  # safety net; the test creates the stop file long before
+    i = 1
+    while not stop.exists() and time.monotonic() < deadline:
         store.record_trial(make_record("w", f"w{{i:05d}}", seed=i))
         i += 1
     print(i, flush=True)
@@ -129,17 +131,19 @@ WRITER = textwrap.dedent(
 def test_query_while_another_process_writes(tmp_path):
     """DuckDB lets one process hold the file at a time; short write transactions + retries let readers in."""
     path = tmp_path / "fw.duckdb"
+    stop = tmp_path / "stop"
     ExperimentStore(path)
     writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER.format(repo=str(REPO), path=str(path), seconds=6)],
+        [sys.executable, "-c", WRITER.format(repo=str(REPO), path=str(path), stop=str(stop))],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert writer.stdout.readline().strip() == "ready"
+        # A fixed number of reads, all while the writer keeps writing (it runs until the stop file
+        # appears), so a slow, loaded machine makes the test slower, never flaky.
         counts = []
-        deadline = time.monotonic() + 4
-        while time.monotonic() < deadline:
+        for _ in range(4):
             store = ExperimentStore(path, read_only=True)
             counts.append(int(store.query("SELECT count(*) AS n FROM trial_results")["n"][0]))
         env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -163,9 +167,10 @@ def test_query_while_another_process_writes(tmp_path):
         assert cli.returncode == 0, cli.stderr
         assert int(cli.stdout.splitlines()[1]) >= counts[-1]
     finally:
+        stop.touch()
         out, _ = writer.communicate(timeout=60)
     assert writer.returncode == 0
     written = int(out.strip().splitlines()[-1])
-    assert len(counts) >= 3 and counts == sorted(counts)  # every read succeeded and saw a consistent, growing table
+    assert len(counts) == 4 and counts == sorted(counts)  # every read succeeded and saw a consistent, growing table
     assert counts[-1] > 0 and written > counts[0]
     assert ExperimentStore(path, read_only=True).query("SELECT count(*) AS n FROM trials")["n"][0] == written
