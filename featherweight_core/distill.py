@@ -84,6 +84,20 @@ def default_temperature(arch: str) -> float | None:
     return ARCH_DEFAULTS[arch]["temperature"]
 
 
+def resolve_temperature(value: float | str | None, arch: str) -> float | None:
+    """A user's temperature setting as ``DistillConfig`` takes it: ``"auto"`` is the arch's thesis default,
+    ``"none"``/``None`` means raw logits, a number is used as given.
+
+    >>> resolve_temperature("auto", "ffn"), resolve_temperature("none", "ffn"), resolve_temperature(2, "bilstm")
+    (3.0, None, 2.0)
+    """
+    if value == "auto":
+        return default_temperature(arch)
+    if value is None or value == "none":
+        return None
+    return float(value)
+
+
 def distill_loss(
     student_logits: torch.Tensor,
     labels: torch.Tensor,

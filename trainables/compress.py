@@ -12,7 +12,7 @@ from ray import tune
 
 from featherweight_core.checkpoint import load_checkpoint, save_compressed
 from featherweight_core.compress import compress_student
-from featherweight_core.distill import DistillConfig, default_temperature
+from featherweight_core.distill import DistillConfig, resolve_temperature
 from featherweight_core.prepare import Prepared
 from featherweight_core.prune import PruneConfig
 from featherweight_core.quantize import QuantConfig
@@ -40,11 +40,8 @@ def compress_trainable(config: dict[str, Any], prepared: Prepared, fixed: dict[s
             static_classifier=q["static_classifier"],
         )  # fmt: skip
         pc = fixed["parent_config"]
-        temperature = pc.get("temperature")
-        if temperature == "auto":
-            temperature = default_temperature(student_cfg.arch)
         distill_cfg = DistillConfig(alpha=pc["alpha"] if pc.get("alpha") is not None else 1.0,
-                                    temperature=temperature, seed=pc.get("seed") or 0)  # fmt: skip
+                                    temperature=resolve_temperature(pc.get("temperature"), student_cfg.arch), seed=pc.get("seed") or 0)  # fmt: skip
         train_split = prepared.train
         if pc.get("bootstrap") and getattr(prepared, "bootstrap", None) is not None:
             train_split = prepared.train.concat(prepared.bootstrap)

@@ -65,7 +65,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from featherweight_core.distill import DistillConfig, default_temperature
+    from featherweight_core.distill import DistillConfig, resolve_temperature
     from featherweight_core.prepare import DEFAULT_CACHE_DIR, prepare
     from featherweight_core.run import run_distillation, student_config_for
 
@@ -75,13 +75,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--device {args.device!r}: CUDA is not available on this machine")
     task = resolve_task(args)
     student = student_config_for_args(args, task)
-    temperature = args.temperature
-    if temperature == "auto":
-        temperature = default_temperature(args.arch)
-    elif temperature == "none":
-        temperature = None
     cfg = DistillConfig(
-        alpha=args.alpha, temperature=temperature, max_epochs=args.max_epochs, patience=args.patience,
+        alpha=args.alpha, temperature=resolve_temperature(args.temperature, args.arch), max_epochs=args.max_epochs, patience=args.patience,
         batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
         seed=args.seed, device=args.device,
     )  # fmt: skip
