@@ -159,3 +159,11 @@ def test_analyze_text_output(capsys):
 def test_help_is_fast_and_lists_commands():
     proc = subprocess.run([*_cli(), "--help"], capture_output=True, text=True, env=_env(), timeout=60)
     assert proc.returncode == 0 and "distill" in proc.stdout and "analyze" in proc.stdout
+
+
+@pytest.mark.parametrize("command", [["distill", "--task", "synthetic"], ["compress", "x.pt"]])
+def test_threads_must_be_positive(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([*command, "--threads", "0"])
+    assert exc.value.code == 2
+    assert "argument --threads: expected a positive integer, got '0'" in capsys.readouterr().err

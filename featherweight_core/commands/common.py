@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+from pathlib import Path
 
 from featherweight_core.tasks import TASKS, TaskSpec, custom_task, get_task
 
@@ -47,3 +50,29 @@ def resolve_task(args: argparse.Namespace) -> TaskSpec:
         metric=args.metric,
         label_column=args.label_column,
     )
+
+
+def positive_int(value: str) -> int:
+    """argparse type: an integer >= 1 (thread counts, epochs)."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
+
+
+STUDENT_THREADS_HELP = (
+    "torch CPU threads (default 1: the students are small, and one thread per run is fastest; use a sweep to"
+    " run several students side by side on more cores)"
+)
+
+
+def write_json_atomic(path: str | Path, obj: object) -> Path:
+    """Write ``obj`` as indented JSON through a temporary file and a rename: readers never see half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
+
+from featherweight_core.commands.common import STUDENT_THREADS_HELP, positive_int, write_json_atomic
 
 QUANT_PARTS = ("embedding", "encoder", "classifier")
 
@@ -116,7 +117,7 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("output")
     g.add_argument("--output", default=None, help="directory for compressed.pt and result.json")
     g.add_argument("--speed", action="store_true", help="also time batch-1 latency and batch-256 throughput")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    g.add_argument("--threads", type=positive_int, default=1, help=STUDENT_THREADS_HELP)
     g.add_argument("--json", action="store_true", help="print the result as one JSON object")
     g.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     p.set_defaults(func=run)
@@ -173,8 +174,7 @@ def run(args: argparse.Namespace) -> int:
     from featherweight_core.prepare import DEFAULT_CACHE_DIR, prepare
     from featherweight_core.tasks import get_task
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     prune, quant = _configs(args)  # validate before any slow work
     model, cfg, meta = load_checkpoint(args.checkpoint)
     cfg = cfg.resolved()
@@ -219,9 +219,7 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.output)
         ckpt = save_compressed(out / "compressed.pt", result, {"task": task.name, "parent": str(args.checkpoint)})
         summary["checkpoint"] = str(ckpt)
-        tmp = out / f".result.json.tmp{os.getpid()}"
-        tmp.write_text(json.dumps(summary, indent=2) + "\n")
-        os.replace(tmp, out / "result.json")
+        write_json_atomic(out / "result.json", summary)
     if args.json:
         print(json.dumps(summary))
     else:

@@ -5,8 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
-from featherweight_core.commands.common import add_encoder_args, add_task_args, resolve_task
+from featherweight_core.commands.common import (
+    STUDENT_THREADS_HELP,
+    add_encoder_args,
+    add_task_args,
+    positive_int,
+    resolve_task,
+    write_json_atomic,
+)
 
 
 def _temperature(value: str) -> float | str | None:
@@ -53,7 +61,7 @@ def add_parser(sub) -> None:
     g.add_argument("--lr", type=float, default=None)
     g.add_argument("--weight-decay", type=float, default=None)
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    g.add_argument("--threads", type=positive_int, default=1, help=STUDENT_THREADS_HELP)
     g = p.add_argument_group("output")
     g.add_argument("--output", default=None, help="directory for student.pt and result.json")
     g.add_argument("--cache-dir", default=None, help="where encoded data is cached (default ~/.cache/featherweight)")
@@ -69,8 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from featherweight_core.prepare import DEFAULT_CACHE_DIR, prepare
     from featherweight_core.run import run_distillation, student_config_for
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"--device {args.device!r}: CUDA is not available on this machine")
     task = resolve_task(args)
@@ -105,10 +112,7 @@ def run(args: argparse.Namespace) -> int:
     summary = {"task": task.name, **result.summary(), "bootstrap": args.bootstrap,
                "train_examples": len(prepared.train) + (len(prepared.bootstrap) if prepared.bootstrap else 0)}  # fmt: skip
     if args.output:
-        from pathlib import Path
-
-        out = Path(args.output) / "result.json"
-        out.write_text(json.dumps(summary, indent=2) + "\n")
+        write_json_atomic(Path(args.output) / "result.json", summary)
     if args.json:
         print(json.dumps(summary))
     else:

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from featherweight_core.commands.common import add_task_args, resolve_task
+from featherweight_core.commands.common import add_task_args, positive_int, resolve_task
 
 
 def add_parser(sub) -> None:
@@ -78,7 +78,7 @@ def _add_runtime_args(g) -> None:
     g.add_argument("--cpu", action="store_true", help="same as --device cpu")
     g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
                    help="autocast on GPU: auto = bf16 where supported, else fp16; CPU always fp32")  # fmt: skip
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    g.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
