@@ -4,9 +4,11 @@ For each parent checkpoint (e.g. SST-2 BiLSTM bpe vs1000 d25, FFN hash d25 from 
 
 - float baseline: dev accuracy, disk / gzip / ideal bytes;
 - ``q``: quantization alone (all groups, dynamic classifier) and with a static classifier;
+- hash students with ``--importance-bits 8 6 4``: ``q-imp8``, ``q-imp6``, ... = ``q`` with the importance scalars
+  as 8-, 6-, 4-bit codes instead of float16;
 - ``p``: table 6.3 top-v pruning (post-training, local);  ``p+q``: both;
 - ratios of gzip bytes to the float gzip bytes, accuracy drops in points;
-- latency (batch 1, median ms) and throughput (batch 256, examples/s), float vs ``q`` / ``p+q``;
+- latency (batch 1, median ms) and throughput (batch 256, examples/s), float vs ``q`` / ``q-impN`` / ``p+q``;
 - BiLSTM only: movement vs magnitude pruning at equal encoder sparsity (default 50% and 80%; embedding and
   classifier left dense): one-shot magnitude, gradual magnitude and movement with the same fine-tuning budget.
 
@@ -14,6 +16,11 @@ Usage::
 
     .venv/bin/python bench/bench_compress.py --parent /tmp/bilstm/student.pt --parent /tmp/ffn/student.pt \\
         --data /work/shared/data/glue --bpemb-dir /work/shared/data/bpemb --out /tmp/bench_compress.json
+
+FFN only (no movement pruning, which runs only for recurrent students)::
+
+    .venv/bin/python bench/bench_compress.py --parent /tmp/ffn/student.pt --data /work/shared/data/glue \\
+        --bpemb-dir /work/shared/data/bpemb --importance-bits 8 6 4 --out /tmp/bench_compress_ffn.json
 
 Runs single-threaded (``torch.set_num_threads(1)``); note ``uptime`` load with the figures.
 """
@@ -51,8 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encoder-sparsity", type=float, nargs="*", default=[0.5, 0.8])
     ap.add_argument("--skip-movement", action="store_true")
     ap.add_argument("--train-limit", type=int, default=None, help="use only the first N training rows")
+    ap.add_argument("--importance-bits", type=int, nargs="*", default=[], metavar="BITS",
+                    help="hash students: also quantize with the importance scalars as BITS-bit codes (2..8;"
+                         " variants q-impBITS)")  # fmt: skip
     ap.add_argument("--out", default=None, help="write all figures as JSON here")
     args = ap.parse_args(argv)
+    bad = [b for b in args.importance_bits if not 2 <= b <= 8]
+    if bad:
+        ap.error(f"--importance-bits: {bad[0]} is not in 2..8 (16 is the plain q variant)")
 
     import numpy as np
     import torch
@@ -95,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             ("p", PruneConfig(method="topv"), None),
             ("p+q", PruneConfig(method="topv"), QuantConfig()),
         ]
+        if cfg.embedding == "hash":
+            variants[1:1] = [(f"q-imp{b}", None, QuantConfig(importance_bits=b)) for b in args.importance_bits]
         for label, p, q in variants:
             res = compress_student(model, cfg, p, q, train, prepared.evals, task, dcfg)
             models[label] = res.model
@@ -114,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r.get('sparsity', 0.0):>9.3f}  {r['prune']} | {r['quant']}")  # fmt: skip
 
         speed = {}
-        for label in ("float", "q", "p+q"):
+        for label in ("float", "q", *(f"q-imp{b}" for b in args.importance_bits if f"q-imp{b}" in models), "p+q"):
             lat = inference_speed(models[label], dev, 1, max_batches=300, min_seconds=2.0)
             thr = inference_speed(models[label], dev, 256, min_seconds=2.0)
             speed[label] = {"latency_ms": lat["ms_per_batch"], "throughput": thr["examples_per_second"]}

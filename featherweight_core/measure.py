@@ -126,7 +126,9 @@ _DTYPE_BYTES = {torch.qint8: 1, torch.quint8: 1, torch.quint4x2: 0.5, torch.qint
 
 
 def element_bytes(t: torch.Tensor) -> float:
-    """Bytes one stored element takes: 4 for float32, 2 for float16, 1 for (q)int8 / (q)uint8.
+    """Bytes one stored element takes: 4 for float32, 2 for float16, 1 for (q)int8 / (q)uint8. (Codes narrower
+    than their dtype - :class:`~featherweight_core.quantize.CodedEmbedding` - are counted by :func:`ideal_size` at
+    their recorded bit width, see :func:`coded_tables`.)
 
     >>> element_bytes(torch.zeros(2, dtype=torch.float16)), element_bytes(torch.zeros(2, dtype=torch.uint8))
     (2, 1)
@@ -137,9 +139,9 @@ def element_bytes(t: torch.Tensor) -> float:
 def stored_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor, str]]:
     """``(name, tensor, kind)`` for every tensor a model stores, as stored: float / float16 tensors, quantized
     tensors for quantized weights (dynamic / static Linear, dynamic LSTM, per-row quantized Embedding and
-    EmbeddingBag). ``kind`` is ``weight`` (parameters, quantized weights and biases, float16 tables) or
-    ``buffer``. Modules still carrying pruning masks report the effective masked weight instead of
-    ``*_orig`` / ``*_mask`` / ``*_scores``."""
+    EmbeddingBag), uint8 code tables (``CodedEmbedding.codes``). ``kind`` is ``weight`` (parameters, quantized
+    weights and biases, float16 and code tables) or ``buffer``. Modules still carrying pruning masks report the
+    effective masked weight instead of ``*_orig`` / ``*_mask`` / ``*_scores``."""
     out: list[tuple[str, torch.Tensor, str]] = []
     for mname, m in model.named_modules():
         prefix = f"{mname}." if mname else ""
@@ -172,17 +174,38 @@ def stored_tensors(model: nn.Module) -> list[tuple[str, torch.Tensor, str]]:
         for k, v in m._buffers.items():
             if v is None or k in skip or k in m._non_persistent_buffers_set:
                 continue
-            # A float16 lookup table (HalfEmbedding) is the module's weight, stored as a buffer.
-            kind = "weight" if k == "weight" else "buffer"
+            # A float16 lookup table (HalfEmbedding.weight) or a table of integer codes (CodedEmbedding.codes) is
+            # the module's weight, stored as a buffer; CodedEmbedding's scale / offset are buffers.
+            kind = "weight" if k == "weight" or (k == "codes" and _coded_bits(m) is not None) else "buffer"
             out.append((prefix + k, v.detach(), kind))
     return out
 
 
+def _coded_bits(m: nn.Module) -> int | None:
+    """The bit width of a module holding ``bits``-bit integer codes in a wider buffer (``codes``, with ``bits``
+    and ``dequantize()``, as quantize.CodedEmbedding), else None."""
+    bits = getattr(m, "bits", None)
+    codes = m._buffers.get("codes")
+    if isinstance(codes, torch.Tensor) and isinstance(bits, int) and callable(getattr(m, "dequantize", None)):
+        return bits
+    return None
+
+
+def coded_tables(model: nn.Module) -> dict[str, tuple[int, torch.Tensor]]:
+    """``{stored name of a code table: (bits, dequantized float values)}`` for every module storing integer codes
+    narrower than their dtype (quantize.CodedEmbedding: 2..8-bit codes in a uint8 buffer). :func:`ideal_size`
+    counts these at ``bits / 8`` bytes per element, and a code is zero where it dequantizes to exactly 0."""
+    out = {}
+    for mname, m in model.named_modules():
+        bits = _coded_bits(m)
+        if bits is not None:
+            out[f"{mname}.codes" if mname else "codes"] = (bits, m.dequantize().detach())
+    return out
+
+
 def _has_quantized(model: nn.Module) -> bool:
-    return any(
-        type(m).__module__.startswith("torch.ao.nn") or type(m).__name__ in ("HalfEmbedding", "QuantizedHashEmbedding")
-        for m in model.modules()
-    )
+    names = ("HalfEmbedding", "CodedEmbedding", "QuantizedHashEmbedding")
+    return any(type(m).__module__.startswith("torch.ao.nn") or type(m).__name__ in names for m in model.modules())
 
 
 def ideal_tensor_bytes(numel: int, nonzero: int, ndim: int, elem_bytes: float, index_bytes: int = 8) -> dict:
@@ -214,15 +237,19 @@ def ideal_size(model: nn.Module, index_bytes: int = 8) -> dict:
     """Ideal storage of every stored tensor at its stored bit width (eq. 6.5-6.7 per tensor, plus quantization
     scale / zero points): ``{"ideal_bytes", "dense_bytes", "tensors": {name: {numel, nonzero, ndim, elem_bytes,
     dense, coo, bytes, format, qparams}}}``. A quantized weight is zero where it dequantizes to exactly 0
-    (affine quantization represents 0 exactly, so pruned weights stay zero)."""
+    (affine quantization represents 0 exactly, so pruned weights stay zero). Code tables narrower than their
+    dtype (:func:`coded_tables`, e.g. 4-bit importance codes in a uint8 buffer) count ``bits / 8`` bytes per
+    element; their float32 scale and offset are stored tensors of their own (4 bytes each)."""
     tensors, total, dense_total = {}, 0, 0
+    coded = coded_tables(model)
     for name, t, _kind in stored_tensors(model):
-        values = t.dequantize() if t.is_quantized else t
+        values = coded[name][1] if name in coded else t.dequantize() if t.is_quantized else t
+        elem = coded[name][0] / 8 if name in coded else element_bytes(t)
         numel = t.numel()
         nonzero = int(torch.count_nonzero(values).item()) if numel else 0
-        row = ideal_tensor_bytes(numel, nonzero, max(t.dim(), 1), element_bytes(t), index_bytes)
+        row = ideal_tensor_bytes(numel, nonzero, max(t.dim(), 1), elem, index_bytes)
         q = qparam_bytes(t)
-        row.update(numel=numel, nonzero=nonzero, ndim=max(t.dim(), 1), elem_bytes=element_bytes(t), qparams=q)
+        row.update(numel=numel, nonzero=nonzero, ndim=max(t.dim(), 1), elem_bytes=elem, qparams=q)
         tensors[name] = row
         total += row["bytes"] + q
         dense_total += row["dense"] + q
@@ -233,10 +260,11 @@ def stored_param_counts(model: nn.Module) -> dict[str, int]:
     """Like :func:`param_counts`, counted over :func:`stored_tensors` (weights only), so quantized and partly
     quantized students count their packed weights too."""
     counts = dict.fromkeys(("total", *GROUPS, "nonzero"), 0)
+    coded = coded_tables(model)
     for name, t, kind in stored_tensors(model):
         if kind != "weight":
             continue
-        values = t.dequantize() if t.is_quantized else t
+        values = coded[name][1] if name in coded else t.dequantize() if t.is_quantized else t
         n = t.numel()
         counts["total"] += n
         group = _group_of(name)

@@ -5,7 +5,9 @@ What each switch of :class:`QuantConfig` does to a student's three module groups
 - ``embedding``: ``nn.Embedding`` (bpe / char) -> per-row uint8 weights (``quint8`` with float scale and zero
   point per row, PyTorch's ``float_qparams_weight_only_qconfig``). For hash embeddings the bucket table
   (``nn.EmbeddingBag``, sum mode with per-sample weights) gets the same per-row uint8 treatment and the
-  importance scalars (one per row, where per-row qparams would cost more than they save) become float16.
+  importance scalars (one per row, where per-row qparams would cost more than they save) become float16, or with
+  ``importance_bits`` 2..8 uniform ``bits``-bit codes over the tensor's range (:class:`CodedEmbedding`): for a
+  hash student the float16 importance scalars are most of the compressed size.
 - ``encoder``: int8 dynamic quantization (weights int8 per tensor, activations quantized on the fly). The BiLSTM
   uses PyTorch's dynamic LSTM. ``nn.RNN`` is left in float by ``quantize_dynamic`` without a word, so the Elman
   RNN is first rebuilt as :class:`ElmanRNN` - the same recurrence from ``nn.Linear`` layers, equal to ``nn.RNN``
@@ -35,6 +37,8 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 QUANT_ENGINES = ("x86", "fbgemm", "qnnpack", "onednn")
+# Widths of hash-embedding importance scalars: uniform codes of 2..8 bits, or 16 = float16 (the thesis' choice).
+IMPORTANCE_BITS = (2, 3, 4, 5, 6, 7, 8, 16)
 
 
 class QuantizationError(ValueError):
@@ -47,6 +51,10 @@ class QuantConfig:
 
     ``static_classifier`` replaces dynamic int8 classifier quantization by static quantization calibrated on
     ``calibration_batches`` batches (of ``calibration_batch_size`` examples) of the *training* split.
+
+    ``importance_bits`` (hash embeddings only; ignored for other students): 16 keeps the importance scalars
+    float16 (the thesis' choice); 2..8 stores them as uniform affine codes with ``2 ** bits`` levels over the
+    tensor's [min, max] (one float32 scale and offset per tensor), see :class:`CodedEmbedding`.
     """
 
     embedding: bool = True
@@ -55,6 +63,7 @@ class QuantConfig:
     static_classifier: bool = False
     calibration_batches: int = 20
     calibration_batch_size: int = 64
+    importance_bits: int = 16
 
     def __post_init__(self) -> None:
         for name in ("embedding", "encoder", "classifier", "static_classifier"):
@@ -66,6 +75,10 @@ class QuantConfig:
                 raise ValueError(f"QuantConfig.{name} must be a positive int, got {v!r}")
         if self.static_classifier and not self.classifier:
             raise ValueError("QuantConfig: static_classifier=True needs classifier=True")
+        b = self.importance_bits
+        if isinstance(b, bool) or not isinstance(b, int) or b not in IMPORTANCE_BITS:
+            raise ValueError(f"QuantConfig.importance_bits must be an int in 2..8 (uniform codes) or 16 (float16),"
+                             f" got {b!r}")  # fmt: skip
 
     @property
     def enabled(self) -> bool:
@@ -78,6 +91,8 @@ class QuantConfig:
         'int8-dyn(enc,cls)+emb-u8/f16'
         >>> QuantConfig(encoder=False, static_classifier=True).describe()
         'int8-static(cls)+emb-u8'
+        >>> QuantConfig(importance_bits=6).describe("ffn", "hash")
+        'int8-dyn(cls)+emb-u8/u6'
         """
         parts = []
         dyn = []
@@ -90,7 +105,8 @@ class QuantConfig:
         if self.static_classifier:
             parts.append("int8-static(cls)")
         if self.embedding:
-            parts.append("emb-u8/f16" if embedding == "hash" else "emb-u8")
+            imp = "f16" if self.importance_bits == 16 else f"u{self.importance_bits}"
+            parts.append(f"emb-u8/{imp}" if embedding == "hash" else "emb-u8")
         return "+".join(parts) if parts else "none"
 
     def to_dict(self) -> dict:
@@ -212,24 +228,80 @@ class HalfEmbedding(nn.Module):
         return F.embedding(ids, self.weight).float()
 
 
+class CodedEmbedding(nn.Module):
+    """A lookup table of uniform affine ``bits``-bit codes returning float32 rows: ``codes * scale + offset``.
+
+    codes: (N, D) uint8 buffer with values in [0, 2**bits - 1]; scale, offset: float32 scalars for the whole
+    table. ``from_float`` spreads the ``2 ** bits`` levels over the table's [min, max], so every value is within
+    ``scale / 2`` of its float original; when the range straddles 0 the offset is nudged to a multiple of the
+    scale so 0 (a pruned weight) stays exactly 0. ``bits`` is recorded on the module: measure.ideal_size counts
+    the codes at ``bits`` bits each (the uint8 buffer is only their in-memory container; gzip exploits the few
+    distinct byte values). ids (...) -> (..., D).
+    """
+
+    def __init__(self, num_embeddings: int, dim: int, bits: int) -> None:
+        super().__init__()
+        if isinstance(bits, bool) or not isinstance(bits, int) or not 2 <= bits <= 8:
+            raise ValueError(f"CodedEmbedding bits must be an int in 2..8, got {bits!r}")
+        self.bits = bits
+        self.register_buffer("codes", torch.zeros(num_embeddings, dim, dtype=torch.uint8))
+        self.register_buffer("scale", torch.ones((), dtype=torch.float32))
+        self.register_buffer("offset", torch.zeros((), dtype=torch.float32))
+
+    @classmethod
+    def from_float(cls, emb: nn.Embedding, bits: int) -> CodedEmbedding:
+        out = cls(emb.num_embeddings, emb.embedding_dim, bits)
+        w = emb.weight.detach().float().cpu()
+        if w.numel() == 0:
+            return out
+        levels = 2**bits - 1
+        lo, hi = float(w.min()), float(w.max())
+        scale = torch.tensor((hi - lo) / levels if hi > lo else 1.0, dtype=torch.float32)
+        offset = torch.tensor(lo, dtype=torch.float32)
+        if lo < 0.0 < hi:  # 0 exactly representable: code z decodes to z*scale - z*scale = 0
+            offset = -(torch.round(-offset / scale) * scale)
+        out.codes.copy_(torch.round((w - offset) / scale).clamp_(0, levels).to(torch.uint8))
+        out.scale.copy_(scale)
+        out.offset.copy_(offset)
+        return out
+
+    def dequantize(self) -> torch.Tensor:
+        """The whole table as float32 (N, D)."""
+        return self.codes.float() * self.scale + self.offset
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.codes).float() * self.scale + self.offset
+
+    def extra_repr(self) -> str:
+        return f"{self.codes.shape[0]}, {self.codes.shape[1]}, bits={self.bits}"
+
+
 class QuantizedHashEmbedding(nn.Module):
-    """HashEmbedding with float16 importance scalars and a per-row uint8 bucket table (quantized EmbeddingBag,
-    sum mode with per-sample weights). Same input / output as :class:`~featherweight_core.students.HashEmbedding`:
+    """HashEmbedding with a per-row uint8 bucket table (quantized EmbeddingBag, sum mode with per-sample weights)
+    and float16 importance scalars (``importance_bits=16``) or ``importance_bits``-bit codes (2..8,
+    :class:`CodedEmbedding`). Same input / output as :class:`~featherweight_core.students.HashEmbedding`:
     ids (B, T, num_hashes) -> (B, T, dim) float32."""
 
-    def __init__(self, num_rows: int, num_buckets: int, dim: int, num_hashes: int = 3) -> None:
+    def __init__(
+        self, num_rows: int, num_buckets: int, dim: int, num_hashes: int = 3, importance_bits: int = 16
+    ) -> None:
         super().__init__()
         import torch.ao.nn.quantized as nnq
 
         self.num_rows, self.num_buckets, self.dim, self.num_hashes = num_rows, num_buckets, dim, num_hashes
-        self.importance = HalfEmbedding(num_hashes * num_rows, 1)
+        self.importance_bits = importance_bits
+        n = num_hashes * num_rows
+        self.importance = HalfEmbedding(n, 1) if importance_bits == 16 else CodedEmbedding(n, 1, importance_bits)
         self.buckets = nnq.EmbeddingBag(num_buckets, dim, mode="sum", include_last_offset=False)
         self.register_buffer("hash_offsets", torch.arange(num_hashes) * num_rows, persistent=False)
 
     @classmethod
-    def from_float(cls, emb: nn.Module) -> QuantizedHashEmbedding:
-        out = cls(emb.num_rows, emb.num_buckets, emb.dim, emb.num_hashes)
-        out.importance = HalfEmbedding.from_float(emb.importance)
+    def from_float(cls, emb: nn.Module, importance_bits: int = 16) -> QuantizedHashEmbedding:
+        out = cls(emb.num_rows, emb.num_buckets, emb.dim, emb.num_hashes, importance_bits)
+        if importance_bits == 16:
+            out.importance = HalfEmbedding.from_float(emb.importance)
+        else:
+            out.importance = CodedEmbedding.from_float(emb.importance, importance_bits)
         out.buckets = _quantize_embedding_table(emb.buckets)
         return out
 
@@ -303,7 +375,7 @@ def _is_quantized_module(m: nn.Module) -> bool:
     return (
         mod.startswith("torch.ao.nn.quantized")
         or mod.startswith("torch.ao.nn.intrinsic.quantized")
-        or isinstance(m, HalfEmbedding | QuantizedHashEmbedding | StaticQuantClassifier)
+        or isinstance(m, HalfEmbedding | CodedEmbedding | QuantizedHashEmbedding | StaticQuantClassifier)
     )
 
 
@@ -354,7 +426,7 @@ def quantize_student(
         _quiet_torch_ao()
         q = copy.deepcopy(model).cpu().eval()
         if cfg.embedding:
-            q.embedding = _quantize_embedding(q.embedding)
+            q.embedding = _quantize_embedding(q.embedding, cfg.importance_bits)
         if cfg.encoder and arch in ("bilstm", "rnn"):
             q.encoder = _quantize_encoder(q.encoder)
         if cfg.classifier:
@@ -370,11 +442,11 @@ def quantize_student(
     return q.eval()
 
 
-def _quantize_embedding(emb: nn.Module) -> nn.Module:
+def _quantize_embedding(emb: nn.Module, importance_bits: int = 16) -> nn.Module:
     from featherweight_core.students import HashEmbedding
 
     if isinstance(emb, HashEmbedding):
-        return QuantizedHashEmbedding.from_float(emb)
+        return QuantizedHashEmbedding.from_float(emb, importance_bits)
     if isinstance(emb, nn.Embedding):
         return _quantize_embedding_table(emb)
     raise QuantizationError(f"don't know how to quantize embedding {type(emb).__name__}")

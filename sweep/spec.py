@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from featherweight_core.encoders import bpemb_files
+from featherweight_core.quantize import IMPORTANCE_BITS
 from featherweight_core.students import ARCHS, POOLINGS
 from featherweight_core.tasks import TASKS
 
@@ -64,7 +65,7 @@ SEARCH_KEYS = {
     "targets": {"embedding": [0.0, 0.6], "encoder": [0.0, 0.9], "classifier": [0.0, 0.6]},
     "finetune_epochs": 0,
 }
-QUANT_KEYS = {"embedding": True, "encoder": True, "classifier": True, "static_classifier": False}
+QUANT_KEYS = {"embedding": True, "encoder": True, "classifier": True, "static_classifier": False, "importance_bits": 16}
 COMPRESS_KEYS = {"parents": "skyline", "size_measure": "gzip_bytes", "search": {}, "quantize": {}}
 TOP_KEYS = {
     "name": None,
@@ -332,7 +333,10 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
                 raise SpecError(f"{w}: low {lo} > high {hi}")
         q = c["quantize"] = _merge(QUANT_KEYS, c["quantize"], "compress.quantize")
         for k, v in q.items():
-            if not isinstance(v, bool):
+            if k == "importance_bits":
+                if isinstance(v, bool) or v not in IMPORTANCE_BITS:
+                    raise SpecError(f"compress.quantize.importance_bits: expected an integer in 2..8 or 16, got {v!r}")
+            elif not isinstance(v, bool):
                 raise SpecError(f"compress.quantize.{k}: expected true or false, got {v!r}")
     result = SweepSpec(name=name, raw=spec, path=path, tasks=tasks)
     if check_files:

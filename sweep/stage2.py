@@ -141,7 +141,8 @@ def run_compression_stage(
             "method": s["method"],
             "scope": s["scope"],
             "finetune_epochs": s["finetune_epochs"],
-            "quantize": c["quantize"],
+            # importance_bits at its default (float16) is left out so compression trial ids stay what they were
+            "quantize": {k: v for k, v in c["quantize"].items() if not (k == "importance_bits" and v == 16)},
             "size_measure": c["size_measure"],
         }  # fmt: skip
         prepared = prepare_all(spec, [parent_cfg], assets)

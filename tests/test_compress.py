@@ -46,6 +46,8 @@ CASES = [
     ("bilstm", "char", PruneConfig(), QuantConfig()),
     ("rnn", "hash", PruneConfig(method="magnitude", scope="global", sparsity=0.4), QuantConfig(static_classifier=True)),
     ("ffn", "hash", None, QuantConfig(encoder=False)),
+    ("ffn", "hash", None, QuantConfig(importance_bits=4)),
+    ("rnn", "hash", PruneConfig(method="topv", targets={"hash_emb": 0.3}), QuantConfig(importance_bits=6)),
     ("rnn", "char", PruneConfig(method="movement", epochs=1), None),
 ]
 
@@ -71,6 +73,9 @@ def test_compress_and_round_trip(synthetic, tmp_path, arch, emb, p, q):
     path = save_compressed(tmp_path / "c.pt", res, {"task": task.name})
     loaded, lcfg, meta = load_compressed(path)
     assert lcfg == cfg and meta["task"] == task.name and meta["quant_label"] == labels["quant"]
+    if q is not None:
+        assert meta["quant"] == q.to_dict()  # importance_bits included: load rebuilds the same structure
+        assert [type(m).__name__ for m in loaded.modules()] == [type(m).__name__ for m in res.model.modules()]
     ev = prep.evals["validation"]
     assert np.array_equal(predict_logits(loaded, ev), predict_logits(res.model, ev))  # identical, not just close
     assert evaluate(loaded, prep.evals, task) == res.metrics
@@ -156,6 +161,39 @@ def test_ideal_size_of_hand_made_modules():
     assert (erow["bytes"], erow["qparams"]) == (20, 4 * 8)
 
 
+def test_ideal_size_counts_importance_codes_at_their_bit_width():
+    from featherweight_core.measure import coded_tables, stored_param_counts
+    from featherweight_core.quantize import CodedEmbedding, QuantizedHashEmbedding
+    from featherweight_core.students import HashEmbedding
+
+    src = nn.Embedding(30, 1)
+    with torch.no_grad():  # three pruned scalars, the rest far enough from 0 not to be coded as 0
+        src.weight.copy_(torch.tensor([0.0] * 3 + [-1.0, -0.6, 0.6, 1.2, 2.0] * 5 + [1.0, -1.0]).view(30, 1))
+    m = nn.Module()
+    m.imp = CodedEmbedding.from_float(src, 4)
+    rep = ideal_size(m)
+    # 30 codes x 4 bits = 15 bytes (dense: 27 non-zeros are far too many for COO), float32 scale and offset: 4 each
+    assert rep["tensors"]["imp.codes"] == {"dense": 15, "coo": int(np.ceil((2 * 8 + 0.5) * 27)), "bytes": 15,
+                                           "format": "dense", "numel": 30, "nonzero": 27, "ndim": 2,
+                                           "elem_bytes": 0.5, "qparams": 0}  # fmt: skip
+    assert rep["tensors"]["imp.scale"]["bytes"] == 4 and rep["tensors"]["imp.offset"]["bytes"] == 4
+    assert rep["ideal_bytes"] == 15 + 4 + 4
+    m.imp = CodedEmbedding.from_float(src, 3)  # 90 bits -> 12 bytes (rounded up)
+    assert ideal_size(m)["ideal_bytes"] == 12 + 8
+    assert set(coded_tables(m)) == {"imp.codes"}
+    counts = stored_param_counts(m)  # the codes are the weight; nonzero counts values that decode to non-zero
+    assert (counts["total"], counts["nonzero"]) == (30, 27)
+
+    # A whole quantized hash embedding: the importance table shrinks from 2 bytes (float16) to bits / 8 each.
+    emb = HashEmbedding(100, 10, 8)  # 300 importance scalars, 10 x 8 buckets
+    half = ideal_size(QuantizedHashEmbedding.from_float(emb))
+    for bits in (8, 6, 4, 2):
+        coded = ideal_size(QuantizedHashEmbedding.from_float(emb, bits))
+        assert coded["tensors"]["importance.codes"]["bytes"] == 300 * bits // 8
+        assert coded["tensors"]["buckets.weight"] == half["tensors"]["buckets.weight"]
+        assert coded["ideal_bytes"] == half["ideal_bytes"] - 2 * 300 + 300 * bits // 8 + 8
+
+
 def test_inference_speed_reports(synthetic):
     task, preps = synthetic
     prep = preps["char"]
@@ -201,6 +239,40 @@ def test_cli_prunes_quantizes_and_saves(parent_ckpt, tmp_path, synthetic, capsys
     assert evaluate(model, preps["hash"].evals, task) == summary["metrics"]
 
 
+def test_cli_importance_bits(parent_ckpt, tmp_path, synthetic, capsys):
+    out = tmp_path / "out"
+    rc = cli(parent_ckpt, "--data", "synthetic", "--cache-dir", tmp_path / "cache", "--quantize", "all",
+             "--importance-bits", "6", "--output", out, "--json")  # fmt: skip
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["quant_label"] == "int8-dyn(enc,cls)+emb-u8/u6" and summary["quant"]["importance_bits"] == 6
+    assert summary["sizes"]["ideal_bytes"] < summary["float"]["sizes"]["ideal_bytes"]
+    model, _, meta = load_compressed(out / "compressed.pt")
+    assert meta["quant"]["importance_bits"] == 6 and model.embedding.importance.bits == 6
+    task, preps = synthetic
+    assert evaluate(model, preps["hash"].evals, task) == summary["metrics"]
+    assert "--importance-bits {2..8,16}" in _help()
+
+
+def _help() -> str:
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit):
+        cli("--help")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("value", ["9", "1", "0", "32", "x", "6.5"])
+def test_cli_bad_importance_bits_is_an_argparse_error(parent_ckpt, capsys, value):
+    with pytest.raises(SystemExit) as e:
+        cli(parent_ckpt, "--quantize", "all", "--importance-bits", value)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"--importance-bits: expected an integer in 2..8 or 16, got '{value}'" in err
+
+
 @pytest.mark.parametrize(
     "args,message",
     [
@@ -210,6 +282,8 @@ def test_cli_prunes_quantizes_and_saves(parent_ckpt, tmp_path, synthetic, capsys
         (["--sparsity", "lstm=0.5"], "need --prune METHOD"),
         ([], "nothing to do"),
         (["--prune", "movement", "--schedule", "post"], "movement pruning learns its masks"),
+        (["--importance-bits", "4"], "--importance-bits 4 needs embedding quantization"),
+        (["--quantize", "encoder,classifier", "--importance-bits", "4"], "--importance-bits 4 needs embedding"),
     ],
 )
 def test_cli_bad_arguments_exit_2_and_write_nothing(parent_ckpt, tmp_path, capsys, args, message):

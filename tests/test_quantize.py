@@ -12,6 +12,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from featherweight_core.prune import PruneConfig, Pruner
 from featherweight_core.quantize import (
+    CodedEmbedding,
     ElmanRNN,
     HalfEmbedding,
     QuantConfig,
@@ -153,6 +154,88 @@ def test_quant_config_validation_and_describe():
     assert QuantConfig().describe("ffn", "hash") == "int8-dyn(cls)+emb-u8/f16"
     assert QuantConfig(embedding=False, encoder=False, classifier=False).describe() == "none"
     assert QuantConfig.from_dict(QuantConfig(static_classifier=True).to_dict()).static_classifier
+    assert QuantConfig(importance_bits=6).describe("ffn", "hash") == "int8-dyn(cls)+emb-u8/u6"
+    assert QuantConfig(importance_bits=6).describe("bilstm", "bpe") == "int8-dyn(enc,cls)+emb-u8"
+    assert QuantConfig.from_dict(QuantConfig(importance_bits=3).to_dict()).importance_bits == 3
+    old = QuantConfig().to_dict()
+    del old["importance_bits"]  # a config saved before the option existed
+    assert QuantConfig.from_dict(old).importance_bits == 16
+
+
+@pytest.mark.parametrize("bits", [0, 1, 9, 12, 32, 8.0, True, "8", None])
+def test_quant_config_rejects_bad_importance_bits(bits):
+    with pytest.raises(ValueError) as e:
+        QuantConfig(importance_bits=bits)
+    msg = str(e.value)
+    assert f"importance_bits must be an int in 2..8 (uniform codes) or 16 (float16), got {bits!r}" in msg
+    assert "\n" not in msg
+
+
+@pytest.mark.parametrize("bits", range(2, 9))
+def test_coded_embedding_round_trips_within_half_a_step(bits):
+    torch.manual_seed(bits)
+    emb = nn.Embedding(500, 1)
+    with torch.no_grad():
+        emb.weight[:20] = 0.0  # pruned scalars must stay exactly 0
+    c = CodedEmbedding.from_float(emb, bits)
+    w = emb.weight.detach()
+    lo, hi = w.min().item(), w.max().item()
+    assert c.bits == bits and c.codes.dtype == torch.uint8 and c.codes.shape == (500, 1)
+    assert int(c.codes.max()) <= 2**bits - 1
+    assert c.scale.item() == pytest.approx((hi - lo) / (2**bits - 1))
+    deq = c.dequantize()
+    assert deq.dtype == torch.float32
+    assert ((deq - w).abs() <= c.scale / 2 + 1e-6).all()
+    assert torch.equal(deq[:20], torch.zeros(20, 1))
+    assert len(torch.unique(c.codes)) <= 2**bits
+    ids = torch.randint(0, 500, (4, 7))
+    out = c(ids)
+    assert out.shape == (4, 7, 1) and out.dtype == torch.float32
+    assert torch.equal(out, deq[ids])
+
+
+def test_coded_embedding_ranges_without_zero_and_constant_tables():
+    emb = nn.Embedding(40, 2)
+    with torch.no_grad():
+        emb.weight.copy_(torch.linspace(0.5, 2.0, 80).view(40, 2))  # all positive: offset = min, no nudge
+    c = CodedEmbedding.from_float(emb, 4)
+    assert c.offset.item() == pytest.approx(0.5) and c.scale.item() == pytest.approx(1.5 / 15)
+    assert ((c.dequantize() - emb.weight.detach()).abs() <= c.scale / 2 + 1e-6).all()
+    assert c.dequantize().min().item() == pytest.approx(0.5) and c.dequantize().max().item() == pytest.approx(2.0)
+    with torch.no_grad():
+        emb.weight.fill_(-0.25)
+    assert torch.equal(CodedEmbedding.from_float(emb, 2).dequantize(), emb.weight.detach())
+    with pytest.raises(ValueError, match="bits must be an int in 2..8, got 16"):
+        CodedEmbedding(4, 1, 16)
+
+
+@pytest.mark.parametrize("arch", ["ffn", "bilstm"])
+def test_hash_student_with_coded_importance(arch):
+    model, _ = tiny(arch, "hash")
+    ids, lens = inputs("hash")
+    ref = model(ids, lens)
+    half = quantize_student(model, QuantConfig(), arch)
+    assert isinstance(half.embedding.importance, HalfEmbedding)
+    for bits, atol in ((8, 0.05), (4, 0.5)):
+        q = quantize_student(model, QuantConfig(importance_bits=bits), arch)
+        imp = q.embedding.importance
+        assert isinstance(imp, CodedEmbedding) and imp.bits == bits and q.embedding.importance_bits == bits
+        assert is_quantized(q) and quantized_groups(q)["embedding"]
+        assert torch.allclose(q(ids, lens), ref, atol=atol)
+    q8 = quantize_student(model, QuantConfig(importance_bits=8), arch)
+    assert torch.allclose(q8(ids, lens), half(ids, lens), atol=0.05)
+    assert torch.equal(q8(ids, lens).argmax(-1), ref.argmax(-1))
+
+
+def test_importance_bits_is_ignored_for_non_hash_students():
+    for arch, emb in (("bilstm", "char"), ("ffn", "bpe")):
+        model, _ = tiny(arch, emb)
+        ids, lens = inputs(emb)
+        a = quantize_student(model, QuantConfig(), arch)
+        b = quantize_student(model, QuantConfig(importance_bits=3), arch)
+        assert not any(isinstance(m, CodedEmbedding) for m in b.modules())
+        assert a.state_dict().keys() == b.state_dict().keys()
+        assert torch.equal(a(ids, lens), b(ids, lens))
 
 
 def test_pair_student_quantizes():

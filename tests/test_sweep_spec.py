@@ -70,6 +70,7 @@ def _set(raw: dict, dotted: str, value) -> dict:
     return raw
 
 
+IMPORTANCE_BITS_ERROR = "compress.quantize.importance_bits: expected an integer in 2..8 or 16, got"
 BAD = [
     ("grid.alphas", [0.5, 1.5], "grid.alphas[1]: 1.5 is outside [0.0, 1.0]"),
     ("grid.archs", ["bilstm", "transformer"], "grid.archs[1]: 'transformer' is not one of"),
@@ -82,6 +83,9 @@ BAD = [
     ("resources.cpus_per_trial", "two", "resources.cpus_per_trial: expected a number"),
     ("compress.search.targets.encoder", [0.2, 1.0], "compress.search.targets.encoder: 1.0 is outside [0.0, 1.0)"),
     ("compress.parents", "best", "compress.parents: expected 'skyline'"),
+    ("compress.quantize.importance_bits", 9, f"{IMPORTANCE_BITS_ERROR} 9"),
+    ("compress.quantize.importance_bits", "4", f"{IMPORTANCE_BITS_ERROR} '4'"),
+    ("compress.quantize.importance_bits", True, f"{IMPORTANCE_BITS_ERROR} True"),
     ("tasks.synthetic.teacher", None, "tasks.synthetic.teacher: alphas [0.5, 1.0] include values < 1"),
     ("tasks.synthetic.bootstrap", None, "tasks.synthetic.bootstrap: grid bootstrap includes true"),
     ("tasks.sst3", {}, "tasks.sst3: unknown task 'sst3'"),
@@ -95,6 +99,11 @@ def test_bad_specs_name_key_and_value(key, value, message):
         validate(_set(_demo(), key, value))
     assert message in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_compress_quantize_importance_bits():
+    assert validate(_demo()).compress["quantize"]["importance_bits"] == 16
+    assert validate(_set(_demo(), "compress.quantize.importance_bits", 4)).compress["quantize"]["importance_bits"] == 4
 
 
 def test_bpe_dims_must_exist(tmp_path, shared_data):

@@ -37,7 +37,7 @@ def compress_trainable(config: dict[str, Any], prepared: Prepared, fixed: dict[s
         q = fixed["quantize"]
         quant = QuantConfig(
             embedding=q["embedding"], encoder=q["encoder"], classifier=q["classifier"],
-            static_classifier=q["static_classifier"],
+            static_classifier=q["static_classifier"], importance_bits=q.get("importance_bits", 16),
         )  # fmt: skip
         pc = fixed["parent_config"]
         distill_cfg = DistillConfig(alpha=pc["alpha"] if pc.get("alpha") is not None else 1.0,

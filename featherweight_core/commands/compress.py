@@ -6,6 +6,8 @@ Examples::
         --prune topv --quantize all --output runs/sst2-pq
     featherweight compress runs/sst2/student.pt --data ../shared/data/glue --prune movement \\
         --sparsity encoder=0.8 --prune-epochs 3 --output runs/sst2-mv80
+    featherweight compress runs/sst2-ffn-hash/student.pt --data ../shared/data/glue --quantize all \\
+        --importance-bits 6 --output runs/sst2-ffn-hash-q6
 """
 
 from __future__ import annotations
@@ -53,6 +55,18 @@ def _quant_arg(value: str) -> tuple[str, ...]:
             f"unknown part {bad[0]!r}; expected 'all', 'none' or a comma list of {', '.join(QUANT_PARTS)}"
         )
     return parts
+
+
+def _importance_bits_arg(value: str) -> int:
+    from featherweight_core.quantize import IMPORTANCE_BITS
+
+    try:
+        bits = int(value)
+    except ValueError:
+        bits = None
+    if bits not in IMPORTANCE_BITS:
+        raise argparse.ArgumentTypeError(f"expected an integer in 2..8 or 16, got {value!r}")
+    return bits
 
 
 def add_parser(sub) -> None:
@@ -107,6 +121,10 @@ def add_parser(sub) -> None:
         help="static int8 classifier calibrated on training batches (default: dynamic)",
     )
     g.add_argument("--calibration-batches", type=int, default=20, help="training batches for static calibration")
+    g.add_argument("--importance-bits", type=_importance_bits_arg, default=16, metavar="{2..8,16}",
+                   help="hash embeddings: width of the importance scalars; 16 = float16 (default, the thesis),"
+                        " 2..8 = uniform codes over their range (smaller gzip: the importance scalars dominate a"
+                        " quantized hash student's size); 2..8 need embedding quantization")  # fmt: skip
     g = p.add_argument_group("fine-tuning loss (pruning epochs); defaults: the checkpoint's distillation settings")
     g.add_argument("--alpha", type=float, default=None, help="weight of the label CE loss (1 = labels only)")
     g.add_argument("--temperature", type=float, default=None)
@@ -153,13 +171,17 @@ def _configs(args: argparse.Namespace):
                             thresholds=thresholds or None, threshold=one_threshold, schedule=args.schedule,
                             epochs=args.prune_epochs, ramp=args.ramp, score_lr=args.score_lr)  # fmt: skip
     quant = None
+    bits = args.importance_bits
+    if bits != 16 and "embedding" not in args.quantize:
+        raise ValueError(f"--importance-bits {bits} needs embedding quantization (--quantize all or embedding)")
     if args.quantize or args.static_classifier:
         parts = set(args.quantize)
         if args.static_classifier:
             parts.add("classifier")
         quant = QuantConfig(embedding="embedding" in parts, encoder="encoder" in parts,
                             classifier="classifier" in parts, static_classifier=args.static_classifier,
-                            calibration_batches=args.calibration_batches)  # fmt: skip
+                            calibration_batches=args.calibration_batches,
+                            importance_bits=bits)  # fmt: skip
     if prune is None and quant is None:
         raise ValueError("nothing to do: give --prune METHOD and/or --quantize PARTS")
     return prune, quant
@@ -187,6 +209,9 @@ def run(args: argparse.Namespace) -> int:
                        args.teacher_logits, args.cache_dir or DEFAULT_CACHE_DIR, verbose=log is not None)  # fmt: skip
     if meta.get("data_fingerprint") and meta["data_fingerprint"] != prepared.data_fingerprint and log:
         print("warning: the data differs from what the checkpoint was trained on", file=log)
+    if quant is not None and quant.importance_bits != 16 and cfg.embedding != "hash" and log:
+        print(f"warning: --importance-bits applies to hash embeddings only; ignored for this {cfg.embedding}"
+              " student", file=log)  # fmt: skip
     dist = dict(meta.get("distill") or {})
     base = default_distill_config(cfg, prepared.train)
     overrides = {k: getattr(args, k) for k in ("alpha", "temperature", "optimizer", "lr", "batch_size", "seed")
