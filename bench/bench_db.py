@@ -23,15 +23,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import duckdb  # noqa: E402
+from _util import latency_summary  # noqa: E402
 
 from db.store import ExperimentStore  # noqa: E402
 from tests.db_fakes import make_record  # noqa: E402
-
-
-def _ms(samples: list[float]) -> str:
-    s = sorted(samples)
-    p95 = s[min(len(s) - 1, int(0.95 * len(s)))]
-    return f"median {statistics.median(s):7.1f} ms   p95 {p95:7.1f} ms   max {s[-1]:7.1f} ms"
 
 
 def main() -> None:
@@ -57,7 +52,7 @@ def main() -> None:
             con.close()
             baseline.append((time.perf_counter() - t0) * 1000)
         base_med = statistics.median(baseline)
-        print(f"baseline   duckdb open + 1-row INSERT + close     {_ms(baseline)}")
+        print(f"baseline   duckdb open + 1-row INSERT + close     {latency_summary(baseline)}")
 
         store = ExperimentStore(Path(tmp) / "fw.duckdb")
         store.start_sweep("bench", {}, "bench", tmp)
@@ -91,7 +86,7 @@ def main() -> None:
                 reader.query("SELECT * FROM skyline WHERE sweep = 'bench'")
                 s_ms = (time.perf_counter() - t0) * 1000
                 print(
-                    f"trials {i + 1 - len(window):>5}-{i + 1:<5} record_trial {_ms(window)}   "
+                    f"trials {i + 1 - len(window):>5}-{i + 1:<5} record_trial {latency_summary(window)}   "
                     f"ratio vs baseline {statistics.median(window) / base_med:4.1f}x   "
                     f"read-only query {q_ms:6.1f} ms   skyline {s_ms:6.1f} ms"
                 )
@@ -100,7 +95,7 @@ def main() -> None:
         again = store.record_trial(make_record("bench", "t000000", history=history))
         print(f"re-record of a finished trial (no-op, returned {again}): {(time.perf_counter() - t0) * 1000:.1f} ms")
         size = os.path.getsize(store.path)
-        print(f"all {args.trials} writes: {_ms(all_writes)}; file {size / 1e6:.1f} MB")
+        print(f"all {args.trials} writes: {latency_summary(all_writes)}; file {size / 1e6:.1f} MB")
         print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

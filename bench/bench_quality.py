@@ -25,6 +25,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
+from _util import load_average  # noqa: E402
 
 from featherweight_core.data import load_task_data  # noqa: E402
 from featherweight_core.distill import DistillConfig  # noqa: E402
@@ -38,10 +39,6 @@ THESIS = {("bilstm", "bpe"): 82.9, ("bilstm", "hash"): 78.5, ("bilstm", "char"):
           ("rnn", "hash"): 75.0, ("rnn", "char"): 79.1, ("ffn", "bpe"): 81.3, ("ffn", "hash"): 74.8,
           ("ffn", "char"): 59.5}  # fmt: skip
 STUDENT_KEYS = {"hidden", "classifier_hidden", "dropout", "pooling"}
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def parse_set(items: list[str]) -> dict:
@@ -93,11 +90,11 @@ def main() -> None:
         p = prepared[emb]
         student = student_config_for(p, arch, **student_over)
         cfg = DistillConfig(max_epochs=args.max_epochs, patience=args.patience, seed=args.seed, **distill_over)
-        print(f"\n{arch} {emb} d{dim} vocab {vocab}: {cfg.resolved(arch, False)}  load {load()}", flush=True)
+        print(f"\n{arch} {emb} d{dim} vocab {vocab}: {cfg.resolved(arch, False)}  load {load_average()}", flush=True)
 
         def on_epoch(r):
             print(f"  epoch {r.epoch:2d} loss {r.train_loss:.4f} dev {r.score:.4f}"
-                  f" ({r.seconds:.0f}s, {r.samples_per_second:,.0f} samples/s, load {load()})", flush=True)  # fmt: skip
+                  f" ({r.seconds:.0f}s, {r.samples_per_second:,.0f} samples/s, load {load_average()})", flush=True)  # fmt: skip
 
         t0 = time.perf_counter()
         result = run_distillation(p, student, cfg, on_epoch=on_epoch)
@@ -105,7 +102,7 @@ def main() -> None:
         row = {"arch": arch, "embedding": emb, "dim": dim, "vocab": vocab, "dev_accuracy": acc,
                "best_epoch": result.train.best_epoch, "epochs": len(result.train.history),
                "seconds": round(time.perf_counter() - t0, 1), "params": result.sizes["params"]["total"],
-               "overrides": overrides, "load": load()}  # fmt: skip
+               "overrides": overrides, "load": load_average()}  # fmt: skip
         rows.append(row)
         target = TARGETS.get((arch, emb))
         verdict = "" if target is None else (" target met" if acc >= target else f" BELOW target {target:.0%}")

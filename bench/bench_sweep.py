@@ -36,19 +36,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _util import latency_summary, load_average  # noqa: E402
+
 from sweep.spec import THESIS_SEEDS, SweepSpec, validate  # noqa: E402
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def _ms(samples: list[float]) -> str:
-    if not samples:
-        return "no writes"
-    s = sorted(samples)
-    p95 = s[min(len(s) - 1, int(0.95 * len(s)))]
-    return f"median {statistics.median(s):.0f} ms, p95 {p95:.0f} ms, max {s[-1]:.0f} ms over {len(s)} writes"
 
 
 def make_spec(args: argparse.Namespace, storage: Path, name: str, cpus: float, gpus: float, workers: int) -> SweepSpec:
@@ -96,7 +86,7 @@ def run_sequential(spec: SweepSpec) -> dict:
         seconds[trial["trial_id"]] = time.perf_counter() - s0
         scores[trial["trial_id"]] = report["score"]
         print(f"  sequential {i:2d}/{len(trials)} {trial['arch']} {trial['embedding']} seed {trial['seed']}: "
-              f"{seconds[trial['trial_id']]:.1f}s score {report['score']:.4f}  load {load()}", flush=True)  # fmt: skip
+              f"{seconds[trial['trial_id']]:.1f}s score {report['score']:.4f}  load {load_average()}", flush=True)  # fmt: skip
     return {"wall": time.perf_counter() - t0, "prep": prep, "seconds": seconds, "scores": scores}
 
 
@@ -134,7 +124,7 @@ def cpu_comparison(args: argparse.Namespace, tmp: Path) -> None:
     n = len(spec.distill_trials())
     print(f"{n} trials: archs {args.archs} x embeddings {args.embeddings} x {args.seeds} seeds; d{args.dim}, "
           f"vocab {args.vocab_size}, alpha 1, {args.max_epochs} epoch(s); {args.workers} Ray workers x 1 CPU; "
-          f"load {load()}", flush=True)  # fmt: skip
+          f"load {load_average()}", flush=True)  # fmt: skip
     print("warming the encoded-data cache (untimed)", flush=True)
     from sweep.runner import prepare_all
 
@@ -160,9 +150,9 @@ def cpu_comparison(args: argparse.Namespace, tmp: Path) -> None:
     print(f"framework cost    {lost:7.2f} CPU-s per trial  ({args.workers} x Ray wall - sequential wall) / {n}")
     print(f"driver CPU        {ray_['driver_cpu']:7.1f} s  (Tune's driver loop, data preparation, callback, DB writes)")
     print(f"trial inside Ray  {in_trial:7.2f}x the same trial's sequential time (start of trainable to DB row)")
-    print(f"DB write latency  {_ms(ray_['db_write_ms'])}")
+    print(f"DB write latency  {latency_summary(ray_['db_write_ms'])}")
     print(f"scores identical  {'yes' if identical else 'NO'} ({len(same)}/{n} trials compared)")
-    print(f"load average at the end: {load()}")
+    print(f"load average at the end: {load_average()}")
 
 
 def gpu_comparison(args: argparse.Namespace, tmp: Path) -> None:
@@ -170,7 +160,7 @@ def gpu_comparison(args: argparse.Namespace, tmp: Path) -> None:
 
     if not torch.cuda.is_available():
         raise SystemExit("error: --gpu-fractions needs a CUDA device; torch.cuda.is_available() is False here")
-    print(f"GPU: {torch.cuda.get_device_name(0)}; {os.cpu_count()} CPUs; load {load()}", flush=True)
+    print(f"GPU: {torch.cuda.get_device_name(0)}; {os.cpu_count()} CPUs; load {load_average()}", flush=True)
     rows = []
     for frac in args.gpu_fractions:
         per_gpu = max(1, int(round(1 / frac)))
@@ -186,7 +176,7 @@ def gpu_comparison(args: argparse.Namespace, tmp: Path) -> None:
     print("gpu/trial  trials/GPU  wall s  trials/hour  failed  DB write")
     for frac, per_gpu, r in rows:
         print(f"{frac:9g}  {per_gpu:10d}  {r['wall']:6.1f}  {r['n'] / r['wall'] * 3600:11.0f}  {r['failed']:6d}  "
-              f"{_ms(r['db_write_ms'])}")  # fmt: skip
+              f"{latency_summary(r['db_write_ms'])}")  # fmt: skip
 
 
 def main() -> None:

@@ -31,6 +31,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _util import load_average  # noqa: E402
 
 from featherweight_core.data import load_task_data  # noqa: E402
 from featherweight_core.distill import DistillConfig, distill_loss, make_optimizer, seed_everything, train  # noqa: E402
@@ -44,10 +45,6 @@ EMBEDDINGS = {"bpe": (25, 1000), "hash": (25, 5000), "char": (100, None)}
 # samples per measurement; char sequences are ~5x longer, so recurrent students use a smaller subset
 DEFAULT_SAMPLES = {("bilstm", "char"): 1500, ("rnn", "char"): 3000, ("ffn", "bpe"): 30000, ("ffn", "hash"): 30000,
                    ("ffn", "char"): 15000}  # fmt: skip
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def naive_forward(model, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -105,7 +102,7 @@ def main() -> None:
     configs = [(a, e) for a in ("bilstm", "rnn", "ffn") for e in EMBEDDINGS]
     if args.only:
         configs = [tuple(x.split(":")) for x in args.only]
-    print(f"SST-2 train {len(texts)} examples; torch {torch.__version__}, 1 thread; load at start {load()}")
+    print(f"SST-2 train {len(texts)} examples; torch {torch.__version__}, 1 thread; load at start {load_average()}")
     header = f"{'arch':<7}{'emb':<6}{'dim':>4}{'n':>7}{'ours/s':>10}{'naive/s':>10}{'ratio':>7}  load(1,5,15)"
     prepared_by_emb = {}
     rows = []
@@ -137,12 +134,12 @@ def main() -> None:
             best_ours, best_naive = max(best_ours, ours), max(best_naive, naive)
         rows.append((arch, emb, dim, n, best_ours, best_naive))
         print(f"{arch:<7}{emb:<6}{dim:>4}{n:>7}{best_ours:>10,.0f}{best_naive:>10,.0f}{best_ours / best_naive:>6.2f}x"
-              f"  {load()}", flush=True)  # fmt: skip
+              f"  {load_average()}", flush=True)  # fmt: skip
     print()
     print(header)
     for arch, emb, dim, n, ours, naive in rows:
         print(f"{arch:<7}{emb:<6}{dim:>4}{n:>7}{ours:>10,.0f}{naive:>10,.0f}{ours / naive:>6.2f}x")
-    print(f"load at end {load()}")
+    print(f"load at end {load_average()}")
 
 
 if __name__ == "__main__":
