@@ -1,11 +1,20 @@
-"""Which exceptions are the user's to fix: the CLI prints them as one line instead of a traceback."""
+"""The one user-error base class.
+
+Every exception the code raises *on purpose* because the user's input is wrong (a bad value, a missing or malformed
+file, a spec that cannot run) derives from :class:`UserError`. The command line prints such an error as one
+``error: ...`` line and exits with status 2. Anything else that escapes is a bug: the command line lets it show its
+traceback (exit status 1), so it gets reported instead of being mistaken for a user's mistake.
+
+Subclasses also derive from the built-in exception they stand for (``ValueError`` mostly), so library callers can
+keep catching those.
+"""
 
 from __future__ import annotations
 
 
-def user_error_types() -> tuple[type[BaseException], ...]:
-    from featherweight_core.data import DataError
-    from featherweight_core.distill import TrainingError
-    from featherweight_core.encoders import EncoderError
+class UserError(Exception):
+    """Raised on purpose for input the user can fix; its message names the bad value or file and what was expected."""
 
-    return (DataError, EncoderError, TrainingError, ValueError, FileNotFoundError)
+
+class InputFileError(UserError, FileNotFoundError):
+    """A file or directory the user named does not exist or cannot be used."""

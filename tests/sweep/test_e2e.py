@@ -16,7 +16,7 @@ import yaml
 
 from db.store import ExperimentStore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 

@@ -11,9 +11,9 @@ import pytest
 from analysis.report import Bold, Table, mb, pct, render_markdown, sci, times
 from db.store import ExperimentStore
 from sweep.cli import main
-from tests.db_fakes import fill_sweep
+from tests.fakes import fill_sweep
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import pytest
 
 from db.store import ExperimentStore
 from sweep.cli import main
-from tests.db_fakes import make_record
+from tests.fakes import make_record
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +112,7 @@ WRITER = textwrap.dedent(
     import sys, time
     sys.path.insert(0, {repo!r})
     from db.store import ExperimentStore
-    from tests.db_fakes import make_record
+    from tests.fakes import make_record
     from pathlib import Path
     store = ExperimentStore({path!r})
     stop = Path({stop!r})

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from db.store import DEFAULT_DB_PATH, ExperimentStore, StoreError, TrialRecord, default_db_path, latest_schema_version
-from tests.db_fakes import make_record
+from tests.fakes import make_record
 
 
 @pytest.fixture()
@@ -241,6 +241,6 @@ def test_db_and_analysis_stay_free_of_orchestration():
         "print(','.join(bad))"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       cwd=__import__("pathlib").Path(__file__).resolve().parents[1])  # fmt: skip
+                       cwd=__import__("pathlib").Path(__file__).resolve().parents[2])  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == ""

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from db.store import ExperimentStore
-from tests.db_fakes import THESIS_SEEDS, fill_sweep, make_record
+from tests.fakes import THESIS_SEEDS, fill_sweep, make_record
 
 SCORE_COLS = {"score": "score", "accuracy": "accuracy", "f1": "f1"}
 SIZE_COLS = ("disk_bytes", "gzip_bytes", "params")

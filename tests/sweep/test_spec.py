@@ -13,7 +13,7 @@ import yaml
 
 from sweep.spec import SpecError, load_spec, validate
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted((ROOT / "sweeps").glob("*.yaml"))
 
 

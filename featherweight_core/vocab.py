@@ -1,0 +1,43 @@
+"""The one vocabulary of choices: every name a user can pick, read by the core, the sweep spec validator and every
+command line. Add a choice here (and implement it) and every entry point accepts it.
+
+Module groups have one spelling for users: ``embedding``, ``encoder``, ``classifier`` (the thesis' parts of a
+student, as in :func:`featherweight_core.measure.param_counts`). Pruning works on finer groups internally (one per
+encoder kind and embedding kind, see :mod:`featherweight_core.prune`); :data:`PRUNE_GROUP_OF_MODULE_GROUP` maps
+between the two.
+"""
+
+from __future__ import annotations
+
+ARCHS = ("bilstm", "rnn", "ffn")
+EMBEDDINGS = ("bpe", "char", "hash")
+POOLINGS = ("last", "max")
+OPTIMIZERS = ("adadelta", "adam", "adamw", "sgd")
+
+PRUNE_METHODS = ("magnitude", "topv", "movement")
+PRUNE_SCOPES = ("local", "global")
+PRUNE_SCHEDULES = ("post", "gradual")
+
+MODULE_GROUPS = ("embedding", "encoder", "classifier")
+# module group -> the pruning alias or group that stands for it in featherweight_core.prune
+PRUNE_GROUP_OF_MODULE_GROUP = {"embedding": "emb", "encoder": "encoder", "classifier": "linear"}
+
+# How a model's size is measured (columns of the results table; x axes of the Pareto charts)
+SIZE_MEASURES = ("gzip_bytes", "disk_bytes", "params")
+# Parts a quantization config switches on or off
+QUANT_PARTS = ("embedding", "encoder", "classifier", "static_classifier")
+IMPORTANCE_BITS = (2, 3, 4, 5, 6, 7, 8, 16)
+
+TASK_METRICS = ("accuracy", "f1")
+TEACHER_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+AUGMENT_MODES = ("embedding", "fill-mask")
+AUGMENT_FIELDS = ("auto", "first", "second", "all")
+
+# Stages of a sweep, in order; a compress-stage trial names its distill-stage parent
+STAGES = ("distill", "compress")
+
+# BPE vocabulary size / hash embedding K when none is given (the thesis' main setting); char embeddings have none
+DEFAULT_VOCAB_SIZE = 5000
+# Vocabulary sizes and dimensions BPEmb publishes; anything else cannot exist locally or online
+BPEMB_VOCAB_SIZES = (1000, 3000, 5000, 10000, 25000, 50000, 100000, 200000)
+BPEMB_DIMS = (25, 50, 100, 200, 300)
