@@ -2,7 +2,8 @@
 
 Each subcommand lives in its own module exposing ``add_parser(subparsers)``; the module sets ``func`` on its parser.
 Modules are imported to build the parser but import heavy dependencies only inside ``func``, so ``--help`` is fast.
-Errors a user can fix (bad values, missing files) print one ``error: ...`` line and exit with status 2.
+Errors a user can fix (bad values, missing files: ``featherweight_core.errors.UserError``) print one
+``error: ...`` line and exit with status 2. Any other exception is a bug: it shows its traceback (exit status 1).
 """
 
 from __future__ import annotations
@@ -12,20 +13,18 @@ import importlib
 import os
 import sys
 
+from featherweight_core.errors import UserError
+
 COMMAND_MODULES = (
     "featherweight_core.commands.distill",
     "featherweight_core.commands.analyze",
     "featherweight_core.commands.compress",
     "featherweight_core.commands.teacher",
     "featherweight_core.commands.augment",
-    "db.commands",
+    "analysis.query_commands",
     "analysis.commands",
     "sweep.commands",
 )
-
-
-class UserError(Exception):
-    """An error caused by the user's input; the CLI prints its message on one line."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,12 +38,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _user_error_types() -> tuple[type[BaseException], ...]:
-    from featherweight_core.errors import user_error_types
-
-    return (UserError, *user_error_types())
-
-
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
@@ -54,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except _user_error_types() as e:
+    except UserError as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"error: {msg}", file=sys.stderr)
         return 2

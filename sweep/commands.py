@@ -6,6 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from featherweight_core.errors import UserError
+
+DEFAULT_STORAGE = "runs"
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("sweep", help="run, resume, inspect or validate a sweep", description=__doc__)
@@ -17,17 +21,19 @@ def add_parser(sub) -> None:
     r.add_argument("--verbose", action="store_true", help="show Ray's own logs")
     r.set_defaults(func=run_cmd)
 
-    s = ssub.add_parser("resume", help="continue a sweep after a crash or Ctrl-C (finished trials are kept)")
+    where = "the sweep is found from --db (its stored spec), else <storage>/NAME/spec.yaml, else the default database"
+    s = ssub.add_parser("resume", help="continue a sweep after a crash or Ctrl-C (finished trials are kept)",
+                        description=f"Continue a sweep; {where}.")  # fmt: skip
     s.add_argument("name", help="sweep name")
-    s.add_argument("--storage", default="runs", help="the spec's storage directory (default: runs)")
-    s.add_argument("--address", default=None)
-    s.add_argument("--verbose", action="store_true")
+    _locate_args(s)
+    s.add_argument("--address", default=None, help="join an existing Ray cluster")
+    s.add_argument("--verbose", action="store_true", help="show Ray's own logs")
     s.set_defaults(func=resume_cmd)
 
-    st = ssub.add_parser("status", help="trial counts and timing of a sweep")
-    st.add_argument("name")
-    st.add_argument("--storage", default="runs")
-    st.add_argument("--db", default=None, help="database path (default: the spec's)")
+    st = ssub.add_parser("status", help="trial counts, status and timing of a sweep",
+                         description=f"Show a sweep's status; {where}.")  # fmt: skip
+    st.add_argument("name", help="sweep name")
+    _locate_args(st)
     st.set_defaults(func=status_cmd)
 
     v = ssub.add_parser("validate", help="check a spec without running anything")
@@ -36,69 +42,74 @@ def add_parser(sub) -> None:
 
     d = sub.add_parser("demo", help="the whole pipeline offline on the built-in synthetic task (a few minutes)")
     d.add_argument("--output", default="runs/demo", help="where the demo's database, runs and report go")
-    d.add_argument("--address", default=None)
+    d.add_argument("--address", default=None, help="join an existing Ray cluster")
     d.set_defaults(func=demo_cmd)
+
+
+def _locate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", default=None, help=f"the spec's storage directory (default: {DEFAULT_STORAGE})")
+    p.add_argument("--db", default=None, help="the sweep's experiment database")
 
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _save_spec_copy(spec) -> None:
-    import yaml
-
-    d = spec.storage / spec.name
-    d.mkdir(parents=True, exist_ok=True)
-    tmp = d / ".spec.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(spec.raw, sort_keys=False))
-    tmp.replace(d / "spec.yaml")
-
-
-def _run(spec, address: str | None, verbose: bool) -> int:
-    from sweep.runner import run_sweep
-
-    _save_spec_copy(spec)
-    out = run_sweep(spec, address=address, say=_say, verbose=verbose)
-    ms = sorted(out.db_write_ms)
-    write = f", db write median {ms[len(ms) // 2]:.1f} ms" if ms else ""
-    _say(
-        f"sweep {out.name} done in {out.seconds:.0f}s: {out.distill_ran} distillation + {out.compress_ran} compression"
-        f" trials run, {out.failed} failed{write}"
-    )
-    _say(f"database: {out.database}")
-    return 0
-
-
 def run_cmd(args: argparse.Namespace) -> int:
+    from sweep.runner import run_and_summarize
     from sweep.spec import load_spec
 
-    return _run(load_spec(args.spec), args.address, args.verbose)
+    return run_and_summarize(load_spec(args.spec), args.address, _say, args.verbose)
 
 
-def _stored_spec(name: str, storage: str):
-    from sweep.spec import SpecError, load_spec
+def locate_sweep(name: str, storage: str | None, db: str | None):
+    """``(spec or None, database path)`` of sweep ``name``: from ``db`` (the spec stored in it), else
+    ``<storage>/<name>/spec.yaml``, else the default database. UserError listing what was tried."""
+    from db.store import default_db_path
+    from sweep.spec import load_spec
 
-    path = Path(storage) / name / "spec.yaml"
-    if not path.is_file():
-        raise SpecError(f"no sweep {name!r} under {storage}/ (expected {path}); pass --storage DIR")
-    return load_spec(path)
+    tried = []
+    if db is None:
+        path = Path(storage or DEFAULT_STORAGE) / name / "spec.yaml"
+        if path.is_file():
+            spec = load_spec(path)
+            return spec, spec.database
+        tried.append(str(path))
+        if storage is not None:
+            raise UserError(f"no sweep {name!r} under {storage}/ (expected {path}); pass --db DATABASE")
+        db = default_db_path()
+    db = Path(db)
+    if not db.is_file():
+        tried.append(str(db))
+        raise UserError(f"no sweep {name!r} found (tried {' and '.join(tried)}); pass --db DATABASE or --storage DIR")
+    return None, db
+
+
+def _spec_from_db(name: str, db: Path):
+    from analysis.views import open_store
+    from sweep.spec import validate
+
+    raw = open_store(db, read_only=True).sweep_spec(name)
+    return validate(raw, path=None)
 
 
 def resume_cmd(args: argparse.Namespace) -> int:
-    return _run(_stored_spec(args.name, args.storage), args.address, args.verbose)
+    spec, db = locate_sweep(args.name, args.storage, args.db)
+    if spec is None:
+        spec = _spec_from_db(args.name, db)
+    from sweep.runner import run_and_summarize
+
+    return run_and_summarize(spec, args.address, _say, args.verbose)
 
 
 def status_cmd(args: argparse.Namespace) -> int:
-    from db.store import ExperimentStore
+    from analysis.views import open_store
 
-    db = args.db
-    if db is None:
-        db = _stored_spec(args.name, args.storage).database
-    if not Path(db).is_file():
-        raise FileNotFoundError(f"{db}: database not found")
-    st = ExperimentStore(db, read_only=True).sweep_status(args.name)
+    _, db = locate_sweep(args.name, args.storage, args.db)
+    st = open_store(db, read_only=True).sweep_status(args.name)
     for k, v in st.items():
-        print(f"{k:>16}: {v}")
+        if v is not None:
+            print(f"{k:>16}: {v}")
     return 0
 
 

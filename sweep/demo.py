@@ -1,13 +1,14 @@
 """``featherweight demo``: the whole pipeline offline on the built-in synthetic task.
 
 Small teacher -> soft targets -> bootstrap data -> 24-trial distillation grid (3 archs x hash/char x 2 alphas x
-bootstrap off/on) -> Optuna pruning search + quantization for the skyline -> DuckDB -> Markdown/HTML report with
-Pareto charts. The spec is ``sweeps/demo.yaml`` with ``storage`` pointed at ``--output``.
+bootstrap off/on) -> Optuna pruning search + quantization for the best students -> DuckDB -> Markdown/HTML report
+with Pareto charts. The spec is ``sweeps/demo.yaml`` with ``storage`` pointed at ``--output``.
 """
 
 from __future__ import annotations
 
 import shlex
+import sys
 import time
 from collections.abc import Callable
 from importlib.resources import files
@@ -23,27 +24,43 @@ def demo_spec_raw(output: Path) -> dict:
     return raw
 
 
+def featherweight_command() -> str:
+    """How to run ``featherweight`` as printed: the bare name when it is on PATH as this very program, otherwise
+    the full path of the one next to this Python (e.g. ``.venv/bin/featherweight`` when the venv is not active)."""
+    import shutil
+
+    here = Path(sys.executable).parent / "featherweight"
+    on_path = shutil.which("featherweight")
+    if on_path and (not here.is_file() or Path(on_path).resolve() == here.resolve()):
+        return "featherweight"
+    return shlex.quote(str(here)) if here.is_file() else f"{shlex.quote(sys.executable)} -m sweep.cli"
+
+
 def run_demo(output: Path, address: str | None, say: Callable[[str], None]) -> int:
     from analysis.report import build_report
-    from db.store import ExperimentStore
-    from sweep.commands import _run
+    from analysis.views import open_store
+    from sweep.runner import run_and_summarize
     from sweep.spec import validate
 
     t0 = time.time()
     output = output.expanduser().resolve()
     spec = validate(demo_spec_raw(output))
-    _run(spec, address, verbose=False)
+    rc = run_and_summarize(spec, address, say)
+    if rc:
+        return rc
     report_dir = output / "report"
-    files = build_report(ExperimentStore(spec.database, read_only=True), spec.name, report_dir)
+    files = build_report(open_store(spec.database, read_only=True), spec.name, report_dir)
+    fw = featherweight_command()
     db = shlex.quote(str(spec.database))
     print()
     print(f"demo finished in {time.time() - t0:.0f}s")
     print(f"  database: {spec.database}")
     print(f"  report:   {files.html}  (and {files.markdown}, charts in {report_dir})")
     print("try:")
-    print(f'  featherweight query --db {db} "SELECT arch, embedding, alpha, bootstrap, score, gzip_bytes'
+    print(f"  {fw} sweep status demo --db {db}")
+    print(f'  {fw} query --db {db} "SELECT arch, embedding, alpha, bootstrap, score, gzip_bytes'
           f' FROM trial_results WHERE stage = \'distill\' ORDER BY score DESC LIMIT 10"')  # fmt: skip
-    print(f"  featherweight query --db {db} \"SELECT * FROM skyline WHERE task = 'synthetic'\"")
-    print(f"  featherweight query --db {db} \"SELECT trial_id, parent_trial_id, pruning, quantization, score,"
+    print(f"  {fw} query --db {db} \"SELECT * FROM skyline WHERE task = 'synthetic'\"")
+    print(f"  {fw} query --db {db} \"SELECT trial_id, parent_trial_id, pruning, quantization, score,"
           f' gzip_bytes FROM trial_results WHERE stage = \'compress\' ORDER BY gzip_bytes" --format csv')  # fmt: skip
     return 0

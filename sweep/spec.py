@@ -8,9 +8,8 @@ reference of every key.
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,18 +17,29 @@ from typing import Any
 import yaml
 
 from featherweight_core.encoders import bpemb_files
-from featherweight_core.quantize import IMPORTANCE_BITS
-from featherweight_core.students import ARCHS, POOLINGS
+from featherweight_core.errors import UserError
 from featherweight_core.tasks import TASKS
+from featherweight_core.vocab import (
+    ARCHS,
+    BPEMB_DIMS,
+    BPEMB_VOCAB_SIZES,
+    DEFAULT_VOCAB_SIZE,
+    EMBEDDINGS,
+    IMPORTANCE_BITS,
+    MODULE_GROUPS,
+    OPTIMIZERS,
+    POOLINGS,
+    PRUNE_METHODS,
+    PRUNE_SCOPES,
+    QUANT_PARTS,
+    SIZE_MEASURES,
+)
+from trainables.trial import DistillTrial
 
-EMBEDDINGS = ("bpe", "char", "hash")
-# Sizes BPEmb publishes (bpemb.h-its.org); anything else cannot exist locally or online.
-BPEMB_VOCAB_SIZES = (1000, 3000, 5000, 10000, 25000, 50000, 100000, 200000)
-BPEMB_DIMS = (25, 50, 100, 200, 300)
 THESIS_SEEDS = (3201976, 8291959, 5111918, 2211933)
 
 
-class SpecError(ValueError):
+class SpecError(UserError, ValueError):
     """An invalid sweep spec; the message names the key and the value."""
 
 
@@ -39,7 +49,7 @@ GRID_KEYS = {
     "archs": ["bilstm"],
     "embeddings": ["bpe"],
     "dims": [25],
-    "vocab_sizes": [5000],
+    "vocab_sizes": [DEFAULT_VOCAB_SIZE],
     "alphas": [1.0],
     "bootstrap": [False],
     "seeds": [0],
@@ -65,7 +75,7 @@ SEARCH_KEYS = {
     "targets": {"embedding": [0.0, 0.6], "encoder": [0.0, 0.9], "classifier": [0.0, 0.6]},
     "finetune_epochs": 0,
 }
-QUANT_KEYS = {"embedding": True, "encoder": True, "classifier": True, "static_classifier": False, "importance_bits": 16}
+QUANT_KEYS = {**{part: part != "static_classifier" for part in QUANT_PARTS}, "importance_bits": 16}
 COMPRESS_KEYS = {"parents": "skyline", "size_measure": "gzip_bytes", "search": {}, "quantize": {}}
 TOP_KEYS = {
     "name": None,
@@ -114,8 +124,8 @@ def _int(value: Any, where: str, lo: int | None = None) -> int:
 
 
 def _num(value: Any, where: str, lo: float | None = None, hi: float | None = None, hi_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SpecError(f"{where}: expected a number, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise SpecError(f"{where}: expected a finite number, got {value!r}")
     if (lo is not None and value < lo) or (hi is not None and (value >= hi if hi_open else value > hi)):
         raise SpecError(f"{where}: {value} is outside [{lo}, {hi}{')' if hi_open else ']'}")
     return float(value)
@@ -187,9 +197,12 @@ class SweepSpec:
         g.update(self.tasks[task].get("grid") or {})
         return g
 
-    def distill_trials(self) -> list[dict]:
-        """The full grid as a list of trial configs, each with a deterministic ``trial_id``."""
-        out = []
+    def distill_trials(self) -> list[DistillTrial]:
+        """The full stage-1 grid, one :class:`DistillTrial` per point (char ignores vocab size, so the product's
+        duplicates run once)."""
+        training = {k: self.training[k] for k in ("pooling", "temperature", "max_epochs", "patience", "batch_size",
+                                                  "lr", "optimizer")}  # fmt: skip
+        out: dict[str, DistillTrial] = {}
         for task in self.tasks:
             g = self.grid_for(task)
             for arch, emb, dim, vocab, alpha, boot, seed in itertools.product(
@@ -198,29 +211,10 @@ class SweepSpec:
                 allowed_dims = g["dims_by_embedding"].get(emb)
                 if allowed_dims is not None and dim not in allowed_dims:
                     continue
-                cfg = {
-                    "task": task,
-                    "arch": arch,
-                    "embedding": emb,
-                    "emb_dim": dim,
-                    "vocab_size": None if emb == "char" else vocab,
-                    "alpha": alpha,
-                    "bootstrap": boot,
-                    "seed": seed,
-                    **{
-                        k: self.training[k]
-                        for k in ("pooling", "temperature", "max_epochs", "patience", "batch_size", "lr", "optimizer")
-                    },  # fmt: skip
-                }
-                cfg["trial_id"] = trial_id("d", cfg)
-                out.append(cfg)
-        # char ignores vocab size: the product yields duplicates that must run once
-        return list({c["trial_id"]: c for c in out}.values())
-
-
-def trial_id(prefix: str, cfg: dict) -> str:
-    body = json.dumps({k: v for k, v in sorted(cfg.items()) if k != "trial_id"}, sort_keys=True, default=str)
-    return f"{prefix}-{hashlib.sha256(body.encode()).hexdigest()[:12]}"
+                trial = DistillTrial(task=task, arch=arch, embedding=emb, emb_dim=dim, vocab_size=vocab, alpha=alpha,
+                                     bootstrap=boot, seed=seed, **training)  # fmt: skip
+                out.setdefault(trial.trial_id, trial)
+        return list(out.values())
 
 
 def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> SweepSpec:
@@ -293,7 +287,7 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
     if tr["lr"] is not None:
         _num(tr["lr"], "training.lr", 1e-12)
     if tr["optimizer"] is not None:
-        _choice(tr["optimizer"], ("adadelta", "adam", "adamw", "sgd"), "training.optimizer")
+        _choice(tr["optimizer"], OPTIMIZERS, "training.optimizer")
     res = spec["resources"] = _merge(RESOURCE_KEYS, spec["resources"], "resources")
     _num(res["cpus_per_trial"], "resources.cpus_per_trial", 0.01)
     _num(res["gpus_per_trial"], "resources.gpus_per_trial", 0.0)
@@ -315,15 +309,15 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
                         raise SpecError(f"compress.parents.trials[{i}]: expected a trial id string, got {tid!r}")
         elif p != "skyline":
             raise SpecError(f"compress.parents: expected 'skyline', {{top_k: N}} or {{trials: [...]}}, got {p!r}")
-        _choice(c["size_measure"], ("gzip_bytes", "disk_bytes", "params"), "compress.size_measure")
+        _choice(c["size_measure"], SIZE_MEASURES, "compress.size_measure")
         s = c["search"] = _merge(SEARCH_KEYS, c["search"], "compress.search")
         _int(s["num_samples"], "compress.search.num_samples", 1)
         _int(s["max_concurrent"], "compress.search.max_concurrent", 1)
         _int(s["seed"], "compress.search.seed", 0)
         _int(s["finetune_epochs"], "compress.search.finetune_epochs", 0)
-        _choice(s["method"], ("magnitude", "topv", "movement"), "compress.search.method")
-        _choice(s["scope"], ("local", "global"), "compress.search.scope")
-        _check_keys(s["targets"], dict.fromkeys(("embedding", "encoder", "classifier")), "compress.search.targets")
+        _choice(s["method"], PRUNE_METHODS, "compress.search.method")
+        _choice(s["scope"], PRUNE_SCOPES, "compress.search.scope")
+        _check_keys(s["targets"], dict.fromkeys(MODULE_GROUPS), "compress.search.targets")
         for group, rng in s["targets"].items():
             w = f"compress.search.targets.{group}"
             if not isinstance(rng, list) or len(rng) != 2:

@@ -1,14 +1,12 @@
-"""Ray Tune adapter for one compression trial: load the parent student, prune to the proposed per-group
-sparsity targets, quantize, evaluate, measure, checkpoint, ``tune.report`` (score and size are Optuna's objectives)."""
+"""Ray Tune adapter for one compression trial: load the parent student, prune to the proposed per-module-group
+sparsity targets, quantize, evaluate, measure, checkpoint, ``tune.report`` (score and size are Optuna's objectives).
+"""
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from typing import Any
-
-from ray import tune
 
 from featherweight_core.checkpoint import load_checkpoint, save_compressed
 from featherweight_core.compress import compress_student
@@ -16,57 +14,74 @@ from featherweight_core.distill import DistillConfig, resolve_temperature
 from featherweight_core.prepare import Prepared
 from featherweight_core.prune import PruneConfig
 from featherweight_core.quantize import QuantConfig
-from trainables.distill import error_result, setup_torch
+from featherweight_core.vocab import PRUNE_GROUP_OF_MODULE_GROUP
+from trainables.distill import error_message, node_name, setup_torch
+from trainables.trial import CompressTrial, TrialOutcome
 
-SPEC_TO_PRUNE_GROUP = {"embedding": "emb", "encoder": "encoder", "classifier": "linear"}
+CHECKPOINT_FILE = "compressed.pt"
 
 
-def compress_trainable(config: dict[str, Any], prepared: Prepared, fixed: dict[str, Any]) -> None:
+def compress_trial(trial: CompressTrial, prepared: Prepared, out_dir: str) -> TrialOutcome:
+    """Ray-free body: compress the parent as the trial says, save ``compressed.pt`` in ``out_dir``."""
     started = time.time()
+    model, student_cfg, _ = load_checkpoint(trial.parent_checkpoint)
+    prune = PruneConfig(
+        method=trial.method,
+        scope=trial.scope,
+        targets={PRUNE_GROUP_OF_MODULE_GROUP[g]: v for g, v in trial.targets.items()},
+        epochs=trial.finetune_epochs or None,
+    )
+    q = trial.quantize
+    quant = QuantConfig(
+        embedding=q["embedding"], encoder=q["encoder"], classifier=q["classifier"],
+        static_classifier=q["static_classifier"], importance_bits=q.get("importance_bits", 16),
+    )  # fmt: skip
+    pc = trial.parent_config
+    distill_cfg = DistillConfig(
+        alpha=pc["alpha"] if pc.get("alpha") is not None else 1.0,
+        temperature=resolve_temperature(pc.get("temperature"), student_cfg.arch),
+        seed=pc.get("seed") or 0,
+    )
+    train_split = prepared.train_split(bool(pc.get("bootstrap")) and prepared.bootstrap is not None)
+    result = compress_student(model, student_cfg, prune, quant, train_split, prepared.evals, prepared.task,
+                              distill_cfg)  # fmt: skip
+    save_compressed(f"{out_dir}/{CHECKPOINT_FILE}", result)
+    params = result.sizes["params"]
+    described = result.describe()
+    return TrialOutcome(
+        status="finished",
+        started_at=started,
+        finished_at=time.time(),
+        device="cpu",  # quantized kernels run on the CPU
+        node=node_name(),
+        metrics=dict(result.metrics),
+        sizes={
+            "params": params["total"],
+            **{f"params_{g}": params.get(g) for g in ("embedding", "encoder", "classifier")},
+            **{k: v for k, v in result.sizes.items() if k != "params"},
+        },
+        pruning=described["prune"],
+        quantization=described["quant"],
+        sparsity={k: v for k, v in result.sparsity.items() if k != "tensors"},
+        train_examples=len(train_split),
+        checkpoint_file=CHECKPOINT_FILE,
+    )
+
+
+def compress_trainable(config: dict[str, Any], data: Any, fixed: dict[str, Any]) -> None:
+    """Tune function trainable. ``config["targets"]`` is Optuna's proposal; ``fixed`` the rest of the
+    CompressTrial; ``data`` the object reference of the parent's ``Prepared`` dataset."""
+    import ray
+    from ray import tune
+
+    started = time.time()
+    trial = CompressTrial.from_dict({**fixed, "targets": config["targets"]})
     try:
-        setup_torch(config.get("cpus", 1), 0)  # quantized kernels run on CPU
-        model, student_cfg, _ = load_checkpoint(fixed["parent_checkpoint"])
-        targets = {g: float(v) for g, v in config["targets"].items()}
-        # spec groups -> prune.py groups: embedding -> emb, encoder -> lstm/rnn, classifier -> linear
-        prune = PruneConfig(
-            method=fixed["method"],
-            scope=fixed["scope"],
-            targets={SPEC_TO_PRUNE_GROUP[g]: v for g, v in targets.items()},
-            epochs=fixed["finetune_epochs"] or None,
-        )
-        q = fixed["quantize"]
-        quant = QuantConfig(
-            embedding=q["embedding"], encoder=q["encoder"], classifier=q["classifier"],
-            static_classifier=q["static_classifier"], importance_bits=q.get("importance_bits", 16),
-        )  # fmt: skip
-        pc = fixed["parent_config"]
-        distill_cfg = DistillConfig(alpha=pc["alpha"] if pc.get("alpha") is not None else 1.0,
-                                    temperature=resolve_temperature(pc.get("temperature"), student_cfg.arch), seed=pc.get("seed") or 0)  # fmt: skip
-        train_split = prepared.train
-        if pc.get("bootstrap") and getattr(prepared, "bootstrap", None) is not None:
-            train_split = prepared.train.concat(prepared.bootstrap)
-        result = compress_student(model, student_cfg, prune, quant, train_split, prepared.evals, prepared.task,
-                                  distill_cfg)  # fmt: skip
-        sizes = result.sizes
-        summary = {
-            "metrics": result.metrics,
-            "sizes": sizes,
-            "sparsity": result.sparsity,
-            "pruning": result.describe()["prune"],
-            "quantization": result.describe()["quant"],
-        }
+        setup_torch(config.get("cpus", 1), 0)
+        prepared = ray.get(data)
         with tempfile.TemporaryDirectory(prefix="fw-compress-") as out:
-            save_compressed(f"{out}/compressed.pt", result)
-            tune.report(
-                {
-                    "fw_status": "finished",
-                    "fw_started_at": started,
-                    "fw_summary": json.dumps(summary, default=float),
-                    "score": float(result.metrics["score"]),
-                    "size": float(sizes[fixed["size_measure"]] if fixed["size_measure"] != "params"
-                                  else sizes["nonzero_params"]),
-                },
-                checkpoint=tune.Checkpoint.from_directory(out),
-            )  # fmt: skip
+            outcome = compress_trial(trial, prepared, out)
+            tune.report(outcome.to_result(trial.size_measure), checkpoint=tune.Checkpoint.from_directory(out))
     except Exception as e:  # recorded as an errored trial; the search goes on
-        tune.report({**error_result(e), "fw_started_at": started, "score": float("nan"), "size": float("nan")})
+        outcome = TrialOutcome.failed(error_message(e), started, time.time(), device="cpu", node=node_name())
+        tune.report(outcome.to_result(trial.size_measure))

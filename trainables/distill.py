@@ -1,36 +1,25 @@
-"""Ray Tune adapter for one distillation trial: Tune config -> core configs -> core call -> ``tune.report``.
+"""Ray Tune adapter for one distillation trial: trial config -> core configs -> core call -> ``tune.report``.
 
-The driver prepares data once (``featherweight_core.prepare``) and passes the dict of ``Prepared`` objects through
-``tune.with_parameters``, i.e. the Ray object store; trials never re-read or re-tokenize data.
+The driver prepares data once per (task, encoding) and puts each dataset in Ray's object store; the trainable
+receives the small dict of object references and fetches only the one its trial trains on (on a cluster, each node
+pulls only what its trials use). :func:`train_trial` is the Ray-free body, also run by ``bench/bench_sweep.py``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 import time
 import traceback
 from typing import Any
 
-from ray import tune
-
 from featherweight_core.distill import DistillConfig, resolve_temperature
 from featherweight_core.prepare import Prepared
 from featherweight_core.run import run_distillation, student_config_for
-
-
-def data_key(task: str, embedding: str, vocab_size: int | None, emb_dim: int) -> str:
-    """Which ``Prepared`` a trial trains on (bpe vectors depend on dim, so dim is part of the key)."""
-    return f"{task}|{embedding}|{vocab_size}|{emb_dim}"
-
-
-def error_result(e: BaseException) -> dict[str, Any]:
-    last = traceback.format_exception_only(type(e), e)[-1].strip()
-    return {"fw_status": "error", "fw_error": last[:2000]}
-
+from trainables.trial import DistillTrial, TrialOutcome
 
 FAULT_ENV = "FEATHERWEIGHT_FAULT_TRIALS"
+CHECKPOINT_FILE = "student.pt"
 
 
 def inject_fault(trial: dict[str, Any]) -> None:
@@ -44,58 +33,91 @@ def inject_fault(trial: dict[str, Any]) -> None:
         raise RuntimeError(f"injected fault ({FAULT_ENV}={spec})")
 
 
+def error_message(e: BaseException) -> str:
+    return traceback.format_exception_only(type(e), e)[-1].strip()
+
+
 def setup_torch(cpus: float, gpus: float) -> str:
+    """Threads for this trial's CPU share; the device its GPU share (if any) gives it."""
     import torch
 
     torch.set_num_threads(max(1, int(cpus)))
     return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
-def train_trial(trial: dict[str, Any], prepared: dict[str, Prepared], device: str, out_dir: str) -> dict[str, Any]:
-    """One grid point, without Ray: train the student the trial config names, save it in ``out_dir``, and return
-    the ``fw_*`` fields the trainable reports. bench/bench_sweep.py runs trials through this same function in a
-    plain loop to measure what Ray costs."""
-    p = prepared[data_key(trial["task"], trial["embedding"], trial["vocab_size"], trial["emb_dim"])]
-    student = student_config_for(p, trial["arch"], pooling=trial["pooling"])
+def node_name() -> str | None:
+    """``ip/node-id-prefix`` of the Ray node this process runs on (None outside Ray)."""
+    try:
+        import ray
+
+        if not ray.is_initialized():
+            return None
+        return f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
+    except Exception:  # outside a Ray worker: no node to name
+        return None
+
+
+def train_trial(trial: DistillTrial, prepared: Prepared, device: str, out_dir: str) -> TrialOutcome:
+    """One grid point, without Ray: train the student the trial names, save it in ``out_dir``, return the outcome."""
+    started = time.time()
+    student = student_config_for(prepared, trial.arch, pooling=trial.pooling)
     cfg = DistillConfig(
-        alpha=trial["alpha"],
-        temperature=resolve_temperature(trial["temperature"], trial["arch"]),
-        max_epochs=trial["max_epochs"],
-        patience=trial["patience"],
-        batch_size=trial["batch_size"],
-        lr=trial["lr"],
-        optimizer=trial["optimizer"],
-        seed=trial["seed"],
+        alpha=trial.alpha,
+        temperature=resolve_temperature(trial.temperature, trial.arch),
+        max_epochs=trial.max_epochs,
+        patience=trial.patience,
+        batch_size=trial.batch_size,
+        lr=trial.lr,
+        optimizer=trial.optimizer,
+        seed=trial.seed,
         device=device,
     )
-    if trial["bootstrap"] and p.bootstrap is None:
-        raise ValueError(f"trial asks for bootstrap data but task {trial['task']!r} has none")
-    train_split = p.train_split(bool(trial["bootstrap"]))
-    result = run_distillation(p, student, cfg, output_dir=out_dir, train_split=train_split)
-    summary = result.summary()
+    train_split = prepared.train_split(trial.bootstrap)
+    result = run_distillation(prepared, student, cfg, output_dir=out_dir, train_split=train_split)
+    s = result.summary()
     history = [
         {"epoch": h.epoch, "train_loss": h.train_loss, "score": h.score, "seconds": h.seconds,
          "samples_per_second": h.samples_per_second, "metrics": h.metrics}
         for h in result.train.history
     ]  # fmt: skip
-    return {
-        "fw_status": "finished",
-        "fw_device": device,
-        "fw_train_examples": len(train_split),
-        "fw_summary": json.dumps(summary),
-        "fw_history": json.dumps(history),
-        "score": summary["metrics"]["score"],
-    }
+    params = s["params"]
+    return TrialOutcome(
+        status="finished",
+        started_at=started,
+        finished_at=time.time(),
+        device=device,
+        node=node_name(),
+        metrics={**s["metrics"], "best_epoch": s["best_epoch"], "epochs": s["epochs"]},
+        sizes={
+            "params": params["total"],
+            **{f"params_{g}": params.get(g) for g in ("embedding", "encoder", "classifier")},
+            "nonzero_params": params.get("nonzero"),
+            "disk_bytes": s["disk_bytes"],
+            "gzip_bytes": s["gzip_bytes"],
+        },
+        history=history,
+        resolved={"student": s["student"], "distill": s["distill"]},
+        train_examples=len(train_split),
+        checkpoint_file=CHECKPOINT_FILE,
+    )
 
 
-def distill_trainable(config: dict[str, Any], prepared: dict[str, Prepared]) -> None:
-    trial = config["trial"]
+def distill_trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
+    """Tune function trainable. ``config["trial"]`` is a DistillTrial as a dict; ``data`` maps data keys to object
+    references of ``Prepared`` datasets."""
+    import ray
+    from ray import tune
+
     started = time.time()
+    trial = DistillTrial.from_dict(config["trial"])  # a malformed trial config is a bug: let it raise
+    device = None
     try:
         device = setup_torch(config.get("cpus", 1), config.get("gpus", 0))
-        inject_fault(trial)
+        inject_fault(trial.to_dict())
+        prepared = ray.get(data[trial.data_key])
         with tempfile.TemporaryDirectory(prefix="fw-trial-") as out:
-            report = {**train_trial(trial, prepared, device, out), "fw_started_at": started}
-            tune.report(report, checkpoint=tune.Checkpoint.from_directory(out))
-    except Exception as e:  # recorded as an errored trial; the sweep goes on
-        tune.report({**error_result(e), "fw_started_at": started, "score": float("nan")})
+            outcome = train_trial(trial, prepared, device, out)
+            tune.report(outcome.to_result(), checkpoint=tune.Checkpoint.from_directory(out))
+    except Exception as e:  # recorded as an errored trial with its message; the sweep goes on
+        outcome = TrialOutcome.failed(error_message(e), started, time.time(), device=device, node=node_name())
+        tune.report(outcome.to_result())

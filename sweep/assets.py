@@ -1,0 +1,106 @@
+"""What trials train on, built on the driver through the core APIs: the teacher and bootstrap data a spec asks
+for (``featherweight_core.teacher`` / ``augment``), then one ``Prepared`` dataset per (task, encoding)
+(``featherweight_core.prepare``), and the teachers as measured baseline rows.
+
+Everything built lands under ``<storage>/<sweep>/assets`` and is reused on resume.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from featherweight_core.data import TaskData, load_task_data
+from featherweight_core.prepare import DEFAULT_CACHE_DIR, Prepared, prepare
+from featherweight_core.tasks import get_task
+from sweep.spec import SweepSpec
+from trainables.trial import data_key
+
+log = logging.getLogger("featherweight.sweep")
+
+
+@dataclass
+class TaskAssets:
+    teacher: str | None = None  # fine-tuned teacher directory
+    bootstrap: str | None = None  # augmented-data file
+
+
+class TaskDataCache:
+    """Each task's data loaded at most once per driver process."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        self.spec = spec
+        self._data: dict[str, TaskData] = {}
+
+    def __call__(self, task: str) -> TaskData:
+        if task not in self._data:
+            t = self.spec.tasks[task]
+            self._data[task] = load_task_data(get_task(task), t["data"], **(t["data_options"] or {}))
+        return self._data[task]
+
+
+def materialize_assets(spec: SweepSpec, say: Callable[[str], None], data: TaskDataCache) -> dict[str, TaskAssets]:
+    """Build what the spec asks to be built (the small teacher, bootstrap data); idempotent, reused on resume."""
+    from featherweight_core import augment, teacher
+
+    assets: dict[str, TaskAssets] = {}
+    root = spec.storage / spec.name / "assets"
+    for tname, t in spec.tasks.items():
+        a = TaskAssets()
+        if t["teacher"] == "small":
+            tdir = root / tname / "teacher"
+            if not (tdir / "config.json").is_file():
+                say(f"building the small teacher for {tname} in {tdir}")
+                teacher.build_demo_teacher(data(tname), tdir)
+            a.teacher = str(tdir)
+        elif t["teacher"]:
+            a.teacher = str(Path(t["teacher"]).expanduser().resolve())
+        b = t["bootstrap"]
+        if isinstance(b, dict):
+            bfile = root / tname / "bootstrap.parquet"
+            if not bfile.is_file():
+                say(f"generating bootstrap data for {tname} in {bfile}")
+                cfg = augment.AugmentConfig(mode="embedding", **b)
+                say(str(augment.augment_to_file(data(tname), bfile, cfg, cache_dir=root / tname)))
+            a.bootstrap = str(bfile)
+        elif b:
+            a.bootstrap = str(Path(b).expanduser().resolve())
+        assets[tname] = a
+    return assets
+
+
+def prepare_datasets(
+    spec: SweepSpec, keys: Iterable[tuple[str, str, int | None, int]], assets: dict[str, TaskAssets],
+    data: TaskDataCache,
+) -> dict[str, Prepared]:  # fmt: skip
+    """One ``Prepared`` per (task, embedding, vocab_size, emb_dim) in ``keys``, keyed by :func:`data_key`."""
+    out: dict[str, Prepared] = {}
+    cache = spec.raw["cache_dir"] or DEFAULT_CACHE_DIR
+    for task, embedding, vocab_size, emb_dim in keys:
+        key = data_key(task, embedding, vocab_size, emb_dim)
+        if key in out:
+            continue
+        a = assets.get(task, TaskAssets())
+        out[key] = prepare(
+            get_task(task), None, embedding, emb_dim, vocab_size, spec.raw["bpemb_dir"], cache_dir=cache,
+            task_data=data(task), teacher=a.teacher, bootstrap=a.bootstrap,
+        )  # fmt: skip
+    return out
+
+
+def teacher_baselines(assets: dict[str, TaskAssets]) -> list[dict[str, Any]]:
+    """Each teacher directory as a measured baseline row (``task`` added), measured like every student."""
+    from featherweight_core.teacher import teacher_baseline
+
+    rows = []
+    for task, a in assets.items():
+        if not a.teacher or not Path(a.teacher).is_dir():
+            continue
+        try:
+            rows.append({"task": task, **teacher_baseline(a.teacher)})
+        except Exception as e:  # a teacher without saved metrics still teaches; it just has no baseline row
+            log.warning("no baseline row for teacher %s: %s", a.teacher, e)
+    return rows

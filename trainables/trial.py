@@ -1,0 +1,287 @@
+"""The trial contract: what a trial is (:class:`DistillTrial`, :class:`CompressTrial`) and what it produced
+(:class:`TrialOutcome`). It is the one interface between the sweep spec (which builds trial configs), the trainables
+(which turn them into core configs and run them), and the driver-side callback (which turns outcomes into rows).
+
+Ray-free on purpose: the spec validator, benchmarks and tests use it without Ray.
+
+**Trial ids** are a hash of a canonical, versioned form of the trial config (:func:`canonical_id`). Version 1 of the
+contract is the set of fields the first release hashed (``V1_FIELDS``): they are always part of the hash, exactly as
+they were, so sweeps recorded before this module existed resume. Every field added since enters the hash only when
+it differs from its default, so adding a field with a default never changes an existing id. A new field therefore
+needs a default that reproduces the old behaviour.
+
+**Outcomes** cross Ray as one JSON string (``fw_outcome``) beside the two numbers Tune and Optuna optimise
+(``score`` and, for compression, ``size``). Tune flattens nested result dicts, which is why the outcome is a string.
+:meth:`TrialOutcome.from_result` decodes it strictly: a missing or malformed outcome is an :class:`OutcomeError`,
+never an empty dict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from featherweight_core.vocab import ARCHS, EMBEDDINGS, MODULE_GROUPS, POOLINGS, PRUNE_METHODS, PRUNE_SCOPES
+
+OUTCOME_KEY = "fw_outcome"
+STATUSES = ("finished", "error")
+
+
+class OutcomeError(RuntimeError):
+    """A trial result that does not hold a valid outcome: a bug in a trainable or a version mismatch."""
+
+
+def canonical_id(prefix: str, values: dict[str, Any], v1_fields: tuple[str, ...], defaults: dict[str, Any]) -> str:
+    """``prefix-<12 hex>``: sha256 of the canonical JSON of ``values``, in which a field outside ``v1_fields`` that
+    equals its default is left out.
+
+    >>> canonical_id("d", {"a": 1, "b": None}, ("a",), {"b": None})
+    'd-f9d86028c6e0'
+    >>> canonical_id("d", {"a": 1}, ("a",), {})  # a new field at its default does not change the id
+    'd-f9d86028c6e0'
+    """
+    body = {k: v for k, v in values.items() if k in v1_fields or k not in defaults or v != defaults[k]}
+    text = json.dumps(body, sort_keys=True, default=str)
+    return f"{prefix}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def data_key(task: str, embedding: str, vocab_size: int | None, emb_dim: int) -> str:
+    """Which prepared dataset a trial trains on: one per (task, encoding); bpe vectors depend on dim."""
+    return f"{task}|{embedding}|{vocab_size}|{emb_dim}"
+
+
+def _strict_fields(cls, d: dict[str, Any], where: str) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names - {"trial_id"})
+    if unknown:
+        raise OutcomeError(f"{where}: unknown field(s) {unknown}; expected {sorted(names)}")
+    missing = sorted(f.name for f in dataclasses.fields(cls) if f.name not in d and f.default is dataclasses.MISSING
+                     and f.default_factory is dataclasses.MISSING)  # fmt: skip
+    if missing:
+        raise OutcomeError(f"{where}: missing field(s) {missing}")
+    return {k: v for k, v in d.items() if k in names}
+
+
+@dataclass(frozen=True)
+class DistillTrial:
+    """One grid point of stage 1: train one student. Built by the spec; run by ``trainables.distill``."""
+
+    task: str
+    arch: str
+    embedding: str
+    emb_dim: int
+    vocab_size: int | None  # None for char embeddings
+    alpha: float
+    bootstrap: bool
+    seed: int
+    pooling: str = "last"
+    temperature: float | str | None = "auto"
+    max_epochs: int = 50
+    patience: int = 7
+    batch_size: int | None = None
+    lr: float | None = None
+    optimizer: str | None = None
+
+    V1_FIELDS: ClassVar[tuple[str, ...]] = (
+        "task", "arch", "embedding", "emb_dim", "vocab_size", "alpha", "bootstrap", "seed", "pooling",
+        "temperature", "max_epochs", "patience", "batch_size", "lr", "optimizer",
+    )  # fmt: skip
+    stage: ClassVar[str] = "distill"
+
+    def __post_init__(self) -> None:
+        # These are programming errors: the spec validator has already checked the user's values.
+        if self.arch not in ARCHS or self.embedding not in EMBEDDINGS or self.pooling not in POOLINGS:
+            raise OutcomeError(f"invalid distill trial {self.to_dict()}")
+        object.__setattr__(self, "alpha", float(self.alpha))
+        object.__setattr__(self, "bootstrap", bool(self.bootstrap))
+        if self.embedding == "char":
+            object.__setattr__(self, "vocab_size", None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DistillTrial:
+        return cls(**_strict_fields(cls, d, "distill trial"))
+
+    @property
+    def trial_id(self) -> str:
+        return canonical_id("d", self.to_dict(), self.V1_FIELDS, _defaults(type(self)))
+
+    @property
+    def data_key(self) -> str:
+        return data_key(self.task, self.embedding, self.vocab_size, self.emb_dim)
+
+    def describe(self) -> str:
+        vocab = f" v{self.vocab_size}" if self.vocab_size else ""
+        boot = " +boot" if self.bootstrap else ""
+        return f"{self.task} {self.arch} {self.embedding}{self.emb_dim}{vocab} a={self.alpha:g}{boot} seed={self.seed}"
+
+
+# The parent's settings a compression trial needs (and hashes): what it was trained on and how
+PARENT_FIELDS = ("task", "arch", "embedding", "emb_dim", "vocab_size", "alpha", "bootstrap", "seed", "temperature")
+
+
+@dataclass(frozen=True)
+class CompressTrial:
+    """One Optuna sample of stage 2: prune a parent student to per-module-group sparsity ``targets``, then
+    quantize. ``quantize`` holds QuantConfig's switches; ``importance_bits`` is left out at its default (16)."""
+
+    parent_trial_id: str
+    parent_checkpoint: str
+    parent_config: dict[str, Any]
+    targets: dict[str, float]
+    method: str = "magnitude"
+    scope: str = "local"
+    finetune_epochs: int = 0
+    quantize: dict[str, Any] = field(default_factory=dict)
+    size_measure: str = "gzip_bytes"
+
+    V1_FIELDS: ClassVar[tuple[str, ...]] = (
+        "stage", "parent_trial_id", "parent_checkpoint", "parent_config", "method", "scope", "finetune_epochs",
+        "quantize", "size_measure", "targets",
+    )  # fmt: skip
+    stage: ClassVar[str] = "compress"
+
+    def __post_init__(self) -> None:
+        if self.method not in PRUNE_METHODS or self.scope not in PRUNE_SCOPES:
+            raise OutcomeError(f"invalid compression trial method={self.method!r} scope={self.scope!r}")
+        unknown = set(self.targets) - set(MODULE_GROUPS)
+        if unknown:
+            raise OutcomeError(f"invalid compression targets {sorted(unknown)}; expected {list(MODULE_GROUPS)}")
+        # Optuna proposes floats with 16+ digits: rounding keeps ids and stored configs readable and stable
+        object.__setattr__(self, "targets", {g: round(float(v), 6) for g, v in sorted(self.targets.items())})
+        object.__setattr__(self, "parent_config", {k: self.parent_config.get(k) for k in PARENT_FIELDS})
+        q = dict(self.quantize)
+        if q.get("importance_bits", 16) == 16:
+            q.pop("importance_bits", None)  # at its default it does not count (ids from before it existed hold)
+        object.__setattr__(self, "quantize", q)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CompressTrial:
+        d = {k: v for k, v in d.items() if k != "stage"}
+        return cls(**_strict_fields(cls, d, "compression trial"))
+
+    @property
+    def trial_id(self) -> str:
+        return canonical_id("c", self.to_dict(), self.V1_FIELDS, _defaults(type(self)))
+
+    @property
+    def data_key(self) -> str:
+        p = self.parent_config
+        return data_key(p["task"], p["embedding"], p["vocab_size"], p["emb_dim"])
+
+    def describe(self) -> str:
+        sp = ",".join(f"{g[:3]}={v:.2f}" for g, v in self.targets.items())
+        return f"compress {self.parent_trial_id} [{sp}]"
+
+
+def _defaults(cls) -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def trial_from_dict(d: dict[str, Any]) -> DistillTrial | CompressTrial:
+    """The trial a stored config describes (the ``config`` column of the trials table)."""
+    if d.get("stage") == "compress":
+        return CompressTrial.from_dict(d)
+    return DistillTrial.from_dict({k: v for k, v in d.items() if k != "resolved"})
+
+
+@dataclass
+class TrialOutcome:
+    """What a trial produced. ``metrics`` scores are fractions; ``sizes`` flat (params, params_embedding, ...,
+    nonzero_params, disk_bytes, gzip_bytes, ideal_bytes); ``history`` one dict per epoch; ``resolved`` the core
+    configs as actually run (student and distill config after defaults); ``checkpoint_file`` the file name inside
+    the trial's checkpoint directory."""
+
+    status: str
+    started_at: float
+    finished_at: float
+    device: str | None = None
+    node: str | None = None
+    error: str | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    sizes: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    resolved: dict[str, Any] = field(default_factory=dict)
+    pruning: str | None = None
+    quantization: str | None = None
+    sparsity: dict[str, Any] = field(default_factory=dict)
+    train_examples: int | None = None
+    checkpoint_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise OutcomeError(f"trial outcome status {self.status!r} is not one of {STATUSES}")
+        if self.status == "finished" and not isinstance(self.metrics.get("score"), int | float):
+            raise OutcomeError(f"a finished trial outcome needs a numeric metrics['score'], got {self.metrics}")
+        if self.status == "error" and not self.error:
+            raise OutcomeError("an errored trial outcome needs an error message")
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    @property
+    def seconds(self) -> float:
+        return self.finished_at - self.started_at
+
+    @property
+    def score(self) -> float:
+        return float(self.metrics["score"]) if self.finished else math.nan
+
+    def size(self, measure: str) -> float:
+        """The size Optuna minimises: ``params`` means the parameters left after pruning (non-zero)."""
+        if not self.finished:
+            return math.nan
+        value = self.sizes.get("nonzero_params" if measure == "params" else measure)
+        return math.nan if value is None else float(value)
+
+    def to_result(self, size_measure: str | None = None) -> dict[str, Any]:
+        """The dict a trainable passes to ``tune.report``."""
+        out: dict[str, Any] = {OUTCOME_KEY: json.dumps(dataclasses.asdict(self), default=_json_default),
+                               "score": self.score}  # fmt: skip
+        if size_measure is not None:
+            out["size"] = self.size(size_measure)
+        return out
+
+    @classmethod
+    def from_result(cls, result: dict[str, Any] | None) -> TrialOutcome:
+        """Decode what :meth:`to_result` produced; anything else is an :class:`OutcomeError`."""
+        if not result or OUTCOME_KEY not in result:
+            raise OutcomeError(f"trial result has no {OUTCOME_KEY!r} (keys: {sorted(result or {})})")
+        try:
+            d = json.loads(result[OUTCOME_KEY])
+        except (TypeError, json.JSONDecodeError) as e:
+            raise OutcomeError(f"trial result {OUTCOME_KEY!r} is not valid JSON: {e}") from e
+        if not isinstance(d, dict):
+            raise OutcomeError(f"trial result {OUTCOME_KEY!r} is not an object: {d!r}")
+        try:
+            return cls(**_strict_fields(cls, d, "trial outcome"))
+        except TypeError as e:
+            raise OutcomeError(f"trial outcome does not match the contract: {e}") from e
+
+    @classmethod
+    def failed(cls, error: str, started_at: float, finished_at: float, **kw: Any) -> TrialOutcome:
+        return cls(status="error", error=error[:2000], started_at=started_at, finished_at=finished_at, **kw)
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy / torch scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    return str(obj)
