@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -35,11 +34,14 @@ from typing import Any
 
 import numpy as np
 
+from featherweight_core.atomic import atomic_write
 from featherweight_core.data import DataError, Split, TaskData
+from featherweight_core.errors import ConfigError
 from featherweight_core.tasks import TaskSpec
+from featherweight_core.vocab import AUGMENT_FIELDS, AUGMENT_MODES
 
-MODES = ("embedding", "fill-mask")
-FIELD_CHOICES = ("auto", "first", "second", "all")
+MODES = AUGMENT_MODES  # aliases of the one vocabulary
+FIELD_CHOICES = AUGMENT_FIELDS
 META_KEY = b"featherweight"
 
 
@@ -75,12 +77,12 @@ class AugmentConfig:
         ]
         for ok, msg in checks:
             if not ok:
-                raise ValueError(msg)
+                raise ConfigError(msg)
 
     def field_indices(self, n_fields: int) -> tuple[int, ...]:
         if n_fields == 1:
             if self.fields == "second":
-                raise ValueError("fields='second' needs a sentence-pair task")
+                raise ConfigError("fields='second' needs a sentence-pair task")
             return (0,)
         return {"auto": (0,), "first": (0,), "second": (1,), "all": (0, 1)}[self.fields]
 
@@ -397,9 +399,9 @@ def augment_to_file(
         raise DataError(f"task {task.name!r}: the train split is empty; nothing to augment")
     output = Path(output)
     if output.suffix != ".parquet":
-        raise ValueError(f"{output}: the augmented data is written as Parquet; use a .parquet file name")
+        raise ConfigError(f"{output}: the augmented data is written as Parquet; use a .parquet file name")
     if cfg.mode == "fill-mask" and mlm is None:
-        raise ValueError("mode 'fill-mask' needs a masked LM (hub id or directory); use mode 'embedding' without one")
+        raise ConfigError("mode 'fill-mask' needs a masked LM (hub id or directory); use mode 'embedding' without one")
     fields = cfg.field_indices(len(task.text_fields))
     t0 = time.perf_counter()
     kv, vectors_desc = resolve_vectors(vectors, task_data, cache_dir, vectors_dim)
@@ -422,26 +424,13 @@ def augment_to_file(
         "source_examples": len(split),
     }
     schema = _schema(task, meta)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.tmp{os.getpid()}")
     n_chunks = math.ceil(len(split) / cfg.chunk_size)
     eligible = generated = kept = 0
     src_labels: list[np.ndarray] = []
     pool = None
-    try:
-        if cfg.workers > 1:
-            import multiprocessing as mp
 
-            state.mlm = None  # each worker loads its own copy
-            pool = mp.get_context("spawn").Pool(cfg.workers, initializer=_init_worker, initargs=(state,))
-            results = pool.imap(_augment_chunk, _chunks(split, cfg.chunk_size))
-        else:
-            _init_worker_inprocess(state)
-            results = map(_augment_chunk, _chunks(split, cfg.chunk_size))
-        if progress:
-            from tqdm.auto import tqdm
-
-            results = tqdm(results, total=n_chunks, desc="augment", unit="chunk", file=sys.stderr, mininterval=1.0)
+    def write(tmp: Path) -> None:
+        nonlocal eligible, generated, kept
         with pq.ParquetWriter(tmp, schema) as writer:
             for rows, e, g in results:
                 eligible += e
@@ -467,12 +456,26 @@ def augment_to_file(
                 f"augmentation of task {task.name!r} produced no examples (no word had candidates; are the word"
                 f" vectors for this language/casing? vectors: {vectors_desc})"
             )
-        os.replace(tmp, output)
+
+    try:
+        if cfg.workers > 1:
+            import multiprocessing as mp
+
+            state.mlm = None  # each worker loads its own copy
+            pool = mp.get_context("spawn").Pool(cfg.workers, initializer=_init_worker, initargs=(state,))
+            results = pool.imap(_augment_chunk, _chunks(split, cfg.chunk_size))
+        else:
+            _init_worker_inprocess(state)
+            results = map(_augment_chunk, _chunks(split, cfg.chunk_size))
+        if progress:
+            from tqdm.auto import tqdm
+
+            results = tqdm(results, total=n_chunks, desc="augment", unit="chunk", file=sys.stderr, mininterval=1.0)
+        atomic_write(output, write)  # streamed chunk by chunk into a temporary sibling, renamed when complete
     finally:
         if pool is not None:
             pool.terminate()
             pool.join()
-        tmp.unlink(missing_ok=True)
     return AugmentReport(
         path=str(output),
         source_examples=len(split),

@@ -6,7 +6,7 @@ Layout: ``{"format": "featherweight-student/1", "student_config": {...}, "num_em
 
 from __future__ import annotations
 
-import os
+import pickle
 import warnings
 from pathlib import Path
 from typing import Any
@@ -14,10 +14,16 @@ from typing import Any
 import torch
 from torch import nn
 
+from featherweight_core.atomic import atomic_write
+from featherweight_core.errors import InputFileError, UserError
 from featherweight_core.students import Student, StudentConfig, build_student
 
 FORMAT = "featherweight-student/1"
 COMPRESSED_FORMAT = "featherweight-compressed/1"
+
+
+class CheckpointError(UserError, ValueError):
+    """A file the user named is not the kind of featherweight checkpoint the command needs."""
 
 
 def save_checkpoint(
@@ -28,8 +34,6 @@ def save_checkpoint(
     meta: dict[str, Any] | None = None,
 ) -> Path:
     """Write atomically (temp file + rename), so a crash never leaves half a checkpoint."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": FORMAT,
         "student_config": cfg.to_dict(),
@@ -37,21 +41,18 @@ def save_checkpoint(
         "state_dict": model.state_dict(),
         "meta": meta or {},
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint not found")
+        raise InputFileError(f"{path}: checkpoint not found")
     payload = _safe_load(path)
     if isinstance(payload, dict) and payload.get("format") == COMPRESSED_FORMAT:
-        raise ValueError(f"{path}: a compressed student; load it with checkpoint.load_compressed")
+        raise CheckpointError(f"{path}: a compressed student; load it with checkpoint.load_compressed")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a featherweight student checkpoint (expected format {FORMAT!r})")
+        raise CheckpointError(f"{path}: not a featherweight student checkpoint (expected format {FORMAT!r})")
     return payload
 
 
@@ -84,14 +85,16 @@ def _safe_load(path: Path) -> Any:
 
     with torch.serialization.safe_globals([torch.ScriptObject, TorchVersion]), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning)  # deprecation notes on quantized storages
-        return torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, EOFError, RuntimeError) as e:  # not a torch file, truncated, foreign pickle
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from None
 
 
 def save_compressed(path: str | Path, result: Any, meta: dict[str, Any] | None = None) -> Path:
     """Write a :class:`~featherweight_core.compress.CompressResult` atomically. ``meta`` is merged into the stored
     meta (which already holds metrics, sizes, sparsity and the describe() labels)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     summary = result.summary()
     stored_meta = {
         "metrics": summary["metrics"],
@@ -113,14 +116,7 @@ def save_compressed(path: str | Path, result: Any, meta: dict[str, Any] | None =
         "state_dict": result.model.state_dict(),
         "meta": stored_meta,
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
 def load_compressed(path: str | Path) -> tuple[nn.Module, StudentConfig, dict[str, Any]]:
@@ -130,12 +126,12 @@ def load_compressed(path: str | Path) -> tuple[nn.Module, StudentConfig, dict[st
 
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: compressed student not found")
+        raise InputFileError(f"{path}: compressed student not found")
     payload = _safe_load(path)
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
-        raise ValueError(f"{path}: a float student checkpoint, not a compressed one; use load_checkpoint")
+        raise CheckpointError(f"{path}: a float student checkpoint, not a compressed one; use load_checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != COMPRESSED_FORMAT:
-        raise ValueError(f"{path}: not a compressed featherweight student (expected format {COMPRESSED_FORMAT!r})")
+        raise CheckpointError(f"{path}: not a compressed featherweight student (expected format {COMPRESSED_FORMAT!r})")
     cfg = StudentConfig.from_dict(payload["student_config"])
     model: nn.Module = build_student(cfg, payload["num_embeddings"])
     quant = payload.get("quant")

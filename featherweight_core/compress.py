@@ -20,9 +20,11 @@ from typing import Any
 
 from torch import nn
 
+from featherweight_core import vocab
 from featherweight_core.batching import EncodedSplit
 from featherweight_core.checkpoint import load_compressed, save_compressed
 from featherweight_core.distill import DistillConfig, default_temperature, evaluate
+from featherweight_core.errors import ConfigError
 from featherweight_core.measure import disk_size, ideal_size, param_counts
 from featherweight_core.prune import PruneConfig, prune_student, sparsity_report
 from featherweight_core.quantize import QuantConfig, QuantizationError, is_quantized, quantize_student
@@ -99,7 +101,7 @@ def _num_embeddings(model: nn.Module, cfg: StudentConfig) -> int:
     emb = getattr(model, "embedding", None)
     if isinstance(emb, nn.Embedding):
         return emb.num_embeddings
-    return int(cfg.vocab_size or 5000)  # hash embeddings size themselves from vocab_size
+    return int(cfg.vocab_size or vocab.DEFAULT_VOCAB_SIZE)  # hash embeddings size themselves from vocab_size
 
 
 def compress_student(
@@ -124,7 +126,7 @@ def compress_student(
     if is_quantized(model):
         raise QuantizationError("model is already quantized; compress the float student checkpoint instead")
     if prune is None and (quant is None or not quant.enabled):
-        raise ValueError("nothing to do: give a PruneConfig, a QuantConfig with at least one group, or both")
+        raise ConfigError("nothing to do: give a PruneConfig, a QuantConfig with at least one group, or both")
     num_embeddings = _num_embeddings(model, cfg)
     m = copy.deepcopy(model).cpu().eval()
     dcfg, log = None, []

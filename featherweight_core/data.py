@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featherweight_core.errors import UserError
 from featherweight_core.synthetic import generate_synthetic
 from featherweight_core.tasks import TaskSpec
 
@@ -27,7 +28,7 @@ _MAX_UNKNOWN_LABEL_FRACTION = 0.1
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Input data that cannot be used: missing files, bad headers, wrong label sets, unreachable hub."""
 
 
@@ -230,7 +231,7 @@ def load_hub(task: TaskSpec, cache_dir: str | None = None) -> TaskData:
         raise DataError(f"task {task.name!r} is not on the HF hub; pass a local data directory instead")
     hint = (
         f"cannot load {task.hub_id[0]}/{task.hub_id[1]} from the Hugging Face hub (offline?);"
-        f" pass --data PATH with a local GLUE directory (e.g. ../shared/data/glue) instead"
+        f" pass --data PATH with a local GLUE directory (e.g. data/glue) instead"
     )
     offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
     if not offline and not _hub_reachable():

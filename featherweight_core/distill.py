@@ -20,16 +20,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from featherweight_core import vocab
 from featherweight_core.batching import EncodedSplit, iter_batches
+from featherweight_core.errors import ConfigError, UserError
 from featherweight_core.measure import split_metrics
 from featherweight_core.students import ARCH_DEFAULTS
 from featherweight_core.tasks import TaskSpec
 
-OPTIMIZERS = ("adadelta", "adam", "adamw", "sgd")
+OPTIMIZERS = vocab.OPTIMIZERS  # alias of the one vocabulary
 
 
-class TrainingError(RuntimeError):
-    """Training diverged (non-finite loss) or cannot start (e.g. alpha < 1 without teacher logits)."""
+class TrainingError(UserError, RuntimeError):
+    """Training diverged (non-finite loss: lower the learning rate) or cannot start with what the user gave (alpha
+    < 1 without teacher logits, an empty training split)."""
 
 
 @dataclass(frozen=True)
@@ -51,19 +54,19 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.alpha, int | float) or not 0.0 <= self.alpha <= 1.0:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha!r}")
+            raise ConfigError(f"alpha must be in [0, 1], got {self.alpha!r}")
         if self.temperature is not None and not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0 or None, got {self.temperature!r}")
+            raise ConfigError(f"temperature must be > 0 or None, got {self.temperature!r}")
         if self.max_epochs < 1:
-            raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
+            raise ConfigError(f"max_epochs must be >= 1, got {self.max_epochs}")
         if self.patience < 1:
-            raise ValueError(f"patience must be >= 1, got {self.patience}")
+            raise ConfigError(f"patience must be >= 1, got {self.patience}")
         if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
         if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise ConfigError(f"lr must be > 0, got {self.lr}")
 
     def resolved(self, arch: str, pair: bool) -> DistillConfig:
         d = ARCH_DEFAULTS[arch]
@@ -95,7 +98,10 @@ def resolve_temperature(value: float | str | None, arch: str) -> float | None:
         return default_temperature(arch)
     if value is None or value == "none":
         return None
-    return float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"temperature must be a number, 'auto' or 'none', got {value!r}") from None
 
 
 def distill_loss(

@@ -23,13 +23,16 @@ from pathlib import Path
 
 import numpy as np
 
+from featherweight_core import vocab
+from featherweight_core.errors import UserError
+
 CHAR_ALPHABET = "abcdefghijklmnopqrstuvwxyz ,.;:?!"
 assert len(CHAR_ALPHABET) == 33
 PAD_ID = 0
 _WORD_RE = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
 
-class EncoderError(ValueError):
+class EncoderError(UserError, ValueError):
     """Bad encoder configuration or missing embedding files."""
 
 
@@ -146,7 +149,9 @@ class HashEncoder(Encoder):
     kind = "hash"
     width = 3
 
-    def __init__(self, vocab_size: int = 5000, num_buckets: int | None = None, num_hashes: int = 3) -> None:
+    def __init__(
+        self, vocab_size: int = vocab.DEFAULT_VOCAB_SIZE, num_buckets: int | None = None, num_hashes: int = 3
+    ) -> None:
         if vocab_size < 1:
             raise EncoderError(f"hash vocab_size must be >= 1, got {vocab_size}")
         self.vocab_size = vocab_size
@@ -192,7 +197,11 @@ class BPEEncoder(Encoder):
     kind = "bpe"
 
     def __init__(
-        self, vocab_size: int = 5000, dim: int = 25, cache_dir: str | Path | None = None, lang: str = "en"
+        self,
+        vocab_size: int = vocab.DEFAULT_VOCAB_SIZE,
+        dim: int = 25,
+        cache_dir: str | Path | None = None,
+        lang: str = "en",
     ) -> None:
         from bpemb import BPEmb  # imported here: only bpe users pay for gensim
 
@@ -242,17 +251,18 @@ class BPEEncoder(Encoder):
         return vecs
 
 
-ENCODERS = ("bpe", "char", "hash")
+ENCODERS = vocab.EMBEDDINGS  # alias of the one vocabulary
 
 
 def build_encoder(
     kind: str, vocab_size: int | None = None, dim: int = 25, bpemb_dir: str | Path | None = None
 ) -> Encoder:
-    """Registry entry point. ``vocab_size`` is BPE's vocabulary or the hash embedding's K (None: 5000); char
+    """Registry entry point. ``vocab_size`` is BPE's vocabulary or the hash embedding's K (None:
+    ``vocab.DEFAULT_VOCAB_SIZE``); char
     ignores it."""
     if kind in ("bpe", "hash"):
         if vocab_size is None:
-            vocab_size = 5000
+            vocab_size = vocab.DEFAULT_VOCAB_SIZE
         if isinstance(vocab_size, bool) or not isinstance(vocab_size, numbers.Integral) or vocab_size < 1:
             raise EncoderError(f"{kind} vocab_size must be a positive int, got {vocab_size!r}")
         if kind == "bpe" and (isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1):

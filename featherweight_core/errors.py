@@ -18,3 +18,8 @@ class UserError(Exception):
 
 class InputFileError(UserError, FileNotFoundError):
     """A file or directory the user named does not exist or cannot be used."""
+
+
+class ConfigError(UserError, ValueError):
+    """A setting, or a combination of settings, the user chose cannot work: an unknown arch, optimizer or task, a
+    value out of range, command-line options that contradict each other."""

@@ -1,22 +1,33 @@
 """Metrics (thesis 6.4) and size measures: small pure functions.
 
 Sizes: ``disk_bytes`` is the byte length of ``torch.save(model.state_dict())``; ``gzip_bytes`` is that file
-compressed with gzip (DEFLATE, level 9, Python's ``gzip`` module) as the thesis measured compressed models.
+compressed with gzip (DEFLATE, level 9, Python's ``gzip`` module) as the thesis measured compressed models
+(:func:`gzip_bytes`). A model saved by Hugging Face (a teacher) is measured the same way from its weight file by
+:func:`saved_model_sizes`, so students and teachers share one axis on every chart.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
+import json
 import math
 import os
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-GROUPS = ("embedding", "encoder", "classifier")
+from featherweight_core import vocab
+from featherweight_core.errors import InputFileError, UserError
+
+GROUPS = vocab.MODULE_GROUPS
+# Weight files of a saved Hugging Face model, in the order they are looked for
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+GZIP_LEVEL = 9
 
 
 def accuracy(pred: np.ndarray, labels: np.ndarray) -> float:
@@ -111,7 +122,91 @@ def disk_size(model: nn.Module) -> dict[str, int]:
             raw = f.read()
     finally:
         os.unlink(path)
-    return {"disk_bytes": len(raw), "gzip_bytes": len(gzip.compress(raw, compresslevel=9, mtime=0))}
+    return {"disk_bytes": len(raw), "gzip_bytes": gzip_bytes(raw)}
+
+
+def gzip_bytes(data: bytes) -> int:
+    """Length of ``data`` gzip-compressed at level 9 (mtime 0, so the same bytes always give the same size): the one
+    compressed-size measure of students and teachers.
+
+    >>> gzip_bytes(bytes(10_000)) < 100  # zeros (pruned weights) compress well
+    True
+    >>> data = bytes(range(256)) * 40
+    >>> gzip_bytes(data) == len(gzip.compress(data, compresslevel=9))
+    True
+    """
+    return len(gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0))
+
+
+class WeightsFileError(UserError, ValueError):
+    """A weight file that cannot be read as safetensors or as a ``torch.save`` state dict."""
+
+
+def _safetensors_params(raw: bytes, path: Path) -> int:
+    """Element count of every tensor in a safetensors file, read from its JSON header (no tensor is loaded)."""
+    header = None
+    n = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
+    if 0 < n <= len(raw) - 8:
+        with contextlib.suppress(ValueError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            header = json.loads(raw[8 : 8 + n])
+    entries = [v for k, v in header.items() if k != "__metadata__"] if isinstance(header, dict) else None
+    if entries is None or not all(isinstance(v, dict) and isinstance(v.get("shape"), list) for v in entries):
+        raise WeightsFileError(f"{path}: not a safetensors file (no readable header)")
+    return sum(math.prod(v["shape"]) for v in entries)
+
+
+def _torch_params(raw: bytes, path: Path) -> int:
+    """Element count of every tensor in a ``torch.save``d state dict; tensors sharing storage (tied weights) are
+    counted once, as safetensors stores them once."""
+    try:
+        obj = torch.load(io.BytesIO(raw), weights_only=True, map_location="cpu")
+    except Exception as e:  # pickle.UnpicklingError, RuntimeError, EOFError ... for a file that is not a state dict
+        raise WeightsFileError(f"{path}: not a readable PyTorch weights file ({type(e).__name__})") from None
+    seen: set[tuple] = set()
+    total = 0
+    stack = [obj]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, torch.Tensor):
+            key = (x.untyped_storage().data_ptr(), x.storage_offset(), tuple(x.shape), x.stride())
+            if x.numel() and key not in seen:
+                seen.add(key)
+                total += x.numel()
+        elif isinstance(x, dict):
+            stack.extend(x.values())
+        elif isinstance(x, list | tuple):
+            stack.extend(x)
+    return total
+
+
+def saved_model_sizes(path: str | Path) -> dict[str, int]:
+    """``{"params", "disk_bytes", "gzip_bytes"}`` of a saved model: a directory holding ``model.safetensors`` or
+    ``pytorch_model.bin`` (looked for in that order; a Hugging Face ``save_pretrained`` directory such as a
+    fine-tuned teacher), or one such weights file. ``disk_bytes`` is the weight file's size, ``gzip_bytes`` its
+    :func:`gzip_bytes` (level 9, as students are measured), ``params`` the number of tensor elements it stores.
+
+    >>> import tempfile, pathlib
+    >>> from safetensors.torch import save_file
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> save_file({"w": torch.zeros(3, 4), "b": torch.zeros(4)}, d / "model.safetensors")
+    >>> sizes = saved_model_sizes(d)
+    >>> sizes["params"], sizes["disk_bytes"] == (d / "model.safetensors").stat().st_size
+    (16, True)
+    >>> sizes == saved_model_sizes(d / "model.safetensors")
+    True
+    """
+    path = Path(path)
+    if path.is_dir():
+        weights = next((path / n for n in WEIGHT_FILES if (path / n).is_file()), None)
+        if weights is None:
+            raise InputFileError(f"{path}: no model weights in this directory (expected {' or '.join(WEIGHT_FILES)})")
+    elif path.is_file():
+        weights = path
+    else:
+        raise InputFileError(f"{path}: no such model directory or weights file")
+    raw = weights.read_bytes()
+    params = _safetensors_params(raw, weights) if weights.suffix == ".safetensors" else _torch_params(raw, weights)
+    return {"params": params, "disk_bytes": len(raw), "gzip_bytes": gzip_bytes(raw)}
 
 
 def size_report(model: nn.Module) -> dict:

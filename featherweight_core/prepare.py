@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from featherweight_core.atomic import atomic_write
 from featherweight_core.batching import EncodedSplit
 from featherweight_core.data import DataError, Split, TaskData, load_task_data
 from featherweight_core.encoders import Encoder, Ragged, build_encoder
@@ -76,9 +77,8 @@ def _save_encoded(path: Path, splits: dict[str, EncodedSplit]) -> None:
         arrays[f"{name}/keys"] = np.asarray(sp.keys, dtype=object).astype(str)
         for i, f in enumerate(sp.fields):
             arrays[f"{name}/f{i}/ids"], arrays[f"{name}/f{i}/offsets"] = f.ids, f.offsets
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+    # atomic: a concurrent reader never sees half a file; np.savez appends .npz unless the name ends with it
+    atomic_write(path, lambda tmp: np.savez(tmp, **arrays), suffix=".npz")
 
 
 def _load_encoded(path: Path, names: list[str], n_fields: int) -> dict[str, EncodedSplit]:

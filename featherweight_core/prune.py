@@ -14,7 +14,9 @@ group          default   weights pruned (biases never are)
 ``bpe_emb``    0.4       byte-pair embedding table
 =============  ========  ===============================================================
 
-Aliases: ``emb`` is this student's embedding group, ``encoder`` its lstm / rnn group.
+Aliases, spelled as the module groups users name everywhere (:data:`featherweight_core.vocab.MODULE_GROUPS`):
+``embedding`` is this student's ``*_emb`` group, ``encoder`` its ``lstm`` / ``rnn`` group, ``classifier`` its
+``linear`` group. (The older spelling ``emb`` is still read as ``embedding``, with a ``DeprecationWarning``.)
 
 Methods (the mask keeps weights with high *importance*: ``|w|`` for magnitude / top-v, learned scores for movement):
 
@@ -46,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,17 +57,23 @@ import numpy as np
 import torch
 from torch import nn
 
-METHODS = ("magnitude", "topv", "movement")
-SCOPES = ("local", "global")
-SCHEDULES = ("post", "gradual")
+from featherweight_core import vocab
+from featherweight_core.errors import UserError
+
+METHODS = vocab.PRUNE_METHODS  # aliases of the one vocabulary
+SCOPES = vocab.PRUNE_SCOPES
+SCHEDULES = vocab.PRUNE_SCHEDULES
 GROUPS = ("lstm", "rnn", "linear", "hash_emb", "char_emb", "bpe_emb")
-ALIASES = ("emb", "encoder")
+ALIASES = vocab.MODULE_GROUPS  # embedding, encoder, classifier
+DEPRECATED_ALIASES = {"emb": "embedding"}  # old spelling -> alias; read with a DeprecationWarning
 TABLE_6_3: dict[str, float] = {"lstm": 0.5, "rnn": 0.1, "linear": 0.125, "hash_emb": 0.0, "char_emb": 0.3,
                                "bpe_emb": 0.4}  # fmt: skip
-_SHORT = {"lstm": "lstm", "rnn": "rnn", "linear": "linear", "hash_emb": "emb", "char_emb": "emb", "bpe_emb": "emb"}
+# how describe() labels a group: the embedding kind is in the trial's own columns, so *_emb is just "embedding"
+_SHORT = {"lstm": "lstm", "rnn": "rnn", "linear": "linear", "hash_emb": "embedding", "char_emb": "embedding",
+          "bpe_emb": "embedding"}  # fmt: skip
 
 
-class PruningError(ValueError):
+class PruningError(UserError, ValueError):
     """Bad pruning arguments or a model that cannot be pruned as asked."""
 
 
@@ -74,14 +83,31 @@ def _check_fraction(what: str, v: Any) -> float:
     return float(v)
 
 
+def _normalise_groups(what: str, d: Mapping[str, Any]) -> dict[str, Any]:
+    """``d`` with deprecated alias spellings replaced (``emb`` -> ``embedding``), checked by :func:`_check_groups`."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if k in DEPRECATED_ALIASES:
+            new = DEPRECATED_ALIASES[k]
+            warnings.warn(f"pruning group {k!r} is deprecated; write {new!r}", DeprecationWarning, stacklevel=4)
+            if new in d:
+                raise PruningError(f"{what}: {k!r} and {new!r} name the same group; give {new!r} once")
+            k = new
+        out[k] = v
+    _check_groups(what, out)
+    return out
+
+
 def _check_groups(what: str, d: Mapping[str, Any]) -> None:
     unknown = [k for k in d if k not in GROUPS and k not in ALIASES]
     if unknown:
-        raise PruningError(f"unknown module group {unknown[0]!r} in {what}; expected one of {list(GROUPS + ALIASES)}")
-    if "emb" in d and any(k.endswith("_emb") for k in d):
-        raise PruningError(f"{what}: give either 'emb' or a specific '*_emb' group, not both")
+        raise PruningError(f"unknown module group {unknown[0]!r} in {what}; expected one of {list(ALIASES + GROUPS)}")
+    if "embedding" in d and any(k.endswith("_emb") for k in d):
+        raise PruningError(f"{what}: give either 'embedding' or a specific '*_emb' group, not both")
     if "encoder" in d and ("lstm" in d or "rnn" in d):
         raise PruningError(f"{what}: give either 'encoder' or 'lstm'/'rnn', not both")
+    if "classifier" in d and "linear" in d:
+        raise PruningError(f"{what}: give either 'classifier' or 'linear', not both")
 
 
 @dataclass(frozen=True)
@@ -89,7 +115,8 @@ class PruneConfig:
     """How to prune (see the module docstring). Validated at construction; ``None`` fields resolve to:
     ``schedule`` -> ``gradual`` for movement, ``post`` otherwise; ``epochs`` -> 2 for gradual, 0 for post.
 
-    ``targets`` override table 6.3 per group (keys in GROUPS or the aliases ``emb`` / ``encoder``).
+    ``targets`` override table 6.3 per group (keys in GROUPS or the aliases ``embedding`` / ``encoder`` /
+    ``classifier``).
     """
 
     method: str = "topv"
@@ -109,8 +136,7 @@ class PruneConfig:
             raise PruningError(f"unknown pruning method {self.method!r}; expected one of {list(METHODS)}")
         if self.scope not in SCOPES:
             raise PruningError(f"unknown pruning scope {self.scope!r}; expected one of {list(SCOPES)}")
-        targets = dict(self.targets or {})
-        _check_groups("targets", targets)
+        targets = _normalise_groups("targets", self.targets or {})
         for k, v in targets.items():
             targets[k] = _check_fraction(f"sparsity target for {k!r}", v)
         object.__setattr__(self, "targets", targets)
@@ -118,7 +144,7 @@ class PruneConfig:
             if self.scope != "global":
                 raise PruningError("sparsity= is the overall target of global pruning; local pruning uses targets=")
             object.__setattr__(self, "sparsity", _check_fraction("global sparsity", self.sparsity))
-        thresholds = dict(self.thresholds or {})
+        thresholds = _normalise_groups("thresholds", self.thresholds or {})
         if thresholds or self.threshold is not None:
             if self.method != "magnitude":
                 raise PruningError(f"absolute thresholds need method 'magnitude', not {self.method!r}")
@@ -126,7 +152,6 @@ class PruneConfig:
                 raise PruningError("thresholds= (per group) is for local scope; global scope takes threshold=")
             if self.threshold is not None and self.scope != "global":
                 raise PruningError("threshold= (one value) is for global scope; local scope takes thresholds=")
-        _check_groups("thresholds", thresholds)
         for k, v in [*thresholds.items(), *([("global", self.threshold)] if self.threshold is not None else [])]:
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or v < 0:
                 raise PruningError(f"magnitude threshold for {k!r} must be a number >= 0, got {v!r}")
@@ -169,10 +194,10 @@ class PruneConfig:
         return {k: v for k, v in _expand_aliases(self.thresholds, arch, embedding).items() if k in present}
 
     def describe(self, arch: str | None = None, embedding: str | None = None) -> str:
-        """Short label stored in the results DB, e.g. ``magnitude-local(lstm=0.5,linear=0.125,emb=0.4)``.
+        """Short label stored in the results DB, e.g. ``magnitude-local(lstm=0.5,linear=0.125,embedding=0.4)``.
 
         >>> PruneConfig(method="magnitude").describe("bilstm", "bpe")
-        'magnitude-local(lstm=0.5,linear=0.125,emb=0.4)'
+        'magnitude-local(lstm=0.5,linear=0.125,embedding=0.4)'
         >>> PruneConfig(method="movement", scope="global", sparsity=0.8, epochs=3).describe("ffn", "hash")
         'movement-global(all=0.8,linear=0.125)-gradual3'
         """
@@ -222,20 +247,22 @@ def student_groups(arch: str, embedding: str) -> tuple[str, ...]:
     """The module groups a student has, e.g. ``('lstm', 'linear', 'bpe_emb')`` for a bpe BiLSTM."""
     enc = {"bilstm": ("lstm",), "rnn": ("rnn",), "ffn": ()}
     if arch not in enc:
-        raise PruningError(f"unknown arch {arch!r}; expected one of {list(enc)}")
-    if f"{embedding}_emb" not in GROUPS:
-        raise PruningError(f"unknown embedding {embedding!r}; expected bpe, char or hash")
+        raise PruningError(f"unknown arch {arch!r}; expected one of {list(vocab.ARCHS)}")
+    if embedding not in vocab.EMBEDDINGS:
+        raise PruningError(f"unknown embedding {embedding!r}; expected one of {list(vocab.EMBEDDINGS)}")
     return (*enc[arch], "linear", f"{embedding}_emb")
 
 
 def _expand_aliases(d: Mapping[str, float], arch: str, embedding: str) -> dict[str, float]:
     out = {}
     for k, v in d.items():
-        if k == "emb":
+        if k == "embedding":
             out[f"{embedding}_emb"] = v
         elif k == "encoder":
             if arch in ("bilstm", "rnn"):
                 out["lstm" if arch == "bilstm" else "rnn"] = v
+        elif k == "classifier":
+            out["linear"] = v
         else:
             out[k] = v
     return out

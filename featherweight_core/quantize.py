@@ -18,7 +18,7 @@ What each switch of :class:`QuantConfig` does to a student's three module groups
   (Linear+ReLU fused; activations quantized with observers calibrated on ``calibration_batches`` training
   batches - never on the reported dev set).
 
-Known traps avoided here (measured on torch 2.13 CPU, see ARCHITECTURE.md): ``nn.RNN`` silently stays float;
+Known traps avoided here (measured on torch 2.13 CPU): ``nn.RNN`` silently stays float;
 quantized ``EmbeddingBag`` in ``mean`` mode computes a sum (hash embeddings use ``sum`` with per-sample weights,
 which the quantized bag supports - checked numerically in the tests); quint4x2 embeddings return the wrong width
 (not used).
@@ -36,13 +36,17 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
+from featherweight_core import vocab
+from featherweight_core.errors import UserError
+
 QUANT_ENGINES = ("x86", "fbgemm", "qnnpack", "onednn")
 # Widths of hash-embedding importance scalars: uniform codes of 2..8 bits, or 16 = float16 (the thesis' choice).
-IMPORTANCE_BITS = (2, 3, 4, 5, 6, 7, 8, 16)
+IMPORTANCE_BITS = vocab.IMPORTANCE_BITS  # alias of the one vocabulary
 
 
-class QuantizationError(ValueError):
-    """The model cannot be quantized as asked (e.g. it is already quantized, or still carries pruning masks)."""
+class QuantizationError(UserError, ValueError):
+    """Bad quantization settings, or a model that cannot be quantized as asked (e.g. it is already quantized, or
+    still carries pruning masks)."""
 
 
 @dataclass(frozen=True)
@@ -68,16 +72,16 @@ class QuantConfig:
     def __post_init__(self) -> None:
         for name in ("embedding", "encoder", "classifier", "static_classifier"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"QuantConfig.{name} must be a bool, got {getattr(self, name)!r}")
+                raise QuantizationError(f"QuantConfig.{name} must be a bool, got {getattr(self, name)!r}")
         for name in ("calibration_batches", "calibration_batch_size"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"QuantConfig.{name} must be a positive int, got {v!r}")
+                raise QuantizationError(f"QuantConfig.{name} must be a positive int, got {v!r}")
         if self.static_classifier and not self.classifier:
-            raise ValueError("QuantConfig: static_classifier=True needs classifier=True")
+            raise QuantizationError("QuantConfig: static_classifier=True needs classifier=True")
         b = self.importance_bits
         if isinstance(b, bool) or not isinstance(b, int) or b not in IMPORTANCE_BITS:
-            raise ValueError(f"QuantConfig.importance_bits must be an int in 2..8 (uniform codes) or 16 (float16),"
+            raise QuantizationError(f"QuantConfig.importance_bits must be an int in 2..8 (uniform codes) or 16 (float16),"
                              f" got {b!r}")  # fmt: skip
 
     @property
@@ -117,7 +121,9 @@ class QuantConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - fields
         if unknown:
-            raise ValueError(f"unknown QuantConfig keys {sorted(unknown)}; expected a subset of {sorted(fields)}")
+            raise QuantizationError(
+                f"unknown QuantConfig keys {sorted(unknown)}; expected a subset of {sorted(fields)}"
+            )
         return cls(**d)
 
 
@@ -181,7 +187,7 @@ class ElmanRNN(nn.Module):
     def from_rnn(cls, rnn: nn.RNN) -> ElmanRNN:
         if not (rnn.bidirectional and rnn.batch_first and rnn.num_layers == 1 and rnn.nonlinearity == "tanh"
                 and rnn.bias):  # fmt: skip
-            raise QuantizationError("ElmanRNN.from_rnn expects a 1-layer bidirectional batch_first tanh nn.RNN")
+            raise TypeError("ElmanRNN.from_rnn expects a 1-layer bidirectional batch_first tanh nn.RNN")
         out = cls(rnn.input_size, rnn.hidden_size)
         with torch.no_grad():
             for d, suffix in ((out.fwd, ""), (out.bwd, "_reverse")):
@@ -449,7 +455,7 @@ def _quantize_embedding(emb: nn.Module, importance_bits: int = 16) -> nn.Module:
         return QuantizedHashEmbedding.from_float(emb, importance_bits)
     if isinstance(emb, nn.Embedding):
         return _quantize_embedding_table(emb)
-    raise QuantizationError(f"don't know how to quantize embedding {type(emb).__name__}")
+    raise TypeError(f"don't know how to quantize embedding {type(emb).__name__}")
 
 
 def _quantize_encoder(encoder: nn.Module) -> nn.Module:
@@ -461,7 +467,7 @@ def _quantize_encoder(encoder: nn.Module) -> nn.Module:
         return quantize_dynamic(encoder, {nn.Linear}, dtype=torch.qint8)
     if isinstance(rnn, nn.LSTM):
         return quantize_dynamic(encoder, {nn.LSTM}, dtype=torch.qint8)
-    raise QuantizationError(f"don't know how to quantize encoder {type(encoder).__name__}")
+    raise TypeError(f"don't know how to quantize encoder {type(encoder).__name__}")
 
 
 @torch.no_grad()

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from featherweight_core.atomic import atomic_write, write_text_atomic
 from featherweight_core.data import DataError, Split, TaskData
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5")
@@ -159,7 +159,7 @@ class SoftTargetStore:
             write_logits(path, row_keys, logits)
             meta = path.parent / "teacher.json"
             if not meta.is_file():
-                _atomic_write_text(meta, json.dumps({"teacher_dir": str(teacher_dir.resolve())}, indent=2) + "\n")
+                write_text_atomic(meta, json.dumps({"teacher_dir": str(teacher_dir.resolve())}, indent=2) + "\n")
         return row_keys, logits
 
     def has(self, teacher_dir: str | Path, data, split: str | None = "train", keys=None, max_length=None) -> bool:
@@ -184,13 +184,6 @@ class SoftTargetStore:
         return logits
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_logits(path: str | Path, keys: Sequence[str], logits: np.ndarray) -> Path:
     """Write ``key``/``logits`` Parquet atomically (temp file + rename)."""
     import pyarrow as pa
@@ -206,14 +199,7 @@ def write_logits(path: str | Path, keys: Sequence[str], logits: np.ndarray) -> P
     table = pa.table(
         {"key": pa.array(list(keys), type=pa.string()), "logits": pa.ListArray.from_arrays(offsets, values)}
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: pq.write_table(table, str(tmp)))
 
 
 def read_logits(path: str | Path) -> tuple[list[str], np.ndarray]:

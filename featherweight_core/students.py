@@ -17,8 +17,11 @@ import torch
 from torch import _VF, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-ARCHS = ("bilstm", "rnn", "ffn")
-POOLINGS = ("last", "max")
+from featherweight_core import vocab
+from featherweight_core.errors import ConfigError
+
+ARCHS = vocab.ARCHS  # aliases of the one vocabulary, kept for callers that import them from here
+POOLINGS = vocab.POOLINGS
 
 # Thesis table 6.1. Encoder / classifier sizes are for single-sentence tasks and double for sentence pairs.
 ARCH_DEFAULTS: dict[str, dict] = {
@@ -43,7 +46,7 @@ class StudentConfig:
     emb_dim: int
     num_labels: int
     pair: bool = False
-    vocab_size: int | None = None  # BPE vocabulary / hash K; None: 5000 (char ignores it)
+    vocab_size: int | None = None  # BPE vocabulary / hash K; None: vocab.DEFAULT_VOCAB_SIZE (char ignores it)
     hidden: int | None = None
     classifier_hidden: int | None = None
     dropout: float | None = None
@@ -52,42 +55,46 @@ class StudentConfig:
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHS:
-            raise ValueError(f"unknown arch {self.arch!r}; expected one of {list(ARCHS)}")
-        if self.embedding not in ("bpe", "char", "hash"):
-            raise ValueError(f"unknown embedding {self.embedding!r}; expected one of ['bpe', 'char', 'hash']")
+            raise ConfigError(f"unknown arch {self.arch!r}; expected one of {list(ARCHS)}")
+        if self.embedding not in vocab.EMBEDDINGS:
+            raise ConfigError(f"unknown embedding {self.embedding!r}; expected one of {list(vocab.EMBEDDINGS)}")
         if self.pooling not in POOLINGS:
-            raise ValueError(f"unknown pooling {self.pooling!r}; expected one of {list(POOLINGS)}")
+            raise ConfigError(f"unknown pooling {self.pooling!r}; expected one of {list(POOLINGS)}")
         for name in ("emb_dim", "num_labels"):
             if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+                raise ConfigError(f"{name} must be a positive int, got {getattr(self, name)!r}")
         if self.num_labels < 2:
-            raise ValueError(f"num_labels must be >= 2, got {self.num_labels}")
+            raise ConfigError(f"num_labels must be >= 2, got {self.num_labels}")
         if self.vocab_size is not None and self.vocab_size < 1:
-            raise ValueError(f"vocab_size must be >= 1, got {self.vocab_size}")
+            raise ConfigError(f"vocab_size must be >= 1, got {self.vocab_size}")
         # the FFN has no encoder (its resolved hidden is 0); everything else must be a positive size
         sizes = {"classifier_hidden": self.classifier_hidden, "hash_buckets": self.hash_buckets}
         if self.arch != "ffn":
             sizes["hidden"] = self.hidden
         for name, value in sizes.items():
             if value is not None and (not isinstance(value, numbers.Integral) or value < 1):
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+                raise ConfigError(f"{name} must be a positive int, got {value!r}")
         if self.dropout is not None and not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+            raise ConfigError(f"dropout must be in [0, 1), got {self.dropout}")
 
     def resolved(self) -> StudentConfig:
         """Fill ``None`` fields with the thesis defaults (doubling encoder/classifier sizes for pairs)."""
         d = ARCH_DEFAULTS[self.arch]
         scale = 2 if self.pair else 1
-        vocab = self.vocab_size if self.vocab_size is not None else (None if self.embedding == "char" else 5000)
+        vocab_size = self.vocab_size
+        if vocab_size is None and self.embedding != "char":
+            vocab_size = vocab.DEFAULT_VOCAB_SIZE
         return dataclasses.replace(
             self,
-            vocab_size=vocab,
+            vocab_size=vocab_size,
             hidden=self.hidden if self.hidden is not None else d["hidden"] * scale,
             classifier_hidden=self.classifier_hidden
             if self.classifier_hidden is not None
             else d["classifier_hidden"] * scale,
             dropout=self.dropout if self.dropout is not None else d["dropout"],
-            hash_buckets=(self.hash_buckets or max(1, (vocab or 5000) // 10)) if self.embedding == "hash" else None,
+            hash_buckets=(self.hash_buckets or max(1, (vocab_size or vocab.DEFAULT_VOCAB_SIZE) // 10))
+            if self.embedding == "hash"
+            else None,
         )
 
     def to_dict(self) -> dict:
@@ -98,7 +105,7 @@ class StudentConfig:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - fields
         if unknown:
-            raise ValueError(f"unknown StudentConfig keys {sorted(unknown)}; expected a subset of {sorted(fields)}")
+            raise ConfigError(f"unknown StudentConfig keys {sorted(unknown)}; expected a subset of {sorted(fields)}")
         return cls(**d)
 
 

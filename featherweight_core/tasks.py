@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from featherweight_core import vocab
+from featherweight_core.errors import ConfigError
+
 # Split names are the HF `datasets` names; local GLUE files map onto them in data.py.
 TRAIN = "train"
 
@@ -37,13 +40,15 @@ class TaskSpec:
 
     def __post_init__(self) -> None:
         if len(self.text_fields) not in (1, 2):
-            raise ValueError(f"task {self.name!r}: text_fields must have 1 or 2 entries, got {self.text_fields}")
+            raise ConfigError(f"task {self.name!r}: text_fields must have 1 or 2 entries, got {self.text_fields}")
         if len(self.label_names) < 2:
-            raise ValueError(f"task {self.name!r}: needs at least 2 labels, got {self.label_names}")
-        if self.metric not in ("accuracy", "f1"):
-            raise ValueError(f"task {self.name!r}: metric must be 'accuracy' or 'f1', got {self.metric!r}")
+            raise ConfigError(f"task {self.name!r}: needs at least 2 labels, got {self.label_names}")
+        if self.metric not in vocab.TASK_METRICS:
+            raise ConfigError(
+                f"task {self.name!r}: metric must be one of {list(vocab.TASK_METRICS)}, got {self.metric!r}"
+            )
         if self.metric == "f1" and len(self.label_names) != 2:
-            raise ValueError(f"task {self.name!r}: f1 needs a binary task, got {len(self.label_names)} labels")
+            raise ConfigError(f"task {self.name!r}: f1 needs a binary task, got {len(self.label_names)} labels")
 
     @property
     def pair(self) -> bool:
@@ -114,7 +119,7 @@ def get_task(name: str) -> TaskSpec:
     try:
         return TASKS[name]
     except KeyError:
-        raise ValueError(f"unknown task {name!r}; expected one of {sorted(TASKS)} or a custom task") from None
+        raise ConfigError(f"unknown task {name!r}; expected one of {sorted(TASKS)} or a custom task") from None
 
 
 def custom_task(
@@ -126,7 +131,7 @@ def custom_task(
 ) -> TaskSpec:
     """A user-defined task read from TSV/CSV files whose header names ``text_fields`` and ``label_column``."""
     if name in TASKS:
-        raise ValueError(f"custom task name {name!r} clashes with a built-in task; choose another name")
+        raise ConfigError(f"custom task name {name!r} clashes with a built-in task; choose another name")
     return TaskSpec(
         name=name,
         text_fields=tuple(text_fields),

@@ -34,16 +34,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from featherweight_core import vocab
+from featherweight_core.atomic import atomic_dir
 from featherweight_core.data import TaskData
+from featherweight_core.errors import UserError
 from featherweight_core.measure import split_metrics
 
 TEACHER_META = "featherweight_teacher.json"
 METRICS_FILE = "teacher_metrics.json"
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = vocab.TEACHER_PRECISIONS  # alias of the one vocabulary
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
 
-class TeacherError(ValueError):
+class TeacherError(UserError, ValueError):
     """A teacher that cannot be loaded or trained: unknown model id offline, not a model directory, bad config."""
 
 
@@ -149,8 +152,8 @@ def resolve_model_source(name_or_dir: str | Path) -> tuple[str, bool]:
     if hub_offline() or not _hub_reachable():
         raise TeacherError(
             f"model {text!r} is not a local directory and is not cached, and the Hugging Face hub is unreachable"
-            " (offline); pass a local model directory instead (e.g. one made by ../shared/scripts/get-minilm.sh"
-            " or `featherweight teacher init-small`)"
+            " (offline); pass a local model directory instead (a model saved with `save_pretrained` while online,"
+            " or one made by `featherweight teacher init-small`)"
         )
     return text, False
 
@@ -213,6 +216,36 @@ def read_teacher_meta(teacher_dir: str | Path) -> dict[str, Any]:
     """``featherweight_teacher.json`` of a teacher saved by :func:`finetune_teacher` ({} if absent)."""
     path = Path(teacher_dir) / TEACHER_META
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def teacher_baseline(teacher_dir: str | Path) -> dict[str, Any]:
+    """A fine-tuned teacher as a baseline row next to its students: ``name`` (``teacher:`` + the directory's name,
+    or its parent's when the directory is called ``teacher``), ``score``, ``accuracy``, ``f1`` (from
+    ``teacher_metrics.json``; None where not measured) and ``params``, ``disk_bytes``, ``gzip_bytes`` of its weight
+    file, measured as students are (:func:`featherweight_core.measure.saved_model_sizes`)."""
+    from featherweight_core.errors import InputFileError
+    from featherweight_core.measure import saved_model_sizes
+
+    tdir = Path(teacher_dir)
+    if not tdir.is_dir():
+        raise InputFileError(f"{tdir}: teacher directory not found")
+    metrics_file = tdir / METRICS_FILE
+    if not metrics_file.is_file():
+        raise TeacherError(f"{tdir}: no {METRICS_FILE}; fine-tune the teacher with `featherweight teacher finetune`"
+                           " to measure its dev score")  # fmt: skip
+    try:
+        metrics = json.loads(metrics_file.read_text())
+    except (ValueError, OSError) as e:
+        raise TeacherError(f"{metrics_file}: not readable JSON ({type(e).__name__}: {_first_line(e)})") from None
+    if not isinstance(metrics, dict):
+        raise TeacherError(f"{metrics_file}: expected a JSON object of dev metrics")
+    return {
+        "name": f"teacher:{tdir.name if tdir.name != 'teacher' else tdir.parent.name}",
+        "score": metrics.get("score", metrics.get("accuracy")),
+        "accuracy": metrics.get("accuracy"),
+        "f1": metrics.get("f1"),
+        **saved_model_sizes(tdir),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -367,29 +400,13 @@ def evaluate_teacher(model, tokenizer, task_data: TaskData, cfg: TeacherConfig, 
 # fine-tuning
 
 
-def _atomic_dir(output_dir: Path, overwrite: bool) -> Path:
-    """A fresh temporary sibling of ``output_dir`` to write into before :func:`_commit_dir`."""
+def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
+    """Refuse to replace a file, or a non-empty directory unless ``overwrite``; the save itself is atomic
+    (:func:`featherweight_core.atomic.atomic_dir`)."""
     if output_dir.exists() and not output_dir.is_dir():
         raise TeacherError(f"{output_dir}: exists and is not a directory")
     if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
         raise TeacherError(f"{output_dir}: directory exists and is not empty (pass overwrite / --overwrite)")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output_dir.parent / f".{output_dir.name}.tmp{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    return tmp
-
-
-def _commit_dir(tmp: Path, output_dir: Path) -> None:
-    """Swap ``tmp`` into place: a reader sees the old directory or the complete new one, never half of one."""
-    old = None
-    if output_dir.exists():
-        old = output_dir.parent / f".{output_dir.name}.old{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(output_dir, old)
-    os.replace(tmp, output_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def _save_teacher(model, tokenizer, directory: Path, meta: dict[str, Any]) -> None:
@@ -441,80 +458,77 @@ def finetune_teacher(
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_classifier(model_name_or_dir, task.num_labels, task.label_names)
-    tmp = _atomic_dir(output_dir, overwrite)
-    try:
-        rng = np.random.default_rng(cfg.seed)
-        rows = np.arange(len(train))
-        if cfg.max_train_examples is not None and cfg.max_train_examples < len(train):
-            rows = np.sort(rng.choice(len(train), cfg.max_train_examples, replace=False))
-        texts = [train.texts[i] for i in rows]
-        labels = torch.from_numpy(train.labels[rows])
-        tok = tokenize(tokenizer, texts, cfg.max_length, model)
-        lengths = tok.lengths
-        steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
-        total = steps_per_epoch * cfg.epochs
-        model.to(device)
-        opt, sched = _optimizer(model, cfg, total)
-        dtype = autocast_dtype(device, cfg.precision)
-        scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
-        start = time.perf_counter()
-        step, history = 0, []
-        metrics: dict[str, float] = {}
-        for epoch in range(1, cfg.epochs + 1):
-            model.train()
-            batches = length_grouped_batches(lengths, cfg.batch_size, rng)
-            running, seen = 0.0, 0
-            for idx in _progress(batches, len(batches), f"teacher epoch {epoch}", progress):
-                inputs = {k: v.to(device) for k, v in tok.batch(idx).items()}
-                y = labels[idx].to(device)
-                with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                    logits = model(**inputs).logits
-                loss = F.cross_entropy(logits.float(), y)
-                if not torch.isfinite(loss):
-                    raise TeacherError(f"non-finite loss at step {step} (lr {cfg.lr} too high?)")
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.grad_clip:
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-                sched.step()
-                step += 1
-                running += loss.item() * len(idx)
-                seen += len(idx)
-                if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
-                    m = evaluate_teacher(model, tokenizer, task_data, cfg, device)
-                    history.append({"step": step, "train_loss": running / seen, **m})
-                    if log:
-                        print(f"step {step}/{total}  loss {running / seen:.4f}  dev {m['score']:.4f}"
-                              f"  {time.perf_counter() - start:.0f}s", file=log, flush=True)  # fmt: skip
-                    model.train()
-            metrics = evaluate_teacher(model, tokenizer, task_data, cfg, device)
-            history.append({"step": step, "epoch": epoch, "train_loss": running / max(seen, 1), **metrics})
-            if log:
-                print(f"epoch {epoch}/{cfg.epochs}  loss {running / max(seen, 1):.4f}  dev {metrics['score']:.4f}"
-                      f"  {time.perf_counter() - start:.0f}s", file=log, flush=True)  # fmt: skip
-        seconds = time.perf_counter() - start
-        result = {**metrics, "train_seconds": round(seconds, 2), "steps": step, "train_examples": int(len(rows))}
-        meta = {
-            "task": task.name,
-            "label_names": list(task.label_names),
-            "text_fields": list(task.text_fields),
-            "base_model": str(model_name_or_dir),
-            "data_fingerprint": task_data.fingerprint(),
-            "data_source": task_data.source,
-            "config": cfg.to_dict(),
-            "device": str(device),
-            "torch": torch.__version__,
-            "metrics": result,
-            "history": history,
-        }
-        model.to("cpu")
+    _check_output_dir(output_dir, overwrite)
+    rng = np.random.default_rng(cfg.seed)
+    rows = np.arange(len(train))
+    if cfg.max_train_examples is not None and cfg.max_train_examples < len(train):
+        rows = np.sort(rng.choice(len(train), cfg.max_train_examples, replace=False))
+    texts = [train.texts[i] for i in rows]
+    labels = torch.from_numpy(train.labels[rows])
+    tok = tokenize(tokenizer, texts, cfg.max_length, model)
+    lengths = tok.lengths
+    steps_per_epoch = math.ceil(len(rows) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    model.to(device)
+    opt, sched = _optimizer(model, cfg, total)
+    dtype = autocast_dtype(device, cfg.precision)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
+    start = time.perf_counter()
+    step, history = 0, []
+    metrics: dict[str, float] = {}
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        batches = length_grouped_batches(lengths, cfg.batch_size, rng)
+        running, seen = 0.0, 0
+        for idx in _progress(batches, len(batches), f"teacher epoch {epoch}", progress):
+            inputs = {k: v.to(device) for k, v in tok.batch(idx).items()}
+            y = labels[idx].to(device)
+            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+                logits = model(**inputs).logits
+            loss = F.cross_entropy(logits.float(), y)
+            if not torch.isfinite(loss):
+                raise TeacherError(f"non-finite loss at step {step} (lr {cfg.lr} too high?)")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            step += 1
+            running += loss.item() * len(idx)
+            seen += len(idx)
+            if cfg.eval_every and step % cfg.eval_every == 0 and step < total:
+                m = evaluate_teacher(model, tokenizer, task_data, cfg, device)
+                history.append({"step": step, "train_loss": running / seen, **m})
+                if log:
+                    print(f"step {step}/{total}  loss {running / seen:.4f}  dev {m['score']:.4f}"
+                          f"  {time.perf_counter() - start:.0f}s", file=log, flush=True)  # fmt: skip
+                model.train()
+        metrics = evaluate_teacher(model, tokenizer, task_data, cfg, device)
+        history.append({"step": step, "epoch": epoch, "train_loss": running / max(seen, 1), **metrics})
+        if log:
+            print(f"epoch {epoch}/{cfg.epochs}  loss {running / max(seen, 1):.4f}  dev {metrics['score']:.4f}"
+                  f"  {time.perf_counter() - start:.0f}s", file=log, flush=True)  # fmt: skip
+    seconds = time.perf_counter() - start
+    result = {**metrics, "train_seconds": round(seconds, 2), "steps": step, "train_examples": int(len(rows))}
+    meta = {
+        "task": task.name,
+        "label_names": list(task.label_names),
+        "text_fields": list(task.text_fields),
+        "base_model": str(model_name_or_dir),
+        "data_fingerprint": task_data.fingerprint(),
+        "data_source": task_data.source,
+        "config": cfg.to_dict(),
+        "device": str(device),
+        "torch": torch.__version__,
+        "metrics": result,
+        "history": history,
+    }
+    model.to("cpu")
+    with atomic_dir(output_dir) as tmp:  # a reader sees the old teacher or the complete new one
         _save_teacher(model, tokenizer, tmp, meta)
-        _commit_dir(tmp, output_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return result
 
 
@@ -612,14 +626,11 @@ def build_small_bert(
     )
     torch.manual_seed(cfg.seed)
     model = (BertForSequenceClassification if head == "classification" else BertForMaskedLM)(config)
-    tmp = _atomic_dir(output_dir, overwrite)
-    try:
+    _check_output_dir(output_dir, overwrite)
+    with atomic_dir(output_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / "featherweight_small_bert.json").write_text(json.dumps({**dataclasses.asdict(cfg), "head": head}) + "\n")
-        _commit_dir(tmp, output_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return output_dir
 
 

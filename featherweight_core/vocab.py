@@ -2,9 +2,9 @@
 command line. Add a choice here (and implement it) and every entry point accepts it.
 
 Module groups have one spelling for users: ``embedding``, ``encoder``, ``classifier`` (the thesis' parts of a
-student, as in :func:`featherweight_core.measure.param_counts`). Pruning works on finer groups internally (one per
-encoder kind and embedding kind, see :mod:`featherweight_core.prune`); :data:`PRUNE_GROUP_OF_MODULE_GROUP` maps
-between the two.
+student, as in :func:`featherweight_core.measure.param_counts`). Pruning also knows finer groups (thesis table 6.3:
+``lstm``, ``rnn``, ``linear``, ``hash_emb``, ``char_emb``, ``bpe_emb``, see :mod:`featherweight_core.prune`), but
+takes the module groups as they are: ``PruneConfig(targets={"embedding": 0.4, "encoder": 0.5})``.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ PRUNE_SCOPES = ("local", "global")
 PRUNE_SCHEDULES = ("post", "gradual")
 
 MODULE_GROUPS = ("embedding", "encoder", "classifier")
-# module group -> the pruning alias or group that stands for it in featherweight_core.prune
-PRUNE_GROUP_OF_MODULE_GROUP = {"embedding": "emb", "encoder": "encoder", "classifier": "linear"}
+# module group -> the name featherweight_core.prune takes for it: the same word (kept for code that maps through it)
+PRUNE_GROUP_OF_MODULE_GROUP = {g: g for g in MODULE_GROUPS}
 
 # How a model's size is measured (columns of the results table; x axes of the Pareto charts)
 SIZE_MEASURES = ("gzip_bytes", "disk_bytes", "params")

@@ -8,12 +8,12 @@ Formats read by :func:`load_word_vectors`: gensim ``KeyedVectors.save`` files (`
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from featherweight_core.atomic import atomic_write
 from featherweight_core.data import DataError, TaskData
 
 
@@ -76,15 +76,7 @@ def train_word_vectors(
 
 def save_word_vectors(kv, path: str | Path) -> Path:
     """Write word2vec binary (one file) atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        kv.save_word2vec_format(str(tmp), binary=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: kv.save_word2vec_format(str(tmp), binary=True))
 
 
 def task_word_vectors(task_data: TaskData, cache_dir: str | Path | None, dim: int = 100, epochs: int = 10,

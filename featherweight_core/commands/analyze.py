@@ -5,18 +5,22 @@ from __future__ import annotations
 import argparse
 import json
 
+from featherweight_core import vocab
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("analyze", help="parameter counts and sizes of a student configuration (no training)",
                        description=__doc__)  # fmt: skip
     p.add_argument("--task", required=True, help="task name (decides classes and single/pair)")
-    p.add_argument("--arch", required=True, choices=["bilstm", "rnn", "ffn"])
-    p.add_argument("--embedding", required=True, choices=["bpe", "char", "hash"])
+    p.add_argument("--arch", required=True, choices=vocab.ARCHS)
+    p.add_argument("--embedding", required=True, choices=vocab.EMBEDDINGS)
     p.add_argument("--dim", required=True, type=int)
-    p.add_argument("--vocab-size", type=int, default=None, help="BPE vocabulary / hash K (default 5000)")
+    p.add_argument(
+        "--vocab-size", type=int, default=None, help=f"BPE vocabulary / hash K (default {vocab.DEFAULT_VOCAB_SIZE})"
+    )
     p.add_argument("--bpemb-dir", default=None,
                    help="accepted for symmetry with distill; sizes do not need the BPEmb files")  # fmt: skip
-    p.add_argument("--pooling", choices=["last", "max"], default="last")
+    p.add_argument("--pooling", choices=vocab.POOLINGS, default="last")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 

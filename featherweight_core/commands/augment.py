@@ -1,7 +1,7 @@
 """``featherweight augment``: TinyBERT-style bootstrap data from a task's training split (thesis 4.1.3, 6.2.4);
 ``featherweight wordvectors``: train word2vec vectors on a task's training text for offline augmentation.
 
-    featherweight augment --task sst2 --data ../shared/data/glue --output runs/sst2-aug.parquet --mode embedding \\
+    featherweight augment --task sst2 --data data/glue --output runs/sst2-aug.parquet --mode embedding \\
         -n 20 -p 0.4 -k 15 --teacher runs/minilm-sst2
     featherweight augment --task qqp --data DIR --output qqp-aug.parquet --mode fill-mask --mlm bert-base-uncased \\
         --vectors glove.840B.300d.txt --ratio 0.25 --fields first
@@ -13,7 +13,9 @@ import argparse
 import json
 import sys
 
+from featherweight_core import vocab
 from featherweight_core.commands.common import add_task_args, resolve_task
+from featherweight_core.errors import ConfigError
 
 
 def add_parser(sub) -> None:
@@ -22,7 +24,7 @@ def add_parser(sub) -> None:
     add_task_args(p)
     p.add_argument("--output", required=True, help="augmented-data file to write (.parquet)")
     g = p.add_argument_group("candidates")
-    g.add_argument("--mode", choices=["embedding", "fill-mask"], default="embedding",
+    g.add_argument("--mode", choices=vocab.AUGMENT_MODES, default="embedding",
                    help="fill-mask: masked-LM top-K for single-piece words, word vectors otherwise;"
                         " embedding: word vectors for every word (default; no masked LM needed)")  # fmt: skip
     g.add_argument("--mlm", default=None, help="masked LM for fill-mask mode: hub id or local directory")
@@ -36,7 +38,7 @@ def add_parser(sub) -> None:
     g.add_argument("-k", "--k", type=int, default=15, help="candidates per word (default 15)")
     g.add_argument("--ratio", type=float, default=1.0,
                    help="keep this deterministic fraction of the generated variants (thesis: 0.25 for QQP/MNLI)")  # fmt: skip
-    g.add_argument("--fields", choices=["auto", "first", "second", "all"], default="auto",
+    g.add_argument("--fields", choices=vocab.AUGMENT_FIELDS, default="auto",
                    help="which side(s) of a sentence pair to augment (auto: first, as TinyBERT)")  # fmt: skip
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--max-examples", type=int, default=None, help="augment only the first N training examples")
@@ -76,11 +78,11 @@ def run(args: argparse.Namespace) -> int:
                         fields=args.fields, workers=args.workers, chunk_size=args.chunk_size,
                         mlm_batch_size=args.mlm_batch_size)  # fmt: skip
     if args.mode == "fill-mask" and not args.mlm:
-        raise ValueError("--mode fill-mask needs --mlm ID_OR_DIR (a masked LM); use --mode embedding without one")
+        raise ConfigError("--mode fill-mask needs --mlm ID_OR_DIR (a masked LM); use --mode embedding without one")
     if args.mode == "embedding" and args.mlm:
-        raise ValueError("--mlm is only used with --mode fill-mask")
+        raise ConfigError("--mlm is only used with --mode fill-mask")
     if not args.output.endswith(".parquet"):
-        raise ValueError(f"--output {args.output!r}: the augmented data is written as Parquet; use a .parquet name")
+        raise ConfigError(f"--output {args.output!r}: the augmented data is written as Parquet; use a .parquet name")
     if args.teacher:
         from featherweight_core.softtargets import teacher_fingerprint
 

@@ -3,33 +3,36 @@
 from __future__ import annotations
 
 import argparse
-import json
-import os
-from pathlib import Path
 
+from featherweight_core import vocab
+from featherweight_core.atomic import write_json_atomic
+from featherweight_core.errors import ConfigError
 from featherweight_core.tasks import TASKS, TaskSpec, custom_task, get_task
+
+__all__ = ["STUDENT_THREADS_HELP", "add_encoder_args", "add_task_args", "positive_int", "resolve_task",
+           "write_json_atomic"]  # fmt: skip
 
 
 def add_task_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("task and data")
     g.add_argument("--task", required=True, help=f"built-in task {sorted(TASKS)} or a name for a custom task")
     g.add_argument("--data", default=None,
-                   help="'hub', 'synthetic', a local GLUE dir (e.g. ../shared/data/glue) or a custom TSV/CSV file/dir;"
+                   help="'hub', 'synthetic', a local GLUE dir (e.g. data/glue) or a custom TSV/CSV file/dir;"
                         " default: synthetic for synthetic tasks, the HF hub for GLUE tasks")  # fmt: skip
     g.add_argument("--text-columns", default=None, help="custom task: comma-separated text column(s), 1 or 2")
     g.add_argument("--label-column", default="label", help="custom task: label column (default: label)")
     g.add_argument("--labels", default=None, help="custom task: comma-separated label names in id order")
-    g.add_argument("--metric", default="accuracy", choices=["accuracy", "f1"], help="custom task: headline metric")
+    g.add_argument("--metric", default="accuracy", choices=vocab.TASK_METRICS, help="custom task: headline metric")
 
 
 def add_encoder_args(p: argparse.ArgumentParser, required: bool = False) -> None:
     g = p.add_argument_group("embedding")
-    g.add_argument("--embedding", choices=["bpe", "char", "hash"], default=None if required else "bpe",
+    g.add_argument("--embedding", choices=vocab.EMBEDDINGS, default=None if required else "bpe",
                    required=required, help="embedding type (default: bpe)")  # fmt: skip
     g.add_argument("--dim", type=int, default=None if required else 25, required=required,
                    help="embedding dimension (default: 25)")  # fmt: skip
     g.add_argument("--vocab-size", type=int, default=None,
-                   help="BPE vocabulary / hash embedding K (default: 5000; char ignores it)")  # fmt: skip
+                   help=f"BPE vocabulary / hash embedding K (default: {vocab.DEFAULT_VOCAB_SIZE}; char ignores it)")  # fmt: skip
     g.add_argument("--bpemb-dir", default=None, help="bpemb cache dir holding en/en.wiki.bpe.vs*.{model,d*.w2v.bin}")
 
 
@@ -37,12 +40,12 @@ def resolve_task(args: argparse.Namespace) -> TaskSpec:
     if args.task in TASKS:
         return get_task(args.task)
     if not args.text_columns or not args.labels:
-        raise ValueError(
+        raise ConfigError(
             f"unknown task {args.task!r}: use one of {sorted(TASKS)}, or define a custom task with"
             " --text-columns and --labels (and --data PATH)"
         )
     if not args.data or args.data in ("hub", "synthetic"):
-        raise ValueError(f"custom task {args.task!r} needs --data PATH (a TSV/CSV file or a directory)")
+        raise ConfigError(f"custom task {args.task!r} needs --data PATH (a TSV/CSV file or a directory)")
     return custom_task(
         args.task,
         [c.strip() for c in args.text_columns.split(",") if c.strip()],
@@ -67,12 +70,3 @@ STUDENT_THREADS_HELP = (
     "torch CPU threads (default 1: the students are small, and one thread per run is fastest; use a sweep to"
     " run several students side by side on more cores)"
 )
-
-
-def write_json_atomic(path: str | Path, obj: object) -> Path:
-    """Write ``obj`` as indented JSON through a temporary file and a rename: readers never see half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
-    return path

@@ -2,11 +2,11 @@
 
 Examples::
 
-    featherweight compress runs/sst2/student.pt --data ../shared/data/glue --bpemb-dir ../shared/data/bpemb \\
+    featherweight compress runs/sst2/student.pt --data data/glue --bpemb-dir data/bpemb \\
         --prune topv --quantize all --output runs/sst2-pq
-    featherweight compress runs/sst2/student.pt --data ../shared/data/glue --prune movement \\
+    featherweight compress runs/sst2/student.pt --data data/glue --prune movement \\
         --sparsity encoder=0.8 --prune-epochs 3 --output runs/sst2-mv80
-    featherweight compress runs/sst2-ffn-hash/student.pt --data ../shared/data/glue --quantize all \\
+    featherweight compress runs/sst2-ffn-hash/student.pt --data data/glue --quantize all \\
         --importance-bits 6 --output runs/sst2-ffn-hash-q6
 """
 
@@ -17,9 +17,12 @@ import json
 import sys
 from pathlib import Path
 
-from featherweight_core.commands.common import STUDENT_THREADS_HELP, positive_int, write_json_atomic
+from featherweight_core import vocab
+from featherweight_core.atomic import write_json_atomic
+from featherweight_core.commands.common import STUDENT_THREADS_HELP, positive_int
+from featherweight_core.errors import ConfigError
 
-QUANT_PARTS = ("embedding", "encoder", "classifier")
+QUANT_PARTS = vocab.MODULE_GROUPS  # what --quantize switches on (static_classifier is its own flag)
 
 
 def _sparsity_arg(value: str) -> dict[str, float] | float:
@@ -35,7 +38,7 @@ def _sparsity_arg(value: str) -> dict[str, float] | float:
             continue
         key, sep, num = item.partition("=")
         if not sep:
-            raise argparse.ArgumentTypeError(f"expected GROUP=FRACTION (e.g. lstm=0.5), got {item!r}")
+            raise argparse.ArgumentTypeError(f"expected GROUP=FRACTION (e.g. encoder=0.5), got {item!r}")
         try:
             out[key.strip()] = float(num)
         except ValueError:
@@ -58,13 +61,11 @@ def _quant_arg(value: str) -> tuple[str, ...]:
 
 
 def _importance_bits_arg(value: str) -> int:
-    from featherweight_core.quantize import IMPORTANCE_BITS
-
     try:
         bits = int(value)
     except ValueError:
         bits = None
-    if bits not in IMPORTANCE_BITS:
+    if bits not in vocab.IMPORTANCE_BITS:
         raise argparse.ArgumentTypeError(f"expected an integer in 2..8 or 16, got {value!r}")
     return bits
 
@@ -80,18 +81,18 @@ def add_parser(sub) -> None:
     g.add_argument("--cache-dir", default=None, help="encoded-data cache (default ~/.cache/featherweight)")
     g.add_argument("--teacher-logits", default=None, help="teacher logits for fine-tuning with --alpha < 1")
     g = p.add_argument_group("pruning (thesis 4.2, 6.2.5; default targets: table 6.3)")
-    g.add_argument("--prune", choices=["magnitude", "topv", "movement"], default=None,
+    g.add_argument("--prune", choices=vocab.PRUNE_METHODS, default=None,
                    help="pruning method (default: no pruning)")  # fmt: skip
     g.add_argument(
         "--scope",
-        choices=["local", "global"],
+        choices=vocab.PRUNE_SCOPES,
         default="local",
         help="local: a target per module group; global: one ranking across groups (default local)",
     )
     g.add_argument("--sparsity", type=_sparsity_arg, action="append", default=[], metavar="GROUP=FRACTION",
-                   help="override table 6.3, e.g. lstm=0.5,linear=0.125,emb=0.4 (groups: lstm rnn linear hash_emb"
-                        " char_emb bpe_emb, aliases emb encoder); with --scope global a bare number is the overall"
-                        " target")  # fmt: skip
+                   help="override table 6.3's targets per module group, e.g. encoder=0.5,classifier=0.125,"
+                        f"embedding=0.4 (groups: {' '.join(vocab.MODULE_GROUPS)}; finer: lstm rnn linear hash_emb"
+                        " char_emb bpe_emb); with --scope global a bare number is the overall target")  # fmt: skip
     g.add_argument(
         "--threshold",
         type=_sparsity_arg,
@@ -100,7 +101,7 @@ def add_parser(sub) -> None:
         metavar="GROUP=VALUE",
         help="--prune magnitude: absolute |w| thresholds instead of targets (global: a bare number)",
     )
-    g.add_argument("--schedule", choices=["post", "gradual"], default=None,
+    g.add_argument("--schedule", choices=vocab.PRUNE_SCHEDULES, default=None,
                    help="post: prune once after training; gradual: ramp sparsity up while fine-tuning"
                         " (default: gradual for movement, post otherwise)")  # fmt: skip
     g.add_argument("--prune-epochs", type=int, default=None,
@@ -113,7 +114,7 @@ def add_parser(sub) -> None:
         type=_quant_arg,
         default=(),
         metavar="PARTS",
-        help="'all', 'none' (default) or a comma list of embedding,encoder,classifier",
+        help=f"'all', 'none' (default) or a comma list of {','.join(QUANT_PARTS)}",
     )
     g.add_argument(
         "--static-classifier",
@@ -128,7 +129,7 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("fine-tuning loss (pruning epochs); defaults: the checkpoint's distillation settings")
     g.add_argument("--alpha", type=float, default=None, help="weight of the label CE loss (1 = labels only)")
     g.add_argument("--temperature", type=float, default=None)
-    g.add_argument("--optimizer", choices=["adadelta", "adam", "adamw", "sgd"], default=None)
+    g.add_argument("--optimizer", choices=vocab.OPTIMIZERS, default=None)
     g.add_argument("--lr", type=float, default=None)
     g.add_argument("--batch-size", type=int, default=None)
     g.add_argument("--seed", type=int, default=None)
@@ -173,7 +174,7 @@ def _configs(args: argparse.Namespace):
     quant = None
     bits = args.importance_bits
     if bits != 16 and "embedding" not in args.quantize:
-        raise ValueError(f"--importance-bits {bits} needs embedding quantization (--quantize all or embedding)")
+        raise ConfigError(f"--importance-bits {bits} needs embedding quantization (--quantize all or embedding)")
     if args.quantize or args.static_classifier:
         parts = set(args.quantize)
         if args.static_classifier:
@@ -183,7 +184,7 @@ def _configs(args: argparse.Namespace):
                             calibration_batches=args.calibration_batches,
                             importance_bits=bits)  # fmt: skip
     if prune is None and quant is None:
-        raise ValueError("nothing to do: give --prune METHOD and/or --quantize PARTS")
+        raise ConfigError("nothing to do: give --prune METHOD and/or --quantize PARTS")
     return prune, quant
 
 
@@ -202,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = cfg.resolved()
     task = get_task(args.task or meta.get("task") or "")
     if (task.pair, task.num_labels) != (cfg.pair, cfg.num_labels):
-        raise ValueError(f"task {task.name!r} does not fit the checkpoint's student ({cfg.num_labels} labels,"
+        raise ConfigError(f"task {task.name!r} does not fit the checkpoint's student ({cfg.num_labels} labels,"
                          f" pair={cfg.pair})")  # fmt: skip
     log = None if args.quiet or args.json else sys.stderr
     prepared = prepare(task, args.data, cfg.embedding, cfg.emb_dim, cfg.vocab_size, args.bpemb_dir,
@@ -221,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
         fields["alpha"] = dist["alpha"]
     dcfg = DistillConfig(**{**base.to_dict(), **fields, **overrides, "device": "cpu"})
     if prune is not None and prune.epochs and dcfg.alpha < 1.0 and prepared.train.teacher_logits is None:
-        raise ValueError(f"fine-tuning with alpha {dcfg.alpha} < 1 needs --teacher-logits FILE (or --alpha 1)")
+        raise ConfigError(f"fine-tuning with alpha {dcfg.alpha} < 1 needs --teacher-logits FILE (or --alpha 1)")
 
     def on_epoch(r):
         if log:

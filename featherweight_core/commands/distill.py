@@ -7,14 +7,16 @@ import json
 import sys
 from pathlib import Path
 
+from featherweight_core import vocab
+from featherweight_core.atomic import write_json_atomic
 from featherweight_core.commands.common import (
     STUDENT_THREADS_HELP,
     add_encoder_args,
     add_task_args,
     positive_int,
     resolve_task,
-    write_json_atomic,
 )
+from featherweight_core.errors import ConfigError
 
 
 def _temperature(value: str) -> float | str | None:
@@ -32,8 +34,8 @@ def add_parser(sub) -> None:
     add_task_args(p)
     add_encoder_args(p)
     g = p.add_argument_group("student")
-    g.add_argument("--arch", choices=["bilstm", "rnn", "ffn"], default="bilstm")
-    g.add_argument("--pooling", choices=["last", "max"], default="last", help="recurrent output (default: last)")
+    g.add_argument("--arch", choices=vocab.ARCHS, default="bilstm")
+    g.add_argument("--pooling", choices=vocab.POOLINGS, default="last", help="recurrent output (default: last)")
     g.add_argument("--hidden", type=int, default=None, help="encoder hidden size (default: table 6.1)")
     g.add_argument("--classifier-hidden", type=int, default=None, help="classifier hidden size (default: table 6.1)")
     g.add_argument("--dropout", type=float, default=None)
@@ -57,7 +59,7 @@ def add_parser(sub) -> None:
     g.add_argument("--max-epochs", type=int, default=50)
     g.add_argument("--patience", type=int, default=7)
     g.add_argument("--batch-size", type=int, default=None, help="default: 50, or 256 for sentence pairs")
-    g.add_argument("--optimizer", choices=["adadelta", "adam", "adamw", "sgd"], default=None)
+    g.add_argument("--optimizer", choices=vocab.OPTIMIZERS, default=None)
     g.add_argument("--lr", type=float, default=None)
     g.add_argument("--weight-decay", type=float, default=None)
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {args.device!r}: CUDA is not available on this machine")
+        raise ConfigError(f"--device {args.device!r}: CUDA is not available on this machine")
     task = resolve_task(args)
     student = student_config_for_args(args, task)
     cfg = DistillConfig(
@@ -88,11 +90,13 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, device=args.device,
     )  # fmt: skip
     if cfg.alpha < 1.0 and args.teacher_logits is None and args.teacher is None:
-        raise ValueError(f"--alpha {cfg.alpha} < 1 distils from a teacher: pass --teacher DIR or --teacher-logits FILE")
+        raise ConfigError(
+            f"--alpha {cfg.alpha} < 1 distils from a teacher: pass --teacher DIR or --teacher-logits FILE"
+        )
     if args.bootstrap and not args.teacher:
-        raise ValueError("--bootstrap data is labelled by the teacher: pass --teacher DIR too")
+        raise ConfigError("--bootstrap data is labelled by the teacher: pass --teacher DIR too")
     if args.teacher and args.teacher_logits:
-        raise ValueError("pass either --teacher DIR or --teacher-logits FILE, not both")
+        raise ConfigError("pass either --teacher DIR or --teacher-logits FILE, not both")
     prepared = prepare(task, args.data, args.embedding, args.dim, args.vocab_size, args.bpemb_dir,
                        args.teacher_logits, args.cache_dir or DEFAULT_CACHE_DIR, verbose=True,
                        teacher=args.teacher, bootstrap=args.bootstrap,

@@ -2,8 +2,8 @@
 
 featherweight teacher init-small --task synthetic --output runs/small-teacher
 featherweight teacher finetune --model runs/small-teacher --task synthetic --output runs/teacher --epochs 4 --lr 2e-3
-featherweight teacher finetune --model .cache/minilm --task sst2 --data ../shared/data/glue --output runs/minilm-sst2
-featherweight teacher logits --teacher runs/minilm-sst2 --task sst2 --data ../shared/data/glue --split train
+featherweight teacher finetune --model .cache/minilm --task sst2 --data data/glue --output runs/minilm-sst2
+featherweight teacher logits --teacher runs/minilm-sst2 --task sst2 --data data/glue --split train
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 
+from featherweight_core import vocab
 from featherweight_core.commands.common import add_task_args, positive_int, resolve_task
 
 
@@ -76,7 +77,7 @@ def add_parser(sub) -> None:
 def _add_runtime_args(g) -> None:
     g.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
     g.add_argument("--cpu", action="store_true", help="same as --device cpu")
-    g.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], default="auto",
+    g.add_argument("--precision", choices=vocab.TEACHER_PRECISIONS, default="auto",
                    help="autocast on GPU: auto = bf16 where supported, else fp16; CPU always fp32")  # fmt: skip
     g.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")

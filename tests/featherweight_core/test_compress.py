@@ -225,16 +225,16 @@ def test_cli_prunes_quantizes_and_saves(parent_ckpt, tmp_path, synthetic, capsys
     out = tmp_path / "out"
     cache = tmp_path / "cache"
     rc = cli(parent_ckpt, "--data", "synthetic", "--cache-dir", cache, "--prune", "topv", "--sparsity",
-             "lstm=0.6,emb=0.1", "--quantize", "all", "--output", out, "--json")  # fmt: skip
+             "lstm=0.6,embedding=0.1", "--quantize", "all", "--output", out, "--json")  # fmt: skip
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["prune_label"] == "topv-local(lstm=0.6,linear=0.125,emb=0.1)"
+    assert summary["prune_label"] == "topv-local(lstm=0.6,linear=0.125,embedding=0.1)"
     assert summary["quant_label"] == "int8-dyn(enc,cls)+emb-u8/f16"
     assert summary["sparsity"]["groups"]["lstm"] == pytest.approx(0.6, abs=0.01)  # round(0.6 * n) per tensor
     assert summary["sizes"]["gzip_bytes"] < summary["float"]["sizes"]["gzip_bytes"]
     assert json.loads((out / "result.json").read_text())["metrics"] == summary["metrics"]
     model, _, meta = load_compressed(out / "compressed.pt")
-    assert meta["prune"]["targets"] == {"lstm": 0.6, "emb": 0.1}
+    assert meta["prune"]["targets"] == {"lstm": 0.6, "embedding": 0.1}
     task, preps = synthetic
     assert evaluate(model, preps["hash"].evals, task) == summary["metrics"]
 

@@ -65,10 +65,12 @@ def test_split_metrics():
 
 def test_docstring_examples():
     """The small pure functions carry examples in their docstrings; keep them true."""
+    import featherweight_core.atomic as atomic
     import featherweight_core.distill as distill
+    import featherweight_core.prune as prune
     import featherweight_core.synthetic as synthetic
 
-    for mod in (measure, distill, synthetic):
+    for mod in (measure, distill, synthetic, atomic, prune):
         result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, mod.__name__
 
@@ -135,3 +137,65 @@ def test_size_report_keys():
     report = size_report(_model())
     assert set(report) == {"params", "disk_bytes", "gzip_bytes"}
     assert set(report["params"]) == {"total", "embedding", "encoder", "classifier", "nonzero"}
+
+
+def _tiny_state_dict() -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Embedding(50, 8), torch.nn.Linear(8, 3))
+    return {k: v.contiguous() for k, v in net.state_dict().items()}
+
+
+def test_saved_model_sizes_agree_for_safetensors_and_pytorch_bin(tmp_path):
+    from safetensors.torch import save_file
+
+    state = _tiny_state_dict()
+    n = sum(t.numel() for t in state.values())
+    (tmp_path / "st").mkdir()
+    (tmp_path / "bin").mkdir()
+    save_file(state, tmp_path / "st" / "model.safetensors")
+    torch.save(state, tmp_path / "bin" / "pytorch_model.bin")
+    for d, name in ((tmp_path / "st", "model.safetensors"), (tmp_path / "bin", "pytorch_model.bin")):
+        raw = (d / name).read_bytes()
+        sizes = measure.saved_model_sizes(d)
+        assert sizes == {"params": n, "disk_bytes": len(raw), "gzip_bytes": len(gzip.compress(raw, 9))}
+        assert measure.saved_model_sizes(d / name) == sizes  # the weights file itself measures the same
+        assert sizes["gzip_bytes"] == measure.gzip_bytes(raw)
+
+
+def test_saved_model_sizes_counts_tied_weights_once(tmp_path):
+    shared = torch.randn(10, 4)
+    torch.save({"embed.weight": shared, "decoder.weight": shared, "bias": torch.zeros(10)}, tmp_path / "m.bin")
+    assert measure.saved_model_sizes(tmp_path / "m.bin")["params"] == 50
+
+
+def test_saved_model_sizes_prefers_safetensors(tmp_path):
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2, 3)}, tmp_path / "model.safetensors")
+    torch.save({"w": torch.zeros(7)}, tmp_path / "pytorch_model.bin")
+    assert measure.saved_model_sizes(tmp_path)["params"] == 6
+
+
+def test_saved_model_sizes_bad_paths_are_user_errors(tmp_path):
+    from featherweight_core.errors import InputFileError, UserError
+
+    with pytest.raises(InputFileError, match=f"{tmp_path}: no model weights") as e:
+        measure.saved_model_sizes(tmp_path)
+    assert "model.safetensors" in str(e.value) and "pytorch_model.bin" in str(e.value)
+    with pytest.raises(InputFileError, match="no such model directory"):
+        measure.saved_model_sizes(tmp_path / "missing")
+    (tmp_path / "model.safetensors").write_bytes(b"\x00" * 4)
+    with pytest.raises(measure.WeightsFileError, match="not a safetensors file") as e:
+        measure.saved_model_sizes(tmp_path)
+    assert isinstance(e.value, UserError)
+    (tmp_path / "model.safetensors").unlink()
+    (tmp_path / "pytorch_model.bin").write_text("not a pickle")
+    with pytest.raises(measure.WeightsFileError, match="not a readable PyTorch weights file"):
+        measure.saved_model_sizes(tmp_path)
+
+
+def test_student_sizes_use_the_same_gzip_measure():
+    model = build_student(StudentConfig("ffn", "hash", 8, 2, vocab_size=100).resolved(), 100)
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    assert disk_size(model)["gzip_bytes"] == measure.gzip_bytes(buf.getvalue())

@@ -10,6 +10,7 @@ from torch import nn
 from featherweight_core.batching import EncodedSplit
 from featherweight_core.distill import DistillConfig
 from featherweight_core.encoders import Ragged
+from featherweight_core.errors import UserError
 from featherweight_core.prune import (
     TABLE_6_3,
     PruneConfig,
@@ -71,9 +72,28 @@ def test_table_6_3_defaults_and_overrides():
     assert cfg.group_targets("rnn", "char") == {"rnn": 0.1, "linear": 0.125, "char_emb": 0.3}
     assert cfg.group_targets("ffn", "hash") == {"linear": 0.125, "hash_emb": 0.0}
     assert TABLE_6_3["lstm"] == 0.5
-    over = PruneConfig(targets={"emb": 0.2, "encoder": 0.7})
-    assert over.group_targets("bilstm", "bpe") == {"lstm": 0.7, "linear": 0.125, "bpe_emb": 0.2}
-    assert over.group_targets("ffn", "char") == {"linear": 0.125, "char_emb": 0.2}
+    over = PruneConfig(targets={"embedding": 0.2, "encoder": 0.7, "classifier": 0.3})
+    assert over.group_targets("bilstm", "bpe") == {"lstm": 0.7, "linear": 0.3, "bpe_emb": 0.2}
+    assert over.group_targets("ffn", "char") == {"linear": 0.3, "char_emb": 0.2}
+
+
+def test_module_group_aliases_are_the_vocabulary():
+    from featherweight_core import vocab
+    from featherweight_core.prune import ALIASES
+
+    assert ALIASES == vocab.MODULE_GROUPS
+    assert {g: vocab.PRUNE_GROUP_OF_MODULE_GROUP[g] for g in vocab.MODULE_GROUPS} == {g: g for g in ALIASES}
+    assert PruneConfig(targets=dict.fromkeys(vocab.MODULE_GROUPS, 0.2)).group_targets("rnn", "hash") == {
+        "rnn": 0.2, "linear": 0.2, "hash_emb": 0.2}  # fmt: skip
+
+
+def test_old_emb_spelling_is_read_as_embedding_with_a_warning():
+    with pytest.warns(DeprecationWarning, match="'emb' is deprecated; write 'embedding'"):
+        cfg = PruneConfig(targets={"emb": 0.2})
+    assert cfg == PruneConfig(targets={"embedding": 0.2})
+    assert cfg.to_dict()["targets"] == {"embedding": 0.2}
+    with pytest.warns(DeprecationWarning), pytest.raises(PruningError, match="name the same group"):
+        PruneConfig(targets={"emb": 0.2, "embedding": 0.1})
 
 
 @pytest.mark.parametrize("method", ["topv", "magnitude"])
@@ -120,11 +140,11 @@ def test_magnitude_threshold_rules():
 def test_magnitude_absolute_thresholds_per_group():
     model, _ = tiny()
     lin = model.classifier[1].weight.detach().clone()
-    cfg = PruneConfig(method="magnitude", thresholds={"linear": 0.1}, targets={"emb": 0.0, "encoder": 0.0})
+    cfg = PruneConfig(method="magnitude", thresholds={"linear": 0.1}, targets={"embedding": 0.0, "encoder": 0.0})
     prune_student(model, cfg, "bilstm", "bpe")
     expected = torch.where(lin.abs() < 0.1, torch.zeros_like(lin), lin)
     assert torch.equal(model.classifier[1].weight, expected)
-    assert cfg.describe("bilstm", "bpe") == "magnitude-local(lstm=0,linear=|w|<0.1,emb=0)"
+    assert cfg.describe("bilstm", "bpe") == "magnitude-local(lstm=0,linear=|w|<0.1,embedding=0)"
 
 
 def test_pruned_lstm_forward_uses_masked_weights():
@@ -151,7 +171,9 @@ def test_make_permanent_leaves_a_plain_state_dict():
 def test_movement_scores_are_learned_and_masks_follow_topv_of_scores():
     model, _ = tiny("bilstm", "bpe")
     split = random_split()
-    cfg = PruneConfig(method="movement", targets={"encoder": 0.5, "emb": 0.0, "linear": 0.0}, epochs=2, ramp=0.5)
+    cfg = PruneConfig(
+        method="movement", targets={"encoder": 0.5, "embedding": 0.0, "classifier": 0.0}, epochs=2, ramp=0.5
+    )
     dcfg = DistillConfig(alpha=1.0, batch_size=16, seed=0).resolved("bilstm", False)
     pruner = Pruner(model, cfg, "bilstm", "bpe")
     from featherweight_core.prune import _fine_tune, cubic_fraction
@@ -191,7 +213,7 @@ def test_post_with_fine_tuning_keeps_pruned_weights_zero():
     split = random_split()
     dcfg = DistillConfig(alpha=1.0, batch_size=32, lr=0.05, seed=0).resolved("ffn", False)
     before = model.embedding.weight.detach().clone()
-    prune_student(model, PruneConfig(targets={"emb": 0.5}, epochs=1), "ffn", "bpe", split, dcfg)
+    prune_student(model, PruneConfig(targets={"embedding": 0.5}, epochs=1), "ffn", "bpe", split, dcfg)
     w = model.embedding.weight.detach()
     assert (w == 0).float().mean() >= 0.5
     assert not torch.equal(w[w != 0], before[w != 0])  # surviving weights were fine-tuned
@@ -203,7 +225,8 @@ def test_post_with_fine_tuning_keeps_pruned_weights_zero():
         (dict(targets={"lstm": 1.0}), r"sparsity target for 'lstm' must be a sparsity in \[0, 1\), got 1.0"),
         (dict(targets={"lstm": -0.1}), r"in \[0, 1\)"),
         (dict(targets={"gru": 0.5}), r"unknown module group 'gru'"),
-        (dict(targets={"emb": 0.5, "bpe_emb": 0.1}), "either 'emb'"),
+        (dict(targets={"embedding": 0.5, "bpe_emb": 0.1}), "either 'embedding'"),
+        (dict(targets={"classifier": 0.5, "linear": 0.1}), "either 'classifier'"),
         (dict(method="lottery"), "unknown pruning method 'lottery'"),
         (dict(scope="layer"), "unknown pruning scope"),
         (dict(sparsity=0.5), "global pruning"),
@@ -218,12 +241,13 @@ def test_bad_arguments_give_one_line_errors(kwargs, match):
     with pytest.raises(PruningError, match=match) as e:
         PruneConfig(**kwargs)
     assert "\n" not in str(e.value)
+    assert isinstance(e.value, UserError) and isinstance(e.value, ValueError)
 
 
 def test_config_round_trip_and_describe():
     cfg = PruneConfig(method="movement", targets={"encoder": 0.8}, epochs=3)
     assert PruneConfig.from_dict(cfg.to_dict()) == cfg
-    assert cfg.describe("bilstm", "bpe") == "movement-local(lstm=0.8,linear=0.125,emb=0.4)-gradual3"
+    assert cfg.describe("bilstm", "bpe") == "movement-local(lstm=0.8,linear=0.125,embedding=0.4)-gradual3"
     with pytest.raises(PruningError, match="unknown PruneConfig keys"):
         PruneConfig.from_dict({"method": "topv", "amount": 0.3})
     hash(cfg)

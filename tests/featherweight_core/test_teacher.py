@@ -171,3 +171,49 @@ def test_cli_init_small_and_finetune(tmp_path, capsys):
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["train_examples"] == 300 and 0 <= out["accuracy"] <= 1
+
+
+def test_teacher_baseline_measures_the_teacher_like_a_student(teacher_dir, tmp_path):
+    import gzip
+    import math
+
+    from safetensors import safe_open
+
+    from featherweight_core.teacher import teacher_baseline
+
+    d, metrics = teacher_dir
+    row = teacher_baseline(d)
+    raw = (d / "model.safetensors").read_bytes()
+    with safe_open(str(d / "model.safetensors"), "pt") as f:
+        params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118
+    assert row == {"name": "teacher:ft", "score": metrics["score"], "accuracy": metrics["accuracy"],
+                   "f1": metrics.get("f1"), "params": params, "disk_bytes": len(raw),
+                   "gzip_bytes": len(gzip.compress(raw, 9))}  # fmt: skip
+    # the same teacher saved as pytorch_model.bin has the same parameter count (it used to be measured as 0)
+    model, _ = load_classifier(d)
+    as_bin = tmp_path / "teacher"
+    as_bin.mkdir()
+    torch.save(model.state_dict(), as_bin / "pytorch_model.bin")  # what older transformers' save_pretrained wrote
+    (as_bin / METRICS_FILE).write_text((d / METRICS_FILE).read_text())
+    row_bin = teacher_baseline(as_bin)
+    assert (as_bin / "pytorch_model.bin").is_file() and row_bin["params"] == params
+    assert row_bin["name"] == f"teacher:{tmp_path.name}"  # a directory called teacher is named by its parent
+    raw_bin = (as_bin / "pytorch_model.bin").read_bytes()
+    assert row_bin["gzip_bytes"] == len(gzip.compress(raw_bin, 9))
+
+
+def test_teacher_baseline_without_metrics_is_a_user_error(tmp_path, teacher_dir):
+    import shutil
+
+    from featherweight_core.errors import InputFileError, UserError
+    from featherweight_core.teacher import teacher_baseline
+
+    d, _ = teacher_dir
+    copy = tmp_path / "copy"
+    shutil.copytree(d, copy)
+    (copy / METRICS_FILE).unlink()
+    with pytest.raises(TeacherError, match=f"{copy}: no {METRICS_FILE}") as e:
+        teacher_baseline(copy)
+    assert isinstance(e.value, UserError)
+    with pytest.raises(InputFileError, match="teacher directory not found"):
+        teacher_baseline(tmp_path / "missing")

@@ -71,26 +71,73 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize(
-    ("extra", "expect"),
-    [
-        (["--alpha", "-0.5"], "-0.5"),
-        (["--alpha", "0.5"], "--teacher-logits"),
-        (["--max-epochs", "0"], "max_epochs must be >= 1, got 0"),
-        (["--batch-size", "0"], "batch_size must be >= 1, got 0"),
-        (["--dim", "0"], "got 0"),
-        (["--vocab-size", "0"], "vocab_size must be a positive int, got 0"),
-        (["--hidden", "0"], "hidden must be a positive int, got 0"),
-        (["--lr", "-1"], "-1"),
-        (["--dropout", "1.5"], "1.5"),
-        (["--temperature", "0"], "temperature"),
-        (["--task", "sst3"], "'sst3'"),
-        (["--task", "sst2", "--data", "MISSING"], "MISSING"),
-        (["--teacher-logits", "MISSING.npy", "--alpha", "0.5"], "MISSING.npy"),
-        (["--embedding", "bpe", "--bpemb-dir", "EMPTY", "--vocab-size", "1000"], "en.wiki.bpe.vs1000.model"),
-        (["--device", "cuda:7"], "cuda:7"),
-    ],
-)
+BAD_DISTILL_INPUT = [
+    (["--alpha", "-0.5"], "-0.5"),
+    (["--alpha", "0.5"], "--teacher-logits"),
+    (["--max-epochs", "0"], "max_epochs must be >= 1, got 0"),
+    (["--batch-size", "0"], "batch_size must be >= 1, got 0"),
+    (["--dim", "0"], "got 0"),
+    (["--vocab-size", "0"], "vocab_size must be a positive int, got 0"),
+    (["--hidden", "0"], "hidden must be a positive int, got 0"),
+    (["--lr", "-1"], "-1"),
+    (["--dropout", "1.5"], "1.5"),
+    (["--temperature", "0"], "temperature"),
+    (["--task", "sst3"], "'sst3'"),
+    (["--task", "sst2", "--data", "MISSING"], "MISSING"),
+    (["--teacher-logits", "MISSING.npy", "--alpha", "0.5"], "MISSING.npy"),
+    (["--embedding", "bpe", "--bpemb-dir", "EMPTY", "--vocab-size", "1000"], "en.wiki.bpe.vs1000.model"),
+    (["--device", "cuda:7"], "cuda:7"),
+    (["--teacher", "MISSING", "--teacher-logits", "MISSING.npy"], "not both"),
+    (["--bootstrap", "MISSING.parquet"], "--teacher"),
+]
+
+
+def _core_parser():
+    """The core's command modules under a bare parser: tests the commands' own errors without sweep/cli.py."""
+    import argparse
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="featherweight")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("distill", "analyze", "compress", "teacher", "augment"):
+        importlib.import_module(f"featherweight_core.commands.{name}").add_parser(sub)
+    return parser
+
+
+@pytest.mark.parametrize(("extra", "expect"), BAD_DISTILL_INPUT)
+def test_bad_input_is_a_one_line_user_error(extra, expect, tmp_path):
+    """Every bad-input case raises a featherweight_core.errors.UserError: what the command line prints as one
+    ``error:`` line with exit status 2 (anything else shows a traceback, as a bug)."""
+    from featherweight_core.errors import UserError
+
+    if extra[:1] == ["--device"] and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    extra = [x.replace("MISSING", str(tmp_path / "missing")).replace("EMPTY", str(tmp_path)) for x in extra]
+    expect = expect.replace("MISSING", str(tmp_path / "missing"))
+    out = tmp_path / "run"
+    args = _core_parser().parse_args(
+        [*BASE, "--max-epochs", "1", "--output", str(out), "--cache-dir", str(tmp_path / "cache"), *extra]
+    )
+    with pytest.raises(UserError) as e:
+        args.func(args)
+    assert "\n" not in str(e.value).strip() and expect in str(e.value)
+    assert not out.exists() or not any(out.iterdir())
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--arch", "gru"), ("--embedding", "word2vec"), ("--optimizer", "lion")])
+def test_unknown_choice_exits_2_listing_the_vocabulary(flag, value, capsys):
+    from featherweight_core import vocab
+
+    with pytest.raises(SystemExit) as exc:
+        _core_parser().parse_args([*BASE, flag, value])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert f"invalid choice: '{value}'" in err
+    allowed = {"--arch": vocab.ARCHS, "--embedding": vocab.EMBEDDINGS, "--optimizer": vocab.OPTIMIZERS}[flag]
+    assert all(f"'{c}'" in err for c in allowed)
+
+
+@pytest.mark.parametrize(("extra", "expect"), BAD_DISTILL_INPUT)
 def test_bad_input_one_line_error(extra, expect, tmp_path, capsys):
     if extra[:1] == ["--device"] and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
