@@ -16,7 +16,7 @@ group          default   weights pruned (biases never are)
 
 Aliases, spelled as the module groups users name everywhere (:data:`featherweight_core.vocab.MODULE_GROUPS`):
 ``embedding`` is this student's ``*_emb`` group, ``encoder`` its ``lstm`` / ``rnn`` group, ``classifier`` its
-``linear`` group. (The older spelling ``emb`` is still read as ``embedding``, with a ``DeprecationWarning``.)
+``linear`` group.
 
 Methods (the mask keeps weights with high *importance*: ``|w|`` for magnitude / top-v, learned scores for movement):
 
@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +64,6 @@ SCOPES = vocab.PRUNE_SCOPES
 SCHEDULES = vocab.PRUNE_SCHEDULES
 GROUPS = ("lstm", "rnn", "linear", "hash_emb", "char_emb", "bpe_emb")
 ALIASES = vocab.MODULE_GROUPS  # embedding, encoder, classifier
-DEPRECATED_ALIASES = {"emb": "embedding"}  # old spelling -> alias; read with a DeprecationWarning
 TABLE_6_3: dict[str, float] = {"lstm": 0.5, "rnn": 0.1, "linear": 0.125, "hash_emb": 0.0, "char_emb": 0.3,
                                "bpe_emb": 0.4}  # fmt: skip
 # how describe() labels a group: the embedding kind is in the trial's own columns, so *_emb is just "embedding"
@@ -81,21 +79,6 @@ def _check_fraction(what: str, v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) or not 0.0 <= v < 1.0:
         raise PruningError(f"{what} must be a sparsity in [0, 1), got {v!r}")
     return float(v)
-
-
-def _normalise_groups(what: str, d: Mapping[str, Any]) -> dict[str, Any]:
-    """``d`` with deprecated alias spellings replaced (``emb`` -> ``embedding``), checked by :func:`_check_groups`."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if k in DEPRECATED_ALIASES:
-            new = DEPRECATED_ALIASES[k]
-            warnings.warn(f"pruning group {k!r} is deprecated; write {new!r}", DeprecationWarning, stacklevel=4)
-            if new in d:
-                raise PruningError(f"{what}: {k!r} and {new!r} name the same group; give {new!r} once")
-            k = new
-        out[k] = v
-    _check_groups(what, out)
-    return out
 
 
 def _check_groups(what: str, d: Mapping[str, Any]) -> None:
@@ -136,7 +119,8 @@ class PruneConfig:
             raise PruningError(f"unknown pruning method {self.method!r}; expected one of {list(METHODS)}")
         if self.scope not in SCOPES:
             raise PruningError(f"unknown pruning scope {self.scope!r}; expected one of {list(SCOPES)}")
-        targets = _normalise_groups("targets", self.targets or {})
+        targets = dict(self.targets or {})
+        _check_groups("targets", targets)
         for k, v in targets.items():
             targets[k] = _check_fraction(f"sparsity target for {k!r}", v)
         object.__setattr__(self, "targets", targets)
@@ -144,7 +128,8 @@ class PruneConfig:
             if self.scope != "global":
                 raise PruningError("sparsity= is the overall target of global pruning; local pruning uses targets=")
             object.__setattr__(self, "sparsity", _check_fraction("global sparsity", self.sparsity))
-        thresholds = _normalise_groups("thresholds", self.thresholds or {})
+        thresholds = dict(self.thresholds or {})
+        _check_groups("thresholds", thresholds)
         if thresholds or self.threshold is not None:
             if self.method != "magnitude":
                 raise PruningError(f"absolute thresholds need method 'magnitude', not {self.method!r}")

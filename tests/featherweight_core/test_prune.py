@@ -87,15 +87,6 @@ def test_module_group_aliases_are_the_vocabulary():
         "rnn": 0.2, "linear": 0.2, "hash_emb": 0.2}  # fmt: skip
 
 
-def test_old_emb_spelling_is_read_as_embedding_with_a_warning():
-    with pytest.warns(DeprecationWarning, match="'emb' is deprecated; write 'embedding'"):
-        cfg = PruneConfig(targets={"emb": 0.2})
-    assert cfg == PruneConfig(targets={"embedding": 0.2})
-    assert cfg.to_dict()["targets"] == {"embedding": 0.2}
-    with pytest.warns(DeprecationWarning), pytest.raises(PruningError, match="name the same group"):
-        PruneConfig(targets={"emb": 0.2, "embedding": 0.1})
-
-
 @pytest.mark.parametrize("method", ["topv", "magnitude"])
 def test_global_overall_sparsity_matches_target(method):
     model, _ = tiny("bilstm", "bpe")
@@ -225,6 +216,10 @@ def test_post_with_fine_tuning_keeps_pruned_weights_zero():
         (dict(targets={"lstm": 1.0}), r"sparsity target for 'lstm' must be a sparsity in \[0, 1\), got 1.0"),
         (dict(targets={"lstm": -0.1}), r"in \[0, 1\)"),
         (dict(targets={"gru": 0.5}), r"unknown module group 'gru'"),
+        (
+            dict(targets={"emb": 0.5}),
+            r"unknown module group 'emb' in targets; expected one of \['embedding', 'encoder'",
+        ),
         (dict(targets={"embedding": 0.5, "bpe_emb": 0.1}), "either 'embedding'"),
         (dict(targets={"classifier": 0.5, "linear": 0.1}), "either 'classifier'"),
         (dict(method="lottery"), "unknown pruning method 'lottery'"),
