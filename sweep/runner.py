@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from db.store import ExperimentStore
+from analysis.views import open_store
 from sweep.assets import TaskDataCache, materialize_assets, teacher_baselines
 from sweep.spec import SweepSpec
 from sweep.stage1 import StageResult, run_distill_stage
@@ -86,7 +86,7 @@ def run_sweep(
     t0 = time.time()
     outcome = SweepOutcome(spec.name, spec.database)
     spec.database.parent.mkdir(parents=True, exist_ok=True)
-    store = ExperimentStore(spec.database)
+    store = open_store(spec.database)  # installs (or updates) the analysis views the stage-2 selection reads
     all_trials = spec.distill_trials()
     done = store.finished_trial_ids(spec.name, stage="distill")
     todo = [t for t in all_trials if t.trial_id not in done]

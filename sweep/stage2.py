@@ -80,6 +80,7 @@ def _searcher(spec: SweepSpec, plan: ParentPlan):
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     s = spec.compress["search"]
     dists = {
         f"targets/{g}": optuna.distributions.FloatDistribution(*map(float, rng)) for g, rng in s["targets"].items()
@@ -103,7 +104,6 @@ def run_compress_stage(
     say: Callable[[str], None],
 ) -> StageResult:  # fmt: skip
     """Run the remaining samples of every planned parent. Ray must be initialised."""
-    import ray
     from ray import tune
 
     from trainables.compress import compress_trainable
@@ -124,7 +124,6 @@ def run_compress_stage(
         key_trial = CompressTrial(**fixed, targets={})
         p = key_trial.parent_config
         prepared = prepare_datasets(spec, [(p["task"], p["embedding"], p["vocab_size"], p["emb_dim"])], assets, data)
-        data_ref = ray.put(prepared[key_trial.data_key])
 
         def trial_of(tune_trial, fixed=fixed) -> CompressTrial:
             return CompressTrial.from_dict({**fixed, "targets": tune_trial.config["targets"]})
@@ -134,7 +133,7 @@ def run_compress_stage(
         )
         progress = ProgressReporter(plan.remaining, f"compress {parent['trial_id']}", trial_of, c["size_measure"], say)
         tuner = build_tuner(
-            tune.with_parameters(compress_trainable, data=data_ref, fixed=fixed),
+            tune.with_parameters(compress_trainable, prepared=prepared[key_trial.data_key], fixed=fixed),
             resources=spec.resources,
             param_space={},
             storage_path=spec.storage / spec.name / "tune",

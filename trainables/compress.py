@@ -68,17 +68,15 @@ def compress_trial(trial: CompressTrial, prepared: Prepared, out_dir: str) -> Tr
     )
 
 
-def compress_trainable(config: dict[str, Any], data: Any, fixed: dict[str, Any]) -> None:
+def compress_trainable(config: dict[str, Any], prepared: Prepared, fixed: dict[str, Any]) -> None:
     """Tune function trainable. ``config["targets"]`` is Optuna's proposal; ``fixed`` the rest of the
-    CompressTrial; ``data`` the object reference of the parent's ``Prepared`` dataset."""
-    import ray
+    CompressTrial; ``prepared`` the parent's dataset (``tune.with_parameters`` puts it in the object store once)."""
     from ray import tune
 
     started = time.time()
     trial = CompressTrial.from_dict({**fixed, "targets": config["targets"]})
     try:
         setup_torch(config.get("cpus", 1), 0)
-        prepared = ray.get(data)
         with tempfile.TemporaryDirectory(prefix="fw-compress-") as out:
             outcome = compress_trial(trial, prepared, out)
             tune.report(outcome.to_result(trial.size_measure), checkpoint=tune.Checkpoint.from_directory(out))
