@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import os
 import statistics
+from pathlib import Path
+
+DATA_ENV = "FEATHERWEIGHT_SHARED_DATA"
+
+
+def data_path(given: str | Path | None, subdir: str, flag: str) -> Path:
+    """Where a benchmark's data is: ``given`` (its command-line argument ``flag``), else ``subdir`` of the directory
+    named by the ``FEATHERWEIGHT_SHARED_DATA`` environment variable. There is no default location: with neither,
+    the script stops with a message saying what to pass."""
+    if given:
+        return Path(given)
+    root = os.environ.get(DATA_ENV)
+    if root:
+        return Path(root) / subdir
+    raise SystemExit(f"error: pass {flag} PATH, or set {DATA_ENV} to a data directory that holds {subdir}/")
 
 
 def load_average() -> str:
-    """The 1, 5 and 15 minute load averages, printed next to every figure: these machines are shared."""
+    """The 1, 5 and 15 minute load averages, printed next to every figure: other work on the machine slows a benchmark down."""
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 

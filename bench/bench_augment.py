@@ -19,16 +19,18 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from _util import data_path  # noqa: E402 (bench/ is on sys.path when a script runs)
+
 
 def main() -> int:
-    shared = Path(os.environ.get("FEATHERWEIGHT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(shared / "glue"))
+    ap.add_argument("--data", default=None, help="GLUE data directory (default: $FEATHERWEIGHT_SHARED_DATA/glue)")
     ap.add_argument("--n", type=int, default=10000, help="first N rows of SST-2 train")
     ap.add_argument("--N", type=int, default=20)
     ap.add_argument("--workers", default="1,2")
     ap.add_argument("--cache-dir", default=".cache/featherweight")
     args = ap.parse_args()
+    args.data = data_path(args.data, "glue", "--data")
 
     from featherweight_core.augment import AugmentConfig, augment_to_file
     from featherweight_core.data import load_task_data

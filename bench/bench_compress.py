@@ -15,12 +15,12 @@ For each parent checkpoint (e.g. SST-2 BiLSTM bpe vs1000 d25, FFN hash d25 from 
 Usage::
 
     .venv/bin/python bench/bench_compress.py --parent /tmp/bilstm/student.pt --parent /tmp/ffn/student.pt \\
-        --data /work/shared/data/glue --bpemb-dir /work/shared/data/bpemb --out /tmp/bench_compress.json
+        --data data/glue --bpemb-dir data/bpemb --out /tmp/bench_compress.json
 
 FFN only (no movement pruning, which runs only for recurrent students)::
 
-    .venv/bin/python bench/bench_compress.py --parent /tmp/ffn/student.pt --data /work/shared/data/glue \\
-        --bpemb-dir /work/shared/data/bpemb --importance-bits 8 6 4 --out /tmp/bench_compress_ffn.json
+    .venv/bin/python bench/bench_compress.py --parent /tmp/ffn/student.pt --data data/glue \\
+        --bpemb-dir data/bpemb --importance-bits 8 6 4 --out /tmp/bench_compress_ffn.json
 
 Runs single-threaded (``torch.set_num_threads(1)``); note ``uptime`` load with the figures.
 """
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.arch in ("bilstm", "rnn") and not args.skip_movement:
             print(f"{'encoder sparsity':<17}{'method':<26}{'acc':>7}{'enc sparsity':>13}{'seconds':>9}")
             for s in args.encoder_sparsity:
-                targets = {"encoder": s, "emb": 0.0, "linear": 0.0}
+                targets = {"encoder": s, "embedding": 0.0, "classifier": 0.0}
                 for label, pc in (
                     ("magnitude one-shot", PruneConfig(method="magnitude", targets=targets)),
                     ("magnitude gradual", PruneConfig(method="magnitude", targets=targets, schedule="gradual",

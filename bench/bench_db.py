@@ -7,7 +7,8 @@ view (what ``featherweight query`` pays) and a skyline query, as the database gr
 
     .venv/bin/python bench/bench_db.py [--trials 1000] [--epochs 10]
 
-Prints figures, asserts nothing. The machine is shared: the load average is printed with the figures.
+Prints figures, asserts nothing. The load average is printed with the figures: other work on the machine slows
+the writes down.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import duckdb  # noqa: E402
 from _util import latency_summary  # noqa: E402
+from tests.db_fakes import make_record  # noqa: E402
 
 from db.store import ExperimentStore  # noqa: E402
-from tests.db_fakes import make_record  # noqa: E402
 
 
 def main() -> None:
@@ -36,9 +37,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=100, help="report latency per window of this many writes")
     args = ap.parse_args()
 
-    print(
-        f"duckdb {duckdb.__version__}; load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} (2 cores shared)"
-    )
+    print(f"duckdb {duckdb.__version__}; load average {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} ")
     with tempfile.TemporaryDirectory() as tmp:
         base_path = Path(tmp) / "baseline.duckdb"
         con = duckdb.connect(str(base_path))

@@ -22,13 +22,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from _util import data_path  # noqa: E402 (bench/ is on sys.path when a script runs)
+
 
 def main() -> int:
-    shared = Path(os.environ.get("FEATHERWEIGHT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher", default=".cache/teachers/minilm-sst2")
-    ap.add_argument("--data", default=str(shared / "glue"))
-    ap.add_argument("--bpemb-dir", default=str(shared / "bpemb"))
+    ap.add_argument("--data", default=None, help="GLUE data directory (default: $FEATHERWEIGHT_SHARED_DATA/glue)")
+    ap.add_argument(
+        "--bpemb-dir", default=None, help="BPEmb cache directory (default: $FEATHERWEIGHT_SHARED_DATA/bpemb)"
+    )
     ap.add_argument("--train-n", type=int, default=3000, help="random rows of SST-2 train; 0 = all")
     ap.add_argument("--N", type=int, default=20, help="augmentation variants tried per sentence")
     ap.add_argument("--ratio", type=float, default=0.25, help="fraction of generated variants kept")
@@ -40,6 +43,8 @@ def main() -> int:
     ap.add_argument("--cache-dir", default=".cache/featherweight")
     ap.add_argument("--out", default=None, help="also write the JSON report here")
     args = ap.parse_args()
+    args.data = data_path(args.data, "glue", "--data")
+    args.bpemb_dir = data_path(args.bpemb_dir, "bpemb", "--bpemb-dir")
 
     import numpy as np
     import torch

@@ -4,10 +4,11 @@ Targets (issue 2): BiLSTM bpe (vs1000, d25) >= 80 %, FFN hash d25 >= 72 %. Thesi
 vocab 5000, mean of four seeds): BiLSTM bpe25 82.9, BiLSTM hash25 78.5, RNN bpe25 79.9, RNN hash25 75.0,
 FFN bpe25 81.3, FFN hash25* (K=2500) 74.8, BiLSTM char100 72.9, RNN char100 79.1, FFN char100 59.5.
 
-Epochs are capped (``--max-epochs``) to keep the run affordable on a shared 2-core machine; the per-epoch dev
+Epochs are capped (``--max-epochs``) to keep the run affordable on a 2-core CPU; the per-epoch dev
 accuracy is printed so a reader can see whether a run was still improving when the cap hit.
 
-    FEATHERWEIGHT_SHARED_DATA=/work/shared/data .venv/bin/python bench/bench_quality.py
+    .venv/bin/python bench/bench_quality.py --data data/glue --bpemb-dir data/bpemb
+    export FEATHERWEIGHT_SHARED_DATA=data   # or pass --data / --bpemb-dir to each run
     .venv/bin/python bench/bench_quality.py --only bilstm:bpe ffn:hash --max-epochs 10
     .venv/bin/python bench/bench_quality.py --only ffn:hash --set lr=1e-3   # try a non-default setting
 """
@@ -18,14 +19,13 @@ import argparse
 import json
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import torch  # noqa: E402
-from _util import load_average  # noqa: E402
+from _util import data_path, load_average  # noqa: E402
 
 from featherweight_core.data import load_task_data  # noqa: E402
 from featherweight_core.distill import DistillConfig  # noqa: E402
@@ -67,10 +67,11 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], help="overrides, e.g. lr=1e-3 optimizer=adam dropout=0.2")
     ap.add_argument("--json", default=None, help="append one JSON line per run to this file")
     args = ap.parse_args()
-    shared = Path(os.environ.get("FEATHERWEIGHT_SHARED_DATA", "/work/shared/data"))
+    args.data = data_path(args.data, "glue", "--data")
+    args.bpemb_dir = data_path(args.bpemb_dir, "bpemb", "--bpemb-dir")
     torch.set_num_threads(args.threads)
     task = get_task("sst2")
-    task_data = load_task_data(task, args.data or shared / "glue")
+    task_data = load_task_data(task, args.data)
     configs = [(a, e) for a in ("bilstm", "rnn", "ffn") for e in EMBEDDINGS]
     if args.only:
         configs = [tuple(x.split(":")) for x in args.only]
@@ -85,7 +86,7 @@ def main() -> None:
         dim, vocab = EMBEDDINGS[emb]
         if emb not in prepared:
             prepared[emb] = prepare(task, embedding=emb, emb_dim=dim, vocab_size=vocab,
-                                    bpemb_dir=args.bpemb_dir or shared / "bpemb", cache_dir=None,
+                                    bpemb_dir=args.bpemb_dir, cache_dir=None,
                                     task_data=task_data)  # fmt: skip
         p = prepared[emb]
         student = student_config_for(p, arch, **student_over)

@@ -15,7 +15,7 @@ under a seed, so they must).
 GPU mode (``--gpu-fractions 1 0.25``, on a machine with a CUDA device): the same grid through Ray once per
 fraction of a GPU per trial (1 = one trial at a time on the GPU, 0.25 = four share it), trials per hour each.
 
-    export FEATHERWEIGHT_SHARED_DATA=/work/shared/data
+    export FEATHERWEIGHT_SHARED_DATA=data   # holding glue/ and bpemb/; or pass --data and --bpemb-dir
     .venv/bin/python bench/bench_sweep.py                       # ~8-10 min on 2 cores
     .venv/bin/python bench/bench_sweep.py --archs ffn rnn --max-epochs 2
     .venv/bin/python bench/bench_sweep.py --gpu-fractions 1 0.5 0.25 --cpus-per-trial 2   # GPU machine
@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _util import latency_summary, load_average  # noqa: E402
+from _util import data_path, latency_summary, load_average  # noqa: E402
 
 from sweep.spec import THESIS_SEEDS, SweepSpec, validate  # noqa: E402
 
@@ -180,12 +180,9 @@ def gpu_comparison(args: argparse.Namespace, tmp: Path) -> None:
 
 
 def main() -> None:
-    shared = os.environ.get("FEATHERWEIGHT_SHARED_DATA")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=Path(shared) / "glue" if shared else None,
-                    help="GLUE root (default $FEATHERWEIGHT_SHARED_DATA/glue)")  # fmt: skip
-    ap.add_argument("--bpemb-dir", type=Path, default=Path(shared) / "bpemb" if shared else None,
-                    help="default $FEATHERWEIGHT_SHARED_DATA/bpemb")  # fmt: skip
+    ap.add_argument("--data", type=Path, default=None, help="GLUE root (default $FEATHERWEIGHT_SHARED_DATA/glue)")
+    ap.add_argument("--bpemb-dir", type=Path, default=None, help="default $FEATHERWEIGHT_SHARED_DATA/bpemb")
     ap.add_argument("--archs", nargs="+", default=["bilstm", "rnn"])
     ap.add_argument("--embeddings", nargs="+", default=["bpe", "hash"])
     ap.add_argument("--seeds", type=int, default=4, help="the thesis' seeds first")
@@ -196,8 +193,8 @@ def main() -> None:
     ap.add_argument("--gpu-fractions", type=float, nargs="+", help="GPU mode: fractions of a GPU per trial")
     ap.add_argument("--cpus-per-trial", type=float, default=1, help="GPU mode only")
     args = ap.parse_args()
-    if args.data is None or args.bpemb_dir is None:
-        raise SystemExit("error: set FEATHERWEIGHT_SHARED_DATA (or pass --data and --bpemb-dir)")
+    args.data = data_path(args.data, "glue", "--data")
+    args.bpemb_dir = data_path(args.bpemb_dir, "bpemb", "--bpemb-dir")
     for frac in args.gpu_fractions or []:
         if not 0 < frac <= 1:
             raise SystemExit(f"error: --gpu-fractions {frac}: expected a fraction in (0, 1]")

@@ -1,6 +1,7 @@
 """Fine-tune the MiniLM teacher (all-MiniLM-L6-v2) on real SST-2 on CPU and print dev accuracy and time.
 
-    bash ../shared/scripts/get-minilm.sh .cache/minilm
+    # once, online: save sentence-transformers/all-MiniLM-L6-v2 (model and tokenizer) with save_pretrained
+    # into .cache/minilm
     .venv/bin/python bench/bench_teacher_finetune.py --model .cache/minilm --output .cache/teachers/minilm-sst2
 
 Not a pass/fail test: it prints the figures (dev accuracy, seconds, examples/s) and the machine load.
@@ -15,19 +16,19 @@ import os
 import platform
 import sys
 import time
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from _util import data_path  # noqa: E402 (bench/ is on sys.path when a script runs)
+
 
 def main() -> int:
-    shared = Path(os.environ.get("FEATHERWEIGHT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=".cache/minilm")
-    ap.add_argument("--data", default=str(shared / "glue"))
+    ap.add_argument("--data", default=None, help="GLUE data directory (default: $FEATHERWEIGHT_SHARED_DATA/glue)")
     ap.add_argument("--output", default=".cache/teachers/minilm-sst2")
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -35,8 +36,14 @@ def main() -> int:
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--max-train", type=int, default=None, help="train on a random slice (default: all 67,349)")
     ap.add_argument("--eval-every", type=int, default=500)
-    ap.add_argument("--threads", type=int, default=1, help="1: on a shared CPU, 2 threads oversubscribe badly")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="1 (default): on a 2-core CPU that also runs other work, 2 threads oversubscribe badly",
+    )
     args = ap.parse_args()
+    args.data = data_path(args.data, "glue", "--data")
 
     import torch
 

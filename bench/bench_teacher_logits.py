@@ -19,18 +19,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from _util import data_path  # noqa: E402 (bench/ is on sys.path when a script runs)
+
 
 def main() -> int:
-    shared = Path(os.environ.get("FEATHERWEIGHT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--teacher", default=".cache/teachers/minilm-sst2",
                     help="teacher dir (falls back to .cache/minilm with a fresh head: same cost)")  # fmt: skip
-    ap.add_argument("--data", default=str(shared / "glue"))
+    ap.add_argument("--data", default=None, help="GLUE data directory (default: $FEATHERWEIGHT_SHARED_DATA/glue)")
     ap.add_argument("--n", type=int, default=4000, help="rows of SST-2 train (random, seed 0); 0 = all 67,349")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--max-length", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
+    args.data = data_path(args.data, "glue", "--data")
 
     import numpy as np
     import torch

@@ -11,10 +11,10 @@ random subset of SST-2 train with one CPU thread and prints train samples/s of
 
 The naive loop's recurrent model lets padding reach its final states (that is what unpacked padding does); it
 is a speed reference, not a correctness one. Samples/s excludes evaluation. Machine load (``uptime``) is printed
-with every figure because the benchmark machine is shared; compare the ratio column across runs.
+with every figure because other work on the machine slows the loops down; compare the ratio column across runs.
 
-    FEATHERWEIGHT_SHARED_DATA=/work/shared/data .venv/bin/python bench/bench_train.py
-    .venv/bin/python bench/bench_train.py --only bilstm:bpe --samples 8000
+    .venv/bin/python bench/bench_train.py --data data/glue --bpemb-dir data/bpemb
+    FEATHERWEIGHT_SHARED_DATA=data .venv/bin/python bench/bench_train.py --only bilstm:bpe --samples 8000
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import argparse
 import copy
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -31,7 +30,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from _util import load_average  # noqa: E402
+from _util import data_path, load_average  # noqa: E402
 
 from featherweight_core.data import load_task_data  # noqa: E402
 from featherweight_core.distill import DistillConfig, distill_loss, make_optimizer, seed_everything, train  # noqa: E402
@@ -92,9 +91,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1, help="alternate ours/naive this many times, report the best")
     ap.add_argument("--cache-dir", default="/tmp/featherweight-bench-cache")
     args = ap.parse_args()
-    shared = Path(os.environ.get("FEATHERWEIGHT_SHARED_DATA", "/work/shared/data"))
-    data_dir = args.data or shared / "glue"
-    bpemb_dir = args.bpemb_dir or shared / "bpemb"
+    data_dir = data_path(args.data, "glue", "--data")
+    bpemb_dir = data_path(args.bpemb_dir, "bpemb", "--bpemb-dir")
     torch.set_num_threads(1)
     task = get_task("sst2")
     task_data = load_task_data(task, data_dir)
