@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+from featherweight_core.vocab import SIZE_MEASURES
+
 if TYPE_CHECKING:
     import altair as alt
     import pandas as pd
@@ -17,7 +19,6 @@ if TYPE_CHECKING:
     from db.store import ExperimentStore
 
 SCORE_MEASURES = ("score", "accuracy", "f1")
-SIZE_MEASURES = ("disk_bytes", "gzip_bytes", "params")
 SIZE_TITLES = {
     "disk_bytes": "size on disk (MB, log scale)",
     "gzip_bytes": "gzip size (MB, log scale)",
@@ -44,7 +45,8 @@ ARCH_COLORS = {"bilstm": "#1b9e77", "rnn": "#d95f02", "ffn": "#7570b3"}
 
 
 def pareto_frame(store: ExperimentStore, sweep: str, task: str, score_measure: str, size_measure: str) -> pd.DataFrame:
-    """Rows of ``pareto_points`` for one chart panel, with ``x`` (MB or parameter count) added."""
+    """Rows of ``pareto_points`` for one chart panel, with ``x`` (MB or parameter count) added (``store`` needs the
+    analysis views: ``analysis.views.open_store``)."""
     if score_measure not in SCORE_MEASURES:
         raise ValueError(f"score measure must be one of {SCORE_MEASURES}, got {score_measure!r}")
     if size_measure not in SIZE_MEASURES:
@@ -140,24 +142,16 @@ def task_chart(
 
 def save_static(chart, path_stem, scale_factor: float = 2.0) -> dict[str, str]:
     """Write ``<stem>.png`` and ``<stem>.svg`` through vl-convert (offline); returns {"png": path, "svg": path}."""
-    import os
-    import tempfile
     from pathlib import Path
+
+    from featherweight_core.atomic import atomic_write
 
     out = {}
     stem = Path(path_stem)
     for fmt in ("png", "svg"):
         final = stem.with_suffix(f".{fmt}")
-        fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=f".{fmt}", dir=final.parent)
-        os.close(fd)
-        try:
-            if fmt == "png":
-                chart.save(tmp, format="png", scale_factor=scale_factor)
-            else:
-                chart.save(tmp, format="svg")
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        options = {"scale_factor": scale_factor} if fmt == "png" else {}
+        atomic_write(final, lambda tmp, fmt=fmt, options=options: chart.save(str(tmp), format=fmt, **options),
+                     suffix=f".{fmt}")  # fmt: skip
         out[fmt] = str(final)
     return out

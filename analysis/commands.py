@@ -26,9 +26,9 @@ def default_output_dir(db_path: Path, sweep: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from analysis.report import build_report
-    from db.store import ExperimentStore
+    from analysis.views import open_store
 
-    store = ExperimentStore(args.db, read_only=True)
+    store = open_store(args.db, read_only=True)
     store.sweep_status(args.sweep)  # unknown sweep: one-line error before anything is written
     out = Path(args.output) if args.output else default_output_dir(store.path, args.sweep)
     files = build_report(store, args.sweep, out, size_measure=args.size_measure)

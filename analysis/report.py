@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis.charts import task_chart
+from featherweight_core.atomic import write_text_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -294,7 +293,7 @@ def build_blocks(
     )
     blocks.append(
         Paragraph(
-            f"Status **{status['status']}**, started {status['started_at']} UTC, finished {status['finished_at'] or '-'} UTC; "
+            f"Status **{status['status']}**{' (' + status['message'] + ')' if status.get('message') else ''}, started {status['started_at']} UTC, finished {status['finished_at'] or '-'} UTC; "
             f"code version `{status['code_version']}`; storage `{status['storage_path']}`. "
             f"Trials: {status['trials']} ({counts}){'; ' + stages if stages else ''}. Scores are in percent."
         )
@@ -446,27 +445,18 @@ def _vega_bundle() -> str:
     return bundle.replace("</script", "<\\/script")
 
 
-def _write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def build_report(
     store: ExperimentStore, sweep: str, out_dir: str | Path, size_measure: str = "gzip_bytes"
 ) -> ReportFiles:
-    """Write ``report.md``, ``report.html`` and ``pareto_<task>.png/.svg`` for ``sweep`` into ``out_dir``."""
+    """Write ``report.md``, ``report.html`` and ``pareto_<task>.png/.svg`` for ``sweep`` into ``out_dir``.
+
+    ``store`` needs the analysis views: open it with ``analysis.views.open_store``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     blocks, charts = build_blocks(store, sweep, out_dir, size_measure)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
-    _write_text(md_path, render_markdown(blocks))
-    _write_text(html_path, render_html(blocks, f"Featherweight sweep report: {sweep}"))
+    write_text_atomic(md_path, render_markdown(blocks))
+    write_text_atomic(html_path, render_html(blocks, f"Featherweight sweep report: {sweep}"))
     return ReportFiles(md_path, html_path, charts)
 
 

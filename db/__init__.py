@@ -1,6 +1,6 @@
 """The experiment database: a DuckDB file behind ``ExperimentStore`` (see ``db.store`` for the contract).
 
-Names are loaded lazily so that importing ``db.commands`` to build the CLI parser does not import duckdb.
+Names are loaded lazily so that importing the package does not import duckdb.
 """
 
 from __future__ import annotations

@@ -1,3 +1,4 @@
+-- depends on: none
 -- trial_results: one row per finished trial: its configuration, metrics and sizes side by side.
 -- label is a thesis-style model name: BiLSTM_BPE100, RNN_Hash25 + p + q (p = pruned, q = quantized).
 with
@@ -64,6 +65,8 @@ joined as (
         case when t.pruning is not null or t.quantization is not null then r.gzip_bytes else r.disk_bytes end
             as reported_bytes,
         t.seconds,
+        t.device,
+        t.node,
         t.started_at,
         t.finished_at,
         t.checkpoint_path,

@@ -1,3 +1,4 @@
+-- depends on: trial_results
 -- seed_summary: mean and sample standard deviation over seeds of every configuration (thesis tables 7.1-7.3).
 -- A configuration is every trial_results setting except seed (and trial ids); sd is NULL when there is one seed.
 -- method names the training recipe as the thesis' column headers do: "no distill", "no distill + b", "alpha 0.5 + b".

@@ -1,7 +1,12 @@
+-- depends on: trial_results
 -- pareto_points: every finished trial and every baseline as a (size, score) point, per sweep, task, score measure
--- (score | accuracy | f1) and size measure (disk_bytes | gzip_bytes | params), flagged on_skyline when no other
--- point of the same partition dominates it. A point dominates another when it is no larger and scores no lower,
--- and is strictly better in one of the two; equal points do not dominate each other, so ties are all on the skyline.
+-- (score | accuracy | f1) and size measure (disk_bytes | gzip_bytes | params), with two flags:
+--   on_skyline        no other point of the same partition (trials of both stages and baselines) dominates it;
+--   on_stage_skyline  no other trial of the same stage dominates it (the frontier stage 2 picks its parents from);
+--                     NULL for baselines.
+-- A point dominates another when it is no larger and scores no lower, and is strictly better in one of the two;
+-- equal points do not dominate each other, so ties are all on the skyline. The rule is written once (judged) and
+-- applied to both frontiers: every point is judged within 'all', every trial once more within its 'stage'.
 -- Baselines (thesis rows and the sweep's measured teachers) join every sweep that has trials on their task; a
 -- baseline without a gzip size uses its disk size, as thesis table 7.5 does for its reference models.
 with
@@ -47,10 +52,24 @@ baseline_points as (
     cross join measures m
 ),
 
-points as (
-    select * from trial_points where score_value is not null and size_value is not null
+points as materialized (
+    select *, row_number() over () as point_id
+    from (
+        select * from trial_points where score_value is not null and size_value is not null
+        union all
+        select * from baseline_points where score_value is not null and size_value is not null
+    )
+),
+
+frontiers as (
+    -- each point once per frontier it belongs to; frontier_stage is the extra partition key of the stage frontier
+    select point_id, sweep, task, score_measure, size_measure, score_value, size_value,
+        'all' as frontier, null as frontier_stage
+    from points
     union all
-    select * from baseline_points where score_value is not null and size_value is not null
+    select point_id, sweep, task, score_measure, size_measure, score_value, size_value,
+        'stage' as frontier, stage as frontier_stage
+    from points where kind = 'trial'
 ),
 
 compared as (
@@ -58,20 +77,39 @@ compared as (
         *,
         -- best score among strictly smaller points, and among points of exactly this size
         max(score_value) over (
-            partition by sweep, task, score_measure, size_measure
+            partition by frontier, frontier_stage, sweep, task, score_measure, size_measure
             order by size_value
             range between unbounded preceding and current row exclude group
         ) as best_smaller_score,
-        max(score_value) over (partition by sweep, task, score_measure, size_measure, size_value) as best_same_size_score
-    from points
+        max(score_value) over (
+            partition by frontier, frontier_stage, sweep, task, score_measure, size_measure, size_value
+        ) as best_same_size_score
+    from frontiers
+),
+
+judged as (
+    -- the dominance rule: nothing of equal size scores higher, nothing smaller scores as high
+    select
+        point_id,
+        frontier,
+        score_value >= best_same_size_score
+            and (best_smaller_score is null or score_value > best_smaller_score) as non_dominated
+    from compared
+),
+
+flags as (
+    select
+        point_id,
+        bool_or(non_dominated) filter (where frontier = 'all') as on_skyline,
+        bool_or(non_dominated) filter (where frontier = 'stage') as on_stage_skyline
+    from judged
+    group by point_id
 ),
 
 flagged as (
-    select
-        * exclude (best_smaller_score, best_same_size_score),
-        score_value >= best_same_size_score
-            and (best_smaller_score is null or score_value > best_smaller_score) as on_skyline
-    from compared
+    select p.* exclude (point_id), f.on_skyline, f.on_stage_skyline
+    from points p
+    join flags f using (point_id)
 )
 
 select * from flagged

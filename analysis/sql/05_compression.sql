@@ -1,3 +1,4 @@
+-- depends on: trial_results
 -- compression: size ratios of every finished trial against the teacher its sweep used (measured, see
 -- record_teacher) and against the RoBERTa-large reference of thesis table 7.5, plus the change against the parent a
 -- compress-stage trial came from. Ratios are "times smaller" (reference size / this size), like table 7.5.

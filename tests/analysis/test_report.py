@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from analysis.report import Bold, Table, mb, pct, render_markdown, sci, times
-from db.store import ExperimentStore
+from analysis.report import Bold, Table, build_blocks, mb, pct, render_markdown, sci, times
+from analysis.views import open_store
 from sweep.cli import main
-from tests.fakes import fill_sweep
+from tests.fakes import fill_sweep, make_record
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 def report_dir(tmp_path_factory) -> tuple[Path, Path]:
     tmp = tmp_path_factory.mktemp("report")
     db = tmp / "fw.duckdb"
-    fill_sweep(ExperimentStore(db), "demo", tasks=("sst2", "qqp"), n_seeds=2)
+    fill_sweep(open_store(db), "demo", tasks=("sst2", "qqp"), n_seeds=2)
     rc = main(["report", "demo", "--db", str(db)])
     assert rc == 0
     return db, tmp / "reports" / "demo"  # default: reports/<sweep> next to the database
@@ -38,6 +39,10 @@ def test_report_files(report_dir):
         "pareto_qqp.svg",
     } <= names
     assert not [n for n in names if n.startswith(".")]  # temp files moved into place
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("report.md", "report.html", "pareto_sst2.png", "pareto_sst2.svg"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name  # the umask's mode, not mkstemp's 0600
     for task in ("sst2", "qqp"):
         assert (out / f"pareto_{task}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         svg = (out / f"pareto_{task}.svg").read_text()
@@ -90,3 +95,14 @@ def test_formatters_and_markdown_escaping():
     assert (times(1965.2), times(0.4834)) == ("1,965x", "0.5x")
     md = render_markdown([Table(["a|b", "c"], [[Bold("x"), "y|z"]], "cap")])
     assert "| a\\|b | c |" in md and "| **x** | y\\|z |" in md and "*cap*" in md
+
+
+def test_report_states_the_sweeps_outcome_message(tmp_path):
+    store = open_store(tmp_path / "fw.duckdb")
+    store.start_sweep("bad", {}, "test", "/tmp/bad")
+    store.record_trial(make_record("bad", "t1", status="error", error="RuntimeError: NaN loss", metrics={}, sizes={}))
+    store.finish_sweep("bad", "failed", "1 of 1 trials failed; first error: RuntimeError: NaN loss")
+    blocks, charts = build_blocks(store, "bad", tmp_path)
+    md = render_markdown(blocks)
+    assert "Status **failed** (1 of 1 trials failed; first error: RuntimeError: NaN loss)" in md
+    assert "No finished trials yet." in md and charts == {}

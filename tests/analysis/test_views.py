@@ -1,13 +1,16 @@
-"""The analysis views against the same numbers computed in Python/pandas on the same rows."""
+"""The analysis views against the same numbers computed in Python/pandas on the same rows; the view files'
+dependency convention."""
 
 from __future__ import annotations
 
 import random
+import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from db.store import ExperimentStore
+from analysis.views import SQL_DIR, ViewDefinitionError, load_views, open_store, order_views, parse_view_files
 from tests.fakes import THESIS_SEEDS, fill_sweep, make_record
 
 SCORE_COLS = {"score": "score", "accuracy": "accuracy", "f1": "f1"}
@@ -29,7 +32,7 @@ def python_skyline(points: list[tuple[str, float, float]]) -> set[str]:
 @pytest.fixture(scope="module")
 def random_store(tmp_path_factory):
     """Random trials on two tasks and two sweeps, with sizes and scores drawn from small sets so ties happen."""
-    store = ExperimentStore(tmp_path_factory.mktemp("views") / "fw.duckdb")
+    store = open_store(tmp_path_factory.mktemp("views") / "fw.duckdb")
     rng = random.Random(1234)
     for sweep in ("a", "b"):
         store.record_teacher(sweep, "sst2", "teacher", 0.9, 0.9, None, 10_000, 40_000, None)
@@ -98,6 +101,13 @@ def test_skyline_matches_python(random_store):
                         & (points["size_measure"] == size_measure)
                     ]
                     assert len(pp) == len(pts) and pp["on_skyline"].sum() == len(expected)
+                    # the stage frontier: the same rule among the trials of one stage, baselines NULL
+                    assert pp[pp["kind"] == "baseline"]["on_stage_skyline"].isna().all()
+                    tp = pp[pp["kind"] == "trial"]
+                    for stage, group in tp.groupby("stage"):
+                        stage_pts = [(k, s, v) for k, s, v in pts if k.removeprefix("trial:") in set(group["trial_id"])]
+                        want = {k.removeprefix("trial:") for k in python_skyline(stage_pts)}
+                        assert set(group[group["on_stage_skyline"]]["trial_id"]) == want, (sweep, task, stage)
                     checked += len(expected)
     assert checked > 50
     # ties really happened: some skyline has two points of equal size and score
@@ -108,7 +118,7 @@ def test_skyline_matches_python(random_store):
 
 
 def test_skyline_on_fixed_points(tmp_path):
-    store = ExperimentStore(tmp_path / "fw.duckdb")
+    store = open_store(tmp_path / "fw.duckdb")
     rows = {"small": (100, 0.70), "dominated": (200, 0.69), "tie1": (300, 0.80), "tie2": (300, 0.80),
             "same_size_worse": (300, 0.75), "big": (1000, 0.95), "equal_score_bigger": (2000, 0.95)}  # fmt: skip
     for tid, (size, acc) in rows.items():
@@ -121,7 +131,7 @@ def test_skyline_on_fixed_points(tmp_path):
 
 
 def test_seed_summary_matches_pandas(tmp_path):
-    store = ExperimentStore(tmp_path / "fw.duckdb")
+    store = open_store(tmp_path / "fw.duckdb")
     fill_sweep(store, "demo", tasks=("qqp",), n_seeds=4)
     trials = store.query("SELECT * FROM trial_results WHERE sweep = 'demo'")
     keys = ["stage", "task", "arch", "embedding", "emb_dim", "vocab_size", "alpha", "temperature", "bootstrap",
@@ -155,7 +165,7 @@ def test_seed_summary_matches_pandas(tmp_path):
 
 
 def test_compression_ratios(tmp_path):
-    store = ExperimentStore(tmp_path / "fw.duckdb")
+    store = open_store(tmp_path / "fw.duckdb")
     store.record_teacher("s", "sst2", "roberta-base", 0.93, 0.93, None, 125_000_000, 500_000_000, 460_000_000)
     store.record_teacher("s", "sst2", "other-teacher", 0.80, 0.80, None, 1, 1_000_000, None)
     parent = make_record("s", "p", config={"teacher": "roberta-base"}, metrics={"score": 0.9, "accuracy": 0.9},
@@ -190,13 +200,13 @@ def test_trial_results_columns(random_store):
     required = {"sweep", "trial_id", "parent_trial_id", "stage", "task", "arch", "embedding", "emb_dim", "vocab_size",
                 "alpha", "bootstrap", "seed", "pruning", "quantization", "status", "score", "accuracy", "f1", "params",
                 "nonzero_params", "disk_bytes", "gzip_bytes", "accuracy_matched", "accuracy_mismatched",
-                "ideal_bytes", "temperature", "checkpoint_path", "label", "config"}  # fmt: skip
+                "ideal_bytes", "temperature", "checkpoint_path", "label", "config", "device", "node"}  # fmt: skip
     assert required <= cols
     assert random_store.query("SELECT DISTINCT status FROM trial_results")["status"].tolist() == ["finished"]
 
 
 def test_labels(tmp_path):
-    store = ExperimentStore(tmp_path / "fw.duckdb")
+    store = open_store(tmp_path / "fw.duckdb")
     store.record_trial(make_record("s", "a", arch="rnn", embedding="char", emb_dim=100))
     store.record_trial(make_record("s", "b", arch="ffn", embedding="hash", emb_dim=25, pruning="x", quantization="y"))
     labels = store.query("SELECT trial_id, label FROM trial_results ORDER BY trial_id")["label"].tolist()
@@ -206,7 +216,7 @@ def test_labels(tmp_path):
 def test_stale_views_are_shadowed_for_readers(tmp_path):
     """A database written by code with other view SQL still shows this code's views to a read-only reader."""
     path = tmp_path / "fw.duckdb"
-    store = ExperimentStore(path)
+    store = open_store(path)
     store.record_trial(make_record("s", "t1"))
     import duckdb
 
@@ -214,12 +224,83 @@ def test_stale_views_are_shadowed_for_readers(tmp_path):
     con.execute("CREATE OR REPLACE VIEW trial_results AS SELECT 1 AS old")
     con.execute("UPDATE meta SET value = 'old' WHERE key = 'views_hash'")
     con.close()
-    ro = ExperimentStore(path, read_only=True)
+    ro = open_store(path, read_only=True)
     assert "trial_id" in ro.query("SELECT * FROM trial_results").columns
     import db.store as mod
 
     mod._MIGRATED.clear()  # as in a new process: the next writable open re-installs this code's views
-    ExperimentStore(path)
+    open_store(path)
     con = duckdb.connect(str(path), read_only=True)
     assert "trial_id" in [d[0] for d in con.execute("SELECT * FROM trial_results").description]
     con.close()
+
+
+def test_trial_results_device_and_node(tmp_path):
+    store = open_store(tmp_path / "fw.duckdb")
+    store.record_trial(make_record("s", "a", device="cuda:0", node="host-1"))
+    row = store.query("SELECT device, node FROM trial_results").iloc[0]
+    assert (row["device"], row["node"]) == ("cuda:0", "host-1")
+
+
+def test_open_store_installs_the_views_in_dependency_order(tmp_path):
+    store = open_store(tmp_path / "fw.duckdb")
+    names = dict(store.relations())
+    for view in ("trial_results", "seed_summary", "pareto_points", "skyline", "compression"):
+        assert names[view] == "view"
+    order = [n for n, _ in load_views()]
+    assert order.index("trial_results") < order.index("pareto_points") < order.index("skyline")
+    for f in parse_view_files():
+        assert f.path.read_text().startswith("-- depends on: "), f.path.name
+        assert all(order.index(d) < order.index(f.name) for d in f.depends_on)
+
+
+def _write_views(d: Path, files: dict[str, str]) -> Path:
+    d.mkdir()
+    for name, text in files.items():
+        (d / name).write_text(text)
+    return d
+
+
+def test_views_install_in_declared_order_not_file_order(tmp_path):
+    d = _write_views(
+        tmp_path / "sql",
+        {"01_b.sql": "-- depends on: a\nselect * from a", "02_a.sql": "-- depends on: none\nselect 1 as x"},
+    )
+    assert [n for n, _ in load_views(d)] == ["a", "b"]
+    store = open_store(tmp_path / "fw.duckdb")  # the real views install on a fresh file
+    assert store.query("SELECT count(*) AS n FROM skyline")["n"][0] == 0
+
+
+@pytest.mark.parametrize(
+    "files, message",
+    [
+        ({"01_a.sql": "-- depends on: none\nselect 1 as x", "02_b.sql": "-- depends on: none\nselect * from a"},
+         "02_b.sql: reads view(s) a without declaring"),
+        ({"01_a.sql": "-- depends on: none\nselect 1 as x", "02_b.sql": "-- depends on: a\nselect * from main.a join c using (x)",
+          "03_c.sql": "-- depends on: none\nselect 1 as x"}, "02_b.sql: reads view(s) c without declaring"),
+        ({"01_a.sql": "-- depends on: b\nselect * from b", "02_b.sql": "-- depends on: a\nselect * from a"},
+         "dependency cycle among views: a, b"),
+        ({"01_a.sql": "-- depends on: nope\nselect 1 as x"}, "unknown view(s) nope"),
+        ({"01_a.sql": "select 1 as x"}, "must start with '-- depends on:"),
+        ({"a.sql": "-- depends on: none\nselect 1"}, "named NN_name.sql"),
+    ],
+)  # fmt: skip
+def test_view_dependency_mistakes_are_caught(tmp_path, files, message):
+    d = _write_views(tmp_path / "sql", files)
+    with pytest.raises(ViewDefinitionError, match=re.escape(message)):
+        order_views(parse_view_files(d))
+
+
+def test_comments_and_strings_are_no_references(tmp_path):
+    d = _write_views(tmp_path / "sql", {
+        "01_a.sql": "-- depends on: none\nselect 1 as x",
+        "02_b.sql": "-- depends on: none\n-- unlike a, this reads no view\nselect 'a' as name, 2 as a_count /* a */",
+    })  # fmt: skip
+    assert [n for n, _ in load_views(d)] == ["a", "b"]
+
+
+def test_shipped_view_files_follow_the_convention():
+    files = parse_view_files(SQL_DIR)
+    assert [f.name for f in order_views(files)] == [n for n, _ in load_views()]
+    deps = {f.name: set(f.depends_on) for f in files}
+    assert deps["skyline"] == {"pareto_points"} and deps["trial_results"] == set()

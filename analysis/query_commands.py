@@ -1,15 +1,14 @@
 """``featherweight query`` and ``featherweight db ...``: SQL over the experiment database, Parquet export, migration.
 
-The database is opened read-only for ``query`` and ``db export`` (retrying while a running sweep holds the file), so
-they never change it; the documented tables and views are listed in docs/database.md.
+The database is opened read-only for ``query``, ``db export`` and ``db tables`` (retrying while a running sweep holds
+the file), so they never change it; ``db migrate`` opens it writable and installs the analysis views. The documented
+tables and views are listed in docs/database.md. These commands live in ``analysis`` because they need its views.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 FORMATS = ("table", "csv", "json", "parquet")
@@ -35,7 +34,7 @@ def add_parser(sub) -> None:
     _db_arg(e)
     e.add_argument("--output", "-o", required=True, help="directory to write <name>.parquet files into")
     e.set_defaults(func=run_export)
-    m = dsub.add_parser("migrate", help="create the database or bring its schema and views up to date")
+    m = dsub.add_parser("migrate", help="create the database or bring its schema and the analysis views up to date")
     _db_arg(m)
     m.set_defaults(func=run_migrate)
     t = dsub.add_parser("tables", help="list the tables and views with their row counts")
@@ -44,22 +43,9 @@ def add_parser(sub) -> None:
 
 
 def _open(db: str | None, read_only: bool = True):
-    from db.store import ExperimentStore
+    from analysis.views import open_store
 
-    return ExperimentStore(db, read_only=read_only)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` then move the file into place, so a failure leaves nothing half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    return open_store(db, read_only=read_only)
 
 
 def format_frame(df, fmt: str) -> str:
@@ -78,7 +64,8 @@ def format_frame(df, fmt: str) -> str:
 
 
 def run_query(args: argparse.Namespace) -> int:
-    from db.store import StoreError
+    from db.errors import StoreError
+    from featherweight_core.atomic import atomic_write, write_text_atomic
 
     if args.format == "parquet" and not args.output:
         raise StoreError("--format parquet writes a binary file: pass --output FILE")
@@ -89,12 +76,12 @@ def run_query(args: argparse.Namespace) -> int:
         import pyarrow.parquet as pq
 
         table = store.arrow(args.sql)
-        _atomic_write(Path(args.output), lambda tmp: pq.write_table(table, tmp))
+        atomic_write(args.output, lambda tmp: pq.write_table(table, tmp))
         print(f"wrote {table.num_rows} rows to {args.output}", file=sys.stderr)
         return 0
     text = format_frame(store.query(args.sql), args.format)
     if args.output:
-        _atomic_write(Path(args.output), lambda tmp: tmp.write_text(text))
+        write_text_atomic(args.output, text)
         print(f"wrote {args.output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -105,16 +92,17 @@ def export_parquet(store, out_dir: str | Path) -> list[Path]:
     """Write every table and view of ``store`` to ``out_dir/<name>.parquet``; returns the paths written."""
     import pyarrow.parquet as pq
 
+    from db.errors import StoreError
+    from featherweight_core.atomic import atomic_write
+
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
-        from db.store import StoreError
-
         raise StoreError(f"--output {out_dir} exists and is not a directory")
     written = []
     for name, _kind in store.relations():
         table = store.arrow(f'SELECT * FROM "{name}"')
         path = out_dir / f"{name}.parquet"
-        _atomic_write(path, lambda tmp, table=table: pq.write_table(table, tmp))
+        atomic_write(path, lambda tmp, table=table: pq.write_table(table, tmp))
         written.append(path)
     return written
 

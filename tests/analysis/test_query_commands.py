@@ -1,4 +1,5 @@
-"""``featherweight query`` and ``featherweight db ...``: formats, export, one-line errors, reading while a writer writes."""
+"""``featherweight query`` and ``featherweight db ...`` (analysis.query_commands): formats, export, one-line errors,
+files written atomically with the umask's mode, reading while a writer writes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from analysis.views import open_store
 from db.store import ExperimentStore
 from sweep.cli import main
 from tests.fakes import make_record
@@ -22,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def db_path(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cli") / "fw.duckdb"
-    store = ExperimentStore(path)
+    store = open_store(path)
     store.start_sweep("s", {}, "test", "/tmp/s")
     for i in range(4):
         acc = 0.8 + i / 100
@@ -61,6 +63,9 @@ def test_query_env_var_and_output_files(db_path, tmp_path, capsys, monkeypatch):
     df = pd.read_parquet(out_pq)
     assert len(df) == 4 and {"trial_id", "score", "gzip_bytes"} <= set(df.columns)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out_pq.stat().st_mode & 0o777 == 0o666 & ~umask  # as a plain open() would make it, not mkstemp's 0600
 
 
 @pytest.mark.parametrize(
@@ -83,7 +88,7 @@ def test_bad_input_is_one_line_error(db_path, capsys, argv, message):
     assert rc == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], err
-    assert ExperimentStore(db_path, read_only=True).query("SELECT count(*) AS n FROM trials")["n"][0] == 4
+    assert open_store(db_path, read_only=True).query("SELECT count(*) AS n FROM trials")["n"][0] == 4
 
 
 def test_export_writes_every_table_and_view(db_path, tmp_path, capsys):
@@ -103,8 +108,10 @@ def test_db_tables_and_migrate(db_path, tmp_path, capsys):
     rc, out, _ = run_cli(["db", "tables", "--db", str(db_path)], capsys)
     assert rc == 0 and "skyline" in out and "trials" in out
     fresh = tmp_path / "new.duckdb"
+    ExperimentStore(fresh)  # created without views (as the sweep runner does)
     rc, out, _ = run_cli(["db", "migrate", "--db", str(fresh)], capsys)
     assert rc == 0 and "schema version" in out and fresh.is_file()
+    assert dict(ExperimentStore(fresh, read_only=True).relations())["skyline"] == "view"  # now stored in the file
 
 
 WRITER = textwrap.dedent(
@@ -114,7 +121,7 @@ WRITER = textwrap.dedent(
     from db.store import ExperimentStore
     from tests.fakes import make_record
     from pathlib import Path
-    store = ExperimentStore({path!r})
+    store = ExperimentStore({path!r})  # as the sweep runner writes: without views
     stop = Path({stop!r})
     store.record_trial(make_record("w", "w00000", seed=0))
     print("ready", flush=True)
@@ -132,7 +139,7 @@ def test_query_while_another_process_writes(tmp_path):
     """DuckDB lets one process hold the file at a time; short write transactions + retries let readers in."""
     path = tmp_path / "fw.duckdb"
     stop = tmp_path / "stop"
-    ExperimentStore(path)
+    ExperimentStore(path)  # no views installed in the file: readers bring their own (temporary) ones
     writer = subprocess.Popen(
         [sys.executable, "-c", WRITER.format(repo=str(REPO), path=str(path), stop=str(stop))],
         stdout=subprocess.PIPE,
@@ -144,7 +151,7 @@ def test_query_while_another_process_writes(tmp_path):
         # appears), so a slow, loaded machine makes the test slower, never flaky.
         counts = []
         for _ in range(4):
-            store = ExperimentStore(path, read_only=True)
+            store = open_store(path, read_only=True)
             counts.append(int(store.query("SELECT count(*) AS n FROM trial_results")["n"][0]))
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         cli = subprocess.run(
@@ -173,4 +180,4 @@ def test_query_while_another_process_writes(tmp_path):
     written = int(out.strip().splitlines()[-1])
     assert len(counts) == 4 and counts == sorted(counts)  # every read succeeded and saw a consistent, growing table
     assert counts[-1] > 0 and written > counts[0]
-    assert ExperimentStore(path, read_only=True).query("SELECT count(*) AS n FROM trials")["n"][0] == written
+    assert open_store(path, read_only=True).query("SELECT count(*) AS n FROM trials")["n"][0] == written

@@ -1,0 +1,12 @@
+"""The database's user error."""
+
+from __future__ import annotations
+
+from featherweight_core.errors import UserError
+
+
+class StoreError(UserError, ValueError):
+    """A database problem the user can act on (missing file, locked file, bad SQL, unknown sweep or trial).
+
+    Problems only a bug can cause (a view that fails to install, a broken migration) are plain exceptions instead.
+    """

@@ -1,0 +1,152 @@
+"""The reads: SQL to a DataFrame or an Arrow table, the list of relations, and the typed reads the sweep runner
+and the reports use (sweep status, finished trial ids, a parent's compression history). Each takes an open
+connection; ``ExperimentStore`` opens it. Typed reads go to the tables, never to the views (the store does not own
+the views; they may not be installed).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+
+from db.connection import first_line
+from db.errors import StoreError
+from featherweight_core.vocab import SIZE_MEASURES, STAGES
+
+if TYPE_CHECKING:  # pandas and pyarrow are imported lazily: the writer never needs them
+    import pandas
+    import pyarrow
+
+
+def query(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None) -> pandas.DataFrame:
+    """Run one SQL statement and return its rows as a DataFrame. Bad SQL -> StoreError with DuckDB's message."""
+    try:
+        return con.execute(sql, params).df() if params is not None else con.execute(sql).df()
+    except duckdb.Error as e:
+        raise StoreError(f"query failed: {first_line(e)}") from e
+
+
+def arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None) -> pyarrow.Table:
+    """Like ``query`` but returns a pyarrow Table (keeps DuckDB's types exactly, e.g. for Parquet export)."""
+    try:
+        # a relation (con.sql) converts to Arrow without the extra copy a DB-API result makes
+        rel = con.sql(sql, params=params) if params is not None else con.sql(sql)
+        if rel is None:  # a statement without a result
+            import pyarrow as pa
+
+            return pa.table({})
+        for method in ("to_arrow_table", "fetch_arrow_table", "arrow"):  # the name moved across DuckDB versions
+            if hasattr(rel, method):
+                table = getattr(rel, method)()
+                return table.read_all() if hasattr(table, "read_all") else table
+        raise RuntimeError("this DuckDB cannot return Arrow tables")
+    except duckdb.Error as e:
+        raise StoreError(f"query failed: {first_line(e)}") from e
+
+
+def relations(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:
+    """``[(name, "table" | "view"), ...]`` of the user-visible tables and views (temporary views included)."""
+    rows = con.execute(
+        "SELECT table_name, table_type FROM information_schema.tables "
+        "WHERE table_schema = 'main' OR table_type = 'LOCAL TEMPORARY' ORDER BY table_type, table_name"
+    ).fetchall()
+    out, seen = [], set()
+    for name, kind in rows:
+        if name in seen:
+            continue
+        seen.add(name)
+        out.append((name, "view" if "VIEW" in kind.upper() else "table"))
+    return out
+
+
+SWEEP_COLUMNS = ("name", "status", "message", "started_at", "finished_at", "code_version", "storage_path")
+
+
+def sweeps(con: duckdb.DuckDBPyConnection) -> pandas.DataFrame:
+    """One row per sweep with its trial counts."""
+    return query(
+        con,
+        f"""
+        SELECT {", ".join("s." + c for c in SWEEP_COLUMNS)},
+               count(t.trial_id) AS trials,
+               count(t.trial_id) FILTER (WHERE t.status = 'finished') AS finished,
+               count(t.trial_id) FILTER (WHERE t.status = 'error') AS errors
+        FROM sweeps s LEFT JOIN trials t ON t.sweep = s.name
+        GROUP BY ALL ORDER BY s.started_at, s.name
+        """,
+    )
+
+
+def _unknown_sweep(con: duckdb.DuckDBPyConnection, name: str) -> StoreError:
+    known = [r[0] for r in con.execute("SELECT name FROM sweeps ORDER BY name").fetchall()]
+    return StoreError(f"unknown sweep {name!r} (known: {', '.join(known) or 'none'})")
+
+
+def sweep_spec(con: duckdb.DuckDBPyConnection, name: str) -> dict:
+    """The spec the sweep was (last) started with, as recorded by ``start_sweep``. Unknown sweep -> StoreError."""
+    row = con.execute("SELECT spec FROM sweeps WHERE name = ?", [name]).fetchone()
+    if row is None:
+        raise _unknown_sweep(con, name)
+    return json.loads(row[0]) if isinstance(row[0], str) else (row[0] or {})
+
+
+def sweep_status(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, Any]:
+    """``{name, status, message, started_at, finished_at, code_version, storage_path, trials, by_status, by_stage}``;
+    ``by_stage`` is ``{stage: {status: count}}``. Unknown sweep -> StoreError naming the known ones."""
+    row = con.execute(f"SELECT {', '.join(SWEEP_COLUMNS)} FROM sweeps WHERE name = ?", [name]).fetchone()
+    if row is None:
+        raise _unknown_sweep(con, name)
+    counts = con.execute(
+        "SELECT stage, status, count(*) FROM trials WHERE sweep = ? GROUP BY ALL ORDER BY ALL", [name]
+    ).fetchall()
+    by_stage: dict[str, dict[str, int]] = {}
+    by_status: dict[str, int] = {}
+    for stage, status, n in counts:
+        by_stage.setdefault(stage, {})[status] = n
+        by_status[status] = by_status.get(status, 0) + n
+    return {
+        **dict(zip(SWEEP_COLUMNS, row, strict=True)),
+        "trials": sum(by_status.values()),
+        "by_status": by_status,
+        "by_stage": by_stage,
+    }
+
+
+def _check_stage(stage: str | None) -> None:
+    if stage is not None and stage not in STAGES:
+        raise ValueError(f"stage must be one of {STAGES} or None, got {stage!r}")
+
+
+def finished_trial_ids(con: duckdb.DuckDBPyConnection, sweep: str, stage: str | None = None) -> set[str]:
+    """Ids of the sweep's finished trials (of one stage if given)."""
+    _check_stage(stage)
+    rows = con.execute(
+        "SELECT trial_id FROM trials WHERE sweep = ? AND status = 'finished' AND (? IS NULL OR stage = ?)",
+        [sweep, stage, stage],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def compress_history(
+    con: duckdb.DuckDBPyConnection, sweep: str, parent_trial_id: str, size_measure: str
+) -> list[tuple[dict, float | None, float | None]]:
+    """``[(config, score, size), ...]`` of the finished compress-stage trials of ``parent_trial_id`` in ``sweep``,
+    oldest first: what a resumed stage 2 feeds its search. ``size`` is the ``size_measure`` column of ``results``."""
+    if size_measure not in SIZE_MEASURES:  # interpolated as a column name below: only known names
+        raise StoreError(f"size measure must be one of {SIZE_MEASURES}, got {size_measure!r}")
+    rows = con.execute(
+        f"""
+        SELECT t.config, r.score, r.{size_measure}
+        FROM trials t LEFT JOIN results r USING (sweep, trial_id)
+        WHERE t.sweep = ? AND t.parent_trial_id = ? AND t.stage = 'compress' AND t.status = 'finished'
+        ORDER BY t.finished_at NULLS LAST, t.recorded_at, t.trial_id
+        """,
+        [sweep, parent_trial_id],
+    ).fetchall()
+    out = []
+    for config, score, size in rows:
+        cfg = json.loads(config) if isinstance(config, str) else (config or {})
+        out.append((cfg, None if score is None else float(score), None if size is None else float(size)))
+    return out
