@@ -75,6 +75,11 @@ def locate_sweep(name: str, storage: str | None, db: str | None):
             spec = load_spec(path)
             return spec, spec.database
         tried.append(str(path))
+        if storage is None:  # e.g. `featherweight demo --output runs/demo` keeps its sweep in runs/demo/demo
+            nested = sorted(Path(DEFAULT_STORAGE).glob(f"*/{name}/spec.yaml"))
+            if len(nested) == 1:
+                spec = load_spec(nested[0])
+                return spec, spec.database
         if storage is not None:
             raise UserError(f"no sweep {name!r} under {storage}/ (expected {path}); pass --db DATABASE")
         db = default_db_path()

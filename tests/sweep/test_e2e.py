@@ -124,3 +124,14 @@ def test_resume_after_kill_and_query_while_running(tmp_path):
     assert (merged.finished_at_before == merged.finished_at_after).all()  # finished trials were not re-run
     status = _featherweight("sweep", "status", "killed", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
     assert status.returncode == 0 and "finished" in status.stdout
+
+
+def test_a_sweep_whose_every_trial_failed_exits_nonzero(tmp_path):
+    spec = _spec(tmp_path, "doomed", seeds=[0], archs=("ffn",), epochs=1)
+    r = _featherweight("sweep", "run", str(spec), cwd=tmp_path, env=_env(FEATHERWEIGHT_FAULT_TRIALS="task=synthetic"))
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert "sweep doomed failed" in r.stderr and "1 of 1 trials failed; first error: RuntimeError: injected" in r.stderr
+    st = ExperimentStore(tmp_path / "runs" / "featherweight.duckdb", read_only=True).sweep_status("doomed")
+    assert st["status"] == "failed" and st["message"].startswith("1 of 1 trials failed")
+    status = _featherweight("sweep", "status", "doomed", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
+    assert status.returncode == 0 and "failed" in status.stdout and "1 of 1 trials failed" in status.stdout
