@@ -51,3 +51,71 @@ def test_cli_parser_builds_without_heavy_imports():
     )
     result = _run(code)
     assert result["forbidden"] == []
+
+
+# ---- the dependency rule between packages, and no import cycles within them (docs/architecture.md) ----------------
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("featherweight_core", "trainables", "db", "analysis", "sweep")
+# package -> the project packages it may import (featherweight_core: only its own modules)
+ALLOWED = {
+    "featherweight_core": {"featherweight_core"},
+    "trainables": {"trainables", "featherweight_core"},
+    "db": {"db", "featherweight_core"},
+    "analysis": {"analysis", "db", "featherweight_core"},
+    "sweep": {"sweep", "trainables", "analysis", "db", "featherweight_core"},
+}
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """module -> project modules it imports (at any level, function-local imports included)."""
+    import ast
+
+    modules = {}
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            modules[name] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            deps |= {t for t in targets if t in modules and t != name}
+        graph[name] = deps
+    return graph
+
+
+def test_packages_import_only_downwards():
+    bad = [(m, d) for m, deps in _import_graph().items() for d in deps
+           if d.split(".")[0] not in ALLOWED[m.split(".")[0]]]  # fmt: skip
+    assert bad == [], f"imports against the dependency rule: {bad}"
+
+
+def test_no_import_cycles():
+    graph = _import_graph()
+    # a package __init__ that only re-exports is not a cycle with its own submodules
+    graph = {
+        m: {d for d in deps if not m.startswith(d + ".") and not d.startswith(m + ".")} for m, deps in graph.items()
+    }
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(m: str, stack: list[str]) -> None:
+        state[m] = 1
+        for d in sorted(graph.get(m, ())):
+            if state.get(d) == 1:
+                cycles.append(stack[stack.index(d) :] + [d] if d in stack else [m, d])
+            elif d not in state:
+                visit(d, [*stack, d])
+        state[m] = 2
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert cycles == [], f"import cycles: {cycles}"
