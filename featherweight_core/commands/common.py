@@ -5,12 +5,8 @@ from __future__ import annotations
 import argparse
 
 from featherweight_core import vocab
-from featherweight_core.atomic import write_json_atomic
 from featherweight_core.errors import ConfigError
 from featherweight_core.tasks import TASKS, TaskSpec, custom_task, get_task
-
-__all__ = ["STUDENT_THREADS_HELP", "add_encoder_args", "add_task_args", "positive_int", "resolve_task",
-           "write_json_atomic"]  # fmt: skip
 
 
 def add_task_args(p: argparse.ArgumentParser) -> None:
