@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import duckdb  # noqa: E402
 from _util import latency_summary  # noqa: E402
-from tests.db_fakes import make_record  # noqa: E402
+from tests.fakes import make_record  # noqa: E402
 
-from db.store import ExperimentStore  # noqa: E402
+from analysis.views import open_store  # noqa: E402
 
 
 def main() -> None:
@@ -53,7 +53,7 @@ def main() -> None:
         base_med = statistics.median(baseline)
         print(f"baseline   duckdb open + 1-row INSERT + close     {latency_summary(baseline)}")
 
-        store = ExperimentStore(Path(tmp) / "fw.duckdb")
+        store = open_store(Path(tmp) / "fw.duckdb")
         store.start_sweep("bench", {}, "bench", tmp)
         history = [
             {
@@ -77,7 +77,7 @@ def main() -> None:
             window.append(dt)
             all_writes.append(dt)
             if len(window) == args.window or i == args.trials - 1:
-                reader = reader or ExperimentStore(store.path, read_only=True)
+                reader = reader or open_store(store.path, read_only=True)
                 t0 = time.perf_counter()
                 reader.query("SELECT count(*) FROM trial_results")
                 q_ms = (time.perf_counter() - t0) * 1000

@@ -1,6 +1,6 @@
 """Sweep efficiency: a 16-trial SST-2 grid through Ray Tune against the same 16 trials one after another in one process.
 
-Both sides run the same work through the same code: ``sweep.runner.prepare_all`` encodes the data once, and every
+Both sides run the same work through the same code: ``sweep.assets.prepare_for_trials`` encodes the data once, and every
 trial is ``trainables.distill.train_trial`` (train with early stopping, measure sizes, save the student), with one
 torch thread per trial. The sequential side is a plain loop in this process. The Ray side is ``run_sweep`` itself:
 a local Ray with ``--workers`` CPUs, one CPU per trial, data shipped through the object store, actors reused, every
@@ -70,31 +70,32 @@ def make_spec(args: argparse.Namespace, storage: Path, name: str, cpus: float, g
 def run_sequential(spec: SweepSpec) -> dict:
     import torch
 
-    from sweep.runner import prepare_all
+    from sweep.assets import prepare_for_trials
     from trainables.distill import train_trial
 
     torch.set_num_threads(1)
     trials = spec.distill_trials()
     t0 = time.perf_counter()
-    prepared = prepare_all(spec, trials, {})
+    prepared = prepare_for_trials(spec, trials)
     prep = time.perf_counter() - t0
     seconds, scores = {}, {}
     for i, trial in enumerate(trials, 1):
         s0 = time.perf_counter()
         with tempfile.TemporaryDirectory(prefix="fw-bench-") as out:
-            report = train_trial(trial, prepared, "cpu", out)
-        seconds[trial["trial_id"]] = time.perf_counter() - s0
-        scores[trial["trial_id"]] = report["score"]
-        print(f"  sequential {i:2d}/{len(trials)} {trial['arch']} {trial['embedding']} seed {trial['seed']}: "
-              f"{seconds[trial['trial_id']]:.1f}s score {report['score']:.4f}  load {load_average()}", flush=True)  # fmt: skip
+            outcome = train_trial(trial, prepared[trial.data_key], "cpu", out)
+        seconds[trial.trial_id] = time.perf_counter() - s0
+        scores[trial.trial_id] = outcome.score
+        print(f"  sequential {i:2d}/{len(trials)} {trial.describe()}: {seconds[trial.trial_id]:.1f}s"
+              f" score {outcome.score:.4f}  load {load_average()}", flush=True)  # fmt: skip
     return {"wall": time.perf_counter() - t0, "prep": prep, "seconds": seconds, "scores": scores}
 
 
 def run_ray(spec: SweepSpec) -> dict:
     import ray
 
-    from db.store import ExperimentStore
-    from sweep.runner import init_ray, run_sweep
+    from analysis.views import open_store
+    from sweep.runner import run_sweep
+    from sweep.tuner import init_ray
 
     t0 = time.perf_counter()
     init_ray(None, spec.resources)
@@ -104,7 +105,7 @@ def run_ray(spec: SweepSpec) -> dict:
     wall = time.perf_counter() - t0
     driver_cpu = time.process_time() - cpu0
     ray.shutdown()
-    rows = ExperimentStore(spec.database, read_only=True).query(
+    rows = open_store(spec.database, read_only=True).query(
         "SELECT trial_id, seconds, score FROM trial_results WHERE sweep = ?", [spec.name]
     )
     return {
@@ -126,9 +127,9 @@ def cpu_comparison(args: argparse.Namespace, tmp: Path) -> None:
           f"vocab {args.vocab_size}, alpha 1, {args.max_epochs} epoch(s); {args.workers} Ray workers x 1 CPU; "
           f"load {load_average()}", flush=True)  # fmt: skip
     print("warming the encoded-data cache (untimed)", flush=True)
-    from sweep.runner import prepare_all
+    from sweep.assets import prepare_for_trials
 
-    prepare_all(spec, spec.distill_trials(), {})
+    prepare_for_trials(spec, spec.distill_trials())
 
     print("sequential, one process, 1 thread:", flush=True)
     seq = run_sequential(spec)
@@ -167,9 +168,9 @@ def gpu_comparison(args: argparse.Namespace, tmp: Path) -> None:
         spec = make_spec(args, tmp / f"gpu{frac}", f"bench-gpu-{frac}", args.cpus_per_trial, frac,
                          max(os.cpu_count() or 1, int(per_gpu * args.cpus_per_trial)))  # fmt: skip
         if not rows:  # warm the encoded-data cache once, untimed
-            from sweep.runner import prepare_all
+            from sweep.assets import prepare_for_trials
 
-            prepare_all(spec, spec.distill_trials(), {})
+            prepare_for_trials(spec, spec.distill_trials())
         r = run_ray(spec)
         rows.append((frac, per_gpu, r))
     print()

@@ -91,6 +91,14 @@ def prepare_datasets(
     return out
 
 
+def prepare_for_trials(
+    spec: SweepSpec, trials, assets: dict[str, TaskAssets] | None = None, data: TaskDataCache | None = None
+) -> dict[str, Prepared]:
+    """The datasets ``trials`` (DistillTrials) train on, keyed by their ``data_key``."""
+    keys = [(t.task, t.embedding, t.vocab_size, t.emb_dim) for t in trials]
+    return prepare_datasets(spec, keys, assets or {}, data or TaskDataCache(spec))
+
+
 def teacher_baselines(assets: dict[str, TaskAssets]) -> list[dict[str, Any]]:
     """Each teacher directory as a measured baseline row (``task`` added), measured like every student."""
     from featherweight_core.teacher import teacher_baseline

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sweep.assets import TaskAssets, TaskDataCache, prepare_datasets
+from sweep.assets import TaskAssets, TaskDataCache, prepare_for_trials
 from sweep.callback import DatabaseCallback, ProgressReporter
 from sweep.records import distill_record
 from sweep.spec import SweepSpec
@@ -33,8 +33,7 @@ def run_distill_stage(
     from trainables.distill import distill_trainable
 
     say("preparing data (encoded once per task and encoding, shared with all trials)")
-    keys = [(t.task, t.embedding, t.vocab_size, t.emb_dim) for t in todo]
-    refs = {key: ray.put(p) for key, p in prepare_datasets(spec, keys, assets, data).items()}
+    refs = {key: ray.put(p) for key, p in prepare_for_trials(spec, todo, assets, data).items()}
 
     def trial_of(tune_trial) -> DistillTrial:
         return DistillTrial.from_dict(tune_trial.config["trial"])
