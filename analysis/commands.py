@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from featherweight_core.vocab import SIZE_MEASURES
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="write a sweep's report (Markdown, HTML, Pareto charts as PNG/SVG)",
@@ -15,7 +17,7 @@ def add_parser(sub) -> None:
                    help="experiment database (default: $FEATHERWEIGHT_DB or runs/featherweight.duckdb)")  # fmt: skip
     p.add_argument("--output", "-o", default=None,
                    help="output directory (default: reports/<SWEEP> next to the database)")  # fmt: skip
-    p.add_argument("--size-measure", choices=["gzip_bytes", "disk_bytes", "params"], default="gzip_bytes",
+    p.add_argument("--size-measure", choices=SIZE_MEASURES, default="gzip_bytes",
                    help="x axis of the Pareto charts and skyline tables (default: gzip_bytes, as thesis table 7.5)")  # fmt: skip
     p.set_defaults(func=run)
 

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import duckdb  # noqa: E402
 from _util import latency_summary  # noqa: E402
-from tests.fakes import make_record  # noqa: E402
 
 from analysis.views import open_store  # noqa: E402
+from tests.fakes import make_record  # noqa: E402
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 
 from db.errors import StoreError
-from featherweight_core.vocab import STAGES
+from featherweight_core.vocab import MODULE_GROUPS, STAGES
 
 TRIAL_STATUSES = ("finished", "error")
 # 'running' while the runner works; then 'finished', 'failed' (trials failed: the message says how many) or
@@ -165,7 +165,7 @@ def flatten_sizes(sizes: dict) -> dict:
     nested = flat.get("params")
     if isinstance(nested, dict):
         flat["params"] = nested.get("total")
-        for part in ("embedding", "encoder", "classifier"):
+        for part in MODULE_GROUPS:
             flat.setdefault(f"params_{part}", nested.get(part))
         flat.setdefault("nonzero_params", nested.get("nonzero"))
     return flat

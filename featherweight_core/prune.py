@@ -244,7 +244,7 @@ def _expand_aliases(d: Mapping[str, float], arch: str, embedding: str) -> dict[s
         if k == "embedding":
             out[f"{embedding}_emb"] = v
         elif k == "encoder":
-            if arch in ("bilstm", "rnn"):
+            if arch in vocab.RECURRENT_ARCHS:
                 out["lstm" if arch == "bilstm" else "rnn"] = v
         elif k == "classifier":
             out["linear"] = v
@@ -300,7 +300,7 @@ def prunable_tensors(model: nn.Module, arch: str, embedding: str) -> list[tuple[
     else:
         raise PruningError(f"cannot prune embedding {type(emb).__name__} (quantized models cannot be pruned)")
     rnn = getattr(model.encoder, "rnn", None)
-    if arch in ("bilstm", "rnn"):
+    if arch in vocab.RECURRENT_ARCHS:
         if not isinstance(rnn, nn.LSTM | nn.RNN):
             raise PruningError(f"cannot prune encoder {type(rnn).__name__} (quantized models cannot be pruned)")
         group = "lstm" if arch == "bilstm" else "rnn"

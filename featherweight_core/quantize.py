@@ -70,7 +70,7 @@ class QuantConfig:
     importance_bits: int = 16
 
     def __post_init__(self) -> None:
-        for name in ("embedding", "encoder", "classifier", "static_classifier"):
+        for name in vocab.QUANT_PARTS:
             if not isinstance(getattr(self, name), bool):
                 raise QuantizationError(f"QuantConfig.{name} must be a bool, got {getattr(self, name)!r}")
         for name in ("calibration_batches", "calibration_batch_size"):
@@ -392,7 +392,7 @@ def is_quantized(model: nn.Module) -> bool:
 
 def quantized_groups(model: nn.Module) -> dict[str, bool]:
     """Which of the student's module groups hold quantized modules."""
-    return {g: is_quantized(getattr(model, g)) for g in ("embedding", "encoder", "classifier") if hasattr(model, g)}
+    return {g: is_quantized(getattr(model, g)) for g in vocab.MODULE_GROUPS if hasattr(model, g)}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -433,7 +433,7 @@ def quantize_student(
         q = copy.deepcopy(model).cpu().eval()
         if cfg.embedding:
             q.embedding = _quantize_embedding(q.embedding, cfg.importance_bits)
-        if cfg.encoder and arch in ("bilstm", "rnn"):
+        if cfg.encoder and arch in vocab.RECURRENT_ARCHS:
             q.encoder = _quantize_encoder(q.encoder)
         if cfg.classifier:
             if cfg.static_classifier:

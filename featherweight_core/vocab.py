@@ -41,3 +41,6 @@ DEFAULT_VOCAB_SIZE = 5000
 # Vocabulary sizes and dimensions BPEmb publishes; anything else cannot exist locally or online
 BPEMB_VOCAB_SIZES = (1000, 3000, 5000, 10000, 25000, 50000, 100000, 200000)
 BPEMB_DIMS = (25, 50, 100, 200, 300)
+
+# Archs with a recurrent encoder (prunable and quantizable encoder weights); the FFN has none
+RECURRENT_ARCHS = ("bilstm", "rnn")

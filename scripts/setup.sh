@@ -4,8 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+LOG=$(mktemp)
+trap 'rm -f "$LOG"' EXIT
+quiet() {  # run pip quietly; show its output only when it fails
+  if ! "$@" >"$LOG" 2>&1; then cat "$LOG" >&2; echo "setup failed: $*" >&2; exit 1; fi
+}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
-.venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q torch==2.13.0 2>&1 | grep -v "is ignored" || true
-.venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v "is ignored" || true
+quiet .venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -c "import torch" 2>/dev/null || quiet .venv/bin/python -m pip install -q torch==2.13.0
+quiet .venv/bin/python -m pip install -q -e ".[dev]"
 .venv/bin/python -c "import torch, featherweight_core; print('featherweight ready, torch', torch.__version__)"

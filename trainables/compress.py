@@ -14,7 +14,7 @@ from featherweight_core.distill import DistillConfig, resolve_temperature
 from featherweight_core.prepare import Prepared
 from featherweight_core.prune import PruneConfig
 from featherweight_core.quantize import QuantConfig
-from featherweight_core.vocab import PRUNE_GROUP_OF_MODULE_GROUP
+from featherweight_core.vocab import MODULE_GROUPS, PRUNE_GROUP_OF_MODULE_GROUP
 from trainables.distill import error_message, node_name, setup_torch
 from trainables.trial import CompressTrial, TrialOutcome
 
@@ -57,7 +57,7 @@ def compress_trial(trial: CompressTrial, prepared: Prepared, out_dir: str) -> Tr
         metrics=dict(result.metrics),
         sizes={
             "params": params["total"],
-            **{f"params_{g}": params.get(g) for g in ("embedding", "encoder", "classifier")},
+            **{f"params_{g}": params.get(g) for g in MODULE_GROUPS},
             **{k: v for k, v in result.sizes.items() if k != "params"},
         },
         pruning=described["prune"],

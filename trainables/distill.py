@@ -16,6 +16,7 @@ from typing import Any
 from featherweight_core.distill import DistillConfig, resolve_temperature
 from featherweight_core.prepare import Prepared
 from featherweight_core.run import run_distillation, student_config_for
+from featherweight_core.vocab import MODULE_GROUPS
 from trainables.trial import DistillTrial, TrialOutcome
 
 FAULT_ENV = "FEATHERWEIGHT_FAULT_TRIALS"
@@ -90,7 +91,7 @@ def train_trial(trial: DistillTrial, prepared: Prepared, device: str, out_dir: s
         metrics={**s["metrics"], "best_epoch": s["best_epoch"], "epochs": s["epochs"]},
         sizes={
             "params": params["total"],
-            **{f"params_{g}": params.get(g) for g in ("embedding", "encoder", "classifier")},
+            **{f"params_{g}": params.get(g) for g in MODULE_GROUPS},
             "nonzero_params": params.get("nonzero"),
             "disk_bytes": s["disk_bytes"],
             "gzip_bytes": s["gzip_bytes"],
