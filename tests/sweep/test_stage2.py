@@ -84,8 +84,8 @@ def test_stage2_records_parents_and_resumes_after_raising_num_samples(tmp_path):
     assert (res.device == "cpu").all() and res.node.notna().all()
     finished_at = store.sweep_status("s2")["finished_at"]
 
-    # a resume with nothing to do changes nothing, not even finished_at
-    r = _featherweight("sweep", "resume", "s2", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
+    # a resume with nothing to do changes nothing, not even finished_at (found from the database alone)
+    r = _featherweight("sweep", "resume", "s2", "--db", str(db), cwd=tmp_path)
     assert r.returncode == 0 and "nothing to do" in r.stderr, r.stderr[-3000:]
     assert open_store(db, read_only=True).sweep_status("s2")["finished_at"] == finished_at
 
