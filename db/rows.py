@@ -26,7 +26,20 @@ SWEEP_STATUSES = ("running", "finished", "failed", "interrupted")
 FINAL_SWEEP_STATUSES = SWEEP_STATUSES[1:]
 
 # Columns of ``results`` filled from TrialRecord.metrics / .sizes (everything is also kept in the JSON columns).
-METRIC_COLUMNS = ("score", "accuracy", "f1", "accuracy_matched", "accuracy_mismatched", "best_epoch", "epochs")
+METRIC_COLUMNS = (
+    "score",
+    "accuracy",
+    "f1",
+    "accuracy_matched",
+    "accuracy_mismatched",
+    "best_epoch",
+    "epochs",
+    "macro_f1",
+    "test_score",
+    "test_accuracy",
+    "test_f1",
+    "test_macro_f1",
+)
 SIZE_COLUMNS = (
     "params",
     "params_embedding",
@@ -46,6 +59,12 @@ TRIAL_COLUMNS = (
 )  # fmt: skip
 RESULT_COLUMNS = ("sweep", "trial_id", *METRIC_COLUMNS, *SIZE_COLUMNS, "metrics", "sizes")
 EPOCH_COLUMNS = ("sweep", "trial_id", "epoch", "train_loss", "score", "seconds", "samples_per_second", "metrics")
+CLASS_COLUMNS = ("sweep", "trial_id", "split", "label_id", "label", "precision", "recall", "f1", "support", "predicted")
+# User reference points: 'user' (featherweight db add-baseline) and 'spec' (a sweep spec's tasks.<task>.baselines);
+# 'thesis table 7.5' rows come with the schema and 'measured' teachers through record_teacher.
+BASELINE_SOURCES = ("user", "spec")
+BASELINE_COLUMNS = ("sweep", "task", "name", "source", "score", "accuracy", "f1", "macro_f1", "params", "disk_bytes",
+                    "gzip_bytes", "note", "recorded_at")  # fmt: skip
 
 
 @dataclass
@@ -82,6 +101,9 @@ class TrialRecord:
     )  # per epoch: epoch, train_loss, score, seconds, samples_per_second, metrics
     device: str | None = None  # "cpu" | "cuda" | "cuda:0" ...
     node: str | None = None  # the Ray node / host the trial ran on
+    # per split and class: {"split", "label_id", "label", "precision", "recall", "f1", "support", "predicted": [ints]}
+    # (class_metric_rows builds them from the core's per-split shape)
+    class_metrics: list[dict] = field(default_factory=list)
 
     def validate(self) -> None:
         if not self.sweep or not self.trial_id:
@@ -171,6 +193,52 @@ def flatten_sizes(sizes: dict) -> dict:
     return flat
 
 
+def class_metric_rows(per_split: dict[str, dict]) -> list[dict]:
+    """The core's per-split class metrics (``{split: {"labels": [names], "precision": [...], "recall": [...],
+    "f1": [...], "support": [...], "confusion": [[...]]}}``, confusion rows = true label, columns = predicted) as
+    ``TrialRecord.class_metrics`` rows, one per split and class.
+
+    >>> rows = class_metric_rows({"validation": {"labels": ["neg", "pos"], "precision": [1.0, 0.5],
+    ...     "recall": [0.5, 1.0], "f1": [0.667, 0.667], "support": [2, 1], "confusion": [[1, 1], [0, 1]]}})
+    >>> [(r["split"], r["label_id"], r["label"], r["support"], r["predicted"]) for r in rows]
+    [('validation', 0, 'neg', 2, [1, 1]), ('validation', 1, 'pos', 1, [0, 1])]
+    """
+    out = []
+    for split, m in (per_split or {}).items():
+        labels = list(m.get("labels") or [])
+        confusion = list(m.get("confusion") or [])
+
+        def at(key: str, i: int, m=m) -> Any:
+            values = m.get(key)
+            return values[i] if values is not None and i < len(values) else None
+
+        for i, label in enumerate(labels):
+            row = confusion[i] if i < len(confusion) else None
+            out.append({
+                "split": str(split), "label_id": i, "label": str(label),
+                "precision": at("precision", i), "recall": at("recall", i), "f1": at("f1", i),
+                "support": at("support", i),
+                "predicted": None if row is None else list(row),
+            })  # fmt: skip
+    return out
+
+
+def _class_row(key: list, entry: Any) -> list:
+    entry = dict(entry)
+    missing = [k for k in ("split", "label_id") if entry.get(k) is None]
+    if missing:
+        raise StoreError(f"trial {key[1]}: class metrics row without {', '.join(missing)}: {entry!r}")
+    predicted = entry.get("predicted")
+    if predicted is not None:
+        predicted = [None if _finite(c) is None else int(_finite(c)) for c in predicted]
+    support = _finite(entry.get("support"))
+    return [
+        *key, str(entry["split"]), int(entry["label_id"]), _text(entry.get("label")),
+        _num(entry.get("precision"), "precision"), _num(entry.get("recall"), "recall"), _num(entry.get("f1"), "f1"),
+        None if support is None else int(support), predicted,
+    ]  # fmt: skip
+
+
 def _history_row(entry: Any, index: int) -> dict:
     if dataclasses.is_dataclass(entry) and not isinstance(entry, type):
         entry = dataclasses.asdict(entry)
@@ -238,6 +306,7 @@ class TrialRows:
     trial: list
     result: list | None
     epochs: list[list]
+    classes: list[list] = field(default_factory=list)
 
 
 def trial_rows(rec: TrialRecord) -> TrialRows:
@@ -287,11 +356,16 @@ def trial_rows(rec: TrialRecord) -> TrialRows:
         row = _history_row(entry, i)
         epochs[row["epoch"]] = row  # a repeated epoch number keeps the last report
     key = [rec.sweep, rec.trial_id]
+    classes: dict[tuple, list] = {}
+    for entry in rec.class_metrics:
+        row = _class_row(key, entry)
+        classes[(row[2], row[3])] = row  # a repeated (split, label_id) keeps the last
     return TrialRows(
         key=key,
         trial=[values[c] for c in TRIAL_COLUMNS],
         result=result,
         epochs=[[*key, *(r[c] for c in EPOCH_COLUMNS[2:])] for r in epochs.values()],
+        classes=list(classes.values()),
     )
 
 
@@ -302,12 +376,13 @@ def insert_trial(con: duckdb.DuckDBPyConnection, rows: TrialRows) -> bool:
     if row is not None:
         if row[0] == "finished":
             return False
-        for table in ("epochs", "results", "trials"):
+        for table in ("class_metrics", "epochs", "results", "trials"):
             con.execute(f"DELETE FROM {table} WHERE sweep = ? AND trial_id = ?", rows.key)
     _insert(con, "trials", TRIAL_COLUMNS, [rows.trial])
     if rows.result is not None:
         _insert(con, "results", RESULT_COLUMNS, [rows.result])
     _insert(con, "epochs", EPOCH_COLUMNS, rows.epochs)  # one statement, not one per epoch
+    _insert(con, "class_metrics", CLASS_COLUMNS, rows.classes)
     return True
 
 
@@ -339,3 +414,63 @@ def record_teacher(
         _num(params, "params"), _num(disk_bytes, "disk_bytes"), _num(gzip_bytes, "gzip_bytes"),
         note or "teacher", utc_now(),
     ]])  # fmt: skip
+
+
+def _fraction(value: Any, what: str) -> float | None:
+    value = _finite(value)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
+        raise StoreError(f"baseline {what}: expected a fraction in [0, 1] (0.87, not 87), got {value!r}")
+    return float(value)
+
+
+def _count(value: Any, what: str) -> int | None:
+    value = _finite(value)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != int(value):
+        raise StoreError(f"baseline {what}: expected a non-negative whole number, got {value!r}")
+    return int(value)
+
+
+def baseline_row(
+    sweep: str | None,
+    task: str,
+    name: str,
+    score: float,
+    params: int | None = None,
+    disk_bytes: int | None = None,
+    gzip_bytes: int | None = None,
+    accuracy: float | None = None,
+    f1: float | None = None,
+    macro_f1: float | None = None,
+    source: str = "user",
+    note: str | None = None,
+) -> list:
+    """Validate a user reference point into a ``baselines`` row (BASELINE_COLUMNS); StoreError names a bad value."""
+    if not task or not isinstance(task, str):
+        raise StoreError(f"baseline: expected a task name, got {task!r}")
+    if not name or not isinstance(name, str):
+        raise StoreError(f"baseline: expected a non-empty name, got {name!r}")
+    if sweep is not None and (not isinstance(sweep, str) or not sweep):
+        raise StoreError(f"baseline: sweep must be a sweep name or None (every sweep), got {sweep!r}")
+    if source not in BASELINE_SOURCES:
+        raise StoreError(f"baseline source must be one of {BASELINE_SOURCES}, got {source!r}")
+    if _finite(score) is None:
+        raise StoreError(f"baseline score: expected a fraction in [0, 1], got {score!r}")
+    return [
+        sweep, task, name, source, _fraction(score, "score"), _fraction(accuracy, "accuracy"), _fraction(f1, "f1"),
+        _fraction(macro_f1, "macro_f1"), _count(params, "params"), _count(disk_bytes, "disk_bytes"),
+        _count(gzip_bytes, "gzip_bytes"), _text(note), utc_now(),
+    ]  # fmt: skip
+
+
+def insert_baseline(con: duckdb.DuckDBPyConnection, row: list) -> None:
+    """Write a ``baseline_row``; a baseline of the same (sweep, task, name, source) is replaced."""
+    sweep, task, name, source = row[:4]
+    con.execute(
+        "DELETE FROM baselines WHERE sweep IS NOT DISTINCT FROM ? AND task = ? AND name = ? AND source = ?",
+        [sweep, task, name, source],
+    )
+    _insert(con, "baselines", BASELINE_COLUMNS, [row])

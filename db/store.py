@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from db import reads, rows, schema
 from db.connection import DB_ENV_VAR, DEFAULT_DB_PATH, Connector, default_db_path
 from db.errors import StoreError
-from db.rows import SWEEP_STATUSES, TrialRecord, flatten_sizes
+from db.rows import SWEEP_STATUSES, TrialRecord, class_metric_rows, flatten_sizes
 from db.schema import latest_schema_version
 
 if TYPE_CHECKING:
@@ -47,6 +47,7 @@ __all__ = [
     "ExperimentStore",
     "StoreError",
     "TrialRecord",
+    "class_metric_rows",
     "default_db_path",
     "flatten_sizes",
     "latest_schema_version",
@@ -163,6 +164,28 @@ class ExperimentStore:
         args = (sweep, task, name, score, accuracy, f1, params, disk_bytes, gzip_bytes, accuracy_matched,
                 accuracy_mismatched, note)  # fmt: skip
         self._connector.transaction(lambda con: rows.record_teacher(con, *args))
+
+    def record_baseline(
+        self,
+        sweep: str | None,
+        task: str,
+        name: str,
+        score: float,
+        params: int | None = None,
+        disk_bytes: int | None = None,
+        gzip_bytes: int | None = None,
+        accuracy: float | None = None,
+        f1: float | None = None,
+        macro_f1: float | None = None,
+        source: str = "user",
+        note: str | None = None,
+    ) -> None:
+        """A user reference point on ``task``'s skyline: ``source`` 'user' (``featherweight db add-baseline``) or
+        'spec' (a sweep spec's baselines); ``sweep`` None applies to every sweep with trials on ``task``. Scores are
+        fractions in [0, 1] (anything else: StoreError). Re-recording (sweep, task, name, source) replaces it."""
+        row = rows.baseline_row(sweep, task, name, score, params, disk_bytes, gzip_bytes, accuracy, f1, macro_f1,
+                                source, note)  # fmt: skip
+        self._connector.transaction(lambda con: rows.insert_baseline(con, row))
 
     # -- reads -------------------------------------------------------------------------------------------------
 

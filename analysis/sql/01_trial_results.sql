@@ -49,6 +49,12 @@ joined as (
         r.f1,
         r.accuracy_matched,
         r.accuracy_mismatched,
+        r.macro_f1,
+        -- the optional test split, scored once with the best epoch's weights (test_score: the task's metric)
+        r.test_score,
+        r.test_accuracy,
+        r.test_f1,
+        r.test_macro_f1,
         r.best_epoch,
         r.epochs,
         r.params,

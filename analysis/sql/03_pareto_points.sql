@@ -1,19 +1,21 @@
 -- depends on: trial_results
 -- pareto_points: every finished trial and every baseline as a (size, score) point, per sweep, task, score measure
--- (score | accuracy | f1) and size measure (disk_bytes | gzip_bytes | params), with two flags:
+-- (score | accuracy | f1 | macro_f1) and size measure (disk_bytes | gzip_bytes | params), with two flags:
 --   on_skyline        no other point of the same partition (trials of both stages and baselines) dominates it;
 --   on_stage_skyline  no other trial of the same stage dominates it (the frontier stage 2 picks its parents from);
 --                     NULL for baselines.
 -- A point dominates another when it is no larger and scores no lower, and is strictly better in one of the two;
 -- equal points do not dominate each other, so ties are all on the skyline. The rule is written once (judged) and
 -- applied to both frontiers: every point is judged within 'all', every trial once more within its 'stage'.
--- Baselines (thesis rows and the sweep's measured teachers) join every sweep that has trials on their task; a
--- baseline without a gzip size uses its disk size, as thesis table 7.5 does for its reference models.
+-- Baselines (thesis rows, the sweep's measured teachers, user reference points) join every sweep that has trials on
+-- their task, and only on it (thesis rows exist for sst2, qqp and mnli alone); one recorded for a sweep joins that
+-- sweep only. A baseline without a gzip size uses its disk size, as thesis table 7.5 does for its reference models.
+-- Points are placed by dev figures; test_score (a trial's score on the optional test split) only rides along.
 with
 
 measures as (
     select score_measure, size_measure
-    from (values ('score'), ('accuracy'), ('f1')) s(score_measure)
+    from (values ('score'), ('accuracy'), ('f1'), ('macro_f1')) s(score_measure)
     cross join (values ('disk_bytes'), ('gzip_bytes'), ('params')) z(size_measure)
 ),
 
@@ -23,7 +25,10 @@ trial_points as (
         'trial' as kind, t.trial_id, t.parent_trial_id, t.stage, t.label as name, null as source,
         t.arch, t.embedding, t.emb_dim, t.vocab_size, t.alpha, t.temperature, t.bootstrap, t.seed,
         t.pruning, t.quantization,
-        case m.score_measure when 'score' then t.score when 'accuracy' then t.accuracy else t.f1 end as score_value,
+        case m.score_measure
+            when 'score' then t.score when 'accuracy' then t.accuracy when 'f1' then t.f1 else t.macro_f1
+        end as score_value,
+        t.test_score,
         case m.size_measure
             when 'disk_bytes' then t.disk_bytes when 'gzip_bytes' then t.gzip_bytes else t.params
         end::double as size_value
@@ -41,7 +46,10 @@ baseline_points as (
         'baseline' as kind, null as trial_id, null as parent_trial_id, null as stage, b.name, b.source,
         null as arch, null as embedding, null as emb_dim, null as vocab_size, null as alpha, null as temperature,
         null as bootstrap, null as seed, null as pruning, null as quantization,
-        case m.score_measure when 'score' then b.score when 'accuracy' then b.accuracy else b.f1 end as score_value,
+        case m.score_measure
+            when 'score' then b.score when 'accuracy' then b.accuracy when 'f1' then b.f1 else b.macro_f1
+        end as score_value,
+        null as test_score,
         case m.size_measure
             when 'disk_bytes' then b.disk_bytes
             when 'gzip_bytes' then coalesce(b.gzip_bytes, b.disk_bytes)

@@ -27,29 +27,24 @@ teachers as (
 ),
 
 reference as (
-    -- RoBERTa-large per task; tasks the thesis did not run (custom, synthetic) use its largest quoted size
+    -- RoBERTa-large per task; tasks the thesis did not run (custom, synthetic) have none: their ratios are NULL
     select task, disk_bytes as reference_bytes, score as reference_score
     from baselines where name = 'RoBERTa-large' and source = 'thesis table 7.5'
-),
-
-reference_any as (
-    select max(reference_bytes) as reference_bytes from reference
 ),
 
 trial_rows as (
     select
         t.sweep, t.task, 'trial' as kind, t.trial_id, t.parent_trial_id, t.stage, t.label as name,
         t.arch, t.embedding, t.emb_dim, t.vocab_size, t.alpha, t.bootstrap, t.seed, t.pruning, t.quantization,
-        t.score, t.accuracy, t.f1, t.accuracy_matched, t.accuracy_mismatched,
+        t.score, t.accuracy, t.f1, t.accuracy_matched, t.accuracy_mismatched, t.macro_f1, t.test_score,
         t.params, t.nonzero_params, t.disk_bytes, t.gzip_bytes, t.reported_bytes,
         th.teacher, th.teacher_score, th.teacher_params, th.teacher_disk_bytes,
-        coalesce(r.reference_bytes, ra.reference_bytes) as reference_bytes,
+        r.reference_bytes,
         p.score as parent_score, p.reported_bytes as parent_reported_bytes, p.params as parent_params,
         p.nonzero_params as parent_nonzero_params
     from finished t
     left join teachers th using (sweep, trial_id)
     left join reference r on r.task = t.task
-    cross join reference_any ra
     left join finished p on p.sweep = t.sweep and p.trial_id = t.parent_trial_id
 ),
 
@@ -62,15 +57,14 @@ baseline_rows as (
         st.sweep, b.task, 'baseline' as kind, null as trial_id, null as parent_trial_id, null as stage, b.name,
         null as arch, null as embedding, null as emb_dim, null as vocab_size, null as alpha, null as bootstrap,
         null as seed, null as pruning, null as quantization,
-        b.score, b.accuracy, b.f1, b.accuracy_matched, b.accuracy_mismatched,
+        b.score, b.accuracy, b.f1, b.accuracy_matched, b.accuracy_mismatched, b.macro_f1, null as test_score,
         b.params, null as nonzero_params, b.disk_bytes, b.gzip_bytes, b.disk_bytes as reported_bytes,
         null as teacher, null as teacher_score, null as teacher_params, null as teacher_disk_bytes,
-        coalesce(r.reference_bytes, ra.reference_bytes) as reference_bytes,
+        r.reference_bytes,
         null as parent_score, null as parent_reported_bytes, null as parent_params, null as parent_nonzero_params
     from baselines b
     join sweep_tasks st on st.task = b.task and (b.sweep is null or b.sweep = st.sweep)
     left join reference r on r.task = b.task
-    cross join reference_any ra
 ),
 
 all_rows as (
