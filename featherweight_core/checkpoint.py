@@ -98,6 +98,7 @@ def save_compressed(path: str | Path, result: Any, meta: dict[str, Any] | None =
     summary = result.summary()
     stored_meta = {
         "metrics": summary["metrics"],
+        "test_metrics": summary.get("test_metrics", {}),
         "sizes": summary["sizes"],
         "sparsity": summary["sparsity"],
         "prune_label": summary["prune_label"],

@@ -6,7 +6,7 @@ Example (a notebook)::
 
     model, cfg, meta = load_checkpoint("runs/sst2-bilstm/student.pt")
     res = compress_student(model, cfg, PruneConfig(method="topv"), QuantConfig(), prepared.train,
-                           prepared.evals, prepared.task)
+                           prepared.evals, prepared.task, tests=prepared.tests)
     res.metrics["score"], res.sizes["gzip_bytes"], res.describe()
     save_compressed("runs/sst2-bilstm/compressed.pt", res)
 """
@@ -23,7 +23,7 @@ from torch import nn
 from featherweight_core import vocab
 from featherweight_core.batching import EncodedSplit
 from featherweight_core.checkpoint import load_compressed, save_compressed
-from featherweight_core.distill import DistillConfig, default_temperature, evaluate
+from featherweight_core.distill import DistillConfig, default_temperature, evaluate_detailed
 from featherweight_core.errors import ConfigError
 from featherweight_core.measure import disk_size, ideal_size, param_counts
 from featherweight_core.prune import PruneConfig, prune_student, sparsity_report
@@ -42,7 +42,8 @@ class CompressResult:
     model: the compressed student (CPU, eval mode). metrics: same keys as ``distill.evaluate``. sizes:
     ``{"params": {...}, "nonzero_params", "disk_bytes", "gzip_bytes", "ideal_bytes"}``. sparsity: see
     ``prune.sparsity_report`` (per module, per group, per tensor, overall), measured after pruning and before
-    quantization. prune_log: one record per fine-tuning epoch.
+    quantization. prune_log: one record per fine-tuning epoch. test_metrics: the same keys on the test splits
+    (``{}`` without one). class_metrics: ``{split: measure.per_class_metrics(...)}`` for every dev and test split.
     """
 
     model: nn.Module
@@ -56,6 +57,8 @@ class CompressResult:
     distill_config: DistillConfig | None = None
     prune_log: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    class_metrics: dict[str, dict] = field(default_factory=dict)
 
     def describe(self) -> dict[str, str]:
         """``{"prune": "magnitude-local(lstm=0.5,linear=0.125,emb=0.4)", "quant": "int8-dyn(enc,cls)+emb-u8"}``;
@@ -75,6 +78,8 @@ class CompressResult:
             "distill": self.distill_config.to_dict() if self.distill_config is not None else None,
             **{f"{k}_label": v for k, v in self.describe().items()},
             "metrics": self.metrics,
+            "test_metrics": self.test_metrics,
+            "class_metrics": self.class_metrics,
             "sizes": self.sizes,
             "sparsity": {k: v for k, v in self.sparsity.items() if k != "tensors"},
             "sparsity_tensors": self.sparsity.get("tensors", {}),
@@ -114,12 +119,14 @@ def compress_student(
     task: TaskSpec,
     distill_cfg: DistillConfig | None = None,
     on_epoch=None,
+    tests: dict[str, EncodedSplit] | None = None,
 ) -> CompressResult:
     """Prune then quantize a copy of ``model`` (the parent is left untouched), evaluate on ``evals``, measure.
 
     ``train_split`` is the parent's training split (with teacher logits when ``distill_cfg.alpha < 1``): pruning
     fine-tunes on it and static classifier quantization calibrates on it - the dev splits in ``evals`` are only
-    reported. ``distill_cfg`` (resolved here) is the fine-tuning loss; default :func:`default_distill_config`.
+    reported, as are the test splits in ``tests``. ``distill_cfg`` (resolved here) is the fine-tuning loss; default
+    :func:`default_distill_config`.
     """
     start = time.perf_counter()
     cfg = student_cfg.resolved()
@@ -138,7 +145,8 @@ def compress_student(
     sparsity = sparsity_report(m, cfg.arch, cfg.embedding)
     if quant is not None and quant.enabled:
         m = quantize_student(m, quant, cfg.arch, calibration_split=train_split)
-    metrics = evaluate(m, evals, task)
+    metrics, dev_classes = evaluate_detailed(m, evals, task)
+    test_metrics, test_classes = evaluate_detailed(m, tests or {}, task)
     sizes = measure_sizes(m)
     return CompressResult(m, cfg, prune, quant, metrics, sizes, sparsity, num_embeddings, dcfg, log,
-                          time.perf_counter() - start)  # fmt: skip
+                          time.perf_counter() - start, test_metrics, {**dev_classes, **test_classes})  # fmt: skip

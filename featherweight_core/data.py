@@ -8,8 +8,11 @@ mostly not in the task's label set, is a :class:`DataError` naming the file, lin
 
 from __future__ import annotations
 
+import codecs
 import csv
+import dataclasses
 import hashlib
+import math
 import os
 import socket
 import sys
@@ -19,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from featherweight_core.errors import UserError
+from featherweight_core.errors import ConfigError, UserError
 from featherweight_core.synthetic import generate_synthetic
-from featherweight_core.tasks import TaskSpec
+from featherweight_core.tasks import SplitConfig, TaskSpec
 
 # A label set is "wrong" (not merely a few bad rows) when more than this fraction of rows have unknown labels.
 _MAX_UNKNOWN_LABEL_FRACTION = 0.1
@@ -53,36 +56,80 @@ class Split:
         return Split([self.texts[i] for i in idx], self.labels[idx], [self.keys[i] for i in idx])
 
 
+# Kinds of bad rows, in report order, with how the report names them
+BAD_ROW_KINDS = {
+    "bad_bytes": "undecodable bytes",
+    "wrong_columns": "wrong column count",
+    "missing_label": "missing label",
+    "unknown_label": "unknown label",
+    "empty_text": "empty text",
+}
+
+
 @dataclass
 class SplitReport:
+    """What reading one file did: rows read, rows kept, and per kind of bad row the count and the first
+    ``file:line``. Rows with undecodable bytes are kept (bytes replaced by U+FFFD) unless bad in another way too;
+    every other kind of bad row is skipped."""
+
     source: str
     rows: int = 0
     kept: int = 0
     wrong_columns: int = 0
     missing_label: int = 0
     unknown_label: int = 0
+    bad_bytes: int = 0
+    empty_text: int = 0
+    first: dict[str, str] = field(default_factory=dict)  # kind -> "file:line" of its first row
 
     @property
     def skipped(self) -> int:
         return self.rows - self.kept
 
+    def count(self, kind: str, where: str) -> None:
+        setattr(self, kind, getattr(self, kind) + 1)
+        self.first.setdefault(kind, where)
+
+    def counts(self) -> dict[str, int]:
+        return {kind: getattr(self, kind) for kind in BAD_ROW_KINDS}
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "rows": self.rows, "kept": self.kept, **self.counts(),
+                "first": dict(self.first)}  # fmt: skip
+
     def __str__(self) -> str:
         s = f"{self.source}: {self.kept}/{self.rows} rows kept"
-        if self.skipped:
-            s += (
-                f" (skipped: {self.wrong_columns} wrong column count, {self.missing_label} missing label,"
-                f" {self.unknown_label} unknown label)"
-            )
+        skipped = [f"{getattr(self, k)} {BAD_ROW_KINDS[k]} (first at {self.first[k]})"
+                   for k in BAD_ROW_KINDS if k != "bad_bytes" and getattr(self, k)]  # fmt: skip
+        if skipped:
+            s += f" (skipped: {', '.join(skipped)})"
+        if self.bad_bytes:
+            s += (f"; {self.bad_bytes} rows with undecodable bytes, replaced by U+FFFD"
+                  f" (first at {self.first['bad_bytes']})")  # fmt: skip
         return s
 
 
 @dataclass
 class LoadReport:
+    """Per source split (``all`` for one file that was split here) a :class:`SplitReport`; ``str()`` is one line
+    per split: ``SPLIT: FILE: KEPT/ROWS rows kept (skipped: N KIND (first at FILE:LINE), ...)``."""
+
     splits: dict[str, SplitReport] = field(default_factory=dict)
 
     @property
     def skipped(self) -> int:
         return sum(r.skipped for r in self.splits.values())
+
+    @property
+    def bad_bytes(self) -> int:
+        return sum(r.bad_bytes for r in self.splits.values())
+
+    def counts(self) -> dict[str, int]:
+        """Totals per kind of bad row over all splits."""
+        return {k: sum(getattr(r, k) for r in self.splits.values()) for k in BAD_ROW_KINDS}
+
+    def to_dict(self) -> dict:
+        return {name: rep.to_dict() for name, rep in self.splits.items()}
 
     def __str__(self) -> str:
         return "\n".join(f"{name}: {rep}" for name, rep in self.splits.items())
@@ -94,6 +141,7 @@ class TaskData:
     splits: dict[str, Split]
     report: LoadReport
     source: str
+    split_info: dict = field(default_factory=dict)  # how the splits were made (JSON-able; stored with trials)
 
     @property
     def train(self) -> Split:
@@ -113,10 +161,68 @@ class TaskData:
 
 
 def _label_index(task: TaskSpec) -> dict[str, int]:
-    """Labels may be written as names ('entailment') or as integer ids ('0')."""
-    index = {name: i for i, name in enumerate(task.label_names)}
-    index.update({str(i): i for i in range(task.num_labels)})
+    """Labels may be written as names ('entailment') or as integer ids ('0'); a name wins over an id (a custom
+    task's label names may themselves be digits)."""
+    index = {str(i): i for i in range(task.num_labels)}
+    index.update({name: i for i, name in enumerate(task.label_names)})
     return index
+
+
+def _ascii_compatible(encoding: str) -> bool:
+    try:
+        return "\n,\t".encode(encoding) == b"\n,\t" and b"\n".decode(encoding) == "\n"
+    except (UnicodeError, LookupError):
+        return False
+
+
+def _decode_lines(path: Path, encoding: str, on_bad_bytes: str) -> tuple[list[str], set[int]]:
+    """The file's lines (1-based line i is ``lines[i-1]``, newline kept) and the line numbers that held bytes
+    not valid in ``encoding`` (replaced by U+FFFD), or a DataError at the first such line with ``error``."""
+    raw = path.read_bytes()
+    if encoding.lower().replace("_", "-") in ("utf-8", "utf8") and raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
+    bad: set[int] = set()
+    if not _ascii_compatible(encoding):  # utf-16/32: decode the whole file; a bad byte's line from its offset
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError as e:
+            line = raw.decode(encoding, "replace").count("\n", 0, e.start // 2) + 1
+            if on_bad_bytes == "error":
+                raise DataError(f"{path}:{line}: bytes not valid {encoding} ({e.reason});"
+                                " pass --encoding or --on-bad-bytes replace") from None  # fmt: skip
+            text = raw.decode(encoding, "replace")
+            bad.add(line)
+        return text.splitlines(keepends=True), bad
+    pieces = raw.split(b"\n")
+    if pieces and pieces[-1] == b"":
+        pieces.pop()
+    lines = []
+    for i, piece in enumerate(pieces, start=1):
+        try:
+            text = piece.decode(encoding)
+        except UnicodeDecodeError as e:
+            if on_bad_bytes == "error":
+                raise DataError(
+                    f"{path}:{i}: bytes not valid {encoding} ({e.reason} at column {e.start + 1});"
+                    " pass --encoding or --on-bad-bytes replace"
+                ) from None
+            text = piece.decode(encoding, "replace")
+            bad.add(i)
+        lines.append(text + "\n")
+    return lines, bad
+
+
+def _delimiter(path: Path, lines: list[str]) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return ","
+    if suffix == ".tsv":
+        return "\t"
+    sample = "".join(lines[:50])
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",\t;|").delimiter
+    except csv.Error:
+        return "\t" if "\t" in (lines[0] if lines else "") else ","
 
 
 def read_table(
@@ -127,57 +233,71 @@ def read_table(
     label_column: str,
     key_column: str | None = None,
 ) -> tuple[Split, SplitReport]:
-    """Read one TSV/CSV file with a header row. Delimiter: tab for .tsv, comma for .csv."""
+    """Read one TSV/CSV file with a header row. Delimiter: tab for .tsv, comma for .csv, sniffed otherwise.
+
+    Decoded with ``task.encoding`` line by line; extra columns are ignored. Bad rows are counted per kind in the
+    :class:`SplitReport` (see there); custom tasks also skip rows whose text is empty."""
     if not path.is_file():
         raise DataError(f"{path}: file not found (expected the {split!r} split of task {task.name!r})")
-    delimiter = "," if path.suffix.lower() == ".csv" else "\t"
-    quoting = csv.QUOTE_MINIMAL if delimiter == "," else csv.QUOTE_NONE
+    lines, bad_lines = _decode_lines(path, task.encoding, task.on_bad_bytes)
+    delimiter = _delimiter(path, lines)
+    quoting = csv.QUOTE_MINIMAL if delimiter != "\t" else csv.QUOTE_NONE
     labels_by_name = _label_index(task)
     report = SplitReport(source=str(path))
     texts: list[tuple[str, ...]] = []
     labels: list[int] = []
     keys: list[str] = []
     first_unknown: tuple[int, str] | None = None
-    with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
-        header = next(reader, None)
-        if header is None:
-            raise DataError(f"{path}:1: file is empty (expected a header row with {list(text_columns)})")
-        header = [h.strip() for h in header]
-        missing = [c for c in (*text_columns, label_column) if c not in header]
-        if missing:
-            raise DataError(
-                f"{path}:1: header {header} lacks column(s) {missing}; expected text column(s)"
-                f" {list(text_columns)} and label column {label_column!r}"
-            )
-        text_idx = [header.index(c) for c in text_columns]
-        label_idx = header.index(label_column)
-        key_idx = header.index(key_column) if key_column and key_column in header else None
-        for line_no, row in enumerate(reader, start=2):
-            report.rows += 1
-            if len(row) != len(header):
-                report.wrong_columns += 1
-                continue
-            raw_label = row[label_idx].strip()
-            if raw_label == "" or raw_label == "-":
-                report.missing_label += 1
-                continue
-            label = labels_by_name.get(raw_label)
-            if label is None:
-                report.unknown_label += 1
-                if first_unknown is None:
-                    first_unknown = (line_no, raw_label)
-                continue
-            texts.append(tuple(row[i].strip() for i in text_idx))
-            labels.append(label)
-            keys.append(f"{split}:{row[key_idx] if key_idx is not None else line_no}")
-            report.kept += 1
+    reader = csv.reader(iter(lines), delimiter=delimiter, quoting=quoting)
+    header = next(reader, None)
+    if header is None:
+        raise DataError(f"{path}:1: file is empty (expected a header row with {list(text_columns)})")
+    header = [h.strip().lstrip("\ufeff") for h in header]
+    missing = [c for c in (*text_columns, label_column) if c not in header]
+    if missing:
+        raise DataError(
+            f"{path}:1: header {header} lacks column(s) {missing}; expected text column(s)"
+            f" {list(text_columns)} and label column {label_column!r}"
+        )
+    text_idx = [header.index(c) for c in text_columns]
+    label_idx = header.index(label_column)
+    key_idx = header.index(key_column) if key_column and key_column in header else None
+    end = reader.line_num
+    for row in reader:
+        line_no, end = end + 1, reader.line_num
+        if not row:  # a blank line
+            continue
+        report.rows += 1
+        where = f"{path}:{line_no}"
+        if any(n in bad_lines for n in range(line_no, end + 1)):
+            report.count("bad_bytes", where)
+        if len(row) != len(header):
+            report.count("wrong_columns", where)
+            continue
+        raw_label = row[label_idx].strip()
+        if raw_label == "" or raw_label == "-":
+            report.count("missing_label", where)
+            continue
+        label = labels_by_name.get(raw_label)
+        if label is None:
+            report.count("unknown_label", where)
+            if first_unknown is None:
+                first_unknown = (line_no, raw_label)
+            continue
+        text = tuple(row[i].strip() for i in text_idx)
+        if task.custom and not all(text):
+            report.count("empty_text", where)
+            continue
+        texts.append(text)
+        labels.append(label)
+        keys.append(f"{split}:{row[key_idx] if key_idx is not None else line_no}")
+        report.kept += 1
     if first_unknown is not None and report.unknown_label > _MAX_UNKNOWN_LABEL_FRACTION * max(report.rows, 1):
         line_no, value = first_unknown
+        ids = f" or their ids 0..{task.num_labels - 1}"
         raise DataError(
             f"{path}:{line_no}: label {value!r} is not in the label set of task {task.name!r}"
-            f" ({list(task.label_names)} or their ids 0..{task.num_labels - 1});"
-            f" {report.unknown_label} of {report.rows} rows have unknown labels"
+            f" ({list(task.label_names)}{ids}); {report.unknown_label} of {report.rows} rows have unknown labels"
         )
     if report.kept == 0:
         raise DataError(f"{path}: no usable rows ({report})")
@@ -257,39 +377,158 @@ def load_hub(task: TaskSpec, cache_dir: str | None = None) -> TaskData:
     return TaskData(task, splits, report, source=f"hub:{task.hub_id[0]}/{task.hub_id[1]}")
 
 
-def load_custom(task: TaskSpec, path: str | Path, dev_fraction: float = 0.1, seed: int = 0) -> TaskData:
-    """Load a user task from a directory with ``train.{tsv,csv}`` and ``dev.{tsv,csv}`` (or ``validation``),
-    or from one file, from which a deterministic ``dev_fraction`` is held out as the dev split."""
+def split_indices(labels: np.ndarray, split: SplitConfig) -> dict[str, np.ndarray]:
+    """Row indices of ``train``, ``validation`` and (when ``split.test_fraction`` > 0) ``test``: per class (when
+    ``split.stratify``) ``round(fraction * class rows)`` go to dev and test, deterministically for ``split.seed``.
+
+    >>> parts = split_indices(np.array([0] * 10 + [1] * 30), SplitConfig(dev_fraction=0.1, test_fraction=0.2))
+    >>> {k: len(v) for k, v in parts.items()}
+    {'train': 28, 'validation': 4, 'test': 8}
+    """
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(split.seed)
+    groups = [np.flatnonzero(labels == c) for c in np.unique(labels)] if split.stratify else [np.arange(len(labels))]
+    dev, test, train = [], [], []
+    for idx in groups:
+        idx = rng.permutation(idx)
+        n_dev = int(math.floor(split.dev_fraction * len(idx) + 0.5))
+        n_test = int(math.floor(split.test_fraction * len(idx) + 0.5))
+        dev.append(idx[:n_dev])
+        test.append(idx[n_dev : n_dev + n_test])
+        train.append(idx[n_dev + n_test :])
+    out = {"train": np.sort(np.concatenate(train)), "validation": np.sort(np.concatenate(dev))}
+    if not len(out["validation"]) and len(out["train"]) > 1:  # tiny data: hold out at least one row
+        out["validation"], out["train"] = out["train"][:1], out["train"][1:]
+    if split.test_fraction > 0:
+        out["test"] = np.sort(np.concatenate(test))
+        if not len(out["test"]) and len(out["train"]) > 1:
+            out["test"], out["train"] = out["train"][:1], out["train"][1:]
+    return out
+
+
+_SPLIT_FILES = (("train", ("train",)), ("validation", ("dev", "validation")), ("test", ("test",)))
+
+
+def load_custom(task: TaskSpec, path: str | Path, dev_fraction: float | None = None, seed: int | None = None,
+                test_fraction: float | None = None) -> TaskData:  # fmt: skip
+    """Load a user task from a directory with ``train.{tsv,csv}`` and ``dev.{tsv,csv}`` (or ``validation``), and
+    optionally ``test.{tsv,csv}``; or from one file, split by ``task.split`` (the keyword arguments override its
+    fields) into train, validation and (test_fraction > 0) test."""
     path = Path(path)
     report = LoadReport()
-    cols, label_col = task.glue_text_columns or task.text_fields, task.glue_label_column
+    cols, label_col = task.text_columns, task.label_column if task.custom else task.glue_label_column
     if path.is_dir():
         found: dict[str, Path] = {}
-        for split, stems in (("train", ("train",)), ("validation", ("dev", "validation"))):
+        for split, stems in _SPLIT_FILES:
             for stem in stems:
                 for ext in (".tsv", ".csv"):
                     if (path / f"{stem}{ext}").is_file():
                         found.setdefault(split, path / f"{stem}{ext}")
-            if split not in found:
+            if split not in found and split != "test":
                 raise DataError(f"{path}: no {stems[0]}.tsv or {stems[0]}.csv in this directory")
         splits = {}
         for split, p in found.items():
             splits[split], report.splits[split] = read_table(p, task, split, cols, label_col)
-        return TaskData(task, splits, report, source=str(path))
+        info = {"mode": "files", "files": {k: v.name for k, v in found.items()},
+                "sizes": {k: len(v) for k, v in splits.items()}}  # fmt: skip
+        return TaskData(task, splits, report, source=str(path), split_info=info)
     if not path.is_file():
         raise DataError(f"{path}: no such file or directory (expected a TSV/CSV file or a directory)")
-    if not 0.0 < dev_fraction < 1.0:
-        raise DataError(f"dev_fraction must be in (0, 1), got {dev_fraction}")
+    over = {k: v for k, v in (("dev_fraction", dev_fraction), ("seed", seed), ("test_fraction", test_fraction))
+            if v is not None}  # fmt: skip
+    try:
+        split_cfg = dataclasses.replace(task.split, **over)
+    except ConfigError as e:
+        raise DataError(str(e)) from None
     full, rep = read_table(path, task, "all", cols, label_col)
     report.splits["all"] = rep
-    perm = np.random.default_rng(seed).permutation(len(full))
-    n_dev = max(1, int(round(dev_fraction * len(full))))
-    return TaskData(
-        task,
-        {"train": full.subset(sorted(perm[n_dev:])), "validation": full.subset(sorted(perm[:n_dev]))},
-        report,
-        source=str(path),
-    )
+    return _held_out(task, full, split_cfg, report, str(path))
+
+
+def _held_out(task: TaskSpec, full: Split, split_cfg: SplitConfig, report: LoadReport, source: str,
+              extra: dict[str, Split] | None = None) -> TaskData:  # fmt: skip
+    parts = split_indices(full.labels, split_cfg)
+    splits = {name: full.subset(idx.tolist()) for name, idx in parts.items()}
+    for name, sp in splits.items():
+        if not len(sp):
+            raise DataError(f"{source}: the {name!r} split is empty ({len(full)} usable rows, split"
+                            f" {split_cfg.to_dict()}); give more data or other fractions")  # fmt: skip
+    splits.update(extra or {})
+    info = {"mode": "held_out", **split_cfg.to_dict(), "sizes": {k: len(v) for k, v in splits.items()}}
+    return TaskData(task, splits, report, source=source, split_info=info)
+
+
+def load_hf_custom(task: TaskSpec, source: str, cache_dir: str | None = None) -> TaskData:
+    """A custom task from a Hugging Face dataset: ``hf:OWNER/NAME`` or ``hf:OWNER/NAME:CONFIG``. Its ``train``,
+    ``validation`` (or ``dev``) and ``test`` splits are used; without a dev split one is held out of train by
+    ``task.split``. Fails fast offline with a pointer to local files."""
+    spec = source[len("hf:") :]
+    path, _, config = spec.partition(":")
+    if not path or "/" not in path:
+        raise DataError(f"{source!r}: expected hf:OWNER/NAME or hf:OWNER/NAME:CONFIG")
+    hint = (f"cannot load {spec} from the Hugging Face hub (offline?); pass --data with a local CSV/TSV file or a"
+            " directory of train/dev files instead")  # fmt: skip
+    offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
+    if not offline and not _hub_reachable():
+        raise DataError(hint)
+    try:
+        import datasets
+
+        ds = datasets.load_dataset(path, config or None, cache_dir=cache_dir)
+    except Exception as e:  # datasets raises many types offline (ConnectionError, FileNotFoundError, ...)
+        raise DataError(f"{hint} ({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})"
+                        ) from None  # fmt: skip
+    labels_by_name = _label_index(task)
+    splits: dict[str, Split] = {}
+    report = LoadReport()
+    for split, names in _SPLIT_FILES:
+        name = next((n for n in names if n in ds), None)
+        if name is None:
+            continue
+        rows = ds[name]
+        missing = [c for c in (*task.text_columns, task.label_column) if c not in rows.column_names]
+        if missing:
+            raise DataError(f"{source} split {name!r}: no column(s) {missing} (it has {rows.column_names})")
+        feature = rows.features.get(task.label_column)
+        to_name = feature.int2str if hasattr(feature, "int2str") else None
+        rep = SplitReport(f"{source}:{name}")
+        texts, labels, keys = [], [], []
+        cols = [rows[c] for c in task.text_columns]
+        for i, value in enumerate(rows[task.label_column]):
+            rep.rows += 1
+            where = f"{source}:{name}:{i}"
+            if value is None or value == "" or (isinstance(value, int) and value < 0):
+                rep.count("missing_label", where)
+                continue
+            label = labels_by_name.get(to_name(value) if to_name and isinstance(value, int) else str(value))
+            if label is None:
+                label = labels_by_name.get(str(value))
+            if label is None:
+                rep.count("unknown_label", where)
+                continue
+            text = tuple(str(c[i] or "").strip() for c in cols)
+            if not all(text):
+                rep.count("empty_text", where)
+                continue
+            texts.append(text)
+            labels.append(label)
+            keys.append(f"{split}:{i}")
+            rep.kept += 1
+        if rep.unknown_label > _MAX_UNKNOWN_LABEL_FRACTION * max(rep.rows, 1):
+            raise DataError(f"{rep.first['unknown_label']}: labels not in the label set of task {task.name!r}"
+                            f" ({list(task.label_names)}); {rep.unknown_label} of {rep.rows} rows")  # fmt: skip
+        if rep.kept == 0:
+            raise DataError(f"{source} split {name!r}: no usable rows ({rep})")
+        splits[split] = Split(texts, np.array(labels, dtype=np.int64), keys)
+        report.splits[split] = rep
+    if "train" not in splits:
+        raise DataError(f"{source}: no 'train' split (it has {list(ds)})")
+    if "validation" not in splits:
+        extra = {k: v for k, v in splits.items() if k == "test"}
+        return _held_out(task, splits["train"], dataclasses.replace(task.split, test_fraction=0.0), report, source,
+                         extra)  # fmt: skip
+    info = {"mode": "hub", "sizes": {k: len(v) for k, v in splits.items()}}
+    return TaskData(task, splits, report, source=source, split_info=info)
 
 
 def load_synthetic(task: TaskSpec, n_train: int = 3000, n_dev: int = 500, seed: int = 13) -> TaskData:
@@ -304,18 +543,31 @@ def load_synthetic(task: TaskSpec, n_train: int = 3000, n_dev: int = 500, seed: 
 
 
 def load_task_data(task: TaskSpec, source: str | Path | None = None, **kwargs) -> TaskData:
-    """Load ``task`` from ``source``: ``"hub"``, ``"synthetic"``, or a local path (GLUE dir or custom files).
+    """Load ``task`` from ``source``: ``"hub"``, ``"synthetic"``, or a local path (GLUE dir or custom files);
+    a custom task also from ``hf:OWNER/NAME[:CONFIG]``.
 
     ``None`` picks the natural default: the generator for synthetic tasks, the hub for GLUE tasks.
     """
-    if task.name.startswith("synthetic"):
+    if task.name.startswith("synthetic") and not task.custom:
         if source not in (None, "synthetic"):
             raise DataError(f"task {task.name!r} is generated; data source must be 'synthetic', got {source!r}")
-        return load_synthetic(task, **kwargs)
+        data = load_synthetic(task, **kwargs)
+        data.split_info = {"mode": "synthetic", "sizes": {k: len(v) for k, v in data.splits.items()}}
+        return data
+    if task.custom:
+        if source is None or source in ("hub", "synthetic"):
+            raise DataError(f"custom task {task.name!r} is not on the HF hub under its name; pass --data with a"
+                            f" CSV/TSV file, a directory with train and dev files, or hf:OWNER/NAME (got {source!r})")  # fmt: skip
+        if str(source).startswith("hf:"):
+            return load_hf_custom(task, str(source), **kwargs)
+        return load_custom(task, source, **kwargs)
     if source is None or source == "hub":
-        return load_hub(task, **kwargs)
-    if source == "synthetic":
+        data = load_hub(task, **kwargs)
+    elif source == "synthetic":
         raise DataError(f"data source 'synthetic' only serves the synthetic tasks, not {task.name!r}")
-    if task.glue_files:
-        return load_glue_dir(task, source)
-    return load_custom(task, source, **kwargs)
+    elif task.glue_files:
+        data = load_glue_dir(task, source)
+    else:
+        return load_custom(task, source, **kwargs)
+    data.split_info = {"mode": "predefined", "sizes": {k: len(v) for k, v in data.splits.items()}}
+    return data

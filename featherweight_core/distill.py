@@ -23,7 +23,7 @@ from torch import nn
 from featherweight_core import vocab
 from featherweight_core.batching import EncodedSplit, iter_batches
 from featherweight_core.errors import ConfigError, UserError
-from featherweight_core.measure import split_metrics
+from featherweight_core.measure import per_class_metrics, split_metrics, task_metric_names
 from featherweight_core.students import ARCH_DEFAULTS
 from featherweight_core.tasks import TaskSpec
 
@@ -172,22 +172,36 @@ def evaluate(
     batch_size: int = 512,
     device: str = "cpu",
 ) -> dict[str, float]:
-    """Flat metrics: ``score`` (mean of the task's primary metric over its eval splits), ``accuracy`` and
-    ``f1`` (means over splits), and per split ``accuracy_<split>`` when there are several (MNLI: matched,
-    mismatched)."""
-    names = tuple(dict.fromkeys(("accuracy", task.metric, *task.extra_metrics)))
-    per_split = {}
+    """Flat metrics: ``score`` (mean of the task's primary metric over its eval splits), ``accuracy``,
+    ``macro_f1`` and, for binary tasks, ``f1`` (means over splits), and per split ``accuracy_<split>`` etc. when
+    there are several (MNLI: matched, mismatched). ``{}`` when ``evals`` is empty."""
+    return evaluate_detailed(model, evals, task, batch_size, device)[0]
+
+
+def evaluate_detailed(
+    model: nn.Module,
+    evals: dict[str, EncodedSplit],
+    task: TaskSpec,
+    batch_size: int = 512,
+    device: str = "cpu",
+) -> tuple[dict[str, float], dict[str, dict]]:
+    """:func:`evaluate`'s flat metrics plus ``{split: measure.per_class_metrics(...)}`` for every split."""
+    names = task_metric_names(task)
+    per_split, classes = {}, {}
     for split_name, split in evals.items():
-        pred = predict_logits(model, split, batch_size, device).argmax(-1)
-        per_split[split_name] = split_metrics(pred, split.labels, names)
+        pred = predict_logits(model, split, batch_size, device).argmax(-1) if len(split) else np.zeros(0, np.int64)
+        per_split[split_name] = split_metrics(pred, split.labels, names, task.num_labels)
+        classes[split_name] = per_class_metrics(pred, split.labels, task.label_names)
     out: dict[str, float] = {}
+    if not per_split:
+        return out, classes
     for m in names:
         out[m] = float(np.mean([v[m] for v in per_split.values()]))
         if len(per_split) > 1:
             for split_name, v in per_split.items():
                 out[f"{m}_{_split_suffix(split_name)}"] = v[m]
     out["score"] = out[task.metric]
-    return out
+    return out, classes
 
 
 @dataclass
@@ -207,6 +221,8 @@ class TrainResult:
     history: list[EpochRecord] = field(default_factory=list)
     seconds: float = 0.0
     stopped_early: bool = False
+    test_metrics: dict[str, float] = field(default_factory=dict)  # the best epoch on the test splits; {} if none
+    class_metrics: dict[str, dict] = field(default_factory=dict)  # split -> measure.per_class_metrics (dev + test)
 
 
 def train(
@@ -216,8 +232,12 @@ def train(
     task: TaskSpec,
     cfg: DistillConfig,
     on_epoch: Callable[[EpochRecord], None] | None = None,
+    tests: dict[str, EncodedSplit] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``train_split``, early-stopping on the dev score; loads the best epoch's weights.
+
+    The best epoch's model (chosen on ``evals``) is then scored on ``tests`` (``TrainResult.test_metrics``) and
+    per class on every dev and test split (``TrainResult.class_metrics``).
 
     ``cfg`` must be resolved (see :meth:`DistillConfig.resolved`). Deterministic on CPU for a given ``cfg.seed``.
     """
@@ -269,5 +289,8 @@ def train(
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
-    return TrainResult(best_epoch, best_metrics, history, time.perf_counter() - start,
-                       stopped_early=len(history) < cfg.max_epochs)  # fmt: skip
+    seconds = time.perf_counter() - start
+    _, dev_classes = evaluate_detailed(model, evals, task, cfg.eval_batch_size, cfg.device)
+    test_metrics, test_classes = evaluate_detailed(model, tests or {}, task, cfg.eval_batch_size, cfg.device)
+    return TrainResult(best_epoch, best_metrics, history, seconds, stopped_early=len(history) < cfg.max_epochs,
+                       test_metrics=test_metrics, class_metrics={**dev_classes, **test_classes})  # fmt: skip

@@ -56,11 +56,81 @@ def f1_score(pred: np.ndarray, labels: np.ndarray, positive: int = 1) -> float:
     return tp / denom if denom else 0.0
 
 
+def _confusion(pred: np.ndarray, labels: np.ndarray, num_labels: int) -> np.ndarray:
+    pred, labels = np.asarray(pred, dtype=np.int64), np.asarray(labels, dtype=np.int64)
+    if pred.shape != labels.shape:
+        raise ValueError(f"pred shape {pred.shape} != labels shape {labels.shape}")
+    cm = np.zeros((num_labels, num_labels), dtype=np.int64)
+    np.add.at(cm, (labels, pred), 1)
+    return cm
+
+
+def _prf(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    tp = np.diag(cm).astype(float)
+    pred_n, true_n = cm.sum(0).astype(float), cm.sum(1).astype(float)
+    precision = np.divide(tp, pred_n, out=np.zeros_like(tp), where=pred_n > 0)
+    recall = np.divide(tp, true_n, out=np.zeros_like(tp), where=true_n > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros_like(tp), where=denom > 0)
+    return precision, recall, f1
+
+
+def macro_f1(pred: np.ndarray, labels: np.ndarray, num_labels: int) -> float:
+    """Unweighted mean over all ``num_labels`` classes of each class's F1 (0.0 for a class never predicted nor
+    present).
+
+    >>> # class 0: tp 1, fp 1, fn 0 -> 2/3; class 1: tp 1, fp 0, fn 1 -> 2/3; class 2: tp 1 -> 1
+    >>> round(macro_f1(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]), 3), 4)
+    0.7778
+    """
+    if num_labels < 1:
+        raise ValueError(f"num_labels must be >= 1, got {num_labels}")
+    return float(_prf(_confusion(pred, labels, num_labels))[2].mean())
+
+
+def per_class_metrics(pred: np.ndarray, labels: np.ndarray, label_names) -> dict:
+    """Per class precision, recall, F1 and support, plus the confusion matrix (rows = true label, columns =
+    predicted label); 0.0 where a ratio has a zero denominator.
+
+    >>> m = per_class_metrics(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]), ["a", "b", "c"])
+    >>> m["confusion"], m["support"], m["precision"], m["recall"]
+    ([[1, 0, 0], [1, 1, 0], [0, 0, 1]], [1, 2, 1], [0.5, 1.0, 1.0], [1.0, 0.5, 1.0])
+    """
+    names = [str(x) for x in label_names]
+    cm = _confusion(pred, labels, len(names))
+    precision, recall, f1 = _prf(cm)
+    return {
+        "labels": names,
+        "precision": [float(x) for x in precision],
+        "recall": [float(x) for x in recall],
+        "f1": [float(x) for x in f1],
+        "support": [int(x) for x in cm.sum(1)],
+        "confusion": cm.tolist(),
+    }
+
+
 METRICS = {"accuracy": accuracy, "f1": f1_score}
 
 
-def split_metrics(pred: np.ndarray, labels: np.ndarray, names: tuple[str, ...]) -> dict[str, float]:
-    return {name: METRICS[name](pred, labels) for name in names}
+def split_metrics(
+    pred: np.ndarray, labels: np.ndarray, names: tuple[str, ...], num_labels: int | None = None
+) -> dict[str, float]:
+    """The named metrics of one split; ``macro_f1`` needs ``num_labels`` (default: inferred from the data)."""
+    out = {}
+    for name in names:
+        if name == "macro_f1":
+            n = num_labels or int(max(np.max(pred, initial=0), np.max(labels, initial=0)) + 1)
+            out[name] = macro_f1(pred, labels, n)
+        else:
+            out[name] = METRICS[name](pred, labels)
+    return out
+
+
+def task_metric_names(task) -> tuple[str, ...]:
+    """The flat metrics reported for ``task``: accuracy and macro_f1 always, f1 for binary tasks, the task's
+    headline metric and extras."""
+    binary = ("f1",) if task.num_labels == 2 else ()
+    return tuple(dict.fromkeys(("accuracy", "macro_f1", *binary, task.metric, *task.extra_metrics)))
 
 
 def _group_of(name: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from featherweight_core.atomic import atomic_write
 from featherweight_core.batching import EncodedSplit
 from featherweight_core.data import DataError, Split, TaskData, load_task_data
 from featherweight_core.encoders import Encoder, Ragged, build_encoder
-from featherweight_core.tasks import TaskSpec
+from featherweight_core.tasks import TEST, TaskSpec
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("FEATHERWEIGHT_CACHE", Path.home() / ".cache" / "featherweight"))
 
@@ -46,6 +46,9 @@ class Prepared:
     teacher: str | None = None  # where the teacher logits came from
     bootstrap: EncodedSplit | None = None  # augmented examples: teacher-argmax labels and teacher logits
     bootstrap_source: str | None = None
+    tests: dict[str, EncodedSplit] = field(default_factory=dict)  # held-out test split(s): "test" when the data has one
+    data_source: str | None = None  # where the task data came from (TaskData.source)
+    split_info: dict = field(default_factory=dict)  # how the splits were made (TaskData.split_info)
 
     def train_split(self, use_bootstrap: bool) -> EncodedSplit:
         """The split to train on: the original train split, plus the bootstrap examples when asked."""
@@ -56,7 +59,7 @@ class Prepared:
         return self.train.concat(self.bootstrap)
 
     def summary(self) -> str:
-        ev = ", ".join(f"{k}={len(v)}" for k, v in self.evals.items())
+        ev = ", ".join(f"{k}={len(v)}" for k, v in {**self.evals, **self.tests}.items())
         return (
             f"{self.task.name}: train={len(self.train)} {ev}; {self.encoder_fingerprint}"
             + (f"; teacher logits from {self.teacher}" if self.teacher else "")
@@ -167,6 +170,8 @@ def prepare(
     names = ["train", *[s for s in task.eval_splits if s in task_data.splits]]
     if len(names) < 2:
         raise DataError(f"task {task.name!r} from {task_data.source}: no dev split among {list(task.eval_splits)}")
+    test_names = [s for s in (TEST,) if s in task_data.splits and s not in names]
+    names += test_names
     data_fp = task_data.fingerprint()
     enc_fp = encoder.fingerprint()
     splits: dict[str, EncodedSplit] | None = None
@@ -182,6 +187,7 @@ def prepare(
             cache_path.parent.mkdir(parents=True, exist_ok=True)
             _save_encoded(cache_path, splits)
     train_split = splits.pop("train")
+    tests = {name: splits.pop(name) for name in test_names}
     if teacher_logits is not None:
         keys, arr = load_teacher_logits(teacher_logits)
         train_split.teacher_logits = align_logits(train_split, keys, arr, task.num_labels, str(teacher_logits))
@@ -210,6 +216,9 @@ def prepare(
         teacher=str(teacher_logits) if teacher_logits is not None else (str(teacher) if teacher is not None else None),
         bootstrap=boot,
         bootstrap_source=str(bootstrap) if bootstrap is not None else None,
+        tests=tests,
+        data_source=task_data.source,
+        split_info=dict(task_data.split_info),
     )
 
 

@@ -29,7 +29,9 @@ class RunResult:
     checkpoint: Path | None
 
     def summary(self) -> dict[str, Any]:
-        """A flat JSON-able record: configs, dev metrics of the best epoch, sizes."""
+        """A flat JSON-able record: configs, dev metrics of the best epoch, its test metrics (``test_metrics``, the
+        same keys; ``{}`` without a test split), per-class metrics per dev and test split (``class_metrics``),
+        sizes."""
         return {
             "student": self.student_config.to_dict(),
             "distill": self.distill_config.to_dict(),
@@ -37,6 +39,8 @@ class RunResult:
             "epochs": len(self.train.history),
             "train_seconds": round(self.train.seconds, 3),
             "metrics": self.train.metrics,
+            "test_metrics": self.train.test_metrics,
+            "class_metrics": self.train.class_metrics,
             "params": self.sizes["params"],
             "disk_bytes": self.sizes["disk_bytes"],
             "gzip_bytes": self.sizes["gzip_bytes"],
@@ -74,14 +78,17 @@ def run_distillation(
     seed_everything(cfg.seed)
     model = build_student(student, prepared.num_embeddings, prepared.vectors)
     result = train(model, train_split if train_split is not None else prepared.train, prepared.evals,
-                   prepared.task, cfg, on_epoch)  # fmt: skip
+                   prepared.task, cfg, on_epoch, tests=prepared.tests)  # fmt: skip
     model.to("cpu").eval()
     sizes = size_report(model)
     ckpt = None
     if output_dir is not None:
         meta = {
             "task": prepared.task.name,
+            "task_spec": prepared.task.to_dict(),
+            "data_source": prepared.data_source,
             "metrics": result.metrics,
+            "test_metrics": result.test_metrics,
             "best_epoch": result.best_epoch,
             "distill": cfg.to_dict(),
             "data_fingerprint": prepared.data_fingerprint,

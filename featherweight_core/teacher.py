@@ -38,7 +38,7 @@ from featherweight_core import vocab
 from featherweight_core.atomic import atomic_dir
 from featherweight_core.data import TaskData
 from featherweight_core.errors import UserError
-from featherweight_core.measure import split_metrics
+from featherweight_core.measure import split_metrics, task_metric_names
 
 TEACHER_META = "featherweight_teacher.json"
 METRICS_FILE = "teacher_metrics.json"
@@ -378,7 +378,7 @@ def evaluate_teacher(model, tokenizer, task_data: TaskData, cfg: TeacherConfig, 
                      progress: bool = False) -> dict[str, float]:  # fmt: skip
     """Dev metrics (the task's metric + extras, mean over eval splits and per split) of ``model``."""
     task = task_data.task
-    names = tuple(dict.fromkeys((task.metric, "accuracy", *task.extra_metrics)))
+    names = task_metric_names(task)
     per: dict[str, dict[str, float]] = {}
     for split in task.eval_splits:
         if split not in task_data.splits:
@@ -386,7 +386,7 @@ def evaluate_teacher(model, tokenizer, task_data: TaskData, cfg: TeacherConfig, 
         sp = task_data.splits[split]
         logits = predict_logits(model, tokenizer, sp.texts, cfg.eval_batch_size, cfg.max_length, device,
                                 cfg.precision, progress)  # fmt: skip
-        per[split] = split_metrics(logits.argmax(-1), sp.labels, names)
+        per[split] = split_metrics(logits.argmax(-1), sp.labels, names, task.num_labels)
     if not per:
         raise TeacherError(f"task {task.name!r}: no dev split among {list(task.eval_splits)} to evaluate on")
     out = {m: float(np.mean([v[m] for v in per.values()])) for m in names}

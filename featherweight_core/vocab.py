@@ -28,7 +28,10 @@ SIZE_MEASURES = ("gzip_bytes", "disk_bytes", "params")
 QUANT_PARTS = ("embedding", "encoder", "classifier", "static_classifier")
 IMPORTANCE_BITS = (2, 3, 4, 5, 6, 7, 8, 16)
 
-TASK_METRICS = ("accuracy", "f1")
+# Headline metrics of a task: f1 is the F1 of the positive class (the second label) and needs a binary task
+TASK_METRICS = ("accuracy", "f1", "macro_f1")
+# What reading a custom task's files does with bytes that are not valid in the task's encoding
+BAD_BYTES_POLICIES = ("replace", "error")
 TEACHER_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AUGMENT_MODES = ("embedding", "fill-mask")
 AUGMENT_FIELDS = ("auto", "first", "second", "all")

@@ -199,7 +199,17 @@ def test_evaluate_mnli_mean_of_matched_and_mismatched():
 def test_evaluate_qqp_reports_f1():
     out = evaluate(FirstIdClassifier(2), {"validation": _toy_split([[1], [1], [0], [0]], [1, 0, 1, 0])},
                    get_task("qqp"))  # fmt: skip
-    assert out == {"accuracy": 0.5, "f1": 0.5, "score": 0.5}
+    assert out == {"accuracy": 0.5, "macro_f1": 0.5, "f1": 0.5, "score": 0.5}
+
+
+def test_evaluate_custom_macro_f1_headline():
+    from featherweight_core.tasks import task_from_options
+
+    task = task_from_options("three", {"text_columns": "t", "labels": ["a", "b", "c"], "metric": "macro_f1"})
+    # predictions [0, 0, 1, 2] (first id % 3) vs labels [0, 1, 1, 2]: per-class F1 2/3, 2/3, 1
+    out = evaluate(FirstIdClassifier(3), {"validation": _toy_split([[0], [3], [1], [2]], [0, 1, 1, 2])}, task)
+    assert set(out) == {"accuracy", "macro_f1", "score"}  # no f1: not a binary task
+    assert out["score"] == out["macro_f1"] == pytest.approx(7 / 9)
 
 
 # ---------------------------------------------------------------- training
@@ -281,7 +291,7 @@ def test_pair_task_trains(tmp_path):
     task = get_task("synthetic_pair")
     p = prepare(task, embedding="char", emb_dim=8, cache_dir=None, task_data=load_synthetic(task, 200, 50))
     r = run_distillation(p, _small(p, "rnn"), DistillConfig(max_epochs=1), output_dir=tmp_path)
-    assert set(r.train.metrics) == {"accuracy", "f1", "score"}
+    assert set(r.train.metrics) == {"accuracy", "macro_f1", "f1", "score"}
     model, cfg, meta = load_checkpoint(r.checkpoint)
     assert cfg.pair and meta["task"] == "synthetic_pair"
 
