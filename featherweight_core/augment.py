@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from featherweight_core.atomic import atomic_write
-from featherweight_core.data import DataError, Split, TaskData
+from featherweight_core.data import DataError, Split, TaskData, recorded_source
 from featherweight_core.errors import ConfigError
 from featherweight_core.tasks import TaskSpec
 from featherweight_core.vocab import AUGMENT_FIELDS, AUGMENT_MODES
@@ -414,7 +414,9 @@ def augment_to_file(
     neighbours = nearest_neighbours(kv, sorted(vocab), cfg.k, accept=replaceable)
     state = _State(cfg, fields, neighbours, (str(mlm), device) if mlm is not None else None, mlm_probe)
     meta = {
-        "task": task.name,
+        "task": task.to_dict(),
+        "data_fingerprint": task_data.fingerprint(),
+        "data_source": recorded_source(task_data.source),
         "text_fields": list(task.text_fields),
         "augmented_fields": [task.text_fields[f] for f in fields],
         "config": cfg.to_dict(),
@@ -513,9 +515,15 @@ def read_augmented(path: str | Path, task: TaskSpec | None = None) -> tuple[Spli
         raise DataError(f"{path}: not an augmented-data file from `featherweight augment` (no metadata)")
     meta = json.loads(raw)
     text_fields = meta["text_fields"]
+    recorded = meta.get("task")
+    if task is not None and isinstance(recorded, dict) and recorded != task.to_dict():
+        diffs = task.differences(TaskSpec.from_dict(recorded))
+        raise DataError(f"{path}: augmented data was made for another task definition: {'; '.join(diffs)}"
+                        f" (this task vs the file's)")  # fmt: skip
     if task is not None and tuple(text_fields) != tuple(task.text_fields):
+        name = recorded.get("name") if isinstance(recorded, dict) else recorded
         raise DataError(
-            f"{path}: augmented data has text fields {text_fields} (task {meta['task']!r}),"
+            f"{path}: augmented data has text fields {text_fields} (task {name!r}),"
             f" task {task.name!r} expects {list(task.text_fields)}"
         )
     cols = [table.column(f).to_pylist() for f in text_fields]

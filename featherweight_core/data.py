@@ -542,6 +542,12 @@ def load_synthetic(task: TaskSpec, n_train: int = 3000, n_dev: int = 500, seed: 
     return TaskData(task, splits, report, source=f"synthetic(seed={seed})")
 
 
+def recorded_source(source: str) -> str:
+    """A data source as artefacts record it: local paths made absolute (so a later command run from another
+    directory finds them), anything else (hub:..., hf:..., synthetic) as it is."""
+    return str(Path(source).resolve()) if Path(source).exists() else source
+
+
 def load_task_data(task: TaskSpec, source: str | Path | None = None, **kwargs) -> TaskData:
     """Load ``task`` from ``source``: ``"hub"``, ``"synthetic"``, or a local path (GLUE dir or custom files);
     a custom task also from ``hf:OWNER/NAME[:CONFIG]``.

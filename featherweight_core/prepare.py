@@ -22,7 +22,7 @@ import numpy as np
 
 from featherweight_core.atomic import atomic_write
 from featherweight_core.batching import EncodedSplit
-from featherweight_core.data import DataError, Split, TaskData, load_task_data
+from featherweight_core.data import DataError, Split, TaskData, load_task_data, recorded_source
 from featherweight_core.encoders import Encoder, Ragged, build_encoder
 from featherweight_core.tasks import TEST, TaskSpec
 
@@ -164,8 +164,8 @@ def prepare(
         )
     if task_data is None:
         task_data = load_task_data(task, data)
-    if verbose and task_data.report.skipped:
-        print(f"data: skipped malformed rows\n{task_data.report}", file=sys.stderr)
+    if verbose and (task_data.report.skipped or task_data.report.bad_bytes):
+        print(f"data: bad rows\n{task_data.report}", file=sys.stderr)
     encoder = build_encoder(embedding, vocab_size, emb_dim, bpemb_dir)
     names = ["train", *[s for s in task.eval_splits if s in task_data.splits]]
     if len(names) < 2:
@@ -217,7 +217,7 @@ def prepare(
         bootstrap=boot,
         bootstrap_source=str(bootstrap) if bootstrap is not None else None,
         tests=tests,
-        data_source=task_data.source,
+        data_source=recorded_source(task_data.source),
         split_info=dict(task_data.split_info),
     )
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from featherweight_core import vocab
 from featherweight_core.atomic import atomic_dir
-from featherweight_core.data import TaskData
+from featherweight_core.data import TaskData, recorded_source
 from featherweight_core.errors import UserError
 from featherweight_core.measure import split_metrics, task_metric_names
 
@@ -515,11 +515,13 @@ def finetune_teacher(
     result = {**metrics, "train_seconds": round(seconds, 2), "steps": step, "train_examples": int(len(rows))}
     meta = {
         "task": task.name,
+        "task_spec": task.to_dict(),
         "label_names": list(task.label_names),
         "text_fields": list(task.text_fields),
         "base_model": str(model_name_or_dir),
         "data_fingerprint": task_data.fingerprint(),
-        "data_source": task_data.source,
+        "data_source": recorded_source(task_data.source),
+        "split_info": task_data.split_info,
         "config": cfg.to_dict(),
         "device": str(device),
         "torch": torch.__version__,

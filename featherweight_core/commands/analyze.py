@@ -1,4 +1,5 @@
-"""``featherweight analyze``: size analysis of a student configuration without training (thesis appendix C.5)."""
+"""``featherweight analyze``: size analysis of a student configuration without training (thesis appendix C.5), or
+of a trained student (``--checkpoint``: its configuration and task come from the checkpoint)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,19 @@ import argparse
 import json
 
 from featherweight_core import vocab
+from featherweight_core.commands.common import add_task_args, recorded_task_of, resolve_recorded_task, resolve_task
+from featherweight_core.errors import ConfigError
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("analyze", help="parameter counts and sizes of a student configuration (no training)",
                        description=__doc__)  # fmt: skip
-    p.add_argument("--task", required=True, help="task name (decides classes and single/pair)")
-    p.add_argument("--arch", required=True, choices=vocab.ARCHS)
-    p.add_argument("--embedding", required=True, choices=vocab.EMBEDDINGS)
-    p.add_argument("--dim", required=True, type=int)
+    p.add_argument("--checkpoint", default=None,
+                   help="student.pt: analyze this trained student (config and task from the checkpoint)")  # fmt: skip
+    add_task_args(p, recorded="the checkpoint's")
+    p.add_argument("--arch", choices=vocab.ARCHS, help="student arch (required without --checkpoint)")
+    p.add_argument("--embedding", choices=vocab.EMBEDDINGS, help="embedding (required without --checkpoint)")
+    p.add_argument("--dim", type=int, help="embedding dimension (required without --checkpoint)")
     p.add_argument(
         "--vocab-size", type=int, default=None, help=f"BPE vocabulary / hash K (default {vocab.DEFAULT_VOCAB_SIZE})"
     )
@@ -28,19 +33,41 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from featherweight_core.measure import size_report
     from featherweight_core.students import StudentConfig, build_student
-    from featherweight_core.tasks import get_task
 
-    task = get_task(args.task)
-    cfg = StudentConfig(args.arch, args.embedding, args.dim, task.num_labels, pair=task.pair,
-                        vocab_size=args.vocab_size, pooling=args.pooling).resolved()  # fmt: skip
-    report = {"task": task.name, "config": cfg.to_dict(), **size_report(build_student(cfg))}
+    if args.checkpoint:
+        from featherweight_core.checkpoint import load_checkpoint
+
+        model, cfg, meta = load_checkpoint(args.checkpoint)
+        cfg = cfg.resolved()
+        task = resolve_recorded_task(args, recorded_task_of(meta), f"checkpoint {args.checkpoint}")
+        if (task.pair, task.num_labels) != (cfg.pair, cfg.num_labels):
+            raise ConfigError(f"task {task.name!r} does not fit the checkpoint's student ({cfg.num_labels} labels,"
+                              f" pair={cfg.pair})")  # fmt: skip
+    else:
+        missing = [f"--{k}" for k in ("task", "arch", "embedding", "dim") if getattr(args, k) is None]
+        if missing:
+            raise ConfigError(f"analyze needs {', '.join(missing)} (or --checkpoint STUDENT.pt)")
+        task = resolve_task(args)
+        cfg = StudentConfig(args.arch, args.embedding, args.dim, task.num_labels, pair=task.pair,
+                            vocab_size=args.vocab_size, pooling=args.pooling).resolved()  # fmt: skip
+        model = build_student(cfg)
+    report = {"task": task.name, "task_spec": task.to_dict(), "config": cfg.to_dict(), **size_report(model)}
+    if args.checkpoint:
+        report["checkpoint"] = str(args.checkpoint)
+        report["metrics"] = meta.get("metrics", {})
+        report["test_metrics"] = meta.get("test_metrics", {})
     if args.json:
         print(json.dumps(report))
         return 0
     p = report["params"]
-    print(f"{task.name}  {cfg.arch} {cfg.embedding} d{cfg.emb_dim} vocab {cfg.vocab_size}")
+    print(f"{task.name}  {cfg.arch} {cfg.embedding} d{cfg.emb_dim} vocab {cfg.vocab_size}"
+          f"  {task.num_labels} labels{' (pairs)' if task.pair else ''}")  # fmt: skip
     for k in ("total", "embedding", "encoder", "classifier", "nonzero"):
         print(f"  params {k:<11}{p[k]:>12,}")
     print(f"  disk bytes        {report['disk_bytes']:>12,}")
     print(f"  gzip bytes        {report['gzip_bytes']:>12,}")
+    for name in ("metrics", "test_metrics"):
+        if report.get(name):
+            shown = "  ".join(f"{k} {v:.4f}" for k, v in report[name].items() if isinstance(v, float))
+            print(f"  {'dev' if name == 'metrics' else 'test'}  {shown}")
     return 0

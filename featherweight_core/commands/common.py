@@ -3,22 +3,143 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from featherweight_core import vocab
 from featherweight_core.errors import ConfigError
-from featherweight_core.tasks import TASKS, TaskSpec, custom_task, get_task
+from featherweight_core.tasks import TASKS, TaskSpec, task_from_options
+
+# command-line flag of each task option (errors from tasks.task_from_options start with the option's key)
+TASK_FLAGS = {
+    "text_columns": "--text-columns",
+    "label_column": "--label-column",
+    "labels": "--labels",
+    "metric": "--metric",
+    "split.dev_fraction": "--dev-fraction",
+    "split.test_fraction": "--test-fraction",
+    "split.seed": "--split-seed",
+    "encoding": "--encoding",
+    "on_bad_bytes": "--on-bad-bytes",
+}
 
 
-def add_task_args(p: argparse.ArgumentParser) -> None:
+def add_task_args(p: argparse.ArgumentParser, required: bool = True, recorded: str | None = None) -> None:
+    """--task, --data and the custom-task options. ``recorded``: what the task and data default to when omitted
+    (e.g. "the checkpoint's"); then --task is optional."""
     g = p.add_argument_group("task and data")
-    g.add_argument("--task", required=True, help=f"built-in task {sorted(TASKS)} or a name for a custom task")
+    default = f" (default: {recorded} task)" if recorded else ""
+    g.add_argument("--task", required=required and not recorded, default=None,
+                   help=f"built-in task {sorted(TASKS)} or a name for a custom task{default}")  # fmt: skip
     g.add_argument("--data", default=None,
-                   help="'hub', 'synthetic', a local GLUE dir (e.g. data/glue) or a custom TSV/CSV file/dir;"
-                        " default: synthetic for synthetic tasks, the HF hub for GLUE tasks")  # fmt: skip
-    g.add_argument("--text-columns", default=None, help="custom task: comma-separated text column(s), 1 or 2")
-    g.add_argument("--label-column", default="label", help="custom task: label column (default: label)")
-    g.add_argument("--labels", default=None, help="custom task: comma-separated label names in id order")
-    g.add_argument("--metric", default="accuracy", choices=vocab.TASK_METRICS, help="custom task: headline metric")
+                   help="'hub', 'synthetic', a local GLUE dir (e.g. data/glue), a custom CSV/TSV file or directory"
+                        " (train + dev [+ test] files), or hf:OWNER/NAME[:CONFIG] for a custom task; default:"
+                        " synthetic for synthetic tasks, the HF hub for GLUE tasks"
+                        + (f", {recorded} data for a custom task" if recorded else ""))  # fmt: skip
+    c = p.add_argument_group("custom task (your own dataset; see docs/tasks.md)")
+    c.add_argument("--text-columns", default=None, help="text column(s) in the header, comma-separated: 1 or 2")
+    c.add_argument("--label-column", default=None, help="label column (default: label)")
+    c.add_argument("--labels", default=None, help="label names as written in the data, comma-separated, in id order")
+    c.add_argument("--metric", default=None, choices=vocab.TASK_METRICS,
+                   help="headline metric (default accuracy; f1 = positive class = the second label, binary only)")  # fmt: skip
+    c.add_argument("--dev-fraction", type=float, default=None, help="one data file: dev share (default 0.1)")
+    c.add_argument("--test-fraction", type=float, default=None, help="one data file: test share (default 0)")
+    c.add_argument("--split-seed", type=int, default=None, help="one data file: seed of the split (default 0)")
+    c.add_argument("--no-stratify", action="store_true", help="one data file: split without keeping class shares")
+    c.add_argument("--encoding", default=None, help="text encoding of the data files (default utf-8)")
+    c.add_argument("--on-bad-bytes", default=None, choices=vocab.BAD_BYTES_POLICIES,
+                   help="bytes not valid in the encoding: replace (with U+FFFD, counted; default) or error")  # fmt: skip
+
+
+def task_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The task options given on the command line (only those given), as tasks.task_from_options takes them."""
+    opts: dict[str, Any] = {}
+    if getattr(args, "text_columns", None) is not None:
+        opts["text_columns"] = [c.strip() for c in args.text_columns.split(",") if c.strip()]
+    if getattr(args, "labels", None) is not None:
+        opts["labels"] = [x.strip() for x in args.labels.split(",") if x.strip()]
+    for key in ("label_column", "metric", "encoding", "on_bad_bytes"):
+        if getattr(args, key, None) is not None:
+            opts[key] = getattr(args, key)
+    split = {k: getattr(args, a) for k, a in (("dev_fraction", "dev_fraction"), ("test_fraction", "test_fraction"),
+                                              ("seed", "split_seed")) if getattr(args, a, None) is not None}  # fmt: skip
+    if getattr(args, "no_stratify", False):
+        split["stratify"] = False
+    if split:
+        opts["split"] = split
+    return opts
+
+
+def _flagged(e: ConfigError) -> ConfigError:
+    msg = str(e)
+    key = msg.split(":", 1)[0]
+    if key in TASK_FLAGS:
+        msg = TASK_FLAGS[key] + msg[len(key) :]
+    return ConfigError(msg.replace("needs text_columns and labels (and data)", "needs --text-columns and --labels"
+                                   " (and --data PATH)"))  # fmt: skip
+
+
+def build_task(name: str, options: dict[str, Any]) -> TaskSpec:
+    """tasks.task_from_options, with errors naming the command-line flags."""
+    try:
+        return task_from_options(name, options)
+    except ConfigError as e:
+        raise _flagged(e) from None
+
+
+def resolve_task(args: argparse.Namespace) -> TaskSpec:
+    """The task the command line describes (built-in, or custom from --text-columns/--labels/...)."""
+    return build_task(args.task, task_options(args))
+
+
+def resolve_recorded_task(args: argparse.Namespace, recorded: dict[str, Any] | None, what: str) -> TaskSpec:
+    """The task of an artefact (``recorded``: its ``TaskSpec.to_dict()``): task options given on the command line
+    are checked against it - a different definition is a one-line ConfigError saying what differs. Without a
+    recorded task (an old artefact) the command line must name it."""
+    given = task_options(args)
+    if recorded is None:
+        if not args.task:
+            raise ConfigError(f"{what} records no task; pass --task NAME (and the custom-task options)")
+        return resolve_task(args)
+    stored = TaskSpec.from_dict(recorded)
+    if not args.task and not given:
+        return stored
+    name = args.task or stored.name
+    base = {k: v for k, v in stored.to_dict().items() if k not in ("name", "custom")} if name == stored.name else {}
+    if "split" in given and "split" in base:
+        given["split"] = {**base["split"], **given["split"]}
+    asked = build_task(name, {**base, **given})
+    diffs = stored.differences(asked)
+    if diffs:
+        raise ConfigError(f"the task options do not match the task {what} was made for: {'; '.join(diffs)}")
+    return stored
+
+
+def recorded_task_of(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The task definition an artefact's metadata records: ``task_spec`` (``TaskSpec.to_dict()``), a ``task``
+    that is such a dict, or (older artefacts) a built-in task's name; None when there is none."""
+    spec = meta.get("task_spec")
+    if isinstance(spec, dict):
+        return spec
+    task = meta.get("task")
+    if isinstance(task, dict):
+        return task
+    if isinstance(task, str) and task in TASKS:
+        return {"name": task}
+    return None
+
+
+def check_data_fingerprint(task: TaskSpec, recorded: str | None, actual: str, what: str, log=None) -> None:
+    """A custom task's data must be the data the artefact was made from (a ConfigError otherwise); for a built-in
+    task a different copy (hub vs local files) is only a warning on ``log``."""
+    if not recorded or recorded == actual:
+        return
+    if task.custom:
+        raise ConfigError(
+            f"the data differs from the data {what} was made from (fingerprint {actual} vs {recorded});"
+            " pass the same --data and split options"
+        )
+    if log is not None:
+        print(f"warning: the data differs from what {what} was made from", file=log)
 
 
 def add_encoder_args(p: argparse.ArgumentParser, required: bool = False) -> None:
@@ -30,25 +151,6 @@ def add_encoder_args(p: argparse.ArgumentParser, required: bool = False) -> None
     g.add_argument("--vocab-size", type=int, default=None,
                    help=f"BPE vocabulary / hash embedding K (default: {vocab.DEFAULT_VOCAB_SIZE}; char ignores it)")  # fmt: skip
     g.add_argument("--bpemb-dir", default=None, help="bpemb cache dir holding en/en.wiki.bpe.vs*.{model,d*.w2v.bin}")
-
-
-def resolve_task(args: argparse.Namespace) -> TaskSpec:
-    if args.task in TASKS:
-        return get_task(args.task)
-    if not args.text_columns or not args.labels:
-        raise ConfigError(
-            f"unknown task {args.task!r}: use one of {sorted(TASKS)}, or define a custom task with"
-            " --text-columns and --labels (and --data PATH)"
-        )
-    if not args.data or args.data in ("hub", "synthetic"):
-        raise ConfigError(f"custom task {args.task!r} needs --data PATH (a TSV/CSV file or a directory)")
-    return custom_task(
-        args.task,
-        [c.strip() for c in args.text_columns.split(",") if c.strip()],
-        [x.strip() for x in args.labels.split(",") if x.strip()],
-        metric=args.metric,
-        label_column=args.label_column,
-    )
 
 
 def positive_int(value: str) -> int:

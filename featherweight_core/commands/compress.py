@@ -19,7 +19,14 @@ from pathlib import Path
 
 from featherweight_core import vocab
 from featherweight_core.atomic import write_json_atomic
-from featherweight_core.commands.common import STUDENT_THREADS_HELP, positive_int
+from featherweight_core.commands.common import (
+    STUDENT_THREADS_HELP,
+    add_task_args,
+    check_data_fingerprint,
+    positive_int,
+    recorded_task_of,
+    resolve_recorded_task,
+)
 from featherweight_core.errors import ConfigError
 
 QUANT_PARTS = vocab.MODULE_GROUPS  # what --quantize switches on (static_classifier is its own flag)
@@ -74,9 +81,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("compress", help="prune and/or quantize a trained student; evaluate, measure, save",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     p.add_argument("checkpoint", help="student.pt written by `featherweight distill --output`")
+    add_task_args(p, recorded="the checkpoint's")
     g = p.add_argument_group("data (to evaluate, fine-tune and calibrate; task and encoder come from the checkpoint)")
-    g.add_argument("--task", default=None, help="task name (default: the checkpoint's task)")
-    g.add_argument("--data", default=None, help="'hub', 'synthetic', a local GLUE dir or a custom TSV/CSV")
     g.add_argument("--bpemb-dir", default=None, help="bpemb cache dir (bpe students)")
     g.add_argument("--cache-dir", default=None, help="encoded-data cache (default ~/.cache/featherweight)")
     g.add_argument("--teacher-logits", default=None, help="teacher logits for fine-tuning with --alpha < 1")
@@ -195,21 +201,21 @@ def run(args: argparse.Namespace) -> int:
     from featherweight_core.compress import compress_student, default_distill_config, measure_sizes
     from featherweight_core.distill import DistillConfig, evaluate
     from featherweight_core.prepare import DEFAULT_CACHE_DIR, prepare
-    from featherweight_core.tasks import get_task
 
     torch.set_num_threads(args.threads)
     prune, quant = _configs(args)  # validate before any slow work
     model, cfg, meta = load_checkpoint(args.checkpoint)
     cfg = cfg.resolved()
-    task = get_task(args.task or meta.get("task") or "")
+    task = resolve_recorded_task(args, recorded_task_of(meta), f"checkpoint {args.checkpoint}")
     if (task.pair, task.num_labels) != (cfg.pair, cfg.num_labels):
         raise ConfigError(f"task {task.name!r} does not fit the checkpoint's student ({cfg.num_labels} labels,"
                          f" pair={cfg.pair})")  # fmt: skip
     log = None if args.quiet or args.json else sys.stderr
-    prepared = prepare(task, args.data, cfg.embedding, cfg.emb_dim, cfg.vocab_size, args.bpemb_dir,
+    data = args.data or (meta.get("data_source") if task.custom else None)
+    prepared = prepare(task, data, cfg.embedding, cfg.emb_dim, cfg.vocab_size, args.bpemb_dir,
                        args.teacher_logits, args.cache_dir or DEFAULT_CACHE_DIR, verbose=log is not None)  # fmt: skip
-    if meta.get("data_fingerprint") and meta["data_fingerprint"] != prepared.data_fingerprint and log:
-        print("warning: the data differs from what the checkpoint was trained on", file=log)
+    check_data_fingerprint(task, meta.get("data_fingerprint"), prepared.data_fingerprint,
+                           f"checkpoint {args.checkpoint}", log)  # fmt: skip
     if quant is not None and quant.importance_bits != 16 and cfg.embedding != "hash" and log:
         print(f"warning: --importance-bits applies to hash embeddings only; ignored for this {cfg.embedding}"
               " student", file=log)  # fmt: skip
@@ -229,9 +235,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"prune epoch {r['epoch']}  loss {r['train_loss']:.4f}  sparsity x{r['sparsity_fraction']:.2f}"
                   f"  {r['seconds']:.1f}s", file=log, flush=True)  # fmt: skip
 
-    result = compress_student(model, cfg, prune, quant, prepared.train, prepared.evals, task, dcfg, on_epoch)
-    parent = {"metrics": evaluate(model, prepared.evals, task), "sizes": measure_sizes(model)}
-    summary = {"task": task.name, "parent": str(args.checkpoint), **result.summary(), "float": parent}
+    result = compress_student(model, cfg, prune, quant, prepared.train, prepared.evals, task, dcfg, on_epoch,
+                              tests=prepared.tests)  # fmt: skip
+    parent = {"metrics": evaluate(model, prepared.evals, task), "test_metrics": evaluate(model, prepared.tests, task),
+              "sizes": measure_sizes(model)}  # fmt: skip
+    summary = {"task": task.name, "task_spec": task.to_dict(), "parent": str(args.checkpoint), **result.summary(),
+               "float": parent}  # fmt: skip
     if args.speed:
         from featherweight_core.measure import inference_speed
 
@@ -243,7 +252,9 @@ def run(args: argparse.Namespace) -> int:
         }  # fmt: skip
     if args.output:
         out = Path(args.output)
-        ckpt = save_compressed(out / "compressed.pt", result, {"task": task.name, "parent": str(args.checkpoint)})
+        ckpt = save_compressed(out / "compressed.pt", result, {"task": task.name, "task_spec": task.to_dict(),
+                               "data_source": prepared.data_source, "data_fingerprint": prepared.data_fingerprint,
+                               "parent": str(args.checkpoint)})  # fmt: skip
         summary["checkpoint"] = str(ckpt)
         write_json_atomic(out / "result.json", summary)
     if args.json:
@@ -259,6 +270,8 @@ def _print(s: dict) -> None:
           f"  quant {s['quant_label']}")  # fmt: skip
     for k, v in s["metrics"].items():
         print(f"  {k:<20}{f['metrics'].get(k, float('nan')):>9.4f} -> {v:.4f}")
+    for k, v in s.get("test_metrics", {}).items():
+        print(f"  test {k:<15}{f['test_metrics'].get(k, float('nan')):>9.4f} -> {v:.4f}")
     for k in ("disk_bytes", "gzip_bytes", "ideal_bytes", "nonzero_params"):
         a, b = f["sizes"][k], s["sizes"][k]
         print(f"  {k:<20}{a:>12,} -> {b:>12,}  ({b / a:.3f}x)" if a else f"  {k:<20}{a} -> {b}")

@@ -113,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
 
     result = run_distillation(prepared, student, cfg, args.output, on_epoch,
                               train_split=prepared.train_split(args.bootstrap is not None))  # fmt: skip
-    summary = {"task": task.name, **result.summary(), "bootstrap": args.bootstrap,
+    summary = {"task": task.name, "task_spec": task.to_dict(), "split_info": prepared.split_info,
+               **result.summary(), "bootstrap": args.bootstrap,
                "train_examples": len(prepared.train) + (len(prepared.bootstrap) if prepared.bootstrap else 0)}  # fmt: skip
     if args.output:
         write_json_atomic(Path(args.output) / "result.json", summary)
@@ -135,7 +136,9 @@ def _print_summary(s: dict) -> None:
     p = s["params"]
     print(f"{s['task']}  {st['arch']} {st['embedding']} d{st['emb_dim']} vocab {st['vocab_size']}"
           f"  alpha {s['distill']['alpha']}  seed {s['distill']['seed']}")  # fmt: skip
-    print(f"best epoch {s['best_epoch']}/{s['epochs']}  {metrics}")
+    print(f"best epoch {s['best_epoch']}/{s['epochs']}  dev {metrics}")
+    if s.get("test_metrics"):
+        print("test (best epoch)  " + "  ".join(f"{k} {v:.4f}" for k, v in s["test_metrics"].items()))
     print(f"params {p['total']:,} (embedding {p['embedding']:,}, encoder {p['encoder']:,},"
           f" classifier {p['classifier']:,}; non-zero {p['nonzero']:,})")  # fmt: skip
     print(f"size {s['disk_bytes']:,} bytes on disk, {s['gzip_bytes']:,} gzipped")

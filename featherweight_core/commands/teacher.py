@@ -13,7 +13,13 @@ import json
 import sys
 
 from featherweight_core import vocab
-from featherweight_core.commands.common import add_task_args, positive_int, resolve_task
+from featherweight_core.commands.common import (
+    add_task_args,
+    positive_int,
+    recorded_task_of,
+    resolve_recorded_task,
+    resolve_task,
+)
 
 
 def add_parser(sub) -> None:
@@ -59,7 +65,7 @@ def add_parser(sub) -> None:
         "logits", help="teacher logits for task splits or an augmented file, via the soft-target store"
     )
     lg.add_argument("--teacher", required=True, help="fine-tuned teacher directory")
-    add_task_args(lg)
+    add_task_args(lg, recorded="the teacher's")
     lg.add_argument("--split", action="append", default=None,
                     help="split to score (repeatable; default: train and the dev splits)")  # fmt: skip
     lg.add_argument("--augmented", default=None, help="score this augmented-data file instead of task splits")
@@ -136,9 +142,12 @@ def run_logits(args: argparse.Namespace) -> int:
     from featherweight_core.measure import accuracy
     from featherweight_core.prepare import DEFAULT_CACHE_DIR
     from featherweight_core.softtargets import SoftTargetStore, write_logits
+    from featherweight_core.teacher import read_teacher_meta
 
     device = _setup(args)
-    task = resolve_task(args)
+    meta = read_teacher_meta(args.teacher)
+    task = resolve_recorded_task(args, recorded_task_of(meta), f"teacher {args.teacher}")
+    data = args.data or (meta.get("data_source") if task.custom else None)
     store = SoftTargetStore(Path(args.cache_dir or DEFAULT_CACHE_DIR) / "softtargets", device=device,
                             batch_size=args.batch_size, precision=args.precision,
                             progress=not args.no_progress)  # fmt: skip
@@ -149,7 +158,7 @@ def run_logits(args: argparse.Namespace) -> int:
         aug, _ = read_augmented(args.augmented, task)
         jobs.append((f"{task.name}-bootstrap", aug, Path(args.augmented).name, True))
     else:
-        task_data = load_task_data(task, args.data)
+        task_data = load_task_data(task, data)
         names = args.split or ["train", *[s for s in task.eval_splits if s in task_data.splits]]
         for name in names:
             if name not in task_data.splits:

@@ -260,3 +260,149 @@ def test_fingerprint_changes_with_labels():
     fp = data.fingerprint()
     data.train.labels[0] = 1 - data.train.labels[0]
     assert data.fingerprint() != fp
+
+
+# ---------------------------------------------------------------- custom tasks: bad rows, encodings, splits
+
+THREE_CLASS = {"text_columns": ["text"], "labels": ["neg", "neu", "pos"]}
+
+
+def _messy_csv(path: Path) -> Path:
+    """30 good rows (lines 2-31) then one row per kind of trouble; see the expectations below."""
+    good = b"".join(b"g%d,row number %d,%s,extra\n" % (i, i, (b"neg", b"neu", b"pos")[i % 3]) for i in range(30))
+    path.write_bytes(
+        b"id,text,label,notes\n" + good
+        + b"x1,caf\xe9 au lait,pos,z\n"  # 32: latin-1 byte, kept with U+FFFD
+        + b"x2,\xff\xfe broken,neg,z\n"  # 33: undecodable, kept
+        + b"x3,too,many,cols,here\n"  # 34: wrong column count
+        + b"x4,short\n"  # 35: wrong column count
+        + b"x5,no label,,z\n"  # 36: missing label
+        + b"x6,what,neutral,z\n"  # 37: unknown label
+        + b"x7,  ,pos,z\n"  # 38: empty text
+        + b'x8,"multi\nline",neg,z\n'  # 39-40: quoted newline, kept
+        + b"x9,\xc3\x28 bad and ragged\n"  # 41: undecodable and wrong column count
+    )  # fmt: skip
+    return path
+
+
+def test_messy_csv_counts_every_kind_with_first_line(tmp_path):
+    from featherweight_core.tasks import task_from_options
+
+    path = _messy_csv(tmp_path / "tweets.csv")
+    data = load_task_data(task_from_options("tweets", THREE_CLASS), path)
+    rep = data.report.splits["all"]
+    expect = {"bad_bytes": (3, 32), "wrong_columns": (3, 34), "missing_label": (1, 36), "unknown_label": (1, 37),
+              "empty_text": (1, 38)}  # fmt: skip
+    for kind, (count, line) in expect.items():
+        assert getattr(rep, kind) == count, kind
+        assert rep.first[kind] == f"{path}:{line}", kind
+    assert (rep.rows, rep.kept, data.report.skipped) == (39, 33, 6)
+    assert data.report.counts() == {k: c for k, (c, _) in expect.items()}
+    text = str(data.report)
+    assert text.startswith(f"all: {path}: 33/39 rows kept (skipped: 3 wrong column count (first at {path}:34)")
+    assert f"1 unknown label (first at {path}:37)" in text and f"1 empty text (first at {path}:38)" in text
+    assert f"3 rows with undecodable bytes, replaced by U+FFFD (first at {path}:32)" in text
+    texts = {t[0]: k for sp in data.splits.values() for t, k in zip(sp.texts, sp.keys, strict=True)}
+    assert texts["caf\ufffd au lait"] == "all:32" and texts["multi\nline"] == "all:39"
+    assert sum(len(s) for s in data.splits.values()) == 33 and set(data.splits) == {"train", "validation"}
+    assert data.split_info["mode"] == "held_out" and data.split_info["dev_fraction"] == 0.1
+
+
+def test_bad_bytes_error_policy_and_other_encoding(tmp_path):
+    from featherweight_core.tasks import task_from_options
+
+    path = _messy_csv(tmp_path / "tweets.csv")
+    with pytest.raises(DataError) as err:
+        load_task_data(task_from_options("tweets", {**THREE_CLASS, "on_bad_bytes": "error"}), path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}:32: bytes not valid utf-8 (") and "--encoding" in msg
+    assert "--on-bad-bytes replace" in msg and "\n" not in msg
+    latin = load_task_data(task_from_options("tweets", {**THREE_CLASS, "encoding": "latin-1"}), path)
+    assert latin.report.splits["all"].bad_bytes == 0
+    assert ("café au lait",) in [t for sp in latin.splits.values() for t in sp.texts]
+
+
+def test_stratified_split_proportions_and_seed(tmp_path):
+    from featherweight_core.tasks import task_from_options
+
+    counts = {"a": 53, "b": 31, "c": 16}
+    rows = [f"text {lab} {i},{lab}" for lab, n in counts.items() for i in range(n)]
+    path = _write(tmp_path / "d.csv", "text,label\n" + "\n".join(rows) + "\n")
+    split = {"dev_fraction": 0.15, "test_fraction": 0.2, "seed": 3}
+    task = task_from_options("abc", {"text_columns": ["text"], "labels": list(counts), "split": split})
+    data = load_task_data(task, path)
+    assert set(data.splits) == {"train", "validation", "test"}
+    keys = [k for sp in data.splits.values() for k in sp.keys]
+    assert len(keys) == len(set(keys)) == 100  # a partition of the rows
+    for name, frac in (("validation", 0.15), ("test", 0.2)):
+        per_class = np.bincount(data.splits[name].labels, minlength=3)
+        for c, n in enumerate(counts.values()):
+            assert abs(per_class[c] - frac * n) <= 1, (name, c)
+    assert data.split_info == {"mode": "held_out", "dev_fraction": 0.15, "test_fraction": 0.2, "seed": 3,
+                               "stratify": True, "sizes": {k: len(v) for k, v in data.splits.items()}}  # fmt: skip
+    again = load_task_data(task, path)
+    assert all(again.splits[n].keys == data.splits[n].keys for n in data.splits)
+    other = load_task_data(task_from_options("abc", {"text_columns": ["text"], "labels": list(counts),
+                                                      "split": {**split, "seed": 4}}), path)  # fmt: skip
+    assert other.splits["test"].keys != data.splits["test"].keys
+    assert other.fingerprint() != data.fingerprint()
+
+
+def test_sentence_pair_custom_task_tsv(tmp_path):
+    from featherweight_core.tasks import task_from_options
+
+    rows = "".join(f"{i}\tquestion {i}?\tquestion {i + 1}?\t{'same' if i % 2 else 'diff'}\n" for i in range(20))
+    path = _write(tmp_path / "pairs.tsv", "id\tq1\tq2\tis_dup\n" + rows)
+    task = task_from_options("dups", {"text_columns": ["q1", "q2"], "labels": ["diff", "same"],
+                                      "label_column": "is_dup", "metric": "f1"})  # fmt: skip
+    data = load_task_data(task, path)
+    assert task.pair and all(len(t) == 2 for t in data.train.texts)
+    assert ("question 1?", "question 2?") in data.train.texts + data.splits["validation"].texts
+
+
+def test_directory_with_train_dev_test(tmp_path):
+    from featherweight_core.tasks import task_from_options
+
+    task = task_from_options("tweets", THREE_CLASS)
+    _write(tmp_path / "train.csv", "text,label,src\na,neg,x\nb,neu,x\nc,pos,x\n")
+    _write(tmp_path / "validation.csv", "label,text\nneu,d\n")  # other column order is fine
+    _write(tmp_path / "test.tsv", "text\tlabel\ne\tpos\nf\tneg\n")
+    data = load_task_data(task, tmp_path)
+    assert {k: len(v) for k, v in data.splits.items()} == {"train": 3, "validation": 1, "test": 2}
+    assert data.splits["test"].labels.tolist() == [2, 0] and data.split_info["mode"] == "files"
+    assert data.split_info["files"] == {"train": "train.csv", "validation": "validation.csv", "test": "test.tsv"}
+
+
+@pytest.mark.parametrize(
+    "content, expect",
+    [
+        ("body,label\nhi,neg\n", "lacks column(s) ['text']"),
+        ("text,label\n,neg\n", "no usable rows"),
+    ],
+)
+def test_custom_header_and_empty_errors(tmp_path, content, expect):
+    from featherweight_core.tasks import task_from_options
+
+    path = _write(tmp_path / "x.csv", content)
+    with pytest.raises(DataError) as err:
+        load_task_data(task_from_options("tweets", THREE_CLASS), path)
+    assert str(err.value).startswith(str(path)) and expect in str(err.value)
+
+
+def test_sniffed_delimiter_and_hf_source_offline(tmp_path, monkeypatch):
+    from featherweight_core.tasks import task_from_options
+
+    task = task_from_options("tweets", THREE_CLASS)
+    rows = "".join(f"t{i};{('neg', 'neu', 'pos')[i % 3]}\n" for i in range(12))
+    data = load_task_data(task, _write(tmp_path / "data.txt", "text;label\n" + rows))
+    assert sum(len(s) for s in data.splits.values()) == 12
+    from featherweight_core import data as data_mod
+
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(data_mod, "_hub_reachable", lambda *a, **k: False)
+    with pytest.raises(DataError) as err:
+        load_task_data(task, "hf:someone/tweets:default")
+    assert "someone/tweets:default" in str(err.value) and "local CSV/TSV" in str(err.value)
+    with pytest.raises(DataError, match="needs data|--data"):
+        load_task_data(task, None)
