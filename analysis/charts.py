@@ -18,13 +18,17 @@ if TYPE_CHECKING:
 
     from db.store import ExperimentStore
 
-SCORE_MEASURES = ("score", "accuracy", "f1")
+SCORE_MEASURES = ("score", "accuracy", "f1", "macro_f1")
 SIZE_TITLES = {
     "disk_bytes": "size on disk (MB, log scale)",
     "gzip_bytes": "gzip size (MB, log scale)",
     "params": "parameters (log scale)",
 }
-SCORE_TITLES = {"score": "score", "accuracy": "accuracy", "f1": "F1"}
+SCORE_TITLES = {"score": "score", "accuracy": "accuracy", "f1": "F1", "macro_f1": "macro-F1"}
+# What a task's ``score`` is: the metric a custom task names in its spec (tasks.<task>.metric), else the built-in one
+METRIC_NAMES = {"accuracy": "accuracy", "f1": "F1", "macro_f1": "macro-F1"}
+BUILTIN_METRICS = {"sst2": "accuracy", "qqp": "accuracy", "mnli": "accuracy"}
+DEFAULT_METRIC = "accuracy"
 TOOLTIP_FIELDS = (
     ("name", "model"),
     ("kind", "kind"),
@@ -42,6 +46,31 @@ TOOLTIP_FIELDS = (
     ("source", "source"),
 )
 ARCH_COLORS = {"bilstm": "#1b9e77", "rnn": "#d95f02", "ffn": "#7570b3"}
+
+
+def task_metric(spec: dict | None, task: str) -> str:
+    """The metric a task's ``score`` is (``accuracy`` | ``f1`` | ``macro_f1``), from the sweep's stored spec.
+
+    >>> task_metric({"tasks": {"tweets": {"metric": "macro_f1"}}}, "tweets"), task_metric({}, "qqp")
+    ('macro_f1', 'accuracy')
+    """
+    tasks = spec.get("tasks") if isinstance(spec, dict) else None
+    cfg = tasks.get(task) if isinstance(tasks, dict) else None
+    metric = cfg.get("metric") if isinstance(cfg, dict) else None
+    if metric in METRIC_NAMES:
+        return metric
+    return BUILTIN_METRICS.get(task, DEFAULT_METRIC)
+
+
+def sweep_task_metric(store: ExperimentStore, sweep: str, task: str) -> str:
+    """``task_metric`` of the spec ``sweep`` was last started with (the default when it has none)."""
+    from db.errors import StoreError
+
+    try:
+        spec = store.sweep_spec(sweep)
+    except StoreError:
+        spec = None
+    return task_metric(spec, task)
 
 
 def pareto_frame(store: ExperimentStore, sweep: str, task: str, score_measure: str, size_measure: str) -> pd.DataFrame:
@@ -116,24 +145,27 @@ def pareto_chart(
 
 
 def task_chart(
-    store: ExperimentStore, sweep: str, task: str, size_measure: str = "gzip_bytes"
+    store: ExperimentStore, sweep: str, task: str, size_measure: str = "gzip_bytes", metric: str | None = None
 ) -> alt.HConcatChart | alt.LayerChart | None:
-    """The Pareto chart of one task: a score panel, plus an F1 panel when the task reports F1 (thesis fig 7.3).
+    """The Pareto chart of one task: a score panel (its y axis named by the task's ``metric``, default: read from the
+    sweep's spec), plus an F1 panel when the task reports F1 besides (thesis fig 7.3).
 
     Returns None when the task has no point with both a score and a positive size."""
     import altair as alt
 
+    metric = metric or sweep_task_metric(store, sweep, task)
+    titles = {**SCORE_TITLES, "score": METRIC_NAMES.get(metric, metric)}
     panels = []
     for measure in ("score", "f1"):
         df = pareto_frame(store, sweep, task, measure, size_measure)
         if measure == "f1":
             trials = df[df["kind"] == "trial"]
-            if trials.empty:
+            if trials.empty or metric == "f1":  # the score panel shows F1 already
                 continue
         if df.empty:
             continue
-        title = f"{task}: {SCORE_TITLES[measure]} vs {size_measure.replace('_bytes', ' size')}"
-        panels.append(pareto_chart(df, title, SCORE_TITLES[measure], SIZE_TITLES[size_measure]))
+        title = f"{task}: {titles[measure]} vs {size_measure.replace('_bytes', ' size')}"
+        panels.append(pareto_chart(df, title, titles[measure], SIZE_TITLES[size_measure]))
     if not panels:
         return None
     chart = panels[0] if len(panels) == 1 else alt.hconcat(*panels).resolve_scale(color="shared")

@@ -40,6 +40,17 @@ def add_parser(sub) -> None:
     t = dsub.add_parser("tables", help="list the tables and views with their row counts")
     _db_arg(t)
     t.set_defaults(func=run_tables)
+    b = dsub.add_parser("add-baseline", help="record a reference model on a task's skyline (your own baseline)")
+    _db_arg(b)
+    b.add_argument("--task", required=True, help="the task it belongs to (its skyline only)")
+    b.add_argument("--name", required=True, help="the name shown on charts and tables")
+    b.add_argument("--score", required=True, type=float, help="its score on the task's metric, a fraction in [0, 1]")
+    b.add_argument("--sweep", default=None, help="only this sweep (default: every sweep with trials on the task)")
+    b.add_argument("--params", type=int, default=None, help="parameter count")
+    b.add_argument("--disk-bytes", type=int, default=None, help="size on disk in bytes")
+    b.add_argument("--gzip-bytes", type=int, default=None, help="gzip -9 size in bytes (default: the disk size)")
+    b.add_argument("--note", default=None, help="free text")
+    b.set_defaults(func=run_add_baseline)
 
 
 def _open(db: str | None, read_only: bool = True):
@@ -117,6 +128,19 @@ def run_export(args: argparse.Namespace) -> int:
 def run_migrate(args: argparse.Namespace) -> int:
     store = _open(args.db, read_only=False)
     print(f"{store.path}: schema version {store.schema_version()}")
+    return 0
+
+
+def run_add_baseline(args: argparse.Namespace) -> int:
+    from db.rows import baseline_row
+
+    values = dict(sweep=args.sweep, task=args.task, name=args.name, score=args.score, params=args.params,
+                  disk_bytes=args.disk_bytes, gzip_bytes=args.gzip_bytes, source="user", note=args.note)  # fmt: skip
+    baseline_row(**values)  # a bad value is a StoreError before the file is opened (or created)
+    store = _open(args.db, read_only=False)
+    store.record_baseline(**values)
+    where = f"sweep {args.sweep}" if args.sweep else "every sweep"
+    print(f"{store.path}: baseline {args.name!r} on task {args.task} ({where}), score {args.score:g}")
     return 0
 
 

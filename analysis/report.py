@@ -139,6 +139,15 @@ def _task_kind(trials: pd.DataFrame) -> str:
 SCORE_HEADERS = {"score": "score", "pair_f1": "acc/F1", "matched": "m/mm acc"}
 
 
+def score_header(task_kind: str, score_name: str = "score") -> str:
+    """The score column's name: the task's metric (``macro-F1``) for a single-figure score, else the thesis' pair.
+
+    >>> score_header("score", "macro-F1"), score_header("pair_f1", "accuracy")
+    ('macro-F1', 'acc/F1')
+    """
+    return score_name if task_kind == "score" else SCORE_HEADERS[task_kind]
+
+
 def _config_summary(row) -> str:
     parts = [f"{row['arch']} {row['embedding']} d{row['emb_dim']}"]
     if not _missing(row.get("vocab_size")):
@@ -164,8 +173,9 @@ def _sort_configs(df: pd.DataFrame) -> pd.DataFrame:
     return key.drop(columns=["_a", "_e"])
 
 
-def seed_table(summary: pd.DataFrame, task_kind: str) -> Table:
-    """Thesis tables 7.1-7.3: one row per student configuration, one mean/sd column pair per training method."""
+def seed_table(summary: pd.DataFrame, task_kind: str, score_name: str = "score", show_test: bool = False) -> Table:
+    """Thesis tables 7.1-7.3: one row per student configuration, one mean/sd column pair per training method (plus
+    the mean test score when ``show_test``)."""
     config_cols = ["arch", "embedding", "emb_dim", "vocab_size", "pooling", "temperature"]
     methods = list(dict.fromkeys(_method_order(summary)))
     rows = []
@@ -185,7 +195,7 @@ def seed_table(summary: pd.DataFrame, task_kind: str) -> Table:
         best = max(finite) if finite else None
         for m in methods:
             if m not in by_method:
-                cells += ["", ""]
+                cells += ["", ""] + ([""] if show_test else [])
                 continue
             r = by_method[m]
             mean = _score_cell(r, task_kind, "_mean")
@@ -193,14 +203,16 @@ def seed_table(summary: pd.DataFrame, task_kind: str) -> Table:
             if len(methods) > 1 and best is not None and means[m] == best:
                 mean = Bold(mean)
             cells += [mean, sd + ("" if r["n_seeds"] > 1 else " (1 seed)")]
+            if show_test:
+                cells.append(pct(r.get("test_score_mean")))
         rows.append(cells)
     columns = ["model", "E", "D", "vocab", "P", "S (MB)"]
     for m in methods:
-        columns += [f"{m} mean", "sd"]
-    score_name = SCORE_HEADERS[task_kind]
+        columns += [f"{m} mean", "sd"] + (["test"] if show_test else [])
     caption = (
-        f"Distilled students, {score_name} in % (mean and sample sd over seeds). P: parameters, S: size on disk in MB. "
-        "b: bootstrapped (augmented) training data. Bold: best mean of the row."
+        f"Distilled students, dev {score_header(task_kind, score_name)} in % (mean and sample sd over seeds). "
+        "P: parameters, S: size on disk in MB. b: bootstrapped (augmented) training data. Bold: best mean of the row."
+        + (f" test: mean {score_name} on the test split (best epoch's weights)." if show_test else "")
     )
     return Table(columns, rows, caption)
 
@@ -215,7 +227,9 @@ def _method_order(summary: pd.DataFrame) -> list[str]:
     return list(s.sort_values(["_b", "_alpha"], ascending=[True, False])["method"])
 
 
-def compression_table(comp: pd.DataFrame, task_kind: str) -> Table | None:
+def compression_table(
+    comp: pd.DataFrame, task_kind: str, score_name: str = "score", show_test: bool = False
+) -> Table | None:
     """Thesis table 7.5: baselines, then each compressed parent followed by its pruned/quantized children."""
     trials = comp[comp["kind"] == "trial"]
     children = trials[trials["stage"] == "compress"]
@@ -229,6 +243,7 @@ def compression_table(comp: pd.DataFrame, task_kind: str) -> Table | None:
                 indent + str(r["name"]),
                 "-" if _missing(r.get("trial_id")) else str(r["trial_id"]),
                 _score_cell(r, task_kind, digits=2),
+                *([pct(r.get("test_score"), 2)] if show_test else []),
                 mb(r["reported_bytes"]),
                 times(r.get("ratio_vs_teacher")),
                 times(r["ratio_vs_roberta"]),
@@ -245,7 +260,8 @@ def compression_table(comp: pd.DataFrame, task_kind: str) -> Table | None:
             add(parents.loc[parent_id].to_dict() | {"trial_id": parent_id})
         for _, r in group.sort_values("reported_bytes", ascending=False).iterrows():
             add(r, indent="  ")
-    columns = ["model", "trial", SCORE_HEADERS[task_kind] + " %", "size (MB)", "vs teacher", "vs RoBERTa-large",
+    columns = ["model", "trial", score_header(task_kind, score_name) + " %",
+               *([f"test {score_name} %"] if show_test else []), "size (MB)", "vs teacher", "vs RoBERTa-large",
                "vs parent", "score change vs parent (pp)"]  # fmt: skip
     caption = (
         "Pruned (p) and quantized (q) students under their parents. Size: disk size in MB for plain models, gzip size "
@@ -255,20 +271,43 @@ def compression_table(comp: pd.DataFrame, task_kind: str) -> Table | None:
     return Table(columns, rows, caption)
 
 
-def skyline_table(sky: pd.DataFrame, score_measure: str, size_measure: str) -> Table:
+def skyline_table(
+    sky: pd.DataFrame, score_measure: str, size_measure: str, score_name: str | None = None, show_test: bool = False
+) -> Table:
+    """The skyline's points (placed by dev figures); ``score_name`` names the ``score`` measure (the task's metric),
+    ``show_test`` adds each trial's test score."""
+    shown = score_name if score_measure == "score" and score_name else score_measure
     rows = []
     for _, r in sky.iterrows():
         size = mb(r["size_value"]) if size_measure.endswith("_bytes") else sci(r["size_value"])
         cfg = r["source"] if r["kind"] == "baseline" else _config_summary(r)
         extra = " ".join(x for x in (r.get("pruning"), r.get("quantization")) if not _missing(x))
         rows.append([r["skyline_rank"], r["name"], "-" if _missing(r["trial_id"]) else r["trial_id"],
-                     cfg + (f"; {extra}" if extra else ""), pct(r["score_value"], 2), size])  # fmt: skip
+                     cfg + (f"; {extra}" if extra else ""), pct(r["score_value"], 2),
+                     *([pct(r.get("test_score"), 2)] if show_test else []), size])  # fmt: skip
     unit = "MB" if size_measure.endswith("_bytes") else "params"
     return Table(
-        ["#", "model", "trial", "configuration", f"{score_measure} %", f"{size_measure} ({unit})"],
+        ["#", "model", "trial", "configuration", f"{shown} %", *([f"test {shown} %"] if show_test else []),
+         f"{size_measure} ({unit})"],
         rows,
-        f"Skyline ({score_measure} vs {size_measure}): no other trial or baseline is both smaller and better.",
+        f"Skyline ({shown} vs {size_measure}, on dev figures): no other trial or baseline is both smaller and better.",
+    )  # fmt: skip
+
+
+def class_table(classes: pd.DataFrame, trial: pd.Series | dict, score_name: str = "score") -> Table:
+    """Per-class precision, recall and F1 (in %) and support of one trial on its dev split(s)."""
+    splits = classes["split"].drop_duplicates().tolist()
+    rows = [
+        ([r["split"]] if len(splits) > 1 else [])
+        + [r["class"], pct(r["precision"]), pct(r["recall"]), pct(r["f1"]), _plain_value(r["support"])]
+        for _, r in classes.sort_values(["split", "label_id"]).iterrows()
+    ]
+    columns = (["split"] if len(splits) > 1 else []) + ["class", "precision %", "recall %", "F1 %", "support"]
+    caption = (
+        f"Per class on {', '.join(splits)} for the best trial by dev {score_name}: {trial['trial_id']} "
+        f"({trial['label']}, {pct(trial['score'], 2)}%). Support: examples of the class in the split."
     )
+    return Table(columns, rows, caption)
 
 
 # ------------------------------------------------------------------------------------------------------------ build
@@ -282,7 +321,8 @@ def build_blocks(
     store: ExperimentStore, sweep: str, out_dir: Path, size_measure: str = "gzip_bytes"
 ) -> tuple[list, dict]:
     """Query the views and assemble the report blocks; writes chart PNG/SVG files into ``out_dir``."""
-    from analysis.charts import save_static
+    from analysis.charts import METRIC_NAMES, save_static, task_metric
+    from db.errors import StoreError
 
     status = store.sweep_status(sweep)  # StoreError on an unknown sweep
     blocks: list = [Heading(f"Featherweight sweep report: {sweep}", 1)]
@@ -304,18 +344,27 @@ def build_blocks(
     if not tasks:
         blocks.append(Paragraph("No finished trials yet."))
     charts: dict[str, dict[str, str]] = {}
+    try:
+        spec = store.sweep_spec(sweep)
+    except StoreError:
+        spec = None
     for task in tasks:
-        blocks.append(Heading(f"Task {task}", 2))
         trials = store.query("SELECT * FROM trial_results WHERE sweep = ? AND task = ?", [sweep, task])
         kind = _task_kind(trials)
+        metric = task_metric(spec, task)
+        name = METRIC_NAMES.get(metric, metric)
+        has_test = bool(trials["test_score"].notna().any())
+        blocks.append(Heading(f"Task {task}", 2))
+        blocks.append(Paragraph(f"Score: dev {name}" + (f"; test {name} beside it (test split, best epoch's weights)."
+                                                        if has_test else ".")))  # fmt: skip
         summary = store.query(
             "SELECT * FROM seed_summary WHERE sweep = ? AND task = ? AND stage = 'distill'", [sweep, task]
         )
         if not summary.empty:
             blocks.append(Heading("Distillation (mean and sd over seeds)", 3))
-            blocks.append(seed_table(summary, kind))
+            blocks.append(seed_table(summary, kind, name, has_test))
         comp = store.query("SELECT * FROM compression WHERE sweep = ? AND task = ?", [sweep, task])
-        table = compression_table(comp, kind)
+        table = compression_table(comp, kind, name, has_test)
         blocks.append(Heading("Compression", 3))
         if table is None:
             blocks.append(Paragraph("No pruned or quantized trials in this sweep for this task."))
@@ -327,13 +376,17 @@ def build_blocks(
                 "ORDER BY skyline_rank",
                 [sweep, task, measure, size_measure],
             )
-            blocks.append(Heading(f"Skyline: {measure} vs {size_measure}", 3))
-            blocks.append(skyline_table(sky, measure, size_measure))
-        chart = task_chart(store, sweep, task, size_measure)
+            shown = name if measure == "score" else measure
+            blocks.append(Heading(f"Skyline: {shown} vs {size_measure}", 3))
+            blocks.append(skyline_table(sky, measure, size_measure, name, has_test))
+        classes = class_block(store, sweep, task, name)
+        if classes is not None:
+            blocks += [Heading("Per class (best trial)", 3), classes]
+        chart = task_chart(store, sweep, task, size_measure, metric)
         if chart is not None:
             stem = f"pareto_{_slug(task)}"
             charts[task] = save_static(chart, out_dir / stem)
-            blocks.append(Chart(stem, chart.to_dict(), f"Pareto chart for {task}: score vs {size_measure}"))
+            blocks.append(Chart(stem, chart.to_dict(), f"Pareto chart for {task}: {name} vs {size_measure}"))
     errors = store.query(
         "SELECT trial_id, stage, task, error FROM trials WHERE sweep = ? AND status = 'error' ORDER BY trial_id",
         [sweep],
@@ -344,6 +397,23 @@ def build_blocks(
                 for r in errors.itertuples()]  # fmt: skip
         blocks.append(Table(["trial", "stage", "task", "error"], rows))
     return blocks, charts
+
+
+def class_block(store: ExperimentStore, sweep: str, task: str, score_name: str = "score") -> Table | None:
+    """``class_table`` of the task's best trial by dev score among those with per-class rows; None when none has."""
+    best = store.query(
+        "SELECT trial_id, label, score FROM trial_results t WHERE sweep = ? AND task = ? AND score IS NOT NULL "
+        "AND EXISTS (SELECT 1 FROM class_results c WHERE c.sweep = t.sweep AND c.trial_id = t.trial_id "
+        "AND c.split <> 'test') ORDER BY score DESC, trial_id LIMIT 1",
+        [sweep, task],
+    )
+    if best.empty:
+        return None
+    trial = best.iloc[0]
+    classes = store.query(
+        "SELECT * FROM class_results WHERE sweep = ? AND trial_id = ? AND split <> 'test'", [sweep, trial["trial_id"]]
+    )
+    return class_table(classes, trial, score_name)
 
 
 def _md_cell(x: Any) -> str:

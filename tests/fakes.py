@@ -10,7 +10,17 @@ from db.store import ExperimentStore, TrialRecord
 THESIS_SEEDS = (3201976, 8291959, 5111918, 2211933)
 
 
-def make_record(sweep: str = "s", trial_id: str = "t0", **overrides) -> TrialRecord:
+def make_record(
+    sweep: str = "s",
+    trial_id: str = "t0",
+    macro_f1: float | None = None,
+    test: dict | None = None,
+    class_metrics: list[dict] | None = None,
+    **overrides,
+) -> TrialRecord:
+    """A finished sst2 distill trial; ``overrides`` replace TrialRecord fields. ``macro_f1`` and ``test`` (``{"score":
+    ..., "accuracy": ..., "f1": ..., "macro_f1": ...}``, stored as ``test_<key>``) are added to the metrics;
+    ``class_metrics`` rows as ``TrialRecord.class_metrics`` (``db.rows.class_metric_rows`` builds them)."""
     now = time.time()
     fields = dict(
         sweep=sweep,
@@ -54,6 +64,14 @@ def make_record(sweep: str = "s", trial_id: str = "t0", **overrides) -> TrialRec
         ],
     )
     fields.update(overrides)
+    metrics = dict(fields["metrics"])
+    if macro_f1 is not None:
+        metrics["macro_f1"] = macro_f1
+    for key, value in (test or {}).items():
+        metrics[f"test_{key}"] = value
+    fields["metrics"] = metrics
+    if class_metrics is not None:
+        fields["class_metrics"] = class_metrics
     return TrialRecord(**fields)
 
 

@@ -54,7 +54,7 @@ def test_report_markdown(report_dir):
     md = (out / "report.md").read_text()
     assert md.startswith("# Featherweight sweep report: demo")
     for heading in ("## Task sst2", "## Task qqp", "### Distillation (mean and sd over seeds)", "### Compression",
-                    "### Skyline: score vs gzip_bytes", "### Skyline: f1 vs gzip_bytes", "## Failed trials"):  # fmt: skip
+                    "### Skyline: accuracy vs gzip_bytes", "### Skyline: f1 vs gzip_bytes", "## Failed trials"):  # fmt: skip
         assert heading in md, heading
     assert "| no distill mean | sd | alpha 0.5 + b mean | sd | alpha 0 + b mean | sd |" in md  # thesis 7.1 columns
     assert "BiLSTM_BPE25 + p + q" in md and "RoBERTa-large" in md and "TinyBERT-6" in md
@@ -78,7 +78,7 @@ def test_report_output_option_and_size_measure(report_dir, tmp_path):
     rc = main(["report", "demo", "--db", str(db), "--output", str(tmp_path / "r"), "--size-measure", "params"])
     assert rc == 0
     md = (tmp_path / "r" / "report.md").read_text()
-    assert "### Skyline: score vs params" in md
+    assert "### Skyline: accuracy vs params" in md
 
 
 def test_report_cli_subprocess_unknown_sweep(report_dir):
