@@ -104,7 +104,7 @@ def resolve_recorded_task(args: argparse.Namespace, recorded: dict[str, Any] | N
     if not args.task and not given:
         return stored
     name = args.task or stored.name
-    base = {k: v for k, v in stored.to_dict().items() if k not in ("name", "custom")} if name == stored.name else {}
+    base = {k: v for k, v in stored.to_dict().items() if k not in ("name", "custom")} if name not in TASKS else {}
     if "split" in given and "split" in base:
         given["split"] = {**base["split"], **given["split"]}
     asked = build_task(name, {**base, **given})

@@ -313,3 +313,34 @@ def test_checkpoint_roundtrip(synthetic, tmp_path):
         read_checkpoint(tmp_path / "junk.pt")
     with pytest.raises(FileNotFoundError):
         read_checkpoint(tmp_path / "missing.pt")
+
+
+def test_custom_task_test_split_scored_at_best_epoch(tmp_path):
+    from featherweight_core.data import load_task_data
+    from featherweight_core.measure import per_class_metrics
+    from featherweight_core.tasks import task_from_options
+
+    words = ("good fine", "meh so so", "bad awful")
+    rows = "".join(f"{words[i % 3]} {i},{('pos', 'neu', 'neg')[i % 3]}\n" for i in range(90))
+    (tmp_path / "d.csv").write_text("text,label\n" + rows)
+    task = task_from_options("mood", {"text_columns": "text", "labels": ["neg", "neu", "pos"], "metric": "macro_f1",
+                                      "split": {"dev_fraction": 0.2, "test_fraction": 0.2}})  # fmt: skip
+    data = load_task_data(task, tmp_path / "d.csv")
+    p = prepare(task, embedding="char", emb_dim=8, cache_dir=tmp_path / "c", task_data=data)
+    assert set(p.tests) == {"test"} and len(p.tests["test"]) == 18 and set(p.evals) == {"validation"}
+    r = run_distillation(p, _small(p, "ffn"), DistillConfig(max_epochs=2, lr=0.01), output_dir=tmp_path / "run")
+    s = r.summary()
+    assert set(s["test_metrics"]) == set(s["metrics"]) == {"accuracy", "macro_f1", "score"}
+    assert s["test_metrics"]["score"] == s["test_metrics"]["macro_f1"]
+    assert set(s["class_metrics"]) == {"validation", "test"}
+    pred = predict_logits(r.model, p.tests["test"]).argmax(-1)
+    assert s["class_metrics"]["test"] == per_class_metrics(pred, p.tests["test"].labels, task.label_names)
+    assert sum(map(sum, s["class_metrics"]["test"]["confusion"])) == 18
+    _, _, meta = load_checkpoint(r.checkpoint)
+    assert meta["task_spec"] == task.to_dict() and meta["test_metrics"] == s["test_metrics"]
+    assert meta["data_source"] == str((tmp_path / "d.csv").resolve())
+    # a built-in task without a test split: empty test metrics
+    syn = get_task("synthetic")
+    q = prepare(syn, embedding="char", emb_dim=8, cache_dir=None, task_data=load_synthetic(syn, 100, 30))
+    assert q.tests == {}
+    assert run_distillation(q, _small(q, "ffn"), DistillConfig(max_epochs=1)).summary()["test_metrics"] == {}

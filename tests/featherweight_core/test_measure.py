@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import gzip
 import io
+import json
 import math
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -199,3 +200,36 @@ def test_student_sizes_use_the_same_gzip_measure():
     buf = io.BytesIO()
     torch.save(model.state_dict(), buf)
     assert disk_size(model)["gzip_bytes"] == measure.gzip_bytes(buf.getvalue())
+
+
+# ---------------------------------------------------------------- macro F1 and per-class metrics
+
+
+@pytest.mark.parametrize(
+    "pred, labels, n, expect",
+    [
+        # class 0: P 1/2 R 1 F1 2/3; class 1: P 1 R 1/2 F1 2/3; class 2: F1 1 -> (2/3 + 2/3 + 1) / 3
+        ([0, 0, 1, 2], [0, 1, 1, 2], 3, 7 / 9),
+        ([1, 1, 0, 0], [1, 0, 1, 0], 2, 0.5),
+        ([0, 0, 0, 0], [0, 0, 1, 1], 2, (2 / 3 + 0.0) / 2),  # class 1 never predicted: F1 0
+        ([0, 1], [0, 1], 4, 0.5),  # classes 2, 3 absent and never predicted count as 0
+    ],
+)
+def test_macro_f1_hand_computed(pred, labels, n, expect):
+    from featherweight_core.measure import macro_f1
+
+    assert macro_f1(np.array(pred), np.array(labels), n) == pytest.approx(expect)
+
+
+def test_per_class_metrics_confusion_and_zero_division():
+    from featherweight_core.measure import per_class_metrics
+
+    pred, labels = np.array([0, 2, 2, 1, 0, 0]), np.array([0, 0, 2, 1, 1, 0])
+    m = per_class_metrics(pred, labels, ("neg", "neu", "pos", "unused"))
+    assert m["labels"] == ["neg", "neu", "pos", "unused"]
+    assert m["confusion"] == [[2, 0, 1, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]  # rows true, cols predicted
+    assert m["support"] == [3, 2, 1, 0]
+    assert m["precision"] == pytest.approx([2 / 3, 1.0, 0.5, 0.0])
+    assert m["recall"] == pytest.approx([2 / 3, 0.5, 1.0, 0.0])
+    assert m["f1"] == pytest.approx([2 / 3, 2 / 3, 2 / 3, 0.0])
+    assert json.loads(json.dumps(m)) == m  # plain JSON values

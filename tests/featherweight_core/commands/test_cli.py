@@ -214,3 +214,95 @@ def test_threads_must_be_positive(command, capsys):
         main([*command, "--threads", "0"])
     assert exc.value.code == 2
     assert "argument --threads: expected a positive integer, got '0'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- custom tasks travel with the checkpoint
+
+
+def _mood_csv(path: Path) -> Path:
+    words = ("good fine", "meh so so", "bad awful")
+    rows = "".join(f"{i},{words[i % 3]} {i},{('pos', 'neu', 'neg')[i % 3]}\n" for i in range(90))
+    path.write_bytes(("id,text,label\n" + rows).encode() + b"91,caf\xe9,pos\n")  # a latin-1 byte: not UTF-8
+    return path
+
+
+MOOD = ["--task", "mood", "--text-columns", "text", "--labels", "neg,neu,pos", "--metric", "macro_f1",
+        "--test-fraction", "0.2", "--dev-fraction", "0.2", "--split-seed", "1"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def mood_student(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("mood")
+    data = _mood_csv(tmp / "mood.csv")
+    out = tmp / "run"
+    rc = main(["distill", *MOOD, "--data", str(data), "--embedding", "char", "--dim", "8", "--arch", "ffn",
+               "--max-epochs", "2", "--lr", "0.01", "--output", str(out), "--quiet",
+               "--cache-dir", str(tmp / "c")])  # fmt: skip
+    assert rc == 0
+    return tmp, data, out / "student.pt"
+
+
+def test_distill_custom_task_reports_test_and_macro_f1(mood_student, capsys):
+    tmp, data, ckpt = mood_student
+    result = json.loads((ckpt.parent / "result.json").read_text())
+    assert result["task_spec"]["labels"] == ["neg", "neu", "pos"] and result["task_spec"]["metric"] == "macro_f1"
+    assert set(result["test_metrics"]) == set(result["metrics"]) == {"accuracy", "macro_f1", "score"}
+    assert set(result["class_metrics"]) == {"validation", "test"}
+    assert result["split_info"]["test_fraction"] == 0.2 and result["split_info"]["seed"] == 1
+    rc = main(["distill", *MOOD, "--data", str(data), "--embedding", "char", "--dim", "8", "--arch", "ffn",
+               "--max-epochs", "1", "--cache-dir", str(tmp / "c"), "--quiet"])  # fmt: skip
+    assert rc == 0
+    out = capsys.readouterr()
+    assert "macro_f1" in out.out and "test (best epoch)" in out.out
+    assert "undecodable bytes" in out.err  # the latin-1 byte in the last row is reported
+
+
+def test_compress_custom_checkpoint_needs_no_task_options(mood_student, tmp_path):
+    tmp, _, ckpt = mood_student
+    proc = subprocess.run(
+        [*_cli(), "compress", str(ckpt), "--prune", "magnitude", "--json", "--threads", "1",
+         "--cache-dir", str(tmp / "c"), "--output", str(tmp_path / "pq")],
+        capture_output=True, text=True, env=_env(), timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    s = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert s["task"] == "mood" and s["task_spec"]["labels"] == ["neg", "neu", "pos"]
+    assert set(s["test_metrics"]) == set(s["metrics"]) == {"accuracy", "macro_f1", "score"}
+    assert set(s["class_metrics"]) == {"validation", "test"} and s["float"]["test_metrics"]
+    assert main(["analyze", "--checkpoint", str(ckpt), "--json"]) == 0
+
+
+@pytest.mark.parametrize(
+    "extra, expect",
+    [
+        (["--labels", "neg,pos,neu"], "labels ['neg', 'neu', 'pos'] vs ['neg', 'pos', 'neu']"),
+        (["--metric", "accuracy"], "metric 'macro_f1' vs 'accuracy'"),
+        (["--text-columns", "id"], "text_columns ['text'] vs ['id']"),
+        (["--task", "other"], "name 'mood' vs 'other'"),
+        (["--split-seed", "2"], "split"),
+        (["--data", "OTHER"], "the data differs from the data checkpoint"),
+    ],
+)
+def test_compress_mismatching_task_is_one_error_line(mood_student, extra, expect, capsys):
+    tmp, data, ckpt = mood_student
+    if "OTHER" in extra:
+        other = tmp / "other.csv"
+        other.write_bytes(data.read_bytes().replace(b"good fine 3", b"good 3"))
+        extra = ["--data", str(other)]
+    rc = main(["compress", str(ckpt), "--prune", "magnitude", "--cache-dir", str(tmp / "c"), *extra])
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if not line.startswith(("warning:", "data:", "all:"))]
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert expect in lines[0]
+
+
+def test_custom_task_flag_errors(tmp_path, capsys):
+    args = ["analyze", "--arch", "ffn", "--embedding", "char", "--dim", "8", "--task", "mood",
+            "--text-columns", "text", "--labels", "a,b,c"]  # fmt: skip
+    assert main([*args, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["config"]["num_labels"] == 3
+    for extra, expect in ((["--dev-fraction", "1.5"], "error: --dev-fraction: expected a number in (0, 1)"),
+                          (["--encoding", "utf-9"], "error: --encoding: unknown text encoding"),
+                          (["--metric", "f1"], "error: --metric: 'f1' (of the positive class) needs a binary")):  # fmt: skip
+        assert main([*args, *extra]) == 2
+        assert capsys.readouterr().err.strip().startswith(expect)
