@@ -196,19 +196,23 @@ def _decode_lines(path: Path, encoding: str, on_bad_bytes: str) -> tuple[list[st
     pieces = raw.split(b"\n")
     if pieces and pieces[-1] == b"":
         pieces.pop()
-    lines = []
-    for i, piece in enumerate(pieces, start=1):
+    lines: list[str] = []
+    for piece in pieces:
         try:
             text = piece.decode(encoding)
+            is_bad = False
         except UnicodeDecodeError as e:
             if on_bad_bytes == "error":
                 raise DataError(
-                    f"{path}:{i}: bytes not valid {encoding} ({e.reason} at column {e.start + 1});"
+                    f"{path}:{len(lines) + 1}: bytes not valid {encoding} ({e.reason} at column {e.start + 1});"
                     " pass --encoding or --on-bad-bytes replace"
                 ) from None
-            text = piece.decode(encoding, "replace")
-            bad.add(i)
-        lines.append(text + "\n")
+            text, is_bad = piece.decode(encoding, "replace"), True
+        # CRLF ends a line like LF; a lone CR too (as universal newlines do)
+        for part in text.removesuffix("\r").split("\r"):
+            lines.append(part + "\n")
+            if is_bad:
+                bad.add(len(lines))
     return lines, bad
 
 
@@ -263,7 +267,15 @@ def read_table(
     label_idx = header.index(label_column)
     key_idx = header.index(key_column) if key_column and key_column in header else None
     end = reader.line_num
-    for row in reader:
+    rows = iter(reader)
+    while True:
+        try:
+            row = next(rows, None)
+        except csv.Error as e:  # e.g. a field larger than the csv module allows
+            raise DataError(f"{path}:{reader.line_num}: not readable as {'TSV' if delimiter == chr(9) else 'CSV'}"
+                            f" ({e})") from None  # fmt: skip
+        if row is None:
+            break
         line_no, end = end + 1, reader.line_num
         if not row:  # a blank line
             continue

@@ -76,6 +76,12 @@ def test_respects_n_no_duplicates_no_unchanged(tmp_path, data, vectors):
     for key, text in zip(source_keys, split.texts, strict=True):
         assert text != src[key]
     assert meta["config"]["n"] == 4 and meta["augmented_fields"] == ["sentence"]
+    assert meta["task"] == data.task.to_dict() and meta["data_fingerprint"] == data.fingerprint()
+    from featherweight_core.tasks import task_from_options
+
+    other = task_from_options("mine", {"text_columns": "sentence", "labels": ["negative", "positive"]})
+    with pytest.raises(DataError, match="augmented data was made for another task definition: name 'mine' vs"):
+        read_augmented(tmp_path / "a.parquet", other)
     labels = dict(zip(data.train.keys, data.train.labels.tolist(), strict=True))
     assert split.labels.tolist() == [labels[k] for k in source_keys]
 

@@ -406,3 +406,16 @@ def test_sniffed_delimiter_and_hf_source_offline(tmp_path, monkeypatch):
     assert "someone/tweets:default" in str(err.value) and "local CSV/TSV" in str(err.value)
     with pytest.raises(DataError, match="needs data|--data"):
         load_task_data(task, None)
+
+
+def test_crlf_and_lone_cr_line_ends(tmp_path):
+    from featherweight_core.tasks import task_from_options
+
+    rows = b"".join(b"r%d,pos\r\n" % i for i in range(20))
+    path = tmp_path / "cr.csv"
+    path.write_bytes(b"text,label\r\na\rb,pos\r\n" + b'"q\r\nz",neg\r\n' + rows)
+    data = load_task_data(task_from_options("x", {"text_columns": "text", "labels": ["neg", "pos"]}), path)
+    rep = data.report.splits["all"]
+    assert (rep.rows, rep.kept, rep.first["wrong_columns"]) == (23, 22, f"{path}:2")  # a lone CR ends a line
+    texts = {t[0]: k for sp in data.splits.values() for t, k in zip(sp.texts, sp.keys, strict=True)}
+    assert texts["b"] == "all:3" and texts["q\nz"] == "all:4" and texts["r0"] == "all:6"

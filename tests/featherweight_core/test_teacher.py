@@ -53,6 +53,7 @@ def test_finetune_saves_model_metrics_and_meta(teacher_dir, tiny_data):
     assert json.loads((d / METRICS_FILE).read_text())["accuracy"] == metrics["accuracy"]
     meta = json.loads((d / TEACHER_META).read_text())
     assert meta["task"] == "synthetic" and meta["label_names"] == ["negative", "positive"]
+    assert meta["task_spec"] == {"name": "synthetic"} and meta["data_fingerprint"] == tiny_data.fingerprint()
     assert meta["config"]["max_length"] == 48
     assert not [p for p in d.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
 
