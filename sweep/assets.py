@@ -15,7 +15,6 @@ from typing import Any
 
 from featherweight_core.data import TaskData, load_task_data
 from featherweight_core.prepare import DEFAULT_CACHE_DIR, Prepared, prepare
-from featherweight_core.tasks import get_task
 from sweep.spec import SweepSpec
 from trainables.trial import data_key
 
@@ -31,14 +30,18 @@ class TaskAssets:
 class TaskDataCache:
     """Each task's data loaded at most once per driver process."""
 
-    def __init__(self, spec: SweepSpec) -> None:
+    def __init__(self, spec: SweepSpec, say: Callable[[str], None] | None = None) -> None:
         self.spec = spec
+        self.say = say
         self._data: dict[str, TaskData] = {}
 
     def __call__(self, task: str) -> TaskData:
         if task not in self._data:
             t = self.spec.tasks[task]
-            self._data[task] = load_task_data(get_task(task), t["data"], **(t["data_options"] or {}))
+            data = load_task_data(self.spec.task_spec(task), t["data"], **(t["data_options"] or {}))
+            if self.say is not None and data.report.skipped:  # malformed rows are counted and reported, not hidden
+                self.say(f"{task}: {data.report}")
+            self._data[task] = data
         return self._data[task]
 
 
@@ -85,7 +88,7 @@ def prepare_datasets(
             continue
         a = assets.get(task, TaskAssets())
         out[key] = prepare(
-            get_task(task), None, embedding, emb_dim, vocab_size, spec.raw["bpemb_dir"], cache_dir=cache,
+            spec.task_spec(task), None, embedding, emb_dim, vocab_size, spec.raw["bpemb_dir"], cache_dir=cache,
             task_data=data(task), teacher=a.teacher, bootstrap=a.bootstrap,
         )  # fmt: skip
     return out

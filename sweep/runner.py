@@ -102,11 +102,16 @@ def run_sweep(
     store.start_sweep(spec.name, spec.raw, code_version(), str(spec.storage / spec.name))
     status, message = "interrupted", None
     try:
-        data = TaskDataCache(spec)
+        data = TaskDataCache(spec, say)
         assets = materialize_assets(spec, say, data)
         for row in teacher_baselines(assets):
             store.record_teacher(spec.name, row["task"], row["name"], row["score"], row.get("accuracy"),
                                  row.get("f1"), row["params"], row["disk_bytes"], row.get("gzip_bytes"))  # fmt: skip
+        for task, t in spec.tasks.items():  # the user's own reference points for this task
+            for b in t.get("baselines") or []:
+                store.record_baseline(spec.name, task, b["name"], b["score"], params=b.get("params"),
+                                      disk_bytes=b.get("disk_bytes"), gzip_bytes=b.get("gzip_bytes"), source="spec",
+                                      note=b.get("note"))  # fmt: skip
         init_ray(address, spec.resources, verbose)
         if todo:
             outcome.add("distill", run_distill_stage(spec, todo, assets, data, say))

@@ -18,7 +18,7 @@ import yaml
 
 from featherweight_core.encoders import bpemb_files
 from featherweight_core.errors import UserError
-from featherweight_core.tasks import TASKS
+from featherweight_core.tasks import TaskSpec, task_from_options
 from featherweight_core.vocab import (
     ARCHS,
     BPEMB_DIMS,
@@ -65,7 +65,10 @@ TRAINING_KEYS = {
     "optimizer": None,
 }
 RESOURCE_KEYS = {"cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent": None, "num_cpus": None, "num_gpus": None}
-TASK_KEYS = {"data": None, "data_options": {}, "teacher": None, "bootstrap": None, "grid": {}}
+TASK_KEYS = {"data": None, "data_options": {}, "teacher": None, "bootstrap": None, "grid": {}, "baselines": []}
+# A custom task's definition (featherweight_core.tasks.task_from_options validates them; see docs/tasks.md)
+TASK_DEFINITION_KEYS = ("text_columns", "label_column", "labels", "metric", "split", "encoding", "on_bad_bytes")
+BASELINE_KEYS = {"name": None, "score": None, "params": None, "disk_bytes": None, "gzip_bytes": None, "note": None}
 SEARCH_KEYS = {
     "num_samples": 8,
     "max_concurrent": 2,
@@ -171,6 +174,11 @@ class SweepSpec:
     path: Path | None = None
     tasks: dict[str, dict] = field(default_factory=dict)
 
+    def task_spec(self, task: str) -> TaskSpec:
+        """The task definition (a built-in task, or a custom one from the spec's task keys)."""
+        t = self.tasks[task]
+        return task_from_options(task, {k: t[k] for k in TASK_DEFINITION_KEYS if k in t})
+
     @property
     def storage(self) -> Path:
         return Path(self.raw["storage"]).expanduser().resolve()
@@ -205,6 +213,8 @@ class SweepSpec:
         out: dict[str, DistillTrial] = {}
         for task in self.tasks:
             g = self.grid_for(task)
+            ts = self.task_spec(task)
+            definition = ts.definition_fingerprint() if ts.custom else None
             for arch, emb, dim, vocab, alpha, boot, seed in itertools.product(
                 g["archs"], g["embeddings"], g["dims"], g["vocab_sizes"], g["alphas"], g["bootstrap"], g["seeds"]
             ):
@@ -212,7 +222,7 @@ class SweepSpec:
                 if allowed_dims is not None and dim not in allowed_dims:
                     continue
                 trial = DistillTrial(task=task, arch=arch, embedding=emb, emb_dim=dim, vocab_size=vocab, alpha=alpha,
-                                     bootstrap=boot, seed=seed, **training)  # fmt: skip
+                                     bootstrap=boot, seed=seed, task_definition=definition, **training)  # fmt: skip
                 out.setdefault(trial.trial_id, trial)
         return list(out.values())
 
@@ -230,9 +240,20 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
     tasks: dict[str, dict] = {}
     for tname, tcfg in spec["tasks"].items():
         where = f"tasks.{tname}"
-        if tname not in TASKS:
-            raise SpecError(f"{where}: unknown task {tname!r}; expected one of {sorted(TASKS)}")
-        t = _merge(TASK_KEYS, tcfg, where)
+        t = _merge({**TASK_KEYS, **dict.fromkeys(TASK_DEFINITION_KEYS)}, tcfg, where)
+        definition = {k: t.pop(k) for k in TASK_DEFINITION_KEYS if t[k] is not None}
+        for k in TASK_DEFINITION_KEYS:
+            t.pop(k, None)
+        try:
+            task_spec = task_from_options(tname, definition)
+        except UserError as e:
+            raise SpecError(f"{where}{'.' if definition and str(e).split(':')[0] in _option_paths(definition) else ': '}"
+                            f"{e}") from None  # fmt: skip
+        t.update(definition)
+        if task_spec.custom and t["data"] in (None, "hub", "synthetic"):
+            raise SpecError(f"{where}.data: custom task {tname!r} needs its data: a CSV/TSV file, a directory with"
+                            f" train and dev files, or hf:OWNER/NAME; got {t['data']!r}")  # fmt: skip
+        _validate_baselines(t["baselines"], f"{where}.baselines")
         if t["grid"]:
             _check_keys(t["grid"], GRID_KEYS, f"{where}.grid")
             merged = _validate_grid({**copy.deepcopy(spec["grid"]), **t["grid"]}, f"{where}.grid")
@@ -245,8 +266,12 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
         if tname.startswith("synthetic"):
             if t["data"] not in (None, "synthetic"):
                 raise SpecError(f"{where}.data: task {tname!r} is generated; expected 'synthetic', got {t['data']!r}")
-        elif t["data"] not in (None, "hub") and check_files and not Path(t["data"]).expanduser().exists():
-            raise SpecError(f"{where}.data: {t['data']!r} does not exist (expected 'hub' or a local GLUE directory)")
+        elif not isinstance(t["data"], str | None):
+            raise SpecError(f"{where}.data: expected a path, 'hub' or hf:OWNER/NAME, got {t['data']!r}")
+        elif (t["data"] not in (None, "hub") and not t["data"].startswith("hf:") and check_files
+              and not Path(t["data"]).expanduser().exists()):  # fmt: skip
+            expected = "a CSV/TSV file or a directory" if task_spec.custom else "'hub' or a local GLUE directory"
+            raise SpecError(f"{where}.data: {t['data']!r} does not exist (expected {expected})")
         if t["teacher"] is not None and t["teacher"] != "small":
             if not isinstance(t["teacher"], str):
                 raise SpecError(f"{where}.teacher: expected a teacher directory or 'small', got {t['teacher']!r}")
@@ -336,6 +361,32 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
     if check_files:
         _check_bpemb(result)
     return result
+
+
+def _option_paths(definition: dict) -> set[str]:
+    """The key paths a task definition error may start with (``metric``, ``split.seed``, ...)."""
+    out = set(definition)
+    for k, v in definition.items():
+        if isinstance(v, dict):
+            out |= {f"{k}.{sub}" for sub in v}
+    return out
+
+
+def _validate_baselines(baselines: Any, where: str) -> None:
+    """User reference points: ``[{name, score, params?, disk_bytes?, gzip_bytes?, note?}, ...]``."""
+    if not isinstance(baselines, list):
+        raise SpecError(
+            f"{where}: expected a list of {{name, score, params, disk_bytes, gzip_bytes}}, got {baselines!r}"
+        )
+    for i, b in enumerate(baselines):
+        w = f"{where}[{i}]"
+        _check_keys(b, BASELINE_KEYS, w)
+        if not isinstance(b.get("name"), str) or not b["name"]:
+            raise SpecError(f"{w}.name: expected a non-empty name, got {b.get('name')!r}")
+        _num(b.get("score"), f"{w}.score", 0.0, 1.0)
+        for k in ("params", "disk_bytes", "gzip_bytes"):
+            if b.get(k) is not None:
+                _int(b[k], f"{w}.{k}", 1)
 
 
 def _check_bpemb(spec: SweepSpec) -> None:

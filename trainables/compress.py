@@ -44,7 +44,7 @@ def compress_trial(trial: CompressTrial, prepared: Prepared, out_dir: str) -> Tr
     )
     train_split = prepared.train_split(bool(pc.get("bootstrap")) and prepared.bootstrap is not None)
     result = compress_student(model, student_cfg, prune, quant, train_split, prepared.evals, prepared.task,
-                              distill_cfg)  # fmt: skip
+                              distill_cfg, tests=prepared.tests)  # fmt: skip
     save_compressed(f"{out_dir}/{CHECKPOINT_FILE}", result)
     params = result.sizes["params"]
     described = result.describe()
@@ -54,7 +54,7 @@ def compress_trial(trial: CompressTrial, prepared: Prepared, out_dir: str) -> Tr
         finished_at=time.time(),
         device="cpu",  # quantized kernels run on the CPU
         node=node_name(),
-        metrics=dict(result.metrics),
+        metrics={**result.metrics, **{f"test_{k}": v for k, v in result.test_metrics.items()}},
         sizes={
             "params": params["total"],
             **{f"params_{g}": params.get(g) for g in MODULE_GROUPS},
@@ -65,6 +65,7 @@ def compress_trial(trial: CompressTrial, prepared: Prepared, out_dir: str) -> Tr
         sparsity={k: v for k, v in result.sparsity.items() if k != "tensors"},
         train_examples=len(train_split),
         checkpoint_file=CHECKPOINT_FILE,
+        class_metrics=result.class_metrics,
     )
 
 

@@ -88,7 +88,7 @@ def train_trial(trial: DistillTrial, prepared: Prepared, device: str, out_dir: s
         finished_at=time.time(),
         device=device,
         node=node_name(),
-        metrics={**s["metrics"], "best_epoch": s["best_epoch"], "epochs": s["epochs"]},
+        metrics={**s["metrics"], **test_metrics(s), "best_epoch": s["best_epoch"], "epochs": s["epochs"]},
         sizes={
             "params": params["total"],
             **{f"params_{g}": params.get(g) for g in MODULE_GROUPS},
@@ -97,10 +97,17 @@ def train_trial(trial: DistillTrial, prepared: Prepared, device: str, out_dir: s
             "gzip_bytes": s["gzip_bytes"],
         },
         history=history,
-        resolved={"student": s["student"], "distill": s["distill"]},
+        resolved={"student": s["student"], "distill": s["distill"], "task": prepared.task.to_dict()},
         train_examples=len(train_split),
         checkpoint_file=CHECKPOINT_FILE,
+        class_metrics=s.get("class_metrics") or {},
     )
+
+
+def test_metrics(summary: dict[str, Any]) -> dict[str, float]:
+    """The best epoch's test-split figures as ``test_<metric>`` keys beside the dev metrics (none without a test
+    split)."""
+    return {f"test_{k}": v for k, v in (summary.get("test_metrics") or {}).items() if isinstance(v, int | float)}
 
 
 def distill_trainable(config: dict[str, Any], data: dict[str, Any]) -> None:

@@ -85,6 +85,9 @@ class DistillTrial:
     batch_size: int | None = None
     lr: float | None = None
     optimizer: str | None = None
+    # A custom task's definition fingerprint (columns, labels, metric, split, encoding): changing the definition of a
+    # custom task makes new trials; None for built-in tasks, so their ids are those of version 1
+    task_definition: str | None = None
 
     V1_FIELDS: ClassVar[tuple[str, ...]] = (
         "task", "arch", "embedding", "emb_dim", "vocab_size", "alpha", "bootstrap", "seed", "pooling",
@@ -222,6 +225,8 @@ class TrialOutcome:
     sparsity: dict[str, Any] = field(default_factory=dict)
     train_examples: int | None = None
     checkpoint_file: str | None = None
+    # per eval/test split at the best epoch: {"labels", "precision", "recall", "f1", "support", "confusion"}
+    class_metrics: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -90,7 +90,7 @@ BAD = [
     ("compress.quantize.importance_bits", True, f"{IMPORTANCE_BITS_ERROR} True"),
     ("tasks.synthetic.teacher", None, "tasks.synthetic.teacher: alphas [0.5, 1.0] include values < 1"),
     ("tasks.synthetic.bootstrap", None, "tasks.synthetic.bootstrap: grid bootstrap includes true"),
-    ("tasks.sst3", {}, "tasks.sst3: unknown task 'sst3'"),
+    ("tasks.sst3", {}, "tasks.sst3: task 'sst3' is not a built-in task"),
     ("name", "my sweep", "name: expected a non-empty name"),
 ]
 

@@ -42,7 +42,7 @@ def test_pinned_ids():
 
 
 def test_a_new_field_at_its_default_keeps_ids():
-    values = PARENT.to_dict()
+    values = {k: v for k, v in PARENT.to_dict().items() if k in DistillTrial.V1_FIELDS}
     base = canonical_id("d", values, DistillTrial.V1_FIELDS, {})
     assert base == PARENT.trial_id
     grown = {**values, "label_smoothing": 0.0}
@@ -53,6 +53,9 @@ def test_a_new_field_at_its_default_keeps_ids():
 
 
 def test_ids_normalise_values():
+    # task_definition was added after version 1 with default None: built-in tasks keep their ids
+    assert dataclasses.replace(PARENT, task_definition=None).trial_id == "d-459064c0be83"
+    assert dataclasses.replace(PARENT, task_definition="abc").trial_id != "d-459064c0be83"
     assert dataclasses.replace(PARENT, alpha=1).trial_id == dataclasses.replace(PARENT, alpha=1.0).trial_id
     char = dataclasses.replace(PARENT, embedding="char", vocab_size=5000)
     assert char.vocab_size is None  # char embeddings have no vocabulary: grid duplicates collapse
