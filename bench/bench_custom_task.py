@@ -65,6 +65,8 @@ def main() -> None:
     ap.add_argument("--max-epochs", type=int, default=2)
     ap.add_argument("--samples", type=int, default=3, help="Optuna compression samples per skyline parent")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--optimizer", default=None, help="default: the thesis' optimizer per arch")
+    ap.add_argument("--lr", type=float, default=None)
     args = ap.parse_args()
     glue = data_path(args.data, "glue", "--data")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -85,7 +87,8 @@ def main() -> None:
                                   "labels": list(LABELS), "metric": "macro_f1"}},
             "grid": {"archs": ["ffn", "bilstm"], "embeddings": ["hash", "char"], "dims": [25], "vocab_sizes": [5000],
                      "seeds": [0]},
-            "training": {"max_epochs": args.max_epochs, "patience": args.max_epochs},
+            "training": {"max_epochs": args.max_epochs, "patience": args.max_epochs, "optimizer": args.optimizer,
+                         "lr": args.lr},
             "resources": {"cpus_per_trial": 1, "num_cpus": args.workers},
             "compress": {"parents": "skyline", "search": {"num_samples": args.samples, "max_concurrent": args.workers}},
         })  # fmt: skip
@@ -103,7 +106,8 @@ def main() -> None:
         )
         print()
         print(f"sweep: {out.distill_ran} distillation + {out.compress_ran} compression trials, {out.failed} failed,"
-              f" {wall:.0f} s wall ({args.workers} workers, {args.max_epochs} epoch(s)); load {load_average()}")  # fmt: skip
+              f" {wall:.0f} s wall ({args.workers} workers, {args.max_epochs} epoch(s), optimizer {args.optimizer or 'thesis'}"
+              f" lr {args.lr or 'default'}); load {load_average()}")  # fmt: skip
         print(res.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
         print("\nskyline (dev macro-F1 vs gzip bytes):")
         print(sky.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
