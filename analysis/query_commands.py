@@ -1,17 +1,41 @@
 """``featherweight query`` and ``featherweight db ...``: SQL over the experiment database, Parquet export, migration.
 
 The database is opened read-only for ``query``, ``db export`` and ``db tables`` (retrying while a running sweep holds
-the file), so they never change it; ``db migrate`` opens it writable and installs the analysis views. The documented
+the file), so they never change it. ``query`` is sandboxed: its connection reaches no file but its database and no
+network, and statements that would write elsewhere, attach other databases, load extensions or change settings
+(ATTACH, DETACH, COPY, EXPORT, IMPORT, INSTALL, LOAD, SET, RESET, USE, config PRAGMAs) are refused before they run; ``db migrate`` opens it writable and installs the analysis views. The documented
 tables and views are listed in docs/database.md. These commands live in ``analysis`` because they need its views.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
 FORMATS = ("table", "csv", "json", "parquet")
+REFUSED_HINT = "featherweight query only reads its database (use `featherweight db export` to write Parquet)"
+# statement types refused outright (INSTALL and LOAD are both LOAD; USE and RESET are SET; IMPORT DATABASE is PRAGMA)
+_REFUSED_TYPES = ("ATTACH", "DETACH", "COPY", "COPY_DATABASE", "EXPORT", "LOAD", "EXTENSION", "SET", "VARIABLE_SET")
+# PRAGMAs that only read; every other PRAGMA (settings, IMPORT DATABASE) is refused
+_READ_PRAGMAS = frozenset(
+    [
+        "show_tables",
+        "show_tables_expanded",
+        "table_info",
+        "show",
+        "storage_info",
+        "database_size",
+        "database_list",
+        "version",
+        "platform",
+        "functions",
+        "collations",
+        "metadata_info",
+        "user_agent",
+    ]
+)
 
 
 def _db_arg(p: argparse.ArgumentParser) -> None:
@@ -74,6 +98,45 @@ def format_frame(df, fmt: str) -> str:
         return shown.to_string(index=False, max_colwidth=60) + f"\n({len(df)} row{'s' if len(df) != 1 else ''})\n"
 
 
+def check_read_only_sql(sql: str) -> None:
+    """StoreError ("query refused: ...") unless every statement of ``sql`` only reads. SQL DuckDB cannot parse is
+    left to the query itself, which reports the parser's error. The read-only, sandboxed connection is the real
+    guard (writes to the database fail there, other files are out of reach); this names the common attempts early."""
+    import duckdb
+
+    from db.errors import StoreError
+
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error:
+        return
+    for st in statements:
+        kind = st.type.name
+        text = " ".join(st.query.split()).rstrip(";").rstrip()
+        word = text.split(" ", 1)[0].upper() if text else kind
+        if kind == "PRAGMA":
+            m = re.match(r"\s*PRAGMA\s+(\w+)", st.query, re.IGNORECASE)
+            if m and m.group(1).lower() in _READ_PRAGMAS:
+                continue
+        elif kind not in _REFUSED_TYPES:
+            continue
+        shown = text if len(text) <= 60 else text[:57] + "..."
+        raise StoreError(f"query refused: {word} statement ({shown}); {REFUSED_HINT}")
+
+
+def _refused_if_sandboxed(e: Exception) -> Exception:
+    """A query that failed on the sandbox (file or network access, a locked setting) as a 'query refused' error."""
+    import duckdb
+
+    from db.errors import StoreError
+
+    cause = e.__cause__
+    if isinstance(cause, duckdb.PermissionException) or "configuration has been locked" in str(cause):
+        msg = str(e).removeprefix("query failed: ")
+        return StoreError(f"query refused: {msg}; {REFUSED_HINT}")
+    return e
+
+
 def run_query(args: argparse.Namespace) -> int:
     from db.errors import StoreError
     from featherweight_core.atomic import atomic_write, write_text_atomic
@@ -82,15 +145,20 @@ def run_query(args: argparse.Namespace) -> int:
         raise StoreError("--format parquet writes a binary file: pass --output FILE")
     if not args.sql.strip():
         raise StoreError("empty SQL statement")
+    check_read_only_sql(args.sql)
     store = _open(args.db)
+    try:
+        result = store.arrow(args.sql) if args.format == "parquet" else store.query(args.sql)
+    except StoreError as e:
+        raise _refused_if_sandboxed(e) from e.__cause__
     if args.format == "parquet":
         import pyarrow.parquet as pq
 
-        table = store.arrow(args.sql)
+        table = result
         atomic_write(args.output, lambda tmp: pq.write_table(table, tmp))
         print(f"wrote {table.num_rows} rows to {args.output}", file=sys.stderr)
         return 0
-    text = format_frame(store.query(args.sql), args.format)
+    text = format_frame(result, args.format)
     if args.output:
         write_text_atomic(args.output, text)
         print(f"wrote {args.output}", file=sys.stderr)

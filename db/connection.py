@@ -3,6 +3,11 @@
 DuckDB lets only one process hold the file at a time (not even a read-only opener gets in while a writer holds it), so
 every operation opens the file, does one short thing and closes it again, and an opener that finds the file locked
 retries with growing, jittered sleeps for up to ``lock_timeout`` seconds before giving up with a StoreError.
+
+A read-only connection is sandboxed (``sandbox``): once its own file is open, DuckDB is told to reach no other file
+and no network (no ATTACH, COPY, read_csv, extension INSTALL/LOAD) and its configuration is locked, so SQL a user hands
+to ``featherweight query`` can read the database and nothing else. A writable connection creates new files in the
+storage format of ``STORAGE_COMPATIBILITY`` so any DuckDB 1.x shell can open them.
 """
 
 from __future__ import annotations
@@ -21,6 +26,11 @@ from db.errors import StoreError
 
 DEFAULT_DB_PATH = "runs/featherweight.duckdb"
 DB_ENV_VAR = "FEATHERWEIGHT_DB"
+# The storage format new files are written in: one DuckDB 1.1 reads, so the DuckDB shell users have (1.1 or newer,
+# e.g. duckdb-cli from PyPI) opens them. A newer DuckDB writes its own newer format by default, which older shells
+# refuse ("database file with version number 69, but we can only read versions between 64 and 68"). An existing
+# file keeps the format it was created with.
+STORAGE_COMPATIBILITY = "v1.1.0"
 
 
 def default_db_path() -> Path:
@@ -36,6 +46,14 @@ def is_lock_error(e: BaseException) -> bool:
 def first_line(e: BaseException) -> str:
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__
+
+
+def sandbox(con: duckdb.DuckDBPyConnection) -> None:
+    """Lock an open read-only connection into its own database: no other file, no network, no extension loading,
+    and no configuration change afterwards (``lock_configuration``). Must come after the database file is open (it is
+    attached at connect); temporary views can still be created on the connection."""
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 def run_in_transaction(con: duckdb.DuckDBPyConnection, fn: Callable[[], Any]) -> Any:
@@ -67,11 +85,17 @@ class Connector:
 
     def _connect_once(self) -> duckdb.DuckDBPyConnection:
         if self.read_only:
-            return duckdb.connect(str(self.path), read_only=True)
+            con = duckdb.connect(str(self.path), read_only=True)
+            try:
+                sandbox(con)
+            except BaseException:
+                con.close()
+                raise
+            return con
         # Closing checkpoints the write-ahead log into the file. Skipping that (disable_checkpoint_on_shutdown) saves
         # ~25 ms a write at first, but every later open replays the whole WAL: measured, 400 trials later a write
         # took 0.35 s and a read-only open 0.7 s. So each write pays its checkpoint.
-        return duckdb.connect(str(self.path))
+        return duckdb.connect(str(self.path), config={"storage_compatibility_version": STORAGE_COMPATIBILITY})
 
     @contextmanager
     def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
