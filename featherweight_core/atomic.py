@@ -23,6 +23,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from featherweight_core.errors import OutputError
+
+# Free space an output directory must have before a command starts writing there (megabytes); the environment
+# variable overrides it (0 switches the check off). Generous on purpose: it catches a full disk, not a tight one.
+MIN_FREE_MB_ENV = "FEATHERWEIGHT_MIN_FREE_MB"
+DEFAULT_MIN_FREE_MB = 50
+
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any], suffix: str = "") -> Path:
     """Call ``write(tmp)`` on a temporary file next to ``path`` (same filesystem), then rename it to ``path``.
@@ -94,3 +101,84 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
                 old.unlink(missing_ok=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # only still there when the block or a rename failed
+
+
+def min_free_mb() -> float:
+    raw = os.environ.get(MIN_FREE_MB_ENV)
+    if raw is None or not raw.strip():
+        return DEFAULT_MIN_FREE_MB
+    try:
+        value = float(raw)
+    except ValueError:
+        raise OutputError(f"{MIN_FREE_MB_ENV}={raw!r}: expected a number of megabytes") from None
+    if value != value or value < 0:
+        raise OutputError(f"{MIN_FREE_MB_ENV}={raw!r}: expected a number of megabytes >= 0")
+    return value
+
+
+def check_output_dir(path: str | Path, what: str | None = None, min_free: float | None = None) -> list[Path]:
+    """Make sure ``path`` is a directory this process can write to, with ``min_free`` MB free (default:
+    :func:`min_free_mb`): create it (and missing parents), write and remove a probe file, ask for the free space.
+
+    Returns the directories it created, deepest first (:func:`checked_output_dir` removes them again when the
+    command fails). Raises :class:`OutputError` naming ``what`` (default: the directory) on any failure, having
+    removed what it created.
+    """
+    path = Path(path)
+    what = what or str(path)
+    created: list[Path] = []
+    p = path
+    while not (p.exists() or p.is_symlink()) and p != p.parent:
+        created.append(p)
+        p = p.parent
+    if not p.is_dir():
+        raise OutputError(f"{what}: {p} exists and is not a directory")
+    try:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"{what}: cannot create the directory ({e.strerror or e})") from None
+        try:
+            fd, name = tempfile.mkstemp(prefix=".featherweight-probe.", suffix=".tmp", dir=path)
+            try:
+                os.write(fd, b"probe")
+            finally:
+                os.close(fd)
+                os.unlink(name)
+        except OSError as e:
+            raise OutputError(f"{what}: cannot write to the directory ({e.strerror or e})") from None
+        need = min_free_mb() if min_free is None else min_free
+        if need > 0:
+            free = shutil.disk_usage(path).free
+            if free < need * 1e6:
+                raise OutputError(
+                    f"{what}: only {free / 1e6:.1f} MB free on its filesystem, need at least {need:g} MB"
+                    f" (set {MIN_FREE_MB_ENV} to change the threshold)"
+                )
+    except BaseException:
+        _remove_empty(created)
+        raise
+    return created
+
+
+@contextlib.contextmanager
+def checked_output_dir(path: str | Path | None, what: str | None = None) -> Iterator[Path | None]:
+    """:func:`check_output_dir` before the block (nothing when ``path`` is None); if the block raises, the
+    directories the check created are removed again when still empty, so a failed command leaves nothing behind."""
+    if path is None:
+        yield None
+        return
+    created = check_output_dir(path, what)
+    try:
+        yield Path(path)
+    except BaseException:
+        _remove_empty(created)
+        raise
+
+
+def _remove_empty(dirs: list[Path]) -> None:
+    for d in dirs:  # deepest first
+        try:
+            d.rmdir()
+        except OSError:
+            return

@@ -496,6 +496,11 @@ def _init_worker_inprocess(state: _State) -> None:
     _STATE = state
 
 
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else ""
+
+
 def read_augmented(path: str | Path, task: TaskSpec | None = None) -> tuple[Split, dict[str, Any]]:
     """Read an augmented file: a Split (labels = the source examples' labels) and the file's metadata.
 
@@ -506,15 +511,26 @@ def read_augmented(path: str | Path, task: TaskSpec | None = None) -> tuple[Spli
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: augmented data file not found (write one with `featherweight augment`)")
+    import pyarrow as pa
+
     try:
         table = pq.read_table(path)
-    except Exception as e:
-        raise DataError(f"{path}: not a readable Parquet file ({type(e).__name__}: {e})") from None
+    except (pa.ArrowException, OSError) as e:  # ArrowInvalid: not Parquet / truncated
+        raise DataError(f"{path}: not a readable Parquet file ({type(e).__name__}: {_first_line(e)})") from None
+    not_ours = f"{path}: not an augmented-data file from `featherweight augment`"
     raw = (table.schema.metadata or {}).get(META_KEY)
     if raw is None:
-        raise DataError(f"{path}: not an augmented-data file from `featherweight augment` (no metadata)")
-    meta = json.loads(raw)
-    text_fields = meta["text_fields"]
+        raise DataError(f"{not_ours} (no metadata)")
+    try:
+        meta = json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise DataError(f"{not_ours} (its metadata is not valid JSON)") from None
+    text_fields = meta.get("text_fields") if isinstance(meta, dict) else None
+    if not isinstance(text_fields, list) or not text_fields or not all(isinstance(f, str) for f in text_fields):
+        raise DataError(f"{not_ours} (its metadata lacks text_fields)")
+    missing = [c for c in (*text_fields, "source_label", "key") if c not in table.column_names]
+    if missing:
+        raise DataError(f"{not_ours} (no column {missing[0]!r})")
     recorded = meta.get("task")
     if task is not None and isinstance(recorded, dict) and recorded != task.to_dict():
         diffs = task.differences(TaskSpec.from_dict(recorded))

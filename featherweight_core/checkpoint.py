@@ -46,23 +46,20 @@ def save_checkpoint(
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"{path}: checkpoint not found")
+    _check_file(path, "checkpoint")
     payload = _safe_load(path)
     if isinstance(payload, dict) and payload.get("format") == COMPRESSED_FORMAT:
         raise CheckpointError(f"{path}: a compressed student; load it with checkpoint.load_compressed")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a featherweight student checkpoint (expected format {FORMAT!r})")
+    _check_payload(path, payload, FORMAT)
     return payload
 
 
 def load_checkpoint(path: str | Path) -> tuple[Student, StudentConfig, dict[str, Any]]:
     """Rebuild the float student and load its weights. Returns (model in eval mode, config, meta)."""
     payload = read_checkpoint(path)
-    cfg = StudentConfig.from_dict(payload["student_config"])
-    model = build_student(cfg, payload["num_embeddings"])
-    model.load_state_dict(payload["state_dict"])
-    model.eval()
+    model, cfg = _build(Path(path), payload)
     return model, cfg, payload["meta"]
 
 
@@ -76,6 +73,13 @@ def load_checkpoint(path: str | Path) -> tuple[Student, StudentConfig, dict[str,
 # ``torch.ScriptObject`` (packed torchbind parameters), the one global allow-listed for ``weights_only`` loading.
 
 
+def _check_file(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a directory, not a {what} file")
+    if not path.is_file():
+        raise InputFileError(f"{path}: {what} not found")
+
+
 def _safe_load(path: Path) -> Any:
     # ScriptObject unpickles only registered torchbind classes (packed quantized weights), not arbitrary code;
     # never fall back to weights_only=False.
@@ -87,9 +91,58 @@ def _safe_load(path: Path) -> Any:
         warnings.filterwarnings("ignore", category=UserWarning)  # deprecation notes on quantized storages
         try:
             return torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, EOFError, RuntimeError) as e:  # not a torch file, truncated, foreign pickle
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise CheckpointError(f"{path}: not a readable checkpoint ({first})") from None
+        except LOAD_ERRORS as e:
+            raise CheckpointError(f"{path}: {NOT_A_CHECKPOINT} ({_reason(e)})") from None
+
+
+NOT_A_CHECKPOINT = "not a featherweight student checkpoint (truncated or not written by featherweight)"
+
+# What torch.load raises on a file it cannot read: not a zip (RuntimeError), truncated (EOFError, OSError EINVAL
+# from the zip reader), a foreign or disallowed pickle (UnpicklingError), and the unpickler's own failures on
+# corrupted bytes (IndexError "pop from empty list", KeyError, TypeError, UnicodeDecodeError, ValueError).
+LOAD_ERRORS = (pickle.UnpicklingError, EOFError, RuntimeError, OSError, IndexError, KeyError, TypeError, ValueError)
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e).strip()
+    if isinstance(e, pickle.UnpicklingError) and "weights_only" in text:
+        if "Unsupported global" in text:
+            return "it holds Python objects other than tensors and plain values"
+        return "not a torch file"
+    first = text.splitlines()[0] if text else ""
+    if isinstance(e, RuntimeError) and "central directory" in first:
+        return "not a complete torch zip archive"
+    first = first.split(". ")[0]
+    return f"{type(e).__name__}: {first}" if first else type(e).__name__
+
+
+def _check_payload(path: Path, payload: Any, fmt: str) -> None:
+    """The keys every checkpoint of ``fmt`` holds, with the types the loaders need."""
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        return
+    kinds = {"student_config": dict, "num_embeddings": int, "state_dict": dict, "meta": dict}
+    for key, kind in kinds.items():
+        if not isinstance(payload.get(key), kind):
+            raise CheckpointError(f"{path}: {NOT_A_CHECKPOINT} (no valid {key!r})")
+
+
+def _build(path: Path, payload: dict[str, Any], quant: Any = None) -> tuple[nn.Module, StudentConfig]:
+    """Rebuild the student a payload describes and load its weights; a payload that does not fit is the file's
+    fault (a CheckpointError naming it), not a bug."""
+    try:
+        cfg = StudentConfig.from_dict(payload["student_config"])
+        model: nn.Module = build_student(cfg, payload["num_embeddings"])
+        if quant is not None:
+            from featherweight_core.quantize import QuantConfig, quantize_student
+
+            qcfg = QuantConfig.from_dict(quant)
+            if qcfg.enabled:
+                model = quantize_student(model, qcfg, cfg.resolved().arch, calibrate=False)
+        model.load_state_dict(payload["state_dict"])
+    except (UserError, RuntimeError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: {NOT_A_CHECKPOINT} (its weights do not fit its config: {_reason(e)})") from None
+    model.eval()
+    return model, cfg
 
 
 def save_compressed(path: str | Path, result: Any, meta: dict[str, Any] | None = None) -> Path:
@@ -123,25 +176,16 @@ def save_compressed(path: str | Path, result: Any, meta: dict[str, Any] | None =
 def load_compressed(path: str | Path) -> tuple[nn.Module, StudentConfig, dict[str, Any]]:
     """Rebuild a compressed student saved by :func:`save_compressed`. Returns (model in eval mode, config, meta);
     ``meta["prune"]`` / ``meta["quant"]`` hold the configs it was compressed with."""
-    from featherweight_core.quantize import QuantConfig, quantize_student
-
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(f"{path}: compressed student not found")
+    _check_file(path, "compressed student")
     payload = _safe_load(path)
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         raise CheckpointError(f"{path}: a float student checkpoint, not a compressed one; use load_checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != COMPRESSED_FORMAT:
         raise CheckpointError(f"{path}: not a compressed featherweight student (expected format {COMPRESSED_FORMAT!r})")
-    cfg = StudentConfig.from_dict(payload["student_config"])
-    model: nn.Module = build_student(cfg, payload["num_embeddings"])
+    _check_payload(path, payload, COMPRESSED_FORMAT)
     quant = payload.get("quant")
-    if quant is not None:
-        qcfg = QuantConfig.from_dict(quant)
-        if qcfg.enabled:
-            model = quantize_student(model, qcfg, cfg.resolved().arch, calibrate=False)
-    model.load_state_dict(payload["state_dict"])
-    model.eval()
+    model, cfg = _build(path, payload, quant)
     meta = dict(payload["meta"])
     meta["prune"], meta["quant"] = payload.get("prune"), quant
     return model, cfg, meta

@@ -23,3 +23,8 @@ class InputFileError(UserError, FileNotFoundError):
 class ConfigError(UserError, ValueError):
     """A setting, or a combination of settings, the user chose cannot work: an unknown arch, optimizer or task, a
     value out of range, command-line options that contradict each other."""
+
+
+class OutputError(UserError, OSError):
+    """An output location the user named cannot be written: not creatable, not writable, not a directory, or on a
+    filesystem with too little free space."""

@@ -27,6 +27,7 @@ import numpy as np
 
 from featherweight_core.atomic import atomic_write, write_text_atomic
 from featherweight_core.data import DataError, Split, TaskData
+from featherweight_core.modelfiles import check_model_files
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5")
 _TOKENIZER_FILES = (
@@ -56,6 +57,7 @@ def teacher_fingerprint(teacher_dir: str | Path) -> str:
     memo_key = (str(d.resolve()), stat_key)
     if memo_key in _FP_MEMO:
         return _FP_MEMO[memo_key]
+    check_model_files(d, DataError)
     h = hashlib.sha256()
     for p in files:
         h.update(p.name.encode() + b"\0")
@@ -127,6 +129,7 @@ class SoftTargetStore:
             return int(max_length)
         from featherweight_core.teacher import read_teacher_meta
 
+        teacher_fingerprint(teacher_dir)  # a missing or broken teacher is a DataError naming it (memoised)
         return int(read_teacher_meta(teacher_dir).get("config", {}).get("max_length", 128))
 
     # -- public API ----------------------------------------------------------------------------------------------

@@ -137,6 +137,9 @@ def resolve_model_source(name_or_dir: str | Path) -> tuple[str, bool]:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise TeacherError(f"{path}: not a Hugging Face model directory (no config.json)")
+        from featherweight_core.modelfiles import check_model_files
+
+        check_model_files(path, TeacherError)
         return str(path), True
     if path.exists():
         raise TeacherError(f"{path}: expected a model directory or a hub id, got a file")
@@ -183,6 +186,7 @@ def load_classifier(
     """Load ``(model, tokenizer)`` for sequence classification. With ``num_labels``, a checkpoint without a (matching)
     classification head gets a fresh one; without it, the checkpoint's own head is used (an already fine-tuned teacher).
     """
+    from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     quiet_transformers()
@@ -200,7 +204,7 @@ def load_classifier(
         model = AutoModelForSequenceClassification.from_pretrained(
             source, config=config, local_files_only=local_only, ignore_mismatched_sizes=num_labels is not None
         )
-    except (OSError, ValueError, KeyError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:  # RuntimeError: torch.load
         raise TeacherError(
             f"{source}: cannot load a sequence classifier ({type(e).__name__}: {_first_line(e)})"
         ) from None
@@ -214,8 +218,19 @@ def _first_line(e: BaseException) -> str:
 
 def read_teacher_meta(teacher_dir: str | Path) -> dict[str, Any]:
     """``featherweight_teacher.json`` of a teacher saved by :func:`finetune_teacher` ({} if absent)."""
-    path = Path(teacher_dir) / TEACHER_META
-    return json.loads(path.read_text()) if path.is_file() else {}
+    d = Path(teacher_dir)
+    if not d.is_dir():
+        raise TeacherError(f"{d}: teacher directory not found" if not d.exists() else f"{d}: not a directory")
+    path = d / TEACHER_META
+    if not path.is_file():
+        return {}
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as e:
+        raise TeacherError(f"{path}: not valid JSON ({type(e).__name__}: {_first_line(e)})") from None
+    if not isinstance(meta, dict):
+        raise TeacherError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    return meta
 
 
 def teacher_baseline(teacher_dir: str | Path) -> dict[str, Any]:

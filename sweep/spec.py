@@ -64,7 +64,14 @@ TRAINING_KEYS = {
     "lr": None,
     "optimizer": None,
 }
-RESOURCE_KEYS = {"cpus_per_trial": 1, "gpus_per_trial": 0, "max_concurrent": None, "num_cpus": None, "num_gpus": None}
+RESOURCE_KEYS = {
+    "cpus_per_trial": 1,
+    "gpus_per_trial": 0,
+    "max_concurrent": None,
+    "num_cpus": None,
+    "num_gpus": None,
+    "pending_timeout_s": 600,
+}
 TASK_KEYS = {"data": None, "data_options": {}, "teacher": None, "bootstrap": None, "grid": {}, "baselines": []}
 # A custom task's definition (featherweight_core.tasks.task_from_options validates them; see docs/tasks.md)
 TASK_DEFINITION_KEYS = ("text_columns", "label_column", "labels", "metric", "split", "encoding", "on_bad_bytes")
@@ -316,6 +323,8 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
     res = spec["resources"] = _merge(RESOURCE_KEYS, spec["resources"], "resources")
     _num(res["cpus_per_trial"], "resources.cpus_per_trial", 0.01)
     _num(res["gpus_per_trial"], "resources.gpus_per_trial", 0.0)
+    if _num(res["pending_timeout_s"], "resources.pending_timeout_s") <= 0:
+        raise SpecError(f"resources.pending_timeout_s: {res['pending_timeout_s']} must be > 0 (seconds)")
     for key in ("max_concurrent", "num_cpus", "num_gpus"):
         if res[key] is not None:
             _int(res[key], f"resources.{key}", 0 if key == "num_gpus" else 1)
@@ -414,14 +423,27 @@ def _check_bpemb(spec: SweepSpec) -> None:
                             )
 
 
+def _yaml_error(path: Path, e: yaml.YAMLError) -> str:
+    """``SPEC.yaml:LINE:COL: not valid YAML (problem)``, 1-based, where the parser says where it stopped."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or getattr(e, "context", None)
+    if problem is None:
+        lines = str(e).strip().splitlines()
+        problem = lines[0] if lines else type(e).__name__
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    return f"{where}: not valid YAML ({problem})"
+
+
 def load_spec(path: str | Path, check_files: bool = True) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: sweep spec not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{path}: not valid UTF-8 (byte {e.start}: {e.object[e.start : e.start + 1]!r})") from None
     except yaml.YAMLError as e:
-        raise SpecError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise SpecError(_yaml_error(path, e)) from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     # Relative paths in a spec are relative to the directory the command runs in (documented), not the spec file.

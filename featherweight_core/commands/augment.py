@@ -14,7 +14,8 @@ import json
 import sys
 
 from featherweight_core import vocab
-from featherweight_core.commands.common import add_task_args, resolve_task
+from featherweight_core.atomic import checked_output_dir
+from featherweight_core.commands.common import add_task_args, output_parent, resolve_task
 from featherweight_core.errors import ConfigError
 
 
@@ -66,6 +67,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with checked_output_dir(output_parent(args.output), f"--output {args.output}"):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from featherweight_core.augment import AugmentConfig, augment_to_file, read_augmented
@@ -111,6 +117,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_wordvectors(args: argparse.Namespace) -> int:
+    with checked_output_dir(output_parent(args.output), f"--output {args.output}"):
+        return _run_wordvectors(args)
+
+
+def _run_wordvectors(args: argparse.Namespace) -> int:
     from featherweight_core.data import load_task_data
     from featherweight_core.wordvectors import corpus_sentences, save_word_vectors, train_word_vectors
 

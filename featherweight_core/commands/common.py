@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from featherweight_core import vocab
@@ -151,6 +152,11 @@ def add_encoder_args(p: argparse.ArgumentParser, required: bool = False) -> None
     g.add_argument("--vocab-size", type=int, default=None,
                    help=f"BPE vocabulary / hash embedding K (default: {vocab.DEFAULT_VOCAB_SIZE}; char ignores it)")  # fmt: skip
     g.add_argument("--bpemb-dir", default=None, help="bpemb cache dir holding en/en.wiki.bpe.vs*.{model,d*.w2v.bin}")
+
+
+def output_parent(output: str | None) -> Path | None:
+    """The directory a command's ``--output`` file (or a directory it swaps into place) is written in."""
+    return None if output is None else Path(output).expanduser().absolute().parent
 
 
 def positive_int(value: str) -> int:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from featherweight_core import vocab
-from featherweight_core.atomic import write_json_atomic
+from featherweight_core.atomic import checked_output_dir, write_json_atomic
 from featherweight_core.commands.common import (
     STUDENT_THREADS_HELP,
     add_task_args,
@@ -195,6 +195,11 @@ def _configs(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    with checked_output_dir(args.output, f"--output {args.output}"):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from featherweight_core.checkpoint import load_checkpoint, save_compressed

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from featherweight_core import vocab
-from featherweight_core.atomic import write_json_atomic
+from featherweight_core.atomic import checked_output_dir, write_json_atomic
 from featherweight_core.commands.common import (
     STUDENT_THREADS_HELP,
     add_encoder_args,
@@ -73,6 +73,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with checked_output_dir(args.output, f"--output {args.output}"):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
 
     from featherweight_core.distill import DistillConfig, resolve_temperature

@@ -11,10 +11,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from featherweight_core import vocab
+from featherweight_core.atomic import checked_output_dir
 from featherweight_core.commands.common import (
     add_task_args,
+    output_parent,
     positive_int,
     recorded_task_of,
     resolve_recorded_task,
@@ -98,9 +101,15 @@ def _setup(args) -> str:
 
 
 def run_init_small(args: argparse.Namespace) -> int:
-    from featherweight_core.data import load_task_data
-    from featherweight_core.teacher import SmallBertConfig, build_small_teacher
+    with checked_output_dir(output_parent(args.output), f"--output {args.output}"):
+        return _run_init_small(args)
 
+
+def _run_init_small(args: argparse.Namespace) -> int:
+    from featherweight_core.data import load_task_data
+    from featherweight_core.teacher import SmallBertConfig, _check_output_dir, build_small_teacher
+
+    _check_output_dir(Path(args.output), args.overwrite)  # before the data is loaded
     task = resolve_task(args)
     cfg = SmallBertConfig(vocab_size=args.vocab_size, hidden=args.hidden, layers=args.layers, heads=args.heads,
                           intermediate=args.intermediate, max_length=args.max_length, seed=args.seed)  # fmt: skip
@@ -111,9 +120,15 @@ def run_init_small(args: argparse.Namespace) -> int:
 
 
 def run_finetune(args: argparse.Namespace) -> int:
-    from featherweight_core.data import load_task_data
-    from featherweight_core.teacher import TeacherConfig, finetune_teacher
+    with checked_output_dir(output_parent(args.output), f"--output {args.output}"):
+        return _run_finetune(args)
 
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from featherweight_core.data import load_task_data
+    from featherweight_core.teacher import TeacherConfig, _check_output_dir, finetune_teacher
+
+    _check_output_dir(Path(args.output), args.overwrite)  # before the model and data are loaded
     device = _setup(args)
     task = resolve_task(args)
     cfg = TeacherConfig(
@@ -135,17 +150,21 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def run_logits(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    with checked_output_dir(output_parent(args.output), f"--output {args.output}"):
+        return _run_logits(args)
 
+
+def _run_logits(args: argparse.Namespace) -> int:
     from featherweight_core.augment import format_label_distribution, read_augmented
     from featherweight_core.data import DataError, load_task_data
     from featherweight_core.measure import accuracy
     from featherweight_core.prepare import DEFAULT_CACHE_DIR
-    from featherweight_core.softtargets import SoftTargetStore, write_logits
+    from featherweight_core.softtargets import SoftTargetStore, teacher_fingerprint, write_logits
     from featherweight_core.teacher import read_teacher_meta
 
     device = _setup(args)
     meta = read_teacher_meta(args.teacher)
+    teacher_fingerprint(args.teacher)  # a bad teacher directory fails here, before any data is read
     task = resolve_recorded_task(args, recorded_task_of(meta), f"teacher {args.teacher}")
     data = args.data or (meta.get("data_source") if task.custom else None)
     store = SoftTargetStore(Path(args.cache_dir or DEFAULT_CACHE_DIR) / "softtargets", device=device,
