@@ -7,7 +7,9 @@ resume with nothing left to run changes nothing, not even the sweep's ``finished
 
 Statuses a sweep row ends with: ``finished`` (its message says how many trials failed, if any), ``failed`` (every
 trial of the run failed; the message says how many and the first error; the command exits non-zero),
-``interrupted`` (Ctrl-C, a crash, a killed driver: resume it).
+``interrupted`` (Ctrl-C, a crash, a killed driver: resume it). Resources no node of the Ray cluster has stop the
+run before anything is written (``sweep.tuner.ResourceError``); a trial left PENDING longer than
+``resources.pending_timeout_s`` ends the sweep ``failed`` with that message (``sweep.tuner.PendingTimeout``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,16 @@ from sweep.assets import TaskDataCache, materialize_assets, teacher_baselines
 from sweep.spec import SweepSpec
 from sweep.stage1 import StageResult, run_distill_stage
 from sweep.stage2 import plan_compress_stage, run_compress_stage
-from sweep.tuner import init_ray
+from sweep.tuner import (
+    SESSION_FILE,
+    PendingTimeout,
+    ResourceError,
+    check_cluster_resources,
+    init_ray,
+    next_run_number,
+    record_ray_session,
+    stop_stale_ray,
+)
 
 log = logging.getLogger("featherweight.sweep")
 
@@ -79,27 +90,67 @@ class SweepOutcome:
             self.message = r.first_error
 
 
+def _save_spec(spec: SweepSpec) -> None:
+    import yaml
+
+    from featherweight_core.atomic import write_text_atomic
+
+    write_text_atomic(spec.storage / spec.name / "spec.yaml", yaml.safe_dump(spec.raw, sort_keys=False))
+
+
+def _start_ray(spec: SweepSpec, address: str | None, say: Callable[[str], None], verbose: bool) -> None:
+    """Stop what a killed driver's local Ray left (recorded in ``<storage>/<name>/ray_session.json``), start or join
+    Ray, and check the spec's per-trial resources against it: nothing is written before the check passes (a local
+    Ray this call started is shut down when it fails)."""
+    import ray
+
+    session_file = spec.storage / spec.name / SESSION_FILE
+    if not address and not ray.is_initialized():
+        stop_stale_ray(session_file, say)
+    started = init_ray(address, spec.resources, verbose)
+    try:
+        check_cluster_resources(spec.resources)
+    except ResourceError:
+        if started:
+            ray.shutdown()
+        raise
+    if started and not address:
+        session_file.parent.mkdir(parents=True, exist_ok=True)
+        record_ray_session(session_file)
+
+
 def run_sweep(
     spec: SweepSpec, address: str | None = None, say: Callable[[str], None] = print, verbose: bool = False
 ) -> SweepOutcome:
-    """Run (or continue) ``spec``: stage 1 distillation grid, then stage 2 compression if the spec has one."""
+    """Run (or continue) ``spec``: stage 1 distillation grid, then stage 2 compression if the spec has one.
+
+    Order: plan from the database (when it exists; nothing to do returns here), start Ray and check the resources
+    (a :class:`sweep.tuner.ResourceError` leaves no file behind), then the spec copy, the sweep row, the assets and
+    the stages."""
     t0 = time.time()
     outcome = SweepOutcome(spec.name, spec.database)
-    spec.database.parent.mkdir(parents=True, exist_ok=True)
-    store = open_store(spec.database)  # installs (or updates) the analysis views the stage-2 selection reads
     all_trials = spec.distill_trials()
-    done = store.finished_trial_ids(spec.name, stage="distill")
-    todo = [t for t in all_trials if t.trial_id not in done]
     outcome.distill_total = len(all_trials)
-    plans = plan_compress_stage(spec, store) if not todo else None
-    if not todo and not any(p.remaining for p in plans):
-        say(f"sweep {spec.name}: nothing to do ({len(all_trials)} distillation trials"
-            f"{' and the compression stage' if spec.compress else ''} already finished)")  # fmt: skip
-        outcome.status = "unchanged"
-        return outcome
+    todo, plans = all_trials, None
+    if spec.database.is_file():
+        store = open_store(spec.database)  # installs (or updates) the analysis views the stage-2 selection reads
+        done = store.finished_trial_ids(spec.name, stage="distill")
+        todo = [t for t in all_trials if t.trial_id not in done]
+        plans = plan_compress_stage(spec, store) if not todo else None
+        if not todo and not any(p.remaining for p in plans):
+            _save_spec(spec)
+            say(f"sweep {spec.name}: nothing to do ({len(all_trials)} distillation trials"
+                f"{' and the compression stage' if spec.compress else ''} already finished)")  # fmt: skip
+            outcome.status = "unchanged"
+            return outcome
+    _start_ray(spec, address, say, verbose)
     say(f"sweep {spec.name}: {len(all_trials)} distillation trials, {len(all_trials) - len(todo)} already finished")
     spec.storage.mkdir(parents=True, exist_ok=True)
+    spec.database.parent.mkdir(parents=True, exist_ok=True)
+    _save_spec(spec)
+    store = open_store(spec.database)
     store.start_sweep(spec.name, spec.raw, code_version(), str(spec.storage / spec.name))
+    prefix = f"run{next_run_number(spec.storage / spec.name / 'tune')}-"  # each run its own Tune experiment dirs
     status, message = "interrupted", None
     try:
         data = TaskDataCache(spec, say)
@@ -112,13 +163,15 @@ def run_sweep(
                 store.record_baseline(spec.name, task, b["name"], b["score"], params=b.get("params"),
                                       disk_bytes=b.get("disk_bytes"), gzip_bytes=b.get("gzip_bytes"), source="spec",
                                       note=b.get("note"))  # fmt: skip
-        init_ray(address, spec.resources, verbose)
         if todo:
-            outcome.add("distill", run_distill_stage(spec, todo, assets, data, say))
+            outcome.add("distill", run_distill_stage(spec, todo, assets, data, say, prefix=prefix))
         if spec.compress:
             plans = plan_compress_stage(spec, store) if plans is None else plans
-            outcome.add("compress", run_compress_stage(spec, plans, assets, data, say))
+            outcome.add("compress", run_compress_stage(spec, plans, assets, data, say, prefix=prefix))
         status, message = _final_status(outcome)
+    except PendingTimeout as e:
+        status, message = "failed", str(e)
+        raise
     finally:
         outcome.seconds = time.time() - t0
         outcome.status = status
@@ -137,13 +190,8 @@ def _final_status(o: SweepOutcome) -> tuple[str, str | None]:
 
 
 def run_and_summarize(spec: SweepSpec, address: str | None, say: Callable[[str], None], verbose: bool = False) -> int:
-    """Save the spec beside the sweep, run it, print a summary; returns the exit status (1 when every trial of the
-    run failed)."""
-    import yaml
-
-    from featherweight_core.atomic import write_text_atomic
-
-    write_text_atomic(spec.storage / spec.name / "spec.yaml", yaml.safe_dump(spec.raw, sort_keys=False))
+    """Run the sweep (which saves the spec beside it), print a summary; returns the exit status (1 when every
+    trial of the run failed)."""
     out = run_sweep(spec, address=address, say=say, verbose=verbose)
     if out.status == "unchanged":
         return 0

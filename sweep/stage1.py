@@ -23,10 +23,11 @@ class StageResult:
 
 def run_distill_stage(
     spec: SweepSpec, todo: list[DistillTrial], assets: dict[str, TaskAssets], data: TaskDataCache,
-    say: Callable[[str], None],
+    say: Callable[[str], None], prefix: str = "",
 ) -> StageResult:  # fmt: skip
     """Prepare one dataset per (task, encoding) the trials need, put each in Ray's object store once, and run
-    ``todo`` through Tune. Ray must be initialised."""
+    ``todo`` through Tune as the experiment ``<prefix>distill`` (the runner's ``run<N>-``). Ray must be
+    initialised."""
     import ray
     from ray import tune
 
@@ -46,7 +47,7 @@ def run_distill_stage(
         resources=spec.resources,
         param_space={"trial": tune.grid_search([t.to_dict() for t in todo])},
         storage_path=spec.storage / spec.name / "tune",
-        name="distill",
+        name=f"{prefix}distill",
         callbacks=[db, progress],
         max_concurrent=spec.resources["max_concurrent"],
     )

@@ -101,9 +101,10 @@ def _searcher(spec: SweepSpec, plan: ParentPlan):
 
 def run_compress_stage(
     spec: SweepSpec, plans: list[ParentPlan], assets: dict[str, TaskAssets], data: TaskDataCache,
-    say: Callable[[str], None],
+    say: Callable[[str], None], prefix: str = "",
 ) -> StageResult:  # fmt: skip
-    """Run the remaining samples of every planned parent. Ray must be initialised."""
+    """Run the remaining samples of every planned parent, each as the experiment ``<prefix>compress-<parent>``.
+    Ray must be initialised."""
     from ray import tune
 
     from trainables.compress import compress_trainable
@@ -137,7 +138,7 @@ def run_compress_stage(
             resources=spec.resources,
             param_space={},
             storage_path=spec.storage / spec.name / "tune",
-            name=f"compress-{parent['trial_id']}",
+            name=f"{prefix}compress-{parent['trial_id']}",
             callbacks=[db, progress],
             search_alg=_searcher(spec, plan),
             num_samples=plan.remaining,

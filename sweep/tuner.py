@@ -1,15 +1,32 @@
-"""Ray set-up and the one Tuner builder both stages use."""
+"""Ray set-up, the resource check, the record of a local Ray session, and the one Tuner builder both stages use."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
+from featherweight_core.errors import UserError
+
+log = logging.getLogger("featherweight.sweep")
+
+
+class ResourceError(UserError):
+    """The spec's ``resources`` ask for more than the Ray cluster has, or a trial waited too long for them."""
+
+
+class PendingTimeout(ResourceError):
+    """A trial stayed PENDING (waiting for CPUs/GPUs) longer than ``resources.pending_timeout_s``."""
+
 
 def quiet_ray_env() -> None:
-    """Ray's console noise off by default (its new console output, dashboards, log deduplication, auto loggers)."""
+    """Ray's console noise off by default (its new console output, dashboards, log deduplication, auto loggers: the
+    JSON/CSV loggers are added explicitly by :func:`build_tuner`, without TensorBoard's)."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -18,13 +35,14 @@ def quiet_ray_env() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def init_ray(address: str | None, resources: dict[str, Any], verbose: bool = False) -> None:
-    """Join ``address`` (an existing cluster) or start a local Ray with the spec's ``num_cpus`` / ``num_gpus``."""
+def init_ray(address: str | None, resources: dict[str, Any], verbose: bool = False) -> bool:
+    """Join ``address`` (an existing cluster) or start a local Ray with the spec's ``num_cpus`` / ``num_gpus``.
+    Returns True when this call started Ray."""
     import ray
 
     quiet_ray_env()
     if ray.is_initialized():
-        return
+        return False
     level = logging.INFO if verbose else logging.ERROR
     kwargs: dict[str, Any] = {"logging_level": level, "log_to_driver": verbose, "include_dashboard": False}
     if address:
@@ -33,6 +51,177 @@ def init_ray(address: str | None, resources: dict[str, Any], verbose: bool = Fal
         ray.init(num_cpus=resources.get("num_cpus"), num_gpus=resources.get("num_gpus"), **kwargs)
     for name in ("ray.tune", "ray.train", "ray.air"):
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.CRITICAL)
+    return True
+
+
+def _amount(n: float, unit: str) -> str:
+    n = int(n) if float(n).is_integer() else n
+    return f"{n} {unit}{'' if n == 1 else 's'}"
+
+
+def check_resources(resources: dict[str, Any], cluster: dict[str, float], nodes: list[dict]) -> None:
+    """Raise :class:`ResourceError` when one trial's CPUs or GPUs fit on no node of the cluster. ``cluster`` is
+    ``ray.cluster_resources()``, ``nodes`` is ``ray.nodes()`` (dead nodes are ignored)."""
+    alive = [n for n in nodes if n.get("Alive", True)]
+    for key, ray_key, unit in (("cpus_per_trial", "CPU", "CPU"), ("gpus_per_trial", "GPU", "GPU")):
+        asked = float(resources.get(key) or 0)
+        if asked <= 0:
+            continue
+        per_node = [float((n.get("Resources") or {}).get(ray_key, 0)) for n in alive]
+        if per_node and max(per_node) >= asked:
+            continue
+        total = float(cluster.get(ray_key, 0))
+        where = ", ".join(
+            f"{n.get('NodeManagerAddress', '?')}: {_amount(c, unit)}" for n, c in zip(alive, per_node, strict=True)
+        )
+        fit = " and a trial must fit on one node" if total >= asked else ""
+        raise ResourceError(
+            f"resources.{key}: {_amount(asked, unit)} per trial asked, the Ray cluster has {_amount(total, unit)}"
+            f" (nodes: {where or 'none'}){fit}"
+        )
+
+
+def check_cluster_resources(resources: dict[str, Any]) -> None:
+    """:func:`check_resources` against the running Ray cluster."""
+    import ray
+
+    check_resources(resources, ray.cluster_resources(), ray.nodes())
+
+
+# ---- the record of a local Ray session (so a resume can stop what a killed driver left) ----------------------------
+
+SESSION_FILE = "ray_session.json"
+
+
+def record_ray_session(path: Path) -> None:
+    """Write the local Ray session this driver started (session name and dir, node id, GCS address, the pids of
+    Ray's processes, the driver's pid) to ``path``."""
+    import ray
+
+    from featherweight_core.atomic import write_text_atomic
+
+    node = ray._private.worker.global_worker.node
+    pids = sorted({p.process.pid for procs in node.all_processes.values() for p in procs if p.process is not None})
+    info = {
+        "session_name": node.session_name,
+        "session_dir": node.get_session_dir_path(),
+        "node_id": node.node_id,
+        "gcs_address": node.gcs_address,
+        "driver_pid": os.getpid(),
+        "pids": pids,
+        "started_at": time.time(),
+    }
+    write_text_atomic(path, json.dumps(info, indent=1))
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def stop_stale_ray(path: Path, say=print) -> list[int]:
+    """Stop the processes of the local Ray session recorded in ``path`` when its driver is gone: only the recorded
+    pids whose command line still names the recorded session (a reused pid is left alone). Returns the pids sent
+    SIGTERM (then SIGKILL after 5 s if still there)."""
+    try:
+        info = json.loads(path.read_text())
+        session, pids, driver = str(info["session_name"]), [int(p) for p in info["pids"]], int(info["driver_pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    if not session.startswith("session_") or driver == os.getpid():
+        return []
+    if driver and Path(f"/proc/{driver}").exists() and "python" in _cmdline(driver):
+        return []  # the driver still runs (another run of this sweep?): its Ray is not stale
+    stale = [p for p in pids if p != os.getpid() and session in _cmdline(p)]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for p in stale:
+            with contextlib.suppress(OSError):
+                os.kill(p, sig)
+        deadline = time.time() + 5
+        while time.time() < deadline and any(session in _cmdline(p) for p in stale):
+            time.sleep(0.2)
+        if not any(session in _cmdline(p) for p in stale):
+            break
+    if stale:
+        say(f"stopped {len(stale)} process(es) of Ray session {session} left by a previous run")
+    return stale
+
+
+# ---- Tune ----------------------------------------------------------------------------------------------------------
+
+
+class PendingWatch:
+    """Fails a Tune run that is stuck: trials PENDING (waiting for CPUs/GPUs) and none RUNNING for longer than
+    ``timeout_s`` (trials queued behind running ones are normal and never time out). A callback watches the trial
+    statuses each step, the stopper then stops the experiment, and :meth:`raise_if_timed_out` raises after Tune
+    stopped."""
+
+    def __init__(self, timeout_s: float, resources: dict[str, Any]) -> None:
+        from ray import tune
+
+        watch = self
+        self.timeout_s = timeout_s
+        self.resources = resources
+        self.message: str | None = None
+        self.stalled_since: float | None = None
+
+        class _Callback(tune.Callback):
+            def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+                watch.step(trials)
+
+        class _Stopper(tune.Stopper):
+            def __call__(self, trial_id, result) -> bool:
+                return False
+
+            def stop_all(self) -> bool:
+                return watch.message is not None
+
+        self.callback, self.stopper = _Callback(), _Stopper()
+
+    def step(self, trials: list, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        statuses = {t.status for t in trials}
+        if "RUNNING" in statuses or "PENDING" not in statuses:
+            self.stalled_since = None
+            return
+        self.stalled_since = self.stalled_since or now
+        waited = now - self.stalled_since
+        if self.message is None and waited > self.timeout_s:
+            r = self.resources
+            self.message = (
+                f"resources.pending_timeout_s: trials waited {waited:.0f}s (> {self.timeout_s:g}s) with none running"
+                f" for {_amount(r['cpus_per_trial'], 'CPU')} and {_amount(r['gpus_per_trial'], 'GPU')} per trial;"
+                f" the Ray cluster has {_cluster_summary()} -- free them, lower resources.cpus_per_trial /"
+                " gpus_per_trial, or raise resources.pending_timeout_s; resume to run the rest"
+            )
+
+    def raise_if_timed_out(self) -> None:
+        if self.message:
+            raise PendingTimeout(self.message)
+
+
+def _cluster_summary() -> str:
+    try:
+        import ray
+
+        c = ray.cluster_resources()
+        return f"{_amount(c.get('CPU', 0), 'CPU')} and {_amount(c.get('GPU', 0), 'GPU')} in all"
+    except Exception:  # only for the message
+        return "an unknown amount"
+
+
+class WatchedTuner:
+    """A Tuner whose :meth:`fit` raises :class:`PendingTimeout` after Tune stopped a run a trial waited too long in."""
+
+    def __init__(self, tuner, watch: PendingWatch) -> None:
+        self.tuner, self.watch = tuner, watch
+
+    def fit(self):
+        results = self.tuner.fit()
+        self.watch.raise_if_timed_out()
+        return results
 
 
 def build_tuner(
@@ -46,15 +235,19 @@ def build_tuner(
     search_alg=None,
     num_samples: int = 1,
     max_concurrent: int | None = None,
-):
+) -> WatchedTuner:
     """A Tuner with the project's settings: per-trial CPU/GPU shares from the spec's ``resources`` (also passed to
     the trainable as ``cpus``/``gpus`` so it sizes its threads and picks its device), actor reuse (about 0.1 s per
     trial instead of about 1 s), no retries (a failed trial is recorded and the sweep goes on), one checkpoint kept
-    per trial, Tune's console output off (the progress reporter prints instead)."""
+    per trial, Tune's console output off (the progress reporter prints instead), Tune's JSON and CSV result loggers
+    on (``ray.tune.ExperimentAnalysis`` reads them), and a trial PENDING longer than
+    ``resources.pending_timeout_s`` failing the run (:class:`PendingTimeout`)."""
     from ray import tune
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     cpus, gpus = resources["cpus_per_trial"], resources["gpus_per_trial"]
-    return tune.Tuner(
+    watch = PendingWatch(float(resources.get("pending_timeout_s") or 600), resources)
+    tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": cpus, "gpu": gpus}),
         param_space={**param_space, "cpus": cpus, "gpus": gpus},
         tune_config=tune.TuneConfig(
@@ -67,8 +260,32 @@ def build_tuner(
             name=name,
             storage_path=str(storage_path),
             verbose=0,
-            callbacks=callbacks,
+            callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback(), watch.callback],
+            stop=watch.stopper,
             failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )
+    return WatchedTuner(tuner, watch)
+
+
+# ---- the experiment directories of a sweep -------------------------------------------------------------------------
+
+
+def next_run_number(tune_root: Path) -> int:
+    """1 + the highest ``run<N>-`` prefix among the experiment directories under ``tune_root``."""
+    import re
+
+    nums = [int(m.group(1)) for p in (tune_root.iterdir() if tune_root.is_dir() else [])
+            if (m := re.match(r"run(\d+)-", p.name))]  # fmt: skip
+    return max(nums, default=0) + 1
+
+
+def tune_experiment_dirs(sweep_dir: str | Path) -> list[Path]:
+    """Every Tune experiment directory of a sweep (``<storage>/<name>/tune/run<N>-distill``,
+    ``run<N>-compress-<parent>``, and a pre-run-numbering ``distill``): ``ray.tune.ExperimentAnalysis`` over each, its
+    ``dataframe()`` concatenated, gives every trial of every run."""
+    root = Path(sweep_dir).resolve() / "tune"  # absolute: ExperimentAnalysis takes a URI
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and any(p.glob("experiment_state-*.json")))
