@@ -111,6 +111,35 @@ def test_a_stuck_tune_run_stops_with_pending_timeout(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_stuck_sweep_is_marked_failed_with_the_message(tmp_path):
+    """Through the runner: the trial cannot start (another actor holds the CPU), the sweep ends 'failed' with the
+    pending_timeout_s message, and the error reaches the caller (the CLI prints it as one line, exit 2)."""
+    import ray
+
+    from db.store import ExperimentStore
+    from sweep.runner import run_sweep
+    from sweep.tuner import init_ray
+
+    spec = validate(_raw(tmp_path, "stuck", {"num_cpus": 1, "pending_timeout_s": 2}))
+    init_ray(None, spec.resources)
+    try:
+
+        @ray.remote(num_cpus=1)
+        class Hog:
+            def ping(self) -> int:
+                return 1
+
+        hog = Hog.remote()
+        ray.get(hog.ping.remote())
+        with pytest.raises(PendingTimeout, match="none running"):
+            run_sweep(spec, say=lambda s: None)
+    finally:
+        ray.shutdown()
+    st = ExperimentStore(spec.database, read_only=True).sweep_status("stuck")
+    assert st["status"] == "failed" and st["message"].startswith("resources.pending_timeout_s: trials waited")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "resources, message",
     [
