@@ -501,24 +501,21 @@ def _first_line(e: BaseException) -> str:
     return lines[0] if lines else ""
 
 
-def read_augmented(path: str | Path, task: TaskSpec | None = None) -> tuple[Split, dict[str, Any]]:
-    """Read an augmented file: a Split (labels = the source examples' labels) and the file's metadata.
-
-    With ``task``, checks that the file was made for a task with the same text fields.
-    """
+def check_augmented(path: str | Path, task: TaskSpec | None = None) -> dict[str, Any]:
+    """Open an augmented file's Parquet footer only (no rows): it exists, is Parquet, carries the metadata and the
+    columns :func:`read_augmented` needs, and (with ``task``) was made for the same task. Returns the metadata."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: augmented data file not found (write one with `featherweight augment`)")
-    import pyarrow as pa
-
     try:
-        table = pq.read_table(path)
+        schema = pq.read_schema(path)
     except (pa.ArrowException, OSError) as e:  # ArrowInvalid: not Parquet / truncated
         raise DataError(f"{path}: not a readable Parquet file ({type(e).__name__}: {_first_line(e)})") from None
     not_ours = f"{path}: not an augmented-data file from `featherweight augment`"
-    raw = (table.schema.metadata or {}).get(META_KEY)
+    raw = (schema.metadata or {}).get(META_KEY)
     if raw is None:
         raise DataError(f"{not_ours} (no metadata)")
     try:
@@ -528,7 +525,7 @@ def read_augmented(path: str | Path, task: TaskSpec | None = None) -> tuple[Spli
     text_fields = meta.get("text_fields") if isinstance(meta, dict) else None
     if not isinstance(text_fields, list) or not text_fields or not all(isinstance(f, str) for f in text_fields):
         raise DataError(f"{not_ours} (its metadata lacks text_fields)")
-    missing = [c for c in (*text_fields, "source_label", "key") if c not in table.column_names]
+    missing = [c for c in (*text_fields, "source_label", "key") if c not in schema.names]
     if missing:
         raise DataError(f"{not_ours} (no column {missing[0]!r})")
     recorded = meta.get("task")
@@ -542,6 +539,24 @@ def read_augmented(path: str | Path, task: TaskSpec | None = None) -> tuple[Spli
             f"{path}: augmented data has text fields {text_fields} (task {name!r}),"
             f" task {task.name!r} expects {list(task.text_fields)}"
         )
+    return meta
+
+
+def read_augmented(path: str | Path, task: TaskSpec | None = None) -> tuple[Split, dict[str, Any]]:
+    """Read an augmented file: a Split (labels = the source examples' labels) and the file's metadata.
+
+    With ``task``, checks that the file was made for a task with the same text fields.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    meta = check_augmented(path, task)
+    path = Path(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as e:  # a footer that reads, data pages that do not
+        raise DataError(f"{path}: not a readable Parquet file ({type(e).__name__}: {_first_line(e)})") from None
+    text_fields = meta["text_fields"]
     cols = [table.column(f).to_pylist() for f in text_fields]
     texts = list(zip(*cols, strict=True))
     return Split(texts, np.asarray(table.column("source_label").to_numpy(), dtype=np.int64),

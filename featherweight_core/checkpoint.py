@@ -110,8 +110,12 @@ def _reason(e: BaseException) -> str:
             return "it holds Python objects other than tensors and plain values"
         return "not a torch file"
     first = text.splitlines()[0] if text else ""
+    if isinstance(e, (EOFError, OSError)) and not isinstance(e, FileNotFoundError | PermissionError):
+        return "the file ends early"
     if isinstance(e, RuntimeError) and "central directory" in first:
         return "not a complete torch zip archive"
+    if isinstance(e, RuntimeError) and ("inline_container" in first or "PytorchStreamReader" in first):
+        return "a zip archive, but not a torch checkpoint"
     first = first.split(". ")[0]
     return f"{type(e).__name__}: {first}" if first else type(e).__name__
 

@@ -102,14 +102,23 @@ def load_teacher_logits(path: str | Path) -> tuple[list[str] | None, np.ndarray]
     if not path.is_file():
         raise DataError(f"{path}: teacher logits file not found")
     if path.suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:  # not .npy, truncated, an object array
+            raise DataError(f"{path}: not a readable .npy array ({type(e).__name__}: {str(e).strip()[:200]})") from None
         if arr.ndim != 2:
             raise DataError(f"{path}: teacher logits must be a 2-D (N, C) array, got shape {arr.shape}")
         return None, arr.astype(np.float32)
     if path.suffix == ".parquet":
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pq.read_table(path)
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as e:
+            raise DataError(
+                f"{path}: not a readable Parquet file ({type(e).__name__}: {str(e).strip()[:200]})"
+            ) from None
         missing = {"key", "logits"} - set(table.column_names)
         if missing:
             raise DataError(f"{path}: missing column(s) {sorted(missing)}; expected 'key' and 'logits'")
@@ -162,6 +171,16 @@ def prepare(
         raise DataError(
             f"bootstrap data {bootstrap} is labelled by the teacher: pass a teacher directory too (--teacher DIR)"
         )
+    # every input file is opened before anything is encoded or cached
+    loaded_logits = load_teacher_logits(teacher_logits) if teacher_logits is not None else None
+    if teacher is not None:
+        from featherweight_core.softtargets import teacher_fingerprint
+
+        teacher_fingerprint(teacher)
+    if bootstrap is not None:
+        from featherweight_core.augment import check_augmented
+
+        check_augmented(bootstrap, task)
     if task_data is None:
         task_data = load_task_data(task, data)
     if verbose and (task_data.report.skipped or task_data.report.bad_bytes):
@@ -189,7 +208,7 @@ def prepare(
     train_split = splits.pop("train")
     tests = {name: splits.pop(name) for name in test_names}
     if teacher_logits is not None:
-        keys, arr = load_teacher_logits(teacher_logits)
+        keys, arr = loaded_logits
         train_split.teacher_logits = align_logits(train_split, keys, arr, task.num_labels, str(teacher_logits))
     boot = None
     if teacher is not None:

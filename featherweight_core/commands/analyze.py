@@ -7,13 +7,20 @@ import argparse
 import json
 
 from featherweight_core import vocab
-from featherweight_core.commands.common import add_task_args, recorded_task_of, resolve_recorded_task, resolve_task
+from featherweight_core.commands.common import (
+    add_task_args,
+    one_line_errors,
+    recorded_task_of,
+    resolve_recorded_task,
+    resolve_task,
+)
 from featherweight_core.errors import ConfigError
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("analyze", help="parameter counts and sizes of a student configuration (no training)",
                        description=__doc__)  # fmt: skip
+    one_line_errors(p)
     p.add_argument("--checkpoint", default=None,
                    help="student.pt: analyze this trained student (config and task from the checkpoint)")  # fmt: skip
     add_task_args(p, recorded="the checkpoint's")

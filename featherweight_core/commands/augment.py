@@ -15,13 +15,14 @@ import sys
 
 from featherweight_core import vocab
 from featherweight_core.atomic import checked_output_dir
-from featherweight_core.commands.common import add_task_args, output_parent, resolve_task
+from featherweight_core.commands.common import add_task_args, one_line_errors, output_parent, resolve_task
 from featherweight_core.errors import ConfigError
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("augment", help="write TinyBERT-style bootstrap data (Parquet) for a task's training split",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    one_line_errors(p)
     add_task_args(p)
     p.add_argument("--output", required=True, help="augmented-data file to write (.parquet)")
     g = p.add_argument_group("candidates")
@@ -64,6 +65,7 @@ def add_parser(sub) -> None:
     w.add_argument("--epochs", type=int, default=10)
     w.add_argument("--seed", type=int, default=0)
     w.set_defaults(func=run_wordvectors)
+    one_line_errors(w)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,6 +24,18 @@ TASK_FLAGS = {
 }
 
 
+def one_line_errors(*parsers: argparse.ArgumentParser) -> None:
+    """Command-line mistakes (a bad number, an unknown choice, a missing option) print one ``error:`` line naming
+    the option and the value, exit status 2 - like every other error the user can fix - instead of argparse's
+    usage block."""
+    for p in parsers:
+
+        def error(message: str, p: argparse.ArgumentParser = p) -> None:
+            p.exit(2, f"error: {message} (see `{p.prog} --help`)\n")
+
+        p.error = error  # type: ignore[method-assign]
+
+
 def add_task_args(p: argparse.ArgumentParser, required: bool = True, recorded: str | None = None) -> None:
     """--task, --data and the custom-task options. ``recorded``: what the task and data default to when omitted
     (e.g. "the checkpoint's"); then --task is optional."""

@@ -23,6 +23,7 @@ from featherweight_core.commands.common import (
     STUDENT_THREADS_HELP,
     add_task_args,
     check_data_fingerprint,
+    one_line_errors,
     positive_int,
     recorded_task_of,
     resolve_recorded_task,
@@ -80,6 +81,7 @@ def _importance_bits_arg(value: str) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("compress", help="prune and/or quantize a trained student; evaluate, measure, save",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    one_line_errors(p)
     p.add_argument("checkpoint", help="student.pt written by `featherweight distill --output`")
     add_task_args(p, recorded="the checkpoint's")
     g = p.add_argument_group("data (to evaluate, fine-tune and calibrate; task and encoder come from the checkpoint)")

@@ -13,6 +13,7 @@ from featherweight_core.commands.common import (
     STUDENT_THREADS_HELP,
     add_encoder_args,
     add_task_args,
+    one_line_errors,
     positive_int,
     resolve_task,
 )
@@ -31,6 +32,7 @@ def _temperature(value: str) -> float | str | None:
 def add_parser(sub) -> None:
     p = sub.add_parser("distill", help="train one student (optionally distilled from teacher logits)",
                        description=__doc__)  # fmt: skip
+    one_line_errors(p)
     add_task_args(p)
     add_encoder_args(p)
     g = p.add_argument_group("student")

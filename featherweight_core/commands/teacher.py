@@ -17,6 +17,7 @@ from featherweight_core import vocab
 from featherweight_core.atomic import checked_output_dir
 from featherweight_core.commands.common import (
     add_task_args,
+    one_line_errors,
     output_parent,
     positive_int,
     recorded_task_of,
@@ -81,6 +82,7 @@ def add_parser(sub) -> None:
     _add_runtime_args(lg)
     lg.add_argument("--json", action="store_true", help="print one JSON object")
     lg.set_defaults(func=run_logits)
+    one_line_errors(p, s, f, lg)
 
 
 def _add_runtime_args(g) -> None:

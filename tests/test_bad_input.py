@@ -1,0 +1,437 @@
+"""A corpus of bad inputs: every one must fail as exactly one ``error:`` line naming the bad file or value, exit
+status 2, and leave nothing behind in the directory the command ran in.
+
+Each case runs the command line in a process of its own, in a fresh directory holding only the files the case
+needs; the test compares that directory's full listing (hidden temp files included) before and after. Starting a
+Python that imports torch takes seconds, so the cases run in processes forked from one warm ``sweep.cli`` process
+(``_Runner``): each is still its own process with its own exit status and stderr, run through
+``sweep.cli.main`` as ``python -m sweep.cli`` runs it. A few cases (``REAL_SUBPROCESS``) also run as a plain
+``python -m sweep.cli`` subprocess, to check that the two agree. One tiny student is trained once per module for
+the cases that corrupt a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+# The runner: imports the CLI and the heavy libraries once, then forks one child per request (a JSON line on stdin:
+# argv, cwd, env, where to write stdout/stderr) and answers with the child's exit status (a JSON line on stdout).
+RUNNER = r"""
+import json, os, sys, traceback
+import sweep.cli
+import torch, pyarrow.parquet, yaml  # noqa: F401  (warm: the children need them)
+import featherweight_core.checkpoint, featherweight_core.prepare, featherweight_core.run  # noqa: F401
+import featherweight_core.augment, featherweight_core.softtargets, featherweight_core.compress  # noqa: F401
+import sweep.spec  # noqa: F401
+out = sys.stdout
+for line in sys.stdin:
+    req = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.chdir(req["cwd"])
+            os.environ.update(req["env"])
+            for fd, name in ((1, req["stdout"]), (2, req["stderr"])):
+                f = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                os.dup2(f, fd)
+                os.close(f)
+            sys.stdout = open(1, "w", closefd=False)
+            sys.stderr = open(2, "w", closefd=False)
+            try:
+                rc = sweep.cli.main(req["argv"])
+            except SystemExit as e:
+                if isinstance(e.code, str):
+                    print(e.code, file=sys.stderr)
+                rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+            except BaseException:
+                traceback.print_exc()
+                rc = 1
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(rc if isinstance(rc, int) else 1)
+    _, status = os.waitpid(pid, 0)
+    out.write(json.dumps({"rc": os.waitstatus_to_exitcode(status)}) + "\n")
+    out.flush()
+"""
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env.pop("FEATHERWEIGHT_MIN_FREE_MB", None)
+    return env
+
+
+class _Runner:
+    def __init__(self, scratch: Path) -> None:
+        self.scratch = scratch
+        self.proc = subprocess.Popen([sys.executable, "-c", RUNNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     env=_env(), cwd=scratch, text=True)  # fmt: skip
+        self.n = 0
+
+    def run(self, argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+        self.n += 1
+        so, se = self.scratch / f"{self.n}.out", self.scratch / f"{self.n}.err"
+        req = {"argv": argv, "cwd": str(cwd), "env": env or {}, "stdout": str(so), "stderr": str(se)}
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        reply = self.proc.stdout.readline()
+        assert reply, "the runner process died"
+        return json.loads(reply)["rc"], so.read_text(), se.read_text()
+
+    def close(self) -> None:
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def runner(tmp_path_factory):
+    r = _Runner(tmp_path_factory.mktemp("runner"))
+    yield r
+    r.close()
+
+
+@pytest.fixture(scope="module")
+def assets(runner, tmp_path_factory) -> dict[str, Path]:
+    """Built once: a tiny trained student, a teacher directory whose files pass the header checks, an augmented
+    file's worth of Parquet without featherweight metadata."""
+    import torch
+    from safetensors.torch import save_file
+
+    d = tmp_path_factory.mktemp("assets")
+    rc, _, err = runner.run(["distill", "--task", "synthetic", "--data", "synthetic", "--arch", "ffn", "--embedding",
+                             "hash", "--dim", "8", "--vocab-size", "100", "--max-epochs", "1", "--output", "student",
+                             "--cache-dir", "cache", "--quiet"], d)  # fmt: skip
+    assert rc == 0, err
+    teacher = d / "teacher"
+    teacher.mkdir()
+    (teacher / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    save_file({"w": torch.zeros(2)}, str(teacher / "model.safetensors"))
+    return {"student": d / "student" / "student.pt", "teacher": teacher}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# the corpus
+
+
+@dataclass
+class Case:
+    id: str
+    argv: list[str]
+    names: str  # what the one error line must contain: the bad file or value
+    files: dict[str, Callable[[Path, dict[str, Path]], None] | bytes | str] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def _copy(key: str, mutate: Callable[[bytes], bytes] = lambda b: b):
+    def make(path: Path, assets: dict[str, Path]) -> None:
+        path.write_bytes(mutate(assets[key].read_bytes()))
+
+    return make
+
+
+def _teacher(mutate: Callable[[Path], None] | None = None):
+    def make(path: Path, assets: dict[str, Path]) -> None:
+        shutil.copytree(assets["teacher"], path)
+        if mutate:
+            mutate(path)
+
+    return make
+
+
+def _parquet(metadata: dict[bytes, bytes] | None, columns: dict[str, list] | None = None):
+    def make(path: Path, assets: dict[str, Path]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.table(columns or {"key": ["a"], "source_label": [0], "text": ["hello"]})
+        pq.write_table(table.replace_schema_metadata(metadata), path)
+
+    return make
+
+
+def _torch_file(obj):
+    def make(path: Path, assets: dict[str, Path]) -> None:
+        import torch
+
+        torch.save(obj, path)
+
+    return make
+
+
+def _zip_of_text(path: Path, assets: dict[str, Path]) -> None:
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("hello.txt", "not a checkpoint")
+
+
+def _corrupt_pickle(data: bytes) -> bytes:
+    """The checkpoint with the start of its pickle stream overwritten (the zip itself still reads)."""
+    import io
+
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        info = next(i for i in z.infolist() if i.filename.endswith("data.pkl"))
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    return data[:start] + b"\x80\x02\xff\xfe\xfd" * 4 + data[start + 20 :]
+
+
+def _mkdir(path: Path, assets: dict[str, Path]) -> None:
+    path.mkdir()
+
+
+SPEC_OK = """name: t
+storage: runs/t
+tasks:
+  synthetic:
+    data: synthetic
+grid:
+  archs: [ffn]
+  embeddings: [hash]
+  dims: [8]
+  vocab_sizes: [100]
+training:
+  max_epochs: 1
+"""
+
+CSV_OK = "text,label\n" + "good film,pos\nbad film,neg\n" * 20
+CUSTOM = ["--task", "mine", "--text-columns", "text", "--labels", "neg,pos"]
+DISTILL = ["distill", "--arch", "ffn", "--embedding", "hash", "--dim", "8", "--vocab-size", "100", "--max-epochs", "1"]
+DISTILL_OUT = [*DISTILL, "--output", "out", "--cache-dir", "cache"]
+COMPRESS = ["compress", "student.pt", "--quantize", "all", "--output", "out", "--cache-dir", "cache"]
+LOGITS = ["teacher", "logits", "--teacher", "teacher", "--task", "synthetic", "--cache-dir", "cache"]
+AUG_META = b"featherweight"
+
+SPEC_CASES = [
+    Case("spec-yaml-mapping", ["sweep", "validate", "s.yaml"], "s.yaml:3:12: not valid YAML (mapping values",
+         {"s.yaml": "name: t\nstorage: x\ngrid: archs: [ffn]\n"}),
+    Case("spec-yaml-bracket", ["sweep", "validate", "s.yaml"], "s.yaml:3:1: not valid YAML (expected ','",
+         {"s.yaml": "name: t\narchs: [ffn\n"}),
+    Case("spec-yaml-tab", ["sweep", "validate", "s.yaml"], "s.yaml:2:1: not valid YAML (found character '\\t'",
+         {"s.yaml": "name: t\n\tstorage: x\n"}),
+    Case("spec-yaml-quote", ["sweep", "validate", "s.yaml"], "s.yaml:2:1: not valid YAML",
+         {"s.yaml": 'name: "t\n'}),
+    Case("spec-yaml-control-char", ["sweep", "validate", "s.yaml"], "s.yaml: not valid YAML (unacceptable character",
+         {"s.yaml": "name: t\n\x01\n"}),
+    Case("spec-not-utf8", ["sweep", "validate", "s.yaml"], "s.yaml: not valid UTF-8 (byte 6",
+         {"s.yaml": b"name: \xff\xfe\n"}),
+    Case("spec-top-level-list", ["sweep", "validate", "s.yaml"], "s.yaml: expected a mapping",
+         {"s.yaml": "- a\n- b\n"}),
+    Case("spec-empty", ["sweep", "validate", "s.yaml"], "s.yaml: expected a mapping", {"s.yaml": ""}),
+    Case("spec-missing", ["sweep", "validate", "nope.yaml"], "nope.yaml: sweep spec not found"),
+    Case("spec-directory", ["sweep", "validate", "d.yaml"], "d.yaml", {"d.yaml": _mkdir}),
+    Case("spec-unknown-arch", ["sweep", "validate", "s.yaml"], "transformer",
+         {"s.yaml": SPEC_OK.replace("archs: [ffn]", "archs: [transformer]")}),
+    Case("spec-bad-epochs", ["sweep", "validate", "s.yaml"], "many",
+         {"s.yaml": SPEC_OK.replace("max_epochs: 1", "max_epochs: many")}),
+    Case("spec-negative-dim", ["sweep", "validate", "s.yaml"], "-3",
+         {"s.yaml": SPEC_OK.replace("dims: [8]", "dims: [-3]")}),
+    Case("spec-unknown-key", ["sweep", "validate", "s.yaml"], "colour",
+         {"s.yaml": SPEC_OK + "colour: blue\n"}),
+    Case("spec-unknown-embedding", ["sweep", "validate", "s.yaml"], "glove",
+         {"s.yaml": SPEC_OK.replace("embeddings: [hash]", "embeddings: [glove]")}),
+]  # fmt: skip
+
+DATA_CASES = [
+    Case("data-missing", [*DISTILL_OUT, *CUSTOM, "--data", "nope.csv"], "nope.csv"),
+    Case("data-empty", [*DISTILL_OUT, *CUSTOM, "--data", "d.csv"], "d.csv", {"d.csv": ""}),
+    Case("data-header-only", [*DISTILL_OUT, *CUSTOM, "--data", "d.csv"], "d.csv", {"d.csv": "text,label\n"}),
+    Case("data-wrong-columns", [*DISTILL_OUT, *CUSTOM, "--data", "d.csv"], "text",
+         {"d.csv": CSV_OK.replace("text,label", "sentence,label")}),
+    Case("data-unknown-labels", [*DISTILL_OUT, *CUSTOM, "--data", "d.csv"], "d.csv:2: label 'maybe'",
+         {"d.csv": "text,label\n" + "odd film,maybe\n" * 30}),
+    Case("data-bad-bytes", [*DISTILL_OUT, *CUSTOM, "--data", "d.csv", "--on-bad-bytes", "error"], "d.csv",
+         {"d.csv": CSV_OK.encode() + b"caf\xe9 film,pos\n"}),
+    Case("data-unknown-encoding", [*DISTILL_OUT, *CUSTOM, "--data", "d.csv", "--encoding", "klingon"], "klingon",
+         {"d.csv": CSV_OK}),
+    Case("data-dir-without-train", [*DISTILL_OUT, *CUSTOM, "--data", "dd"], "dd", {"dd": _mkdir}),
+    Case("data-glue-dir-missing", [*DISTILL_OUT, "--task", "sst2", "--data", "noglue"], "noglue"),
+    Case("data-dev-fraction", [*DISTILL_OUT, *CUSTOM, "--data", "d.csv", "--dev-fraction", "1.5"], "1.5",
+         {"d.csv": CSV_OK}),
+    Case("data-custom-without-data", [*DISTILL_OUT, *CUSTOM], "--data"),
+    Case("data-unknown-task", [*DISTILL_OUT, "--task", "nosuchtask"], "nosuchtask"),
+]  # fmt: skip
+
+CHECKPOINT_CASES = [
+    Case("ckpt-truncated-half", COMPRESS, "student.pt: not a featherweight student checkpoint (truncated",
+         {"student.pt": _copy("student", lambda b: b[: len(b) // 2])}),
+    Case("ckpt-truncated-short", COMPRESS, "student.pt: not a featherweight student checkpoint (truncated",
+         {"student.pt": _copy("student", lambda b: b[:3000])}),
+    Case("ckpt-truncated-tail", COMPRESS, "student.pt: not a featherweight student checkpoint (truncated",
+         {"student.pt": _copy("student", lambda b: b[:-40])}),
+    Case("ckpt-empty", COMPRESS, "student.pt: not a featherweight student checkpoint", {"student.pt": b""}),
+    Case("ckpt-garbage-text", COMPRESS, "student.pt: not a featherweight student checkpoint",
+         {"student.pt": "garbage\n"}),
+    Case("ckpt-random-bytes", COMPRESS, "student.pt: not a featherweight student checkpoint",
+         {"student.pt": bytes(range(256)) * 8}),
+    Case("ckpt-corrupt-pickle", COMPRESS, "student.pt: not a featherweight student checkpoint",
+         {"student.pt": _copy("student", _corrupt_pickle)}),
+    Case("ckpt-zip-not-torch", COMPRESS, "student.pt: not a featherweight student checkpoint",
+         {"student.pt": _zip_of_text}),
+    Case("ckpt-json", COMPRESS, "student.pt: not a featherweight student checkpoint", {"student.pt": '{"a": 1}'}),
+    Case("ckpt-foreign-torch-file", COMPRESS, "student.pt: not a featherweight student checkpoint",
+         {"student.pt": _torch_file({"a": 1})}),
+    Case("ckpt-format-without-weights", COMPRESS, "student.pt: not a featherweight student checkpoint",
+         {"student.pt": _torch_file({"format": "featherweight-student/1", "student_config": {}})}),
+    Case("ckpt-directory", COMPRESS, "student.pt: a directory", {"student.pt": _mkdir}),
+    Case("ckpt-missing", COMPRESS, "student.pt: checkpoint not found"),
+    Case("ckpt-analyze-truncated", ["analyze", "--checkpoint", "student.pt"], "student.pt: not a featherweight",
+         {"student.pt": _copy("student", lambda b: b[:5000])}),
+]  # fmt: skip
+
+TEACHER_CASES = [
+    Case("teacher-missing", LOGITS, "teacher: teacher directory not found"),
+    Case("teacher-is-a-file", LOGITS, "teacher", {"teacher": "x"}),
+    Case("teacher-empty-dir", LOGITS, "teacher: not a model directory", {"teacher": _mkdir}),
+    Case("teacher-no-config", LOGITS, "teacher: not a model directory",
+         {"teacher": _teacher(lambda d: (d / "config.json").unlink())}),
+    Case("teacher-no-weights", LOGITS, "teacher: not a model directory",
+         {"teacher": _teacher(lambda d: (d / "model.safetensors").unlink())}),
+    Case("teacher-corrupt-safetensors", LOGITS, "model.safetensors: not a readable safetensors",
+         {"teacher": _teacher(lambda d: (d / "model.safetensors").write_bytes(b"garbage" * 9))}),
+    Case("teacher-truncated-safetensors", LOGITS, "model.safetensors: not a readable safetensors",
+         {"teacher": _teacher(lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:20]))}),
+    Case("teacher-corrupt-bin", LOGITS, "pytorch_model.bin: not a readable PyTorch weights file",
+         {"teacher": _teacher(lambda d: (d / "pytorch_model.bin").write_bytes(b"PK\x03\x04 truncated"))}),
+    Case("teacher-bad-config-json", LOGITS, "config.json: not valid JSON",
+         {"teacher": _teacher(lambda d: (d / "config.json").write_text("{model_type: bert"))}),
+    Case("teacher-bad-meta-json", LOGITS, "featherweight_teacher.json: not valid JSON",
+         {"teacher": _teacher(lambda d: (d / "featherweight_teacher.json").write_text("[1, 2"))}),
+    Case("teacher-distill-missing", [*DISTILL_OUT, "--task", "synthetic", "--teacher", "nope", "--alpha", "0.5"],
+         "nope"),
+    Case("teacher-logits-missing", [*DISTILL_OUT, "--task", "synthetic", "--teacher-logits", "l.npy", "--alpha", "0.5"],
+         "l.npy: teacher logits file not found"),
+    Case("teacher-logits-garbage-npy", [*DISTILL_OUT, "--task", "synthetic", "--teacher-logits", "l.npy", "--alpha",
+         "0.5"], "l.npy: not a readable .npy array", {"l.npy": "garbage"}),
+    Case("teacher-logits-garbage-parquet", [*DISTILL_OUT, "--task", "synthetic", "--teacher-logits", "l.parquet",
+         "--alpha", "0.5"], "l.parquet: not a readable Parquet file", {"l.parquet": "garbage"}),
+    Case("teacher-augment-bad", ["augment", "--task", "synthetic", "--output", "out/a.parquet", "--teacher", "t"],
+         "t: not a model directory", {"t": _mkdir}),
+    Case("teacher-finetune-bad-model", ["teacher", "finetune", "--model", "t", "--task", "synthetic", "--output",
+         "out"], "model.safetensors: not a readable safetensors",
+         {"t": _teacher(lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 3))}),
+]  # fmt: skip
+
+AUGMENTED_CASES = [
+    Case("aug-missing", [*LOGITS, "--augmented", "a.parquet"], "a.parquet: augmented data file not found",
+         {"teacher": _teacher()}),
+    Case("aug-not-parquet", [*LOGITS, "--augmented", "a.parquet"], "a.parquet: not a readable Parquet file",
+         {"teacher": _teacher(), "a.parquet": "text,label\n"}),
+    Case("aug-truncated", [*LOGITS, "--augmented", "a.parquet"], "a.parquet: not a readable Parquet file",
+         {"teacher": _teacher(), "a.parquet": lambda p, a: (_parquet(None)(p, a), p.write_bytes(p.read_bytes()[:-30]))}),
+    Case("aug-no-metadata", [*LOGITS, "--augmented", "a.parquet"], "a.parquet: not an augmented-data file",
+         {"teacher": _teacher(), "a.parquet": _parquet(None)}),
+    Case("aug-metadata-not-json", [*LOGITS, "--augmented", "a.parquet"], "a.parquet: not an augmented-data file",
+         {"teacher": _teacher(), "a.parquet": _parquet({AUG_META: b"{nope"})}),
+    Case("aug-metadata-without-fields", [*LOGITS, "--augmented", "a.parquet"], "a.parquet: not an augmented-data",
+         {"teacher": _teacher(), "a.parquet": _parquet({AUG_META: b"{}"})}),
+    Case("aug-missing-column", [*LOGITS, "--augmented", "a.parquet"], "a.parquet: not an augmented-data file",
+         {"teacher": _teacher(), "a.parquet": _parquet({AUG_META: b'{"text_fields": ["sentence"]}'})}),
+    Case("aug-distill-bootstrap", [*DISTILL_OUT, "--task", "synthetic", "--teacher", "teacher", "--alpha", "0.5",
+         "--bootstrap", "a.parquet"], "a.parquet: not an augmented-data file",
+         {"teacher": _teacher(), "a.parquet": _parquet(None)}),
+    Case("aug-a-directory", [*LOGITS, "--augmented", "a.parquet"], "a.parquet",
+         {"teacher": _teacher(), "a.parquet": _mkdir}),
+]  # fmt: skip
+
+CLI_CASES = [
+    Case("cli-dim-not-int", [*DISTILL, "--task", "synthetic", "--dim", "x"], "'x'"),
+    Case("cli-unknown-arch", [*DISTILL, "--task", "synthetic", "--arch", "transformer"], "'transformer'"),
+    Case("cli-epochs-not-int", [*DISTILL, "--task", "synthetic", "--max-epochs", "many"], "'many'"),
+    Case("cli-threads-zero", [*DISTILL, "--task", "synthetic", "--threads", "0"], "'0'"),
+    Case("cli-temperature", [*DISTILL, "--task", "synthetic", "--temperature", "hot"], "'hot'"),
+    Case("cli-bad-bytes-choice", [*DISTILL, "--task", "synthetic", "--on-bad-bytes", "ignore"], "'ignore'"),
+    Case("cli-missing-task", [*DISTILL], "--task"),
+    Case("cli-alpha-without-teacher", [*DISTILL_OUT, "--task", "synthetic", "--alpha", "0.5"], "--alpha 0.5"),
+    Case("cli-unknown-prune", ["compress", "s.pt", "--prune", "bogus"], "'bogus'"),
+    Case("cli-importance-bits", ["compress", "s.pt", "--importance-bits", "9"], "'9'"),
+    Case("cli-sparsity", ["compress", "s.pt", "--sparsity", "encoder=lots"], "'lots'"),
+    Case("cli-quantize-part", ["compress", "s.pt", "--quantize", "everything"], "'everything'"),
+    Case("cli-compress-nothing-to-do", ["compress", "student.pt", "--output", "out"], "--prune",
+         {"student.pt": _copy("student")}),
+    Case("cli-teacher-precision", ["teacher", "finetune", "--model", "m", "--task", "synthetic", "--output", "o",
+         "--precision", "fp64"], "'fp64'"),
+    Case("cli-teacher-subcommand", ["teacher", "distil"], "'distil'"),
+    Case("cli-augment-p", ["augment", "--task", "synthetic", "--output", "a.parquet", "-p", "high"], "'high'"),
+    Case("cli-augment-not-parquet", ["augment", "--task", "synthetic", "--output", "a.csv"], "a.csv"),
+    Case("cli-analyze-missing", ["analyze", "--arch", "ffn"], "--task"),
+]  # fmt: skip
+
+OUTPUT_CASES = [
+    Case("out-under-a-file", [*DISTILL, "--task", "synthetic", "--output", "f/sub"], "f/sub", {"f": "x"}),
+    Case("out-is-a-file", [*DISTILL, "--task", "synthetic", "--output", "f"], "--output f", {"f": "x"}),
+    Case("out-no-free-space", [*DISTILL_OUT, "--task", "synthetic"], "--output out", env={"FEATHERWEIGHT_MIN_FREE_MB": "1e15"}),
+    Case("out-bad-threshold", [*DISTILL_OUT, "--task", "synthetic"], "FEATHERWEIGHT_MIN_FREE_MB",
+         env={"FEATHERWEIGHT_MIN_FREE_MB": "lots"}),
+    Case("out-compress-no-space", COMPRESS, "--output out", {"student.pt": _copy("student")},
+         env={"FEATHERWEIGHT_MIN_FREE_MB": "1e15"}),
+    Case("out-augment-under-a-file", ["augment", "--task", "synthetic", "--output", "f/a.parquet"], "f/a.parquet",
+         {"f": "x"}),
+    Case("out-teacher-nonempty", ["teacher", "init-small", "--task", "synthetic", "--output", "t"], "t: directory",
+         {"t": _mkdir, "t/keep": "x"}),
+]  # fmt: skip
+
+CASES = SPEC_CASES + DATA_CASES + CHECKPOINT_CASES + TEACHER_CASES + AUGMENTED_CASES + CLI_CASES + OUTPUT_CASES
+REAL_SUBPROCESS = ("spec-yaml-mapping", "ckpt-truncated-short", "cli-dim-not-int", "data-bad-bytes")
+
+
+def test_the_corpus_is_large_and_ids_are_unique():
+    assert len(CASES) >= 40
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+def _listing(d: Path) -> list[tuple[str, int]]:
+    return sorted((str(p.relative_to(d)), p.stat().st_size if p.is_file() else -1) for p in d.rglob("*"))
+
+
+def _setup(case: Case, d: Path, assets: dict[str, Path]) -> None:
+    (d / "home").mkdir()
+    for name, make in case.files.items():
+        path = d / name
+        if callable(make):
+            make(path, assets)
+        elif isinstance(make, bytes):
+            path.write_bytes(make)
+        else:
+            path.write_text(make)
+
+
+def _check(case: Case, rc: int, out: str, err: str, before, after) -> None:
+    lines = err.splitlines()
+    assert rc == 2, f"exit {rc}\n{err}"
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert case.names in lines[0], lines[0]
+    assert after == before, "the command left files behind"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input_is_one_error_line(case, runner, assets, tmp_path):
+    _setup(case, tmp_path, assets)
+    before = _listing(tmp_path)
+    env = {"HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "home"), **case.env}
+    rc, out, err = runner.run(case.argv, tmp_path, env)
+    _check(case, rc, out, err, before, _listing(tmp_path))
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in REAL_SUBPROCESS], ids=REAL_SUBPROCESS)
+def test_bad_input_through_python_m_sweep_cli(case, assets, tmp_path):
+    _setup(case, tmp_path, assets)
+    before = _listing(tmp_path)
+    env = {**_env(), "HOME": str(tmp_path / "home"), **case.env}
+    p = subprocess.run([sys.executable, "-m", "sweep.cli", *case.argv], cwd=tmp_path, env=env, capture_output=True,
+                       text=True, timeout=120)  # fmt: skip
+    _check(case, p.returncode, p.stdout, p.stderr, before, _listing(tmp_path))
