@@ -13,6 +13,7 @@ import importlib
 import os
 import sys
 
+from featherweight_core.commands.common import one_line_errors
 from featherweight_core.errors import UserError
 
 COMMAND_MODULES = (
@@ -35,7 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)
+    one_line_errors(*_all_parsers(parser))  # a command-line mistake is one error line too, exit 2
     return parser
+
+
+def _all_parsers(parser: argparse.ArgumentParser):
+    yield parser
+    for action in parser._actions:  # argparse keeps subcommands only here
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                yield from _all_parsers(sub)
 
 
 def main(argv: list[str] | None = None) -> int:
