@@ -75,6 +75,10 @@ def add_parser(sub) -> None:
     b.add_argument("--gzip-bytes", type=int, default=None, help="gzip -9 size in bytes (default: the disk size)")
     b.add_argument("--note", default=None, help="free text")
     b.set_defaults(func=run_add_baseline)
+    y = dsub.add_parser("sync", help="apply trial results a sweep journaled but could not write (e.g. while another"
+                        " process held the database)")  # fmt: skip
+    _db_arg(y)
+    y.set_defaults(func=run_sync)
 
 
 def _open(db: str | None, read_only: bool = True):
@@ -217,4 +221,16 @@ def run_tables(args: argparse.Namespace) -> int:
     for name, kind in store.relations():
         n = store.query(f'SELECT count(*) AS n FROM "{name}"')["n"].iloc[0]
         print(f"{name:<16} {kind:<6} {n:>8} rows")
+    return 0
+
+
+def run_sync(args: argparse.Namespace) -> int:
+    """Every sweep in the database: apply ``<storage_path>/journal.jsonl`` records the database lacks."""
+    from db.journal import JOURNAL_NAME, Journal, apply_journal
+
+    store = _open(args.db, read_only=False)
+    for _, row in store.sweeps().iterrows():
+        journal = Journal(Path(str(row["storage_path"])) / JOURNAL_NAME)
+        n = apply_journal(store, journal, row["name"]) if journal.path.is_file() else 0
+        print(f"{row['name']}: {n} journaled result(s) applied")
     return 0

@@ -22,7 +22,7 @@ from typing import Any
 
 import duckdb
 
-from db.errors import StoreError
+from db.errors import LockedError, StoreError
 
 DEFAULT_DB_PATH = "runs/featherweight.duckdb"
 DB_ENV_VAR = "FEATHERWEIGHT_DB"
@@ -110,7 +110,7 @@ class Connector:
                 if not is_lock_error(e):
                     raise StoreError(f"cannot open {self.path}: {first_line(e)}") from e
                 if time.monotonic() >= deadline:
-                    raise StoreError(
+                    raise LockedError(
                         f"{self.path} is locked by another process (gave up after {self.lock_timeout:g} s)"
                     ) from e
                 time.sleep(delay * (0.5 + random.random()))

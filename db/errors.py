@@ -10,3 +10,7 @@ class StoreError(UserError, ValueError):
 
     Problems only a bug can cause (a view that fails to install, a broken migration) are plain exceptions instead.
     """
+
+
+class LockedError(StoreError):
+    """Another process held the database file for longer than this opener was willing to wait."""

@@ -17,6 +17,8 @@ from typing import Any
 
 from ray import tune
 
+from db.errors import LockedError
+from db.journal import Journal
 from db.store import ExperimentStore, TrialRecord
 from trainables.trial import TrialOutcome
 
@@ -40,19 +42,27 @@ def crashed_outcome(trial) -> TrialOutcome:
 
 
 class DatabaseCallback(tune.Callback):
-    """Writes each trial's row. ``trial_of(tune_trial)`` gives the contract trial; ``to_record(trial, outcome,
+    """Writes each trial's row: first to the sweep's journal (fsync'd, so the result is safe), then to the database
+    with a short lock wait. While another process holds the database the rows stay pending, are retried at the next
+    trial, and the runner applies whatever is left after the stage (``db.journal.apply_journal``); a lock never
+    changes a trial's status. ``trial_of(tune_trial)`` gives the contract trial; ``to_record(trial, outcome,
     checkpoint_dir)`` the row."""
+
+    LOCK_WAIT_S = 1.0  # per write attempt: Tune's driver loop waits this long at most for a reader
 
     def __init__(
         self,
         db_path: str | Path,
         trial_of: Callable[[Any], Any],
         to_record: Callable[[Any, TrialOutcome, str | None], TrialRecord],
+        journal_path: str | Path,
     ) -> None:
         self.db_path = str(db_path)
         self.trial_of = trial_of
         self.to_record = to_record
+        self.journal = Journal(journal_path)
         self.recorded: set[str] = set()
+        self.pending: list[TrialRecord] = []
         self.write_seconds: list[float] = []
 
     def get_state(self) -> dict | None:
@@ -66,10 +76,22 @@ class DatabaseCallback(tune.Callback):
         if trial.trial_id in self.recorded:
             return
         ckpt = tune_trial.checkpoint.path if tune_trial.checkpoint is not None else None
-        t0 = time.perf_counter()
-        ExperimentStore(self.db_path).record_trial(self.to_record(trial, outcome, ckpt))
-        self.write_seconds.append(time.perf_counter() - t0)
+        rec = self.to_record(trial, outcome, ckpt)
+        self.journal.append(rec)
         self.recorded.add(trial.trial_id)
+        self.pending.append(rec)
+        self.flush()
+
+    def flush(self) -> None:
+        """Apply pending rows in order; stop (keeping the rest pending) when the database stays locked."""
+        while self.pending:
+            t0 = time.perf_counter()
+            try:
+                ExperimentStore(self.db_path, lock_timeout=self.LOCK_WAIT_S).record_trial(self.pending[0])
+            except LockedError:
+                return
+            self.write_seconds.append(time.perf_counter() - t0)
+            self.pending.pop(0)
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         self._write(trial, outcome_of(trial))

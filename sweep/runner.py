@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from analysis.views import open_store
+from db.errors import LockedError
+from db.journal import Journal, apply_journal
 from sweep.assets import TaskDataCache, materialize_assets, teacher_baselines
 from sweep.spec import SweepSpec
 from sweep.stage1 import StageResult, run_distill_stage
@@ -38,6 +40,8 @@ from sweep.tuner import (
 )
 
 log = logging.getLogger("featherweight.sweep")
+
+DB_WAIT_S = 600.0  # how long the driver waits for a reader holding the database (results are journaled meanwhile)
 
 
 def code_version() -> str:
@@ -133,7 +137,9 @@ def run_sweep(
     outcome.distill_total = len(all_trials)
     todo, plans = all_trials, None
     if spec.database.is_file():
-        store = open_store(spec.database)  # installs (or updates) the analysis views the stage-2 selection reads
+        # installs (or updates) the analysis views the stage-2 selection reads; waits for a reader holding the file
+        store = open_store(spec.database, lock_timeout=DB_WAIT_S)
+        sync_journal(spec, store, say)  # results a killed or locked-out run left only in the journal
         done = store.finished_trial_ids(spec.name, stage="distill")
         todo = [t for t in all_trials if t.trial_id not in done]
         plans = plan_compress_stage(spec, store) if not todo else None
@@ -148,7 +154,7 @@ def run_sweep(
     spec.storage.mkdir(parents=True, exist_ok=True)
     spec.database.parent.mkdir(parents=True, exist_ok=True)
     _save_spec(spec)
-    store = open_store(spec.database)
+    store = open_store(spec.database, lock_timeout=DB_WAIT_S)
     store.start_sweep(spec.name, spec.raw, code_version(), str(spec.storage / spec.name))
     prefix = f"run{next_run_number(spec.storage / spec.name / 'tune')}-"  # each run its own Tune experiment dirs
     status, message = "interrupted", None
@@ -165,6 +171,7 @@ def run_sweep(
                                       note=b.get("note"))  # fmt: skip
         if todo:
             outcome.add("distill", run_distill_stage(spec, todo, assets, data, say, prefix=prefix))
+            sync_journal(spec, store, say)  # stage 2 plans from every stage-1 row
         if spec.compress:
             plans = plan_compress_stage(spec, store) if plans is None else plans
             outcome.add("compress", run_compress_stage(spec, plans, assets, data, say, prefix=prefix))
@@ -177,10 +184,25 @@ def run_sweep(
         outcome.status = status
         outcome.message = message
         try:
+            sync_journal(spec, store, say)
             store.finish_sweep(spec.name, status, message)
         except Exception as e:  # never mask the original error
             log.warning("could not mark sweep %s as %s: %s", spec.name, status, e)
     return outcome
+
+
+def sync_journal(spec: SweepSpec, store, say: Callable[[str], None]) -> int:
+    """Apply the journal's records the database lacks (see ``db.journal``). When another process holds the file,
+    say so and wait for it (``store``'s lock timeout); the records are safe in the journal meanwhile."""
+    journal = Journal(spec.journal_path)
+    if not journal.path.is_file():
+        return 0
+    try:
+        return apply_journal(open_store(spec.database, lock_timeout=1.0), journal, spec.name)
+    except LockedError:
+        say(f"waiting for {spec.database}: another process holds it (up to {store.lock_timeout:.0f} s); every"
+            f" result is safe in {journal.path} and `featherweight db sync` applies it later")  # fmt: skip
+        return apply_journal(store, journal, spec.name)
 
 
 def _final_status(o: SweepOutcome) -> tuple[str, str | None]:

@@ -196,6 +196,13 @@ class SweepSpec:
         return Path(db).expanduser().resolve()
 
     @property
+    def journal_path(self) -> Path:
+        """Where every trial record is appended before the database sees it (see db.journal)."""
+        from db.journal import JOURNAL_NAME
+
+        return self.storage / self.name / JOURNAL_NAME
+
+    @property
     def training(self) -> dict:
         return self.raw["training"]
 

@@ -40,7 +40,8 @@ def run_distill_stage(
         return DistillTrial.from_dict(tune_trial.config["trial"])
 
     size_measure = spec.compress["size_measure"] if spec.compress else "gzip_bytes"
-    db = DatabaseCallback(spec.database, trial_of, lambda t, o, c: distill_record(spec.name, t, o, c))
+    db = DatabaseCallback(spec.database, trial_of, lambda t, o, c: distill_record(spec.name, t, o, c),
+                          spec.journal_path)  # fmt: skip
     progress = ProgressReporter(len(todo), "distill", trial_of, size_measure, say)
     tuner = build_tuner(
         tune.with_parameters(distill_trainable, data=refs),

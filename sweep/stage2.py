@@ -130,7 +130,10 @@ def run_compress_stage(
             return CompressTrial.from_dict({**fixed, "targets": tune_trial.config["targets"]})
 
         db = DatabaseCallback(
-            spec.database, trial_of, lambda t, o, ck, parent=parent: compress_record(spec.name, t, o, ck, parent)
+            spec.database,
+            trial_of,
+            lambda t, o, ck, parent=parent: compress_record(spec.name, t, o, ck, parent),
+            spec.journal_path,
         )
         progress = ProgressReporter(plan.remaining, f"compress {parent['trial_id']}", trial_of, c["size_measure"], say)
         tuner = build_tuner(

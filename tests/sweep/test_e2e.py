@@ -135,3 +135,40 @@ def test_a_sweep_whose_every_trial_failed_exits_nonzero(tmp_path):
     assert st["status"] == "failed" and st["message"].startswith("1 of 1 trials failed")
     status = _featherweight("sweep", "status", "doomed", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
     assert status.returncode == 0 and "failed" in status.stdout and "1 of 1 trials failed" in status.stdout
+
+
+def test_a_reader_holding_the_database_never_fails_a_trial(tmp_path):
+    # A plain read-only DuckDB connection held far longer than the writer's lock wait: results go to the journal
+    # and reach the database when the reader lets go; every trial finishes and the sweep exits 0.
+    import duckdb
+
+    spec = _spec(tmp_path, "held", seeds=[0, 1, 2, 3], archs=("ffn",), epochs=2)
+    db = tmp_path / "runs" / "featherweight.duckdb"
+    proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec)], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    held = False
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline and proc.poll() is None and not held:
+            time.sleep(0.2)
+            if not db.exists():
+                continue
+            try:
+                con = duckdb.connect(str(db), read_only=True)
+            except duckdb.Error:
+                continue  # the writer holds it this instant
+            try:
+                if con.execute("SELECT count(*) FROM trials WHERE sweep = 'held'").fetchone()[0] < 1:
+                    continue
+                held = True
+                time.sleep(15)  # longer than any lock wait the writer had before the journal
+            finally:
+                con.close()
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert held, "the sweep ended before a reader could hold the database"
+    assert proc.returncode == 0, out[-3000:]
+    st = ExperimentStore(db, read_only=True).sweep_status("held")
+    assert st["status"] == "finished" and st["by_status"] == {"finished": 4}, st
