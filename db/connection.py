@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,6 +42,18 @@ def default_db_path() -> Path:
 def is_lock_error(e: BaseException) -> bool:
     msg = str(e).lower()
     return "lock" in msg and ("could not set lock" in msg or "conflicting lock" in msg or "database is locked" in msg)
+
+
+def lock_holder(e: BaseException) -> str:
+    """Who holds the file, as DuckDB's lock error names it.
+
+    >>> lock_holder(Exception('Conflicting lock is held in /usr/bin/python3.11 (PID 4242) by user root.'))
+    'another process (/usr/bin/python3.11, PID 4242)'
+    >>> lock_holder(Exception('Could not set lock on file'))
+    'another process'
+    """
+    m = re.search(r"held in (.+?) \(PID (\d+)\)", str(e))
+    return f"another process ({m.group(1)}, PID {m.group(2)})" if m else "another process"
 
 
 def first_line(e: BaseException) -> str:
@@ -111,7 +124,7 @@ class Connector:
                     raise StoreError(f"cannot open {self.path}: {first_line(e)}") from e
                 if time.monotonic() >= deadline:
                     raise LockedError(
-                        f"{self.path} is locked by another process (gave up after {self.lock_timeout:g} s)"
+                        f"{self.path} is locked by {lock_holder(e)} (gave up after {self.lock_timeout:g} s)"
                     ) from e
                 time.sleep(delay * (0.5 + random.random()))
                 delay = min(delay * 2, 0.5)

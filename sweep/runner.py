@@ -24,6 +24,7 @@ from pathlib import Path
 from analysis.views import open_store
 from db.errors import LockedError
 from db.journal import Journal, apply_journal
+from featherweight_core.atomic import checked_output_dir
 from sweep.assets import TaskDataCache, materialize_assets, teacher_baselines
 from sweep.spec import SweepSpec
 from sweep.stage1 import StageResult, run_distill_stage
@@ -149,7 +150,13 @@ def run_sweep(
                 f"{' and the compression stage' if spec.compress else ''} already finished)")  # fmt: skip
             outcome.status = "unchanged"
             return outcome
-    _start_ray(spec, address, say, verbose)
+    # the storage and the database's directory must be writable before Ray starts or anything trains; directories
+    # this check creates are removed again if Ray or the resource check fails
+    with (
+        checked_output_dir(spec.storage, f"storage {spec.storage}"),
+        checked_output_dir(spec.database.parent, f"database directory {spec.database.parent}"),
+    ):
+        _start_ray(spec, address, say, verbose)
     say(f"sweep {spec.name}: {len(all_trials)} distillation trials, {len(all_trials) - len(todo)} already finished")
     spec.storage.mkdir(parents=True, exist_ok=True)
     spec.database.parent.mkdir(parents=True, exist_ok=True)
@@ -199,9 +206,9 @@ def sync_journal(spec: SweepSpec, store, say: Callable[[str], None]) -> int:
         return 0
     try:
         return apply_journal(open_store(spec.database, lock_timeout=1.0), journal, spec.name)
-    except LockedError:
-        say(f"waiting for {spec.database}: another process holds it (up to {store.lock_timeout:.0f} s); every"
-            f" result is safe in {journal.path} and `featherweight db sync` applies it later")  # fmt: skip
+    except LockedError as e:
+        say(f"waiting (up to {store.lock_timeout:.0f} s) for the database: {e}; every result is safe in"
+            f" {journal.path}, and `featherweight db sync` applies it later")  # fmt: skip
         return apply_journal(store, journal, spec.name)
 
 

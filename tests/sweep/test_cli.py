@@ -71,3 +71,18 @@ def test_status_finds_nothing_names_what_it_tried(tmp_path):
     assert r.returncode == 2
     line = r.stderr.strip()
     assert line.startswith("error: no sweep 'nope' found (tried runs/nope/spec.yaml and runs/featherweight.duckdb)")
+
+
+def test_unwritable_storage_is_one_line_before_anything_runs(tmp_path):
+    spec = tmp_path / "ro.yaml"
+    spec.write_text(
+        "name: ro\nstorage: /proc/featherweight-nope/runs\ntasks: {synthetic: {}}\n"
+        "grid: {archs: [ffn], embeddings: [hash], dims: [8], vocab_sizes: [100]}\n"
+    )
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = _python(f"import sys, sweep.cli; sys.exit(sweep.cli.main(['sweep', 'run', {str(spec)!r}]))", tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.strip().splitlines() == [
+        "error: storage /proc/featherweight-nope/runs: cannot create the directory (No such file or directory)"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
