@@ -106,8 +106,9 @@ def test_stage2_records_parents_and_resumes_after_raising_num_samples(tmp_path):
     assert st.returncode == 0 and "finished" in st.stdout, st.stderr
 
 
-def test_stage2_resume_after_kill(tmp_path):
-    spec = _spec(tmp_path, "s2kill", num_samples=6)
+@pytest.mark.parametrize("kill_after", [1, 4])  # kill -9 of the driver early and late in stage 2
+def test_stage2_resume_after_kill(tmp_path, kill_after):
+    spec = _spec(tmp_path, "s2kill", num_samples=10)
     db = tmp_path / "runs" / "featherweight.duckdb"
     proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec)], cwd=tmp_path, env=_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
@@ -115,15 +116,15 @@ def test_stage2_resume_after_kill(tmp_path):
         deadline = time.time() + 300
         n = 0
         while time.time() < deadline and proc.poll() is None:
-            time.sleep(0.5)
+            time.sleep(0.2)
             if db.exists():
                 try:
                     n = len(_compress_rows(db, "s2kill"))
                 except Exception:  # the writer holds the file; try again
                     continue
-                if n >= 1:
+                if n >= kill_after:
                     break
-        assert 1 <= n < 6, f"stage 2 not caught mid-way ({n} compression rows)"
+        assert kill_after <= n < 10, f"stage 2 not caught mid-way ({n} compression rows)"
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
@@ -131,6 +132,8 @@ def test_stage2_resume_after_kill(tmp_path):
     r = _featherweight("sweep", "resume", "s2kill", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     after = _compress_rows(db, "s2kill")
-    assert len(after) == 6 and after.trial_id.is_unique and (after.status == "finished").all()
+    assert len(after) == 10 and after.trial_id.is_unique and (after.status == "finished").all()
     assert set(before.trial_id) <= set(after.trial_id)
+    kept = before.merge(after, on="trial_id", suffixes=("_before", "_after"))
+    assert (kept.finished_at_before == kept.finished_at_after).all()  # finished trials were not re-run
     assert open_store(db, read_only=True).sweep_status("s2kill")["status"] == "finished"
