@@ -123,7 +123,14 @@ def assets(runner, tmp_path_factory) -> dict[str, Path]:
     teacher.mkdir()
     (teacher / "config.json").write_text(json.dumps({"model_type": "bert"}))
     save_file({"w": torch.zeros(2)}, str(teacher / "model.safetensors"))
-    return {"student": d / "student" / "student.pt", "teacher": teacher}
+    from analysis.views import open_store
+    from tests.fakes import make_record
+
+    store = open_store(d / "good.duckdb")
+    store.start_sweep("s", {}, "test", str(d / "runs" / "s"))
+    store.record_trial(make_record(sweep="s", trial_id="d-1"))
+    store.finish_sweep("s", "finished")
+    return {"student": d / "student" / "student.pt", "teacher": teacher, "db": d / "good.duckdb"}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -385,12 +392,41 @@ OUTPUT_CASES = [
          {"t": _mkdir, "t/keep": "x"}),
 ]  # fmt: skip
 
-CASES = SPEC_CASES + DATA_CASES + CHECKPOINT_CASES + TEACHER_CASES + AUGMENTED_CASES + CLI_CASES + OUTPUT_CASES
+TRUNC_DB = {"f.duckdb": _copy("db", lambda b: b[: len(b) // 3])}
+GARBAGE_DB = {"f.duckdb": b"this is not a database\n" * 100}
+GOOD_DB = {"f.duckdb": _copy("db")}
+SPEC_ON_DB = {"s.yaml": SPEC_OK + "database: f.duckdb\n"}
+DATABASE_CASES = [
+    *(Case(f"db-{kind}-{name}", argv, "f.duckdb", files)
+      for kind, files in (("truncated", TRUNC_DB), ("garbage", GARBAGE_DB))
+      for name, argv in (
+          ("report", ["report", "s", "--db", "f.duckdb", "--output", "rep"]),
+          ("migrate", ["db", "migrate", "--db", "f.duckdb"]),
+          ("query", ["query", "--db", "f.duckdb", "SELECT 1"]),
+          ("tables", ["db", "tables", "--db", "f.duckdb"]),
+          ("export", ["db", "export", "--db", "f.duckdb", "--output", "exp"]),
+          ("status", ["sweep", "status", "s", "--db", "f.duckdb"]),
+          ("sync", ["db", "sync", "--db", "f.duckdb"]),
+          ("add-baseline", ["db", "add-baseline", "--db", "f.duckdb", "--task", "t", "--name", "n", "--score", "0.5"]),
+      )),
+    Case("db-sweep-on-truncated", ["sweep", "run", "s.yaml"], "f.duckdb", {**TRUNC_DB, **SPEC_ON_DB}),
+    Case("db-sweep-on-garbage", ["sweep", "run", "s.yaml"], "f.duckdb", {**GARBAGE_DB, **SPEC_ON_DB}),
+    Case("db-missing-query", ["query", "--db", "nope.duckdb", "SELECT 1"], "nope.duckdb"),
+    Case("db-unknown-sweep", ["sweep", "status", "zz", "--db", "f.duckdb"], "zz", GOOD_DB),
+    Case("db-bad-sql", ["query", "--db", "f.duckdb", "SELEC 1"], "SELEC", GOOD_DB),
+    Case("db-query-copy-refused", ["query", "--db", "f.duckdb", "COPY trials TO 'x.csv'"], "refused", GOOD_DB),
+    Case("db-query-attach-refused", ["query", "--db", "f.duckdb", "ATTACH 'y.duckdb' AS y"], "refused", GOOD_DB),
+    Case("db-baseline-bad-score", ["db", "add-baseline", "--db", "f.duckdb", "--task", "t", "--name", "n",
+                                   "--score", "91"], "91", GOOD_DB),
+]  # fmt: skip
+
+CASES = (SPEC_CASES + DATA_CASES + CHECKPOINT_CASES + TEACHER_CASES + AUGMENTED_CASES + CLI_CASES + OUTPUT_CASES
+         + DATABASE_CASES)  # fmt: skip
 REAL_SUBPROCESS = ("spec-yaml-mapping", "ckpt-truncated-short", "cli-dim-not-int", "data-bad-bytes")
 
 
 def test_the_corpus_is_large_and_ids_are_unique():
-    assert len(CASES) >= 40
+    assert len(CASES) >= 80
     assert len({c.id for c in CASES}) == len(CASES)
 
 
