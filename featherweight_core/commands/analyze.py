@@ -9,9 +9,8 @@ import json
 from featherweight_core import vocab
 from featherweight_core.commands.common import (
     add_task_args,
+    load_student_with_task,
     one_line_errors,
-    recorded_task_of,
-    resolve_recorded_task,
     resolve_task,
 )
 from featherweight_core.errors import ConfigError
@@ -42,14 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from featherweight_core.students import StudentConfig, build_student
 
     if args.checkpoint:
-        from featherweight_core.checkpoint import load_checkpoint
-
-        model, cfg, meta = load_checkpoint(args.checkpoint)
-        cfg = cfg.resolved()
-        task = resolve_recorded_task(args, recorded_task_of(meta), f"checkpoint {args.checkpoint}")
-        if (task.pair, task.num_labels) != (cfg.pair, cfg.num_labels):
-            raise ConfigError(f"task {task.name!r} does not fit the checkpoint's student ({cfg.num_labels} labels,"
-                              f" pair={cfg.pair})")  # fmt: skip
+        model, cfg, meta, task = load_student_with_task(args)
     else:
         missing = [f"--{k}" for k in ("task", "arch", "embedding", "dim") if getattr(args, k) is None]
         if missing:

@@ -127,6 +127,20 @@ def resolve_recorded_task(args: argparse.Namespace, recorded: dict[str, Any] | N
     return stored
 
 
+def load_student_with_task(args: argparse.Namespace):
+    """``(model, resolved StudentConfig, meta, task)`` of ``args.checkpoint``: the task is the one the checkpoint
+    records (task options on the command line must agree with it) and must fit the student's labels and inputs."""
+    from featherweight_core.checkpoint import load_checkpoint
+
+    model, cfg, meta = load_checkpoint(args.checkpoint)
+    cfg = cfg.resolved()
+    task = resolve_recorded_task(args, recorded_task_of(meta), f"checkpoint {args.checkpoint}")
+    if (task.pair, task.num_labels) != (cfg.pair, cfg.num_labels):
+        raise ConfigError(f"task {task.name!r} does not fit the checkpoint's student ({cfg.num_labels} labels,"
+                          f" pair={cfg.pair})")  # fmt: skip
+    return model, cfg, meta, task
+
+
 def recorded_task_of(meta: dict[str, Any]) -> dict[str, Any] | None:
     """The task definition an artefact's metadata records: ``task_spec`` (``TaskSpec.to_dict()``), a ``task``
     that is such a dict, or (older artefacts) a built-in task's name; None when there is none."""

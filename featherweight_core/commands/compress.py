@@ -23,10 +23,9 @@ from featherweight_core.commands.common import (
     STUDENT_THREADS_HELP,
     add_task_args,
     check_data_fingerprint,
+    load_student_with_task,
     one_line_errors,
     positive_int,
-    recorded_task_of,
-    resolve_recorded_task,
 )
 from featherweight_core.errors import ConfigError
 
@@ -204,19 +203,14 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from featherweight_core.checkpoint import load_checkpoint, save_compressed
+    from featherweight_core.checkpoint import save_compressed
     from featherweight_core.compress import compress_student, default_distill_config, measure_sizes
     from featherweight_core.distill import DistillConfig, evaluate
     from featherweight_core.prepare import DEFAULT_CACHE_DIR, prepare
 
     torch.set_num_threads(args.threads)
     prune, quant = _configs(args)  # validate before any slow work
-    model, cfg, meta = load_checkpoint(args.checkpoint)
-    cfg = cfg.resolved()
-    task = resolve_recorded_task(args, recorded_task_of(meta), f"checkpoint {args.checkpoint}")
-    if (task.pair, task.num_labels) != (cfg.pair, cfg.num_labels):
-        raise ConfigError(f"task {task.name!r} does not fit the checkpoint's student ({cfg.num_labels} labels,"
-                         f" pair={cfg.pair})")  # fmt: skip
+    model, cfg, meta, task = load_student_with_task(args)
     log = None if args.quiet or args.json else sys.stderr
     data = args.data or (meta.get("data_source") if task.custom else None)
     prepared = prepare(task, data, cfg.embedding, cfg.emb_dim, cfg.vocab_size, args.bpemb_dir,
