@@ -52,10 +52,13 @@ SIZE_COLUMNS = (
 )
 _INT_COLUMNS = {"best_epoch", "epochs", *SIZE_COLUMNS}
 
+# Where a trial ran (migration 004), besides ``device`` and ``node``; see trainables.placement
+PLACEMENT_COLUMNS = ("node_id", "host", "node_ip", "gpu_model", "torch_version", "cuda_version")
 TRIAL_COLUMNS = (
     "sweep", "trial_id", "stage", "parent_trial_id", "task", "arch", "embedding", "emb_dim", "vocab_size", "alpha",
     "temperature", "bootstrap", "seed", "pooling", "pruning", "quantization", "status", "error", "config",
     "started_at", "finished_at", "seconds", "checkpoint_path", "recorded_at", "device", "node",
+    *PLACEMENT_COLUMNS,
 )  # fmt: skip
 RESULT_COLUMNS = ("sweep", "trial_id", *METRIC_COLUMNS, *SIZE_COLUMNS, "metrics", "sizes")
 EPOCH_COLUMNS = ("sweep", "trial_id", "epoch", "train_loss", "score", "seconds", "samples_per_second", "metrics")
@@ -99,8 +102,14 @@ class TrialRecord:
     history: list[dict] = field(
         default_factory=list
     )  # per epoch: epoch, train_loss, score, seconds, samples_per_second, metrics
-    device: str | None = None  # "cpu" | "cuda" | "cuda:0" ...
-    node: str | None = None  # the Ray node / host the trial ran on
+    device: str | None = None  # "cpu" | "cuda:0" ... (N: the GPU's index on its node; older rows may say "cuda")
+    node: str | None = None  # "ip/node-id prefix" of the Ray node, or the host name outside Ray
+    node_id: str | None = None  # the Ray node id (hex)
+    host: str | None = None  # the machine's host name
+    node_ip: str | None = None
+    gpu_model: str | None = None  # e.g. "NVIDIA H100 80GB HBM3"; None on the CPU
+    torch_version: str | None = None
+    cuda_version: str | None = None  # torch.version.cuda; None for a CPU build
     # per split and class: {"split", "label_id", "label", "precision", "recall", "f1", "support", "predicted": [ints]}
     # (class_metric_rows builds them from the core's per-split shape)
     class_metrics: list[dict] = field(default_factory=list)
@@ -340,6 +349,7 @@ def trial_rows(rec: TrialRecord) -> TrialRows:
         "recorded_at": utc_now(),
         "device": _text(rec.device),
         "node": _text(rec.node),
+        **{c: _text(getattr(rec, c)) for c in PLACEMENT_COLUMNS},
     }
     result = None
     if rec.metrics or sizes:

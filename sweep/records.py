@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from db.rows import class_metric_rows
+from db.rows import PLACEMENT_COLUMNS, class_metric_rows
 from db.store import TrialRecord
 from trainables.trial import CompressTrial, DistillTrial, TrialOutcome
 
@@ -32,6 +32,7 @@ def _common(sweep: str, trial, outcome: TrialOutcome, checkpoint_dir: str | None
         "history": outcome.history,
         "device": outcome.device,
         "node": outcome.node,
+        **{c: getattr(outcome, c) for c in PLACEMENT_COLUMNS},
         "class_metrics": class_metric_rows(outcome.class_metrics) if outcome.finished else [],
     }
 

@@ -15,7 +15,8 @@ from featherweight_core.prepare import Prepared
 from featherweight_core.prune import PruneConfig
 from featherweight_core.quantize import QuantConfig
 from featherweight_core.vocab import MODULE_GROUPS, PRUNE_GROUP_OF_MODULE_GROUP
-from trainables.distill import error_message, node_name, setup_torch
+from trainables.distill import error_message, setup_torch
+from trainables.placement import placement
 from trainables.trial import CompressTrial, TrialOutcome
 
 CHECKPOINT_FILE = "compressed.pt"
@@ -52,8 +53,7 @@ def compress_trial(trial: CompressTrial, prepared: Prepared, out_dir: str) -> Tr
         status="finished",
         started_at=started,
         finished_at=time.time(),
-        device="cpu",  # quantized kernels run on the CPU
-        node=node_name(),
+        **placement("cpu"),  # quantized kernels run on the CPU
         metrics={**result.metrics, **{f"test_{k}": v for k, v in result.test_metrics.items()}},
         sizes={
             "params": params["total"],
@@ -82,5 +82,5 @@ def compress_trainable(config: dict[str, Any], prepared: Prepared, fixed: dict[s
             outcome = compress_trial(trial, prepared, out)
             tune.report(outcome.to_result(trial.size_measure), checkpoint=tune.Checkpoint.from_directory(out))
     except Exception as e:  # recorded as an errored trial; the search goes on
-        outcome = TrialOutcome.failed(error_message(e), started, time.time(), device="cpu", node=node_name())
+        outcome = TrialOutcome.failed(error_message(e), started, time.time(), **placement("cpu"))
         tune.report(outcome.to_result(trial.size_measure))

@@ -17,6 +17,7 @@ from featherweight_core.distill import DistillConfig, resolve_temperature
 from featherweight_core.prepare import Prepared
 from featherweight_core.run import run_distillation, student_config_for
 from featherweight_core.vocab import MODULE_GROUPS
+from trainables.placement import placement
 from trainables.trial import DistillTrial, TrialOutcome
 
 FAULT_ENV = "FEATHERWEIGHT_FAULT_TRIALS"
@@ -44,18 +45,6 @@ def setup_torch(cpus: float, gpus: float) -> str:
 
     torch.set_num_threads(max(1, int(cpus)))
     return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
-
-
-def node_name() -> str | None:
-    """``ip/node-id-prefix`` of the Ray node this process runs on (None outside Ray)."""
-    try:
-        import ray
-
-        if not ray.is_initialized():
-            return None
-        return f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
-    except Exception:  # outside a Ray worker: no node to name
-        return None
 
 
 def train_trial(trial: DistillTrial, prepared: Prepared, device: str, out_dir: str) -> TrialOutcome:
@@ -86,8 +75,7 @@ def train_trial(trial: DistillTrial, prepared: Prepared, device: str, out_dir: s
         status="finished",
         started_at=started,
         finished_at=time.time(),
-        device=device,
-        node=node_name(),
+        **placement(device),
         metrics={**s["metrics"], **test_metrics(s), "best_epoch": s["best_epoch"], "epochs": s["epochs"]},
         sizes={
             "params": params["total"],
@@ -127,5 +115,5 @@ def distill_trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
             outcome = train_trial(trial, prepared, device, out)
             tune.report(outcome.to_result(), checkpoint=tune.Checkpoint.from_directory(out))
     except Exception as e:  # recorded as an errored trial with its message; the sweep goes on
-        outcome = TrialOutcome.failed(error_message(e), started, time.time(), device=device, node=node_name())
+        outcome = TrialOutcome.failed(error_message(e), started, time.time(), **placement(device))
         tune.report(outcome.to_result())

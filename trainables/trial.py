@@ -227,6 +227,14 @@ class TrialOutcome:
     checkpoint_file: str | None = None
     # per eval/test split at the best epoch: {"labels", "precision", "recall", "f1", "support", "confusion"}
     class_metrics: dict[str, Any] = field(default_factory=dict)
+    # where it ran (``trainables.placement``); ``device`` is ``cpu`` or ``cuda:N`` (N: the GPU's index on its node),
+    # ``node`` ``ip/node-id prefix``. None in outcomes from before these fields existed, and where unknown
+    node_id: str | None = None  # the Ray node id (hex)
+    host: str | None = None
+    node_ip: str | None = None
+    gpu_model: str | None = None  # torch.cuda.get_device_name; None on the CPU
+    torch_version: str | None = None
+    cuda_version: str | None = None  # torch.version.cuda; None for a CPU build of torch
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

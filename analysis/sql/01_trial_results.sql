@@ -71,8 +71,15 @@ joined as (
         case when t.pruning is not null or t.quantization is not null then r.gzip_bytes else r.disk_bytes end
             as reported_bytes,
         t.seconds,
+        -- where it ran: device (cpu | cuda:N, N the GPU's index on its node), the Ray node, software versions
         t.device,
         t.node,
+        t.node_id,
+        t.host,
+        t.node_ip,
+        t.gpu_model,
+        t.torch_version,
+        t.cuda_version,
         t.started_at,
         t.finished_at,
         t.checkpoint_path,
