@@ -4,6 +4,12 @@ Loss: ``alpha * CE(student_logits, labels) + (1 - alpha) * MSE(s, t)`` where ``s
 teacher logits, or their temperature softmaxes when ``temperature`` is set (the thesis used T=3 for the FFN).
 Training stops early when the dev score has not improved for ``patience`` epochs; the best epoch's weights are
 loaded back into the model.
+
+One loop for every device. On CPU it is the plain loop (numpy batches, the loss read every step). On an
+accelerator the splits are moved to the device once per call of :func:`train` (:func:`batching.to_device`), batches
+are built there by index, and the loop never waits for the device inside an epoch: the loss is summed on the
+device and read, with the non-finite check, once at the end of the epoch; evaluation gathers all logits on the
+device and copies them back once per split. Adam/AdamW use their fused CUDA kernels there.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from featherweight_core import vocab
-from featherweight_core.batching import EncodedSplit, iter_batches
+from featherweight_core.batching import DeviceSplit, EncodedSplit, iter_batches, to_device
 from featherweight_core.errors import ConfigError, UserError
 from featherweight_core.measure import per_class_metrics, split_metrics, task_metric_names
 from featherweight_core.students import ARCH_DEFAULTS
@@ -136,29 +142,49 @@ def seed_everything(seed: int) -> None:
 
 def make_optimizer(model: nn.Module, cfg: DistillConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
+    # on CUDA, Adam/AdamW update every parameter in one fused kernel instead of a few per tensor
+    fused = {"fused": True} if params and all(p.device.type == "cuda" for p in params) else {}
     if cfg.optimizer == "adadelta":
         return torch.optim.Adadelta(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, **fused)
     return torch.optim.SGD(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, split: EncodedSplit, batch_size: int = 512, device: str = "cpu") -> np.ndarray:
-    """(N, C) float32 logits in the split's row order."""
+def predict_logits(
+    model: nn.Module, split: EncodedSplit | DeviceSplit, batch_size: int = 512, device: str = "cpu"
+) -> np.ndarray:
+    """(N, C) float32 logits in the split's row order. A :class:`DeviceSplit` (or a ``device`` other than the CPU)
+    keeps the logits on the device and copies them back once."""
     was_training = model.training
     model.eval()
-    out: np.ndarray | None = None
-    dev = torch.device(device)
-    for batch in iter_batches(split, batch_size):
-        logits = model(*batch.to(dev).inputs).float().cpu().numpy()
-        if out is None:
-            out = np.empty((len(split), logits.shape[1]), dtype=np.float32)
-        out[batch.index] = logits
+    dev = torch.device(device) if not isinstance(split, DeviceSplit) else split.device
+    if dev.type == "cpu":
+        out: np.ndarray | None = None
+        for batch in iter_batches(split, batch_size):
+            logits = model(*batch.inputs).float().cpu().numpy()
+            if out is None:
+                out = np.empty((len(split), logits.shape[1]), dtype=np.float32)
+            out[batch.index] = logits
+    else:
+        dev_out: torch.Tensor | None = None
+        for batch in iter_batches(to_device(split, dev), batch_size):
+            logits = model(*batch.inputs).float()
+            if dev_out is None:
+                dev_out = logits.new_empty((len(split), logits.shape[1]))
+            dev_out[batch.rows] = logits
+        out = None if dev_out is None else dev_out.cpu().numpy()
     model.train(was_training)
     return out if out is not None else np.zeros((0, 0), np.float32)
+
+
+def _device_resident(device: torch.device) -> bool:
+    """Whether :func:`train` keeps its data on ``device`` and waits for it once per epoch: every device but the
+    CPU (a test may switch it on for the CPU to run the accelerator path there)."""
+    return device.type != "cpu"
 
 
 def _split_suffix(name: str) -> str:
@@ -167,7 +193,7 @@ def _split_suffix(name: str) -> str:
 
 def evaluate(
     model: nn.Module,
-    evals: dict[str, EncodedSplit],
+    evals: dict[str, EncodedSplit | DeviceSplit],
     task: TaskSpec,
     batch_size: int = 512,
     device: str = "cpu",
@@ -180,7 +206,7 @@ def evaluate(
 
 def evaluate_detailed(
     model: nn.Module,
-    evals: dict[str, EncodedSplit],
+    evals: dict[str, EncodedSplit | DeviceSplit],
     task: TaskSpec,
     batch_size: int = 512,
     device: str = "cpu",
@@ -248,7 +274,19 @@ def train(
     if len(train_split) == 0:
         raise TrainingError("the training split is empty")
     device = torch.device(cfg.device)
+    resident = _device_resident(device)
+    on_host = not resident  # read the loss every step; on an accelerator once per epoch (no sync per step)
     model.to(device)
+
+    def place(split: EncodedSplit) -> EncodedSplit | DeviceSplit:
+        # once per call: on an accelerator the splits move to the device; on CPU they are used as they are
+        return DeviceSplit(split, device) if resident else split
+
+    data = place(train_split)
+    evals = {name: place(split) for name, split in evals.items()}
+    tests = {name: place(split) for name, split in (tests or {}).items()}
+    # float64 sums reproduce the host's Python-float arithmetic exactly; MPS has no float64
+    acc_dtype = torch.float32 if device.type == "mps" else torch.float64
     optimizer = make_optimizer(model, cfg)
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)  # dropout masks
@@ -259,20 +297,28 @@ def train(
     for epoch in range(1, cfg.max_epochs + 1):
         t0 = time.perf_counter()
         model.train()
-        total, seen = 0.0, 0
-        for batch in iter_batches(train_split, cfg.batch_size, rng):
+        total: float | torch.Tensor = 0.0 if on_host else torch.zeros((), dtype=acc_dtype, device=device)
+        seen = 0
+        for batch in iter_batches(data, cfg.batch_size, rng):
             batch = batch.to(device)
             logits = model(*batch.inputs)
             loss = distill_loss(logits, batch.labels, batch.teacher_logits, cfg.alpha, cfg.temperature)
-            if not torch.isfinite(loss):
+            if on_host and not torch.isfinite(loss):
                 raise TrainingError(f"non-finite loss ({loss.item()}) at epoch {epoch}")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
-            total += loss.item() * len(batch.labels)
+            if on_host:
+                total += loss.item() * len(batch.labels)
+            else:
+                total += loss.detach().to(acc_dtype) * len(batch.labels)
             seen += len(batch.labels)
+        if not on_host:
+            total = float(total)  # the epoch's one wait for the device
+            if not math.isfinite(total):
+                raise TrainingError(f"non-finite loss (mean {total / seen}) in epoch {epoch}")
         train_seconds = time.perf_counter() - t0
         metrics = evaluate(model, evals, task, cfg.eval_batch_size, cfg.device)
         record = EpochRecord(epoch, total / seen, metrics["score"], metrics, time.perf_counter() - t0,
@@ -291,6 +337,6 @@ def train(
         model.load_state_dict(best_state)
     seconds = time.perf_counter() - start
     _, dev_classes = evaluate_detailed(model, evals, task, cfg.eval_batch_size, cfg.device)
-    test_metrics, test_classes = evaluate_detailed(model, tests or {}, task, cfg.eval_batch_size, cfg.device)
+    test_metrics, test_classes = evaluate_detailed(model, tests, task, cfg.eval_batch_size, cfg.device)
     return TrainResult(best_epoch, best_metrics, history, seconds, stopped_early=len(history) < cfg.max_epochs,
                        test_metrics=test_metrics, class_metrics={**dev_classes, **test_classes})  # fmt: skip

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import _VF, nn
-from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from featherweight_core import vocab
 from featherweight_core.errors import ConfigError
@@ -167,6 +167,8 @@ class RecurrentEncoder(nn.Module):
     packed data per time step and each slice's backward allocates and zero-fills a full-size gradient
     (quadratic in T). Anything else in ``.rnn`` (quantized, pruned with hooks, a custom module) takes the packed
     path through the module's own ``__call__``, and so does CUDA, where cuDNN handles packed sequences itself.
+    On an accelerator the packing never waits for the device (:func:`_pack_without_sync`) as long as ``lengths``
+    is a CPU tensor, which is how the training batches deliver it.
     """
 
     def __init__(self, cell: str, input_size: int, hidden: int, pooling: str = "last") -> None:
@@ -222,13 +224,35 @@ class RecurrentEncoder(nn.Module):
         return out.masked_fill(~_mask(lengths, T)[..., None], float("-inf")).amax(1)
 
     def _forward_packed(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        if x.device.type == "cpu":
+            packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        else:
+            packed = _pack_without_sync(x, lengths)
         out, h = self.rnn(packed)
         if self.pooling == "last":
             h_n = h[0] if isinstance(h, tuple) else h  # (2, B, hidden); already unsorted to batch order
             return torch.cat([h_n[0], h_n[1]], dim=-1)
         padded, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
-        return padded.masked_fill(~_mask(lengths.to(x.device), x.shape[1])[..., None], float("-inf")).amax(1)
+        mask = _mask(lengths.to(x.device, non_blocking=True), x.shape[1])
+        return padded.masked_fill(~mask[..., None], float("-inf")).amax(1)
+
+
+def _pack_without_sync(x: torch.Tensor, lengths: torch.Tensor) -> PackedSequence:
+    """``pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)`` for x on an accelerator, without
+    waiting for the device: ``pack_padded_sequence`` copies its sort order to the device with a blocking copy (a
+    full stream synchronisation every step). Here the order is computed on the host (lengths live there; pass them
+    as a CPU tensor, else ``.cpu()`` is the one sync) and uploaded asynchronously; rows already in decreasing
+    length order (how :class:`featherweight_core.batching.DeviceSplit` builds batches) need no reordering at all.
+    """
+    lengths = lengths.cpu().to(torch.int64)
+    if lengths.numel() < 2 or bool((lengths[:-1] >= lengths[1:]).all()):
+        return pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=True)
+    sorted_lengths, order = torch.sort(lengths, descending=True)
+    if x.device.type == "cuda":
+        order = order.pin_memory()
+    order = order.to(x.device, non_blocking=True)
+    data, batch_sizes = _VF._pack_padded_sequence(x.index_select(0, order), sorted_lengths, True)
+    return PackedSequence(data, batch_sizes, order, None)
 
 
 class MeanEncoder(nn.Module):
@@ -239,8 +263,9 @@ class MeanEncoder(nn.Module):
         self.out_features = input_size
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        mask = _mask(lengths.to(x.device), x.shape[1])[..., None].to(x.dtype)
-        return (x * mask).sum(1) / lengths.to(x.device, x.dtype).clamp_min(1)[:, None]
+        lengths = lengths.to(x.device, non_blocking=True)  # no stream sync when lengths come from the host
+        mask = _mask(lengths, x.shape[1])[..., None].to(x.dtype)
+        return (x * mask).sum(1) / lengths.to(x.dtype).clamp_min(1)[:, None]
 
 
 class Student(nn.Module):
