@@ -150,3 +150,21 @@ def compress_history(
         cfg = json.loads(config) if isinstance(config, str) else (config or {})
         out.append((cfg, None if score is None else float(score), None if size is None else float(size)))
     return out
+
+
+STAGE_COLUMNS = ("sweep", "task", "stage", "fingerprint", "status", "started_at", "finished_at", "seconds", "device",
+                 "node", "output", "message", "detail", "attempts")  # fmt: skip
+
+
+def stages(con: duckdb.DuckDBPyConnection, sweep: str) -> list[dict[str, Any]]:
+    """The sweep's rows of the ``stages`` table (``detail`` parsed from JSON), by start time."""
+    rows = con.execute(
+        f"SELECT {', '.join(STAGE_COLUMNS)} FROM stages WHERE sweep = ? ORDER BY started_at, task, stage",
+        [sweep],
+    ).fetchall()
+    out = []
+    for row in rows:
+        d = dict(zip(STAGE_COLUMNS, row, strict=True))
+        d["detail"] = json.loads(d["detail"]) if d["detail"] else None
+        out.append(d)
+    return out

@@ -187,7 +187,27 @@ class ExperimentStore:
                                 source, note)  # fmt: skip
         self._connector.transaction(lambda con: rows.insert_baseline(con, row))
 
+    def start_stage(self, sweep: str, task: str, stage: str, fingerprint: str, output: str | None = None,
+                    detail: dict | None = None) -> None:  # fmt: skip
+        """Mark a whole-study stage (``teacher`` | ``bootstrap`` | ``soft_targets``) running: a new row, or (a run
+        after a killed or failed one) the same row running again with ``attempts`` + 1."""
+        self._connector.transaction(lambda con: _start_stage(con, sweep, task, stage, fingerprint, output, detail))
+
+    def finish_stage(self, sweep: str, task: str, stage: str, fingerprint: str, status: str,
+                     seconds: float | None = None, device: str | None = None, node: str | None = None,
+                     output: str | None = None, message: str | None = None,
+                     detail: dict | None = None) -> None:  # fmt: skip
+        """Record a stage's end: ``status`` 'finished' | 'failed' | 'cached' (the output was already there), with
+        where it ran and for how long; creates the row if there is none (a cached stage)."""
+        args = (sweep, task, stage, fingerprint, status, seconds, device, node, output, message, detail)
+        self._connector.transaction(lambda con: _finish_stage(con, *args))
+
     # -- reads -------------------------------------------------------------------------------------------------
+
+    def stages(self, sweep: str) -> list[dict[str, Any]]:
+        """The sweep's stage rows (``db/migrations/005_stages.sql``), oldest first."""
+        with self.connect() as con:
+            return reads.stages(con, sweep)
 
     def query(self, sql: str, params: list | dict | None = None) -> pandas.DataFrame:
         """Run one SQL statement and return its rows as a DataFrame. Bad SQL -> StoreError with DuckDB's message."""
@@ -234,3 +254,60 @@ class ExperimentStore:
         parsed from JSON; size is the ``size_measure`` column: gzip_bytes | disk_bytes | params)."""
         with self.connect() as con:
             return reads.compress_history(con, sweep, parent_trial_id, size_measure)
+
+
+# ---- the stages table (written here: few rows, one short transaction each) -----------------------------------------
+
+STAGE_NAMES = ("teacher", "bootstrap", "soft_targets", "distill", "compress")
+STAGE_STATUSES = ("running", "finished", "cached", "failed")
+
+
+def _check_stage_args(stage: str, status: str) -> None:  # the runner passes literals: another value is a bug
+    if stage not in STAGE_NAMES:
+        raise ValueError(f"stage must be one of {STAGE_NAMES}, got {stage!r}")
+    if status not in STAGE_STATUSES:
+        raise ValueError(f"stage status must be one of {STAGE_STATUSES}, got {status!r}")
+
+
+def _start_stage(con, sweep, task, stage, fingerprint, output, detail) -> None:
+    _check_stage_args(stage, "running")
+    key = [sweep, task, stage, fingerprint]
+    detail_json = rows.to_json(detail) if detail is not None else None
+    if con.execute("SELECT 1 FROM stages WHERE sweep = ? AND task = ? AND stage = ? AND fingerprint = ?",
+                   key).fetchone():  # fmt: skip
+        con.execute(
+            "UPDATE stages SET status = 'running', started_at = ?, finished_at = NULL, seconds = NULL, device = NULL,"
+            " node = NULL, message = NULL, output = coalesce(?, output), detail = coalesce(?, detail),"
+            " attempts = attempts + 1 WHERE sweep = ? AND task = ? AND stage = ? AND fingerprint = ?",
+            [rows.utc_now(), output, detail_json, *key],
+        )
+    else:
+        con.execute(
+            "INSERT INTO stages (sweep, task, stage, fingerprint, status, started_at, output, detail, attempts)"
+            " VALUES (?, ?, ?, ?, 'running', ?, ?, ?, 1)",
+            [*key, rows.utc_now(), output, detail_json],
+        )
+
+
+def _finish_stage(con, sweep, task, stage, fingerprint, status, seconds, device, node, output, message,
+                  detail) -> None:  # fmt: skip
+    if status == "running":
+        raise ValueError("finish_stage needs a final status, not 'running'")
+    _check_stage_args(stage, status)
+    key = [sweep, task, stage, fingerprint]
+    now = rows.utc_now()
+    detail_json = rows.to_json(detail) if detail is not None else None
+    if con.execute("SELECT 1 FROM stages WHERE sweep = ? AND task = ? AND stage = ? AND fingerprint = ?",
+                   key).fetchone():  # fmt: skip
+        con.execute(
+            "UPDATE stages SET status = ?, finished_at = ?, seconds = ?, device = ?, node = ?,"
+            " output = coalesce(?, output), message = ?, detail = coalesce(?, detail)"
+            " WHERE sweep = ? AND task = ? AND stage = ? AND fingerprint = ?",
+            [status, now, seconds, device, node, output, message, detail_json, *key],
+        )
+    else:
+        con.execute(
+            "INSERT INTO stages (sweep, task, stage, fingerprint, status, started_at, finished_at, seconds, device,"
+            " node, output, message, detail, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+            [*key, status, now, now, seconds, device, node, output, message, detail_json],
+        )

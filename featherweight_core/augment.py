@@ -343,10 +343,11 @@ def format_label_distribution(label_names: Sequence[str], columns: dict[str, np.
     return "\n".join(lines)
 
 
-def _chunks(split: Split, size: int) -> Iterator[tuple[int, list[tuple[str, tuple[str, ...], int]]]]:
+def _chunks(split: Split, size: int, offset: int = 0) -> Iterator[tuple[int, list[tuple[str, tuple[str, ...], int]]]]:
+    """Chunks of ``split`` with their first row's index in the whole train split (``offset`` for a shard)."""
     labels = split.labels.tolist()
     for s in range(0, len(split), size):
-        yield s, [(split.keys[i], split.texts[i], labels[i]) for i in range(s, min(s + size, len(split)))]
+        yield offset + s, [(split.keys[i], split.texts[i], labels[i]) for i in range(s, min(s + size, len(split)))]
 
 
 def _schema(task: TaskSpec, meta: dict[str, Any]):
@@ -380,12 +381,17 @@ def augment_to_file(
     progress: bool = False,
     vectors_dim: int = 100,
     max_examples: int | None = None,
+    rows: tuple[int, int] | None = None,
+    allow_empty: bool = False,
 ) -> AugmentReport:
     """Augment ``task_data``'s train split into the Parquet file ``output`` and return a report.
 
     ``vectors``: KeyedVectors, a vectors file, or None / ``"task"`` to train word2vec on the task's training text
     (cached under ``cache_dir``). ``mlm``: masked-LM id or directory, required for ``mode="fill-mask"``.
     ``max_examples``: augment only the first rows of the train split (benchmarks, quick looks).
+    ``rows``: ``(start, stop)``, augment only these train rows (a shard): each row keeps the random stream it has in
+    a run over the whole split, so the shards of a split, concatenated in order, are the whole run's output (with
+    ``ratio`` 1; apply the ratio to the concatenation). ``allow_empty``: a shard may produce no rows.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -395,6 +401,10 @@ def augment_to_file(
     split = task_data.train
     if max_examples is not None:
         split = split.subset(range(min(max_examples, len(split))))
+    offset = 0
+    if rows is not None:
+        offset, stop = max(0, rows[0]), min(rows[1], len(split))
+        split = split.subset(range(offset, max(offset, stop)))
     if len(split) == 0:
         raise DataError(f"task {task.name!r}: the train split is empty; nothing to augment")
     output = Path(output)
@@ -453,7 +463,7 @@ def augment_to_file(
                     **{f: [r[2][i] for r in sel] for i, f in enumerate(task.text_fields)},
                 }
                 writer.write_table(pa.Table.from_pydict(cols, schema=schema))
-        if kept == 0:
+        if kept == 0 and not allow_empty:
             raise DataError(
                 f"augmentation of task {task.name!r} produced no examples (no word had candidates; are the word"
                 f" vectors for this language/casing? vectors: {vectors_desc})"
@@ -465,10 +475,10 @@ def augment_to_file(
 
             state.mlm = None  # each worker loads its own copy
             pool = mp.get_context("spawn").Pool(cfg.workers, initializer=_init_worker, initargs=(state,))
-            results = pool.imap(_augment_chunk, _chunks(split, cfg.chunk_size))
+            results = pool.imap(_augment_chunk, _chunks(split, cfg.chunk_size, offset))
         else:
             _init_worker_inprocess(state)
-            results = map(_augment_chunk, _chunks(split, cfg.chunk_size))
+            results = map(_augment_chunk, _chunks(split, cfg.chunk_size, offset))
         if progress:
             from tqdm.auto import tqdm
 

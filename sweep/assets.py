@@ -15,6 +15,7 @@ from typing import Any
 
 from featherweight_core.data import TaskData, load_task_data
 from featherweight_core.prepare import DEFAULT_CACHE_DIR, Prepared, prepare
+from featherweight_core.softtargets import SoftTargetStore
 from sweep.spec import SweepSpec
 from trainables.trial import data_key
 
@@ -25,6 +26,7 @@ log = logging.getLogger("featherweight.sweep")
 class TaskAssets:
     teacher: str | None = None  # fine-tuned teacher directory
     bootstrap: str | None = None  # augmented-data file
+    soft_targets: str | None = None  # soft-target store the soft_targets stage filled (sweep.study); None: prepare()'s
 
 
 class TaskDataCache:
@@ -52,6 +54,8 @@ def materialize_assets(spec: SweepSpec, say: Callable[[str], None], data: TaskDa
     assets: dict[str, TaskAssets] = {}
     root = spec.storage / spec.name / "assets"
     for tname, t in spec.tasks.items():
+        if spec.is_study(tname):  # built by the stages of sweep.study
+            continue
         a = TaskAssets()
         if t["teacher"] == "small":
             tdir = root / tname / "teacher"
@@ -75,6 +79,15 @@ def materialize_assets(spec: SweepSpec, say: Callable[[str], None], data: TaskDa
     return assets
 
 
+class LabelledOnly(SoftTargetStore):
+    """The soft-target store the ``soft_targets`` stage filled: serves logits, never runs the teacher (a miss is a
+    bug of the stage, not something to paper over on the driver)."""
+
+    def _run_teacher(self, teacher_dir, texts, max_length):
+        raise RuntimeError(f"soft targets of {len(texts)} rows missing from {self.root} for teacher {teacher_dir}:"
+                           " the soft_targets stage should have written them")  # fmt: skip
+
+
 def prepare_datasets(
     spec: SweepSpec, keys: Iterable[tuple[str, str, int | None, int]], assets: dict[str, TaskAssets],
     data: TaskDataCache,
@@ -87,9 +100,10 @@ def prepare_datasets(
         if key in out:
             continue
         a = assets.get(task, TaskAssets())
+        store = LabelledOnly(a.soft_targets) if a.soft_targets and a.teacher else None
         out[key] = prepare(
             spec.task_spec(task), None, embedding, emb_dim, vocab_size, spec.raw["bpemb_dir"], cache_dir=cache,
-            task_data=data(task), teacher=a.teacher, bootstrap=a.bootstrap,
+            task_data=data(task), teacher=a.teacher, bootstrap=a.bootstrap, store=store,
         )  # fmt: skip
     return out
 

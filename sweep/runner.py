@@ -25,10 +25,12 @@ from analysis.views import open_store
 from db.errors import LockedError
 from db.journal import Journal, apply_journal
 from featherweight_core.atomic import checked_output_dir
+from featherweight_core.errors import UserError
 from sweep.assets import TaskDataCache, materialize_assets, teacher_baselines
 from sweep.spec import SweepSpec
 from sweep.stage1 import StageResult, run_distill_stage
 from sweep.stage2 import plan_compress_stage, run_compress_stage
+from sweep.study import check_stage_resources, run_study
 from sweep.tuner import (
     SESSION_FILE,
     PendingTimeout,
@@ -115,6 +117,7 @@ def _start_ray(spec: SweepSpec, address: str | None, say: Callable[[str], None],
     started = init_ray(address, spec.resources, verbose)
     try:
         check_cluster_resources(spec.resources)
+        check_stage_resources(spec)
     except ResourceError:
         if started:
             ray.shutdown()
@@ -168,6 +171,11 @@ def run_sweep(
     try:
         data = TaskDataCache(spec, say)
         assets = materialize_assets(spec, say, data)
+        try:  # the teacher, bootstrap and soft-target stages of "whole study" tasks, as Ray tasks
+            assets.update(run_study(spec, store, data, say))
+        except UserError as e:
+            status, message = "failed", str(e)
+            raise
         for row in teacher_baselines(assets):
             store.record_teacher(spec.name, row["task"], row["name"], row["score"], row.get("accuracy"),
                                  row.get("f1"), row["params"], row["disk_bytes"], row.get("gzip_bytes"))  # fmt: skip

@@ -21,6 +21,7 @@ from featherweight_core.errors import UserError
 from featherweight_core.tasks import TaskSpec, task_from_options
 from featherweight_core.vocab import (
     ARCHS,
+    AUGMENT_MODES,
     BPEMB_DIMS,
     BPEMB_VOCAB_SIZES,
     DEFAULT_VOCAB_SIZE,
@@ -33,6 +34,7 @@ from featherweight_core.vocab import (
     PRUNE_SCOPES,
     QUANT_PARTS,
     SIZE_MEASURES,
+    TEACHER_PRECISIONS,
 )
 from trainables.trial import DistillTrial
 
@@ -71,10 +73,22 @@ RESOURCE_KEYS = {
     "num_cpus": None,
     "num_gpus": None,
     "pending_timeout_s": 600,
+    # the whole-study stages (sweep.study): fine-tuning and labelling with the teacher, bootstrap shards
+    "teacher_cpus": 1,
+    "teacher_gpus": "auto",  # auto: 1 when the Ray cluster has a GPU, else 0
+    "bootstrap_cpus": 1,
+    "bootstrap_gpus": "auto",  # auto: fill-mask on a cluster with GPUs shares them among the shards, else 0
 }
 TASK_KEYS = {"data": None, "data_options": {}, "teacher": None, "bootstrap": None, "grid": {}, "baselines": []}
 # A custom task's definition (featherweight_core.tasks.task_from_options validates them; see docs/tasks.md)
 TASK_DEFINITION_KEYS = ("text_columns", "label_column", "labels", "metric", "split", "encoding", "on_bad_bytes")
+# tasks.T.teacher as a mapping: the teacher stage (sweep.study) fine-tunes ``model`` with ``finetune``
+TEACHER_KEYS = {"model": None, "finetune": None}
+FINETUNE_KEYS = ("epochs", "lr", "batch_size", "max_length", "precision", "seed", "max_train_examples")
+# tasks.T.bootstrap as a mapping: n, p, k, ratio, seed (embedding mode, built on the driver as before) or, with any of
+# mode / mlm / shards (or a teacher mapping), the bootstrap stage in parallel Ray tasks
+BOOTSTRAP_KEYS = ("n", "p", "k", "ratio", "seed")
+STUDY_BOOTSTRAP_KEYS = ("mode", "mlm", "shards")
 BASELINE_KEYS = {"name": None, "score": None, "params": None, "disk_bytes": None, "gzip_bytes": None, "note": None}
 SEARCH_KEYS = {
     "num_samples": 8,
@@ -214,6 +228,12 @@ class SweepSpec:
     def compress(self) -> dict | None:
         return self.raw["compress"]
 
+    def is_study(self, task: str) -> bool:
+        """Whether the task's teacher / bootstrap data are built by the stages of :mod:`sweep.study` (a teacher
+        mapping, or bootstrap settings with mode / mlm / shards) rather than on the driver."""
+        t = self.tasks[task]
+        return isinstance(t["teacher"], dict) or (isinstance(t["bootstrap"], dict) and "mode" in t["bootstrap"])
+
     def grid_for(self, task: str) -> dict:
         g = copy.deepcopy(self.raw["grid"])
         g.update(self.tasks[task].get("grid") or {})
@@ -286,26 +306,14 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
               and not Path(t["data"]).expanduser().exists()):  # fmt: skip
             expected = "a CSV/TSV file or a directory" if task_spec.custom else "'hub' or a local GLUE directory"
             raise SpecError(f"{where}.data: {t['data']!r} does not exist (expected {expected})")
-        if t["teacher"] is not None and t["teacher"] != "small":
-            if not isinstance(t["teacher"], str):
-                raise SpecError(f"{where}.teacher: expected a teacher directory or 'small', got {t['teacher']!r}")
-            if check_files and not Path(t["teacher"]).expanduser().is_dir():
-                raise SpecError(f"{where}.teacher: {t['teacher']!r} is not a directory (a fine-tuned HF teacher)")
-        b = t["bootstrap"]
-        if b is not None:
-            if isinstance(b, dict):
-                _check_keys(b, {"n": None, "p": None, "k": None, "ratio": None, "seed": None}, f"{where}.bootstrap")
-                if "p" in b:
-                    _num(b["p"], f"{where}.bootstrap.p", 0.0, 1.0)
-                for key in ("n", "k"):
-                    if key in b:
-                        _int(b[key], f"{where}.bootstrap.{key}", 1)
-                if "ratio" in b:
-                    _num(b["ratio"], f"{where}.bootstrap.ratio", 0.0, 1.0)
-            elif not isinstance(b, str):
-                raise SpecError(f"{where}.bootstrap: expected an augmented-data file or generation settings, got {b!r}")
-            elif check_files and not Path(b).expanduser().is_file():
-                raise SpecError(f"{where}.bootstrap: {b!r} is not a file (write one with `featherweight augment`)")
+        study = isinstance(t["teacher"], dict) or (
+            isinstance(t["bootstrap"], dict) and any(k in t["bootstrap"] for k in STUDY_BOOTSTRAP_KEYS)
+        )
+        if study:
+            t["teacher"] = _validate_study_teacher(t["teacher"], f"{where}.teacher", check_files)
+            t["bootstrap"] = _validate_study_bootstrap(t["bootstrap"], t["teacher"], f"{where}.bootstrap", check_files)
+        else:
+            _validate_plain_teacher_and_bootstrap(t, where, check_files)
         g = {**spec["grid"], **t["grid"]}
         if any(a < 1.0 for a in g["alphas"]) and not t["teacher"]:
             raise SpecError(
@@ -335,6 +343,10 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
     for key in ("max_concurrent", "num_cpus", "num_gpus"):
         if res[key] is not None:
             _int(res[key], f"resources.{key}", 0 if key == "num_gpus" else 1)
+    for key in ("teacher_cpus", "bootstrap_cpus"):
+        _num(res[key], f"resources.{key}", 0.01)
+    for key in ("teacher_gpus", "bootstrap_gpus"):
+        _gpus(res[key], f"resources.{key}")
     if spec["compress"] is not None:
         c = spec["compress"] = _merge(COMPRESS_KEYS, spec["compress"], "compress")
         p = c["parents"]
@@ -377,6 +389,139 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
     if check_files:
         _check_bpemb(result)
     return result
+
+
+def _validate_plain_teacher_and_bootstrap(t: dict, where: str, check_files: bool) -> None:
+    """``teacher: DIR | small`` and ``bootstrap: FILE | {n, p, k, ratio, seed}``: built on the driver, as always."""
+    if t["teacher"] is not None and t["teacher"] != "small":
+        if not isinstance(t["teacher"], str):
+            raise SpecError(f"{where}.teacher: expected a teacher directory, 'small' or {{model, finetune}},"
+                            f" got {t['teacher']!r}")  # fmt: skip
+        if check_files and not Path(t["teacher"]).expanduser().is_dir():
+            raise SpecError(f"{where}.teacher: {t['teacher']!r} is not a directory (a fine-tuned HF teacher)")
+    b = t["bootstrap"]
+    if b is None:
+        return
+    if isinstance(b, dict):
+        _check_keys(b, dict.fromkeys((*BOOTSTRAP_KEYS, *STUDY_BOOTSTRAP_KEYS)), f"{where}.bootstrap")
+        if "p" in b:
+            _num(b["p"], f"{where}.bootstrap.p", 0.0, 1.0)
+        for key in ("n", "k"):
+            if key in b:
+                _int(b[key], f"{where}.bootstrap.{key}", 1)
+        if "ratio" in b:
+            _num(b["ratio"], f"{where}.bootstrap.ratio", 0.0, 1.0)
+    elif not isinstance(b, str):
+        raise SpecError(f"{where}.bootstrap: expected an augmented-data file or generation settings, got {b!r}")
+    elif check_files and not Path(b).expanduser().is_file():
+        raise SpecError(f"{where}.bootstrap: {b!r} is not a file (write one with `featherweight augment`)")
+
+
+def _check_model_source(value: str, where: str) -> None:
+    """A local model directory or a hub id that can be loaded here (offline: only one in the HF cache)."""
+    from featherweight_core.teacher import TeacherError, resolve_model_source
+
+    try:
+        resolve_model_source(value)
+    except TeacherError as e:
+        raise SpecError(f"{where}: {e}") from None
+
+
+def _finetune_defaults(model: str) -> dict:
+    from featherweight_core.teacher import SMALL_TEACHER_FINETUNE, TeacherConfig
+
+    cfg = SMALL_TEACHER_FINETUNE if model == "small" else TeacherConfig()
+    return {k: getattr(cfg, k) for k in FINETUNE_KEYS}
+
+
+def _validate_study_teacher(value: Any, where: str, check_files: bool) -> dict | None:
+    """``{model: small | DIR | hub id, finetune: {...} | null}``, filled in: ``finetune`` null only for a directory
+    that already holds a fine-tuned teacher. The strings ``small`` and ``DIR`` are the same as ``{model: ...}``."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = {"model": value}
+    _check_keys(value, TEACHER_KEYS, where)
+    model = value.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise SpecError(f"{where}.model: expected 'small', a model directory or a hub id (e.g. roberta-large),"
+                        f" got {model!r}")  # fmt: skip
+    ft = value.get("finetune")
+    if ft is None and model == "small":
+        ft = {}
+    if ft is not None:
+        w = f"{where}.finetune"
+        ft = _merge(_finetune_defaults(model), ft, w)
+        _int(ft["epochs"], f"{w}.epochs", 1)
+        if _num(ft["lr"], f"{w}.lr", 0.0) <= 0:
+            raise SpecError(f"{w}.lr: {ft['lr']} must be > 0")
+        _int(ft["batch_size"], f"{w}.batch_size", 1)
+        _int(ft["max_length"], f"{w}.max_length", 8)
+        _choice(ft["precision"], TEACHER_PRECISIONS, f"{w}.precision")
+        _int(ft["seed"], f"{w}.seed", 0)
+        if ft["max_train_examples"] is not None:
+            _int(ft["max_train_examples"], f"{w}.max_train_examples", 1)
+    if model != "small" and check_files:
+        path = Path(model).expanduser()
+        if ft is None and not path.is_dir():
+            raise SpecError(f"{where}.model: {model!r} is not a directory; a teacher without finetune settings must be"
+                            " a fine-tuned teacher directory (add finetune: {...} to fine-tune a hub model)")  # fmt: skip
+        _check_model_source(model, f"{where}.model")
+    return {"model": model, "finetune": ft}
+
+
+def _validate_study_bootstrap(value: Any, teacher: dict | None, where: str, check_files: bool) -> Any:
+    """A file (as always), or ``{n, p, k, ratio, seed, mode, mlm, shards}`` filled in with AugmentConfig's defaults;
+    generated by the bootstrap stage and labelled by the teacher."""
+    if value is None:
+        return None
+    if teacher is None:
+        raise SpecError(f"{where}: bootstrap examples are labelled by the teacher; set {where.rsplit('.', 1)[0]}"
+                        ".teacher too")  # fmt: skip
+    if isinstance(value, str):
+        if check_files and not Path(value).expanduser().is_file():
+            raise SpecError(f"{where}: {value!r} is not a file (write one with `featherweight augment`)")
+        return value
+    if not isinstance(value, dict):
+        raise SpecError(f"{where}: expected an augmented-data file or generation settings, got {value!r}")
+    from featherweight_core.augment import AugmentConfig
+
+    d = AugmentConfig()
+    b = _merge({"n": d.n, "p": d.p, "k": d.k, "ratio": d.ratio, "seed": d.seed, "mode": "embedding", "mlm": None,
+                "shards": "auto"}, value, where)  # fmt: skip
+    _int(b["n"], f"{where}.n", 1)
+    _int(b["k"], f"{where}.k", 1)
+    _int(b["seed"], f"{where}.seed", 0)
+    for key in ("p", "ratio"):
+        if _num(b[key], f"{where}.{key}", 0.0, 1.0) <= 0:
+            raise SpecError(f"{where}.{key}: {b[key]} is outside (0, 1]")
+    _choice(b["mode"], AUGMENT_MODES, f"{where}.mode")
+    if b["shards"] != "auto" and (isinstance(b["shards"], bool) or not isinstance(b["shards"], int) or b["shards"] < 1):
+        raise SpecError(f"{where}.shards: expected 'auto' or an integer >= 1, got {b['shards']!r}")
+    if b["mode"] == "embedding":
+        if b["mlm"] is not None:
+            raise SpecError(f"{where}.mlm: only mode fill-mask uses a masked LM, got {b['mlm']!r} with mode embedding")
+        return b
+    if b["mlm"] is None:
+        b["mlm"] = "teacher"
+    if not isinstance(b["mlm"], str) or not b["mlm"].strip():
+        raise SpecError(f"{where}.mlm: expected 'teacher', a masked-LM directory or a hub id, got {b['mlm']!r}")
+    if b["mlm"] == "teacher" and teacher["model"] == "small":
+        raise SpecError(f"{where}.mlm: 'teacher' needs a pre-trained teacher model; the small teacher has no masked"
+                        " LM (give mlm: DIR or a hub id, or use mode embedding)")  # fmt: skip
+    mlm = teacher["model"] if b["mlm"] == "teacher" else b["mlm"]
+    if check_files:
+        _check_model_source(mlm, f"{where}.mlm")
+    return b
+
+
+def _gpus(value: Any, where: str) -> None:
+    if value == "auto":
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise SpecError(f"{where}: expected 'auto' or a number of GPUs >= 0, got {value!r}")
+    if value > 1 and not float(value).is_integer():
+        raise SpecError(f"{where}: {value} GPUs: more than one GPU must be a whole number")
 
 
 def _option_paths(definition: dict) -> set[str]:

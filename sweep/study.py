@@ -1,0 +1,442 @@
+"""One spec, the whole study: the stages a sweep runs before its distillation grid, each as Ray tasks.
+
+For a task whose spec has a teacher mapping (``{model, finetune}``) or bootstrap settings with ``mode`` / ``mlm`` /
+``shards`` (:meth:`sweep.spec.SweepSpec.is_study`), in this order, every task of a stage at once:
+
+* ``teacher``: fine-tune ``model`` (``small``: the project's small offline BERT, built first) as one Ray task with
+  ``resources.teacher_cpus`` / ``teacher_gpus``, into ``<storage>/<sweep>/assets/<task>/teacher-<fp>/`` (written
+  atomically by :func:`featherweight_core.teacher.finetune_teacher`). A directory without ``finetune`` is already a
+  fine-tuned teacher: nothing to build.
+* ``bootstrap``: word vectors on the task's training text (one Ray task, cached), then ``shards`` Ray tasks, each
+  augmenting a contiguous range of training rows (:func:`featherweight_core.augment.augment_to_file` with ``rows``;
+  every row draws from the random stream seeded by (seed, row index), so the output does not depend on the number of
+  shards), each shard its own file; the driver concatenates them in order, applies ``ratio``, and writes
+  ``assets/<task>/bootstrap-<fp>.parquet`` atomically. Fill-mask runs its masked LM on the shard's device.
+* ``soft_targets``: one Ray task (on a GPU when there is one) labels the train split and the bootstrap rows with the
+  teacher into the soft-target store ``assets/softtargets``, the store ``prepare()`` then reads on the driver: the
+  driver never runs the teacher.
+
+Each stage's output is named by a fingerprint of what it depends on (task definition, data, the stage's settings,
+the fingerprints upstream); an output that exists is not built again, so a resumed sweep never fine-tunes or labels
+twice, and a killed bootstrap stage keeps its finished shards. Every stage is a row of the ``stages`` table
+(``db/migrations/005_stages.sql``): ``running`` when it starts (a killed driver leaves it so), then ``finished``,
+``cached`` or ``failed``. The storage must be a filesystem every Ray node shares: the tasks write there and the driver
+reads what they wrote.
+
+``FEATHERWEIGHT_FAULT_STAGE=<stage>`` SIGKILLs the driver inside that stage (after its Ray tasks are submitted; in
+the bootstrap stage once the first shard is done), to test that a resume picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from featherweight_core.data import DataError, TaskData
+from featherweight_core.errors import UserError
+from sweep.assets import TaskAssets, TaskDataCache
+from sweep.spec import SweepSpec
+from sweep.tuner import ResourceError
+
+STUDY_VERSION = 1  # part of every fingerprint: bump when a stage's output for the same inputs changes
+FAULT_ENV = "FEATHERWEIGHT_FAULT_STAGE"
+STAGES = ("teacher", "bootstrap", "soft_targets")
+MAX_AUTO_SHARDS = 16
+SOFT_TARGETS_DIR = "softtargets"
+
+
+def _fingerprint(obj: Any) -> str:
+    return hashlib.sha256(json.dumps({"v": STUDY_VERSION, **obj}, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _model_identity(model: str) -> str:
+    """``small``, a hub id as is, or a local directory by content (a retrained model is a new fingerprint)."""
+    path = Path(model).expanduser()
+    if model == "small" or not path.is_dir():
+        return model
+    from featherweight_core.softtargets import teacher_fingerprint
+
+    try:
+        return f"dir:{teacher_fingerprint(path)}"
+    except DataError:  # a model directory without weights the store knows: its resolved path
+        return f"path:{path.resolve()}"
+
+
+# ---- resources -------------------------------------------------------------------------------------------------------
+
+
+def _cluster() -> tuple[dict[str, float], list[dict]]:
+    import ray
+
+    return ray.cluster_resources(), [n for n in ray.nodes() if n.get("Alive", True)]
+
+
+def stage_gpus(spec: SweepSpec, key: str, cluster: dict[str, float], shards: int = 1, fill_mask: bool = True) -> float:
+    """GPUs per Ray task of a stage: the spec's number, or ``auto``: teacher 1 when the cluster has a GPU; bootstrap
+    (fill-mask only) the cluster's GPUs shared among the shards (at most 1 each)."""
+    value = spec.resources[key]
+    if value != "auto":
+        return float(value)
+    gpus = float(cluster.get("GPU", 0))
+    if gpus <= 0:
+        return 0.0
+    if key == "teacher_gpus":
+        return 1.0
+    if not fill_mask:
+        return 0.0
+    return max(0.01, math.floor(min(1.0, gpus / max(shards, 1)) * 100) / 100)
+
+
+def check_stage_resources(spec: SweepSpec) -> None:
+    """A stage task's CPUs / GPUs must fit on one node (run right after Ray starts, before anything is written)."""
+    if not any(spec.is_study(t) for t in spec.tasks):
+        return
+    cluster, nodes = _cluster()
+    for key, ray_key in (("teacher_cpus", "CPU"), ("bootstrap_cpus", "CPU"), ("teacher_gpus", "GPU"),
+                         ("bootstrap_gpus", "GPU")):  # fmt: skip
+        asked = spec.resources[key]
+        if asked == "auto" or float(asked) <= 0:
+            continue
+        per_node = [float((n.get("Resources") or {}).get(ray_key, 0)) for n in nodes]
+        if per_node and max(per_node) >= float(asked):
+            continue
+        unit = ray_key if float(asked) == 1 else f"{ray_key}s"
+        raise ResourceError(f"resources.{key}: {asked:g} {unit} per stage task asked, the largest Ray node has"
+                            f" {max(per_node, default=0):g} (cluster total {float(cluster.get(ray_key, 0)):g})")  # fmt: skip
+
+
+# ---- the Ray tasks (run on a worker; return where and how long they ran) -----------------------------------------------
+
+
+def _placement(gpus: float) -> tuple[str, str, str]:
+    """``(device for torch, device as recorded: cpu | cuda:N)`` and the node as ``ip/node-id prefix``."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    node = f"{ray.util.get_node_ip_address()}/{ctx.get_node_id()[:8]}"
+    if gpus > 0:
+        ids = ray.get_gpu_ids()
+        return "cuda", (f"cuda:{int(ids[0])}" if ids else "cuda:0"), node
+    return "cpu", "cpu", node
+
+
+def _threads(cpus: float) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, int(cpus)))
+
+
+def _teacher_task(model: str, task_data: TaskData, output: str, finetune: dict, cpus: float, gpus: float) -> dict:
+    import dataclasses
+
+    from featherweight_core import teacher
+
+    _threads(cpus)
+    device, recorded, node = _placement(gpus)
+    start = time.time()
+    if model == "small":
+        cfg = dataclasses.replace(teacher.SMALL_TEACHER_FINETUNE, **finetune, device=device)
+        _, metrics = teacher.build_demo_teacher(task_data, output, cfg=cfg)
+    else:
+        cfg = teacher.TeacherConfig(**finetune, device=device)
+        metrics = teacher.finetune_teacher(model, task_data, output, cfg, progress=False, overwrite=True, log=None)
+    return {"start": start, "end": time.time(), "device": recorded, "node": node,
+            "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float)}}  # fmt: skip
+
+
+def _vectors_task(task_data: TaskData, cache_dir: str) -> dict:
+    from featherweight_core.wordvectors import task_word_vectors
+
+    _threads(1)
+    device, recorded, node = _placement(0)
+    start = time.time()
+    _, path = task_word_vectors(task_data, cache_dir)
+    return {"start": start, "end": time.time(), "device": recorded, "node": node, "path": str(path)}
+
+
+def _shard_task(task_data: TaskData, output: str, cfg: dict, vectors: str, mlm: str | None, rows: tuple[int, int],
+                cpus: float, gpus: float) -> dict:  # fmt: skip
+    from featherweight_core.augment import AugmentConfig, augment_to_file
+
+    _threads(cpus)
+    device, recorded, node = _placement(gpus)
+    start = time.time()
+    report = augment_to_file(task_data, output, AugmentConfig(**cfg), vectors=vectors, mlm=mlm, device=device,
+                             rows=rows, allow_empty=True)  # fmt: skip
+    return {"start": start, "end": time.time(), "device": recorded, "node": node, "kept": report.kept}
+
+
+def _label_task(teacher_dir: str, task_data: TaskData, bootstrap: str | None, root: str, cpus: float,
+                gpus: float) -> dict:  # fmt: skip
+    from featherweight_core.augment import read_augmented
+    from featherweight_core.softtargets import SoftTargetStore
+
+    _threads(cpus)
+    device, recorded, node = _placement(gpus)
+    start = time.time()
+    store = SoftTargetStore(root, device=device)
+    store.get_or_compute(teacher_dir, task_data, "train")  # what prepare() reads, under the same names
+    if bootstrap is not None:
+        aug, _ = read_augmented(bootstrap, task_data.task)
+        store.get_or_compute(teacher_dir, aug, f"{task_data.task.name}-bootstrap")
+    return {"start": start, "end": time.time(), "device": recorded, "node": node,
+            "rows": store.examples_computed}  # fmt: skip
+
+
+def _remote(fn: Callable, cpus: float, gpus: float):
+    import ray
+
+    return ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(fn)
+
+
+# ---- the stage runner ---------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    """One task's part of a stage: ``submit`` starts its Ray tasks (returns their refs), ``finish`` turns their
+    results into the output (run on the driver) and returns details for the stage row."""
+
+    task: str
+    stage: str
+    fingerprint: str
+    output: Path
+    done: Callable[[], bool]
+    submit: Callable[[], list]
+    finish: Callable[[list[dict]], dict] = lambda results: {}
+    detail: dict = field(default_factory=dict)
+    fault_after_first: bool = False  # the fault hook waits for one of the Ray tasks to finish (bootstrap shards)
+
+
+class StudyRunner:
+    """Runs the stages of :mod:`sweep.study` for the spec's study tasks and records them in ``store``."""
+
+    def __init__(self, spec: SweepSpec, store, data: TaskDataCache, say: Callable[[str], None]) -> None:
+        self.spec, self.store, self.data, self.say = spec, store, data, say
+        self.root = spec.storage / spec.name / "assets"
+        self.tasks = [t for t in spec.tasks if spec.is_study(t)]
+        self._refs: dict[str, Any] = {}
+        self._rows = {(r["task"], r["stage"], r["fingerprint"]): r for r in store.stages(spec.name)}
+
+    def task_data_ref(self, task: str):
+        import ray
+
+        if task not in self._refs:
+            self._refs[task] = ray.put(self.data(task))
+        return self._refs[task]
+
+    def run(self) -> dict[str, TaskAssets]:
+        if not self.tasks:
+            return {}
+        assets = {t: TaskAssets(soft_targets=str(self.root / SOFT_TARGETS_DIR)) for t in self.tasks}
+        self._run_stage("teacher", [self._teacher_job(t, assets[t]) for t in self.tasks])
+        self._run_stage("bootstrap", [self._bootstrap_job(t, assets[t]) for t in self.tasks])
+        self._run_stage("soft_targets", [self._label_job(t, assets[t]) for t in self.tasks])
+        return assets
+
+    # -- the generic part: skip what exists, record, submit, wait, record -----------------------------------------
+
+    def _run_stage(self, stage: str, jobs: list[Job | None]) -> None:
+        import ray
+
+        name = self.spec.name
+        running: list[tuple[Job, list]] = []
+        for job in (j for j in jobs if j is not None):
+            row = self._rows.get((job.task, stage, job.fingerprint))
+            if job.done():
+                if row is None or row["status"] not in ("finished", "cached"):
+                    self.store.finish_stage(name, job.task, stage, job.fingerprint, "cached", output=str(job.output),
+                                            message="output found from an earlier run", detail=job.detail)  # fmt: skip
+                self.say(f"{stage} {job.task}: done already ({job.output.name})")
+                continue
+            self.store.start_stage(name, job.task, stage, job.fingerprint, str(job.output), job.detail)
+            self.say(f"{stage} {job.task}: running ({job.output.name})")
+            running.append((job, job.submit()))
+        if running and os.environ.get(FAULT_ENV) == stage:  # the fault hook: the driver dies inside the stage
+            job, refs = running[0]
+            if job.fault_after_first and len(refs) > 2:  # refs[0]: the word vectors, done already
+                ray.wait(refs[1:], num_returns=1)
+            os.kill(os.getpid(), signal.SIGKILL)
+        for job, refs in running:
+            try:
+                results = ray.get(refs)
+                detail = {**job.detail, **job.finish(results)}
+            except Exception as e:
+                cause = _user_error(e)
+                lines = str(cause or e).strip().splitlines()
+                message = lines[0] if lines else type(e).__name__
+                self.store.finish_stage(name, job.task, stage, job.fingerprint, "failed", message=message)
+                if cause is not None:
+                    raise cause from None
+                raise
+            ran = [r for r in results if "start" in r]
+            seconds = max(r["end"] for r in ran) - min(r["start"] for r in ran) if ran else 0.0
+            devices = sorted({r["device"] for r in ran})
+            nodes = sorted({r["node"] for r in ran})
+            self.store.finish_stage(name, job.task, stage, job.fingerprint, "finished", seconds=round(seconds, 3),
+                                    device=",".join(devices) or None, node=",".join(nodes) or None,
+                                    output=str(job.output), detail=detail)  # fmt: skip
+            self.say(f"{stage} {job.task}: finished in {seconds:.1f}s on {','.join(devices)} ({job.output.name})")
+
+    # -- teacher ---------------------------------------------------------------------------------------------------
+
+    def _teacher_job(self, task: str, a: TaskAssets) -> Job | None:
+        t = self.spec.tasks[task]["teacher"]  # {model, finetune} (the spec normalises study tasks)
+        if t["finetune"] is None:  # an already fine-tuned teacher directory: nothing to build
+            a.teacher = str(Path(t["model"]).expanduser().resolve())
+            return None
+        td = self.data(task)
+        fp = _fingerprint({"stage": "teacher", "task": td.task.to_dict(), "data": td.fingerprint(),
+                           "model": _model_identity(t["model"]), "finetune": t["finetune"]})  # fmt: skip
+        out = self.root / task / f"teacher-{fp}"
+        a.teacher = str(out)
+        cluster, _ = _cluster()
+        cpus, gpus = float(self.spec.resources["teacher_cpus"]), stage_gpus(self.spec, "teacher_gpus", cluster)
+        ref = self.task_data_ref(task)
+        return Job(
+            task, "teacher", fp, out,
+            done=lambda: (out / "config.json").is_file() and (out / "featherweight_teacher.json").is_file(),
+            submit=lambda: [_remote(_teacher_task, cpus, gpus).remote(t["model"], ref, str(out), t["finetune"], cpus,
+                                                                       gpus)],
+            finish=lambda results: {"metrics": results[0]["metrics"]},
+            detail={"model": t["model"], "finetune": t["finetune"], "cpus": cpus, "gpus": gpus},
+        )  # fmt: skip
+
+    # -- bootstrap -------------------------------------------------------------------------------------------------
+
+    def _bootstrap_job(self, task: str, a: TaskAssets) -> Job | None:
+        b = self.spec.tasks[task]["bootstrap"]
+        if b is None:
+            return None
+        if isinstance(b, str):
+            a.bootstrap = str(Path(b).expanduser().resolve())
+            return None
+        td = self.data(task)
+        teacher = self.spec.tasks[task]["teacher"]
+        mlm = None
+        if b["mode"] == "fill-mask":
+            mlm = teacher["model"] if b["mlm"] == "teacher" else b["mlm"]
+        settings = {k: b[k] for k in ("n", "p", "k", "ratio", "seed", "mode")}
+        fp = _fingerprint({"stage": "bootstrap", "task": td.task.to_dict(), "data": td.fingerprint(), **settings,
+                           "mlm": _model_identity(mlm) if mlm else None, "vectors": "task:100"})  # fmt: skip
+        out = self.root / task / f"bootstrap-{fp}.parquet"
+        a.bootstrap = str(out)
+        cluster, _ = _cluster()
+        n_rows = len(td.train)
+        shards = b["shards"]
+        if shards == "auto":
+            if mlm is not None and float(cluster.get("GPU", 0)) > 0:
+                shards = max(1, int(cluster["GPU"]))
+            else:
+                cpus_each = float(self.spec.resources["bootstrap_cpus"])
+                shards = max(1, min(MAX_AUTO_SHARDS, int(float(cluster.get("CPU", 1)) // cpus_each)))
+        shards = max(1, min(shards, n_rows))
+        cpus = float(self.spec.resources["bootstrap_cpus"])
+        gpus = stage_gpus(self.spec, "bootstrap_gpus", cluster, shards, fill_mask=mlm is not None)
+        bounds = [(n_rows * i // shards, n_rows * (i + 1) // shards) for i in range(shards)]
+        shard_dir = out.with_name(f"{out.stem}.shards")
+        files = [shard_dir / f"shard-{i:05d}-of-{shards:05d}.parquet" for i in range(shards)]
+        cfg = {**{k: b[k] for k in ("n", "p", "k", "seed", "mode")}, "ratio": 1.0}
+        ref = self.task_data_ref(task)
+        vectors_dir = str(self.root / task)
+
+        def submit() -> list:
+            import ray
+
+            vec = ray.get(_remote(_vectors_task, 1, 0).remote(ref, vectors_dir))
+            shard = _remote(_shard_task, cpus, gpus)
+            return [ray.put(vec)] + [shard.remote(ref, str(f), cfg, vec["path"], mlm, bounds[i], cpus, gpus)
+                                     for i, f in enumerate(files) if not f.is_file()]  # fmt: skip
+
+        def finish(results: list[dict]) -> dict:
+            kept = _concat_shards(files, out, b["ratio"], shards)
+            import shutil
+
+            shutil.rmtree(shard_dir, ignore_errors=True)
+            return {"kept": kept, "shards_run": len(results) - 1}
+
+        return Job(task, "bootstrap", fp, out, done=out.is_file, submit=submit, finish=finish,
+                   detail={**settings, "mlm": mlm, "shards": shards, "cpus": cpus, "gpus": gpus},
+                   fault_after_first=True)  # fmt: skip
+
+    # -- soft targets ----------------------------------------------------------------------------------------------
+
+    def _label_job(self, task: str, a: TaskAssets) -> Job | None:
+        if a.teacher is None:
+            return None
+        from featherweight_core.augment import read_augmented
+        from featherweight_core.softtargets import SoftTargetStore, teacher_fingerprint, texts_fingerprint
+
+        td = self.data(task)
+        root = self.root / SOFT_TARGETS_DIR
+        store = SoftTargetStore(root)
+        parts: list[tuple[Any, str]] = [(td, "train")]
+        boot_fp = None
+        if a.bootstrap is not None:
+            aug, _ = read_augmented(a.bootstrap, td.task)
+            parts.append((aug, f"{td.task.name}-bootstrap"))
+            boot_fp = texts_fingerprint(aug.keys, aug.texts)
+        fp = _fingerprint({"stage": "soft_targets", "teacher": teacher_fingerprint(a.teacher),
+                           "data": td.fingerprint(), "bootstrap": boot_fp})  # fmt: skip
+        cluster, _ = _cluster()
+        cpus, gpus = float(self.spec.resources["teacher_cpus"]), stage_gpus(self.spec, "teacher_gpus", cluster)
+        ref = self.task_data_ref(task)
+        teacher_dir, boot = a.teacher, a.bootstrap
+        return Job(
+            task, "soft_targets", fp, root,
+            done=lambda: all(store.has(teacher_dir, d, split) for d, split in parts),
+            submit=lambda: [_remote(_label_task, cpus, gpus).remote(teacher_dir, ref, boot, str(root), cpus, gpus)],
+            finish=lambda results: {"rows": results[0]["rows"]},
+            detail={"teacher": teacher_dir, "bootstrap": boot, "cpus": cpus, "gpus": gpus},
+        )  # fmt: skip
+
+
+def _user_error(e: BaseException) -> UserError | None:
+    """The UserError a Ray task raised (Ray wraps it), or None."""
+    seen = 0
+    while e is not None and seen < 5:
+        if isinstance(e, UserError):
+            return e
+        e = getattr(e, "cause", None) or e.__cause__
+        seen += 1
+    return None
+
+
+def _concat_shards(files: list[Path], output: Path, ratio: float, shards: int) -> int:
+    """Concatenate the shard files in order, keep ``ratio`` of the variants (the same systematic sampling as
+    :func:`featherweight_core.augment.augment_to_file`), write ``output`` atomically; returns the rows kept."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from featherweight_core.atomic import atomic_write
+    from featherweight_core.augment import META_KEY
+
+    tables = [pq.read_table(f) for f in files]
+    meta = json.loads(tables[0].schema.metadata[META_KEY])
+    table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
+    if ratio < 1.0:
+        keep = [i for i in range(table.num_rows) if math.floor((i + 1) * ratio) > math.floor(i * ratio)]
+        table = table.take(pa.array(keep, type=pa.int64()))
+    if table.num_rows == 0:
+        raise DataError(f"augmentation of task {meta['task'].get('name')!r} produced no examples (no word had"
+                        f" candidates; vectors: {meta.get('vectors')})")  # fmt: skip
+    meta["config"]["ratio"] = ratio
+    meta["shards"] = shards
+    meta["source_examples"] = sum(json.loads(t.schema.metadata[META_KEY])["source_examples"] for t in tables)
+    table = table.replace_schema_metadata({META_KEY: json.dumps(meta).encode()})
+    atomic_write(output, lambda tmp: pq.write_table(table, str(tmp)))
+    return table.num_rows
+
+
+def run_study(spec: SweepSpec, store, data: TaskDataCache, say: Callable[[str], None]) -> dict[str, TaskAssets]:
+    """Run the teacher, bootstrap and soft-target stages of the spec's study tasks (Ray must be initialised);
+    returns their assets (the teacher directory, the bootstrap file, the soft-target store prepare() reads)."""
+    return StudyRunner(spec, store, data, say).run()
