@@ -136,6 +136,7 @@ def run_sweep(
     (a :class:`sweep.tuner.ResourceError` leaves no file behind), then the spec copy, the sweep row, the assets and
     the stages."""
     t0 = time.time()
+    address = address or spec.raw.get("address")  # --address wins over the spec's address
     outcome = SweepOutcome(spec.name, spec.database)
     all_trials = spec.distill_trials()
     outcome.distill_total = len(all_trials)
