@@ -150,6 +150,8 @@ def _int(value: Any, where: str, lo: int | None = None) -> int:
 def _num(value: Any, where: str, lo: float | None = None, hi: float | None = None, hi_open: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise SpecError(f"{where}: expected a finite number, got {value!r}")
+    if hi is None and lo is not None and value < lo:
+        raise SpecError(f"{where}: {value} must be >= {lo}")
     if (lo is not None and value < lo) or (hi is not None and (value >= hi if hi_open else value > hi)):
         raise SpecError(f"{where}: {value} is outside [{lo}, {hi}{')' if hi_open else ']'}")
     return float(value)
@@ -453,8 +455,9 @@ def _validate_study_teacher(value: Any, where: str, check_files: bool) -> dict |
         w = f"{where}.finetune"
         ft = _merge(_finetune_defaults(model), ft, w)
         _int(ft["epochs"], f"{w}.epochs", 1)
-        if _num(ft["lr"], f"{w}.lr", 0.0) <= 0:
-            raise SpecError(f"{w}.lr: {ft['lr']} must be > 0")
+        lr = ft["lr"]
+        if isinstance(lr, bool) or not isinstance(lr, int | float) or not math.isfinite(lr) or lr <= 0:
+            raise SpecError(f"{w}.lr: expected a number > 0, got {lr!r}")
         _int(ft["batch_size"], f"{w}.batch_size", 1)
         _int(ft["max_length"], f"{w}.max_length", 8)
         _choice(ft["precision"], TEACHER_PRECISIONS, f"{w}.precision")
@@ -493,8 +496,9 @@ def _validate_study_bootstrap(value: Any, teacher: dict | None, where: str, chec
     _int(b["k"], f"{where}.k", 1)
     _int(b["seed"], f"{where}.seed", 0)
     for key in ("p", "ratio"):
-        if _num(b[key], f"{where}.{key}", 0.0, 1.0) <= 0:
-            raise SpecError(f"{where}.{key}: {b[key]} is outside (0, 1]")
+        v = b[key]
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 1:
+            raise SpecError(f"{where}.{key}: expected a number in (0, 1], got {v!r}")
     _choice(b["mode"], AUGMENT_MODES, f"{where}.mode")
     if b["shards"] != "auto" and (isinstance(b["shards"], bool) or not isinstance(b["shards"], int) or b["shards"] < 1):
         raise SpecError(f"{where}.shards: expected 'auto' or an integer >= 1, got {b['shards']!r}")

@@ -1,0 +1,134 @@
+"""One spec, the whole study: a sweep whose spec fine-tunes the small teacher, generates bootstrap data in 2 shards and
+labels with the teacher, each stage as Ray tasks recorded in the ``stages`` table; the driver killed (SIGKILL, by
+``FEATHERWEIGHT_FAULT_STAGE``) inside each stage in turn, and every resume redoes only the stage it was killed in."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from db.store import ExperimentStore
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def _spec(tmp_path: Path) -> Path:
+    raw = {
+        "name": "study",
+        "storage": str(tmp_path / "runs"),
+        "cache_dir": str(tmp_path / "cache"),
+        "tasks": {
+            "synthetic": {
+                "data_options": {"n_train": 300, "n_dev": 100},
+                "teacher": {"model": "small", "finetune": {"epochs": 1}},
+                "bootstrap": {"n": 2, "k": 4, "shards": 2},
+            }
+        },
+        "grid": {
+            "archs": ["ffn"],
+            "embeddings": ["hash"],
+            "dims": [8],
+            "vocab_sizes": [100],
+            "alphas": [0.5],
+            "bootstrap": [False, True],
+        },  # fmt: skip
+        "training": {"max_epochs": 1, "patience": 1},
+        "resources": {"cpus_per_trial": 1, "num_cpus": 2},
+    }
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def _featherweight(*args: str, cwd: Path, fault: str | None = None) -> tuple[int, str]:
+    """Run the CLI in its own session; afterwards stop whatever a killed driver's Ray left in that session."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    env.pop("FEATHERWEIGHT_FAULT_STAGE", None)
+    if fault:
+        env["FEATHERWEIGHT_FAULT_STAGE"] = fault
+    proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    try:
+        out, _ = proc.communicate(timeout=240)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, out
+
+
+def _stages(db: Path) -> dict[str, dict]:
+    return {r["stage"]: r for r in ExperimentStore(db, read_only=True).stages("study")}
+
+
+def test_whole_study_stages_resume_after_a_kill_in_each(tmp_path):
+    spec = _spec(tmp_path)
+    runs = tmp_path / "runs"
+    db = runs / "featherweight.duckdb"
+    assets = runs / "study" / "assets" / "synthetic"
+    resume = ("sweep", "resume", "study", "--storage", str(runs))
+
+    # killed inside the teacher stage: its row says running, nothing was written
+    rc, out = _featherweight("sweep", "run", str(spec), cwd=tmp_path, fault="teacher")
+    assert rc == -signal.SIGKILL, out[-3000:]
+    rows = _stages(db)
+    assert set(rows) == {"teacher"} and rows["teacher"]["status"] == "running", rows
+    assert not list(assets.glob("teacher-*"))
+
+    # killed inside the bootstrap stage (once a shard is done): the teacher finished on its second attempt
+    rc, out = _featherweight(*resume, cwd=tmp_path, fault="bootstrap")
+    assert rc == -signal.SIGKILL, out[-3000:]
+    rows = _stages(db)
+    teacher = rows["teacher"]
+    assert teacher["status"] == "finished" and teacher["attempts"] == 2 and teacher["device"] == "cpu"
+    assert teacher["seconds"] > 0 and teacher["node"] and teacher["detail"]["metrics"]["score"] > 0
+    (teacher_dir,) = assets.glob("teacher-*")
+    assert teacher["output"] == str(teacher_dir) and teacher_dir.name == f"teacher-{teacher['fingerprint']}"
+    teacher_mtime = (teacher_dir / "model.safetensors").stat().st_mtime_ns
+    assert rows["bootstrap"]["status"] == "running"
+    assert not list(assets.glob("bootstrap-*.parquet"))
+    assert list(assets.glob("bootstrap-*.shards/shard-*-of-00002.parquet"))  # the finished shard is kept
+
+    # killed inside the soft-target stage: the teacher was not touched, the bootstrap data finished
+    rc, out = _featherweight(*resume, cwd=tmp_path, fault="soft_targets")
+    assert rc == -signal.SIGKILL, out[-3000:]
+    assert "teacher synthetic: done already" in out
+    rows = _stages(db)
+    assert rows["teacher"] == teacher
+    boot = rows["bootstrap"]
+    assert boot["status"] == "finished" and boot["attempts"] == 2 and boot["device"] == "cpu" and boot["seconds"] > 0
+    assert boot["detail"]["shards"] == 2 and boot["detail"]["shards_run"] <= 1 and boot["detail"]["kept"] > 0
+    (boot_file,) = assets.glob("bootstrap-*.parquet")
+    assert boot["output"] == str(boot_file) and not list(assets.glob("bootstrap-*.shards"))
+    boot_mtime = boot_file.stat().st_mtime_ns
+    assert rows["soft_targets"]["status"] == "running"
+
+    # the last resume labels, then runs every trial; prepare() on the driver only reads what the stage wrote
+    rc, out = _featherweight(*resume, cwd=tmp_path)
+    assert rc == 0, out[-3000:]
+    assert "teacher synthetic: done already" in out and "bootstrap synthetic: done already" in out
+    rows = _stages(db)
+    assert rows["teacher"] == teacher and rows["bootstrap"] == boot
+    assert (teacher_dir / "model.safetensors").stat().st_mtime_ns == teacher_mtime
+    assert boot_file.stat().st_mtime_ns == boot_mtime
+    soft = rows["soft_targets"]
+    assert soft["status"] == "finished" and soft["attempts"] == 2 and soft["device"] == "cpu" and soft["seconds"] > 0
+    assert soft["detail"]["rows"] == 300 + boot["detail"]["kept"]  # the train split and every bootstrap row
+    store = ExperimentStore(db, read_only=True)
+    trials = store.query("SELECT trial_id, status, finished_at FROM trials WHERE sweep = 'study'")
+    assert len(trials) == 2 and (trials.status == "finished").all()
+    assert store.sweep_status("study")["status"] == "finished"
+    teachers = store.query("SELECT name FROM baselines WHERE sweep = 'study'")
+    assert list(teachers.name) == [f"teacher:{teacher_dir.name}"]
+
+    # nothing left: no stage runs again, nothing changes
+    rc, out = _featherweight(*resume, cwd=tmp_path)
+    assert rc == 0 and "nothing to do" in out, out[-3000:]
+    assert _stages(db) == rows
