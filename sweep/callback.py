@@ -20,6 +20,7 @@ from ray import tune
 from db.errors import LockedError
 from db.journal import Journal
 from db.store import ExperimentStore, TrialRecord
+from trainables.checkpoints import CHECKPOINT_ROOT, checkpoint_dir
 from trainables.trial import TrialOutcome
 
 
@@ -28,8 +29,18 @@ def outcome_of(trial) -> TrialOutcome:
     return TrialOutcome.from_result(trial.last_result)
 
 
+def trial_checkpoint_dir(tune_trial, trial_id: str) -> str | None:
+    """Where the trial saved its model: ``<checkpoint_root>/<trial_id>`` (``trainables.checkpoints``), or the Tune
+    checkpoint a trainable run without a checkpoint root reported. Only a finished outcome's path is recorded."""
+    if tune_trial.checkpoint is not None:
+        return tune_trial.checkpoint.path
+    root = (tune_trial.config or {}).get(CHECKPOINT_ROOT)
+    return str(checkpoint_dir(root, trial_id)) if root else None
+
+
 def crashed_outcome(trial) -> TrialOutcome:
-    """The outcome of a trial whose worker died (killed, out of memory): the last line of Tune's error file."""
+    """The outcome of a trial whose worker or node died (killed, out of memory, a node lost) and that Tune gave up
+    retrying (``sweep.tuner.MAX_FAILURES``): the last line of Tune's error file."""
     err = "trial worker failed"
     try:
         if trial.error_file and Path(trial.error_file).is_file():
@@ -38,7 +49,11 @@ def crashed_outcome(trial) -> TrialOutcome:
     except OSError:
         pass
     now = time.time()
-    return TrialOutcome.failed(err, started_at=getattr(trial, "start_time", None) or now, finished_at=now)
+    # where it ran, as far as Tune knows without asking the (dead) worker: the node's IP
+    location = getattr(getattr(trial, "temporary_state", None), "location", None)
+    ip = getattr(location, "hostname", None) or None
+    return TrialOutcome.failed(err, started_at=getattr(trial, "start_time", None) or now, finished_at=now, node_ip=ip,
+                               node=ip)  # fmt: skip
 
 
 class DatabaseCallback(tune.Callback):
@@ -75,7 +90,7 @@ class DatabaseCallback(tune.Callback):
         trial = self.trial_of(tune_trial)
         if trial.trial_id in self.recorded:
             return
-        ckpt = tune_trial.checkpoint.path if tune_trial.checkpoint is not None else None
+        ckpt = trial_checkpoint_dir(tune_trial, trial.trial_id)
         rec = self.to_record(trial, outcome, ckpt)
         self.journal.append(rec)
         self.recorded.add(trial.trial_id)

@@ -34,7 +34,10 @@ def run_distill_stage(
     from trainables.distill import distill_trainable
 
     say("preparing data (encoded once per task and encoding, shared with all trials)")
-    refs = {key: ray.put(p) for key, p in prepare_for_trials(spec, todo, assets, data).items()}
+    prepared = prepare_for_trials(spec, todo, assets, data)
+    boot_keys = {t.data_key for t in todo if t.bootstrap}
+    # bootstrapping trials share one train+bootstrap split instead of concatenating their own (Prepared.share_bootstrap)
+    refs = {key: ray.put(p.share_bootstrap() if key in boot_keys else p) for key, p in prepared.items()}
 
     def trial_of(tune_trial) -> DistillTrial:
         return DistillTrial.from_dict(tune_trial.config["trial"])

@@ -35,9 +35,48 @@ def quiet_ray_env() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+class ClusterError(UserError):
+    """The Ray cluster to join (``--address`` or the spec's ``address``) is malformed or cannot be reached."""
+
+
+CONNECT_TIMEOUT_S = 5.0
+# Tune retries a trial whose worker or node died (system failures: application errors are caught inside the trainables
+# and recorded) this many times, on any node with room, before it is recorded as failed
+MAX_FAILURES = 2
+
+
+def check_address(address: object, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
+    """Raise :class:`ClusterError` unless ``address`` is ``auto`` or a ``[ray://]HOST:PORT`` something listens on
+    (Ray itself would retry an unreachable address for minutes). ``auto`` is left to Ray (it finds a cluster started on
+    this machine, or says there is none)."""
+    import socket
+
+    expected = ("HOST:PORT of the Ray head (e.g. 10.0.0.5:6379, as `ray start --head --port=6379` prints),"
+                " ray://HOST:PORT or auto")  # fmt: skip
+    if not isinstance(address, str) or not address.strip():
+        raise ClusterError(f"address: expected {expected}, got {address!r}")
+    if address == "auto":
+        return
+    rest = address.removeprefix("ray://")
+    host, _, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ClusterError(f"address {address!r}: expected {expected}")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            pass
+    except socket.gaierror as e:
+        raise ClusterError(f"address {address!r}: unknown host {host!r} ({e.strerror})") from e
+    except TimeoutError as e:
+        raise ClusterError(f"address {address!r}: no answer from {host}:{port} within {timeout_s:g} s") from e
+    except OSError as e:
+        raise ClusterError(f"address {address!r}: cannot reach a Ray head at {host}:{port} ({e.strerror or e};"
+                           f" start one with `ray start --head --port={port}`)") from e  # fmt: skip
+
+
 def init_ray(address: str | None, resources: dict[str, Any], verbose: bool = False) -> bool:
-    """Join ``address`` (an existing cluster) or start a local Ray with the spec's ``num_cpus`` / ``num_gpus``.
-    Returns True when this call started Ray."""
+    """Join ``address`` (an existing cluster: :class:`ClusterError` when it is malformed or unreachable) or start a
+    local Ray with the spec's ``num_cpus`` / ``num_gpus``. Returns True when this call started Ray."""
     import ray
 
     quiet_ray_env()
@@ -46,7 +85,12 @@ def init_ray(address: str | None, resources: dict[str, Any], verbose: bool = Fal
     level = logging.INFO if verbose else logging.ERROR
     kwargs: dict[str, Any] = {"logging_level": level, "log_to_driver": verbose, "include_dashboard": False}
     if address:
-        ray.init(address=address, **kwargs)
+        check_address(address)
+        try:
+            ray.init(address=address, **kwargs)
+        except (ConnectionError, ValueError, RuntimeError) as e:  # no cluster there, a version mismatch, ...
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ClusterError(f"address {address!r}: could not join the Ray cluster: {first}") from e
     else:
         ray.init(num_cpus=resources.get("num_cpus"), num_gpus=resources.get("num_gpus"), **kwargs)
     for name in ("ray.tune", "ray.train", "ray.air"):
@@ -238,18 +282,28 @@ def build_tuner(
 ) -> WatchedTuner:
     """A Tuner with the project's settings: per-trial CPU/GPU shares from the spec's ``resources`` (also passed to
     the trainable as ``cpus``/``gpus`` so it sizes its threads and picks its device), actor reuse (about 0.1 s per
-    trial instead of about 1 s), no retries (a failed trial is recorded and the sweep goes on), one checkpoint kept
-    per trial, Tune's console output off (the progress reporter prints instead), Tune's JSON and CSV result loggers
-    on (``ray.tune.ExperimentAnalysis`` reads them), and a trial PENDING longer than
-    ``resources.pending_timeout_s`` failing the run (:class:`PendingTimeout`)."""
+    trial instead of about 1 s), no retries of a trial that raised (the trainable records the error and the sweep goes
+    on) but up to :data:`MAX_FAILURES` of one whose worker or node died, trials saving their
+    models straight into ``<storage_path>/../checkpoints/<trial_id>`` (``checkpoint_root`` in the config, see
+    ``trainables.checkpoints``; no Tune checkpoints, so no experiment-state snapshot per trial), Tune's console
+    output off (the progress reporter prints instead), Tune's JSON and CSV result loggers on
+    (``ray.tune.ExperimentAnalysis`` reads them), and a trial PENDING longer than ``resources.pending_timeout_s``
+    failing the run (:class:`PendingTimeout`)."""
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    from trainables.checkpoints import CHECKPOINT_ROOT
 
     cpus, gpus = resources["cpus_per_trial"], resources["gpus_per_trial"]
     watch = PendingWatch(float(resources.get("pending_timeout_s") or 600), resources)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": cpus, "gpu": gpus}),
-        param_space={**param_space, "cpus": cpus, "gpus": gpus},
+        param_space={
+            **param_space,
+            "cpus": cpus,
+            "gpus": gpus,
+            CHECKPOINT_ROOT: str(Path(storage_path).resolve().parent / "checkpoints"),
+        },  # fmt: skip
         tune_config=tune.TuneConfig(
             reuse_actors=True,
             max_concurrent_trials=max_concurrent,
@@ -262,7 +316,7 @@ def build_tuner(
             verbose=0,
             callbacks=[*callbacks, JsonLoggerCallback(), CSVLoggerCallback(), watch.callback],
             stop=watch.stopper,
-            failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+            failure_config=tune.FailureConfig(max_failures=MAX_FAILURES, fail_fast=False),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
         ),
     )

@@ -4,7 +4,6 @@ sparsity targets, quantize, evaluate, measure, checkpoint, ``tune.report`` (scor
 
 from __future__ import annotations
 
-import tempfile
 import time
 from typing import Any
 
@@ -15,6 +14,7 @@ from featherweight_core.prepare import Prepared
 from featherweight_core.prune import PruneConfig
 from featherweight_core.quantize import QuantConfig
 from featherweight_core.vocab import MODULE_GROUPS, PRUNE_GROUP_OF_MODULE_GROUP
+from trainables.checkpoints import save_and_report
 from trainables.distill import error_message, setup_torch
 from trainables.placement import placement
 from trainables.trial import CompressTrial, TrialOutcome
@@ -78,9 +78,8 @@ def compress_trainable(config: dict[str, Any], prepared: Prepared, fixed: dict[s
     trial = CompressTrial.from_dict({**fixed, "targets": config["targets"]})
     try:
         setup_torch(config.get("cpus", 1), 0)
-        with tempfile.TemporaryDirectory(prefix="fw-compress-") as out:
-            outcome = compress_trial(trial, prepared, out)
-            tune.report(outcome.to_result(trial.size_measure), checkpoint=tune.Checkpoint.from_directory(out))
+        save_and_report(config, trial.trial_id, lambda out: compress_trial(trial, prepared, out),
+                        lambda o: o.to_result(trial.size_measure))  # fmt: skip
     except Exception as e:  # recorded as an errored trial; the search goes on
         outcome = TrialOutcome.failed(error_message(e), started, time.time(), **placement("cpu"))
         tune.report(outcome.to_result(trial.size_measure))

@@ -8,7 +8,6 @@ pulls only what its trials use). :func:`train_trial` is the Ray-free body, also 
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 import traceback
 from typing import Any
@@ -17,6 +16,7 @@ from featherweight_core.distill import DistillConfig, resolve_temperature
 from featherweight_core.prepare import Prepared
 from featherweight_core.run import run_distillation, student_config_for
 from featherweight_core.vocab import MODULE_GROUPS
+from trainables.checkpoints import save_and_report
 from trainables.placement import placement
 from trainables.trial import DistillTrial, TrialOutcome
 
@@ -98,10 +98,29 @@ def test_metrics(summary: dict[str, Any]) -> dict[str, float]:
     return {f"test_{k}": v for k, v in (summary.get("test_metrics") or {}).items() if isinstance(v, int | float)}
 
 
+_FETCHED: dict[str, tuple[bytes, Prepared]] = {}  # in a worker process: data key -> (object id, dataset)
+
+
+def fetch_prepared(data: dict[str, Any], key: str) -> Prepared:
+    """The dataset ``key`` from Ray's object store, fetched once per worker process: a reused actor's later trials on
+    the same data get the same object. Its numpy arrays are read-only views of the node's shared object store (no
+    copy); what is not a plain array (the example keys, a list) is unpickled once per worker instead of per trial.
+    One dataset is kept at a time."""
+    import ray
+
+    ref = data[key]
+    hit = _FETCHED.get(key)
+    if hit is not None and hit[0] == ref.binary():
+        return hit[1]
+    _FETCHED.clear()
+    prepared = ray.get(ref)
+    _FETCHED[key] = (ref.binary(), prepared)
+    return prepared
+
+
 def distill_trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
     """Tune function trainable. ``config["trial"]`` is a DistillTrial as a dict; ``data`` maps data keys to object
     references of ``Prepared`` datasets."""
-    import ray
     from ray import tune
 
     started = time.time()
@@ -110,10 +129,9 @@ def distill_trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
     try:
         device = setup_torch(config.get("cpus", 1), config.get("gpus", 0))
         inject_fault(trial.to_dict())
-        prepared = ray.get(data[trial.data_key])
-        with tempfile.TemporaryDirectory(prefix="fw-trial-") as out:
-            outcome = train_trial(trial, prepared, device, out)
-            tune.report(outcome.to_result(), checkpoint=tune.Checkpoint.from_directory(out))
+        prepared = fetch_prepared(data, trial.data_key)
+        save_and_report(config, trial.trial_id, lambda out: train_trial(trial, prepared, device, out),
+                        lambda o: o.to_result())  # fmt: skip
     except Exception as e:  # recorded as an errored trial with its message; the sweep goes on
         outcome = TrialOutcome.failed(error_message(e), started, time.time(), **placement(device))
         tune.report(outcome.to_result())
