@@ -95,22 +95,32 @@ def stage_gpus(spec: SweepSpec, key: str, cluster: dict[str, float], shards: int
     return max(0.01, math.floor(min(1.0, gpus / max(shards, 1)) * 100) / 100)
 
 
-def check_stage_resources(spec: SweepSpec) -> None:
-    """A stage task's CPUs / GPUs must fit on one node (run right after Ray starts, before anything is written)."""
+def _amount(n: float, unit: str) -> str:
+    return f"{n:g} {unit}{'' if float(n) == 1 else 's'}"
+
+
+def check_stage_resources(spec: SweepSpec, cluster: dict[str, float] | None = None,
+                          nodes: list[dict] | None = None) -> None:  # fmt: skip
+    """A stage task's CPUs / GPUs (``resources.teacher_*``, ``bootstrap_*``) must fit on one node of the Ray cluster
+    (``ray.cluster_resources()``, the live ``ray.nodes()``; the running cluster when not given). Run right after Ray
+    starts, before anything is written: :class:`sweep.tuner.ResourceError` otherwise."""
     if not any(spec.is_study(t) for t in spec.tasks):
         return
-    cluster, nodes = _cluster()
+    if cluster is None or nodes is None:
+        cluster, nodes = _cluster()
+    alive = [n for n in nodes if n.get("Alive", True)]
     for key, ray_key in (("teacher_cpus", "CPU"), ("bootstrap_cpus", "CPU"), ("teacher_gpus", "GPU"),
                          ("bootstrap_gpus", "GPU")):  # fmt: skip
         asked = spec.resources[key]
         if asked == "auto" or float(asked) <= 0:
             continue
-        per_node = [float((n.get("Resources") or {}).get(ray_key, 0)) for n in nodes]
+        per_node = [float((n.get("Resources") or {}).get(ray_key, 0)) for n in alive]
         if per_node and max(per_node) >= float(asked):
             continue
-        unit = ray_key if float(asked) == 1 else f"{ray_key}s"
-        raise ResourceError(f"resources.{key}: {asked:g} {unit} per stage task asked, the largest Ray node has"
-                            f" {max(per_node, default=0):g} (cluster total {float(cluster.get(ray_key, 0)):g})")  # fmt: skip
+        where = ", ".join(f"{n.get('NodeManagerAddress', '?')}: {_amount(c, ray_key)}"
+                          for n, c in zip(alive, per_node, strict=True))  # fmt: skip
+        raise ResourceError(f"resources.{key}: {_amount(float(asked), ray_key)} per stage task asked, the Ray cluster"
+                            f" has {_amount(float(cluster.get(ray_key, 0)), ray_key)} (nodes: {where})")  # fmt: skip
 
 
 # ---- the Ray tasks (run on a worker; return where and how long they ran) -----------------------------------------------

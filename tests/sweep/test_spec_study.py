@@ -14,7 +14,8 @@ from featherweight_core.data import load_task_data
 from featherweight_core.tasks import task_from_options
 from featherweight_core.wordvectors import task_word_vectors
 from sweep.spec import SpecError, validate
-from sweep.study import _concat_shards, stage_gpus
+from sweep.study import _concat_shards, check_stage_resources, stage_gpus
+from sweep.tuner import ResourceError
 
 W = "tasks.synthetic"
 
@@ -206,3 +207,16 @@ def test_shards_concatenated_are_the_unsharded_output(tmp_path, ratio):
     )
     _, meta = read_augmented(tmp_path / "joined.parquet", td.task)
     assert meta["config"]["ratio"] == ratio and meta["shards"] == 3 and meta["source_examples"] == 120
+
+
+def test_stage_resources_must_fit_a_node():
+    node = {"Alive": True, "NodeManagerAddress": "10.0.0.1", "Resources": {"CPU": 4.0}}
+    check_stage_resources(validate(_raw({"model": "small"})), {"CPU": 4.0}, [node])  # auto: 0 GPUs here
+    check_stage_resources(validate(_raw("small", teacher_gpus=1)), {"CPU": 4.0}, [node])  # not a study task
+    with pytest.raises(ResourceError) as e:
+        check_stage_resources(validate(_raw({"model": "small"}, teacher_gpus=1)), {"CPU": 4.0}, [node])
+    assert str(e.value) == ("resources.teacher_gpus: 1 GPU per stage task asked, the Ray cluster has 0 GPUs"
+                            " (nodes: 10.0.0.1: 0 GPUs)")  # fmt: skip
+    with pytest.raises(ResourceError, match=r"^resources\.bootstrap_cpus: 6 CPUs per stage task asked, the Ray "
+                                            r"cluster has 4 CPUs \(nodes: 10\.0\.0\.1: 4 CPUs\)$"):  # fmt: skip
+        check_stage_resources(validate(_raw({"model": "small"}, bootstrap_cpus=6)), {"CPU": 4.0}, [node])

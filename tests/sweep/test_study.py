@@ -132,3 +132,42 @@ def test_whole_study_stages_resume_after_a_kill_in_each(tmp_path):
     rc, out = _featherweight(*resume, cwd=tmp_path)
     assert rc == 0 and "nothing to do" in out, out[-3000:]
     assert _stages(db) == rows
+
+
+def test_fill_mask_shards_run_their_masked_lm(tmp_path):
+    from featherweight_core.augment import read_augmented
+    from featherweight_core.data import load_task_data
+    from featherweight_core.tasks import task_from_options
+    from featherweight_core.teacher import build_small_bert
+
+    td = load_task_data(task_from_options("synthetic", {}), None, n_train=200, n_dev=50)
+    mlm = build_small_bert([t[0] for t in td.train.texts], tmp_path / "mlm", head="masked-lm")
+    raw = yaml.safe_load(_spec(tmp_path).read_text())
+    raw["tasks"]["synthetic"]["data_options"] = {"n_train": 200, "n_dev": 50}
+    raw["tasks"]["synthetic"]["bootstrap"] = {"mode": "fill-mask", "mlm": str(mlm), "n": 2, "k": 3, "shards": 2}
+    raw["grid"]["bootstrap"] = [True]
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(raw))
+    rc, out = _featherweight("sweep", "run", "study.yaml", cwd=tmp_path)
+    assert rc == 0, out[-3000:]
+    rows = _stages(tmp_path / "runs" / "featherweight.duckdb")
+    assert {s: r["status"] for s, r in rows.items()} == dict.fromkeys(("teacher", "bootstrap", "soft_targets"),
+                                                                        "finished")  # fmt: skip
+    boot = rows["bootstrap"]
+    assert boot["detail"]["mlm"] == str(mlm) and boot["detail"]["shards_run"] == 2 and boot["device"] == "cpu"
+    aug, meta = read_augmented(boot["output"], td.task)
+    assert len(aug) == boot["detail"]["kept"] > 0 and meta["mlm"] == str(mlm) and meta["config"]["mode"] == "fill-mask"
+
+
+def test_stage_resources_no_node_has_fail_before_anything_is_written(tmp_path):
+    raw = yaml.safe_load(_spec(tmp_path).read_text())
+    raw["resources"]["teacher_gpus"] = 1
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(raw))
+    before = sorted(p.name for p in tmp_path.iterdir())
+    rc, out = _featherweight("sweep", "run", "study.yaml", cwd=tmp_path)
+    assert rc == 2, out[-3000:]
+    assert (
+        out.strip()
+        .splitlines()[-1]
+        .startswith("error: resources.teacher_gpus: 1 GPU per stage task asked, the Ray cluster has 0 GPUs (nodes: ")
+    ), out
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no storage, database or spec copy
