@@ -251,6 +251,16 @@ SPEC_CASES = [
          {"s.yaml": SPEC_OK + "colour: blue\n"}),
     Case("spec-unknown-embedding", ["sweep", "validate", "s.yaml"], "glove",
          {"s.yaml": SPEC_OK.replace("embeddings: [hash]", "embeddings: [glove]")}),
+    Case("spec-teacher-precision", ["sweep", "validate", "s.yaml"],
+         "tasks.synthetic.teacher.finetune.precision: 'fp8' is not one of",
+         {"s.yaml": SPEC_OK.replace("data: synthetic\n", "data: synthetic\n    teacher: {model: small, finetune: {precision: fp8}}\n")}),
+    Case("spec-bootstrap-shards", ["sweep", "validate", "s.yaml"],
+         "tasks.synthetic.bootstrap.shards: expected 'auto' or an integer >= 1, got 0",
+         {"s.yaml": SPEC_OK.replace("data: synthetic\n", "data: synthetic\n    teacher: small\n    bootstrap: {n: 2, shards: 0}\n")}),
+    Case("spec-teacher-hub-not-cached", ["sweep", "validate", "s.yaml"],
+         "tasks.synthetic.teacher.model: model 'featherweight-tests/no-such-model' is not a local directory and is not cached",
+         {"s.yaml": SPEC_OK.replace("data: synthetic\n", "data: synthetic\n    teacher: {model: featherweight-tests/no-such-model, finetune: {}}\n")},
+         env={"HF_HUB_OFFLINE": "1"}),
 ]  # fmt: skip
 
 DATA_CASES = [
