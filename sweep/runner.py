@@ -33,9 +33,11 @@ from sweep.stage2 import plan_compress_stage, run_compress_stage
 from sweep.study import check_stage_resources, run_study
 from sweep.tuner import (
     SESSION_FILE,
+    ClusterError,
     PendingTimeout,
     ResourceError,
     check_cluster_resources,
+    check_shared_storage,
     init_ray,
     next_run_number,
     record_ray_session,
@@ -118,7 +120,9 @@ def _start_ray(spec: SweepSpec, address: str | None, say: Callable[[str], None],
     try:
         check_cluster_resources(spec.resources)
         check_stage_resources(spec)
-    except ResourceError:
+        if address:
+            check_shared_storage(spec.storage)  # on a cluster every node must see the storage at the same path
+    except (ResourceError, ClusterError):
         if started:
             ray.shutdown()
         raise

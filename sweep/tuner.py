@@ -33,6 +33,9 @@ def quiet_ray_env() -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "0")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # a local Ray prestarts one idle worker per CPU, which Tune's trial actors do not use (they start their own):
+    # ~0.6 CPU-s each for nothing (bench/bench_overhead.py)
+    os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
 
 
 class ClusterError(UserError):
@@ -96,6 +99,56 @@ def init_ray(address: str | None, resources: dict[str, Any], verbose: bool = Fal
     for name in ("ray.tune", "ray.train", "ray.air"):
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.CRITICAL)
     return True
+
+
+def check_shared_storage(storage: Path, timeout_s: float = 60.0) -> None:
+    """On a cluster of several nodes, raise :class:`ClusterError` when a node does not see ``storage`` at the same path:
+    trials write their checkpoints there and stage tasks their assets, on whichever node runs them, and the driver
+    (and the compression trials of stage 2, on any node) read them back. The driver writes a marker file there and
+    asks every alive node (a zero-CPU Ray task pinned to it) to read it; a node that does not answer within
+    ``timeout_s`` is not held against the sweep."""
+    import uuid
+
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if len(nodes) < 2:
+        return
+    token = uuid.uuid4().hex
+    marker = Path(storage).resolve() / f".featherweight-node-check-{token}"
+    marker.write_text(token)
+
+    def read(path: str) -> str | None:  # runs on the node (shipped by value: the node needs no featherweight import)
+        try:
+            with open(path) as f:
+                return f.read()
+        except OSError:
+            return None
+
+    try:
+        task = ray.remote(num_cpus=0, max_retries=0)(read)
+        refs = {n["NodeID"]: task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+                .remote(str(marker)) for n in nodes}  # fmt: skip
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
+        blind = []
+        for n in nodes:
+            ref = refs[n["NodeID"]]
+            if ref in ready:
+                try:
+                    seen = ray.get(ref)
+                except ray.exceptions.RayError:  # the node died meanwhile: not this check's business
+                    continue
+                if seen != token:
+                    blind.append(f"{n.get('NodeManagerAddress', '?')} (node {n['NodeID'][:8]})")
+    finally:
+        marker.unlink(missing_ok=True)
+    if blind:
+        raise ClusterError(
+            f"storage {storage}: not shared with every node of the Ray cluster ({', '.join(blind)} cannot see it);"
+            " trials write their checkpoints there on the node that runs them, so on a cluster the storage must be a"
+            " filesystem every node mounts at the same path (NFS or similar)"
+        )
 
 
 def _amount(n: float, unit: str) -> str:

@@ -179,6 +179,7 @@ def test_sweep_on_a_two_node_cluster_survives_losing_a_node(tmp_path, monkeypatc
         # the checkpoints, written by whichever node ran the trial, are where the rows say (a shared path here)
         paths = store.query("SELECT checkpoint_path FROM trial_results").checkpoint_path
         assert all(Path(p).is_file() for p in paths)
+        assert not list((tmp_path / "runs").glob(".featherweight-node-check-*"))  # the shared-storage check cleaned up
     finally:
         if proc is not None and proc.poll() is None:
             proc.kill()
