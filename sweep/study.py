@@ -255,10 +255,13 @@ class StudyRunner:
     # -- the generic part: skip what exists, record, submit, wait, record -----------------------------------------
 
     def _run_stage(self, stage: str, jobs: list[Job | None]) -> None:
+        """Every job of the stage at once; each job's row is finished or failed; the first error is raised after
+        all of them are recorded (a UserError from a Ray task as itself: one line for the user)."""
         import ray
 
         name = self.spec.name
         running: list[tuple[Job, list]] = []
+        errors: list[BaseException] = []
         for job in (j for j in jobs if j is not None):
             row = self._rows.get((job.task, stage, job.fingerprint))
             if job.done():
@@ -269,7 +272,10 @@ class StudyRunner:
                 continue
             self.store.start_stage(name, job.task, stage, job.fingerprint, str(job.output), job.detail)
             self.say(f"{stage} {job.task}: running ({job.output.name})")
-            running.append((job, job.submit()))
+            try:
+                running.append((job, job.submit()))
+            except Exception as e:
+                errors.append(self._failed(stage, job, e))
         if running and os.environ.get(FAULT_ENV) == stage:  # the fault hook: the driver dies inside the stage
             job, refs = running[0]
             if job.fault_after_first and len(refs) > 2:  # refs[0]: the word vectors, done already
@@ -280,13 +286,8 @@ class StudyRunner:
                 results = ray.get(refs)
                 detail = {**job.detail, **job.finish(results)}
             except Exception as e:
-                cause = _user_error(e)
-                lines = str(cause or e).strip().splitlines()
-                message = lines[0] if lines else type(e).__name__
-                self.store.finish_stage(name, job.task, stage, job.fingerprint, "failed", message=message)
-                if cause is not None:
-                    raise cause from None
-                raise
+                errors.append(self._failed(stage, job, e))
+                continue
             ran = [r for r in results if "start" in r]
             seconds = max(r["end"] for r in ran) - min(r["start"] for r in ran) if ran else 0.0
             devices = sorted({r["device"] for r in ran})
@@ -295,6 +296,17 @@ class StudyRunner:
                                     device=",".join(devices) or None, node=",".join(nodes) or None,
                                     output=str(job.output), detail=detail)  # fmt: skip
             self.say(f"{stage} {job.task}: finished in {seconds:.1f}s on {','.join(devices)} ({job.output.name})")
+        if errors:
+            raise errors[0]
+
+    def _failed(self, stage: str, job: Job, e: Exception) -> BaseException:
+        """Record the job's row as failed; returns what to raise: the UserError a Ray task raised, else ``e``."""
+        cause = _user_error(e)
+        lines = str(cause or e).strip().splitlines()
+        message = lines[0] if lines else type(e).__name__
+        self.store.finish_stage(self.spec.name, job.task, stage, job.fingerprint, "failed", message=message)
+        self.say(f"{stage} {job.task}: failed: {message}")
+        return cause if cause is not None else e
 
     # -- teacher ---------------------------------------------------------------------------------------------------
 
@@ -410,13 +422,14 @@ class StudyRunner:
 
 
 def _user_error(e: BaseException) -> UserError | None:
-    """The UserError a Ray task raised (Ray wraps it), or None."""
-    seen = 0
-    while e is not None and seen < 5:
-        if isinstance(e, UserError):
-            return e
-        e = getattr(e, "cause", None) or e.__cause__
-        seen += 1
+    """The UserError a Ray task raised, or None. Ray raises a ``RayTaskError(TeacherError)`` whose text is the
+    remote traceback: the original exception is its ``cause``."""
+    for _ in range(5):
+        cause = getattr(e, "cause", None)
+        if isinstance(cause, BaseException):
+            e = cause
+            continue
+        return e if isinstance(e, UserError) else None
     return None
 
 

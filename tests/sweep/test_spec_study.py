@@ -220,3 +220,19 @@ def test_stage_resources_must_fit_a_node():
     with pytest.raises(ResourceError, match=r"^resources\.bootstrap_cpus: 6 CPUs per stage task asked, the Ray "
                                             r"cluster has 4 CPUs \(nodes: 10\.0\.0\.1: 4 CPUs\)$"):  # fmt: skip
         check_stage_resources(validate(_raw({"model": "small"}, bootstrap_cpus=6)), {"CPU": 4.0}, [node])
+
+
+def test_a_user_error_from_a_ray_task_is_the_error_itself():
+    from ray.exceptions import RayTaskError
+
+    from featherweight_core.teacher import TeacherError
+    from sweep.study import _user_error
+
+    try:
+        raise TeacherError("model x: cannot load a sequence classifier")
+    except TeacherError as c:
+        cause = c
+    wrapped = RayTaskError("_teacher_task", "Traceback (most recent call last):\n  ...", cause).as_instanceof_cause()
+    assert _user_error(wrapped) is cause
+    assert _user_error(RayTaskError("f", "tb", ValueError("a bug")).as_instanceof_cause()) is None
+    assert _user_error(ValueError("a bug")) is None
