@@ -236,3 +236,24 @@ def test_a_user_error_from_a_ray_task_is_the_error_itself():
     assert _user_error(wrapped) is cause
     assert _user_error(RayTaskError("f", "tb", ValueError("a bug")).as_instanceof_cause()) is None
     assert _user_error(ValueError("a bug")) is None
+
+
+def test_stage_rows_attempts_and_cached(tmp_path):
+    from db.store import ExperimentStore
+
+    store = ExperimentStore(tmp_path / "fw.duckdb")
+    store.start_stage("s", "sst2", "teacher", "fp1", "/out/teacher-fp1", {"model": "small"})
+    (row,) = store.stages("s")
+    assert row["status"] == "running" and row["attempts"] == 1 and row["finished_at"] is None
+    store.start_stage("s", "sst2", "teacher", "fp1")  # the run after a killed one
+    store.finish_stage("s", "sst2", "teacher", "fp1", "finished", seconds=2.5, device="cpu", node="n",
+                       detail={"model": "small", "metrics": {"score": 0.9}})  # fmt: skip
+    (row,) = store.stages("s")
+    assert row["status"] == "finished" and row["attempts"] == 2 and row["seconds"] == 2.5
+    assert row["output"] == "/out/teacher-fp1" and row["detail"]["metrics"] == {"score": 0.9}
+    store.finish_stage("s", "sst2", "bootstrap", "fp2", "cached", output="/out/b.parquet")  # no running row first
+    assert [r["status"] for r in store.stages("s")] == ["finished", "cached"]
+    with pytest.raises(ValueError):
+        store.finish_stage("s", "sst2", "teacher", "fp1", "done")
+    with pytest.raises(ValueError):
+        store.start_stage("s", "sst2", "distillation", "fp3")
