@@ -14,6 +14,7 @@ is a speed reference, not a correctness one. Samples/s excludes evaluation. Mach
 with every figure because other work on the machine slows the loops down; compare the ratio column across runs.
 
     .venv/bin/python bench/bench_train.py --data data/glue --bpemb-dir data/bpemb
+    .venv/bin/python bench/bench_train.py --only bilstm:hash --device cuda   # both loops on a GPU
     FEATHERWEIGHT_SHARED_DATA=data .venv/bin/python bench/bench_train.py --only bilstm:bpe --samples 8000
 """
 
@@ -60,6 +61,8 @@ def naive_forward(model, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tens
 
 def naive_epoch(model, encoder, texts: list[str], labels: np.ndarray, cfg: DistillConfig, seed: int) -> float:
     """One epoch of the naive loop; returns samples/s (tokenization included, as it happens per batch)."""
+    device = torch.device(cfg.device)
+    model.to(device)
     model.train()
     optimizer = make_optimizer(model, cfg)
     rng = np.random.default_rng(seed)
@@ -72,9 +75,9 @@ def naive_epoch(model, encoder, texts: list[str], labels: np.ndarray, cfg: Disti
         ids = np.zeros((len(seqs), T, *seqs[0].shape[1:]), dtype=np.int64)
         for row, s in enumerate(seqs):
             ids[row, : len(s)] = s
-        lengths = torch.tensor([len(s) for s in seqs])
-        logits = naive_forward(model, torch.from_numpy(ids), lengths)
-        loss = distill_loss(logits, torch.from_numpy(labels[idx]), None, 1.0)
+        lengths = torch.tensor([len(s) for s in seqs], device=device)
+        logits = naive_forward(model, torch.from_numpy(ids).to(device), lengths)
+        loss = distill_loss(logits, torch.from_numpy(labels[idx]).to(device), None, 1.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -90,6 +93,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None, help="arch:embedding pairs, e.g. bilstm:bpe ffn:hash")
     ap.add_argument("--repeats", type=int, default=1, help="alternate ours/naive this many times, report the best")
     ap.add_argument("--cache-dir", default="/tmp/featherweight-bench-cache")
+    ap.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N: where both loops train")
     args = ap.parse_args()
     data_dir = data_path(args.data, "glue", "--data")
     bpemb_dir = data_path(args.bpemb_dir, "bpemb", "--bpemb-dir")
@@ -100,7 +104,8 @@ def main() -> None:
     configs = [(a, e) for a in ("bilstm", "rnn", "ffn") for e in EMBEDDINGS]
     if args.only:
         configs = [tuple(x.split(":")) for x in args.only]
-    print(f"SST-2 train {len(texts)} examples; torch {torch.__version__}, 1 thread; load at start {load_average()}")
+    print(f"SST-2 train {len(texts)} examples; torch {torch.__version__}, 1 thread, device {args.device}; "
+          f"load at start {load_average()}")  # fmt: skip
     header = f"{'arch':<7}{'emb':<6}{'dim':>4}{'n':>7}{'ours/s':>10}{'naive/s':>10}{'ratio':>7}  load(1,5,15)"
     prepared_by_emb = {}
     rows = []
@@ -120,7 +125,7 @@ def main() -> None:
         dev = {"validation": p.evals["validation"].take(np.arange(64))}
         sub_texts, sub_labels = [texts[i] for i in subset], task_data.train.labels[subset]
         student = student_config_for(p, arch)
-        cfg = DistillConfig(max_epochs=1, seed=0).resolved(arch, False)
+        cfg = DistillConfig(max_epochs=1, seed=0, device=args.device).resolved(arch, False)
         seed_everything(0)
         init = build_student(student, p.num_embeddings, p.vectors)
         best_ours = best_naive = 0.0

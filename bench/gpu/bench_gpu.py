@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 RESULT = "BENCH_RESULT "
-DEFAULT_FRACTIONS = [1.0, 0.25, 0.125, 1 / 12]
+DEFAULT_FRACTIONS = [1.0, 0.25, 0.125, 0.0833]  # 0.0833: 12 per GPU (Ray counts resources in 1/10,000ths)
 ARCH, EMB, DIM, VOCAB = "bilstm", "hash", 25, 5000
 
 
@@ -154,15 +154,20 @@ def part_profile(cfg: dict) -> dict:
     say(f"  profile: {n_steps} training steps of {bs} + evaluation of 64 dev examples, {wall:.2f}s wall")
     dev_key = "self_device_time_total" if hasattr(avgs[0], "self_device_time_total") else "self_cuda_time_total"
     if device == "cuda":
-        busy = sum(getattr(e, dev_key, 0) for e in avgs) / 1e6 / wall
+        from torch.autograd import DeviceType
+
+        kernels = [e for e in avgs if getattr(e, "device_type", None) == DeviceType.CUDA]
+        busy = sum(getattr(e, dev_key, 0) for e in kernels) / 1e6 / wall
         out["profile_busy"] = busy
         say(f"  device busy (sum of kernel self time / wall): {busy:.0%}")
         say(f"  top 10 by device time:\n{avgs.table(sort_by=dev_key, row_limit=10)}")
     say(f"  top 10 by CPU time:\n{avgs.table(sort_by='self_cpu_time_total', row_limit=10)}")
-    syncs = {e.key: e.count for e in avgs if e.key in ("aten::_local_scalar_dense", "aten::item", "cudaStreamSynchronize",
-                                                         "cudaDeviceSynchronize", "cudaMemcpy")}  # fmt: skip
+    watched = ("aten::_local_scalar_dense", "aten::item", "cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpy",
+               "cudaMemcpyAsync", "cudaLaunchKernel")  # fmt: skip
+    syncs = {e.key: e.count for e in avgs if e.key in watched}
     out["syncs"] = syncs
-    say(f"  host waits in {n_steps} steps (+ per-epoch reads and evaluation): {syncs or 'none recorded'}")
+    say(f"  host waits and launches in {n_steps} steps (+ the epoch's loss read and evaluation): "
+        f"{syncs or 'none recorded'}")  # fmt: skip
     return out
 
 
@@ -539,6 +544,8 @@ def main() -> None:
     for f in args.fractions or []:
         if not 0 < f <= 1:
             raise SystemExit(f"error: --fractions {f}: expected a fraction in (0, 1]")
+    if args.fractions:  # Ray counts resources in 1/10,000ths: 1/12 -> 0.0833
+        args.fractions = [max(1e-4, int(f * 1e4) / 1e4) for f in args.fractions]
     parent(args)
 
 

@@ -2,7 +2,7 @@
 # Build the wheel directory bench/gpu/run.sh installs from on a GPU machine without internet access:
 # manylinux x86_64 wheels for Python 3.12 of what the sweep needs beyond torch, transformers, numpy, pandas and
 # pyarrow (which a GPU machine brings). Versions are the ones this checkout's .venv uses (unpinned if absent).
-# The ray wheel is rewritten without ray/jars/ (Java support, unused) so the directory stays under 64 MiB.
+# The ray and duckdb wheels are slimmed and recompressed so the directory stays under 64 MiB (about 60).
 #
 #   bash bench/gpu/make_wheels.sh [DIR]          # default DIR: .wheels-gpu (ignored by git)
 set -euo pipefail
@@ -30,27 +30,32 @@ echo "downloading ${#SPECS[@]} wheels for CPython $PYVER manylinux x86_64 into $
   --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64 \
   --implementation cp -d "$DIR" "${SPECS[@]}"
 
-# ray without ray/jars/: unpack, drop the directory and its RECORD lines, repack (a wheel is a zip)
-for whl in "$DIR"/ray-*.whl; do
+# Shrink the two big wheels so the directory fits in 64 MiB: ray without ray/jars/ (Java support) and the parts a
+# sweep never imports (ray/serve/, ray/llm/, the dashboard's web client), their RECORD lines dropped; ray and duckdb
+# recompressed with LZMA (pip installs LZMA-compressed wheels; it takes a few minutes of CPU here, once).
+for whl in "$DIR"/ray-*.whl "$DIR"/duckdb-*.whl; do
   [ -e "$whl" ] || continue
   "$PY" - "$whl" <<'PYEOF'
-import os, sys, zipfile
+import copy, os, sys, zipfile
 src = sys.argv[1]
 tmp = src + ".tmp"
+DROP = ("ray/jars/", "ray/serve/", "ray/llm/", "ray/dashboard/client/build/")
 with zipfile.ZipFile(src) as zin:
-    names = zin.namelist()
-    if not any(n.startswith("ray/jars/") for n in names):
-        sys.exit(0)
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as zout:
+    if all(i.compress_type == zipfile.ZIP_LZMA for i in zin.infolist() if i.file_size):
+        sys.exit(0)  # done before
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_LZMA) as zout:
         for info in zin.infolist():
-            if info.filename.startswith("ray/jars/"):
+            if info.filename.startswith(DROP):
                 continue
             data = zin.read(info.filename)
             if info.filename.endswith(".dist-info/RECORD"):
-                data = b"".join(l for l in data.splitlines(keepends=True) if not l.startswith(b"ray/jars/"))
-            zout.writestr(info, data)
+                data = b"".join(l for l in data.splitlines(keepends=True) if not l.startswith(DROP))
+            out = copy.copy(info)
+            out.compress_type = zipfile.ZIP_LZMA
+            zout.writestr(out, data)
+before = os.path.getsize(src)
 os.replace(tmp, src)
-print(f"rewrote {os.path.basename(src)} without ray/jars/")
+print(f"rewrote {os.path.basename(src)}: {before / 2**20:.1f} -> {os.path.getsize(src) / 2**20:.1f} MiB")
 PYEOF
 done
 du -sh "$DIR"
