@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
 
     r = ssub.add_parser("run", help="run the sweep a YAML spec describes")
     r.add_argument("spec", help="sweep spec (YAML), e.g. sweeps/demo.yaml")
-    r.add_argument("--address", default=None, help="join an existing Ray cluster (e.g. auto or ray://host:10001)")
+    r.add_argument("--address", default=None, help="join an existing Ray cluster: HOST:PORT of its head, or auto")
     r.add_argument("--verbose", action="store_true", help="show Ray's own logs")
     r.set_defaults(func=run_cmd)
 

@@ -49,19 +49,23 @@ MAX_FAILURES = 2
 
 
 def check_address(address: object, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
-    """Raise :class:`ClusterError` unless ``address`` is ``auto`` or a ``[ray://]HOST:PORT`` something listens on
-    (Ray itself would retry an unreachable address for minutes). ``auto`` is left to Ray (it finds a cluster started on
-    this machine, or says there is none)."""
+    """Raise :class:`ClusterError` unless ``address`` is ``auto`` or a ``HOST:PORT`` something listens on (Ray itself
+    would retry an unreachable address for minutes). ``auto`` is left to Ray (it finds a cluster started on this
+    machine, or says there is none). Ray Client addresses (``ray://``) are refused: through them Tune would run the
+    sweep's callbacks, the database's only writer, on the head node instead of in this process."""
     import socket
 
-    expected = ("HOST:PORT of the Ray head (e.g. 10.0.0.5:6379, as `ray start --head --port=6379` prints),"
-                " ray://HOST:PORT or auto")  # fmt: skip
+    expected = "HOST:PORT of the Ray head (e.g. 10.0.0.5:6379, as `ray start --head --port=6379` prints) or auto"
     if not isinstance(address, str) or not address.strip():
         raise ClusterError(f"address: expected {expected}, got {address!r}")
     if address == "auto":
         return
-    rest = address.removeprefix("ray://")
-    host, _, port = rest.rpartition(":")
+    if address.startswith("ray://"):
+        raise ClusterError(
+            f"address {address!r}: Ray Client (ray://) is not supported; run the sweep on a machine that reaches the"
+            f" head's port and give {expected}"
+        )
+    host, _, port = address.rpartition(":")
     host = host.strip("[]")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ClusterError(f"address {address!r}: expected {expected}")

@@ -66,7 +66,7 @@ def _free_port() -> int:
 
 def test_check_address_names_the_bad_value():
     for bad, match in ((None, "expected HOST:PORT"), ("", "expected HOST:PORT"), ("nonsense", "'nonsense': expected"),
-                       ("host:port", "expected HOST:PORT"), ("10.0.0.5:99999", "expected HOST:PORT"),
+                       ("host:port", "expected HOST:PORT"), ("ray://10.0.0.5:10001", "Ray Client .* not supported"), ("10.0.0.5:99999", "expected HOST:PORT"),
                        ("no-such-host.invalid:6379", "unknown host 'no-such-host.invalid'"),
                        (f"127.0.0.1:{_free_port()}", "cannot reach a Ray head at 127.0.0.1:")):  # fmt: skip
         with pytest.raises(ClusterError, match=match):
