@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -182,4 +183,50 @@ def test_sweep_on_a_two_node_cluster_survives_losing_a_node(tmp_path, monkeypatc
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+        cluster.shutdown()
+
+
+def _can_unshare_mounts() -> bool:
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        return False
+    return subprocess.run(["unshare", "-m", "--propagation", "private", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not _can_unshare_mounts(), reason="needs root and unshare(1) to hide the storage from one node")
+def test_a_node_that_cannot_see_the_storage_is_one_error_line(tmp_path, monkeypatch):
+    """The second node runs in its own mount namespace with an empty tmpfs over the storage: it sees the path, but not
+    the driver's files, as a node without the shared filesystem would."""
+    from ray.cluster_utils import Cluster
+
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    storage = tmp_path / "runs"
+    storage.mkdir()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    node = None
+    try:
+        ports = " ".join(f"--{k}={_free_port()}" for k in (
+            "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port",
+            "node-manager-port", "object-manager-port"))  # fmt: skip
+        ray_bin = Path(sys.executable).with_name("ray")
+        node = subprocess.Popen(
+            ["unshare", "-m", "--propagation", "private", "sh", "-c",
+             f"mount -t tmpfs tmpfs '{storage}' && exec '{ray_bin}' start --address={cluster.address} --num-cpus=1"
+             f" {ports} --disable-usage-stats --block"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.time() + 90
+        while len([n for n in cluster.global_state.node_table() if n["Alive"]]) < 2:
+            assert node.poll() is None and time.time() < deadline, "the second node did not join"
+            time.sleep(0.5)
+        r = _featherweight(tmp_path, "sweep", "run", str(_spec(tmp_path)), "--address", cluster.address, timeout=180)
+        assert r.returncode == 2, r.stderr[-3000:]
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: storage {storage}: not shared with every node"), lines
+        assert "cannot see it" in lines[0]
+        assert sorted(p.name for p in storage.iterdir()) == []  # nothing written: no database, no spec, no marker
+    finally:
+        if node is not None and node.poll() is None:
+            node.terminate()  # ray start --block stops its node's processes
+            node.wait(timeout=60)
         cluster.shutdown()
