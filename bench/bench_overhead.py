@@ -31,6 +31,7 @@ Prints figures, asserts nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import os
 import sys
@@ -193,6 +194,7 @@ def run_ray(spec: SweepSpec, profile: str | None) -> dict:
     from sweep.tuner import init_ray
 
     children = DescendantCPU()
+    _STATE.clear()
     _STATE.update(children=children, c0=time.process_time(), t0=time.perf_counter())
     children.start()
     busy0 = machine_busy_s()
@@ -228,14 +230,60 @@ def run_ray(spec: SweepSpec, profile: str | None) -> dict:
     }
 
 
+PRESTART = "RAY_prestart_worker_first_driver"  # Ray's own spelling of its setting
+
+
+@contextlib.contextmanager
+def legacy_checkpoints():
+    """The sweep as it ran before issue 12 (the "before" figures): trials report a Tune checkpoint of a temporary
+    directory (Tune copies it into its experiment directory, and ``CheckpointConfig(num_to_keep=1)`` forces an
+    experiment-state snapshot per trial) and Ray prestarts one idle worker per CPU. Done by renaming the config key
+    under which ``build_tuner`` passes the checkpoint root, so the trainables (in their own processes) do not find
+    it and take their Tune-checkpoint path."""
+    import sweep.callback  # noqa: F401  (imported before the rename: it keeps the real key)
+    import trainables.checkpoints as ck
+
+    key, prestart = ck.CHECKPOINT_ROOT, os.environ.get(PRESTART)
+    ck.CHECKPOINT_ROOT = "bench_legacy_unused_root"
+    os.environ[PRESTART] = "1"
+    try:
+        yield
+    finally:
+        ck.CHECKPOINT_ROOT = key
+        if prestart is None:
+            os.environ.pop(PRESTART, None)
+        else:
+            os.environ[PRESTART] = prestart
+
+
+def report(label: str, r: dict, seq: dict, n: int) -> float:
+    total = r["driver"] + r["children"]
+    fixed = r["first"].get("fixed", float("nan"))
+    per_trial = (total - seq["cpu"]) / n
+    print()
+    print(f"{label}: run_sweep on Ray, {r['wall']:.1f} s wall; {r['rows']} rows ({r['ckpt']} with their checkpoint file"
+          f" on disk), {r['failed']} failed")  # fmt: skip
+    print(f"    CPU: driver {r['driver']:.1f} s + Ray's processes {r['children']:.1f} s = {total:.1f} CPU-s")
+    print("    by process: " + ", ".join(f"{k} x{m} {c:.1f}" for k, (m, c) in r["by_name"].items()))
+    print(f"    machine-wide busy CPU meanwhile (includes other work on the machine): {r['busy']:.1f} CPU-s")
+    print(f"    until the first trial finished ({r['first'].get('at', float('nan')):.1f} s): {fixed:.1f} CPU-s")
+    print(f"    DB write {latency_summary(r['db_write_ms'])}")
+    print(f"    framework CPU-s per trial {per_trial:6.2f}  ((b) {total:.1f} - (a) {seq['cpu']:.1f}) / {n};"
+          f" after the first trial finished {(total - fixed - seq['cpu'] * (n - 1) / n) / (n - 1):.2f} per trial"
+          f"  load {load_average()}", flush=True)  # fmt: skip
+    return per_trial
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2, help="CPUs given to Ray (one trial each)")
     ap.add_argument("--n-train", type=int, default=400, help="synthetic training examples per trial")
-    ap.add_argument("--profile", help="write a cProfile of the driver during the Ray side to this file")
+    ap.add_argument("--no-before", action="store_true", help="skip the run with the pre-issue-12 checkpointing")
+    ap.add_argument("--profile", help="write a cProfile of the driver during the (after) Ray side to this file")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("RAY_ADDRESS", "local")  # a Ray of its own, never one another program started here
     with tempfile.TemporaryDirectory(prefix="fw-bench-overhead-") as tmp:
         tmp = Path(tmp)
         args.cache = tmp / "cache"
@@ -249,24 +297,16 @@ def main() -> None:
         seq = run_sequential(make_spec(args, tmp / "seq", "bench-seq"))
         print(f"(a) sequential: {seq['cpu']:.1f} CPU-s, {seq['wall']:.1f} s wall; one trial's training "
               f"{sum(seq['per_trial']) / n * 1000:.0f} ms CPU on average; load {load_average()}", flush=True)  # fmt: skip
-        r = run_ray(make_spec(args, tmp / "ray", "bench-ray"), args.profile)
-        total = r["driver"] + r["children"]
-        fixed = r["first"].get("fixed", float("nan"))
+        figures = {}
+        if not args.no_before:
+            with legacy_checkpoints():
+                r = run_ray(make_spec(args, tmp / "before", "bench-before"), None)
+            figures["before"] = report("(b) before (Tune checkpoints, prestarted workers)", r, seq, n)
+        r = run_ray(make_spec(args, tmp / "after", "bench-after"), args.profile)
+        figures["after"] = report("(b) after (checkpoints written in place)", r, seq, n)
         print()
-        print(f"(b) run_sweep on Ray: {r['wall']:.1f} s wall; {r['rows']} rows ({r['ckpt']} with their checkpoint file on disk), "
-              f"{r['failed']} failed")  # fmt: skip
-        print(f"    CPU: driver {r['driver']:.1f} s + Ray's processes {r['children']:.1f} s = {total:.1f} CPU-s")
-        print("    by process: " + ", ".join(f"{k} x{n} {c:.1f}" for k, (n, c) in r["by_name"].items()))
-        print(f"    machine-wide busy CPU over (b) (includes other work on the machine): {r['busy']:.1f} CPU-s")
-        print(f"    until the first trial finished ({r['first'].get('at', float('nan')):.1f} s): {fixed:.1f} CPU-s")
-        print(f"    DB write {latency_summary(r['db_write_ms'])}")
-        print()
-        print(
-            f"framework CPU-s per trial  {(total - seq['cpu']) / n:6.2f}   ((b) {total:.1f} - (a) {seq['cpu']:.1f}) / {n}"
-        )
-        print(f"  of which per trial       {(total - fixed - seq['cpu'] * (n - 1) / n) / (n - 1):6.2f}   "
-              f"(after the first trial finished, over the other {n - 1})")  # fmt: skip
-        print(f"load average at the end: {load_average()}")
+        print("framework CPU-s per trial: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items())
+              + f"  (target <= 0.5); load average at the end: {load_average()}")  # fmt: skip
 
 
 if __name__ == "__main__":
