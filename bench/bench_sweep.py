@@ -75,7 +75,7 @@ def run_sequential(spec: SweepSpec) -> dict:
 
     torch.set_num_threads(1)
     trials = spec.distill_trials()
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     prepared = prepare_for_trials(spec, trials)
     prep = time.perf_counter() - t0
     seconds, scores = {}, {}
@@ -87,23 +87,28 @@ def run_sequential(spec: SweepSpec) -> dict:
         scores[trial.trial_id] = outcome.score
         print(f"  sequential {i:2d}/{len(trials)} {trial.describe()}: {seconds[trial.trial_id]:.1f}s"
               f" score {outcome.score:.4f}  load {load_average()}", flush=True)  # fmt: skip
-    return {"wall": time.perf_counter() - t0, "prep": prep, "seconds": seconds, "scores": scores}
+    return {"wall": time.perf_counter() - t0, "prep": prep, "seconds": seconds, "scores": scores,
+            "cpu": time.process_time() - cpu0}  # fmt: skip
 
 
 def run_ray(spec: SweepSpec) -> dict:
     import ray
+    from bench_overhead import DescendantCPU
 
     from analysis.views import open_store
     from sweep.runner import run_sweep
     from sweep.tuner import init_ray
 
+    children = DescendantCPU()  # CPU time of Ray's processes (all started below this one), sampled every 0.2 s
+    children.start()
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     init_ray(None, spec.resources)
     started = time.perf_counter() - t0
-    cpu0 = time.process_time()
     outcome = run_sweep(spec, say=lambda line: print(f"  ray {line}", flush=True))
     wall = time.perf_counter() - t0
     driver_cpu = time.process_time() - cpu0
+    children.stop()
     ray.shutdown()
     rows = open_store(spec.database, read_only=True).query(
         "SELECT trial_id, seconds, score FROM trial_results WHERE sweep = ?", [spec.name]
@@ -112,6 +117,7 @@ def run_ray(spec: SweepSpec) -> dict:
         "wall": wall,
         "ray_start": started,
         "driver_cpu": driver_cpu,
+        "ray_cpu": children.total(),
         "seconds": dict(zip(rows["trial_id"], rows["seconds"], strict=True)),
         "scores": dict(zip(rows["trial_id"], rows["score"], strict=True)),
         "db_write_ms": outcome.db_write_ms,
@@ -148,7 +154,11 @@ def cpu_comparison(args: argparse.Namespace, tmp: Path) -> None:
           f"{ray_['failed']} failed)")  # fmt: skip
     print(f"speed-up          {speedup:7.2f}x  (ideal {args.workers}x; target >= 1.8x with 2 workers)  "
           f"efficiency {speedup / args.workers:.0%}")  # fmt: skip
-    print(f"framework cost    {lost:7.2f} CPU-s per trial  ({args.workers} x Ray wall - sequential wall) / {n}")
+    total_cpu = ray_["driver_cpu"] + ray_["ray_cpu"]
+    print(f"framework cost    {(total_cpu - seq['cpu']) / n:7.2f} CPU-s per trial  (CPU time of the driver and Ray's "
+          f"processes {total_cpu:.1f} s - sequential CPU {seq['cpu']:.1f} s) / {n}; bench_overhead.py splits it")  # fmt: skip
+    print(f"  idle included   {lost:7.2f} core-s per trial  ({args.workers} x Ray wall - sequential wall) / {n}: also "
+          "counts a core left idle while the other runs the last trial")  # fmt: skip
     print(f"driver CPU        {ray_['driver_cpu']:7.1f} s  (Tune's driver loop, data preparation, callback, DB writes)")
     print(f"trial inside Ray  {in_trial:7.2f}x the same trial's sequential time (start of trainable to DB row)")
     print(f"DB write latency  {latency_summary(ray_['db_write_ms'])}")
@@ -200,6 +210,7 @@ def main() -> None:
         if not 0 < frac <= 1:
             raise SystemExit(f"error: --gpu-fractions {frac}: expected a fraction in (0, 1]")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("RAY_ADDRESS", "local")  # a Ray of its own, never one another program started here
     with tempfile.TemporaryDirectory(prefix="fw-bench-sweep-") as tmp:
         if args.gpu_fractions:
             gpu_comparison(args, Path(tmp))
