@@ -121,13 +121,10 @@ def test_sweep_on_a_two_node_cluster_survives_losing_a_node(tmp_path, monkeypatc
     from sweep.tuner import quiet_ray_env
 
     monkeypatch.setenv("PYTHONPATH", str(ROOT))  # the nodes' workers import trainables
-    for key in ("RAY_AIR_NEW_OUTPUT", "RAY_AUTH_MODE", "RAY_DEDUP_LOGS", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS",
-                "RAY_TRAIN_V2_ENABLED", "TOKENIZERS_PARALLELISM"):  # fmt: skip
-        monkeypatch.delenv(key, raising=False)
-    quiet_ray_env()
-    for key in ("RAY_AIR_NEW_OUTPUT", "RAY_AUTH_MODE", "RAY_DEDUP_LOGS", "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS",
-                "RAY_TRAIN_V2_ENABLED", "TOKENIZERS_PARALLELISM"):  # fmt: skip
-        monkeypatch.setenv(key, os.environ[key])  # undone after the test
+    before = set(os.environ)
+    quiet_ray_env()  # the nodes get the settings a local Ray of the sweep would
+    for key in set(os.environ) - before:
+        monkeypatch.setenv(key, os.environ.pop(key))  # undone after the test
     # one CPU per node and one per trial: two trials at a time, one on each node
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     proc = None
