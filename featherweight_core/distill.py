@@ -6,7 +6,7 @@ Training stops early when the dev score has not improved for ``patience`` epochs
 loaded back into the model.
 
 One loop for every device. On CPU it is the plain loop (numpy batches, the loss read every step). On an
-accelerator the splits are moved to the device once per call of :func:`train` (:func:`batching.to_device`), batches
+accelerator the splits are moved to the device once per call of :func:`train` (:class:`batching.DeviceSplit`), batches
 are built there by index, and the loop never waits for the device inside an epoch: the loss is summed on the
 device and read, with the non-finite check, once at the end of the epoch; evaluation gathers all logits on the
 device and copies them back once per split. Adam/AdamW use their fused CUDA kernels there.

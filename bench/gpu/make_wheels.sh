@@ -33,6 +33,7 @@ echo "downloading ${#SPECS[@]} wheels for CPython $PYVER manylinux x86_64 into $
 # Shrink the two big wheels so the directory fits in 64 MiB: ray without ray/jars/ (Java support) and the parts a
 # sweep never imports (ray/serve/, ray/llm/, the dashboard's web client), their RECORD lines dropped; ray and duckdb
 # recompressed with LZMA (pip installs LZMA-compressed wheels; it takes a few minutes of CPU here, once).
+rm -f "$DIR"/*.whl.tmp
 for whl in "$DIR"/ray-*.whl "$DIR"/duckdb-*.whl; do
   [ -e "$whl" ] || continue
   "$PY" - "$whl" <<'PYEOF'
@@ -49,7 +50,8 @@ with zipfile.ZipFile(src) as zin:
                 continue
             data = zin.read(info.filename)
             if info.filename.endswith(".dist-info/RECORD"):
-                data = b"".join(l for l in data.splitlines(keepends=True) if not l.startswith(DROP))
+                drop = tuple(d.encode() for d in DROP)
+                data = b"".join(l for l in data.splitlines(keepends=True) if not l.startswith(drop))
             out = copy.copy(info)
             out.compress_type = zipfile.ZIP_LZMA
             zout.writestr(out, data)

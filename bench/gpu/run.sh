@@ -38,16 +38,9 @@ for name in ("torch", "transformers", "tokenizers", "huggingface-hub", "safetens
         pass
 PYEOF
   echo "constraints: $(tr '\n' ' ' < "$CONSTRAINTS")"
-  MISSING=()
-  for pair in ray:ray duckdb:duckdb optuna:optuna yaml:pyyaml tensorboardX:tensorboardx pydantic:pydantic; do
-    "$PY" -c "import ${pair%%:*}" 2>/dev/null || MISSING+=("${pair#*:}")
-  done
-  if [ ${#MISSING[@]} -gt 0 ]; then
-    echo "installing from $WHEELS: ${MISSING[*]} (and their dependencies)"
-    "$PY" -m pip install --quiet --no-index --find-links "$WHEELS" -c "$CONSTRAINTS" "${MISSING[@]}"
-  else
-    echo "ray, duckdb, optuna already installed"
-  fi
+  # already-satisfied requirements are left as they are; the rest (and their dependencies) come from the directory
+  echo "installing from $WHEELS what is missing of ray[tune], duckdb, optuna and their dependencies"
+  "$PY" -m pip install --quiet --no-index --find-links "$WHEELS" -c "$CONSTRAINTS" "ray[tune]" duckdb optuna pyyaml
   if "$PY" -m pip install --quiet --no-index --find-links "$WHEELS" --no-deps -e "$ROOT" 2>/tmp/fw-pip-project.log; then
     echo "installed featherweight (editable, no dependencies)"
   else
