@@ -114,6 +114,31 @@ def part_profile(cfg: dict) -> dict:
         r = train(model, split, dev, task, dcfg)
         return r.history[0].samples_per_second, time.perf_counter() - s0, r.history[0].score
 
+    def host_batches_epoch(split) -> float:
+        """The loop as it was before issue 12, for comparison on the same device: numpy batches copied to the
+        device every step, the loss read (and checked) every step. Train samples/s."""
+        from featherweight_core.batching import iter_batches
+        from featherweight_core.distill import distill_loss, make_optimizer
+
+        seed_everything(0)
+        model = build_student(student, p.num_embeddings, p.vectors).to(device)
+        dcfg = DistillConfig(max_epochs=1, seed=0, device=device).resolved(ARCH, False)
+        opt = make_optimizer(model, dcfg)
+        rng = np.random.default_rng(0)
+        dev_t = torch.device(device)
+        model.train()
+        s0 = time.perf_counter()
+        for batch in iter_batches(split, dcfg.batch_size, rng):
+            batch = batch.to(dev_t)
+            loss = distill_loss(model(*batch.inputs), batch.labels, None, 1.0)
+            if not torch.isfinite(loss):
+                raise RuntimeError("non-finite loss")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss.item()
+        return len(split) / (time.perf_counter() - s0)
+
     threads = max(1, min(4, os.cpu_count() or 1))
     if device == "cuda":  # warm-up: CUDA context, cuDNN handles, allocator (untimed)
         epoch("cuda", p.train.take(np.arange(min(2000, len(p.train)))), threads)
@@ -121,11 +146,17 @@ def part_profile(cfg: dict) -> dict:
         say(f"  cuda: one epoch of {len(p.train)}: {sps:,.0f} samples/s (train), {wall:.1f}s with evaluation, "
             f"dev acc {score:.3f}")  # fmt: skip
         out.update(device_sps=sps, device_wall=wall)
+        legacy = host_batches_epoch(p.train)
+        out["host_batches_sps"] = legacy
+        say(f"  cuda, the loop before issue 12 (numpy batches copied per step, loss read per step): {legacy:,.0f} "
+            f"samples/s; device-resident loop {sps / legacy:.2f}x that")  # fmt: skip
     n_cpu = min(cfg["cpu_samples"], len(p.train))
     cpu_split = p.train.take(np.sort(np.random.default_rng(0).choice(len(p.train), n_cpu, replace=False)))
     cpu_sps, cpu_wall, _ = epoch("cpu", cpu_split, 1)
     say(f"  cpu, 1 thread: {n_cpu} samples: {cpu_sps:,.0f} samples/s  (load {load_average()})")
     out.update(cpu_sps=cpu_sps)
+    if device == "cpu":  # the comparison loop runs on the CPU too (there it is the same loop): checks the code path
+        say(f"  cpu, the plain host loop as a reference: {host_batches_epoch(cpu_split):,.0f} samples/s")
     if device == "cuda":
         out["ratio"] = out["device_sps"] / cpu_sps
         say(f"  ratio cuda / one CPU thread: {out['ratio']:.2f}x  (target >= 4x)")
@@ -157,9 +188,10 @@ def part_profile(cfg: dict) -> dict:
         from torch.autograd import DeviceType
 
         kernels = [e for e in avgs if getattr(e, "device_type", None) == DeviceType.CUDA]
-        busy = sum(getattr(e, dev_key, 0) for e in kernels) / 1e6 / wall
-        out["profile_busy"] = busy
-        say(f"  device busy (sum of kernel self time / wall): {busy:.0%}")
+        if kernels:
+            busy = sum(getattr(e, dev_key, 0) for e in kernels) / 1e6 / wall
+            out["profile_busy"] = busy
+            say(f"  device busy (sum of kernel self time / wall, profiler overhead included): {busy:.0%}")
         say(f"  top 10 by device time:\n{avgs.table(sort_by=dev_key, row_limit=10)}")
     say(f"  top 10 by CPU time:\n{avgs.table(sort_by='self_cpu_time_total', row_limit=10)}")
     watched = ("aten::_local_scalar_dense", "aten::item", "cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpy",
