@@ -83,7 +83,8 @@ def check_address(address: object, timeout_s: float = CONNECT_TIMEOUT_S) -> None
 
 def init_ray(address: str | None, resources: dict[str, Any], verbose: bool = False) -> bool:
     """Join ``address`` (an existing cluster: :class:`ClusterError` when it is malformed or unreachable) or start a
-    local Ray with the spec's ``num_cpus`` / ``num_gpus``. Returns True when this call started Ray."""
+    local Ray of its own with the spec's ``num_cpus`` / ``num_gpus`` (never a cluster already running on this machine).
+    Returns True when this call started Ray."""
     import ray
 
     quiet_ray_env()
@@ -99,7 +100,9 @@ def init_ray(address: str | None, resources: dict[str, Any], verbose: bool = Fal
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ClusterError(f"address {address!r}: could not join the Ray cluster: {first}") from e
     else:
-        ray.init(num_cpus=resources.get("num_cpus"), num_gpus=resources.get("num_gpus"), **kwargs)
+        # "local": always a fresh Ray of this sweep's own, never a cluster that `ray start` (or another sweep's
+        # test) happens to run on this machine; joining one is what --address / the spec's address are for
+        ray.init(address="local", num_cpus=resources.get("num_cpus"), num_gpus=resources.get("num_gpus"), **kwargs)
     for name in ("ray.tune", "ray.train", "ray.air"):
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.CRITICAL)
     return True
