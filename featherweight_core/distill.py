@@ -313,7 +313,7 @@ def train(
             if on_host:
                 total += loss.item() * len(batch.labels)
             else:
-                total += loss.detach().to(acc_dtype) * len(batch.labels)
+                total.add_(loss.detach(), alpha=len(batch.labels))  # one kernel, computed in acc_dtype
             seen += len(batch.labels)
         if not on_host:
             total = float(total)  # the epoch's one wait for the device
