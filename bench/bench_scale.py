@@ -125,7 +125,7 @@ def make_worker_class():
         def memory(self) -> dict[str, int]:
             return memory_of()
 
-        def trial(self, data: dict, key: str) -> dict:
+        def trial(self, data: dict, key: str, bootstrap: bool = True) -> dict:
             import numpy as np
             import torch
 
@@ -137,9 +137,10 @@ def make_worker_class():
             t0 = time.perf_counter()
             prepared = fetch_prepared(data, key)
             t_get = time.perf_counter() - t0
-            split = prepared.train_split(True)
+            split = prepared.train_split(bootstrap)
             t_split = time.perf_counter() - t0 - t_get
-            arrays = [split.labels, split.teacher_logits, *(a for f in split.fields for a in (f.ids, f.offsets))]
+            arrays = [a for a in (split.labels, split.teacher_logits, *(x for f in split.fields for x in (f.ids, f.offsets)))
+                      if a is not None]  # fmt: skip
             zero_copy = all(not a.flags.writeable and not a.flags.owndata for a in arrays)
             batch = next(iter_batches(split, 50, np.random.default_rng(0)))
             cfg = student_config_for(prepared, "ffn")
@@ -213,15 +214,15 @@ def run(args: argparse.Namespace, work: Path) -> None:
     n_boot = len(prepared.bootstrap)
     _, t_share = timed("share_bootstrap (train + bootstrap, once)", prepared.share_bootstrap)
     rows = len(prepared.train_bootstrap)
-    arrays = array_bytes(prepared)
+    arrays = array_bytes(prepared.train_bootstrap)
     inband, outband = pickled_size(prepared)
     print()
     print(f"bootstrap rows {n_boot:,} from {n_source:,} sentences ({n_boot / n_source:.1f} per sentence); trials that "
           f"bootstrap train on {rows:,} rows")  # fmt: skip
-    print(f"dataset: numpy arrays {mb(arrays)} (bootstrap counted once: it is a view of the combined split once "
-          f"pickled); pickled {mb(inband + outband)} = {mb(outband)} out-of-band buffers (zero-copy for readers) + "
-          f"{mb(inband)} in-band (unpickled by each reader: the example keys, small fields)")  # fmt: skip
-    print(f"driver peak RSS after prepare: {mb(peak_rss())}")
+    print(f"dataset: the train+bootstrap split's numpy arrays {mb(arrays)}; the whole Prepared pickled {mb(inband + outband)} = {mb(outband)} out-of-band buffers (zero-copy for readers) + "
+          f"{mb(inband)} in-band (unpickled by each reader)")  # fmt: skip
+    print(f"driver peak RSS after prepare: {mb(peak_rss())} (labelling the bootstrap rows with the teacher, when not"
+          " cached, dominates it: the soft-target store runs the teacher over all rows at once)")  # fmt: skip
 
     import ray
 
@@ -232,13 +233,19 @@ def run(args: argparse.Namespace, work: Path) -> None:
         shm0 = _shm_used()
         ref, t_put = timed("ray.put of the dataset", lambda: ray.put(prepared))
         put_bytes = _shm_used() - shm0
-        store = _store_used()
-        print(f"object store after the put: {mb(store) if store is not None else '?'} in use"
-              f" (/dev/shm grew {mb(put_bytes)})")  # fmt: skip
+        print(f"object store: /dev/shm (where this node's object store keeps its objects) grew {mb(put_bytes)}")
         key = "sst2"
         data = {key: ref}
         Worker = make_worker_class()
         workers = [Worker.remote() for _ in range(args.workers)]
+        # a warm-up trial on a small dataset (the dev split as train) first: the first trial of a worker also imports
+        # what training needs (torch._dynamo through the optimizer, the students) and builds its first model, which
+        # must not be counted as holding the dataset
+        import dataclasses
+
+        small = dataclasses.replace(prepared, train=next(iter(prepared.evals.values())), bootstrap=None,
+                                    train_bootstrap=None)  # fmt: skip
+        ray.get([w.trial.remote({"small": ray.put(small)}, "small", False) for w in workers])
         base = ray.get([w.memory.remote() for w in workers])
         first = ray.get([w.trial.remote(data, key) for w in workers])
         second = ray.get([w.trial.remote(data, key) for w in workers])
@@ -246,7 +253,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
     finally:
         ray.shutdown()
     print()
-    print(f"{args.workers} concurrent trial workers (after imports: torch, featherweight_core, trainables):")
+    print(f"{args.workers} concurrent trial workers (memory 'before' is after a warm-up trial on the dev split):")
     for i, (b, f, s, h) in enumerate(zip(base, first, second, held, strict=True)):
         print(f"  worker {i}: start-up to first training step {f['first_step']:.2f} s (fetch {f['get']:.2f} s, "
               f"train_split {f['split'] * 1000:.1f} ms); next trial in the same worker {s['first_step']:.2f} s "
@@ -276,20 +283,6 @@ def _shm_used() -> int:
         return u.used
     except OSError:
         return 0
-
-
-def _store_used() -> int | None:
-    """Bytes in use in this node's object store (Ray's memory summary), None when Ray does not say."""
-    try:
-        from ray._private.internal_api import memory_summary
-
-        text = memory_summary(stats_only=True)
-    except Exception:  # a private API: only for the figure
-        return None
-    import re
-
-    m = re.search(r"Plasma memory usage (\d+) MiB", text)
-    return int(m.group(1)) * 2**20 if m else None
 
 
 if __name__ == "__main__":

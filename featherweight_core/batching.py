@@ -29,7 +29,7 @@ class EncodedSplit:
 
     fields: tuple[Ragged, ...]
     labels: np.ndarray
-    keys: list[str]
+    keys: list[str]  # a list, or Keys once unpickled
     teacher_logits: np.ndarray | None = None
 
     def __post_init__(self) -> None:
@@ -38,6 +38,14 @@ class EncodedSplit:
             raise ValueError("EncodedSplit fields, labels and keys must have equal lengths")
         if self.teacher_logits is not None and len(self.teacher_logits) != n:
             raise ValueError(f"teacher logits have {len(self.teacher_logits)} rows for {n} examples")
+
+    def __getstate__(self) -> dict:
+        # the keys travel as one bytes array (an out-of-band buffer under pickle protocol 5): a reader of Ray's object
+        # store maps them like the other arrays instead of unpickling a list of ~1M str per worker
+        state = dict(self.__dict__)
+        if isinstance(self.keys, list) and len(self.keys) > 0:
+            state["keys"] = Keys.from_list(self.keys)
+        return state
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -65,6 +73,45 @@ class EncodedSplit:
             self.keys + other.keys,
             None if self.teacher_logits is None else np.concatenate([self.teacher_logits, other.teacher_logits]),
         )
+
+
+class Keys:
+    """Example keys as one fixed-width UTF-8 bytes array, read as a sequence of str (what an unpickled
+    :class:`EncodedSplit` holds: zero-copy when the array comes from Ray's object store). Supports what splits do
+    with keys: len, indexing (an int gives a str, a slice a view), iteration, ``+`` (a list), ``==``."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data = data
+
+    @classmethod
+    def from_list(cls, keys: list[str]) -> Keys:
+        return cls(np.array([k.encode() for k in keys], dtype=bytes))
+
+    def __reduce__(self):
+        return (Keys, (self.data,))
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return Keys(self.data[i])  # a view
+        return self.data[i].decode()
+
+    def __iter__(self) -> Iterator[str]:
+        return (b.decode() for b in self.data)
+
+    def __add__(self, other) -> list[str]:
+        return list(self) + list(other)
+
+    def __radd__(self, other) -> list[str]:
+        return list(other) + list(self)
+
+    def __eq__(self, other) -> bool:
+        return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=True))
+
+    def __repr__(self) -> str:
+        return f"Keys({len(self)} keys)"
 
 
 @dataclass

@@ -7,7 +7,7 @@ import pickle
 
 import numpy as np
 
-from featherweight_core.batching import EncodedSplit
+from featherweight_core.batching import EncodedSplit, Keys
 from featherweight_core.encoders import Ragged
 from featherweight_core.prepare import Prepared
 from featherweight_core.tasks import get_task
@@ -58,3 +58,14 @@ def test_pickled_once_and_bootstrap_comes_back_as_views():
     assert np.shares_memory(back.bootstrap.fields[0].ids, back.train_bootstrap.fields[0].ids)
     assert back.summary() == shared.summary()
     assert size_plain > 0
+
+
+def test_keys_travel_as_one_array_and_read_as_str():
+    split = _split(4, 0, "k-é")
+    bufs: list = []
+    back = pickle.loads(pickle.dumps(split, protocol=5, buffer_callback=bufs.append), buffers=bufs)
+    assert isinstance(back.keys, Keys) and len(bufs) >= 4  # ids, offsets, labels, logits and the keys out of band
+    assert back.keys == split.keys and list(back.keys) == split.keys and back.keys[1] == "k-é1"
+    assert back.keys[2:] == split.keys[2:] and isinstance(back.keys[2:], Keys)
+    assert back.take(np.array([3, 0])).keys == ["k-é3", "k-é0"]
+    assert back.concat(back).keys == split.keys + split.keys
