@@ -284,6 +284,8 @@ def to_device(split: EncodedSplit | DeviceSplit, device: torch.device | str) -> 
     trial: batches are then gathered there by index)."""
     device = torch.device(device)
     if isinstance(split, DeviceSplit):
+        if split.device == device:
+            return split  # already there: no second upload
         split = split.split
     if device.type == "cpu":
         return split

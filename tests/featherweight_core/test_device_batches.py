@@ -129,9 +129,10 @@ def test_cpu_training_is_bit_identical_to_the_old_loop(synthetic, arch, monkeypa
         assert torch.equal(v, new.state_dict()[k]), k
 
 
-def test_to_device_is_the_identity_on_cpu(synthetic):
+def test_to_device_is_the_identity_on_cpu_and_for_a_split_already_there(synthetic):
     assert to_device(synthetic.train, "cpu") is synthetic.train
-    assert to_device(DeviceSplit(synthetic.train, "cpu"), "cpu") is synthetic.train
+    on_cpu = DeviceSplit(synthetic.train, "cpu")
+    assert to_device(on_cpu, "cpu") is on_cpu  # a split already on the device is not uploaded again
 
 
 # ---------------------------------------------------------------- device batches
