@@ -43,7 +43,8 @@ class EncodedSplit:
         # the keys travel as one bytes array (an out-of-band buffer under pickle protocol 5): a reader of Ray's object
         # store maps them like the other arrays instead of unpickling a list of ~1M str per worker
         state = dict(self.__dict__)
-        if isinstance(self.keys, list) and len(self.keys) > 0:
+        # (numpy's bytes arrays drop trailing NULs: keys ending in one stay a list)
+        if isinstance(self.keys, list) and len(self.keys) > 0 and not any(k.endswith("\0") for k in self.keys):
             state["keys"] = Keys.from_list(self.keys)
         return state
 
@@ -85,7 +86,7 @@ class Keys:
 
     @classmethod
     def from_list(cls, keys: list[str]) -> Keys:
-        return cls(np.array([k.encode() for k in keys], dtype=bytes))
+        return cls(np.array([k.encode("utf-8", "surrogatepass") for k in keys], dtype=bytes))
 
     def __reduce__(self):
         return (Keys, (self.data,))
@@ -96,10 +97,10 @@ class Keys:
     def __getitem__(self, i):
         if isinstance(i, slice):
             return Keys(self.data[i])  # a view
-        return self.data[i].decode()
+        return self.data[i].decode("utf-8", "surrogatepass")
 
     def __iter__(self) -> Iterator[str]:
-        return (b.decode() for b in self.data)
+        return (b.decode("utf-8", "surrogatepass") for b in self.data)
 
     def __add__(self, other) -> list[str]:
         return list(self) + list(other)

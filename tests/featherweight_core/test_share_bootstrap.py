@@ -69,3 +69,15 @@ def test_keys_travel_as_one_array_and_read_as_str():
     assert back.keys[2:] == split.keys[2:] and isinstance(back.keys[2:], Keys)
     assert back.take(np.array([3, 0])).keys == ["k-é3", "k-é0"]
     assert back.concat(back).keys == split.keys + split.keys
+
+
+def test_keys_that_bytes_arrays_cannot_hold_stay_a_list():
+    split = _split(2, 0, "x")
+    split.keys = ["a\0", "b\ud800"]
+    bufs: list = []
+    back = pickle.loads(pickle.dumps(split, protocol=5, buffer_callback=bufs.append), buffers=bufs)
+    assert back.keys == ["a\0", "b\ud800"]
+    split.keys = ["a", "b\ud800"]  # a lone surrogate survives the bytes array
+    bufs = []
+    back = pickle.loads(pickle.dumps(split, protocol=5, buffer_callback=bufs.append), buffers=bufs)
+    assert isinstance(back.keys, Keys) and list(back.keys) == ["a", "b\ud800"]
