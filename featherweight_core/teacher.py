@@ -350,6 +350,9 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
 # inference
 
 
+PREDICT_CHUNK_ROWS = 32_768  # texts tokenized at a time: the tokenizer's output for millions of rows takes GBs
+
+
 @torch.inference_mode()
 def predict_logits(
     model,
@@ -363,29 +366,39 @@ def predict_logits(
     sort_by_length: bool = True,
     fixed_length: bool = False,
     tokenized: Tokenized | None = None,
+    chunk_rows: int = PREDICT_CHUNK_ROWS,
 ) -> np.ndarray:
     """Teacher logits for ``texts`` (list of 1- or 2-tuples): (N, C) float32, in input order.
 
-    Batches are formed from examples sorted by token count (``sort_by_length``) and padded to their own longest
-    example; ``sort_by_length=False, fixed_length=True`` is the naive baseline (input order, every batch padded to
-    ``max_length``) kept for the benchmark.
+    Texts are tokenized ``chunk_rows`` at a time (memory stays bounded on bootstrap sets of millions of rows); within
+    a chunk, batches are formed from examples sorted by token count (``sort_by_length``) and padded to their own
+    longest example. ``sort_by_length=False, fixed_length=True`` is the naive baseline (input order, every batch
+    padded to ``max_length``) kept for the benchmark; ``tokenized`` (one chunk: all rows) skips tokenizing.
     """
     device = resolve_device(device) if isinstance(device, str) else device
     model.to(device).eval()
-    tok = tokenized if tokenized is not None else tokenize(tokenizer, texts, max_length, model)
-    n = len(tok)
-    num_labels = model.config.num_labels
-    out = np.zeros((n, num_labels), dtype=np.float32)
+    n = len(tokenized) if tokenized is not None else len(texts)
+    out = np.zeros((n, model.config.num_labels), dtype=np.float32)
     if n == 0:
         return out
-    order = np.argsort(-tok.lengths, kind="stable") if sort_by_length else np.arange(n)
-    batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
+    step = n if tokenized is not None else max(1, chunk_rows)
     dtype = autocast_dtype(device, precision)
-    for idx in _progress(batches, len(batches), "teacher logits", progress):
+
+    def batches():
+        for start in range(0, n, step):
+            tok = tokenized if tokenized is not None else tokenize(tokenizer, texts[start : start + step], max_length,
+                                                                   model)  # fmt: skip
+            m = len(tok)
+            order = np.argsort(-tok.lengths, kind="stable") if sort_by_length else np.arange(m)
+            for i in range(0, m, batch_size):
+                yield start, tok, order[i : i + batch_size]
+
+    total = sum(math.ceil(min(step, n - s) / batch_size) for s in range(0, n, step))
+    for start, tok, idx in _progress(batches(), total, "teacher logits", progress):
         inputs = {k: v.to(device) for k, v in tok.batch(idx, max_length if fixed_length else None).items()}
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(**inputs).logits
-        out[idx] = logits.float().cpu().numpy()
+        out[start + idx] = logits.float().cpu().numpy()
     return out
 
 
