@@ -38,21 +38,40 @@ _READ_PRAGMAS = frozenset(
 )
 
 
+QUERY_DESCRIPTION = """Run one SQL statement against the experiment database and print the result (a table, CSV, JSON, or
+a Parquet file with --output). The database is opened read-only, retrying while a running sweep holds it, so a query
+works while a sweep runs and never changes it. The query is sandboxed: it reaches no file but its database and no
+network; statements that would write, attach other databases, load extensions or change settings (ATTACH, DETACH,
+COPY, EXPORT, IMPORT, INSTALL, LOAD, SET, RESET, USE, config PRAGMAs) are refused before they run."""
+QUERY_EPILOG = """Tables and views (trial_results, seed_summary, skyline, compression, class_results, sweeps, ...) are
+documented in docs/database.md. Example: featherweight query "SELECT label, score, gzip_bytes FROM skyline" """
+DB_DESCRIPTION = """Experiment database maintenance. `db export` writes every table and view as Parquet, `db tables`
+lists them with row counts (both open the database read-only); `db migrate` creates the database or brings its
+schema and the analysis views up to date; `db add-baseline` records a reference model on a task's skyline; `db sync`
+applies trial results a sweep journaled but could not write."""
+
+
 def _db_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--db", default=None,
                    help="experiment database (default: $FEATHERWEIGHT_DB or runs/featherweight.duckdb)")  # fmt: skip
 
 
 def add_parser(sub) -> None:
-    q = sub.add_parser("query", help="run SQL against the experiment database (read-only)", description=__doc__)
+    q = sub.add_parser("query", help="run SQL against the experiment database (read-only)", description=QUERY_DESCRIPTION,
+                       epilog=QUERY_EPILOG)  # fmt: skip
     q.add_argument("sql", help="one SQL statement, e.g. \"SELECT * FROM skyline WHERE task = 'sst2'\"")
     _db_arg(q)
     q.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
-    q.add_argument("--output", "-o", default=None, help="write to this file instead of stdout (required for parquet)")
+    q.add_argument(
+        "--output",
+        "-o",
+        default=None,
+        help="write to this file instead of stdout (required for parquet; default: stdout)",
+    )
     q.set_defaults(func=run_query)
 
     d = sub.add_parser("db", help="experiment database maintenance: export, migrate, list tables",
-                       description=__doc__)  # fmt: skip
+                       description=DB_DESCRIPTION)  # fmt: skip
     dsub = d.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     e = dsub.add_parser("export", help="write every table and view as Parquet (one file each) into a directory")
     _db_arg(e)
@@ -70,10 +89,10 @@ def add_parser(sub) -> None:
     b.add_argument("--name", required=True, help="the name shown on charts and tables")
     b.add_argument("--score", required=True, type=float, help="its score on the task's metric, a fraction in [0, 1]")
     b.add_argument("--sweep", default=None, help="only this sweep (default: every sweep with trials on the task)")
-    b.add_argument("--params", type=int, default=None, help="parameter count")
-    b.add_argument("--disk-bytes", type=int, default=None, help="size on disk in bytes")
+    b.add_argument("--params", type=int, default=None, help="parameter count (default: unknown)")
+    b.add_argument("--disk-bytes", type=int, default=None, help="size on disk in bytes (default: unknown)")
     b.add_argument("--gzip-bytes", type=int, default=None, help="gzip -9 size in bytes (default: the disk size)")
-    b.add_argument("--note", default=None, help="free text")
+    b.add_argument("--note", default=None, help="free text (default: none)")
     b.set_defaults(func=run_add_baseline)
     y = dsub.add_parser("sync", help="apply trial results a sweep journaled but could not write (e.g. while another"
                         " process held the database)")  # fmt: skip

@@ -13,7 +13,7 @@ import importlib
 import os
 import sys
 
-from featherweight_core.commands.common import one_line_errors
+from featherweight_core.commands.common import HelpFormatter, one_line_errors
 from featherweight_core.errors import UserError
 
 COMMAND_MODULES = (
@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).add_parser(sub)
+    for p in _all_parsers(parser):
+        p.formatter_class = HelpFormatter  # every option's help shows its default
+    _describe_subcommands(parser)
     one_line_errors(*_all_parsers(parser))  # a command-line mistake is one error line too, exit 2
     return parser
 
@@ -46,6 +49,19 @@ def _all_parsers(parser: argparse.ArgumentParser):
         if isinstance(action, argparse._SubParsersAction):
             for sub in dict.fromkeys(action.choices.values()):
                 yield from _all_parsers(sub)
+
+
+def _describe_subcommands(parser: argparse.ArgumentParser) -> None:
+    """A subcommand without its own description gets its one-line help as one (``COMMAND --help`` says what it
+    does, not only its usage)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            helps = {a.dest: a.help for a in action._choices_actions}
+            for name, sub in action.choices.items():
+                if not (sub.description or "").strip() and helps.get(name):
+                    text = helps[name]
+                    sub.description = text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
+                _describe_subcommands(sub)
 
 
 def main(argv: list[str] | None = None) -> int:

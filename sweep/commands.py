@@ -9,6 +9,7 @@ from pathlib import Path
 from featherweight_core.errors import UserError
 
 DEFAULT_STORAGE = "runs"
+ADDRESS_HELP = "join an existing Ray cluster: HOST:PORT of its head, or auto (default: start a local Ray)"
 
 
 def add_parser(sub) -> None:
@@ -17,7 +18,11 @@ def add_parser(sub) -> None:
 
     r = ssub.add_parser("run", help="run the sweep a YAML spec describes")
     r.add_argument("spec", help="sweep spec (YAML), e.g. sweeps/demo.yaml")
-    r.add_argument("--address", default=None, help="join an existing Ray cluster: HOST:PORT of its head, or auto")
+    r.add_argument(
+        "--address",
+        default=None,
+        help="join an existing Ray cluster: HOST:PORT of its head, or auto (default: start a local Ray)",
+    )
     r.add_argument("--verbose", action="store_true", help="show Ray's own logs")
     r.set_defaults(func=run_cmd)
 
@@ -26,7 +31,7 @@ def add_parser(sub) -> None:
                         description=f"Continue a sweep; {where}.")  # fmt: skip
     s.add_argument("name", help="sweep name")
     _locate_args(s)
-    s.add_argument("--address", default=None, help="join an existing Ray cluster")
+    s.add_argument("--address", default=None, help=ADDRESS_HELP)
     s.add_argument("--verbose", action="store_true", help="show Ray's own logs")
     s.set_defaults(func=resume_cmd)
 
@@ -37,18 +42,18 @@ def add_parser(sub) -> None:
     st.set_defaults(func=status_cmd)
 
     v = ssub.add_parser("validate", help="check a spec without running anything")
-    v.add_argument("spec", nargs="+")
+    v.add_argument("spec", nargs="+", help="sweep spec(s) (YAML)")
     v.set_defaults(func=validate_cmd)
 
     d = sub.add_parser("demo", help="the whole pipeline offline on the built-in synthetic task (a few minutes)")
     d.add_argument("--output", default="runs/demo", help="where the demo's database, runs and report go")
-    d.add_argument("--address", default=None, help="join an existing Ray cluster")
+    d.add_argument("--address", default=None, help=ADDRESS_HELP)
     d.set_defaults(func=demo_cmd)
 
 
 def _locate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", default=None, help=f"the spec's storage directory (default: {DEFAULT_STORAGE})")
-    p.add_argument("--db", default=None, help="the sweep's experiment database")
+    p.add_argument("--db", default=None, help="the sweep's experiment database (default: found as described above)")
 
 
 def _say(msg: str) -> None:

@@ -21,17 +21,25 @@ def add_parser(sub) -> None:
                        description=__doc__)  # fmt: skip
     one_line_errors(p)
     p.add_argument("--checkpoint", default=None,
-                   help="student.pt: analyze this trained student (config and task from the checkpoint)")  # fmt: skip
+                   help="student.pt: analyze this trained student (config and task from the checkpoint; default: none)")  # fmt: skip
     add_task_args(p, recorded="the checkpoint's")
-    p.add_argument("--arch", choices=vocab.ARCHS, help="student arch (required without --checkpoint)")
-    p.add_argument("--embedding", choices=vocab.EMBEDDINGS, help="embedding (required without --checkpoint)")
-    p.add_argument("--dim", type=int, help="embedding dimension (required without --checkpoint)")
+    p.add_argument(
+        "--arch", choices=vocab.ARCHS, help="student arch (required without --checkpoint; default: the checkpoint's)"
+    )
+    p.add_argument(
+        "--embedding",
+        choices=vocab.EMBEDDINGS,
+        help="embedding (required without --checkpoint; default: the checkpoint's)",
+    )
+    p.add_argument(
+        "--dim", type=int, help="embedding dimension (required without --checkpoint; default: the checkpoint's)"
+    )
     p.add_argument(
         "--vocab-size", type=int, default=None, help=f"BPE vocabulary / hash K (default {vocab.DEFAULT_VOCAB_SIZE})"
     )
     p.add_argument("--bpemb-dir", default=None,
-                   help="accepted for symmetry with distill; sizes do not need the BPEmb files")  # fmt: skip
-    p.add_argument("--pooling", choices=vocab.POOLINGS, default="last")
+                   help="accepted for symmetry with distill; sizes do not need the BPEmb files (default: none)")  # fmt: skip
+    p.add_argument("--pooling", choices=vocab.POOLINGS, default="last", help="recurrent output")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 

@@ -29,7 +29,9 @@ def add_parser(sub) -> None:
     g.add_argument("--mode", choices=vocab.AUGMENT_MODES, default="embedding",
                    help="fill-mask: masked-LM top-K for single-piece words, word vectors otherwise;"
                         " embedding: word vectors for every word (default; no masked LM needed)")  # fmt: skip
-    g.add_argument("--mlm", default=None, help="masked LM for fill-mask mode: hub id or local directory")
+    g.add_argument(
+        "--mlm", default=None, help="masked LM for fill-mask mode: hub id or local directory (default: none)"
+    )
     g.add_argument("--vectors", default="task",
                    help="word vectors: GloVe/word2vec text (.txt/.vec[.gz]), word2vec .bin, gensim .kv, or 'task'"
                         " = train word2vec on the task's training text (cached; default)")  # fmt: skip
@@ -42,28 +44,32 @@ def add_parser(sub) -> None:
                    help="keep this deterministic fraction of the generated variants (thesis: 0.25 for QQP/MNLI)")  # fmt: skip
     g.add_argument("--fields", choices=vocab.AUGMENT_FIELDS, default="auto",
                    help="which side(s) of a sentence pair to augment (auto: first, as TinyBERT)")  # fmt: skip
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--max-examples", type=int, default=None, help="augment only the first N training examples")
+    g.add_argument("--seed", type=int, default=0, help="seed of the word replacements")
+    g.add_argument(
+        "--max-examples", type=int, default=None, help="augment only the first N training examples (default: all)"
+    )
     g = p.add_argument_group("runtime")
     g.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     g.add_argument("--chunk-size", type=int, default=512, help="examples per work unit / write (default 512)")
     g.add_argument("--mlm-batch-size", type=int, default=64, help="masked sentences per fill-mask batch")
     g.add_argument("--device", default="cpu", help="device of the masked LM and the teacher (default cpu)")
     g.add_argument("--teacher", default=None,
-                   help="fine-tuned teacher: label the augmented data now (soft-target store) and report teacher labels")  # fmt: skip
+                   help="fine-tuned teacher: label the augmented data now (soft-target store) and report teacher labels (default: none)")  # fmt: skip
     g.add_argument(
         "--cache-dir", default=None, help="word-vector and soft-target cache (default ~/.cache/featherweight)"
     )
-    g.add_argument("--no-progress", action="store_true")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
     g.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=run)
 
-    w = sub.add_parser("wordvectors", help="train word2vec vectors on a task's training text (for augment --vectors)")
+    w = sub.add_parser("wordvectors", help="train word2vec vectors on a task's training text (for augment --vectors)",
+                       description="Train word2vec vectors on a task's training text and save them (word2vec binary) for"
+                       " `featherweight augment --vectors FILE`; `--vectors task` does the same on the fly.")  # fmt: skip
     add_task_args(w)
     w.add_argument("--output", required=True, help="vectors file to write (word2vec binary, .bin)")
-    w.add_argument("--dim", type=int, default=100)
-    w.add_argument("--epochs", type=int, default=10)
-    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--dim", type=int, default=100, help="vector dimension")
+    w.add_argument("--epochs", type=int, default=10, help="word2vec training epochs")
+    w.add_argument("--seed", type=int, default=0, help="word2vec seed")
     w.set_defaults(func=run_wordvectors)
     one_line_errors(w)
 

@@ -49,9 +49,14 @@ def add_task_args(p: argparse.ArgumentParser, required: bool = True, recorded: s
                         " synthetic for synthetic tasks, the HF hub for GLUE tasks"
                         + (f", {recorded} data for a custom task" if recorded else ""))  # fmt: skip
     c = p.add_argument_group("custom task (your own dataset; see docs/tasks.md)")
-    c.add_argument("--text-columns", default=None, help="text column(s) in the header, comma-separated: 1 or 2")
+    c.add_argument(
+        "--text-columns",
+        default=None,
+        help="text column(s) in the header, comma-separated: 1 or 2 (default: none; a custom task needs them)",
+    )
     c.add_argument("--label-column", default=None, help="label column (default: label)")
-    c.add_argument("--labels", default=None, help="label names as written in the data, comma-separated, in id order")
+    c.add_argument("--labels", default=None, help="label names as written in the data, comma-separated, in id order (default: none; a custom task"
+                        " needs them)")  # fmt: skip
     c.add_argument("--metric", default=None, choices=vocab.TASK_METRICS,
                    help="headline metric (default accuracy; f1 = positive class = the second label, binary only)")  # fmt: skip
     c.add_argument("--dev-fraction", type=float, default=None, help="one data file: dev share (default 0.1)")
@@ -177,7 +182,8 @@ def add_encoder_args(p: argparse.ArgumentParser, required: bool = False) -> None
                    help="embedding dimension (default: 25)")  # fmt: skip
     g.add_argument("--vocab-size", type=int, default=None,
                    help=f"BPE vocabulary / hash embedding K (default: {vocab.DEFAULT_VOCAB_SIZE}; char ignores it)")  # fmt: skip
-    g.add_argument("--bpemb-dir", default=None, help="bpemb cache dir holding en/en.wiki.bpe.vs*.{model,d*.w2v.bin}")
+    g.add_argument("--bpemb-dir", default=None, help="bpemb cache dir holding en/en.wiki.bpe.vs*.{model,d*.w2v.bin} (default: bpemb's own download"
+                        " cache; bpe embeddings only)")  # fmt: skip
 
 
 def output_parent(output: str | None) -> Path | None:
@@ -200,3 +206,39 @@ STUDENT_THREADS_HELP = (
     "torch CPU threads (default 1: the students are small, and one thread per run is fastest; use a sweep to"
     " run several students side by side on more cores)"
 )
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Every command's help formatter (``sweep.cli`` sets it on each parser): description paragraphs wrapped to the
+    terminal, indented lines (examples) kept as written; each option's help ends with its default -
+    ``(default: X)``, ``(default: off)`` for a flag - unless the help text already says what the default is."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        import textwrap
+
+        out = []
+        for para in textwrap.dedent(text).strip("\n").split("\n\n"):
+            lines = para.splitlines()
+            if any(line[:1].isspace() for line in lines):
+                out.append("\n".join(indent + line for line in lines))
+            else:
+                out.append(textwrap.fill(" ".join(lines), width, initial_indent=indent, subsequent_indent=indent))
+        return "\n\n".join(out)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (
+            "default" in text.lower()
+            or action.default is argparse.SUPPRESS
+            or action.required
+            or not action.option_strings
+            or action.default is None  # a computed default: the help text must say it (tests/test_help.py)
+        ):
+            return text
+        if action.nargs == 0:  # store_true / store_false / store_const
+            shown = "on" if action.default not in (False, 0) else "off"
+        elif isinstance(action.default, (list, tuple)) and not action.default:
+            shown = "none"
+        else:
+            shown = "%(default)s"
+        return f"{text} (default: {shown})"

@@ -84,9 +84,13 @@ def add_parser(sub) -> None:
     p.add_argument("checkpoint", help="student.pt written by `featherweight distill --output`")
     add_task_args(p, recorded="the checkpoint's")
     g = p.add_argument_group("data (to evaluate, fine-tune and calibrate; task and encoder come from the checkpoint)")
-    g.add_argument("--bpemb-dir", default=None, help="bpemb cache dir (bpe students)")
+    g.add_argument(
+        "--bpemb-dir", default=None, help="bpemb cache dir (bpe students; default: bpemb's own download cache)"
+    )
     g.add_argument("--cache-dir", default=None, help="encoded-data cache (default ~/.cache/featherweight)")
-    g.add_argument("--teacher-logits", default=None, help="teacher logits for fine-tuning with --alpha < 1")
+    g.add_argument(
+        "--teacher-logits", default=None, help="teacher logits for fine-tuning with --alpha < 1 (default: none)"
+    )
     g = p.add_argument_group("pruning (thesis 4.2, 6.2.5; default targets: table 6.3)")
     g.add_argument("--prune", choices=vocab.PRUNE_METHODS, default=None,
                    help="pruning method (default: no pruning)")  # fmt: skip
@@ -134,14 +138,20 @@ def add_parser(sub) -> None:
                         " 2..8 = uniform codes over their range (smaller gzip: the importance scalars dominate a"
                         " quantized hash student's size); 2..8 need embedding quantization")  # fmt: skip
     g = p.add_argument_group("fine-tuning loss (pruning epochs); defaults: the checkpoint's distillation settings")
-    g.add_argument("--alpha", type=float, default=None, help="weight of the label CE loss (1 = labels only)")
-    g.add_argument("--temperature", type=float, default=None)
-    g.add_argument("--optimizer", choices=vocab.OPTIMIZERS, default=None)
-    g.add_argument("--lr", type=float, default=None)
-    g.add_argument("--batch-size", type=int, default=None)
-    g.add_argument("--seed", type=int, default=None)
+    g.add_argument(
+        "--alpha", type=float, default=None, help="weight of the label CE loss (1 = labels only; default: above)"
+    )
+    g.add_argument(
+        "--temperature", type=float, default=None, help="softmax temperature before the MSE (default: above)"
+    )
+    g.add_argument("--optimizer", choices=vocab.OPTIMIZERS, default=None, help="default: above")
+    g.add_argument("--lr", type=float, default=None, help="learning rate (default: above)")
+    g.add_argument("--batch-size", type=int, default=None, help="default: above")
+    g.add_argument("--seed", type=int, default=None, help="seed of the fine-tuning (default: above)")
     g = p.add_argument_group("output")
-    g.add_argument("--output", default=None, help="directory for compressed.pt and result.json")
+    g.add_argument(
+        "--output", default=None, help="directory for compressed.pt and result.json (default: none, nothing is saved)"
+    )
     g.add_argument("--speed", action="store_true", help="also time batch-1 latency and batch-256 throughput")
     g.add_argument("--threads", type=positive_int, default=1, help=STUDENT_THREADS_HELP)
     g.add_argument("--json", action="store_true", help="print the result as one JSON object")

@@ -36,11 +36,13 @@ def add_parser(sub) -> None:
     add_task_args(p)
     add_encoder_args(p)
     g = p.add_argument_group("student")
-    g.add_argument("--arch", choices=vocab.ARCHS, default="bilstm")
+    g.add_argument("--arch", choices=vocab.ARCHS, default="bilstm", help="student architecture")
     g.add_argument("--pooling", choices=vocab.POOLINGS, default="last", help="recurrent output (default: last)")
     g.add_argument("--hidden", type=int, default=None, help="encoder hidden size (default: table 6.1)")
     g.add_argument("--classifier-hidden", type=int, default=None, help="classifier hidden size (default: table 6.1)")
-    g.add_argument("--dropout", type=float, default=None)
+    g.add_argument(
+        "--dropout", type=float, default=None, help="dropout rate (default: table 6.1, 0.1 recurrent, 0.2 ffn)"
+    )
     g = p.add_argument_group("distillation and training")
     g.add_argument("--alpha", type=float, default=1.0, help="weight of the label CE loss; 1 = no teacher (default 1)")
     g.add_argument(
@@ -49,25 +51,34 @@ def add_parser(sub) -> None:
         default="auto",
         help="softmax temperature before the MSE: a number, 'none' (raw logits) or 'auto' (3 for ffn)",
     )
-    g.add_argument("--teacher-logits", default=None, help="teacher logits: .npy aligned to train rows, or .parquet")
+    g.add_argument(
+        "--teacher-logits", default=None, help="teacher logits: .npy aligned to train rows, or .parquet (default: none)"
+    )
     g.add_argument("--teacher", default=None,
                    help="fine-tuned teacher directory: its train logits come from the soft-target store"
-                        " (computed once, then cached under --cache-dir)")  # fmt: skip
+                        " (computed once, then cached under --cache-dir; default: none)")  # fmt: skip
     g.add_argument("--bootstrap", default=None,
                    help="augmented-data file from `featherweight augment`: train on original + augmented examples"
-                        " (labels and logits from --teacher)")  # fmt: skip
-    g.add_argument("--teacher-device", default="auto", help="where the teacher runs if its logits are not stored")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--max-epochs", type=int, default=50)
-    g.add_argument("--patience", type=int, default=7)
+                        " (labels and logits from --teacher; default: none)")  # fmt: skip
+    g.add_argument(
+        "--teacher-device", default="auto", help="where the teacher runs if its logits are not stored: auto, cpu, cuda"
+    )
+    g.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order")
+    g.add_argument("--max-epochs", type=int, default=50, help="epochs at most (the thesis' 50; 3-5 for a quick run)")
+    g.add_argument("--patience", type=int, default=7, help="stop after this many epochs without a better dev score")
     g.add_argument("--batch-size", type=int, default=None, help="default: 50, or 256 for sentence pairs")
-    g.add_argument("--optimizer", choices=vocab.OPTIMIZERS, default=None)
-    g.add_argument("--lr", type=float, default=None)
-    g.add_argument("--weight-decay", type=float, default=None)
+    g.add_argument("--optimizer", choices=vocab.OPTIMIZERS, default=None,
+                   help="default: the thesis' per-arch choice (table 6.1): adadelta for bilstm, adam for rnn and ffn")  # fmt: skip
+    g.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: table 6.1, 1.0 for bilstm/adadelta, 1e-4 for rnn and ffn/adam, tuned for"
+                        " 50 epochs; for short runs of 3-5 epochs use --optimizer adam --lr 3e-3)")  # fmt: skip
+    g.add_argument("--weight-decay", type=float, default=None, help="default: table 6.1, 1e-5 for rnn, else 0")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     g.add_argument("--threads", type=positive_int, default=1, help=STUDENT_THREADS_HELP)
     g = p.add_argument_group("output")
-    g.add_argument("--output", default=None, help="directory for student.pt and result.json")
+    g.add_argument(
+        "--output", default=None, help="directory for student.pt and result.json (default: none, nothing is saved)"
+    )
     g.add_argument("--cache-dir", default=None, help="where encoded data is cached (default ~/.cache/featherweight)")
     g.add_argument("--json", action="store_true", help="print the result as one JSON object")
     g.add_argument("--quiet", action="store_true", help="no per-epoch lines")

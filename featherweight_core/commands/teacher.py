@@ -31,7 +31,9 @@ def add_parser(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     tsub = p.add_subparsers(dest="teacher_command", metavar="SUBCOMMAND", required=True)
 
-    s = tsub.add_parser("init-small", help="build an untrained small BERT teacher offline (tokenizer trained here)")
+    s = tsub.add_parser("init-small", help="build an untrained small BERT teacher offline (tokenizer trained here)",
+                      description="Build an untrained small BERT teacher offline: a WordPiece tokenizer trained on the"
+                      " task's training text and a tiny BERT; fine-tune it with `teacher finetune`.")  # fmt: skip
     add_task_args(s)
     s.add_argument("--output", required=True, help="model directory to create")
     s.add_argument("--vocab-size", type=int, default=2000, help="WordPiece vocabulary (default 2000)")
@@ -40,11 +42,13 @@ def add_parser(sub) -> None:
     s.add_argument("--heads", type=int, default=2, help="attention heads (default 2)")
     s.add_argument("--intermediate", type=int, default=128, help="feed-forward size (default 128)")
     s.add_argument("--max-length", type=int, default=128, help="max positions (default 128)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
     s.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
     s.set_defaults(func=run_init_small)
 
-    f = tsub.add_parser("finetune", help="fine-tune a HF sequence classifier (hub id or directory) on a task")
+    f = tsub.add_parser("finetune", help="fine-tune a HF sequence classifier (hub id or directory) on a task",
+                      description="Fine-tune a Hugging Face sequence classifier (hub id or local directory) on a task"
+                      " with AdamW and linear warm-up; writes the model and teacher_metrics.json to --output.")  # fmt: skip
     f.add_argument("--model", required=True, help="hub id (e.g. roberta-large; needs the hub or the HF cache) or dir")
     add_task_args(f)
     f.add_argument("--output", required=True, help="directory for the fine-tuned teacher and teacher_metrics.json")
@@ -55,8 +59,10 @@ def add_parser(sub) -> None:
     g.add_argument("--max-length", type=int, default=128, help="truncate inputs to this many tokens (default 128)")
     g.add_argument("--warmup-ratio", type=float, default=0.06, help="linear warm-up fraction (default 0.06)")
     g.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--max-train-examples", type=int, default=None, help="train on a random subset of this size")
+    g.add_argument("--seed", type=int, default=0, help="seed of the classifier head and batch order")
+    g.add_argument(
+        "--max-train-examples", type=int, default=None, help="train on a random subset of this size (default: all)"
+    )
     g.add_argument(
         "--eval-every", type=int, default=0, help="also print dev metrics every N steps (default: per epoch)"
     )
@@ -66,14 +72,21 @@ def add_parser(sub) -> None:
     f.set_defaults(func=run_finetune)
 
     lg = tsub.add_parser(
-        "logits", help="teacher logits for task splits or an augmented file, via the soft-target store"
+        "logits",
+        help="teacher logits for task splits or an augmented file, via the soft-target store",
+        description="Compute a fine-tuned teacher's logits for task splits or an augmented-data file; they are"
+        " stored once in the soft-target store (CACHE_DIR/softtargets) and served from it afterwards.",
     )
     lg.add_argument("--teacher", required=True, help="fine-tuned teacher directory")
     add_task_args(lg, recorded="the teacher's")
     lg.add_argument("--split", action="append", default=None,
                     help="split to score (repeatable; default: train and the dev splits)")  # fmt: skip
-    lg.add_argument("--augmented", default=None, help="score this augmented-data file instead of task splits")
-    lg.add_argument("--output", default=None, help="also copy the logits to this .parquet file (one split only)")
+    lg.add_argument(
+        "--augmented", default=None, help="score this augmented-data file instead of task splits (default: none)"
+    )
+    lg.add_argument(
+        "--output", default=None, help="also copy the logits to this .parquet file (one split only; default: none)"
+    )
     lg.add_argument(
         "--cache-dir", default=None, help="store root is CACHE_DIR/softtargets (default ~/.cache/featherweight)"
     )
