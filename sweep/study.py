@@ -29,11 +29,14 @@ the bootstrap stage once the first shard is done), to test that a resume picks u
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import re
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +54,7 @@ FAULT_ENV = "FEATHERWEIGHT_FAULT_STAGE"
 STAGES = ("teacher", "bootstrap", "soft_targets")
 MAX_AUTO_SHARDS = 16
 SOFT_TARGETS_DIR = "softtargets"
+PROGRESS_EVERY_S = 60.0  # how often the driver says how a running stage is getting on
 
 
 def _fingerprint(obj: Any) -> str:
@@ -144,7 +148,8 @@ def _threads(cpus: float) -> None:
     torch.set_num_threads(max(1, int(cpus)))
 
 
-def _teacher_task(model: str, task_data: TaskData, output: str, finetune: dict, cpus: float, gpus: float) -> dict:
+def _teacher_task(model: str, task_data: TaskData, output: str, finetune: dict, cpus: float, gpus: float,
+                  progress: str | None = None) -> dict:  # fmt: skip
     import dataclasses
 
     from featherweight_core import teacher
@@ -152,12 +157,14 @@ def _teacher_task(model: str, task_data: TaskData, output: str, finetune: dict, 
     _threads(cpus)
     device, recorded, node = _placement(gpus)
     start = time.time()
-    if model == "small":
-        cfg = dataclasses.replace(teacher.SMALL_TEACHER_FINETUNE, **finetune, device=device)
-        _, metrics = teacher.build_demo_teacher(task_data, output, cfg=cfg)
-    else:
-        cfg = teacher.TeacherConfig(**finetune, device=device)
-        metrics = teacher.finetune_teacher(model, task_data, output, cfg, progress=False, overwrite=True, log=None)
+    with _progress_to(progress):
+        if model == "small":
+            cfg = dataclasses.replace(teacher.SMALL_TEACHER_FINETUNE, **finetune, device=device)
+            _, metrics = teacher.build_demo_teacher(task_data, output, cfg=cfg)
+        else:
+            cfg = teacher.TeacherConfig(**finetune, device=device)
+            metrics = teacher.finetune_teacher(model, task_data, output, cfg, progress=progress is not None,
+                                               overwrite=True, log=sys.stderr if progress else None)  # fmt: skip
     return {"start": start, "end": time.time(), "device": recorded, "node": node,
             "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float)}}  # fmt: skip
 
@@ -185,20 +192,47 @@ def _shard_task(task_data: TaskData, output: str, cfg: dict, vectors: str, mlm: 
 
 
 def _label_task(teacher_dir: str, task_data: TaskData, bootstrap: str | None, root: str, cpus: float,
-                gpus: float) -> dict:  # fmt: skip
+                gpus: float, progress: str | None = None) -> dict:  # fmt: skip
     from featherweight_core.augment import read_augmented
     from featherweight_core.softtargets import SoftTargetStore
 
     _threads(cpus)
     device, recorded, node = _placement(gpus)
     start = time.time()
-    store = SoftTargetStore(root, device=device)
-    store.get_or_compute(teacher_dir, task_data, "train")  # what prepare() reads, under the same names
-    if bootstrap is not None:
-        aug, _ = read_augmented(bootstrap, task_data.task)
-        store.get_or_compute(teacher_dir, aug, f"{task_data.task.name}-bootstrap")
+    store = SoftTargetStore(root, device=device, progress=progress is not None)
+    with _progress_to(progress):
+        store.get_or_compute(teacher_dir, task_data, "train")  # what prepare() reads, under the same names
+        if bootstrap is not None:
+            aug, _ = read_augmented(bootstrap, task_data.task)
+            store.get_or_compute(teacher_dir, aug, f"{task_data.task.name}-bootstrap")
     return {"start": start, "end": time.time(), "device": recorded, "node": node,
             "rows": store.examples_computed}  # fmt: skip
+
+
+@contextlib.contextmanager
+def _progress_to(path: str | None):
+    """A stage task's progress bars and epoch lines (written to stderr) go to ``path``, which the driver reads while
+    it waits (:func:`last_progress`): a Ray worker's own output does not reach the user's terminal."""
+    if path is None:
+        yield
+        return
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", buffering=1) as f, contextlib.redirect_stderr(f):
+        yield
+
+
+def last_progress(path: str | Path | None) -> str | None:
+    """The last line (or progress-bar update) a stage task wrote to its progress file, if any."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - 4096))
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    parts = [p.strip() for p in re.split(r"[\r\n]", text) if p.strip()]
+    return parts[-1] if parts else None
 
 
 def _remote(fn: Callable, cpus: float, gpus: float):
@@ -224,6 +258,7 @@ class Job:
     finish: Callable[[list[dict]], dict] = lambda results: {}
     detail: dict = field(default_factory=dict)
     fault_after_first: bool = False  # the fault hook waits for one of the Ray tasks to finish (bootstrap shards)
+    progress: Path | None = None  # where its Ray task writes progress lines (teacher, soft targets)
 
 
 class StudyRunner:
@@ -283,6 +318,7 @@ class StudyRunner:
             os.kill(os.getpid(), signal.SIGKILL)
         for job, refs in running:
             try:
+                self._wait(stage, job, refs)
                 results = ray.get(refs)
                 detail = {**job.detail, **job.finish(results)}
             except Exception as e:
@@ -298,6 +334,23 @@ class StudyRunner:
             self.say(f"{stage} {job.task}: finished in {seconds:.1f}s on {','.join(devices)} ({job.output.name})")
         if errors:
             raise errors[0]
+
+    def _wait(self, stage: str, job: Job, refs: list) -> None:
+        """Wait for the job's Ray tasks, saying every ``PROGRESS_EVERY_S`` how long it has run and how far it is
+        (its progress file's last line; for several tasks, how many are done)."""
+        import ray
+
+        started = time.time()
+        while True:
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=PROGRESS_EVERY_S)
+            if len(ready) == len(refs):
+                break
+            elapsed = time.time() - started
+            where = last_progress(job.progress) if len(refs) == 1 else f"{len(ready)} of {len(refs)} tasks done"
+            self.say(f"{stage} {job.task}: running for {elapsed // 60:.0f}m{elapsed % 60:02.0f}s"
+                     + (f": {where}" if where else ""))  # fmt: skip
+        if job.progress is not None:
+            job.progress.unlink(missing_ok=True)
 
     def _failed(self, stage: str, job: Job, e: Exception) -> BaseException:
         """Record the job's row as failed; returns what to raise: the UserError a Ray task raised, else ``e``."""
@@ -319,6 +372,7 @@ class StudyRunner:
         fp = _fingerprint({"stage": "teacher", "task": td.task.to_dict(), "data": td.fingerprint(),
                            "model": _model_identity(t["model"]), "finetune": t["finetune"]})  # fmt: skip
         out = self.root / task / f"teacher-{fp}"
+        progress = out.with_name(f".{out.name}.progress")
         a.teacher = str(out)
         cluster, _ = _cluster()
         cpus, gpus = float(self.spec.resources["teacher_cpus"]), stage_gpus(self.spec, "teacher_gpus", cluster)
@@ -327,7 +381,8 @@ class StudyRunner:
             task, "teacher", fp, out,
             done=lambda: (out / "config.json").is_file() and (out / "featherweight_teacher.json").is_file(),
             submit=lambda: [_remote(_teacher_task, cpus, gpus).remote(t["model"], ref, str(out), t["finetune"], cpus,
-                                                                       gpus)],
+                                                                       gpus, str(progress))],
+            progress=progress,
             finish=lambda results: {"metrics": results[0]["metrics"]},
             detail={"model": t["model"], "finetune": t["finetune"], "cpus": cpus, "gpus": gpus},
         )  # fmt: skip
@@ -412,10 +467,13 @@ class StudyRunner:
         cpus, gpus = float(self.spec.resources["teacher_cpus"]), stage_gpus(self.spec, "teacher_gpus", cluster)
         ref = self.task_data_ref(task)
         teacher_dir, boot = a.teacher, a.bootstrap
+        progress = self.root / task / f".soft_targets-{fp}.progress"
         return Job(
             task, "soft_targets", fp, root,
             done=lambda: all(store.has(teacher_dir, d, split) for d, split in parts),
-            submit=lambda: [_remote(_label_task, cpus, gpus).remote(teacher_dir, ref, boot, str(root), cpus, gpus)],
+            submit=lambda: [_remote(_label_task, cpus, gpus).remote(teacher_dir, ref, boot, str(root), cpus, gpus,
+                                                                     str(progress))],
+            progress=progress,
             finish=lambda results: {"rows": results[0]["rows"]},
             detail={"teacher": teacher_dir, "bootstrap": boot, "cpus": cpus, "gpus": gpus},
         )  # fmt: skip
