@@ -131,8 +131,19 @@ def fmt_secs(s: float) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
 
+def trial_kind(trial) -> str:
+    """What a trial's duration is estimated from: trials of the same task, arch and data (with or without bootstrap
+    data) take about as long; a compression search's trials all look alike."""
+    if getattr(trial, "stage", None) == "compress":
+        return "compression"
+    return f"{trial.task} {trial.arch}{' +bootstrap' if getattr(trial, 'bootstrap', False) else ''}"
+
+
 class ProgressReporter(tune.Callback):
-    """One line per finished trial with its score, size, time and an ETA from the mean wall time per trial."""
+    """One line per finished trial with its score, size, time and an ETA. The ETA adds up, for each trial still to
+    run, the mean wall time of the finished trials of its kind (:func:`trial_kind`), minus what running trials have
+    already spent, over the trials running side by side; while some kind still to run has no finished trial there is
+    no estimate, and the line says so instead of guessing from faster kinds."""
 
     def __init__(
         self, total: int, label: str, trial_of: Callable[[Any], Any], size_measure: str = "gzip_bytes",
@@ -144,24 +155,61 @@ class ProgressReporter(tune.Callback):
         self.size_measure = size_measure
         self.start = time.time()
         self.out = out or (lambda s: print(s, file=sys.stderr, flush=True))
+        self.seconds_by_kind: dict[str, list[float]] = {}
 
-    def _line(self, tune_trial, outcome: TrialOutcome) -> None:
+    def _kind(self, tune_trial) -> str | None:
+        try:
+            return trial_kind(self.trial_of(tune_trial))
+        except Exception:  # a trial whose config is not (yet) a contract trial: unknown kind
+            return None
+
+    def eta(self, trials: list, now: float | None = None) -> str:
+        """``"eta 3m10s"``, ``"eta 0m00s"`` when nothing is left, or ``"no eta yet (no K trial finished)"``."""
+        now = time.time() if now is None else now
+        left = max(0, self.total - self.done)
+        if not left:
+            return "eta 0m00s"
+        unfinished = [t for t in trials if getattr(t, "status", None) in ("PENDING", "RUNNING", "PAUSED")]
+        work, running, unknown = 0.0, 0, []
+        everything = [s for secs in self.seconds_by_kind.values() for s in secs]
+        for t in unfinished[:left]:
+            kind = self._kind(t)
+            secs = self.seconds_by_kind.get(kind) if kind else None
+            if not secs:
+                unknown.append(kind or "such")
+                continue
+            mean = sum(secs) / len(secs)
+            if t.status == "RUNNING":
+                running += 1
+                started = getattr(getattr(t, "run_metadata", None), "start_time", None)
+                work += max(0.0, mean - (now - started)) if started else mean
+            else:
+                work += mean
+        if unknown:
+            return f"no eta yet (no {sorted(set(unknown))[0]} trial finished)"
+        # trials Tune has not created yet: the mean of everything finished so far (their kind is not known yet)
+        work += max(0, left - len(unfinished)) * (sum(everything) / len(everything) if everything else 0.0)
+        return f"eta {fmt_secs(work / max(1, running))}"
+
+    def _line(self, tune_trial, outcome: TrialOutcome, trials: list | None = None) -> None:
         self.done += 1
         self.failed += int(not outcome.finished)
-        what = self.trial_of(tune_trial).describe()
+        trial = self.trial_of(tune_trial)
+        what = trial.describe()
         if outcome.finished:
+            self.seconds_by_kind.setdefault(trial_kind(trial), []).append(outcome.seconds)
             size = outcome.size(self.size_measure)
             size_s = f"{size:,.0f}" if self.size_measure == "params" else fmt_bytes(size)
             line = f"{what} -> score {outcome.score:.4f}  {self.size_measure} {size_s}  ({outcome.seconds:.1f}s)"
         else:
             line = f"{what} -> FAILED: {outcome.error}"
             self.first_error = self.first_error or outcome.error
-        eta = (time.time() - self.start) / self.done * max(0, self.total - self.done)
+        others = [t for t in (trials or []) if t is not tune_trial]
         width = len(str(self.total))
-        self.out(f"[{self.label} {self.done:{width}d}/{self.total} eta {fmt_secs(eta)}] {line}")
+        self.out(f"[{self.label} {self.done:{width}d}/{self.total} {self.eta(others)}] {line}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
-        self._line(trial, outcome_of(trial))
+        self._line(trial, outcome_of(trial), trials)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
-        self._line(trial, crashed_outcome(trial))
+        self._line(trial, crashed_outcome(trial), trials)

@@ -33,19 +33,30 @@ def featherweight_command() -> str:
     on_path = shutil.which("featherweight")
     if on_path and (not here.is_file() or Path(on_path).resolve() == here.resolve()):
         return "featherweight"
-    return shlex.quote(str(here)) if here.is_file() else f"{shlex.quote(sys.executable)} -m sweep.cli"
+    if not here.is_file():
+        return f"{shlex.quote(sys.executable)} -m sweep.cli"
+    try:  # shorter when the environment is under the working directory: .venv/bin/featherweight
+        rel = str(here.absolute().relative_to(Path.cwd().absolute()))
+        return shlex.quote(rel if "/" in rel else f"./{rel}")
+    except ValueError:
+        return shlex.quote(str(here))
 
 
 def run_demo(output: Path, address: str | None, say: Callable[[str], None]) -> int:
     from analysis.report import build_report
     from analysis.views import open_store
+    from sweep.callback import fmt_secs
     from sweep.runner import run_and_summarize
     from sweep.spec import validate
 
     t0 = time.time()
+
+    def timed(msg: str) -> None:  # every line says how long the demo has been running, so the slow parts show
+        say(f"[{fmt_secs(time.time() - t0)}] {msg}")
+
     output = output.expanduser().resolve()
     spec = validate(demo_spec_raw(output))
-    rc = run_and_summarize(spec, address, say)
+    rc = run_and_summarize(spec, address, timed)
     if rc:
         return rc
     report_dir = output / "report"

@@ -1,0 +1,54 @@
+"""ProgressReporter's ETA: estimated per kind of trial, never from a faster kind."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from sweep.callback import ProgressReporter
+from trainables.trial import TrialOutcome
+
+
+def _trial(arch: str, bootstrap: bool = False):
+    return SimpleNamespace(task="synthetic", arch=arch, bootstrap=bootstrap, stage="distill",
+                           describe=lambda: f"synthetic {arch}")  # fmt: skip
+
+
+def _tune(arch: str, status: str, started: float | None = None, bootstrap: bool = False):
+    return SimpleNamespace(status=status, trial=_trial(arch, bootstrap),
+                           run_metadata=SimpleNamespace(start_time=started))  # fmt: skip
+
+
+def _outcome(seconds: float) -> TrialOutcome:
+    return TrialOutcome(status="finished", started_at=0.0, finished_at=seconds, metrics={"score": 0.5},
+                        sizes={"gzip_bytes": 1000})  # fmt: skip
+
+
+def test_no_estimate_until_a_trial_of_each_remaining_kind_finished():
+    lines: list[str] = []
+    rep = ProgressReporter(3, "distill", lambda t: t.trial, out=lines.append)
+    ffn = _tune("ffn", "TERMINATED")
+    bilstm = _tune("bilstm", "PENDING")
+    rep._line(ffn, _outcome(4.0), [ffn, bilstm, _tune("ffn", "PENDING")])
+    assert "no eta yet (no synthetic bilstm trial finished)" in lines[-1]
+    assert rep.eta([bilstm]).startswith("no eta yet")
+
+
+def test_eta_from_the_same_kind_and_running_time():
+    rep = ProgressReporter(4, "distill", lambda t: t.trial, out=lambda s: None)
+    rep.done = 2
+    rep.seconds_by_kind = {"synthetic ffn": [4.0], "synthetic bilstm": [300.0]}
+    # one bilstm running for 100 s (200 s left), one ffn pending (4 s); one trial running at a time
+    eta = rep.eta([_tune("bilstm", "RUNNING", started=1000.0), _tune("ffn", "PENDING")], now=1100.0)
+    assert eta == "eta 3m24s"
+    rep.done = 4
+    assert rep.eta([]) == "eta 0m00s"
+
+
+def test_bootstrap_trials_are_their_own_kind():
+    rep = ProgressReporter(2, "distill", lambda t: t.trial, out=lambda s: None)
+    rep.done = 1
+    rep.seconds_by_kind = {"synthetic bilstm": [30.0]}
+    assert (
+        rep.eta([_tune("bilstm", "PENDING", bootstrap=True)])
+        == "no eta yet (no synthetic bilstm +bootstrap trial finished)"
+    )
