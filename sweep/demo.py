@@ -54,6 +54,11 @@ def run_demo(output: Path, address: str | None, say: Callable[[str], None]) -> i
     def timed(msg: str) -> None:  # every line says how long the demo has been running, so the slow parts show
         say(f"[{fmt_secs(time.time() - t0)}] {msg}")
 
+    import torch
+
+    # the driver builds the small teacher and labels the data: one torch thread, as the trials use. With torch's
+    # default (a thread per core) the teacher took 107 s instead of 17 s on 2 cores while one was busy elsewhere.
+    torch.set_num_threads(1)
     output = output.expanduser().resolve()
     spec = validate(demo_spec_raw(output))
     rc = run_and_summarize(spec, address, timed)

@@ -67,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(report))
         return 0
     p = report["params"]
-    print(f"{task.name}  {cfg.arch} {cfg.embedding} d{cfg.emb_dim} vocab {cfg.vocab_size}"
+    vocab_s = f" vocab {cfg.vocab_size}" if cfg.vocab_size is not None else ""  # char students have none
+    print(f"{task.name}  {cfg.arch} {cfg.embedding} d{cfg.emb_dim}{vocab_s}"
           f"  {task.num_labels} labels{' (pairs)' if task.pair else ''}")  # fmt: skip
     for k in ("total", "embedding", "encoder", "classifier", "nonzero"):
         print(f"  params {k:<11}{p[k]:>12,}")

@@ -152,7 +152,8 @@ def _print_summary(s: dict) -> None:
     st = s["student"]
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in s["metrics"].items())
     p = s["params"]
-    print(f"{s['task']}  {st['arch']} {st['embedding']} d{st['emb_dim']} vocab {st['vocab_size']}"
+    vocab_s = f" vocab {st['vocab_size']}" if st.get("vocab_size") is not None else ""  # char students have none
+    print(f"{s['task']}  {st['arch']} {st['embedding']} d{st['emb_dim']}{vocab_s}"
           f"  alpha {s['distill']['alpha']}  seed {s['distill']['seed']}")  # fmt: skip
     print(f"best epoch {s['best_epoch']}/{s['epochs']}  dev {metrics}")
     if s.get("test_metrics"):
