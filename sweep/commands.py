@@ -60,10 +60,18 @@ def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def _quiet_libraries() -> None:
+    """A sweep prints its own progress lines: Optuna's INFO lines ("A new study created ...") stay out of it."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
 def run_cmd(args: argparse.Namespace) -> int:
     from sweep.runner import run_and_summarize
     from sweep.spec import load_spec
 
+    _quiet_libraries()
     return run_and_summarize(load_spec(args.spec), args.address, _say, args.verbose)
 
 
@@ -109,6 +117,7 @@ def resume_cmd(args: argparse.Namespace) -> int:
         spec = _spec_from_db(args.name, db)
     from sweep.runner import run_and_summarize
 
+    _quiet_libraries()
     return run_and_summarize(spec, args.address, _say, args.verbose)
 
 
@@ -137,4 +146,5 @@ def validate_cmd(args: argparse.Namespace) -> int:
 def demo_cmd(args: argparse.Namespace) -> int:
     from sweep.demo import run_demo
 
+    _quiet_libraries()
     return run_demo(Path(args.output), args.address, _say)
