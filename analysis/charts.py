@@ -1,15 +1,25 @@
-"""Altair Pareto (skyline) charts of score against size, drawn from the ``pareto_points`` view (thesis figs 7.2-7.4).
+"""Altair Pareto (skyline) charts of dev score against size, drawn from the ``pareto_points`` view (thesis figs
+7.2-7.4), made to be read without the tables and put in a paper.
 
-Size on a log x axis, score on y; skyline points coloured by architecture and joined by a step line (the best score
-reachable at or below each size), dominated trials greyed, baselines marked as black diamonds with their names, and
-tooltips carrying each point's configuration.
+- y: the task's metric on dev in percent (``dev accuracy (%)``), x: the size measure with its unit on a log scale;
+  both domains fitted to the data with padding, so no point is clipped.
+- Every point coloured by architecture (baselines black), shaped by stage (distilled, pruned, quantized,
+  pruned + quantized, teacher baseline, literature/user baseline); dominated points lighter, skyline points opaque
+  and named; the skyline a black dashed step line with its own legend entry.
+- A thin line from each compressed trial to its distilled parent; for configurations with several seeds, a hollow
+  mean marker with an error bar of +- one sample sd (``seed_summary``).
+- Optional hardware budgets (e.g. L1/L2 cache sizes) as labelled vertical rules: :func:`parse_size` reads them.
+- Interactive in HTML: tooltips with the whole configuration, zoom and pan (scroll, drag), click a legend entry to
+  show one architecture only. Legends sit under the plot, never over a label.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import TYPE_CHECKING
 
+from featherweight_core.errors import UserError
 from featherweight_core.vocab import SIZE_MEASURES
 
 if TYPE_CHECKING:
@@ -22,30 +32,73 @@ SCORE_MEASURES = ("score", "accuracy", "f1", "macro_f1")
 SIZE_TITLES = {
     "disk_bytes": "size on disk (MB, log scale)",
     "gzip_bytes": "gzip size (MB, log scale)",
-    "params": "parameters (log scale)",
+    "params": "parameters, non-zero (log scale)",
 }
 SCORE_TITLES = {"score": "score", "accuracy": "accuracy", "f1": "F1", "macro_f1": "macro-F1"}
 # What a task's ``score`` is: the metric a custom task names in its spec (tasks.<task>.metric), else the built-in one
 METRIC_NAMES = {"accuracy": "accuracy", "f1": "F1", "macro_f1": "macro-F1"}
 BUILTIN_METRICS = {"sst2": "accuracy", "qqp": "accuracy", "mnli": "accuracy"}
 DEFAULT_METRIC = "accuracy"
+FACETS = ("task", "embedding", "arch")
 TOOLTIP_FIELDS = (
     ("name", "model"),
-    ("kind", "kind"),
     ("trial_id", "trial"),
-    ("stage", "stage"),
-    ("arch", "arch"),
-    ("embedding", "embedding"),
-    ("emb_dim", "dim"),
-    ("vocab_size", "vocab"),
-    ("alpha", "alpha"),
-    ("bootstrap", "bootstrap"),
-    ("seed", "seed"),
-    ("pruning", "pruning"),
-    ("quantization", "quantization"),
+    ("stage_label", "stage"),
+    ("configuration", "configuration"),
+    ("parent_trial_id", "parent"),
     ("source", "source"),
 )
-ARCH_COLORS = {"bilstm": "#1b9e77", "rnn": "#d95f02", "ffn": "#7570b3"}
+# colour-blind-safe, far from black (the skyline and the baselines)
+ARCH_COLORS = {"bilstm": "#0072b2", "rnn": "#e69f00", "ffn": "#cc79a7"}
+BASELINE_COLOR = "#222222"
+STAGE_SHAPES = {
+    "distilled": "circle",
+    "pruned": "triangle-up",
+    "quantized": "square",
+    "pruned + quantized": "triangle-down",
+    "teacher baseline": "diamond",
+    "literature/user baseline": "cross",
+}
+SKYLINE_SERIES = "skyline (Pareto front)"
+DOMINATED_OPACITY = 0.35
+_SIZE_UNITS = {"b": 1, "byte": 1, "bytes": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 1024, "mib": 1024**2,
+               "gib": 1024**3}  # fmt: skip
+
+
+class BudgetError(UserError, ValueError):
+    """A hardware budget that is not a size (``32KB``, ``1.5MB``, ``48KiB``, ``4096`` bytes)."""
+
+
+def parse_size(text: str | int | float) -> int:
+    """A size with an optional unit (B/bytes, KB/MB/GB = 10^3/10^6/10^9, KiB/MiB/GiB = 2^10/2^20/2^30) -> bytes.
+
+    >>> parse_size("32KB"), parse_size("48 KiB"), parse_size("1.5MB"), parse_size(4096)
+    (32000, 49152, 1500000, 4096)
+    """
+    if isinstance(text, bool):
+        raise BudgetError(f"budget {text!r}: expected a size such as 32KB, 48KiB, 1.5MB or 4096 (bytes)")
+    if isinstance(text, (int, float)):
+        value, unit = float(text), "b"
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*", str(text))
+        if not m or m.group(2).lower() not in ("", *_SIZE_UNITS):
+            raise BudgetError(f"budget {text!r}: expected a size such as 32KB, 48KiB, 1.5MB or 4096 (bytes)")
+        value, unit = float(m.group(1)), (m.group(2).lower() or "b")
+    size = value * _SIZE_UNITS[unit]
+    if not math.isfinite(size) or size <= 0:
+        raise BudgetError(f"budget {text!r}: expected a size > 0")
+    return int(round(size))
+
+
+def size_label(n_bytes: int) -> str:
+    """32000 -> '32 KB', 49152 -> '48 KiB', 1500000 -> '1.5 MB' (the unit the number is round in)."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if n_bytes >= factor and n_bytes % factor == 0 and n_bytes % (factor * 1000 // 1024) != 0:
+            return f"{n_bytes // factor} {unit}"
+    for unit, factor in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n_bytes >= factor:
+            return f"{n_bytes / factor:g} {unit}"
+    return f"{n_bytes} B"
 
 
 def task_metric(spec: dict | None, task: str) -> str:
@@ -73,9 +126,49 @@ def sweep_task_metric(store: ExperimentStore, sweep: str, task: str) -> str:
     return task_metric(spec, task)
 
 
+def spec_budgets(spec: dict | None) -> list[int]:
+    """The hardware budgets (bytes) of a stored spec's ``report.budgets``; [] when it has none."""
+    report = spec.get("report") if isinstance(spec, dict) else None
+    budgets = report.get("budgets") if isinstance(report, dict) else None
+    return [parse_size(b) for b in budgets or []]
+
+
+def _size_divisor(size_measure: str) -> float:
+    return 1e6 if size_measure.endswith("_bytes") else 1.0
+
+
+def _stage_label(row) -> str:
+    if row["kind"] == "baseline":
+        return "teacher baseline" if row.get("source") == "measured" else "literature/user baseline"
+    if row.get("stage") != "compress":
+        return "distilled"
+    pruned = isinstance(row.get("pruning"), str) and bool(row.get("pruning"))
+    quantized = isinstance(row.get("quantization"), str) and bool(row.get("quantization"))
+    if pruned and quantized:
+        return "pruned + quantized"
+    return "quantized" if quantized else "pruned"
+
+
+def _configuration(row) -> str:
+    if row["kind"] == "baseline":
+        return str(row.get("source") or "")
+    parts = [f"{row['arch']} {row['embedding']} d{row['emb_dim']}"]
+    for col, name in (("vocab_size", "vocab"), ("alpha", "alpha"), ("temperature", "T"), ("seed", "seed")):
+        v = row.get(col)
+        if v is not None and v == v:
+            parts.append(f"{name} {v:g}" if isinstance(v, float) else f"{name} {v}")
+    if row.get("bootstrap") is True:
+        parts.append("bootstrap")
+    for col in ("pruning", "quantization"):
+        if isinstance(row.get(col), str) and row.get(col):
+            parts.append(str(row[col]))
+    return ", ".join(parts)
+
+
 def pareto_frame(store: ExperimentStore, sweep: str, task: str, score_measure: str, size_measure: str) -> pd.DataFrame:
-    """Rows of ``pareto_points`` for one chart panel, with ``x`` (MB or parameter count) added (``store`` needs the
-    analysis views: ``analysis.views.open_store``)."""
+    """Rows of ``pareto_points`` for one chart panel, with ``x`` (MB or parameter count), ``y`` (percent),
+    ``stage_label``, ``color_key`` (arch, or ``baseline``), ``frontier`` and ``configuration`` added (``store`` needs
+    the analysis views: ``analysis.views.open_store``)."""
     if score_measure not in SCORE_MEASURES:
         raise ValueError(f"score measure must be one of {SCORE_MEASURES}, got {score_measure!r}")
     if size_measure not in SIZE_MEASURES:
@@ -85,8 +178,54 @@ def pareto_frame(store: ExperimentStore, sweep: str, task: str, score_measure: s
         "AND size_value > 0 ORDER BY size_value, score_value DESC",
         [sweep, task, score_measure, size_measure],
     )
-    df["x"] = df["size_value"] / (1e6 if size_measure.endswith("_bytes") else 1.0)
+    df["x"] = df["size_value"] / _size_divisor(size_measure)
+    df["y"] = df["score_value"].astype(float) * 100
+    records = df.to_dict("records")
+    df["stage_label"] = [_stage_label(r) for r in records]
+    df["configuration"] = [_configuration(r) for r in records]
+    df["color_key"] = [r["arch"] if r["kind"] == "trial" else "baseline" for r in records]
+    df["frontier"] = ["skyline" if r["on_skyline"] else "dominated" for r in records]
+    df["series"] = SKYLINE_SERIES
     return df
+
+
+def seed_frame(store: ExperimentStore, sweep: str, task: str, score_measure: str, size_measure: str) -> pd.DataFrame:
+    """Configurations with several seeds (``seed_summary``): x at the mean size, ``y`` the mean score in percent and
+    ``y_lo``/``y_hi`` mean -+ one sample sd."""
+    col = "score" if score_measure == "score" else score_measure
+    size_col = "nonzero_params" if size_measure == "params" else size_measure
+    df = store.query(
+        f"SELECT arch, embedding, emb_dim, vocab_size, alpha, bootstrap, method, n_seeds, "
+        f"coalesce({size_col}, params) AS size_value, {col}_mean AS mean, {col}_sd AS sd "
+        f"FROM seed_summary WHERE sweep = ? AND task = ? AND n_seeds > 1 AND {col}_mean IS NOT NULL",
+        [sweep, task],
+    )
+    df = df[df["size_value"].astype(float) > 0].copy()
+    df["x"] = df["size_value"].astype(float) / _size_divisor(size_measure)
+    df["y"] = df["mean"].astype(float) * 100
+    sd = df["sd"].astype(float).fillna(0.0) * 100
+    df["y_lo"], df["y_hi"] = df["y"] - sd, df["y"] + sd
+    df["color_key"] = df["arch"]
+    df["configuration"] = [
+        f"{r['arch']} {r['embedding']} d{r['emb_dim']}, {r['method']}, mean of {r['n_seeds']} seeds"
+        for r in df.to_dict("records")
+    ]
+    return df
+
+
+def link_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per compressed trial whose parent is a point of ``df``: the child's x/y and the parent's x_parent,
+    y_parent."""
+    import pandas as pd
+
+    trials = df[df["kind"] == "trial"]
+    parents = trials[["trial_id", "x", "y"]].rename(columns={"trial_id": "parent_trial_id", "x": "x_parent",
+                                                             "y": "y_parent"})  # fmt: skip
+    children = trials[trials["parent_trial_id"].notna()][["trial_id", "parent_trial_id", "x", "y", "color_key",
+                                                          "arch", "embedding"]]  # fmt: skip
+    if children.empty:
+        return pd.DataFrame(columns=["trial_id", "parent_trial_id", "x", "y", "x_parent", "y_parent", "color_key"])
+    return children.merge(parents, on="parent_trial_id", how="inner")
 
 
 def _plain(df: pd.DataFrame) -> pd.DataFrame:
@@ -95,67 +234,179 @@ def _plain(df: pd.DataFrame) -> pd.DataFrame:
     return out.where(df.notna(), None)
 
 
+def _domains(frames: list[pd.DataFrame], budgets_x: list[float]) -> tuple[list[float], list[float]]:
+    xs = [float(v) for f in frames for v in f["x"].dropna()] + list(budgets_x)
+    ys = [float(v) for f in frames for c in ("y", "y_lo", "y_hi") if c in f for v in f[c].dropna()]
+    if not xs or not ys:
+        return [1e-3, 1e4], [0.0, 100.0]
+    lo, hi = min(xs), max(xs)
+    span = max(math.log10(hi / lo), 0.3)
+    pad = 10 ** (0.08 * span)
+    ylo, yhi = min(ys), max(ys)
+    ypad = max((yhi - ylo) * 0.08, 0.5)
+    return [lo / pad, hi * pad], [ylo - ypad, yhi + ypad]
+
+
 def pareto_chart(
     df: pd.DataFrame,
     title: str,
-    score_title: str = "score",
+    score_title: str = "dev score (%)",
     size_title: str = "gzip size (MB, log scale)",
-    width: int = 420,
-    height: int = 300,
+    width: int = 900,
+    height: int = 420,
+    seeds: pd.DataFrame | None = None,
+    budgets: list[int] | tuple = (),
+    skyline: pd.DataFrame | None = None,
+    name: str = "p0",
+    color_domain: list[str] | None = None,
+    stage_domain: list[str] | None = None,
 ) -> alt.LayerChart:
-    """One skyline panel from ``pareto_frame`` rows (columns x, score_value, on_skyline, kind, name, config...)."""
+    """One skyline panel from ``pareto_frame`` rows; ``seeds`` (``seed_frame``) adds seed means with sd bars,
+    ``budgets`` (bytes) vertical rules, ``skyline`` the rows the skyline line is drawn through (default: ``df``'s).
+    ``name`` keeps the panel's selections apart from its neighbours'."""
     import altair as alt
+    import pandas as pd
 
+    skyline = df if skyline is None else skyline
+    is_bytes = "MB" in size_title
+    budgets_x = [b / 1e6 for b in budgets] if is_bytes else []
+    seeds = seeds if seeds is not None else pd.DataFrame(columns=["x", "y", "y_lo", "y_hi", "color_key"])
+    xdom, ydom = _domains([df, seeds], budgets_x)
+    size_short = size_title.replace(", log scale", "").replace(" (log scale)", "")
+    x_axis = alt.Axis(format="~g" if is_bytes else "~s", grid=True)
+    x = alt.X("x:Q", scale=alt.Scale(type="log", domain=xdom, nice=False), title=size_title, axis=x_axis)
+    y_scale = alt.Scale(zero=False, domain=ydom, nice=False)
+    y = alt.Y("y:Q", scale=y_scale, title=score_title)
+    color_domain = color_domain or sorted(set(df["color_key"].dropna()))
+    color_range = [ARCH_COLORS.get(k, BASELINE_COLOR if k == "baseline" else "#999999") for k in color_domain]
+    color_scale = alt.Scale(domain=color_domain, range=color_range)
+    color = alt.Color("color_key:N", scale=color_scale, title="architecture (click to show one)",
+                      legend=alt.Legend(symbolType="circle", symbolOpacity=1))  # fmt: skip
+    stage_domain = stage_domain or [s for s in STAGE_SHAPES if s in set(df["stage_label"])]
+    shape = alt.Shape("stage_label:N", title="stage",
+                      scale=alt.Scale(domain=stage_domain, range=[STAGE_SHAPES[s] for s in stage_domain]),
+                      legend=alt.Legend(symbolFillColor="#555555", symbolStrokeColor="#555555", symbolOpacity=1))  # fmt: skip
+    pick = alt.selection_point(fields=["color_key"], bind="legend", name=f"{name}_arch")
+    zoom = alt.selection_interval(bind="scales", name=f"{name}_zoom")
+    shown = pick
+    frontier_scale = alt.Scale(domain=["skyline", "dominated"], range=[1.0, DOMINATED_OPACITY])
+    frontier = alt.Opacity("frontier:N", title="point", scale=frontier_scale,
+                           legend=alt.Legend(symbolType="circle", symbolFillColor="#555555"))  # fmt: skip
     data = _plain(df[[c for c in df.columns if c not in ("sweep",)]])
     tooltip = [alt.Tooltip(f"{c}:N", title=t) for c, t in TOOLTIP_FIELDS if c in data.columns]
-    tooltip += [
-        alt.Tooltip("score_value:Q", title=score_title, format=".4f"),
-        alt.Tooltip("x:Q", title=size_title.replace(", log scale", ""), format=",.4g"),
-    ]
-    if len(df):
-        lo, hi = float(df["x"].min()), float(df["x"].max())
-        domain = [10 ** math.floor(math.log10(lo)), 10 ** math.ceil(math.log10(hi))]
-    else:
-        domain = [1e-3, 1e4]
-    x = alt.X("x:Q", scale=alt.Scale(type="log", domain=domain), title=size_title, axis=alt.Axis(format="~g"))
-    y = alt.Y("score_value:Q", scale=alt.Scale(zero=False), title=score_title)
-    base = alt.Chart(data).encode(x=x, y=y, tooltip=tooltip)
+    tooltip += [alt.Tooltip("y:Q", title=score_title, format=".2f"),
+                alt.Tooltip("x:Q", title=size_short, format=",.4~g")]  # fmt: skip
 
-    is_trial = alt.datum.kind == "trial"
-    dominated = base.transform_filter(is_trial & ~alt.datum.on_skyline).mark_circle(
-        size=45, color="#bbbbbb", opacity=0.6
+    layers = []
+    links = link_frame(df)
+    if not links.empty:
+        layers.append(
+            alt.Chart(_plain(links))
+            .mark_rule(strokeWidth=1)
+            .encode(
+                x=x,
+                y=y,
+                x2="x_parent:Q",
+                y2="y_parent:Q",
+                color=color,
+                opacity=alt.condition(shown, alt.value(0.45), alt.value(0.05)),
+            )  # fmt: skip
+        )
+    sky = skyline[skyline["on_skyline"].astype(bool)].sort_values("x")
+    if not sky.empty:
+        layers.append(
+            alt.Chart(_plain(sky[["x", "y", "series"]]))
+            .mark_line(interpolate="step-after", color="black", strokeWidth=1.5)
+            .encode(
+                x=x,
+                y=y,
+                order=alt.Order("x:Q"),
+                strokeDash=alt.StrokeDash(
+                    "series:N", title=None, scale=alt.Scale(domain=[SKYLINE_SERIES], range=[[6, 4]])
+                ),
+            )  # fmt: skip
+        )
+    if budgets_x:
+        bud = pd.DataFrame({"x": budgets_x, "label": [size_label(b) for b in budgets]})
+        rule = alt.Chart(bud).encode(x=x)
+        layers.append(rule.mark_rule(color="#777777", strokeDash=[2, 2], strokeWidth=1))
+        layers.append(rule.mark_text(angle=270, align="right", baseline="bottom", dx=-4, dy=-3, fontSize=10,
+                                     color="#555555").encode(text="label:N", y=alt.value(0)))  # fmt: skip
+    if not seeds.empty:
+        sd = alt.Chart(_plain(seeds)).encode(
+            x=x, color=color,
+            opacity=alt.condition(shown, alt.value(0.9), alt.value(0.05)),
+            tooltip=[alt.Tooltip("configuration:N", title="configuration"),
+                     alt.Tooltip("y:Q", title=f"mean {score_title}", format=".2f"),
+                     alt.Tooltip("y_lo:Q", title="mean - sd", format=".2f"),
+                     alt.Tooltip("y_hi:Q", title="mean + sd", format=".2f")],
+        )  # fmt: skip
+        layers.append(
+            sd.mark_rule(strokeWidth=1.5).encode(y=alt.Y("y_lo:Q", scale=y_scale, title=score_title), y2="y_hi:Q")
+        )
+        layers.append(sd.mark_point(shape="circle", filled=False, size=140, strokeWidth=1.5).encode(y=y))
+    points = (
+        alt.Chart(data)
+        .mark_point(filled=True, size=75, strokeWidth=1.5)
+        .encode(
+            x=x, y=y, color=color, shape=shape, tooltip=tooltip, opacity=alt.condition(shown, frontier, alt.value(0.05))
+        )  # fmt: skip
+        .add_params(pick, zoom)
     )
-    arch_scale = alt.Scale(domain=list(ARCH_COLORS), range=list(ARCH_COLORS.values()))
-    optimal = (
-        base.transform_filter(is_trial & alt.datum.on_skyline)
-        .mark_circle(size=80, opacity=0.95)
-        .encode(color=alt.Color("arch:N", scale=arch_scale, title="architecture"))
-    )
-    step = (
-        base.transform_filter(alt.datum.on_skyline)
-        .mark_line(interpolate="step-after", color="#2ca02c", strokeWidth=2)
-        .encode(order=alt.Order("x:Q"), tooltip=alt.value(None))
-    )
-    baselines = base.transform_filter(alt.datum.kind == "baseline")
-    # dominated baselines stay marked and named, only lighter
-    faded = alt.condition(alt.datum.on_skyline, alt.value(1.0), alt.value(0.45))
-    marks = baselines.mark_point(shape="diamond", size=110, filled=True, color="black").encode(opacity=faded)
-    names = baselines.mark_text(align="left", dx=8, dy=-6, fontSize=10).encode(text="name:N", opacity=faded)
-    return alt.layer(step, dominated, optimal, marks, names).properties(title=title, width=width, height=height)
+    layers.append(points)
+    named = df[df["on_skyline"].astype(bool) | (df["kind"] == "baseline")].copy()
+    if not named.empty:
+        # labels right of their point, left of it in the right quarter of the axis (they never run off the plot)
+        cut = math.exp(math.log(xdom[0]) + 0.72 * (math.log(xdom[1]) - math.log(xdom[0])))
+        named = named.sort_values("x")
+        named["_above"] = [i % 2 == 0 for i in range(len(named))]  # neighbours alternate above and below
+        groups = [(side, above, named[((named["x"] > cut) == (side == "right")) & (named["_above"] == above)])
+                  for side in ("left", "right") for above in (True, False)]  # fmt: skip
+        for side, above, part in groups:
+            if part.empty:
+                continue
+            layers.append(
+                alt.Chart(_plain(part[["x", "y", "name", "frontier", "color_key"]]))
+                .mark_text(
+                    align=side, dx=8 if side == "left" else -8, dy=-8 if above else 9, fontSize=10, color="#333333"
+                )
+                .encode(x=x, y=y, text="name:N", opacity=alt.condition(shown, frontier, alt.value(0.05)))
+            )
+    return alt.layer(*layers).properties(title=title, width=width, height=height)
+
+
+def _panels_by(df: pd.DataFrame, by: str | None) -> list[tuple[str | None, pd.DataFrame]]:
+    """Split a panel's rows by ``by`` (``embedding`` | ``arch``); baselines go into every part."""
+    if by in (None, "task") or by not in df.columns:
+        return [(None, df)]
+    values = sorted(v for v in df.loc[df["kind"] == "trial", by].dropna().unique())
+    if len(values) <= 1:
+        return [(None, df)]
+    return [(str(v), df[(df[by] == v) | (df["kind"] == "baseline")]) for v in values]
 
 
 def task_chart(
-    store: ExperimentStore, sweep: str, task: str, size_measure: str = "gzip_bytes", metric: str | None = None
-) -> alt.HConcatChart | alt.LayerChart | None:
+    store: ExperimentStore,
+    sweep: str,
+    task: str,
+    size_measure: str = "gzip_bytes",
+    metric: str | None = None,
+    by: str | None = None,
+    budgets: list[int] | tuple = (),
+) -> alt.HConcatChart | alt.VConcatChart | alt.LayerChart | None:
     """The Pareto chart of one task: a score panel (its y axis named by the task's ``metric``, default: read from the
-    sweep's spec), plus an F1 panel when the task reports F1 besides (thesis fig 7.3).
+    sweep's spec), plus an F1 panel when the task reports F1 besides (thesis fig 7.3); with ``by`` (``embedding`` or
+    ``arch``) one panel per value, each with the baselines and the whole task's skyline line. ``budgets`` (bytes)
+    are drawn as vertical rules on byte axes.
 
     Returns None when the task has no point with both a score and a positive size."""
     import altair as alt
 
+    if by not in (None, *FACETS):
+        raise ValueError(f"by must be one of {FACETS}, got {by!r}")
     metric = metric or sweep_task_metric(store, sweep, task)
     titles = {**SCORE_TITLES, "score": METRIC_NAMES.get(metric, metric)}
-    panels = []
+    rows = []  # (measure, df, seeds)
     for measure in ("score", "f1"):
         df = pareto_frame(store, sweep, task, measure, size_measure)
         if measure == "f1":
@@ -164,12 +415,44 @@ def task_chart(
                 continue
         if df.empty:
             continue
-        title = f"{task}: {titles[measure]} vs {size_measure.replace('_bytes', ' size')}"
-        panels.append(pareto_chart(df, title, titles[measure], SIZE_TITLES[size_measure]))
-    if not panels:
+        rows.append((measure, df, seed_frame(store, sweep, task, measure, size_measure)))
+    if not rows:
         return None
-    chart = panels[0] if len(panels) == 1 else alt.hconcat(*panels).resolve_scale(color="shared")
-    return chart.configure_view(stroke=None).configure_axis(grid=True, gridOpacity=0.4)
+    color_domain = [k for k in (*ARCH_COLORS, "baseline") if any(k in set(d["color_key"]) for _, d, _ in rows)]
+    color_domain += sorted({k for _, d, _ in rows for k in d["color_key"].dropna()} - set(color_domain))
+    stage_domain = [s for s in STAGE_SHAPES if any(s in set(d["stage_label"]) for _, d, _ in rows)]
+    grid = []
+    for measure, df, seeds in rows:
+        parts = _panels_by(df, by)
+        n_cols = min(len(parts) * len(rows), 2)
+        width = 900 if n_cols == 1 else 440
+        line = []
+        for value, part in parts:
+            part_seeds = seeds if value is None else seeds[seeds[by].astype(str) == value]
+            shown = f"dev {titles[measure]}"
+            title = f"{task}: {shown} vs {size_measure.replace('_bytes', ' size')}" + (
+                f" ({by} {value})" if value else "")  # fmt: skip
+            line.append(pareto_chart(part, title, f"{shown} (%)", SIZE_TITLES[size_measure], width=width,
+                                     height=380 if n_cols == 1 else 320, seeds=part_seeds, budgets=budgets,
+                                     skyline=df, name=f"p{len(grid)}_{len(line)}", color_domain=color_domain,
+                                     stage_domain=stage_domain))  # fmt: skip
+        grid.append(line)
+    panels = [p for line in grid for p in line]
+    if len(panels) == 1:
+        chart = panels[0]
+    else:
+        # two panels a row: a score and an F1 panel side by side, or the facets of one measure in rows of two
+        rows_of_two = [panels[i : i + 2] for i in range(0, len(panels), 2)]
+        chart = alt.vconcat(*[alt.hconcat(*r) for r in rows_of_two]) if len(rows_of_two) > 1 else alt.hconcat(*panels)
+        chart = chart.resolve_scale(color="shared", shape="shared", opacity="shared", strokeDash="shared")
+    return (
+        chart.configure_view(stroke=None)
+        .configure_axis(grid=True, gridOpacity=0.4, labelFontSize=11, titleFontSize=12)
+        .configure_legend(
+            orient="bottom", direction="horizontal", titleFontSize=11, labelFontSize=11, columns=4, labelLimit=260
+        )  # fmt: skip
+        .configure_title(fontSize=13, anchor="start")
+    )
 
 
 def save_static(chart, path_stem, scale_factor: float = 2.0) -> dict[str, str]:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from featherweight_core.vocab import SIZE_MEASURES
 
+FACETS = ("task", "embedding", "arch")  # as analysis.charts.FACETS (not imported here: --help stays light)
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="write a sweep's report (Markdown, HTML, Pareto charts as PNG/SVG)",
@@ -19,6 +21,12 @@ def add_parser(sub) -> None:
                    help="output directory (default: reports/<SWEEP> next to the database)")  # fmt: skip
     p.add_argument("--size-measure", choices=SIZE_MEASURES, default="gzip_bytes",
                    help="x axis of the Pareto charts and skyline tables (default: gzip_bytes, as thesis table 7.5)")  # fmt: skip
+    p.add_argument("--by", choices=FACETS, default="task",
+                   help="one chart per task (default), or each task's chart split into one panel per embedding or "
+                        "architecture")  # fmt: skip
+    p.add_argument("--budget", action="append", default=None, metavar="SIZE",
+                   help="a hardware budget drawn as a vertical rule on the charts, e.g. 32KB, 48KiB, 1.5MB or 4096 "
+                        "(bytes); repeat for several; replaces the spec's report.budgets (default: the spec's, else none)")  # fmt: skip
     p.set_defaults(func=run)
 
 
@@ -27,13 +35,15 @@ def default_output_dir(db_path: Path, sweep: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from analysis.charts import parse_size
     from analysis.report import build_report
     from analysis.views import open_store
 
+    budgets = [parse_size(b) for b in args.budget] if args.budget else None  # a bad size: one error line, exit 2
     store = open_store(args.db, read_only=True)
     store.sweep_status(args.sweep)  # unknown sweep: one-line error before anything is written
     out = Path(args.output) if args.output else default_output_dir(store.path, args.sweep)
-    files = build_report(store, args.sweep, out, size_measure=args.size_measure)
+    files = build_report(store, args.sweep, out, size_measure=args.size_measure, by=args.by, budgets=budgets)
     print(f"report: {files.markdown}")
     print(f"        {files.html}")
     for task, paths in files.charts.items():

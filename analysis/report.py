@@ -178,6 +178,7 @@ def seed_table(summary: pd.DataFrame, task_kind: str, score_name: str = "score",
     the mean test score when ``show_test``)."""
     config_cols = ["arch", "embedding", "emb_dim", "vocab_size", "pooling", "temperature"]
     methods = list(dict.fromkeys(_method_order(summary)))
+    spread = bool((summary["n_seeds"] > 1).any())  # one seed everywhere: no sd columns at all
     rows = []
     for _, group in _sort_configs(summary).groupby(config_cols, dropna=False, sort=False):
         first = group.iloc[0]
@@ -195,22 +196,23 @@ def seed_table(summary: pd.DataFrame, task_kind: str, score_name: str = "score",
         best = max(finite) if finite else None
         for m in methods:
             if m not in by_method:
-                cells += ["", ""] + ([""] if show_test else [])
+                cells += [""] * (1 + spread + show_test)
                 continue
             r = by_method[m]
             mean = _score_cell(r, task_kind, "_mean")
             sd = _score_cell(r, task_kind, "_sd")
             if len(methods) > 1 and best is not None and means[m] == best:
                 mean = Bold(mean)
-            cells += [mean, sd + ("" if r["n_seeds"] > 1 else " (1 seed)")]
+            cells += [mean] + ([sd if r["n_seeds"] > 1 else "1 seed"] if spread else [])
             if show_test:
                 cells.append(pct(r.get("test_score_mean")))
         rows.append(cells)
     columns = ["model", "E", "D", "vocab", "P", "S (MB)"]
     for m in methods:
-        columns += [f"{m} mean", "sd"] + (["test"] if show_test else [])
+        columns += ([f"{m} mean", "sd"] if spread else [m]) + (["test"] if show_test else [])
+    over = "mean and sample sd over seeds" if spread else "one seed per configuration, so no sd"
     caption = (
-        f"Distilled students, dev {score_header(task_kind, score_name)} in % (mean and sample sd over seeds). "
+        f"Distilled students, dev {score_header(task_kind, score_name)} in % ({over}). "
         "P: parameters, S: size on disk in MB. b: bootstrapped (augmented) training data. Bold: best mean of the row."
         + (f" test: mean {score_name} on the test split (best epoch's weights)." if show_test else "")
     )
@@ -320,10 +322,17 @@ def _slug(text: str) -> str:
 
 
 def build_blocks(
-    store: ExperimentStore, sweep: str, out_dir: Path, size_measure: str = "gzip_bytes"
+    store: ExperimentStore,
+    sweep: str,
+    out_dir: Path,
+    size_measure: str = "gzip_bytes",
+    by: str | None = None,
+    budgets: list[int] | None = None,
 ) -> tuple[list, dict]:
-    """Query the views and assemble the report blocks; writes chart PNG/SVG files into ``out_dir``."""
-    from analysis.charts import METRIC_NAMES, save_static, task_metric
+    """Query the views and assemble the report blocks; writes chart PNG/SVG files into ``out_dir``. ``by``
+    (``task`` | ``embedding`` | ``arch``) splits each task's chart into panels; ``budgets`` (bytes) are drawn as
+    vertical rules (default: the stored spec's ``report.budgets``)."""
+    from analysis.charts import METRIC_NAMES, save_static, spec_budgets, task_metric
     from db.errors import StoreError
 
     status = store.sweep_status(sweep)  # StoreError on an unknown sweep
@@ -350,6 +359,8 @@ def build_blocks(
         spec = store.sweep_spec(sweep)
     except StoreError:
         spec = None
+    if budgets is None:
+        budgets = spec_budgets(spec)
     for task in tasks:
         trials = store.query("SELECT * FROM trial_results WHERE sweep = ? AND task = ?", [sweep, task])
         kind = _task_kind(trials)
@@ -384,11 +395,13 @@ def build_blocks(
         classes = class_block(store, sweep, task, name)
         if classes is not None:
             blocks += [Heading("Per class (best trial)", 3), classes]
-        chart = task_chart(store, sweep, task, size_measure, metric)
+        chart = task_chart(store, sweep, task, size_measure, metric, by=by, budgets=budgets)
         if chart is not None:
             stem = f"pareto_{_slug(task)}"
             charts[task] = save_static(chart, out_dir / stem)
-            blocks.append(Chart(stem, chart.to_dict(), f"Pareto chart for {task}: {name} vs {size_measure}"))
+            blocks.append(Heading(f"Pareto chart: {name} vs {size_measure}", 3))
+            blocks.append(Chart(stem, chart.to_dict(), f"Pareto chart for {task}: dev {name} (%) vs {size_measure}"))
+            blocks.append(Paragraph(chart_legend_text(size_measure, budgets)))
     errors = store.query(
         "SELECT trial_id, stage, task, error FROM trials WHERE sweep = ? AND status = 'error' ORDER BY trial_id",
         [sweep],
@@ -399,6 +412,23 @@ def build_blocks(
                 for r in errors.itertuples()]  # fmt: skip
         blocks.append(Table(["trial", "stage", "task", "error"], rows))
     return blocks, charts
+
+
+def chart_legend_text(size_measure: str, budgets: list[int] | None = None) -> str:
+    """What the chart shows, under it (the figure caption a paper would print)."""
+    from analysis.charts import size_label
+
+    text = (
+        "Colour: architecture (baselines black); shape: stage (distilled, pruned, quantized, pruned + quantized, "
+        "teacher baseline, literature/user baseline). Opaque, named points are on the skyline (black dashed step "
+        "line: no other point is both smaller and better); lighter ones are dominated. Thin lines join each "
+        "compressed student to its distilled parent; hollow circles with bars: mean and +-1 sd over seeds of a "
+        "configuration with several seeds. "
+        + ("Size: number of non-zero parameters. " if size_measure == "params" else "Size: MB = 10^6 bytes. ")
+    )
+    if budgets and size_measure.endswith("_bytes"):
+        text += "Dotted vertical rules: the hardware budgets " + ", ".join(size_label(b) for b in budgets) + ". "
+    return text + "In the HTML report: hover for the configuration, scroll to zoom, drag to pan, click a legend entry."
 
 
 def class_block(store: ExperimentStore, sweep: str, task: str, score_name: str = "score") -> Table | None:
@@ -450,9 +480,11 @@ body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; mar
        color: #222; padding: 0 1em; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 13px; }
 th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: right; white-space: nowrap; }
+td.long { white-space: normal; text-align: left; min-width: 14em; max-width: 30em; overflow-wrap: anywhere; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 caption { caption-side: bottom; text-align: left; font-size: 12px; color: #555; padding-top: 4px; white-space: normal; }
-.chart { margin: 1em 0; } code { background: #f3f3f3; padding: 0 3px; }
+.chart { margin: 1em 0; width: 100%; overflow-x: auto; } code { background: #f3f3f3; padding: 0 3px; }
+.vega-embed summary { display: none; }
 """
 
 
@@ -461,6 +493,15 @@ def _inline(text: str) -> str:
     for pattern, repl in _INLINE_MD:
         text = pattern.sub(repl, text)
     return text
+
+
+LONG_CELL = 40  # characters: a longer cell (a skyline configuration) wraps instead of widening its table
+
+
+def _html_cell(c: Any) -> str:
+    text = html.escape(str(c))
+    cls = ' class="long"' if len(str(c)) > LONG_CELL else ""
+    return f"<td{cls}><b>{text}</b></td>" if isinstance(c, Bold) else f"<td{cls}>{text}</td>"
 
 
 def render_html(blocks: list, title: str) -> str:
@@ -473,24 +514,17 @@ def render_html(blocks: list, title: str) -> str:
             body.append(f"<p>{_inline(b.text)}</p>")
         elif isinstance(b, Table):
             head = "".join(f"<th>{html.escape(str(c))}</th>" for c in b.columns)
-            rows = "".join(
-                "<tr>"
-                + "".join(
-                    f"<td><b>{html.escape(str(c))}</b></td>"
-                    if isinstance(c, Bold)
-                    else f"<td>{html.escape(str(c))}</td>"
-                    for c in row
-                )
-                + "</tr>"
-                for row in b.rows
-            )
+            rows = "".join("<tr>" + "".join(_html_cell(c) for c in row) + "</tr>" for row in b.rows)
             cap = f"<caption>{html.escape(b.caption)}</caption>" if b.caption else ""
             body.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
         elif isinstance(b, Chart):
             div = f"vis_{_slug(b.name)}"
             body.append(f'<div class="chart" id="{div}" role="img" aria-label="{html.escape(b.alt_text)}"></div>')
             spec = json.dumps(b.spec).replace("</", "<\\/")
-            scripts.append(f"vegaEmbed('#{div}', {spec}, {{mode: 'vega-lite', actions: false}}).catch(console.error);")
+            scripts.append(
+                f"vegaEmbed('#{div}', {spec}, {{mode: 'vega-lite', renderer: 'svg', actions: false}})"
+                ".catch(console.error);"
+            )
     bundle = _vega_bundle() if scripts else ""
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
@@ -518,14 +552,20 @@ def _vega_bundle() -> str:
 
 
 def build_report(
-    store: ExperimentStore, sweep: str, out_dir: str | Path, size_measure: str = "gzip_bytes"
+    store: ExperimentStore,
+    sweep: str,
+    out_dir: str | Path,
+    size_measure: str = "gzip_bytes",
+    by: str | None = None,
+    budgets: list[int] | None = None,
 ) -> ReportFiles:
     """Write ``report.md``, ``report.html`` and ``pareto_<task>.png/.svg`` for ``sweep`` into ``out_dir``.
 
-    ``store`` needs the analysis views: open it with ``analysis.views.open_store``."""
+    ``store`` needs the analysis views: open it with ``analysis.views.open_store``; ``by`` and ``budgets`` as in
+    :func:`build_blocks`."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    blocks, charts = build_blocks(store, sweep, out_dir, size_measure)
+    blocks, charts = build_blocks(store, sweep, out_dir, size_measure, by=by, budgets=budgets)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     write_text_atomic(md_path, render_markdown(blocks))
     write_text_atomic(html_path, render_html(blocks, f"Featherweight sweep report: {sweep}"))

@@ -114,6 +114,7 @@ TOP_KEYS = {
     "training": {},
     "resources": {},
     "compress": None,
+    "report": None,  # {budgets: [32KB, ...]}: what `featherweight report` draws by default (_validate_report)
 }
 
 
@@ -387,10 +388,27 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
                     raise SpecError(f"compress.quantize.importance_bits: expected an integer in 2..8 or 16, got {v!r}")
             elif not isinstance(v, bool):
                 raise SpecError(f"compress.quantize.{k}: expected true or false, got {v!r}")
+    if spec["report"] is not None:
+        spec["report"] = _validate_report(spec["report"])
     result = SweepSpec(name=name, raw=spec, path=path, tasks=tasks)
     if check_files:
         _check_bpemb(result)
     return result
+
+
+def _validate_report(value: Any) -> dict:
+    """``report: {budgets: [32KB, 48KB]}``: hardware budgets the report's charts draw as vertical rules."""
+    from analysis.charts import parse_size
+
+    r = _merge({"budgets": []}, value, "report")
+    if not isinstance(r["budgets"], list):
+        raise SpecError(f"report.budgets: expected a list of sizes such as [32KB, 48KB], got {r['budgets']!r}")
+    for i, b in enumerate(r["budgets"]):
+        try:
+            parse_size(b)
+        except UserError as e:
+            raise SpecError(f"report.budgets[{i}]: {e}") from None
+    return r
 
 
 def _validate_plain_teacher_and_bootstrap(t: dict, where: str, check_files: bool) -> None:

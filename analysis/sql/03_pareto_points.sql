@@ -10,6 +10,7 @@
 -- Baselines (thesis rows, the sweep's measured teachers, user reference points) join every sweep that has trials on
 -- their task, and only on it (thesis rows exist for sst2, qqp and mnli alone); one recorded for a sweep joins that
 -- sweep only. A baseline without a gzip size uses its disk size, as thesis table 7.5 does for its reference models.
+-- Size 'params' of a compress-stage trial is its non-zero parameter count (nonzero_params).
 -- Points are placed by dev figures; test_score (a trial's score on the optional test split) only rides along.
 with
 
@@ -30,7 +31,9 @@ trial_points as (
         end as score_value,
         t.test_score,
         case m.size_measure
-            when 'disk_bytes' then t.disk_bytes when 'gzip_bytes' then t.gzip_bytes else t.params
+            when 'disk_bytes' then t.disk_bytes when 'gzip_bytes' then t.gzip_bytes
+            -- a pruned student counts the parameters it kept (its zeros cost nothing once compressed)
+            when 'params' then case when t.stage = 'compress' then coalesce(t.nonzero_params, t.params) else t.params end
         end::double as size_value
     from trial_results t
     cross join measures m

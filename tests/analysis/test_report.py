@@ -44,9 +44,15 @@ def test_report_files(report_dir):
     for name in ("report.md", "report.html", "pareto_sst2.png", "pareto_sst2.svg"):
         assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name  # the umask's mode, not mkstemp's 0600
     for task in ("sst2", "qqp"):
-        assert (out / f"pareto_{task}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        png = (out / f"pareto_{task}.png").read_bytes()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
         svg = (out / f"pareto_{task}.svg").read_text()
-        assert "<svg" in svg and "RoBERTa-large" in svg  # baselines are marked and named
+        assert "<svg" in svg and len(svg) > 50_000
+        assert "RoBERTa-large" in svg and "teacher-small" in svg  # baselines are marked and named
+        assert "dev accuracy (%)" in svg and "gzip size (MB, log scale)" in svg  # metric and units on the axes
+        assert "skyline (Pareto front)" in svg and "architecture" in svg and "pruned + quantized" in svg  # legends
+        assert "FFN_Hash25" in svg  # skyline points are named too, not only the baselines
+    assert "dev F1 (%)" in (out / "pareto_qqp.svg").read_text()
 
 
 def test_report_markdown(report_dir):
@@ -75,10 +81,34 @@ def test_report_html_is_self_contained(report_dir):
 
 def test_report_output_option_and_size_measure(report_dir, tmp_path):
     db, _ = report_dir
-    rc = main(["report", "demo", "--db", str(db), "--output", str(tmp_path / "r"), "--size-measure", "params"])
+    umask = os.umask(0o022)
+    try:
+        rc = main(["report", "demo", "--db", str(db), "--output", str(tmp_path / "r"), "--size-measure", "params",
+                   "--by", "embedding"])  # fmt: skip
+    finally:
+        os.umask(umask)
     assert rc == 0
     md = (tmp_path / "r" / "report.md").read_text()
     assert "### Skyline: accuracy vs params" in md
+    for name in ("report.md", "report.html", "pareto_sst2.png", "pareto_sst2.svg"):
+        assert (tmp_path / "r" / name).stat().st_mode & 0o777 == 0o644, name  # umask 022: 0644, like other outputs
+    svg = (tmp_path / "r" / "pareto_sst2.svg").read_text()
+    assert "parameters, non-zero (log scale)" in svg
+    assert "(embedding bpe)" in svg and "(embedding hash)" in svg  # --by: one panel per embedding
+
+
+def test_report_budgets(report_dir, tmp_path, capsys):
+    db, _ = report_dir
+    rc = main(["report", "demo", "--db", str(db), "-o", str(tmp_path / "b"), "--budget", "32KB", "--budget", "48KiB"])
+    assert rc == 0
+    svg = (tmp_path / "b" / "pareto_sst2.svg").read_text()
+    assert "32 KB" in svg and "48 KiB" in svg
+    assert "hardware budgets 32 KB, 48 KiB" in (tmp_path / "b" / "report.md").read_text()
+    capsys.readouterr()
+    rc = main(["report", "demo", "--db", str(db), "-o", str(tmp_path / "c"), "--budget", "32XB"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "'32XB'" in err
+    assert not (tmp_path / "c").exists()  # nothing written
 
 
 def test_report_cli_subprocess_unknown_sweep(report_dir):

@@ -1,0 +1,79 @@
+"""The Pareto charts' parts: budget sizes, the spec's report key, the frames the charts are drawn from, seed tables."""
+
+from __future__ import annotations
+
+import pytest
+
+from analysis.charts import BudgetError, link_frame, pareto_frame, parse_size, seed_frame, size_label, spec_budgets
+from analysis.report import seed_table
+from analysis.views import open_store
+from sweep.spec import SpecError, validate
+from tests.fakes import fill_sweep
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    s = open_store(tmp_path_factory.mktemp("charts") / "fw.duckdb")
+    fill_sweep(s, "two", tasks=("sst2",), n_seeds=2)
+    fill_sweep(s, "one", tasks=("sst2",), n_seeds=1)
+    return s
+
+
+def test_parse_size_units_and_errors():
+    assert parse_size("32KB") == 32_000 and parse_size("48 KiB") == 49_152
+    assert parse_size("1.5MB") == 1_500_000 and parse_size("4096") == 4096 and parse_size("100 bytes") == 100
+    assert parse_size(2048) == 2048 and parse_size("2MiB") == 2 * 1024**2
+    for bad in ("32XB", "KB", "-1KB", "0", "", "1e400KB", True):
+        with pytest.raises(BudgetError, match="budget"):
+            parse_size(bad)
+    assert (size_label(32_000), size_label(49_152), size_label(1_500_000), size_label(500)) == (
+        "32 KB", "48 KiB", "1.5 MB", "500 B")  # fmt: skip
+
+
+def test_spec_report_budgets():
+    spec = validate({"name": "x", "tasks": {"synthetic": {}}, "report": {"budgets": ["32KB", "48KB"]}},
+                    check_files=False)  # fmt: skip
+    assert spec_budgets(spec.raw) == [32_000, 48_000]
+    assert validate({"name": "x", "tasks": {"synthetic": {}}}, check_files=False).raw["report"] is None
+    with pytest.raises(SpecError, match=r"^report.budgets\[1\]: budget '48XB'"):
+        validate({"name": "x", "tasks": {"synthetic": {}}, "report": {"budgets": ["32KB", "48XB"]}}, check_files=False)
+    with pytest.raises(SpecError, match="^report.colour: unknown key"):
+        validate({"name": "x", "tasks": {"synthetic": {}}, "report": {"colour": "red"}}, check_files=False)
+
+
+def test_pareto_frame_percent_stages_and_links(store):
+    df = pareto_frame(store, "two", "sst2", "score", "gzip_bytes")
+    trials = df[df["kind"] == "trial"]
+    assert (df["y"] - df["score_value"] * 100).abs().max() < 1e-9
+    assert set(df["stage_label"]) == {"distilled", "pruned", "quantized", "pruned + quantized", "teacher baseline",
+                                      "literature/user baseline"}  # fmt: skip
+    assert set(trials["color_key"]) == {"bilstm", "rnn", "ffn"} and set(df[df["kind"] == "baseline"]["color_key"]) == {
+        "baseline"}  # fmt: skip
+    links = link_frame(df)
+    children = trials[trials["stage"] == "compress"]
+    assert len(links) == len(children) == 6  # every compressed trial joined to its parent
+    assert set(links["parent_trial_id"]) <= set(trials["trial_id"])
+
+
+def test_params_axis_counts_non_zero_parameters(store):
+    df = pareto_frame(store, "two", "sst2", "score", "params")
+    rows = store.query("SELECT trial_id, params, nonzero_params FROM trial_results WHERE sweep = 'two' "
+                       "AND stage = 'compress' AND pruning IS NOT NULL")  # fmt: skip
+    got = df.set_index("trial_id")["size_value"]
+    for r in rows.itertuples():
+        assert got[r.trial_id] == r.nonzero_params < r.params  # pruned: at its kept count, not its parent's
+
+
+def test_seed_frame_mean_and_sd(store):
+    seeds = seed_frame(store, "two", "sst2", "score", "gzip_bytes")
+    assert len(seeds) == 27 and (seeds["y_lo"] <= seeds["y"]).all() and (seeds["y"] <= seeds["y_hi"]).all()
+    assert seed_frame(store, "one", "sst2", "score", "gzip_bytes").empty  # one seed: no spread drawn
+
+
+def test_seed_table_one_seed_has_no_sd_columns(store):
+    one = store.query("SELECT * FROM seed_summary WHERE sweep = 'one' AND stage = 'distill'")
+    table = seed_table(one, "score", "accuracy")
+    assert "sd" not in table.columns and "no distill" in table.columns and "one seed per configuration" in table.caption
+    assert not any("1 seed" in str(c) for row in table.rows for c in row)
+    two = store.query("SELECT * FROM seed_summary WHERE sweep = 'two' AND stage = 'distill'")
+    assert "sd" in seed_table(two, "score", "accuracy").columns
