@@ -70,7 +70,7 @@ def add_parser(sub) -> None:
     )
     q.set_defaults(func=run_query)
 
-    d = sub.add_parser("db", help="experiment database maintenance: export, migrate, list tables",
+    d = sub.add_parser("db", help="experiment database maintenance: export, tables, migrate, add-baseline, sync",
                        description=DB_DESCRIPTION)  # fmt: skip
     dsub = d.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     e = dsub.add_parser("export", help="write every table and view as Parquet (one file each) into a directory")

@@ -27,7 +27,7 @@ from featherweight_core.commands.common import (
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("teacher", help="fine-tune a transformer teacher and store its logits", description=__doc__,
+    p = sub.add_parser("teacher", help="build a small teacher, fine-tune a transformer teacher, store its logits", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     tsub = p.add_subparsers(dest="teacher_command", metavar="SUBCOMMAND", required=True)
 
