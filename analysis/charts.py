@@ -280,7 +280,7 @@ def pareto_chart(
     color_domain = color_domain or sorted(set(df["color_key"].dropna()))
     color_range = [ARCH_COLORS.get(k, BASELINE_COLOR if k == "baseline" else "#999999") for k in color_domain]
     color_scale = alt.Scale(domain=color_domain, range=color_range)
-    color = alt.Color("color_key:N", scale=color_scale, title="architecture (click to show one)",
+    color = alt.Color("color_key:N", scale=color_scale, title="architecture",
                       legend=alt.Legend(symbolType="circle", symbolOpacity=1))  # fmt: skip
     stage_domain = stage_domain or [s for s in STAGE_SHAPES if s in set(df["stage_label"])]
     shape = alt.Shape("stage_label:N", title="stage",
@@ -290,7 +290,7 @@ def pareto_chart(
     zoom = alt.selection_interval(bind="scales", name=f"{name}_zoom")
     shown = pick
     frontier_scale = alt.Scale(domain=["skyline", "dominated"], range=[1.0, DOMINATED_OPACITY])
-    frontier = alt.Opacity("frontier:N", title="point", scale=frontier_scale,
+    frontier = alt.Opacity("frontier:O", title="point", scale=frontier_scale, sort=["skyline", "dominated"],
                            legend=alt.Legend(symbolType="circle", symbolFillColor="#555555"))  # fmt: skip
     data = _plain(df[[c for c in df.columns if c not in ("sweep",)]])
     tooltip = [alt.Tooltip(f"{c}:N", title=t) for c, t in TOOLTIP_FIELDS if c in data.columns]
@@ -322,7 +322,12 @@ def pareto_chart(
                 y=y,
                 order=alt.Order("x:Q"),
                 strokeDash=alt.StrokeDash(
-                    "series:N", title=None, scale=alt.Scale(domain=[SKYLINE_SERIES], range=[[6, 4]])
+                    "series:N",
+                    title=None,
+                    scale=alt.Scale(domain=[SKYLINE_SERIES], range=[[6, 4]]),
+                    legend=alt.Legend(
+                        symbolType="stroke", symbolSize=400, symbolStrokeColor="black", symbolStrokeWidth=1.5
+                    ),  # fmt: skip
                 ),
             )  # fmt: skip
         )

@@ -59,10 +59,12 @@ def test_html_report_renders_in_a_headless_browser(tmp_path):
     fill_sweep(store, "demo", tasks=("sst2", "qqp"), n_seeds=2)
     files = build_report(store, "demo", tmp_path / "report", budgets=[32_000])
     cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-           "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom",
+           "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", "--dump-dom",
            "--virtual-time-budget=10000", files.html.resolve().as_uri()]  # fmt: skip
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-2000:]
+    console = [line for line in r.stderr.splitlines() if ":CONSOLE" in line]
+    assert not console, console[:5]  # no Vega warning or error in the page's console
     parser = _Marks()
     parser.feed(r.stdout)
     assert set(parser.symbols) == {"vis_pareto_sst2", "vis_pareto_qqp"}

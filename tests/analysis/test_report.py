@@ -136,3 +136,16 @@ def test_report_states_the_sweeps_outcome_message(tmp_path):
     md = render_markdown(blocks)
     assert "Status **failed** (1 of 1 trials failed; first error: RuntimeError: NaN loss)" in md
     assert "No finished trials yet." in md and charts == {}
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_atomic_writes_take_the_umask_mode(tmp_path, umask, mode):
+    from featherweight_core.atomic import atomic_write, write_text_atomic
+
+    old = os.umask(umask)
+    try:
+        text = write_text_atomic(tmp_path / "report.md", "x")
+        chart = atomic_write(tmp_path / "pareto.svg", lambda tmp: tmp.write_text("<svg/>"), suffix=".svg")
+    finally:
+        os.umask(old)
+    assert text.stat().st_mode & 0o777 == mode and chart.stat().st_mode & 0o777 == mode  # not mkstemp's 0600
