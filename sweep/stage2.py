@@ -116,6 +116,9 @@ def run_compress_stage(
     c = spec.compress
     say(f"compression stage: {len(plans)} parent(s) ({c['parents']}), {c['search']['num_samples']} Optuna samples"
         f" each, {sum(p.remaining for p in todo)} to run")  # fmt: skip
+    import ray
+
+    refs: dict[str, Any] = {}  # one dataset in the object store per data key, shared by every parent that uses it
     for plan in todo:
         parent = plan.parent
         if not parent.get("checkpoint_path"):
@@ -124,7 +127,11 @@ def run_compress_stage(
         fixed = _fixed(spec, parent)
         key_trial = CompressTrial(**fixed, targets={})
         p = key_trial.parent_config
-        prepared = prepare_datasets(spec, [(p["task"], p["embedding"], p["vocab_size"], p["emb_dim"])], assets, data)
+        key = key_trial.data_key
+        if key not in refs:
+            prepared = prepare_datasets(spec, [(p["task"], p["embedding"], p["vocab_size"], p["emb_dim"])], assets,
+                                        data)[key]  # fmt: skip
+            refs[key] = ray.put(prepared.share_bootstrap())
 
         def trial_of(tune_trial, fixed=fixed) -> CompressTrial:
             return CompressTrial.from_dict({**fixed, "targets": tune_trial.config["targets"]})
@@ -137,7 +144,7 @@ def run_compress_stage(
         )
         progress = ProgressReporter(plan.remaining, f"compress {parent['trial_id']}", trial_of, c["size_measure"], say)
         tuner = build_tuner(
-            tune.with_parameters(compress_trainable, prepared=prepared[key_trial.data_key], fixed=fixed),
+            tune.with_parameters(compress_trainable, data={key: refs[key]}, fixed=fixed),
             resources=spec.resources,
             param_space={},
             storage_path=spec.storage / spec.name / "tune",

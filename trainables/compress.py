@@ -15,7 +15,7 @@ from featherweight_core.prune import PruneConfig
 from featherweight_core.quantize import QuantConfig
 from featherweight_core.vocab import MODULE_GROUPS, PRUNE_GROUP_OF_MODULE_GROUP
 from trainables.checkpoints import save_and_report
-from trainables.distill import error_message, setup_torch
+from trainables.distill import error_message, fetch_prepared, setup_torch
 from trainables.placement import placement
 from trainables.trial import CompressTrial, TrialOutcome
 
@@ -69,15 +69,17 @@ def compress_trial(trial: CompressTrial, prepared: Prepared, out_dir: str) -> Tr
     )
 
 
-def compress_trainable(config: dict[str, Any], prepared: Prepared, fixed: dict[str, Any]) -> None:
+def compress_trainable(config: dict[str, Any], data: dict[str, Any], fixed: dict[str, Any]) -> None:
     """Tune function trainable. ``config["targets"]`` is Optuna's proposal; ``fixed`` the rest of the
-    CompressTrial; ``prepared`` the parent's dataset (``tune.with_parameters`` puts it in the object store once)."""
+    CompressTrial; ``data`` maps the parent's data key to the object reference of its dataset (put in the object
+    store once per stage, shared by every parent trained on it; fetched once per worker)."""
     from ray import tune
 
     started = time.time()
     trial = CompressTrial.from_dict({**fixed, "targets": config["targets"]})
     try:
         setup_torch(config.get("cpus", 1), 0)
+        prepared = fetch_prepared(data, trial.data_key)
         save_and_report(config, trial.trial_id, lambda out: compress_trial(trial, prepared, out),
                         lambda o: o.to_result(trial.size_measure))  # fmt: skip
     except Exception as e:  # recorded as an errored trial; the search goes on
