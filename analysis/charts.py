@@ -335,8 +335,9 @@ def pareto_chart(
         bud = pd.DataFrame({"x": budgets_x, "label": [size_label(b) for b in budgets]})
         rule = alt.Chart(bud).encode(x=x)
         layers.append(rule.mark_rule(color="#777777", strokeDash=[2, 2], strokeWidth=1))
-        layers.append(rule.mark_text(angle=270, align="right", baseline="bottom", dx=-4, dy=-3, fontSize=10,
-                                     color="#555555").encode(text="label:N", y=alt.value(0)))  # fmt: skip
+        # along the rule from the bottom up: the top holds the skyline's labels
+        layers.append(rule.mark_text(angle=270, align="left", baseline="bottom", dx=4, dy=-3, fontSize=10,
+                                     color="#555555").encode(text="label:N", y=alt.value(height)))  # fmt: skip
     if not seeds.empty:
         sd = alt.Chart(_plain(seeds)).encode(
             x=x, color=color,
@@ -360,6 +361,9 @@ def pareto_chart(
     )
     layers.append(points)
     named = df[df["on_skyline"].astype(bool) | (df["kind"] == "baseline")].copy()
+    # one label per name and place: of same-named points within ~2% in size, only the best-scoring one is named
+    named["_at"] = [round(math.log10(v), 2) for v in named["x"].astype(float)]
+    named = named.sort_values("y", ascending=False).drop_duplicates(["name", "_at"])
     if not named.empty:
         # labels right of their point, left of it in the right quarter of the axis (they never run off the plot)
         cut = math.exp(math.log(xdom[0]) + 0.72 * (math.log(xdom[1]) - math.log(xdom[0])))

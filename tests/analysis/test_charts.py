@@ -77,3 +77,24 @@ def test_seed_table_one_seed_has_no_sd_columns(store):
     assert not any("1 seed" in str(c) for row in table.rows for c in row)
     two = store.query("SELECT * FROM seed_summary WHERE sweep = 'two' AND stage = 'distill'")
     assert "sd" in seed_table(two, "score", "accuracy").columns
+
+
+def test_task_chart_panels_by_arch_and_budget_rules(store):
+    from analysis.charts import task_chart
+
+    spec = task_chart(store, "two", "sst2", by="arch", budgets=[32_000]).to_dict()
+    rows = spec["vconcat"]  # three architectures: panels two a row
+    titles = [panel["title"] for row in rows for panel in row["hconcat"]]
+    assert titles == [f"sst2: dev accuracy vs gzip size (arch {a})" for a in ("bilstm", "ffn", "rnn")]
+    layers = rows[0]["hconcat"][0]["layer"]
+    assert any(layer.get("mark", {}).get("type") == "rule" and layer["encoding"]["x"]["field"] == "x"
+               and "y" not in layer["encoding"] for layer in layers)  # fmt: skip
+    one = task_chart(store, "two", "sst2").to_dict()
+    x = next(layer["encoding"]["x"] for layer in one["layer"] if "x" in layer.get("encoding", {}))
+    y = next(layer["encoding"]["y"] for layer in one["layer"] if "y" in layer.get("encoding", {}))
+    assert (
+        x["scale"]["type"] == "log" and x["title"] == "gzip size (MB, log scale)" and y["title"] == "dev accuracy (%)"
+    )
+    df = pareto_frame(store, "two", "sst2", "score", "gzip_bytes")
+    assert x["scale"]["domain"][0] < df["x"].min() and df["x"].max() < x["scale"]["domain"][1]  # nothing clipped
+    assert y["scale"]["domain"][0] < df["y"].min() and df["y"].max() < y["scale"]["domain"][1]
