@@ -480,6 +480,7 @@ body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; mar
        color: #222; padding: 0 1em; }
 table { border-collapse: collapse; margin: 0.5em 0; font-size: 13px; }
 th, td { border: 1px solid #ddd; padding: 3px 7px; text-align: right; white-space: nowrap; }
+td.text { text-align: left; }
 td.long { white-space: normal; text-align: left; min-width: 14em; max-width: 30em; overflow-wrap: anywhere; }
 th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
 caption { caption-side: bottom; text-align: left; font-size: 12px; color: #555; padding-top: 4px; white-space: normal; }
@@ -498,9 +499,13 @@ def _inline(text: str) -> str:
 LONG_CELL = 40  # characters: a longer cell (a skyline configuration) wraps instead of widening its table
 
 
+_NUMBER_LIKE = re.compile(r"^[\s0-9.,+\-/%x()e]*$")  # 87.7, 89.0/90.0, 8.6e+5, 1,965x, -: right-aligned
+
+
 def _html_cell(c: Any) -> str:
     text = html.escape(str(c))
-    cls = ' class="long"' if len(str(c)) > LONG_CELL else ""
+    cls = " long" if len(str(c)) > LONG_CELL else "" if _NUMBER_LIKE.match(str(c)) else " text"
+    cls = f' class="{cls.strip()}"' if cls else ""
     return f"<td{cls}><b>{text}</b></td>" if isinstance(c, Bold) else f"<td{cls}>{text}</td>"
 
 
