@@ -142,8 +142,8 @@ def trial_kind(trial) -> str:
 class ProgressReporter(tune.Callback):
     """One line per finished trial with its score, size, time and an ETA. The ETA adds up, for each trial still to
     run, the mean wall time of the finished trials of its kind (:func:`trial_kind`), minus what running trials have
-    already spent, over the trials running side by side; while some kind still to run has no finished trial there is
-    no estimate, and the line says so instead of guessing from faster kinds."""
+    already spent, over the trials running side by side; while some kind still to run has no finished trial the line
+    gives only a lower bound and says which kind it cannot estimate, instead of guessing from faster kinds."""
 
     def __init__(
         self, total: int, label: str, trial_of: Callable[[Any], Any], size_measure: str = "gzip_bytes",
@@ -164,7 +164,8 @@ class ProgressReporter(tune.Callback):
             return None
 
     def eta(self, trials: list, now: float | None = None) -> str:
-        """``"eta 3m10s"``, ``"eta 0m00s"`` when nothing is left, or ``"no eta yet (no K trial finished)"``."""
+        """``"eta 3m10s"``, ``"eta 0m00s"`` when nothing is left, or, while a kind K still to run has no finished
+        trial, a lower bound from the others: ``"eta >1m30s (no K trial finished yet)"``."""
         now = time.time() if now is None else now
         left = max(0, self.total - self.done)
         if not left:
@@ -185,10 +186,11 @@ class ProgressReporter(tune.Callback):
                 work += max(0.0, mean - (now - started)) if started else mean
             else:
                 work += mean
-        if unknown:
-            return f"no eta yet (no {sorted(set(unknown))[0]} trial finished)"
         # trials Tune has not created yet: the mean of everything finished so far (their kind is not known yet)
         work += max(0, left - len(unfinished)) * (sum(everything) / len(everything) if everything else 0.0)
+        if unknown:  # a lower bound at most: the trials of that kind will take what they take
+            bound = f" >{fmt_secs(work / max(1, running))}" if work else ""
+            return f"eta{bound} (no {sorted(set(unknown))[0]} trial finished yet)"
         return f"eta {fmt_secs(work / max(1, running))}"
 
     def _line(self, tune_trial, outcome: TrialOutcome, trials: list | None = None) -> None:

@@ -29,8 +29,8 @@ def test_no_estimate_until_a_trial_of_each_remaining_kind_finished():
     ffn = _tune("ffn", "TERMINATED")
     bilstm = _tune("bilstm", "PENDING")
     rep._line(ffn, _outcome(4.0), [ffn, bilstm, _tune("ffn", "PENDING")])
-    assert "no eta yet (no synthetic bilstm trial finished)" in lines[-1]
-    assert rep.eta([bilstm]).startswith("no eta yet")
+    assert "eta >0m04s (no synthetic bilstm trial finished yet)" in lines[-1]
+    assert rep.eta([bilstm]) == "eta >0m04s (no synthetic bilstm trial finished yet)"  # + 1 trial Tune has not made
 
 
 def test_eta_from_the_same_kind_and_running_time():
@@ -50,5 +50,5 @@ def test_bootstrap_trials_are_their_own_kind():
     rep.seconds_by_kind = {"synthetic bilstm": [30.0]}
     assert (
         rep.eta([_tune("bilstm", "PENDING", bootstrap=True)])
-        == "no eta yet (no synthetic bilstm +bootstrap trial finished)"
+        == "eta (no synthetic bilstm +bootstrap trial finished yet)"
     )
