@@ -26,8 +26,9 @@ def demo_spec_raw(output: Path) -> dict:
 
 
 def featherweight_command() -> str:
-    """How to run ``featherweight`` as printed: the bare name when it is on PATH as this very program, otherwise
-    the full path of the one next to this Python (e.g. ``.venv/bin/featherweight`` when the venv is not active)."""
+    """How to run ``featherweight`` as printed: the bare name when it is on PATH as this very program (an activated
+    environment), otherwise the path of the one next to this Python - relative to the working directory when it is
+    under it (``.venv/bin/featherweight`` from the project root), else absolute."""
     import shutil
 
     here = Path(sys.executable).parent / "featherweight"
