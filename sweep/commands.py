@@ -46,7 +46,7 @@ def add_parser(sub) -> None:
     v.set_defaults(func=validate_cmd)
 
     d = sub.add_parser(
-        "demo", help="the whole pipeline offline on the built-in synthetic task (2-5 minutes on 2 CPU cores)"
+        "demo", help="the whole pipeline offline on the built-in synthetic task (2-3 minutes on 2 CPU cores)"
     )
     d.add_argument("--output", default="runs/demo", help="where the demo's database, runs and report go")
     d.add_argument("--address", default=None, help=ADDRESS_HELP)
