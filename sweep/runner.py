@@ -46,6 +46,12 @@ from sweep.tuner import (
 
 log = logging.getLogger("featherweight.sweep")
 
+
+class StageStopped(KeyboardInterrupt):
+    """A stage ended before all its trials ran: Tune stops gracefully on Ctrl-C and returns instead of raising, so
+    the runner raises this to stop there (no later stage starts) and record the sweep ``interrupted``."""
+
+
 DB_WAIT_S = 600.0  # how long the driver waits for a reader holding the database (results are journaled meanwhile)
 
 
@@ -190,12 +196,19 @@ def run_sweep(
                                       disk_bytes=b.get("disk_bytes"), gzip_bytes=b.get("gzip_bytes"), source="spec",
                                       note=b.get("note"))  # fmt: skip
         if todo:
-            outcome.add("distill", run_distill_stage(spec, todo, assets, data, say, prefix=prefix))
+            r = run_distill_stage(spec, todo, assets, data, say, prefix=prefix)
+            outcome.add("distill", r)
+            _raise_if_stopped(spec, "distillation", r)
             sync_journal(spec, store, say)  # stage 2 plans from every stage-1 row
         if spec.compress:
             plans = plan_compress_stage(spec, store) if plans is None else plans
-            outcome.add("compress", run_compress_stage(spec, plans, assets, data, say, prefix=prefix))
+            r = run_compress_stage(spec, plans, assets, data, say, prefix=prefix)
+            outcome.add("compress", r)
+            _raise_if_stopped(spec, "compression", r)
         status, message = _final_status(outcome)
+    except StageStopped as e:
+        message = str(e)
+        raise
     except PendingTimeout as e:
         status, message = "failed", str(e)
         raise
@@ -223,6 +236,12 @@ def sync_journal(spec: SweepSpec, store, say: Callable[[str], None]) -> int:
         say(f"waiting (up to {store.lock_timeout:.0f} s) for the database: {e}; every result is safe in"
             f" {journal.path}, and `featherweight db sync` applies it later")  # fmt: skip
         return apply_journal(store, journal, spec.name)
+
+
+def _raise_if_stopped(spec: SweepSpec, stage: str, r: StageResult) -> None:
+    if r.stopped_early:
+        raise StageStopped(f"interrupted after {r.ran} of {r.planned} {stage} trials; `featherweight sweep resume"
+                           f" {spec.name}` runs the rest")  # fmt: skip
 
 
 def _final_status(o: SweepOutcome) -> tuple[str, str | None]:

@@ -15,10 +15,16 @@ from trainables.trial import DistillTrial
 
 @dataclass
 class StageResult:
-    ran: int = 0
+    ran: int = 0  # trials that ended (finished or failed)
     failed: int = 0
     db_write_ms: list[float] = field(default_factory=list)
     first_error: str | None = None
+    planned: int = 0  # trials the stage set out to run
+
+    @property
+    def stopped_early(self) -> bool:
+        """Tune returned before every planned trial ended: it stops gracefully on Ctrl-C (SIGINT) and returns."""
+        return self.ran < self.planned
 
 
 def run_distill_stage(
@@ -56,4 +62,5 @@ def run_distill_stage(
         max_concurrent=spec.resources["max_concurrent"],
     )
     tuner.fit()
-    return StageResult(progress.done, progress.failed, [s * 1000 for s in db.write_seconds], progress.first_error)
+    return StageResult(progress.done, progress.failed, [s * 1000 for s in db.write_seconds], progress.first_error,
+                       planned=len(todo))  # fmt: skip

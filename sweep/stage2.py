@@ -154,8 +154,11 @@ def run_compress_stage(
             num_samples=plan.remaining,
         )
         tuner.fit()
+        out.planned += plan.remaining
         out.ran += progress.done
         out.failed += progress.failed
         out.first_error = out.first_error or progress.first_error
         out.db_write_ms += [w * 1000 for w in db.write_seconds]
+        if out.stopped_early:  # Ctrl-C: no further parent starts
+            break
     return out

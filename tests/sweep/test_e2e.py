@@ -176,3 +176,47 @@ def test_a_reader_holding_the_database_never_fails_a_trial(tmp_path):
     assert proc.returncode == 0, out[-3000:]
     st = ExperimentStore(db, read_only=True).sweep_status("held")
     assert st["status"] == "finished" and st["by_status"] == {"finished": 4}, st
+
+
+def test_ctrl_c_stops_the_sweep_interrupted_and_resume_finishes_it(tmp_path):
+    """Ctrl-C (SIGINT to the driver's process group, as a terminal sends it) in stage 1: Tune stops gracefully and
+    returns; the sweep must stop there too (no compression stage on a partial grid), exit 130, be recorded
+    `interrupted` with how far it got, and a resume must finish both stages."""
+    spec = _spec(tmp_path, "ctrlc", seeds=list(range(8)), archs=("bilstm",), epochs=4)
+    raw = yaml.safe_load(spec.read_text())
+    raw["compress"] = {"parents": "skyline", "search": {"num_samples": 1, "max_concurrent": 1}}
+    spec.write_text(yaml.safe_dump(raw))
+    db = tmp_path / "runs" / "featherweight.duckdb"
+    proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec)], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            time.sleep(0.5)
+            assert proc.poll() is None, "sweep ended before it could be interrupted"
+            if not db.exists():
+                continue
+            q = _featherweight("query", "--db", str(db), "--format", "csv",
+                               "SELECT count(*) AS n FROM trials WHERE status = 'finished'", cwd=tmp_path)  # fmt: skip
+            if q.returncode == 0 and int(q.stdout.strip().splitlines()[-1]) >= 2:
+                break
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    assert proc.returncode == 130, out[-3000:]
+    assert "interrupted after" in out and "sweep resume ctrlc" in out, out[-3000:]
+    store = ExperimentStore(db, read_only=True)
+    sweep = store.query("SELECT status, message FROM sweeps WHERE name = 'ctrlc'").iloc[0]
+    assert sweep.status == "interrupted" and "distillation trials" in sweep.message
+    assert store.query("SELECT count(*) FROM trials WHERE stage = 'compress'").iloc[0, 0] == 0
+    r = _featherweight("sweep", "resume", "ctrlc", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    store = ExperimentStore(db, read_only=True)
+    rows = store.query("SELECT stage, status FROM trials WHERE sweep = 'ctrlc'")
+    assert (rows[rows.stage == "distill"].status == "finished").sum() == 8
+    assert (rows.stage == "compress").sum() >= 1
+    assert store.query("SELECT status FROM sweeps WHERE name = 'ctrlc'").iloc[0, 0] == "finished"
