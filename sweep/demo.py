@@ -7,7 +7,6 @@ with Pareto charts. The spec is ``sweeps/demo.yaml`` with ``storage`` pointed at
 
 from __future__ import annotations
 
-import os
 import shlex
 import sys
 import time
@@ -61,10 +60,6 @@ def run_demo(output: Path, address: str | None, say: Callable[[str], None]) -> i
     # the driver builds the small teacher and labels the data: one torch thread, as the trials use. With torch's
     # default (a thread per core) the teacher took 107 s instead of 17 s on 2 cores while one was busy elsewhere.
     torch.set_num_threads(1)
-    # Ray starts its trial workers at nice 15, so any other load on the machine starves them (the demo took 8 min
-    # instead of under 2 with the other core busy); the demo's user is waiting for it, so its workers run at normal
-    # priority. Only a Ray the demo starts itself reads this (not one joined with --address).
-    os.environ.setdefault("RAY_worker_niceness", "0")
     output = output.expanduser().resolve()
     spec = validate(demo_spec_raw(output))
     rc = run_and_summarize(spec, address, timed)

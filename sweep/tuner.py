@@ -100,6 +100,10 @@ def init_ray(address: str | None, resources: dict[str, Any], verbose: bool = Fal
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise ClusterError(f"address {address!r}: could not join the Ray cluster: {first}") from e
     else:
+        # Ray starts its workers at nice 15, so any other load on the machine starves the trials (the demo took 8 min
+        # instead of under 2 with the other core busy); a sweep is the job its user waits for: normal priority,
+        # unless RAY_worker_niceness says otherwise. Only a Ray started here reads it (not a cluster joined).
+        os.environ.setdefault("RAY_worker_niceness", "0")
         # "local": always a fresh Ray of this sweep's own, never a cluster that `ray start` (or another sweep's
         # test) happens to run on this machine; joining one is what --address / the spec's address are for
         ray.init(address="local", num_cpus=resources.get("num_cpus"), num_gpus=resources.get("num_gpus"), **kwargs)
