@@ -270,44 +270,33 @@ def _check_stage_args(stage: str, status: str) -> None:  # the runner passes lit
 
 
 def _start_stage(con, sweep, task, stage, fingerprint, output, detail) -> None:
+    """A new ``running`` row, or the same row running again (a run after a killed or failed one): attempts + 1."""
     _check_stage_args(stage, "running")
-    key = [sweep, task, stage, fingerprint]
     detail_json = rows.to_json(detail) if detail is not None else None
-    if con.execute("SELECT 1 FROM stages WHERE sweep = ? AND task = ? AND stage = ? AND fingerprint = ?",
-                   key).fetchone():  # fmt: skip
-        con.execute(
-            "UPDATE stages SET status = 'running', started_at = ?, finished_at = NULL, seconds = NULL, device = NULL,"
-            " node = NULL, message = NULL, output = coalesce(?, output), detail = coalesce(?, detail),"
-            " attempts = attempts + 1 WHERE sweep = ? AND task = ? AND stage = ? AND fingerprint = ?",
-            [rows.utc_now(), output, detail_json, *key],
-        )
-    else:
-        con.execute(
-            "INSERT INTO stages (sweep, task, stage, fingerprint, status, started_at, output, detail, attempts)"
-            " VALUES (?, ?, ?, ?, 'running', ?, ?, ?, 1)",
-            [*key, rows.utc_now(), output, detail_json],
-        )
+    con.execute(
+        "INSERT INTO stages (sweep, task, stage, fingerprint, status, started_at, output, detail, attempts)"
+        " VALUES (?, ?, ?, ?, 'running', ?, ?, ?, 1) ON CONFLICT (sweep, task, stage, fingerprint) DO UPDATE SET"
+        " status = 'running', started_at = excluded.started_at, finished_at = NULL, seconds = NULL, device = NULL,"
+        " node = NULL, message = NULL, output = coalesce(excluded.output, stages.output),"
+        " detail = coalesce(excluded.detail, stages.detail), attempts = stages.attempts + 1",
+        [sweep, task, stage, fingerprint, rows.utc_now(), output, detail_json],
+    )
 
 
 def _finish_stage(con, sweep, task, stage, fingerprint, status, seconds, device, node, output, message,
                   detail) -> None:  # fmt: skip
+    """The stage's end on its row; a stage found done (``cached``) may have no row yet: one is created."""
     if status == "running":
         raise ValueError("finish_stage needs a final status, not 'running'")
     _check_stage_args(stage, status)
-    key = [sweep, task, stage, fingerprint]
     now = rows.utc_now()
     detail_json = rows.to_json(detail) if detail is not None else None
-    if con.execute("SELECT 1 FROM stages WHERE sweep = ? AND task = ? AND stage = ? AND fingerprint = ?",
-                   key).fetchone():  # fmt: skip
-        con.execute(
-            "UPDATE stages SET status = ?, finished_at = ?, seconds = ?, device = ?, node = ?,"
-            " output = coalesce(?, output), message = ?, detail = coalesce(?, detail)"
-            " WHERE sweep = ? AND task = ? AND stage = ? AND fingerprint = ?",
-            [status, now, seconds, device, node, output, message, detail_json, *key],
-        )
-    else:
-        con.execute(
-            "INSERT INTO stages (sweep, task, stage, fingerprint, status, started_at, finished_at, seconds, device,"
-            " node, output, message, detail, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
-            [*key, status, now, now, seconds, device, node, output, message, detail_json],
-        )
+    con.execute(
+        "INSERT INTO stages (sweep, task, stage, fingerprint, status, started_at, finished_at, seconds, device, node,"
+        " output, message, detail, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"
+        " ON CONFLICT (sweep, task, stage, fingerprint) DO UPDATE SET status = excluded.status,"
+        " finished_at = excluded.finished_at, seconds = excluded.seconds, device = excluded.device,"
+        " node = excluded.node, output = coalesce(excluded.output, stages.output), message = excluded.message,"
+        " detail = coalesce(excluded.detail, stages.detail)",
+        [sweep, task, stage, fingerprint, status, now, now, seconds, device, node, output, message, detail_json],
+    )

@@ -80,6 +80,20 @@ def test_pending_watch_times_out_only_when_nothing_runs():
 
 
 @pytest.mark.slow
+def _hog_the_only_cpu():
+    """An actor holding the local Ray's one CPU, so that no trial can start (returned: keep it alive)."""
+    import ray
+
+    @ray.remote(num_cpus=1)
+    class Hog:
+        def ping(self) -> int:
+            return 1
+
+    hog = Hog.remote()
+    ray.get(hog.ping.remote())
+    return hog
+
+
 def test_a_stuck_tune_run_stops_with_pending_timeout(tmp_path):
     """Real Ray: the cluster's CPUs are held by another actor, so the trial stays PENDING; the run stops."""
     import ray
@@ -89,14 +103,7 @@ def test_a_stuck_tune_run_stops_with_pending_timeout(tmp_path):
 
     init_ray(None, {"num_cpus": 1})
     try:
-
-        @ray.remote(num_cpus=1)
-        class Hog:
-            def ping(self) -> int:
-                return 1
-
-        hog = Hog.remote()
-        ray.get(hog.ping.remote())
+        hog = _hog_the_only_cpu()  # noqa: F841 (held until ray.shutdown)
 
         def trainable(config):
             tune.report({"score": 1.0})
@@ -123,14 +130,7 @@ def test_a_stuck_sweep_is_marked_failed_with_the_message(tmp_path):
     spec = validate(_raw(tmp_path, "stuck", {"num_cpus": 1, "pending_timeout_s": 2}))
     init_ray(None, spec.resources)
     try:
-
-        @ray.remote(num_cpus=1)
-        class Hog:
-            def ping(self) -> int:
-                return 1
-
-        hog = Hog.remote()
-        ray.get(hog.ping.remote())
+        hog = _hog_the_only_cpu()  # noqa: F841 (held until ray.shutdown)
         with pytest.raises(PendingTimeout, match="none running"):
             run_sweep(spec, say=lambda s: None)
     finally:
