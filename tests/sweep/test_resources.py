@@ -79,7 +79,6 @@ def test_pending_watch_times_out_only_when_nothing_runs():
         w.raise_if_timed_out()
 
 
-@pytest.mark.slow
 def _hog_the_only_cpu():
     """An actor holding the local Ray's one CPU, so that no trial can start (returned: keep it alive)."""
     import ray
@@ -94,6 +93,7 @@ def _hog_the_only_cpu():
     return hog
 
 
+@pytest.mark.slow
 def test_a_stuck_tune_run_stops_with_pending_timeout(tmp_path):
     """Real Ray: the cluster's CPUs are held by another actor, so the trial stays PENDING; the run stops."""
     import ray
