@@ -36,8 +36,18 @@ TEACHER_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AUGMENT_MODES = ("embedding", "fill-mask")
 AUGMENT_FIELDS = ("auto", "first", "second", "all")
 
-# Stages of a sweep, in order; a compress-stage trial names its distill-stage parent
-STAGES = ("distill", "compress")
+# Stages of a sweep's trials; a compress-stage trial names its distill-stage parent, a teacher_compression trial
+# (a smaller transformer made from the task's teacher) names its teacher
+STAGES = ("distill", "compress", "teacher_compression")
+
+# Teacher compression (a smaller transformer from the fine-tuned teacher; seeds BERT-of-Theseus and BERT-Vision)
+TEACHER_COMPRESSION_METHODS = ("theseus", "bertvision")
+# How the probability that a Theseus block runs its successor grows: constant (then 1.0 for the last steps) or
+# linear (p = min(k * step + b, 1))
+THESEUS_SCHEDULES = ("constant", "linear")
+# BERT-Vision heads over the per-layer hidden states: adapter (a shared per-layer adapter, flattened, then a linear
+# classifier) or concat (a learned weighted sum of the layers, then a linear classifier)
+BERTVISION_HEADS = ("adapter", "concat")
 
 # BPE vocabulary size / hash embedding K when none is given (the thesis' main setting); char embeddings have none
 DEFAULT_VOCAB_SIZE = 5000
