@@ -25,7 +25,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from featherweight_core.vocab import ARCHS, EMBEDDINGS, MODULE_GROUPS, POOLINGS, PRUNE_METHODS, PRUNE_SCOPES
+from featherweight_core.vocab import (
+    ARCHS,
+    EMBEDDINGS,
+    MODULE_GROUPS,
+    POOLINGS,
+    PRUNE_METHODS,
+    PRUNE_SCOPES,
+    TEACHER_COMPRESSION_METHODS,
+)
 
 OUTCOME_KEY = "fw_outcome"
 STATUSES = ("finished", "error")
@@ -186,6 +194,71 @@ class CompressTrial:
         return f"compress {self.parent_trial_id} [{sp}]"
 
 
+@dataclass(frozen=True)
+class TeacherCompressionTrial:
+    """One grid point of the teacher-compression stage: make a smaller transformer from the task's fine-tuned
+    teacher with ``method`` (``theseus``: BERT-of-Theseus module replacement; ``bertvision``: a small head over the
+    teacher's first k layers). Built by the spec (``SweepSpec.teacher_compression_trials``); run by
+    ``trainables.teacher_compression``.
+
+    ``settings`` holds the method's knobs as the spec gives them (grid and training keys, without seed and quantize;
+    a knob the spec leaves out is the core config's default and is not in the dict), canonical: sorted keys, floats
+    as floats. ``teacher_fingerprint`` is the content hash of the teacher directory
+    (``featherweight_core.softtargets.teacher_fingerprint``: weights, config and tokenizer files), not its path: a
+    retrained or replaced teacher gives every trial a new id, so a resumed sweep compresses the new teacher (its rows
+    are new; the old teacher's rows stay in the database, their ``teacher`` column naming the directory they came
+    from), while moving the storage does not re-run anything. ``task_definition``: a custom task's definition
+    fingerprint, as for :class:`DistillTrial`."""
+
+    task: str
+    method: str
+    seed: int
+    quantize: bool
+    settings: dict[str, Any]
+    teacher_fingerprint: str
+    task_definition: str | None = None
+
+    V1_FIELDS: ClassVar[tuple[str, ...]] = (
+        "stage", "task", "method", "seed", "quantize", "settings", "teacher_fingerprint",
+    )  # fmt: skip
+    stage: ClassVar[str] = "teacher_compression"
+
+    def __post_init__(self) -> None:
+        if self.method not in TEACHER_COMPRESSION_METHODS:
+            raise OutcomeError(f"invalid teacher compression trial method={self.method!r}; expected one of"
+                               f" {list(TEACHER_COMPRESSION_METHODS)}")  # fmt: skip
+        if not isinstance(self.settings, dict) or {"seed", "quantize"} & set(self.settings):
+            raise OutcomeError(f"invalid teacher compression settings {self.settings!r}: a dict without seed and"
+                               " quantize (fields of their own)")  # fmt: skip
+        if not isinstance(self.teacher_fingerprint, str) or not self.teacher_fingerprint:
+            raise OutcomeError(f"invalid teacher fingerprint {self.teacher_fingerprint!r}")
+        object.__setattr__(self, "seed", int(self.seed))
+        object.__setattr__(self, "quantize", bool(self.quantize))
+        object.__setattr__(self, "settings", dict(sorted(self.settings.items())))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TeacherCompressionTrial:
+        d = {k: v for k, v in d.items() if k not in ("stage", "resolved")}
+        return cls(**_strict_fields(cls, d, "teacher compression trial"))
+
+    @property
+    def trial_id(self) -> str:
+        return canonical_id("t", self.to_dict(), self.V1_FIELDS, _defaults(type(self)))
+
+    @property
+    def arch(self) -> str:
+        """The method: what the database's ``arch`` column and the progress lines call it."""
+        return self.method
+
+    def describe(self) -> str:
+        knobs = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.settings.items())
+        q = " int8" if self.quantize else ""
+        return f"{self.task} {self.method} {knobs}{q} seed={self.seed}".replace("  ", " ")
+
+
 def _defaults(cls) -> dict[str, Any]:
     out = {}
     for f in dataclasses.fields(cls):
@@ -196,10 +269,12 @@ def _defaults(cls) -> dict[str, Any]:
     return out
 
 
-def trial_from_dict(d: dict[str, Any]) -> DistillTrial | CompressTrial:
+def trial_from_dict(d: dict[str, Any]) -> DistillTrial | CompressTrial | TeacherCompressionTrial:
     """The trial a stored config describes (the ``config`` column of the trials table)."""
     if d.get("stage") == "compress":
         return CompressTrial.from_dict(d)
+    if d.get("stage") == TeacherCompressionTrial.stage:
+        return TeacherCompressionTrial.from_dict(d)
     return DistillTrial.from_dict({k: v for k, v in d.items() if k != "resolved"})
 
 
@@ -235,6 +310,14 @@ class TrialOutcome:
     gpu_model: str | None = None  # torch.cuda.get_device_name; None on the CPU
     torch_version: str | None = None
     cuda_version: str | None = None  # torch.version.cuda; None for a CPU build of torch
+    # teacher compression (None / empty for student trials and outcomes from before these fields existed):
+    # parameters the method trained (``sizes["params"]`` stays every parameter inference needs), CPU latency at batch
+    # size 1 (median ms), transformer layers inference runs, and the teacher it came from ({"dir", "fingerprint",
+    # "score", "params", "layers", ...} as the core reports it)
+    trainable_params: int | None = None
+    latency_ms: float | None = None
+    layers: int | None = None
+    teacher: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

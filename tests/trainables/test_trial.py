@@ -13,6 +13,7 @@ from trainables.trial import (
     CompressTrial,
     DistillTrial,
     OutcomeError,
+    TeacherCompressionTrial,
     TrialOutcome,
     canonical_id,
     trial_from_dict,
@@ -21,6 +22,11 @@ from trainables.trial import (
 PARENT = DistillTrial(task="synthetic", arch="bilstm", embedding="hash", emb_dim=25, vocab_size=1000, alpha=0.5,
                       bootstrap=False, seed=0, max_epochs=5, patience=2, lr=0.003, optimizer="adam")  # fmt: skip
 QUANT = {"embedding": True, "encoder": True, "classifier": True, "static_classifier": False}
+
+
+THESEUS = TeacherCompressionTrial(task="sst2", method="theseus", seed=0, quantize=False,
+                                  settings={"schedule": "linear", "replace_rate": 2, "epochs": 1},
+                                  teacher_fingerprint="0123456789abcdef")  # fmt: skip
 
 
 def _compress(**kw) -> CompressTrial:
@@ -39,6 +45,46 @@ def test_pinned_ids():
     assert _compress().trial_id == "c-a780ffc12d31"
     assert _compress(quantize={**QUANT, "importance_bits": 6}).trial_id == "c-0ee72620ef7e"
     assert _compress(quantize={**QUANT, "importance_bits": 16}).trial_id == "c-a780ffc12d31"  # default: not counted
+
+
+def test_teacher_compression_ids():
+    assert THESEUS.trial_id == "t-783fbd571b8a"
+    # the settings are canonical: the order they come in does not matter
+    same = dataclasses.replace(THESEUS, settings={"epochs": 1, "replace_rate": 2, "schedule": "linear"})
+    assert same.trial_id == THESEUS.trial_id and list(same.settings) == ["epochs", "replace_rate", "schedule"]
+    # a changed knob, seed, quantization or teacher is a new trial
+    for changed in (dataclasses.replace(THESEUS, settings={**THESEUS.settings, "replace_rate": 3}),
+                    dataclasses.replace(THESEUS, seed=1), dataclasses.replace(THESEUS, quantize=True),
+                    dataclasses.replace(THESEUS, teacher_fingerprint="fedcba9876543210"),
+                    dataclasses.replace(THESEUS, method="bertvision")):  # fmt: skip
+        assert changed.trial_id != THESEUS.trial_id and changed.trial_id.startswith("t-")
+    assert dataclasses.replace(THESEUS, task_definition=None).trial_id == THESEUS.trial_id
+    assert THESEUS.arch == "theseus" and THESEUS.stage == "teacher_compression"
+    assert THESEUS.describe() == "sst2 theseus epochs=1 replace_rate=2 schedule=linear seed=0"
+
+
+def test_teacher_compression_round_trip_and_strictness():
+    d = THESEUS.to_dict()
+    assert d["stage"] == "teacher_compression"
+    assert TeacherCompressionTrial.from_dict(d) == THESEUS
+    assert trial_from_dict({**d, "trial_id": THESEUS.trial_id, "resolved": {}}) == THESEUS
+    with pytest.raises(OutcomeError, match="unknown field"):
+        TeacherCompressionTrial.from_dict({**d, "colour": "blue"})
+    with pytest.raises(OutcomeError, match="missing field"):
+        TeacherCompressionTrial.from_dict({k: v for k, v in d.items() if k != "teacher_fingerprint"})
+    with pytest.raises(OutcomeError, match="method='distil'"):
+        dataclasses.replace(THESEUS, method="distil")
+    with pytest.raises(OutcomeError, match="without seed"):
+        dataclasses.replace(THESEUS, settings={"seed": 1})
+
+
+def test_outcome_teacher_compression_fields_decode_old_outcomes():
+    old = {"status": "finished", "started_at": 1.0, "finished_at": 2.0, "metrics": {"score": 0.5}}
+    back = TrialOutcome.from_result({OUTCOME_KEY: json.dumps(old)})
+    assert back.trainable_params is None and back.latency_ms is None and back.layers is None and back.teacher == {}
+    new = TrialOutcome(status="finished", started_at=1.0, finished_at=2.0, metrics={"score": 0.5},
+                       trainable_params=10, latency_ms=1.5, layers=2, teacher={"dir": "t", "layers": 4})  # fmt: skip
+    assert TrialOutcome.from_result(new.to_result()) == new
 
 
 def test_a_new_field_at_its_default_keeps_ids():
