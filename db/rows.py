@@ -50,7 +50,7 @@ SIZE_COLUMNS = (
     "gzip_bytes",
     "ideal_bytes",
 )
-_INT_COLUMNS = {"best_epoch", "epochs", *SIZE_COLUMNS}
+_INT_COLUMNS = {"best_epoch", "epochs", "trainable_params", "layers", *SIZE_COLUMNS}
 
 # Where a trial ran (migration 004), besides ``device`` and ``node``; see trainables.placement
 PLACEMENT_COLUMNS = ("node_id", "host", "node_ip", "gpu_model", "torch_version", "cuda_version")
@@ -58,9 +58,12 @@ TRIAL_COLUMNS = (
     "sweep", "trial_id", "stage", "parent_trial_id", "task", "arch", "embedding", "emb_dim", "vocab_size", "alpha",
     "temperature", "bootstrap", "seed", "pooling", "pruning", "quantization", "status", "error", "config",
     "started_at", "finished_at", "seconds", "checkpoint_path", "recorded_at", "device", "node",
-    *PLACEMENT_COLUMNS,
+    *PLACEMENT_COLUMNS, "teacher",
 )  # fmt: skip
-RESULT_COLUMNS = ("sweep", "trial_id", *METRIC_COLUMNS, *SIZE_COLUMNS, "metrics", "sizes")
+# Columns of ``results`` added by migration 006 (teacher compression): TrialRecord fields of the same name, falling
+# back to the same key of ``sizes`` (trainable_params, layers) or ``metrics`` (latency_ms)
+EXTRA_RESULT_COLUMNS = ("trainable_params", "latency_ms", "layers")
+RESULT_COLUMNS = ("sweep", "trial_id", *METRIC_COLUMNS, *SIZE_COLUMNS, "metrics", "sizes", *EXTRA_RESULT_COLUMNS)
 EPOCH_COLUMNS = ("sweep", "trial_id", "epoch", "train_loss", "score", "seconds", "samples_per_second", "metrics")
 CLASS_COLUMNS = ("sweep", "trial_id", "split", "label_id", "label", "precision", "recall", "f1", "support", "predicted")
 # User reference points: 'user' (featherweight db add-baseline) and 'spec' (a sweep spec's tasks.<task>.baselines);
@@ -76,7 +79,7 @@ class TrialRecord:
 
     sweep: str
     trial_id: str
-    stage: str  # "distill" | "compress"
+    stage: str  # "distill" | "compress" | "teacher_compression" (featherweight_core.vocab.STAGES)
     task: str
     arch: str
     embedding: str
@@ -113,6 +116,13 @@ class TrialRecord:
     # per split and class: {"split", "label_id", "label", "precision", "recall", "f1", "support", "predicted": [ints]}
     # (class_metric_rows builds them from the core's per-split shape)
     class_metrics: list[dict] = field(default_factory=list)
+    # teacher compression (migration 006); None for student trials. teacher: the teacher directory the trial started
+    # from; trainable_params: parameters the method trained (params stays the whole saved model); latency_ms: CPU,
+    # batch size 1, median milliseconds; layers: transformer layers inference runs
+    teacher: str | None = None
+    trainable_params: int | None = None
+    latency_ms: float | None = None
+    layers: int | None = None
 
     def validate(self) -> None:
         if not self.sweep or not self.trial_id:
@@ -184,6 +194,11 @@ def _num(value: Any, column: str) -> Any:
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
+
+
+def _first(*values: Any) -> Any:
+    """The first value that is not None (a TrialRecord field before the same key of its metrics / sizes)."""
+    return next((v for v in values if v is not None), None)
 
 
 def flatten_sizes(sizes: dict) -> dict:
@@ -350,9 +365,15 @@ def trial_rows(rec: TrialRecord) -> TrialRows:
         "device": _text(rec.device),
         "node": _text(rec.node),
         **{c: _text(getattr(rec, c)) for c in PLACEMENT_COLUMNS},
+        "teacher": _text(rec.teacher),
+    }
+    extra = {
+        "trainable_params": _first(rec.trainable_params, sizes.get("trainable_params")),
+        "latency_ms": _first(rec.latency_ms, rec.metrics.get("latency_ms")),
+        "layers": _first(rec.layers, sizes.get("layers")),
     }
     result = None
-    if rec.metrics or sizes:
+    if rec.metrics or sizes or any(v is not None for v in extra.values()):
         result = [
             rec.sweep,
             rec.trial_id,
@@ -360,6 +381,7 @@ def trial_rows(rec: TrialRecord) -> TrialRows:
             *(_num(sizes.get(c), c) for c in SIZE_COLUMNS),
             to_json(rec.metrics),
             to_json(sizes),
+            *(_num(extra[c], c) for c in EXTRA_RESULT_COLUMNS),
         ]
     epochs: dict[int, dict] = {}
     for i, entry in enumerate(rec.history):

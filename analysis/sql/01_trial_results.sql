@@ -1,6 +1,9 @@
 -- depends on: none
 -- trial_results: one row per finished trial: its configuration, metrics and sizes side by side.
--- label is a thesis-style model name: BiLSTM_BPE100, RNN_Hash25 + p + q (p = pruned, q = quantized).
+-- label is a thesis-style model name: BiLSTM_BPE100, RNN_Hash25 + p + q (p = pruned, q = quantized); a
+-- teacher_compression trial (a smaller transformer made from the task's teacher) is named by its method and the
+-- transformer layers inference runs: Theseus-3L, BERT-Vision-4L adapter + q (the BERT-Vision head after the layers).
+-- teacher, trainable_params, latency_ms and layers are NULL for student trials and rows from before migration 006.
 with
 
 trials as (
@@ -14,14 +17,23 @@ results as (
 labelled as (
     select
         t.*,
-        case t.arch when 'bilstm' then 'BiLSTM' when 'rnn' then 'RNN' when 'ffn' then 'FFN' else t.arch end
-            || '_'
-            || case t.embedding when 'bpe' then 'BPE' when 'hash' then 'Hash' when 'char' then 'Char' else t.embedding end
-            || t.emb_dim::varchar
+        case
+            when t.stage = 'teacher_compression' then
+                case t.arch when 'theseus' then 'Theseus' when 'bertvision' then 'BERT-Vision' else t.arch end
+                || coalesce('-' || r.layers::varchar || 'L', '')
+                || coalesce(' ' || json_extract_string(t.config, '$.settings.head'), '')
+            else
+                case t.arch when 'bilstm' then 'BiLSTM' when 'rnn' then 'RNN' when 'ffn' then 'FFN' else t.arch end
+                || '_'
+                || case t.embedding when 'bpe' then 'BPE' when 'hash' then 'Hash' when 'char' then 'Char'
+                    else t.embedding end
+                || t.emb_dim::varchar
+        end
             || case when t.pruning is not null then ' + p' else '' end
             || case when t.quantization is not null then ' + q' else '' end
             as label
     from trials t
+    left join results r using (sweep, trial_id)
 ),
 
 joined as (
@@ -44,6 +56,8 @@ joined as (
         t.pruning,
         t.quantization,
         t.status,
+        -- teacher compression: the teacher directory the trial started from
+        t.teacher,
         r.score,
         r.accuracy,
         r.f1,
@@ -65,6 +79,11 @@ joined as (
         r.disk_bytes,
         r.gzip_bytes,
         r.ideal_bytes,
+        -- teacher compression: parameters the method trained (params: every parameter inference needs), CPU latency
+        -- at batch size 1 (median ms), transformer layers inference runs
+        r.trainable_params,
+        r.latency_ms,
+        r.layers,
         r.disk_bytes / 1e6 as disk_mb,
         r.gzip_bytes / 1e6 as gzip_mb,
         -- the size thesis table 7.5 reports: disk size for plain students, gzip size once pruned or quantized
