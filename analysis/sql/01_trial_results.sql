@@ -3,7 +3,8 @@
 -- label is a thesis-style model name: BiLSTM_BPE100, RNN_Hash25 + p + q (p = pruned, q = quantized); a
 -- teacher_compression trial (a smaller transformer made from the task's teacher) is named by its method and the
 -- transformer layers inference runs: Theseus-3L, BERT-Vision-4L adapter + q (the BERT-Vision head after the layers).
--- teacher, trainable_params, latency_ms and layers are NULL for student trials and rows from before migration 006.
+-- teacher, trainable_params, latency_ms, layers and settings (config.settings: the method's knobs, JSON) are NULL for
+-- student trials; the first four also for rows from before migration 006.
 with
 
 trials as (
@@ -58,6 +59,7 @@ joined as (
         t.status,
         -- teacher compression: the teacher directory the trial started from
         t.teacher,
+        case when t.stage = 'teacher_compression' then json_extract(t.config, '$.settings') end as settings,
         r.score,
         r.accuracy,
         r.f1,

@@ -1,7 +1,9 @@
 -- depends on: trial_results
 -- seed_summary: mean and sample standard deviation over seeds of every configuration (thesis tables 7.1-7.3).
 -- A configuration is every trial_results setting except seed (and trial ids); sd is NULL when there is one seed.
--- method names the training recipe as the thesis' column headers do: "no distill", "no distill + b", "alpha 0.5 + b".
+-- method names the training recipe as the thesis' column headers do: "no distill", "no distill + b", "alpha 0.5 + b";
+-- for a teacher_compression trial it is its method (theseus | bertvision), and its settings (JSON) are part of the
+-- configuration, so Theseus runs with different replace rates are never averaged together.
 with
 
 finished as (
@@ -24,6 +26,7 @@ grouped as (
         pooling,
         pruning,
         quantization,
+        settings::varchar as settings,
         count(*) as n_seeds,
         list(seed order by seed) as seeds,
         list(trial_id order by seed, trial_id) as trial_ids,
@@ -57,6 +60,7 @@ named as (
     select
         *,
         case
+            when stage = 'teacher_compression' then arch
             when alpha is null or alpha = 1 then 'no distill'
             else 'alpha ' || regexp_replace(printf('%.4f', alpha), '\.?0+$', '')
         end || case when bootstrap then ' + b' else '' end as method,

@@ -10,7 +10,13 @@
 -- Baselines (thesis rows, the sweep's measured teachers, user reference points) join every sweep that has trials on
 -- their task, and only on it (thesis rows exist for sst2, qqp and mnli alone); one recorded for a sweep joins that
 -- sweep only. A baseline without a gzip size uses its disk size, as thesis table 7.5 does for its reference models.
--- Size 'params' of a compress-stage trial is its non-zero parameter count (nonzero_params).
+-- Size 'params' of a compress-stage trial is its non-zero parameter count (nonzero_params); of a teacher_compression
+-- trial (Theseus, BERT-Vision) its total parameter count: every parameter inference needs, frozen teacher layers
+-- included (trainable_params, the part the method trained, only rides along). Teacher-compression trials are points
+-- like any trial: the 'all' frontier puts the measured teacher, Theseus and BERT-Vision models, students and
+-- compressed students on one skyline; their stage frontier is their own (stage 2 picks parents from 'distill' only).
+-- teacher, trainable_params, latency_ms, layers and settings (the method's settings, JSON) describe teacher_compression
+-- trials and are NULL for other points.
 -- Points are placed by dev figures; test_score (a trial's score on the optional test split) only rides along.
 with
 
@@ -34,7 +40,9 @@ trial_points as (
             when 'disk_bytes' then t.disk_bytes when 'gzip_bytes' then t.gzip_bytes
             -- a pruned student counts the parameters it kept (its zeros cost nothing once compressed)
             when 'params' then case when t.stage = 'compress' then coalesce(t.nonzero_params, t.params) else t.params end
-        end::double as size_value
+        end::double as size_value,
+        t.teacher, t.trainable_params, t.latency_ms, t.layers,
+        t.settings
     from trial_results t
     cross join measures m
 ),
@@ -57,7 +65,8 @@ baseline_points as (
             when 'disk_bytes' then b.disk_bytes
             when 'gzip_bytes' then coalesce(b.gzip_bytes, b.disk_bytes)
             else b.params
-        end::double as size_value
+        end::double as size_value,
+        null as teacher, null as trainable_params, null as latency_ms, null as layers, null::json as settings
     from baselines b
     join sweep_tasks st on st.task = b.task and (b.sweep is null or b.sweep = st.sweep)
     cross join measures m
@@ -67,7 +76,7 @@ points as materialized (
     select *, row_number() over () as point_id
     from (
         select * from trial_points where score_value is not null and size_value is not null
-        union all
+        union all by name
         select * from baseline_points where score_value is not null and size_value is not null
     )
 ),

@@ -4,6 +4,15 @@
 -- compress-stage trial came from. Ratios are "times smaller" (reference size / this size), like table 7.5.
 -- reported_bytes is the size table 7.5 uses: disk size for plain students, gzip size once pruned or quantized; the
 -- teacher and reference sizes are disk sizes. Baselines appear too (kind = 'baseline'), once per sweep and task.
+-- The teacher of a trial is the sweep's measured teacher of its task named by the trial: a student's config.teacher,
+-- or for a teacher_compression trial (Theseus, BERT-Vision) the baseline name record_teacher gives its teacher
+-- directory (trials.teacher: 'teacher:' + the directory's name, its parent's when it is called 'teacher'); failing
+-- that, the task's most recently measured teacher. For teacher_compression trials the ratios read the same way:
+-- ratio_vs_teacher compares the teacher's disk size with the trial's reported size (disk, gzip once quantized),
+-- param_ratio_vs_teacher counts every parameter inference needs (a BERT-Vision model keeps the frozen teacher layers
+-- it reads, so it is about 1x or below; its saving is trainable_params and, with fewer layers, latency), and
+-- score_retained_vs_teacher is the fraction of the teacher's dev score kept. trainable_params, latency_ms and layers
+-- ride along (NULL for students and baselines).
 with
 
 finished as (
@@ -16,9 +25,21 @@ teacher_candidates as (
         b.name as teacher, b.score as teacher_score, b.params as teacher_params, b.disk_bytes as teacher_disk_bytes,
         row_number() over (
             partition by t.sweep, t.trial_id
-            order by (b.name = json_extract_string(t.config, '$.teacher')) desc nulls last, b.recorded_at desc, b.name
+            order by
+                (b.name = json_extract_string(t.config, '$.teacher') or b.name = t.teacher_name) desc nulls last,
+                b.recorded_at desc, b.name
         ) as pick
-    from finished t
+    from (
+        select
+            *,
+            -- record_teacher's name of a teacher directory (featherweight_core.teacher.teacher_baseline)
+            case when teacher is not null then
+                'teacher:' || case when string_split(rtrim(teacher, '/'), '/')[-1] = 'teacher'
+                    then string_split(rtrim(teacher, '/'), '/')[-2]
+                    else string_split(rtrim(teacher, '/'), '/')[-1] end
+            end as teacher_name
+        from finished
+    ) t
     join baselines b on b.source = 'measured' and b.sweep = t.sweep and b.task = t.task
 ),
 
@@ -38,6 +59,7 @@ trial_rows as (
         t.arch, t.embedding, t.emb_dim, t.vocab_size, t.alpha, t.bootstrap, t.seed, t.pruning, t.quantization,
         t.score, t.accuracy, t.f1, t.accuracy_matched, t.accuracy_mismatched, t.macro_f1, t.test_score,
         t.params, t.nonzero_params, t.disk_bytes, t.gzip_bytes, t.reported_bytes,
+        t.trainable_params, t.latency_ms, t.layers, t.teacher as teacher_dir,
         th.teacher, th.teacher_score, th.teacher_params, th.teacher_disk_bytes,
         r.reference_bytes,
         p.score as parent_score, p.reported_bytes as parent_reported_bytes, p.params as parent_params,
