@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "featherweight_core.commands.compress",
     "featherweight_core.commands.teacher",
     "featherweight_core.commands.augment",
+    "featherweight_core.commands.bertvision",
     "analysis.query_commands",
     "analysis.commands",
     "sweep.commands",
