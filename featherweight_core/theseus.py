@@ -62,7 +62,8 @@ class TheseusConfig:
     replacing_fraction: share of the steps spent replacing modules before successor-only fine-tuning (constant
         schedule; linear schedule when ``k`` is None).
     train_classifier: also train the classification head (everything outside the embeddings and the layer list,
-        e.g. BERT's pooler and classifier); otherwise it stays as the teacher had it.
+        e.g. BERT's pooler and classifier); otherwise it stays as the teacher had it, and a step in which every
+        block drew its predecessor has nothing to train (counted per epoch as ``steps_without_update``).
     quantize: save the successor int8-quantized (dynamic, every Linear) instead of as float weights.
     """
 
@@ -405,7 +406,7 @@ def compress_theseus(
         epoch_start = time.perf_counter()
         model.train()
         batches = length_grouped_batches(lengths, cfg.batch_size, rng)
-        running, seen, p_sum = 0.0, 0, 0.0
+        running, seen, p_sum, idle = 0.0, 0, 0.0, 0
         for idx in _progress(batches, len(batches), f"theseus epoch {epoch}", progress):
             p = schedule(step)
             theseus.set_p(p)
@@ -418,19 +419,23 @@ def compress_theseus(
             if not torch.isfinite(loss):
                 raise TheseusError(f"non-finite loss at step {step} (lr {cfg.lr} too high?)")
             opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-            scaler.step(opt)
-            scaler.update()
+            if loss.requires_grad:  # else every block drew its frozen predecessor and the head is frozen too
+                scaler.scale(loss).backward()
+                if cfg.grad_clip:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+            else:
+                opt.step()  # a no-op (no gradients), keeps the scheduler's step order
+                idle += 1
             sched.step()
             step += 1
             running += loss.item() * len(idx)
             seen += len(idx)
         m = evaluate_teacher(model, tokenizer, task_data, tcfg, device)  # eval mode: the successor alone
         row = {"epoch": epoch, "step": step, "train_loss": running / max(seen, 1), "mean_p": p_sum / len(batches),
-               "seconds": round(time.perf_counter() - epoch_start, 2), **m}  # fmt: skip
+               "steps_without_update": idle, "seconds": round(time.perf_counter() - epoch_start, 2), **m}  # fmt: skip
         history.append(row)
         if log:
             print(f"epoch {epoch}/{cfg.epochs}  loss {row['train_loss']:.4f}  mean p {row['mean_p']:.2f}  dev (successor)"

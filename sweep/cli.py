@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "featherweight_core.commands.analyze",
     "featherweight_core.commands.compress",
     "featherweight_core.commands.teacher",
+    "featherweight_core.commands.theseus",
     "featherweight_core.commands.augment",
     "featherweight_core.commands.bertvision",
     "analysis.query_commands",

@@ -156,12 +156,12 @@ def test_each_block_draws_its_own_successor_with_probability_p(teacher, data):
     th.set_p(0.3)
     draws = []
     with torch.no_grad():
-        for _ in range(600):
+        for _ in range(400):
             model(**enc)
             draws.append([b.last_used_successor for b in th.blocks])
     d = np.asarray(draws, dtype=float)
-    assert abs(d[:, 0].mean() - 0.3) < 0.06 and abs(d[:, 1].mean() - 0.3) < 0.06
-    assert abs((d[:, 0] * d[:, 1]).mean() - 0.09) < 0.04  # independent draws, not one coin for all blocks
+    assert abs(d[:, 0].mean() - 0.3) < 0.07 and abs(d[:, 1].mean() - 0.3) < 0.07
+    assert abs((d[:, 0] * d[:, 1]).mean() - 0.09) < 0.045  # independent draws, not one coin for all blocks
     for p in (0.0, 1.0):
         th.set_p(p)
         with torch.no_grad():
@@ -274,3 +274,56 @@ def test_compress_refuses_bad_inputs_and_writes_nothing(tmp_path, teacher, data)
     with pytest.raises(UserError, match="missing"):
         compress_theseus(tmp_path / "missing", data, tmp_path / "out", FAST)
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------------------ the command
+
+
+def _cli(teacher, out, *extra):
+    return ["theseus", "--teacher", str(teacher), "--output", str(out), "--epochs", "1", "--lr", "2e-3",
+            "--max-length", "48", "--cpu", "--threads", "1", "--no-progress", *extra]  # fmt: skip
+
+
+def test_cli_compresses_the_teacher_of_its_recorded_task(tmp_path, teacher, data, capsys, monkeypatch):
+    import featherweight_core.data as fdata
+
+    monkeypatch.setattr(fdata, "load_synthetic", lambda task, **kw: data)  # the CLI's own load: our small split
+    out = tmp_path / "successor"
+    assert main(_cli(teacher, out, "--json", "--schedule", "constant", "--p", "0.3")) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["task"] == "synthetic" and r["method"] == "theseus" and r["layers"] == 2
+    assert r["settings"]["schedule"] == "constant" and r["settings"]["p"] == 0.3
+    assert r["teacher"]["layers"] == 4 and r["teacher"]["gzip_bytes"] > r["gzip_bytes"]
+    assert load_classifier(out)[0].config.num_hidden_layers == 2
+    q = tmp_path / "q"
+    assert main(_cli(teacher, q, "--replace-rate", "4", "--quantize", "--freeze-classifier")) == 0
+    text = capsys.readouterr().out
+    assert "layers 4 -> 1" in text and "(int8)" in text and "CPU latency" in text
+    assert (q / INT8_WEIGHTS).is_file() and json.loads((q / COMPRESSED_META).read_text())["quantized"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--replace-rate", "3"], "replace_rate 3 does not divide the teacher's 4 layers"),
+        (["--p", "1.5"], "p (replacement probability) must be in [0, 1], got 1.5"),
+        (["--replacing-fraction", "-1"], "replacing_fraction must be in [0, 1], got -1.0"),
+    ],
+)
+def test_cli_bad_input_is_one_error_line_and_no_output(tmp_path, teacher, data, capsys, monkeypatch, extra, message):
+    import featherweight_core.data as fdata
+
+    monkeypatch.setattr(fdata, "load_synthetic", lambda task, **kw: data)
+    out = tmp_path / "out"
+    assert main(_cli(teacher, out, *extra)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
+    assert not out.exists()
+
+
+def test_cli_missing_teacher(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(_cli(tmp_path / "no-teacher", out)) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no-teacher: teacher directory not found" in err[0]
+    assert not out.exists()
