@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from db.rows import PLACEMENT_COLUMNS, class_metric_rows
 from db.store import TrialRecord
-from trainables.trial import CompressTrial, DistillTrial, TrialOutcome
+from trainables.trial import CompressTrial, DistillTrial, TeacherCompressionTrial, TrialOutcome
 
 
 def _checkpoint(outcome: TrialOutcome, checkpoint_dir: str | None) -> str | None:
@@ -78,4 +79,38 @@ def compress_record(
         pruning=outcome.pruning,
         quantization=outcome.quantization,
         config=trial.to_dict(),
+    )
+
+
+def teacher_compression_record(
+    sweep: str, trial: TeacherCompressionTrial, outcome: TrialOutcome, checkpoint_dir: str | None,
+    teacher: dict[str, Any],
+) -> TrialRecord:  # fmt: skip
+    """``teacher`` describes the task's teacher as the driver found it: ``dir`` (the directory compressed),
+    ``hidden_size`` and ``vocab_size`` (the record's emb_dim and vocab_size: a transformer's width and its
+    tokenizer's vocabulary). The checkpoint is the output directory itself."""
+    config = trial.to_dict()
+    if outcome.finished:
+        config["resolved"] = outcome.resolved
+    extra = {"teacher": teacher.get("dir"), "trainable_params": outcome.trainable_params,
+             "latency_ms": outcome.latency_ms, "layers": outcome.layers}  # fmt: skip
+    fields = {f.name for f in dataclasses.fields(TrialRecord)}
+    return TrialRecord(
+        **{
+            **_common(sweep, trial, outcome, checkpoint_dir),
+            "checkpoint_path": checkpoint_dir if outcome.finished else None,
+        },  # fmt: skip
+        task=trial.task,
+        arch=trial.method,
+        embedding="transformer",
+        emb_dim=int(teacher["hidden_size"]),
+        vocab_size=teacher.get("vocab_size"),
+        alpha=None,
+        temperature=None,
+        bootstrap=False,
+        seed=trial.seed,
+        pooling=None,
+        quantization=outcome.quantization,
+        config=config,
+        **{k: v for k, v in extra.items() if k in fields},  # the columns of migration 006, once the store has them
     )

@@ -1,5 +1,6 @@
 """Running a sweep: plan from the database, build assets, stage 1 (the distillation grid), stage 2 (compression
-search), and the sweep's status.
+search), the teacher-compression stage (``sweep.stage_teacher``: planned once the teachers exist, run after the
+student stages, which it does not depend on), and the sweep's status.
 
 Resuming is driven by the database: trial ids are deterministic (``trainables.trial``), so a resumed sweep runs
 exactly the grid points and compression samples that have no finished row yet, and never duplicates a row. A
@@ -30,6 +31,13 @@ from sweep.assets import TaskDataCache, materialize_assets, teacher_baselines
 from sweep.spec import SweepSpec
 from sweep.stage1 import StageResult, run_distill_stage
 from sweep.stage2 import plan_compress_stage, run_compress_stage
+from sweep.stage_teacher import (
+    check_teacher_compression_resources,
+    plan_teacher_compression,
+    run_teacher_compression_stage,
+    teacher_compression_pending,
+    teachers_from_assets,
+)
 from sweep.study import check_stage_resources, run_study
 from sweep.tuner import (
     SESSION_FILE,
@@ -82,13 +90,14 @@ class SweepOutcome:
     distill_total: int = 0
     distill_ran: int = 0
     compress_ran: int = 0
+    teacher_compression_ran: int = 0
     failed: int = 0
     seconds: float = 0.0
     db_write_ms: list[float] = field(default_factory=list)
 
     @property
     def ran(self) -> int:
-        return self.distill_ran + self.compress_ran
+        return self.distill_ran + self.compress_ran + self.teacher_compression_ran
 
     @property
     def all_failed(self) -> bool:
@@ -97,6 +106,8 @@ class SweepOutcome:
     def add(self, stage: str, r: StageResult) -> None:
         if stage == "distill":
             self.distill_ran += r.ran
+        elif stage == "teacher_compression":
+            self.teacher_compression_ran += r.ran
         else:
             self.compress_ran += r.ran
         self.failed += r.failed
@@ -126,6 +137,7 @@ def _start_ray(spec: SweepSpec, address: str | None, say: Callable[[str], None],
     try:
         check_cluster_resources(spec.resources)
         check_stage_resources(spec)
+        check_teacher_compression_resources(spec)
         if address:
             check_shared_storage(spec.storage)  # on a cluster every node must see the storage at the same path
     except (ResourceError, ClusterError):
@@ -158,10 +170,12 @@ def run_sweep(
         done = store.finished_trial_ids(spec.name, stage="distill")
         todo = [t for t in all_trials if t.trial_id not in done]
         plans = plan_compress_stage(spec, store) if not todo else None
-        if not todo and not any(p.remaining for p in plans):
+        if not todo and not any(p.remaining for p in plans) and not teacher_compression_pending(spec, store):
             _save_spec(spec)
+            stages = [s for s, on in (("the compression stage", spec.compress),
+                                      ("the teacher compression stage", spec.teacher_compression)) if on]  # fmt: skip
             say(f"sweep {spec.name}: nothing to do ({len(all_trials)} distillation trials"
-                f"{' and the compression stage' if spec.compress else ''} already finished)")  # fmt: skip
+                f"{''.join(' and ' + s for s in stages)} already finished)")  # fmt: skip
             outcome.status = "unchanged"
             return outcome
     # the storage and the database's directory must be writable before Ray starts or anything trains; directories
@@ -184,6 +198,9 @@ def run_sweep(
         assets = materialize_assets(spec, say, data)
         try:  # the teacher, bootstrap and soft-target stages of "whole study" tasks, as Ray tasks
             assets.update(run_study(spec, store, data, say))
+            # planned now that the teachers exist: a grid that does not fit a teacher fails before anything trains
+            teachers = teachers_from_assets(spec, assets)
+            tc_todo = plan_teacher_compression(spec, store, teachers) if spec.teacher_compression else []
         except UserError as e:
             status, message = "failed", str(e)
             raise
@@ -205,6 +222,10 @@ def run_sweep(
             r = run_compress_stage(spec, plans, assets, data, say, prefix=prefix)
             outcome.add("compress", r)
             _raise_if_stopped(spec, "compression", r)
+        if tc_todo:
+            r = run_teacher_compression_stage(spec, tc_todo, teachers, data, say, prefix=prefix)
+            outcome.add("teacher_compression", r)
+            _raise_if_stopped(spec, "teacher compression", r)
         status, message = _final_status(outcome)
     except StageStopped as e:
         message = str(e)
@@ -258,8 +279,9 @@ def run_and_summarize(spec: SweepSpec, address: str | None, say: Callable[[str],
         return 0
     ms = sorted(out.db_write_ms)
     write = f", db write median {ms[len(ms) // 2]:.1f} ms" if ms else ""
+    teacher = f" + {out.teacher_compression_ran} teacher compression" if out.teacher_compression_ran else ""
     say(f"sweep {out.name} {out.status} in {out.seconds:.0f}s: {out.distill_ran} distillation + {out.compress_ran}"
-        f" compression trials run, {out.failed} failed{write}")  # fmt: skip
+        f" compression{teacher} trials run, {out.failed} failed{write}")  # fmt: skip
     if out.message:
         say(out.message)
     say(f"database: {out.database}")

@@ -1,0 +1,182 @@
+"""The teacher-compression stage: smaller transformers made from each task's fine-tuned teacher (BERT-of-Theseus
+module replacement, BERT-Vision heads over the first k layers), one Tune trial per grid point of the spec's
+``teacher_compression`` section (:meth:`sweep.spec.SweepSpec.teacher_compression_trials`).
+
+It depends on the teacher only, not on any student: the runner plans it as soon as the teachers exist (after the
+assets and study stages; a grid that does not fit a teacher, such as a BERT-Vision ``layers`` above its layer count,
+fails the sweep there, before any student trains) and runs it after the student stages, so a spec that adds a
+``teacher_compression`` section to a finished sweep runs just this stage on resume. Planning is driven by the
+database like the other stages: grid points without a finished row run; nothing left is a no-op. Trials run on a
+GPU when ``resources.teacher_compression_gpus`` gives them one (``auto``: one each when the Ray cluster has a GPU);
+CPU latency is measured on the CPU either way, with ``resources.teacher_compression_cpus`` threads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sweep.assets import TaskAssets, TaskDataCache
+from sweep.callback import DatabaseCallback, ProgressReporter
+from sweep.records import teacher_compression_record
+from sweep.spec import SweepSpec
+from sweep.stage1 import StageResult
+from sweep.tuner import ResourceError, build_tuner
+from trainables.trial import TeacherCompressionTrial
+
+STAGE = TeacherCompressionTrial.stage
+
+
+def known_teachers(spec: SweepSpec, store=None) -> dict[str, str]:
+    """The teacher directories of the section's tasks that exist already, found without building anything (the
+    runner's plan before Ray starts): ``small`` under the sweep's assets, a directory as given, a study teacher from
+    its latest finished ``teacher`` stage row. A task missing here has a teacher still to build."""
+    tc = spec.teacher_compression
+    if not tc:
+        return {}
+    root = spec.storage / spec.name / "assets"
+    built: dict[str, str] = {}
+    if store is not None:
+        for row in store.stages(spec.name):  # oldest first: the latest wins
+            if row["stage"] == "teacher" and row["status"] in ("finished", "cached") and row.get("output"):
+                built[row["task"]] = row["output"]
+    out = {}
+    for task in tc["tasks"]:
+        t = spec.tasks[task]["teacher"]
+        if t == "small":
+            d = root / task / "teacher"
+        elif isinstance(t, str):
+            d = Path(t).expanduser().resolve()
+        elif isinstance(t, dict) and t.get("finetune") is None:
+            d = Path(t["model"]).expanduser().resolve()
+        elif task in built:
+            d = Path(built[task])
+        else:
+            continue
+        if (d / "config.json").is_file():
+            out[task] = str(d)
+    return out
+
+
+def teachers_from_assets(spec: SweepSpec, assets: dict[str, TaskAssets]) -> dict[str, str]:
+    """The section's tasks -> their teacher directories, once the assets and study stages have built them."""
+    tc = spec.teacher_compression or {"tasks": []}
+    return {t: assets[t].teacher for t in tc["tasks"] if t in assets and assets[t].teacher}
+
+
+def plan_teacher_compression(spec: SweepSpec, store, teachers: dict[str, str]) -> list[TeacherCompressionTrial]:
+    """The grid points of the tasks in ``teachers`` without a finished row (all of them without a ``store``)."""
+    trials = spec.teacher_compression_trials(teachers)
+    done = store.finished_trial_ids(spec.name, stage=STAGE) if store is not None and trials else set()
+    return [t for t in trials if t.trial_id not in done]
+
+
+def teacher_compression_pending(spec: SweepSpec, store) -> bool:
+    """Whether the stage has anything left to do: a teacher still to build, or a grid point without a finished
+    row. Raises :class:`sweep.spec.SpecError` when the grid does not fit an existing teacher."""
+    if not spec.teacher_compression:
+        return False
+    teachers = known_teachers(spec, store)
+    if set(spec.teacher_compression["tasks"]) - set(teachers):
+        return True
+    return bool(plan_teacher_compression(spec, store, teachers))
+
+
+def teacher_shape(teacher_dir: str | Path) -> dict[str, Any]:
+    """``{"dir", "hidden_size", "vocab_size", "layers"}`` from the teacher's ``config.json`` (the record's emb_dim,
+    vocab_size)."""
+    from sweep.spec import teacher_layers
+
+    cfg = json.loads((Path(teacher_dir) / "config.json").read_text(encoding="utf-8"))
+    return {"dir": str(teacher_dir), "hidden_size": int(cfg.get("hidden_size") or cfg.get("dim")),
+            "vocab_size": cfg.get("vocab_size"), "layers": teacher_layers(teacher_dir)}  # fmt: skip
+
+
+# ---- resources -------------------------------------------------------------------------------------------------------
+
+
+def trial_resources(spec: SweepSpec, cluster: dict[str, float] | None = None) -> tuple[float, float]:
+    """``(cpus, gpus)`` per teacher-compression trial: the spec's numbers; ``auto`` GPUs: 1 when the Ray cluster
+    (``ray.cluster_resources()``, the running one when not given) has a GPU, else 0."""
+    res = spec.resources
+    gpus = res["teacher_compression_gpus"]
+    if gpus == "auto":
+        if cluster is None:
+            import ray
+
+            cluster = ray.cluster_resources()
+        gpus = 1.0 if float(cluster.get("GPU", 0)) > 0 else 0.0
+    return float(res["teacher_compression_cpus"]), float(gpus)
+
+
+def check_teacher_compression_resources(
+    spec: SweepSpec, cluster: dict[str, float] | None = None, nodes: list[dict] | None = None
+) -> None:
+    """A teacher-compression trial's CPUs / GPUs must fit on one node of the Ray cluster: :class:`ResourceError`
+    naming the key otherwise (run right after Ray starts, before anything is written)."""
+    if not spec.teacher_compression:
+        return
+    if cluster is None or nodes is None:
+        import ray
+
+        cluster, nodes = ray.cluster_resources(), ray.nodes()
+    cpus, gpus = trial_resources(spec, cluster)
+    alive = [n for n in nodes if n.get("Alive", True)]
+    for key, asked, ray_key in (("teacher_compression_cpus", cpus, "CPU"), ("teacher_compression_gpus", gpus, "GPU")):
+        if asked <= 0:
+            continue
+        per_node = [float((n.get("Resources") or {}).get(ray_key, 0)) for n in alive]
+        if per_node and max(per_node) >= asked:
+            continue
+        raise ResourceError(f"resources.{key}: {asked:g} {ray_key} per teacher compression trial asked, the Ray"
+                            f" cluster has {float(cluster.get(ray_key, 0)):g} (largest node:"
+                            f" {max(per_node, default=0):g})")  # fmt: skip
+
+
+# ---- running -------------------------------------------------------------------------------------------------------
+
+
+def run_teacher_compression_stage(
+    spec: SweepSpec, todo: list[TeacherCompressionTrial], teachers: dict[str, str], data: TaskDataCache,
+    say: Callable[[str], None], prefix: str = "",
+) -> StageResult:  # fmt: skip
+    """Run ``todo`` through Tune as the experiment ``<prefix>teacher_compression``; each task's data goes into Ray's
+    object store once. Ray must be initialised."""
+    import ray
+    from ray import tune
+
+    from trainables.teacher_compression import HIDDEN_STATES_DIR, teacher_compression_trainable
+
+    if not todo:
+        return StageResult()
+    cpus, gpus = trial_resources(spec)
+    say(f"teacher compression: {len(todo)} trial(s) on {', '.join(sorted({t.task for t in todo}))}"
+        f" ({cpus:g} CPU, {gpus:g} GPU each)")  # fmt: skip
+    tasks = sorted({t.task for t in todo})
+    refs = {task: ray.put(data(task)) for task in tasks}
+    shapes = {task: teacher_shape(teachers[task]) for task in tasks}
+
+    def trial_of(tune_trial) -> TeacherCompressionTrial:
+        return TeacherCompressionTrial.from_dict(tune_trial.config["trial"])
+
+    db = DatabaseCallback(spec.database, trial_of,
+                          lambda t, o, c: teacher_compression_record(spec.name, t, o, c, shapes[t.task]),
+                          spec.journal_path)  # fmt: skip
+    progress = ProgressReporter(len(todo), "teacher compression", trial_of, "gzip_bytes", say)
+    cache_dir = spec.storage / spec.name / "assets" / HIDDEN_STATES_DIR
+    tuner = build_tuner(
+        tune.with_parameters(
+            teacher_compression_trainable, data=refs, teachers={t: teachers[t] for t in tasks}, cache_dir=str(cache_dir)
+        ),  # fmt: skip
+        resources={**spec.resources, "cpus_per_trial": cpus, "gpus_per_trial": gpus},
+        param_space={"trial": tune.grid_search([t.to_dict() for t in todo])},
+        storage_path=spec.storage / spec.name / "tune",
+        name=f"{prefix}teacher_compression",
+        callbacks=[db, progress],
+        max_concurrent=spec.resources["max_concurrent"],
+    )
+    tuner.fit()
+    return StageResult(progress.done, progress.failed, [s * 1000 for s in db.write_seconds], progress.first_error,
+                       planned=len(todo))  # fmt: skip

@@ -1,0 +1,265 @@
+"""The teacher_compression stage: the spec section (good and bad keys), its grid against a real teacher, the
+resource check, and a synthetic sweep through Ray Tune into DuckDB with both methods (one trial quantized), resumed
+as a no-op."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from featherweight_core.data import load_synthetic
+from featherweight_core.softtargets import teacher_fingerprint
+from featherweight_core.tasks import get_task
+from featherweight_core.teacher import SmallBertConfig, build_small_teacher
+from sweep.spec import SpecError, validate
+from sweep.stage_teacher import check_teacher_compression_resources, known_teachers, trial_resources
+from sweep.tuner import ResourceError
+from trainables.trial import TeacherCompressionTrial
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = {
+    "name": "tc",
+    "tasks": {"synthetic": {"teacher": "small", "data_options": {"n_train": 300, "n_dev": 100}}},
+    "grid": {"archs": ["ffn"], "embeddings": ["hash"], "dims": [16], "vocab_sizes": [500]},
+}
+
+
+def _validate(tc, **top):
+    return validate({**BASE, **top, "teacher_compression": tc}, check_files=False)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> Path:
+    """An untrained 4-layer small BERT: a real teacher directory to plan against (layers, fingerprint)."""
+    torch.set_num_threads(1)
+    data = load_synthetic(get_task("synthetic"), n_train=60, n_dev=20)
+    cfg = SmallBertConfig(vocab_size=200, hidden=16, layers=4, heads=2, intermediate=32, max_length=32)
+    return build_small_teacher(data, tmp_path_factory.mktemp("teacher") / "t", cfg)
+
+
+# ---- the spec section ----------------------------------------------------------------------------------------------
+
+
+def test_section_is_validated_and_filled():
+    spec = _validate({"theseus": {"r": 2, "schedule": ["constant", "linear"], "p": [0.3, 0.5, 0.3], "k": 0.01,
+                                  "epochs": 1},
+                      "bertvision": {"k": [1, 2], "quantize": [False, True], "lr": 1e-3}})  # fmt: skip
+    tc = spec.teacher_compression
+    assert tc["tasks"] == ["synthetic"]  # default: every task with a teacher
+    assert tc["theseus"] == {"replace_rate": [2], "schedule": ["constant", "linear"], "p": [0.3, 0.5], "k": [0.01],
+                             "epochs": 1, "seeds": [0], "quantize": [False]}  # fmt: skip
+    assert tc["bertvision"] == {"layers": [1, 2], "quantize": [False, True], "lr": 0.001, "seeds": [0]}
+    assert spec.resources["teacher_compression_cpus"] == 1 and spec.resources["teacher_compression_gpus"] == "auto"
+    # the saved spec validates to itself (a resume reads it back)
+    again = validate(json.loads(json.dumps(spec.raw)), check_files=False)
+    assert again.teacher_compression == tc
+    # a method left out does not run; no section, no stage
+    assert "bertvision" not in _validate({"theseus": None}).teacher_compression
+    assert validate(BASE, check_files=False).teacher_compression is None
+
+
+@pytest.mark.parametrize(
+    ("tc", "message"),
+    [
+        ({}, "teacher_compression: expected the settings of theseus and/or bertvision"),
+        ({"theseus": {}, "colour": 1}, "teacher_compression.colour: unknown key"),
+        ({"theseus": {"alpha": 0.5}}, "teacher_compression.theseus.alpha: unknown key"),
+        ({"theseus": {"r": 1}}, "teacher_compression.theseus.r: 1 must be >= 2"),
+        ({"theseus": {"replace_rate": [2, "x"]}}, "teacher_compression.theseus.replace_rate[1]: expected an integer"),
+        ({"theseus": {"r": 2, "replace_rate": 3}}, "teacher_compression.theseus.r: r is another name of replace_rate"),
+        ({"theseus": {"schedule": "cosine"}}, "teacher_compression.theseus.schedule: 'cosine' is not one of"),
+        ({"theseus": {"schedule": []}}, "teacher_compression.theseus.schedule: expected a non-empty list, got []"),
+        ({"theseus": {"p": 1.5}}, "teacher_compression.theseus.p: 1.5 is outside [0.0, 1.0]"),
+        ({"theseus": {"k": 0}}, "teacher_compression.theseus.k: expected a number > 0, got 0"),
+        ({"theseus": {"b": -0.1}}, "teacher_compression.theseus.b: -0.1 is outside"),
+        ({"theseus": {"replacing_fraction": 2}}, "teacher_compression.theseus.replacing_fraction: 2 is outside"),
+        ({"theseus": {"train_classifier": "yes"}}, "teacher_compression.theseus.train_classifier: expected true or"),
+        ({"theseus": {"seeds": [-1]}}, "teacher_compression.theseus.seeds[0]: -1 must be >= 0"),
+        ({"theseus": {"quantize": "int8"}}, "teacher_compression.theseus.quantize: expected true or false"),
+        ({"theseus": {"epochs": 0}}, "teacher_compression.theseus.epochs: 0 must be >= 1"),
+        ({"theseus": {"epochs": [1, 2]}}, "teacher_compression.theseus.epochs: expected an integer, got [1, 2]"),
+        ({"theseus": {"lr": "fast"}}, "teacher_compression.theseus.lr: expected a finite number, got 'fast'"),
+        ({"theseus": {"max_length": 4}}, "teacher_compression.theseus.max_length: 4 must be >= 8"),
+        ({"theseus": {"warmup_ratio": 1}}, "teacher_compression.theseus.warmup_ratio: 1 is outside [0.0, 1.0)"),
+        ({"bertvision": {"layers": 0}}, "teacher_compression.bertvision.layers: 0 must be >= 1"),
+        ({"bertvision": {"k": [2, 0]}}, "teacher_compression.bertvision.k[1]: 0 must be >= 1"),
+        ({"bertvision": {"head": "mlp"}}, "teacher_compression.bertvision.head: 'mlp' is not one of"),
+        ({"bertvision": {"adapter_size": 0}}, "teacher_compression.bertvision.adapter_size: 0 must be >= 1"),
+        ({"bertvision": {"dropout": 1.0}}, "teacher_compression.bertvision.dropout: 1.0 is outside"),
+        ({"bertvision": {"p": 0.5}}, "teacher_compression.bertvision.p: unknown key"),
+        ({"bertvision": [1]}, "teacher_compression.bertvision: expected a mapping"),
+        ({"tasks": ["sst2"], "theseus": {}}, "teacher_compression.tasks[0]: 'sst2' is not a task of this spec"),
+        ({"tasks": 3, "theseus": {}}, "teacher_compression.tasks: expected a non-empty list, got 3"),
+    ],
+)  # fmt: skip
+def test_bad_keys_and_values_name_the_key_and_the_value(tc, message):
+    with pytest.raises(SpecError) as e:
+        _validate(tc)
+    assert str(e.value).startswith(message), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_tasks_need_a_teacher():
+    no_teacher = {"synthetic": {"data_options": {"n_train": 300}}}
+    with pytest.raises(SpecError, match=r"^teacher_compression.tasks: no task of this spec has a teacher"):
+        _validate({"theseus": {}}, tasks=no_teacher)
+    with pytest.raises(SpecError, match=r"^teacher_compression.tasks\[0\]: task 'synthetic' has no teacher to"):
+        _validate({"tasks": ["synthetic"], "theseus": {}}, tasks=no_teacher)
+    with pytest.raises(SpecError, match=r"^resources.teacher_compression_gpus: expected 'auto' or a number"):
+        _validate({"theseus": {}}, resources={"teacher_compression_gpus": "all"})
+
+
+# ---- the grid against a teacher ------------------------------------------------------------------------------------
+
+
+def test_grid_against_the_teacher(teacher):
+    spec = _validate({"theseus": {"r": [2, 4], "schedule": ["constant", "linear"], "p": [0.3, 0.5], "k": 0.01,
+                                  "epochs": 1},
+                      "bertvision": {"layers": [1, 4], "seeds": [0, 1], "quantize": [True]}})  # fmt: skip
+    trials = spec.teacher_compression_trials({"synthetic": str(teacher)})
+    theseus = [t for t in trials if t.method == "theseus"]
+    bertvision = [t for t in trials if t.method == "bertvision"]
+    # per r: constant x 2 p values (no k), linear (no p): the knobs of the other schedule are left out
+    assert len(theseus) == 2 * 3
+    assert {tuple(sorted(t.settings)) for t in theseus} == {("epochs", "p", "replace_rate", "schedule"),
+                                                            ("epochs", "k", "replace_rate", "schedule")}  # fmt: skip
+    assert len(bertvision) == 4 and all(t.quantize for t in bertvision)
+    assert {(t.settings["layers"], t.seed) for t in bertvision} == {(1, 0), (1, 1), (4, 0), (4, 1)}
+    fp = teacher_fingerprint(teacher)
+    assert {t.teacher_fingerprint for t in trials} == {fp}
+    assert len({t.trial_id for t in trials}) == len(trials)
+    assert all(TeacherCompressionTrial.from_dict(t.to_dict()) == t for t in trials)
+    # the same spec plans the same ids; a task whose teacher does not exist yet plans nothing
+    assert [t.trial_id for t in spec.teacher_compression_trials({"synthetic": str(teacher)})] == [
+        t.trial_id for t in trials
+    ]
+    assert spec.teacher_compression_trials({}) == []
+
+
+@pytest.mark.parametrize(
+    ("tc", "message"),
+    [
+        ({"bertvision": {"layers": [2, 5]}}, "teacher_compression.bertvision.layers: 5 is more than the 4 layers of"),
+        ({"theseus": {"r": 3}}, "teacher_compression.theseus.replace_rate: 3 does not divide the 4 layers of"),
+        ({"theseus": {"r": 8}}, "teacher_compression.theseus.replace_rate: 8 does not divide the 4 layers of"),
+    ],
+)
+def test_a_grid_that_does_not_fit_the_teacher_is_one_error_line(teacher, tc, message):
+    spec = _validate(tc)
+    with pytest.raises(SpecError) as e:
+        spec.teacher_compression_trials({"synthetic": str(teacher)})
+    assert str(e.value).startswith(message) and str(teacher) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_known_teachers_finds_only_existing_ones(tmp_path, teacher):
+    spec = _validate({"theseus": {}}, storage=str(tmp_path))
+    assert known_teachers(spec) == {}  # the small teacher is not built yet
+    d = validate({**BASE, "tasks": {"synthetic": {"teacher": str(teacher)}}, "teacher_compression": {"theseus": {}}},
+                 check_files=False)  # fmt: skip
+    assert known_teachers(d) == {"synthetic": str(teacher.resolve())}
+
+
+def test_resources(tmp_path):
+    spec = _validate({"theseus": {}}, resources={"teacher_compression_cpus": 2})
+    node = {"Alive": True, "NodeManagerAddress": "10.0.0.1", "Resources": {"CPU": 2.0}}
+    assert trial_resources(spec, {"CPU": 2.0}) == (2.0, 0.0)
+    assert trial_resources(spec, {"CPU": 2.0, "GPU": 4.0}) == (2.0, 1.0)  # auto: one GPU each when there are any
+    check_teacher_compression_resources(spec, {"CPU": 2.0}, [node])
+    with pytest.raises(ResourceError, match=r"^resources.teacher_compression_cpus: 2 CPU per teacher compression"):
+        check_teacher_compression_resources(spec, {"CPU": 1.0}, [{**node, "Resources": {"CPU": 1.0}}])
+    spec = _validate({"theseus": {}}, resources={"teacher_compression_gpus": 1})
+    with pytest.raises(ResourceError, match=r"^resources.teacher_compression_gpus: 1 GPU per teacher compression"):
+        check_teacher_compression_resources(spec, {"CPU": 2.0}, [node])
+
+
+# ---- a synthetic sweep into the database ---------------------------------------------------------------------------
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+
+
+def _featherweight(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "sweep.cli", *args], capture_output=True, text=True, cwd=cwd,
+                          env=_env(), timeout=600)  # fmt: skip
+
+
+@pytest.mark.slow
+def test_both_methods_in_a_synthetic_sweep_into_the_database(tmp_path):
+    from analysis.views import open_store
+
+    raw = {
+        **BASE,
+        "storage": str(tmp_path / "runs"),
+        "cache_dir": str(tmp_path / "cache"),
+        "training": {"max_epochs": 1, "patience": 1},
+        "resources": {"cpus_per_trial": 1, "num_cpus": 2},
+        "teacher_compression": {
+            "theseus": {"r": 2, "epochs": 1, "max_length": 32, "quantize": True},
+            "bertvision": {"layers": [1, 2], "epochs": 2, "max_length": 32},
+        },
+    }
+    spec = tmp_path / "tc.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    r = _featherweight("sweep", "run", str(spec), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [ln for ln in r.stderr.splitlines() if ln.startswith("[teacher compression")]
+    assert len(lines) == 3 and all("score" in ln for ln in lines), r.stderr[-3000:]
+    assert "1 distillation + 0 compression + 3 teacher compression trials run, 0 failed" in r.stderr
+
+    db = tmp_path / "runs" / "featherweight.duckdb"
+    store = open_store(db, read_only=True)
+    rows = store.query("SELECT t.*, r.* EXCLUDE (sweep, trial_id) FROM trials t JOIN results r USING (sweep, trial_id)"
+                       " WHERE t.stage = 'teacher_compression' ORDER BY t.arch, r.layers")  # fmt: skip
+    assert len(rows) == 3 and (rows.status == "finished").all()
+    teacher = tmp_path / "runs" / "tc" / "assets" / "synthetic" / "teacher"
+    assert (rows.teacher == str(teacher)).all() and rows.parent_trial_id.isna().all()
+    assert list(rows.arch) == ["bertvision", "bertvision", "theseus"]
+    assert list(rows.layers) == [1, 2, 1]  # the small teacher has 2 layers; Theseus r=2 keeps 1
+    assert (rows.embedding == "transformer").all() and (rows.emb_dim == 64).all() and (rows.vocab_size > 0).all()
+    assert list(rows.quantization.fillna("-")) == ["-", "-", "int8 dynamic (Linear)"]
+    assert rows.score.between(0, 1).all() and (rows.latency_ms > 0).all()
+    assert (rows.params > rows.trainable_params).all() and (rows.trainable_params > 0).all()
+    assert (rows.disk_bytes > 0).all() and (rows.gzip_bytes > 0).all() and rows.alpha.isna().all()
+    # BERT-Vision with one layer is smaller than with two; both trained the same head on the shared cache
+    assert rows.params.iloc[0] < rows.params.iloc[1]
+    cache = tmp_path / "runs" / "tc" / "assets" / "hidden_states"
+    assert len(list(cache.glob("*/*-train-*.npy"))) == 1  # one cache of every layer, read by k = 1 and k = 2
+    for path, arch in zip(rows.checkpoint_path, rows.arch, strict=True):
+        meta = json.loads((Path(path) / "featherweight_compressed.json").read_text())
+        assert meta["method"] == arch and Path(path).parent.name == "checkpoints"
+    config = json.loads(rows.config.iloc[2])
+    assert config["stage"] == "teacher_compression" and config["settings"]["replace_rate"] == 2
+    assert config["teacher_fingerprint"] == teacher_fingerprint(teacher)
+    epochs = store.query("SELECT count(*) FROM epochs e JOIN trials t USING (sweep, trial_id)"
+                         " WHERE t.stage = 'teacher_compression'").iloc[0, 0]  # fmt: skip
+    assert epochs == 2 + 2 + 1
+    tr = store.query("SELECT * FROM trial_results WHERE stage = 'teacher_compression'")
+    assert len(tr) == 3
+    finished_at = store.sweep_status("tc")["finished_at"]
+
+    # resume: nothing to do, nothing changes
+    r = _featherweight("sweep", "resume", "tc", "--db", str(db), cwd=tmp_path)
+    assert r.returncode == 0 and "nothing to do" in r.stderr and "teacher compression stage" in r.stderr, r.stderr
+    assert open_store(db, read_only=True).sweep_status("tc")["finished_at"] == finished_at
+
+    # a grid the existing teacher cannot take: one error line, before anything starts or is written
+    raw["teacher_compression"]["bertvision"]["layers"] = [3]
+    spec.write_text(yaml.safe_dump(raw))
+    r = _featherweight("sweep", "run", str(spec), cwd=tmp_path)
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert (
+        r.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "error: teacher_compression.bertvision.layers: 3 is more than the 2 layers of task synthetic's teacher"
+        )
+    )
+    assert open_store(db, read_only=True).sweep_status("tc")["finished_at"] == finished_at
