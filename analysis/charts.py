@@ -3,18 +3,22 @@
 
 - y: the task's metric on dev in percent (``dev accuracy (%)``), x: the size measure with its unit on a log scale;
   both domains fitted to the data with padding, so no point is clipped.
-- Every point coloured by architecture (baselines black), shaped by stage (distilled, pruned, quantized,
-  pruned + quantized, teacher baseline, literature/user baseline); dominated points lighter, skyline points opaque
-  and named; the skyline a black dashed step line with its own legend entry.
+- Every point coloured by architecture (students: bilstm, rnn, ffn; transformers made from the teacher: theseus,
+  bertvision; baselines black), shaped by stage (distilled, pruned, quantized, pruned + quantized, teacher compressed,
+  teacher compressed + quantized, teacher baseline, literature/user baseline); dominated points lighter, skyline
+  points opaque and named; the skyline a black dashed step line with its own legend entry. One chart spans the whole
+  range, from kilobyte students to the teacher (the log axis labels each decade).
 - A thin line from each compressed trial to its distilled parent; for configurations with several seeds, a hollow
   mean marker with an error bar of +- one sample sd (``seed_summary``).
 - Optional hardware budgets (e.g. L1/L2 cache sizes) as labelled vertical rules: :func:`parse_size` reads them.
-- Interactive in HTML: tooltips with the whole configuration, zoom and pan (scroll, drag), click a legend entry to
+- Interactive in HTML: tooltips with the whole configuration (for a teacher-compressed model: its method settings,
+  trainable parameters and CPU latency), zoom and pan (scroll, drag), click a legend entry to
   show one architecture only. Legends sit under the plot, never over a label.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import TYPE_CHECKING
@@ -48,14 +52,25 @@ TOOLTIP_FIELDS = (
     ("parent_trial_id", "parent"),
     ("source", "source"),
 )
-# colour-blind-safe, far from black (the skyline and the baselines)
-ARCH_COLORS = {"bilstm": "#0072b2", "rnn": "#e69f00", "ffn": "#cc79a7"}
+# in the tooltips of a panel with teacher-compressed models ('-' for the other points)
+TEACHER_COMPRESSION_TOOLTIPS = (("trainable_text", "trainable params"), ("latency_text", "CPU latency, batch 1"))
+# colour-blind-safe (Okabe-Ito), far from black (the skyline and the baselines); theseus and bertvision are the
+# transformers teacher compression makes (featherweight_core.vocab.TEACHER_COMPRESSION_METHODS)
+ARCH_COLORS = {"bilstm": "#0072b2", "rnn": "#e69f00", "ffn": "#cc79a7", "theseus": "#009e73", "bertvision": "#d55e00"}
+# how a teacher-compression method is written in charts and tables
+METHOD_NAMES = {"theseus": "Theseus", "bertvision": "BERT-Vision"}
 BASELINE_COLOR = "#222222"
 STAGE_SHAPES = {
     "distilled": "circle",
     "pruned": "triangle-up",
     "quantized": "square",
     "pruned + quantized": "triangle-down",
+    # a five-pointed star (SVG path in Vega's unit square): the transformers made from the teacher
+    # (outer radius 1.3, inner 0.65: a star's area is about half its box, so it outgrows the unit square to weigh
+    # about as much as the circles and squares at the same mark size)
+    "teacher compressed": "M0,-1.3L0.38,-0.53L1.24,-0.4L0.62,0.2L0.76,1.05L0,0.65"
+    "L-0.76,1.05L-0.62,0.2L-1.24,-0.4L-0.38,-0.53Z",
+    "teacher compressed + quantized": "triangle-right",
     "teacher baseline": "diamond",
     "literature/user baseline": "cross",
 }
@@ -140,6 +155,9 @@ def _size_divisor(size_measure: str) -> float:
 def _stage_label(row) -> str:
     if row["kind"] == "baseline":
         return "teacher baseline" if row.get("source") == "measured" else "literature/user baseline"
+    if row.get("stage") == "teacher_compression":
+        quantized = isinstance(row.get("quantization"), str) and bool(row.get("quantization"))
+        return "teacher compressed + quantized" if quantized else "teacher compressed"
     if row.get("stage") != "compress":
         return "distilled"
     pruned = isinstance(row.get("pruning"), str) and bool(row.get("pruning"))
@@ -149,9 +167,70 @@ def _stage_label(row) -> str:
     return "quantized" if quantized else "pruned"
 
 
+def _present(v) -> bool:
+    """Not None, NaN, NaT or pandas.NA (nullable integer columns come back with pandas.NA)."""
+    import pandas as pd
+
+    if v is None:
+        return False
+    try:
+        return not bool(pd.isna(v))
+    except (TypeError, ValueError):  # list-like
+        return True
+
+
+def method_settings(settings) -> str:
+    """A teacher-compression trial's settings (JSON text or dict) as ``key value`` pairs in key order.
+
+    >>> method_settings('{"schedule": "linear", "replace_rate": 0.3}')
+    'replace_rate 0.3, schedule linear'
+    """
+    if isinstance(settings, str):
+        try:
+            settings = json.loads(settings)
+        except ValueError:
+            return settings
+    if not isinstance(settings, dict):
+        return ""
+    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(settings.items()))
+
+
+def count_text(n) -> str:
+    """A parameter count in a tooltip or table: 5300000 -> '5.3M', 52000 -> '52k', 300 -> '300'.
+
+    >>> count_text(5_300_000), count_text(52_000), count_text(300), count_text(None)
+    ('5.3M', '52k', '300', '-')
+    """
+    if not _present(n):
+        return "-"
+    n = float(n)
+    for unit, factor in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= factor:
+            return f"{n / factor:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def _teacher_compression_configuration(row) -> str:
+    layers = row.get("layers")
+    parts = [METHOD_NAMES.get(row["arch"], str(row["arch"])) + (f" {int(layers)} layers" if _present(layers) else "")]
+    settings = method_settings(row.get("settings"))
+    if settings:
+        parts.append(settings)
+    if _present(row.get("seed")):
+        parts.append(f"seed {row['seed']}")
+    if isinstance(row.get("quantization"), str) and row.get("quantization"):
+        parts.append(str(row["quantization"]))
+    parts.append(f"trainable {count_text(row.get('trainable_params'))} params")
+    if _present(row.get("latency_ms")):
+        parts.append(f"CPU latency {float(row['latency_ms']):.2f} ms (batch 1)")
+    return ", ".join(parts)
+
+
 def _configuration(row) -> str:
     if row["kind"] == "baseline":
         return str(row.get("source") or "")
+    if row.get("stage") == "teacher_compression":
+        return _teacher_compression_configuration(row)
     parts = [f"{row['arch']} {row['embedding']} d{row['emb_dim']}"]
     for col, name in (("vocab_size", "vocab"), ("alpha", "alpha"), ("temperature", "T"), ("seed", "seed")):
         v = row.get(col)
@@ -184,6 +263,12 @@ def pareto_frame(store: ExperimentStore, sweep: str, task: str, score_measure: s
     df["stage_label"] = [_stage_label(r) for r in records]
     df["configuration"] = [_configuration(r) for r in records]
     df["color_key"] = [r["arch"] if r["kind"] == "trial" else "baseline" for r in records]
+    compressed = [r.get("stage") == "teacher_compression" for r in records]
+    df["trainable_text"] = [
+        count_text(r.get("trainable_params")) if c else "-" for r, c in zip(records, compressed, strict=True)
+    ]
+    df["latency_text"] = [f"{float(r['latency_ms']):.2f} ms" if c and _present(r.get("latency_ms")) else "-"
+                          for r, c in zip(records, compressed, strict=True)]  # fmt: skip
     df["frontier"] = ["skyline" if r["on_skyline"] else "dominated" for r in records]
     df["series"] = SKYLINE_SERIES
     return df
@@ -195,7 +280,7 @@ def seed_frame(store: ExperimentStore, sweep: str, task: str, score_measure: str
     col = "score" if score_measure == "score" else score_measure
     size_col = "nonzero_params" if size_measure == "params" else size_measure
     df = store.query(
-        f"SELECT arch, embedding, emb_dim, vocab_size, alpha, bootstrap, method, n_seeds, "
+        f"SELECT stage, label, arch, embedding, emb_dim, vocab_size, alpha, bootstrap, method, settings, n_seeds, "
         f"coalesce({size_col}, params) AS size_value, {col}_mean AS mean, {col}_sd AS sd "
         f"FROM seed_summary WHERE sweep = ? AND task = ? AND n_seeds > 1 AND {col}_mean IS NOT NULL",
         [sweep, task],
@@ -207,7 +292,12 @@ def seed_frame(store: ExperimentStore, sweep: str, task: str, score_measure: str
     df["y_lo"], df["y_hi"] = df["y"] - sd, df["y"] + sd
     df["color_key"] = df["arch"]
     df["configuration"] = [
-        f"{r['arch']} {r['embedding']} d{r['emb_dim']}, {r['method']}, mean of {r['n_seeds']} seeds"
+        (
+            f"{r['label']}, {method_settings(r['settings'])}"
+            if r["stage"] == "teacher_compression"
+            else f"{r['arch']} {r['embedding']} d{r['emb_dim']}, {r['method']}"
+        )
+        + f", mean of {r['n_seeds']} seeds"
         for r in df.to_dict("records")
     ]
     return df
@@ -294,6 +384,8 @@ def pareto_chart(
                            legend=alt.Legend(symbolType="circle", symbolFillColor="#555555"))  # fmt: skip
     data = _plain(df[[c for c in df.columns if c not in ("sweep",)]])
     tooltip = [alt.Tooltip(f"{c}:N", title=t) for c, t in TOOLTIP_FIELDS if c in data.columns]
+    if "stage" in df.columns and (df["stage"] == "teacher_compression").any():
+        tooltip += [alt.Tooltip(f"{c}:N", title=t) for c, t in TEACHER_COMPRESSION_TOOLTIPS if c in data.columns]
     tooltip += [alt.Tooltip("y:Q", title=score_title, format=".2f"),
                 alt.Tooltip("x:Q", title=size_short, format=",.4~g")]  # fmt: skip
 

@@ -3,7 +3,9 @@ plus per task a Pareto chart as PNG and SVG.
 
 Contents per task: seed summaries in the shape of thesis tables 7.1-7.3 (mean and sd over seeds per configuration,
 one column pair per training method), the compression table (shape of table 7.5: baselines, compressed students and
-their parents, sizes and "times smaller" ratios), the skyline tables and the chart. Scores are shown in percent.
+their parents, sizes and "times smaller" ratios), the teacher-compression table (Theseus and BERT-Vision models made
+from the teacher: settings, layers, score retained, total and trainable parameters, gzip size, CPU latency), the
+skyline tables and the chart. Scores are shown in percent.
 The report is built as a list of blocks rendered twice (Markdown, HTML) so both always say the same thing.
 """
 
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.charts import task_chart
+from analysis.charts import METHOD_NAMES, method_settings, task_chart
 from featherweight_core.atomic import write_text_atomic
 
 if TYPE_CHECKING:
@@ -149,6 +151,14 @@ def score_header(task_kind: str, score_name: str = "score") -> str:
 
 
 def _config_summary(row) -> str:
+    if row.get("stage") == "teacher_compression":
+        head = METHOD_NAMES.get(row["arch"], str(row["arch"]))
+        if not _missing(row.get("layers")):
+            head += f" {int(row['layers'])} layers"
+        parts = [head, method_settings(row.get("settings"))]
+        if not _missing(row.get("seed")):
+            parts.append(f"seed {row['seed']}")
+        return ", ".join(p for p in parts if p)
     parts = [f"{row['arch']} {row['embedding']} d{row['emb_dim']}"]
     if not _missing(row.get("vocab_size")):
         parts.append(f"vocab {row['vocab_size']}")
@@ -275,6 +285,41 @@ def compression_table(
     return Table(columns, rows, caption)
 
 
+def teacher_compression_table(comp: pd.DataFrame, task_kind: str, score_name: str = "score") -> Table | None:
+    """The transformers made from the task's teacher (``compression`` rows of stage ``teacher_compression``, with
+    ``settings`` from ``trial_results``), under the measured teacher(s) they came from: method, settings, layers,
+    score, score retained, total and trainable parameters, gzip size, CPU latency. None when there are none."""
+    trials = comp[(comp["kind"] == "trial") & (comp["stage"] == "teacher_compression")]
+    if trials.empty:
+        return None
+    rows = []
+    teachers = [t for t in trials["teacher"].dropna().unique()]
+    base = comp[(comp["kind"] == "baseline") & comp["name"].isin(teachers)].drop_duplicates("name")
+    for _, r in base.sort_values("name").iterrows():
+        rows.append([str(r["name"]), "-", "teacher", "-", "-", _score_cell(r, task_kind, digits=2), "100.0",
+                     sci(r["params"]), "-", mb(r["gzip_bytes"]), "-"])  # fmt: skip
+    order = trials.assign(_q=trials["quantization"].notna()).sort_values(["arch", "layers", "_q", "trial_id"],
+                                                                          na_position="last")  # fmt: skip
+    for _, r in order.iterrows():
+        rows.append([
+            "  " + str(r["name"]), str(r["trial_id"]), METHOD_NAMES.get(r["arch"], str(r["arch"])),
+            method_settings(r.get("settings")) or "-", _plain_value(r.get("layers")),
+            _score_cell(r, task_kind, digits=2), pct(r.get("score_retained_vs_teacher")), sci(r["params"]),
+            sci(r.get("trainable_params")), mb(r["gzip_bytes"]),
+            "-" if _missing(r.get("latency_ms")) else f"{float(r['latency_ms']):.2f}",
+        ])  # fmt: skip
+    columns = ["model", "trial", "method", "settings", "layers", score_header(task_kind, score_name) + " %",
+               "retained %", "params", "trainable", "gzip (MB)", "latency (ms)"]  # fmt: skip
+    caption = (
+        "Transformers made from the task's fine-tuned teacher, under it: Theseus (successor layers replace the "
+        "teacher's blocks), BERT-Vision (a small head over the frozen teacher's per-layer hidden states). retained: "
+        "dev score as % of the teacher's; params: every parameter inference needs; trainable: those the method "
+        "trained; gzip: gzip -9 of the saved weights; latency: CPU forward pass, batch size 1, median; q: int8 "
+        "dynamic quantization of the Linear layers."
+    )
+    return Table(columns, rows, caption)
+
+
 def skyline_table(
     sky: pd.DataFrame, score_measure: str, size_measure: str, score_name: str | None = None, show_test: bool = False
 ) -> Table:
@@ -383,6 +428,16 @@ def build_blocks(
             blocks.append(Paragraph("No pruned or quantized trials in this sweep for this task."))
         else:
             blocks.append(table)
+        tc = store.query(
+            "SELECT c.*, t.settings FROM compression c JOIN trial_results t USING (sweep, trial_id) "
+            "WHERE c.sweep = ? AND c.task = ? AND c.stage = 'teacher_compression'",
+            [sweep, task],
+        )
+        if not tc.empty:
+            bases = store.query("SELECT * FROM compression WHERE sweep = ? AND task = ? AND kind = 'baseline'",
+                                [sweep, task])  # fmt: skip
+            blocks.append(Heading("Teacher compression (Theseus, BERT-Vision)", 3))
+            blocks.append(teacher_compression_table(_concat(tc, bases), kind, name))
         for measure in ("score", "f1") if kind == "pair_f1" else ("score",):
             sky = store.query(
                 "SELECT * FROM skyline WHERE sweep = ? AND task = ? AND score_measure = ? AND size_measure = ? "
@@ -401,7 +456,8 @@ def build_blocks(
             charts[task] = save_static(chart, out_dir / stem)
             blocks.append(Heading(f"Pareto chart: {name} vs {size_measure}", 3))
             blocks.append(Chart(stem, chart.to_dict(), f"Pareto chart for {task}: dev {name} (%) vs {size_measure}"))
-            blocks.append(Paragraph(chart_legend_text(size_measure, budgets)))
+            tc_shown = bool((trials["stage"] == "teacher_compression").any())
+            blocks.append(Paragraph(chart_legend_text(size_measure, budgets, tc_shown)))
     errors = store.query(
         "SELECT trial_id, stage, task, error FROM trials WHERE sweep = ? AND status = 'error' ORDER BY trial_id",
         [sweep],
@@ -414,17 +470,38 @@ def build_blocks(
     return blocks, charts
 
 
-def chart_legend_text(size_measure: str, budgets: list[int] | None = None) -> str:
-    """What the chart shows, under it (the figure caption a paper would print)."""
+def _concat(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.concat([x for x in (a, b) if not x.empty], ignore_index=True) if not b.empty else a
+
+
+def chart_legend_text(size_measure: str, budgets: list[int] | None = None, teacher_compressed: bool = False) -> str:
+    """What the chart shows, under it (the figure caption a paper would print); ``teacher_compressed``: the chart has
+    transformers made from the teacher (Theseus, BERT-Vision)."""
     from analysis.charts import size_label
 
     text = (
         "Colour: architecture (baselines black); shape: stage (distilled, pruned, quantized, pruned + quantized, "
-        "teacher baseline, literature/user baseline). Opaque, named points are on the skyline (black dashed step "
+        + (
+            "teacher compressed (star: a Theseus or BERT-Vision model made from the teacher), teacher compressed + "
+            "quantized, "
+            if teacher_compressed
+            else ""
+        )
+        + "teacher baseline, literature/user baseline). Opaque, named points are on the skyline (black dashed step "
         "line: no other point is both smaller and better); lighter ones are dominated. Thin lines join each "
         "compressed student to its distilled parent; hollow circles with bars: mean and +-1 sd over seeds of a "
         "configuration with several seeds. "
-        + ("Size: number of non-zero parameters. " if size_measure == "params" else "Size: MB = 10^6 bytes. ")
+        + (
+            (
+                "Size: number of non-zero parameters"
+                + (" (teacher-compressed models: every parameter inference needs)" if teacher_compressed else "")
+                + ". "
+            )
+            if size_measure == "params"
+            else "Size: MB = 10^6 bytes. "
+        )
     )
     if budgets and size_measure.endswith("_bytes"):
         text += "Dotted vertical rules: the hardware budgets " + ", ".join(size_label(b) for b in budgets) + ". "

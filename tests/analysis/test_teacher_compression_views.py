@@ -9,43 +9,13 @@ import pytest
 from analysis.selection import select_parents
 from analysis.views import open_store
 from db.errors import StoreError
-from tests.fakes import make_record
-from tests.teacher_compression_fakes import make_tc_record
-
-TEACHER = ("teacher:teacher-sst2", 0.91, 22_700_000, 90_900_000, 84_000_000)  # name, score, params, disk, gzip
-
-
-def student(trial_id, score, gzip, params, stage="distill", **kw):
-    return make_record("s", trial_id, stage=stage, metrics={"score": score, "accuracy": score},
-                       sizes={"params": params, "nonzero_params": params, "disk_bytes": gzip + 100,
-                              "gzip_bytes": gzip}, **kw)  # fmt: skip
+from tests.teacher_compression_fakes import TEACHER, fill_whole_range
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     store = open_store(tmp_path_factory.mktemp("tc_views") / "fw.duckdb")
-    store.start_sweep("s", {}, "test", "/storage/s")
-    name, score, params, disk, gz = TEACHER
-    store.record_teacher("s", "sst2", name, score, score, None, params, disk, gz)
-    # recorded later, so the fallback would pick it: the trials name their own teacher directory
-    store.record_teacher("s", "sst2", "teacher:other", 0.80, 0.80, None, 1_000, 1_000_000, None)
-    for rec in (
-        make_tc_record("s", "t-th3", "theseus", 3, score=0.88),
-        make_tc_record("s", "t-th3-r7", "theseus", 3, score=0.87, seed=2,
-                       settings={"replace_rate": 0.7, "schedule": "constant", "successor_layers": 3}),
-        make_tc_record("s", "t-th3q", "theseus", 3, score=0.875, quantize=True, disk_bytes=40_000_000,
-                       gzip_bytes=30_000_000, latency_ms=4.0),
-        make_tc_record("s", "t-bv6", "bertvision", 6, score=0.905, params=22_750_000, trainable_params=52_000,
-                       disk_bytes=91_100_000, gzip_bytes=84_200_000, latency_ms=9.0),
-        # the best score of the sweep: it must still never become a student parent (top_k)
-        make_tc_record("s", "t-best", "theseus", 6, score=0.99, params=22_700_000, disk_bytes=95_000_000,
-                       gzip_bytes=95_000_000),
-        student("d-tiny", 0.82, 1_100, 300),
-        student("d-mid", 0.86, 380_000, 100_000),
-        student("d-worse", 0.80, 500_000, 120_000),
-        student("c-mid", 0.85, 100_000, 100_000, stage="compress", parent_trial_id="d-mid", quantization="int8"),
-    ):  # fmt: skip
-        assert store.record_trial(rec)
+    fill_whole_range(store, "s")
     return store
 
 
