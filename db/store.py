@@ -243,7 +243,7 @@ class ExperimentStore:
             return reads.sweep_spec(con, name)
 
     def finished_trial_ids(self, sweep: str, stage: str | None = None) -> set[str]:
-        """Ids of the sweep's finished trials, of one stage ('distill' | 'compress') if given."""
+        """Ids of the sweep's finished trials, of one stage ('distill' | 'compress' | 'teacher_compression') if given."""
         with self.connect() as con:
             return reads.finished_trial_ids(con, sweep, stage)
 
