@@ -22,7 +22,10 @@ labelled as (
             when t.stage = 'teacher_compression' then
                 case t.arch when 'theseus' then 'Theseus' when 'bertvision' then 'BERT-Vision' else t.arch end
                 || coalesce('-' || r.layers::varchar || 'L', '')
-                || coalesce(' ' || json_extract_string(t.config, '$.settings.head'), '')
+                -- the BERT-Vision head: as the spec set it, else as the core resolved its default
+                || case when t.arch = 'bertvision' then coalesce(
+                    ' ' || json_extract_string(t.config, '$.settings.head'),
+                    ' ' || json_extract_string(t.config, '$.resolved.bertvision.head'), '') else '' end
             else
                 case t.arch when 'bilstm' then 'BiLSTM' when 'rnn' then 'RNN' when 'ffn' then 'FFN' else t.arch end
                 || '_'

@@ -10,8 +10,8 @@
 -- that, the task's most recently measured teacher. For teacher_compression trials the ratios read the same way:
 -- ratio_vs_teacher compares the teacher's disk size with the trial's reported size (disk, gzip once quantized),
 -- param_ratio_vs_teacher counts every parameter inference needs (a BERT-Vision model keeps the frozen teacher layers
--- it reads, so it is about 1x or below; its saving is trainable_params and, with fewer layers, latency), and
--- score_retained_vs_teacher is the fraction of the teacher's dev score kept. trainable_params, latency_ms and layers
+-- it reads plus its head: smaller only by the layers it drops, about 1x with all of them; its trained part is
+-- trainable_params), and score_retained_vs_teacher is the fraction of the teacher's dev score kept. trainable_params, latency_ms and layers
 -- ride along (NULL for students and baselines).
 with
 

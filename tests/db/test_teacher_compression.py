@@ -112,3 +112,13 @@ def test_migration_006_keeps_version_5_rows(tmp_path):
     assert len(store.stages("old")) == 1
     assert store.record_trial(make_tc_record("old", "tc-1", method="bertvision", layers=6))
     assert _row(store, "tc-1")["label"] == "BERT-Vision-6L adapter"
+
+
+def test_bertvision_label_reads_the_resolved_head_when_the_spec_left_it_out(tmp_path):
+    store = open_store(tmp_path / "fw.duckdb")
+    config = {"task": "sst2", "method": "bertvision", "seed": 0, "quantize": False, "settings": {"layers": 2},
+              "resolved": {"bertvision": {"layers": 2, "head": "concat", "adapter_size": 8}}}  # fmt: skip
+    store.record_trial(make_tc_record(trial_id="tc-c", method="bertvision", layers=2, config=config))
+    store.record_trial(make_tc_record(trial_id="tc-none", method="bertvision", layers=None, settings={}))
+    assert _row(store, "tc-c")["label"] == "BERT-Vision-2L concat"
+    assert _row(store, "tc-none")["label"] == "BERT-Vision"  # nothing known: the method alone
