@@ -327,3 +327,45 @@ def test_cli_missing_teacher(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no-teacher: teacher directory not found" in err[0]
     assert not out.exists()
+
+
+def _tiny(kind: str):
+    import transformers as tf
+
+    if kind == "roberta":
+        cfg = tf.RobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
+                               intermediate_size=32, max_position_embeddings=40, num_labels=3)  # fmt: skip
+        return tf.RobertaForSequenceClassification(cfg)
+    if kind == "distilbert":
+        cfg = tf.DistilBertConfig(vocab_size=50, dim=16, n_layers=4, n_heads=2, hidden_dim=32,
+                                  max_position_embeddings=40, num_labels=3)  # fmt: skip
+        return tf.DistilBertForSequenceClassification(cfg)
+    cfg = tf.GPT2Config(vocab_size=50, n_embd=16, n_layer=2, n_head=2, n_positions=40, num_labels=3,
+                        pad_token_id=0)  # fmt: skip
+    return tf.GPT2ForSequenceClassification(cfg)
+
+
+@pytest.mark.parametrize("kind", ["roberta", "distilbert"])
+def test_other_encoder_classifiers(kind):
+    torch.manual_seed(0)
+    model = _tiny(kind)
+    th = TheseusModel(model, replace_rate=2, seed=0)
+    ids = torch.randint(3, 50, (2, 7))
+    mask = torch.ones_like(ids)
+    model.train()
+    th.set_p(0.5)
+    loss = torch.nn.functional.cross_entropy(model(input_ids=ids, attention_mask=mask).logits, torch.tensor([0, 2]))
+    loss.backward()
+    assert all(p.grad is None for b in th.blocks for p in b.predecessors.parameters())
+    model.eval()
+    with torch.no_grad():
+        mixed = model(input_ids=ids, attention_mask=mask).logits
+        succ = th.build_successor()
+        alone = succ(input_ids=ids, attention_mask=mask).logits
+    assert succ.config.num_hidden_layers == 2
+    torch.testing.assert_close(alone, mixed)
+
+
+def test_unsupported_model_type_is_one_error_line():
+    with pytest.raises(TheseusError, match="model type 'gpt2': no encoder layer list found"):
+        TheseusModel(_tiny("gpt2"))
