@@ -168,3 +168,26 @@ def stages(con: duckdb.DuckDBPyConnection, sweep: str) -> list[dict[str, Any]]:
         d["detail"] = json.loads(d["detail"]) if d["detail"] else None
         out.append(d)
     return out
+
+
+TRIAL_ARTEFACT_COLUMNS = ("sweep", "trial_id", "stage", "status", "task", "checkpoint_path", "parent_trial_id",
+                          "parent_checkpoint_path", "params", "disk_bytes", "gzip_bytes")  # fmt: skip
+
+
+def trial_artefacts(con: duckdb.DuckDBPyConnection, trial_id: str, sweep: str | None = None) -> list[dict[str, Any]]:
+    """Where a trial's saved model is and the sizes recorded for it: one dict per sweep holding ``trial_id`` (of
+    ``sweep`` only, if given), with :data:`TRIAL_ARTEFACT_COLUMNS` (``parent_checkpoint_path``: the checkpoint of the
+    trial a compress trial started from; sizes from ``results``, None where not recorded), by sweep name."""
+    rows = con.execute(
+        """
+        SELECT t.sweep, t.trial_id, t.stage, t.status, t.task, t.checkpoint_path, t.parent_trial_id,
+               p.checkpoint_path, r.params, r.disk_bytes, r.gzip_bytes
+        FROM trials t
+        LEFT JOIN results r USING (sweep, trial_id)
+        LEFT JOIN trials p ON p.sweep = t.sweep AND p.trial_id = t.parent_trial_id
+        WHERE t.trial_id = ? AND (? IS NULL OR t.sweep = ?)
+        ORDER BY t.sweep
+        """,
+        [trial_id, sweep, sweep],
+    ).fetchall()
+    return [dict(zip(TRIAL_ARTEFACT_COLUMNS, row, strict=True)) for row in rows]

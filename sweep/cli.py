@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "featherweight_core.commands.bertvision",
     "analysis.query_commands",
     "analysis.commands",
+    "analysis.export_commands",
     "sweep.commands",
 )
 

@@ -1,0 +1,119 @@
+"""``featherweight export``: a trial's saved model (a student or a compressed teacher), or a model file or directory,
+as a deployable ONNX or TorchScript artefact checked against the PyTorch model (featherweight_core.export).
+
+The trial is looked up in the experiment database, opened read-only: its checkpoint, its task and the sizes
+recorded for it (params, disk_bytes, gzip_bytes), which the checkpoint must still have. The command lives in
+``analysis`` because it reads the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DESCRIPTION = """Write a trial's model (a distilled or compressed student, or a compressed teacher) or a model you name
+with --model (a student.pt / compressed.pt file, a fine-tuned teacher directory, a Theseus or BERT-Vision output
+directory) as a deployable artefact: ONNX where the model exports (checked with onnxruntime), otherwise TorchScript.
+Before writing, the checkpoint is measured again and must have the sizes recorded for the trial; after exporting, the
+artefact's predictions must equal the PyTorch model's on every dev example of the task. The output directory holds
+the model file, featherweight_export.json (inputs, labels, encoding) and what turns text into inputs without
+featherweight: the tokenizer files (transformers) or a standalone encode.py (students). Nothing is written when a
+check fails."""
+EPILOG = """Examples:
+  featherweight export d-1a2b3c4d5e --db runs/featherweight.duckdb --output exported/best
+  featherweight export --model runs/compressed/compressed.pt --output exported/small --format torchscript
+How to run an artefact without featherweight installed: docs/export.md"""
+
+
+FORMATS = ("auto", "onnx", "torchscript")  # featherweight_core.export.FORMATS, without importing torch for --help
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("export", help="write a trial's model as a checked ONNX / TorchScript artefact",
+                       description=DESCRIPTION, epilog=EPILOG)  # fmt: skip
+    p.add_argument("trial_id", nargs="?", default=None, metavar="TRIAL_ID",
+                   help="the trial whose model to export (d-..., c-..., t-...); or give --model instead")  # fmt: skip
+    p.add_argument("--db", default=None,
+                   help="experiment database (default: $FEATHERWEIGHT_DB or runs/featherweight.duckdb)")  # fmt: skip
+    p.add_argument("--sweep", default=None,
+                   help="the sweep the trial belongs to, when several sweeps hold the same trial id (default: the"
+                        " only one that does)")  # fmt: skip
+    p.add_argument("--model", default=None,
+                   help="export this checkpoint file or model directory instead of a trial's (no recorded sizes to"
+                        " compare then; default: none)")  # fmt: skip
+    p.add_argument("--output", "-o", required=True, help="directory to write the artefact into")
+    p.add_argument("--format", choices=FORMATS, default="auto",
+                   help="auto: ONNX when it exports and matches, else TorchScript; onnx / torchscript: only that")  # fmt: skip
+    p.add_argument("--data", default=None,
+                   help="where the task's data is now, when it is no longer where the model recorded it (a local"
+                        " GLUE dir, a custom CSV/TSV file or directory, hub, hf:OWNER/NAME; default: as recorded)")  # fmt: skip
+    p.add_argument("--bpemb-dir", default=None,
+                   help="bpemb cache dir with en/en.wiki.bpe.vs*.{model,d*.w2v.bin} (bpe students; default: bpemb's"
+                        " own cache)")  # fmt: skip
+    p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
+    p.add_argument("--json", action="store_true", help="print the export report as one JSON object")
+    p.set_defaults(func=run)
+
+
+def resolve_trial(db: str | None, trial_id: str, sweep: str | None = None) -> dict:
+    """The trial's row (featherweight's db.reads.trial_artefacts) from the database opened read-only; a trial
+    that is not there, is in several sweeps, did not finish, or has no checkpoint on disk is a StoreError."""
+    from analysis.views import open_store
+    from db import reads
+    from db.errors import StoreError
+
+    store = open_store(db, read_only=True)
+    with store.connect() as con:
+        rows = reads.trial_artefacts(con, trial_id, sweep)
+    where = f" in sweep {sweep!r}" if sweep else ""
+    if not rows:
+        raise StoreError(f"trial {trial_id!r} not found{where} in {store.path}")
+    if len(rows) > 1:
+        raise StoreError(f"trial {trial_id!r} is in several sweeps ({', '.join(r['sweep'] for r in rows)}): pass"
+                         " --sweep NAME")  # fmt: skip
+    row = rows[0]
+    if row["status"] != "finished":
+        raise StoreError(f"trial {trial_id!r} did not finish (status {row['status']}): it has no model to export")
+    if not row["checkpoint_path"]:
+        raise StoreError(f"trial {trial_id!r} has no checkpoint recorded")
+    if not Path(row["checkpoint_path"]).exists():
+        raise StoreError(f"trial {trial_id!r}: its checkpoint {row['checkpoint_path']} is missing")
+    return row
+
+
+def run(args: argparse.Namespace) -> int:
+    from featherweight_core.errors import ConfigError
+    from featherweight_core.export import export_model
+
+    if (args.trial_id is None) == (args.model is None):
+        raise ConfigError("give a TRIAL_ID or --model PATH (one of them)")
+    recorded, parent_meta, source = None, None, args.model
+    if args.trial_id is not None:
+        row = resolve_trial(args.db, args.trial_id, args.sweep)
+        source = row["checkpoint_path"]
+        recorded = {k: row[k] for k in ("params", "disk_bytes", "gzip_bytes")}
+        parent = row.get("parent_checkpoint_path")
+        if parent and Path(parent).is_file():
+            from featherweight_core.checkpoint import load_checkpoint
+            from featherweight_core.errors import UserError
+
+            try:
+                parent_meta = load_checkpoint(parent)[2]
+            except UserError:
+                parent_meta = None
+    report = export_model(source, args.output, fmt=args.format, recorded=recorded, overwrite=args.overwrite,
+                          data=args.data, bpemb_dir=args.bpemb_dir, parent_meta=parent_meta)  # fmt: skip
+    if args.json:
+        print(json.dumps(report.to_dict()))
+        return 0
+    print(f"exported {report.source_kind} {report.source} as {report.format} to {report.output_dir}"
+          f" ({report.artefact_bytes:,} bytes: {', '.join(report.files)})")  # fmt: skip
+    print(f"  checked on {report.examples_checked} dev examples (batch size {report.check_batch_size}): predictions"
+          f" agree {report.predictions_agree:.0%}, max logit difference {report.max_abs_logit_diff:.2g}")  # fmt: skip
+    for k, (_, b) in report.recorded_size_check.items():
+        print(f"  {k}: {b:,} as recorded")
+    if report.fallback_reason:
+        print(f"  not ONNX: {report.fallback_reason}", file=sys.stderr)
+    return 0
