@@ -89,6 +89,8 @@ class TheseusConfig:
     quantize: bool = False
 
     def __post_init__(self) -> None:
+        if isinstance(self.replace_rate, bool) or not isinstance(self.replace_rate, int):
+            raise TheseusError(f"replace_rate must be an integer >= 2, got {self.replace_rate!r}")
         checks = [
             (self.replace_rate >= 2, f"replace_rate must be an integer >= 2, got {self.replace_rate}"),
             (self.schedule in vocab.THESEUS_SCHEDULES,
@@ -114,8 +116,6 @@ class TheseusConfig:
         for ok, msg in checks:
             if not ok:
                 raise TheseusError(msg)
-        if isinstance(self.replace_rate, bool) or not isinstance(self.replace_rate, int):
-            raise TheseusError(f"replace_rate must be an integer >= 2, got {self.replace_rate!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
