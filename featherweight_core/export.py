@@ -6,7 +6,7 @@ Sources (:func:`export_model`):
   (``featherweight compress``, stage 2: pruned and/or quantized);
 * a fine-tuned teacher directory (a Hugging Face ``save_pretrained`` directory, ``featherweight teacher finetune``);
 * a compressed-teacher directory (BERT-of-Theseus or BERT-Vision output, read through
-  :func:`featherweight_core.teacher_compression.load_compressed`).
+  :func:`featherweight_core.compressed.load_compressed`).
 
 The model is wrapped in a module whose inputs are plain int64 tensors and whose output is the logits: students take
 ``ids`` (batch, time) - (batch, time, 3) for hash embeddings - and ``lengths`` (batch,), or ``ids_a, lengths_a,
@@ -134,7 +134,9 @@ def _load_source(source: str | Path) -> _Source:
         from featherweight_core.teacher import load_classifier, read_teacher_meta
 
         if (path / tc.COMPRESSED_META).is_file():
-            model, tokenizer, meta = tc.load_compressed(path)
+            from featherweight_core.compressed import load_compressed
+
+            model, tokenizer, meta = load_compressed(path)
             return _Source("compressed_teacher", path, model.eval(), meta, tokenizer=tokenizer,
                            max_length=_max_length(meta, path))  # fmt: skip
         if (path / "config.json").is_file():

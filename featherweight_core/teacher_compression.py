@@ -11,7 +11,7 @@ Both write a directory:
 * float weights saved with ``save_pretrained`` (a Theseus successor is a plain sequence classifier that every other
   command takes as a teacher; BERT-Vision adds ``head.safetensors``), or, when quantized, ``config.json`` and
   ``model_int8.pt`` (:data:`INT8_WEIGHTS`: the state dict of the model after int8 dynamic quantization of every
-  ``nn.Linear``), which :func:`load_compressed` rebuilds.
+  ``nn.Linear``), which :func:`featherweight_core.compressed.load_compressed` rebuilds.
 
 Sizes count what inference needs: every weight file of the directory (:func:`measure_saved`, gzip level 9 as
 students are measured). Latency is CPU, batch size 1, the median over single examples (:func:`cpu_latency_ms`).
@@ -106,12 +106,12 @@ class CompressedTeacherResult:
 def _file_params(path: Path, raw: bytes) -> int:
     if path.suffix == ".safetensors":
         return _safetensors_params(raw, path)
-    with _quiet_storage_warning():
+    with quiet_storage_warning():
         return _torch_params(raw, path)
 
 
 @contextlib.contextmanager
-def _quiet_storage_warning():
+def quiet_storage_warning():
     """Loading a quantized state dict makes torch warn about its own internal use of TypedStorage."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="TypedStorage is deprecated", category=UserWarning)
@@ -261,31 +261,3 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
     if not isinstance(meta, dict) or meta.get("method") not in METHODS:
         raise CompressedTeacherError(f"{path}: expected a JSON object with method one of {list(METHODS)}")
     return meta
-
-
-def load_compressed(directory: str | Path):
-    """``(model, tokenizer, meta)`` of a Theseus or BERT-Vision output, float or int8, in eval mode on the CPU. The
-    model's forward returns an object with ``.logits``; ``model.config.num_labels`` is the task's label count."""
-    from featherweight_core.teacher import load_classifier, load_tokenizer
-
-    d = Path(directory)
-    meta = read_meta(d)
-    quantized = bool(meta.get("quantized"))
-    if meta["method"] == "bertvision":
-        from featherweight_core.bertvision import load_bertvision_model
-
-        return load_bertvision_model(d, quantized)
-    if not quantized:
-        model, tokenizer = load_classifier(d)
-        return model.eval(), tokenizer, meta
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    weights = d / INT8_WEIGHTS
-    if not weights.is_file():
-        raise CompressedTeacherError(f"{d}: quantized output without {INT8_WEIGHTS}")
-    model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(d, local_files_only=True))
-    model = quantize_int8(model)
-    with _quiet_storage_warning():
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
-    return model.eval(), load_tokenizer(str(d)), meta

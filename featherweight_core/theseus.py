@@ -20,7 +20,7 @@ fine-tuning (both phases matter). Afterwards only the successor runs: :func:`com
 ordinary Hugging Face classifier with ``L / r`` layers (``save_pretrained``), plus ``featherweight_teacher.json`` and
 ``teacher_metrics.json`` like a fine-tuned teacher, so it can itself serve as a teacher (logits, distillation, the
 soft-target store). With ``quantize`` the saved form is the int8 (dynamic, every ``nn.Linear``) model instead, which
-only :func:`featherweight_core.teacher_compression.load_compressed` reads.
+only :func:`featherweight_core.compressed.load_compressed` reads.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from featherweight_core import teacher_compression as tc
+from featherweight_core.compressed import load_compressed
 from featherweight_core.data import load_synthetic
 from featherweight_core.errors import InputFileError
 from featherweight_core.measure import saved_model_sizes
@@ -77,7 +78,7 @@ def test_int8_round_trip_quantizes_every_linear_and_predicts_alike(teacher_dir, 
     tokenizer.save_pretrained(out)
     tc.save_int8(q, out, {"method": "theseus", "settings": {}})
     assert json.loads((out / tc.COMPRESSED_META).read_text())["quantized"] is True
-    loaded, _, meta = tc.load_compressed(out)
+    loaded, _, meta = load_compressed(out)
     assert meta["method"] == "theseus" and tc.is_quantized(loaded)
     texts = tiny_data.splits["validation"].texts
     a = predict_logits(q, tokenizer, texts, 32, 48, "cpu")
@@ -96,7 +97,7 @@ def test_load_compressed_float_theseus_is_a_plain_classifier(teacher_dir, tmp_pa
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     tc.write_meta(out, {"method": "theseus", "quantized": False})
-    loaded, _, meta = tc.load_compressed(out)
+    loaded, _, meta = load_compressed(out)
     assert not tc.is_quantized(loaded) and meta["quantized"] is False
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from featherweight_core.compressed import load_compressed
 from featherweight_core.data import TaskData, load_synthetic
 from featherweight_core.errors import UserError
 from featherweight_core.softtargets import SoftTargetStore
@@ -28,7 +29,7 @@ from featherweight_core.teacher import (
     read_teacher_meta,
     teacher_baseline,
 )
-from featherweight_core.teacher_compression import COMPRESSED_META, INT8_WEIGHTS, load_compressed
+from featherweight_core.teacher_compression import COMPRESSED_META, INT8_WEIGHTS
 from featherweight_core.theseus import (
     ReplacementSchedule,
     TheseusConfig,
