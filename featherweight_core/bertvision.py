@@ -2,7 +2,8 @@
 
 A fine-tuned transformer computes a hidden state per layer and position; plain inference uses only the last one.
 BERT-Vision keeps the teacher frozen, collects the hidden states of *every* layer once, and trains a small head on
-them. For classification we read the first position (``[CLS]`` in BERT, ``<s>`` in RoBERTa) of each layer.
+them. For classification the paper reads the first position (``[CLS]`` in BERT, ``<s>`` in RoBERTa) of each layer
+(``pooling="first"``, the default); ``pooling="mean"`` reads the mean over the real tokens instead.
 
 Layers: a teacher with ``L`` transformer layers has ``L + 1`` hidden states per position - the embeddings' output
 (layer 0) and the output of each transformer layer (1..L), as the paper counts them (13 for BERT-base). Reading the
@@ -10,22 +11,25 @@ first ``k`` layers (``BertVisionConfig.layers``) means the states 0..k, so ``k +
 deployed model is the teacher's embeddings and its first ``k`` transformer layers (the layers above ``k``, the pooler
 and the classifier are dropped) plus the head: ``k`` is a size knob that trades accuracy for size and latency.
 
-Heads (``vocab.BERTVISION_HEADS``) over the ``(k + 1, H)`` first-token states of one example:
+Heads (``vocab.BERTVISION_HEADS``) over the ``(k + 1, H)`` pooled states of one example, each standardized first
+with the training set's per-(layer, feature) mean and standard deviation (buffers stored with the head, ``2 (k+1) H``
+values; without it a head cannot use early layers, whose ``[CLS]`` state varies by ~1e-3 between examples):
 
 * ``adapter`` (the paper's AdapterPooler): one linear map ``H -> a`` shared by every layer, GELU, dropout, the
-  ``(k + 1) * a`` values flattened, then a linear classifier. Parameters: ``H*a + a + (k+1)*a*C + C``.
+  ``(k + 1) * a`` values flattened, then a linear classifier. Trainable: ``H*a + a + (k+1)*a*C + C``.
 * ``concat`` (the paper's BertConcat): a learned weighted sum of the layers (softmax over ``k + 1`` weights),
-  dropout, then a linear classifier. Parameters: ``(k+1) + H*C + C``.
+  dropout, then a linear classifier. Trainable: ``(k+1) + H*C + C``.
 
 The adapter width defaults to 128: the paper's pooling maps each layer's ``H``-dim state to as many values as the
 input has tokens (386 for SQuAD), which on BERT-base is where its ~0.3-0.4M trainable parameters come from; 128 is
 this project's default input length, so the head stays near the paper's ratio (BERT-base: 0.1M, MiniLM-384: 50k) and
 is still tiny next to even one transformer layer.
 
-Hidden states are computed once per (teacher, texts, max_length) and stored by :class:`HiddenStateCache` as float16
-``(N, L + 1, H)`` arrays (all layers, so every ``k`` slices the same file); the head then trains on them without any
-transformer forward. The result is saved as a deployable model (truncated backbone + ``head.safetensors``, or one
-int8 state dict) and evaluated end to end, so the recorded score is the saved model's.
+Hidden states are computed once per (teacher, texts, max_length, pooling) and stored by :class:`HiddenStateCache` as
+float16 ``(N, L + 1, H)`` arrays centered on a float32 offset (all layers, so every ``k`` slices the same file); the
+head then trains on them without any transformer forward. The result is saved as a deployable model (truncated
+backbone + ``head.safetensors``, or one int8 state dict) and evaluated end to end, so the recorded score is the
+saved model's.
 """
 
 from __future__ import annotations
@@ -67,15 +71,19 @@ class BertVisionConfig:
 
     layers: transformer layers read and kept (1..L; None = all L); the head sees the embeddings' output too.
     head: ``adapter`` or ``concat`` (see the module docstring); adapter_size: the adapter's width ``a``.
+    pooling: which positions of each layer the head reads: ``first`` (the ``[CLS]`` token, as the paper) or
+    ``mean`` (the mean over the real tokens; more informative when only a few layers are read).
     max_length: input truncation for the hidden states and the saved model (None: the teacher's fine-tuning length).
     max_train_examples: a deterministic random subset of the train split (None: all).
     device: where the hidden states are computed and the head trains (``auto``: a GPU if present).
-    quantize: save the model int8-quantized (dynamic, every ``nn.Linear``) instead of in float32.
+    quantize: save the model int8-quantized (dynamic, every ``nn.Linear``) instead of in float32; the head then
+    trains on the hidden states of the int8-quantized teacher, the ones its deployed backbone computes.
     """
 
     layers: int | None = None
     head: str = "adapter"
     adapter_size: int = 128
+    pooling: str = "first"
     epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3
@@ -93,6 +101,8 @@ class BertVisionConfig:
             (self.head in vocab.BERTVISION_HEADS,
              f"head must be one of {list(vocab.BERTVISION_HEADS)}, got {self.head!r}"),
             (self.adapter_size >= 1, f"adapter_size must be >= 1, got {self.adapter_size}"),
+            (self.pooling in vocab.BERTVISION_POOLINGS,
+             f"pooling must be one of {list(vocab.BERTVISION_POOLINGS)}, got {self.pooling!r}"),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.lr > 0 and math.isfinite(self.lr), f"lr must be > 0, got {self.lr}"),
@@ -140,16 +150,52 @@ def teacher_max_length(teacher_dir: str | Path, default: int = 128) -> int:
 # the hidden-state cache
 
 
+@dataclass
+class HiddenStates:
+    """Pooled hidden states of every layer, ``(N, L + 1, H)``, stored as float16 ``centered`` values plus a float32
+    ``offset`` (L + 1, H) that adds back: near-constant features (the first token's state in early layers barely
+    varies between examples) keep their small differences, which float16 alone would round away."""
+
+    centered: np.ndarray
+    offset: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.centered)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.centered.shape)
+
+    def layers(self, k: int | None = None) -> np.ndarray:
+        """float32 ``(N, k + 1, H)``: the embeddings' output and layers 1..k (None: all)."""
+        depth = self.centered.shape[1] if k is None else k + 1
+        return self.centered[:, :depth].astype(np.float32) + self.offset[:depth]
+
+
+def pool_layers(hidden: Sequence[torch.Tensor], attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """``(B, len(hidden), H)``: per layer, the first position's state (``first``) or the mean over the real tokens
+    (``mean``, padding excluded by ``attention_mask``)."""
+    if pooling == "first":
+        return torch.stack([h[:, 0, :] for h in hidden], dim=1)
+    if pooling == "mean":
+        m = attention_mask.to(hidden[0].dtype).unsqueeze(-1)
+        denom = m.sum(1).clamp_min(1.0)
+        return torch.stack([(h * m).sum(1) / denom for h in hidden], dim=1)
+    raise BertVisionError(f"pooling must be one of {list(vocab.BERTVISION_POOLINGS)}, got {pooling!r}")
+
+
 class HiddenStateCache:
-    """First-token hidden states of every layer, computed once per (teacher, texts, max_length) and kept on disk.
+    """Pooled hidden states of every layer, computed once per (teacher, texts, max_length, pooling), kept on disk.
 
     Layout under ``root`` (as :class:`featherweight_core.softtargets.SoftTargetStore`)::
 
-        {teacher_fp}/teacher.json                          where the teacher came from (for people)
-        {teacher_fp}/{name}-{data_fp}-L{max_len}.npy       float16 (N, L + 1, H): embeddings' output, layers 1..L
+        {teacher_fp}/teacher.json                                  where the teacher came from (for people)
+        {teacher_fp}/{name}-{data_fp}-L{max_len}-{pooling}[-int8].npz   centered float16 (N, L + 1, H), offset float32
 
     ``teacher_fp`` is :func:`featherweight_core.softtargets.teacher_fingerprint` (weights, config, tokenizer), so a
-    changed teacher gets new files; ``data_fp`` hashes the keys and texts. Files are written to a temporary name and
+    changed teacher gets new files; ``data_fp`` hashes the keys and texts; ``-int8``: the states of the teacher
+    with int8 dynamic quantization of every ``nn.Linear`` (computed on the CPU), which a quantized output's head
+    trains on because its backbone computes those. Files are written to a temporary name and
     renamed into place. ``root=None`` keeps nothing on disk. ``model_runs`` counts the teacher runs (tests assert on
     it), ``examples_computed`` the rows they covered.
     """
@@ -165,20 +211,25 @@ class HiddenStateCache:
         self.examples_computed = 0
         self._loaded: dict[str, tuple[Any, Any]] = {}
 
-    def path_for(self, teacher_dir: str | Path, name: str, data_fp: str, max_length: int) -> Path | None:
+    def path_for(self, teacher_dir: str | Path, name: str, data_fp: str, max_length: int,
+                 pooling: str = "first", int8: bool = False) -> Path | None:  # fmt: skip
         from featherweight_core.softtargets import teacher_fingerprint
 
         if self.root is None:
             return None
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-        return self.root / teacher_fingerprint(teacher_dir) / f"{safe}-{data_fp}-L{max_length}.npy"
+        return (
+            self.root
+            / teacher_fingerprint(teacher_dir)
+            / f"{safe}-{data_fp}-L{max_length}-{pooling}{'-int8' if int8 else ''}.npz"
+        )
 
-    def has(
-        self, teacher_dir, name: str, keys: Sequence[str], texts: Sequence[tuple[str, ...]], max_length: int
-    ) -> bool:
+    def has(self, teacher_dir, name: str, keys: Sequence[str], texts: Sequence[tuple[str, ...]], max_length: int,
+            pooling: str = "first", int8: bool = False) -> bool:  # fmt: skip
         from featherweight_core.softtargets import texts_fingerprint
 
-        path = self.path_for(teacher_dir, name, texts_fingerprint(keys, texts), max_length)
+        texts = [tuple(t) for t in texts]
+        path = self.path_for(teacher_dir, name, texts_fingerprint(list(keys), texts), max_length, pooling, int8)
         return path is not None and path.is_file()
 
     def get_or_compute(
@@ -188,29 +239,34 @@ class HiddenStateCache:
         keys: Sequence[str],
         texts: Sequence[tuple[str, ...]],
         max_length: int,
-    ) -> np.ndarray:
-        """float16 ``(N, L + 1, H)`` states of ``texts`` in order; served from disk when stored, else computed
-        once with the teacher and stored."""
+        pooling: str = "first",
+        int8: bool = False,
+    ) -> HiddenStates:
+        """The states of ``texts`` in order, all layers; served from disk when stored, else computed once with the
+        teacher (``int8``: its int8-quantized copy) and stored."""
         from featherweight_core.softtargets import texts_fingerprint
 
+        if pooling not in vocab.BERTVISION_POOLINGS:
+            raise BertVisionError(f"pooling must be one of {list(vocab.BERTVISION_POOLINGS)}, got {pooling!r}")
         teacher_dir = Path(teacher_dir)
         texts = [tuple(t) for t in texts]
         if not texts:
             raise BertVisionError(f"{name}: no examples to compute hidden states for")
-        path = self.path_for(teacher_dir, name, texts_fingerprint(list(keys), texts), max_length)
+        path = self.path_for(teacher_dir, name, texts_fingerprint(list(keys), texts), max_length, pooling, int8)
         if path is not None and path.is_file():
             try:
-                states = np.load(path)
-            except (ValueError, OSError):
+                with np.load(path) as f:
+                    states = HiddenStates(f["centered"], f["offset"])
+            except (ValueError, OSError, KeyError):
                 states = None  # a damaged file: compute again and replace it
-            if states is not None and states.ndim == 3 and len(states) == len(texts):
+            if states is not None and len(states.shape) == 3 and len(states) == len(texts):
                 return states
-        states = self._run_teacher(teacher_dir, texts, max_length)
+        states = self._run_teacher(teacher_dir, texts, max_length, pooling, int8)
         if path is not None:
 
             def write(tmp: Path) -> None:
                 with tmp.open("wb") as f:
-                    np.save(f, states)
+                    np.savez(f, centered=states.centered, offset=states.offset)
 
             atomic_write(path, write)
             meta = path.parent / "teacher.json"
@@ -218,27 +274,36 @@ class HiddenStateCache:
                 write_text_atomic(meta, json.dumps({"teacher_dir": str(teacher_dir.resolve())}, indent=2) + "\n")
         return states
 
-    def _run_teacher(self, teacher_dir: Path, texts: list[tuple[str, ...]], max_length: int) -> np.ndarray:
+    def _run_teacher(self, teacher_dir: Path, texts: list[tuple[str, ...]], max_length: int, pooling: str,
+                     int8: bool = False) -> HiddenStates:  # fmt: skip
         from featherweight_core.softtargets import teacher_fingerprint
         from featherweight_core.teacher import load_classifier, resolve_device
 
-        fp = teacher_fingerprint(teacher_dir)
+        fp = teacher_fingerprint(teacher_dir) + ("-int8" if int8 else "")
         if fp not in self._loaded:
-            self._loaded = {fp: load_classifier(teacher_dir)}  # one teacher in memory at a time
+            self._loaded = {}  # one teacher in memory at a time
+            model, tokenizer = load_classifier(teacher_dir)
+            if int8:
+                from featherweight_core.teacher_compression import quantize_int8
+
+                model = quantize_int8(model)
+            self._loaded[fp] = (model, tokenizer)
         model, tokenizer = self._loaded[fp]
-        states = first_token_states(model, tokenizer, texts, max_length, resolve_device(self.device),
-                                    self.batch_size, self.precision, self.progress)  # fmt: skip
+        device = torch.device("cpu") if int8 else resolve_device(self.device)
+        states = layer_states(model, tokenizer, texts, max_length, pooling, device, self.batch_size,
+                              self.precision, self.progress)  # fmt: skip
         self.model_runs += 1
         self.examples_computed += len(texts)
         return states
 
 
 @torch.inference_mode()
-def first_token_states(model, tokenizer, texts: Sequence[tuple[str, ...]], max_length: int,
-                       device: torch.device | str = "cpu", batch_size: int = 128, precision: str = "fp32",
-                       progress: bool = False) -> np.ndarray:  # fmt: skip
-    """float16 ``(N, L + 1, H)``: the first position's hidden state after the embeddings and after each layer, for
-    a Hugging Face model that returns ``hidden_states``; batches sorted by length and padded to their longest row."""
+def layer_states(model, tokenizer, texts: Sequence[tuple[str, ...]], max_length: int, pooling: str = "first",
+                 device: torch.device | str = "cpu", batch_size: int = 128, precision: str = "fp32",
+                 progress: bool = False) -> HiddenStates:  # fmt: skip
+    """Pooled ``(N, L + 1, H)`` states after the embeddings and after each layer (:func:`pool_layers`) of a Hugging
+    Face model that returns ``hidden_states``; batches sorted by length and padded to their longest row. The
+    offset is the mean of the first batch."""
     from featherweight_core.teacher import _progress, autocast_dtype, tokenize
 
     device = torch.device(device) if isinstance(device, str) else device
@@ -248,51 +313,76 @@ def first_token_states(model, tokenizer, texts: Sequence[tuple[str, ...]], max_l
     order = np.argsort(-tok.lengths, kind="stable")
     dtype = autocast_dtype(device, precision)
     out: np.ndarray | None = None
+    offset: np.ndarray | None = None
     starts = range(0, n, batch_size)
     for s in _progress(starts, len(starts), "hidden states", progress):
         idx = order[s : s + batch_size]
         inputs = {k: v.to(device) for k, v in tok.batch(idx).items()}
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             hidden = model(**inputs, output_hidden_states=True).hidden_states
-        first = torch.stack([h[:, 0, :] for h in hidden], dim=1).float().cpu().numpy()
+        pooled = pool_layers([h.float() for h in hidden], inputs["attention_mask"], pooling).cpu().numpy()
         if out is None:
-            out = np.zeros((n, first.shape[1], first.shape[2]), dtype=np.float16)
-        out[idx] = first
-    assert out is not None
-    return out
+            offset = pooled.mean(0)
+            out = np.zeros((n, *pooled.shape[1:]), dtype=np.float16)
+        out[idx] = pooled - offset
+    assert out is not None and offset is not None
+    return HiddenStates(out, offset.astype(np.float32))
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # heads and the deployable model
 
 
-class AdapterHead(nn.Module):
+# the smallest standard deviation a feature is divided by: the first token's state after the embeddings is the same
+# for every example (std 0), and early layers change it by ~1e-3
+MIN_STD = 1e-4
+
+
+class _StandardizedHead(nn.Module):
+    """Standardizes each (layer, feature) with the training set's mean and standard deviation, kept as buffers
+    (stored with the head, not trained): the first token's state varies between examples by ~1e-3 of its size in
+    early layers, too little for a small head to pick up unscaled."""
+
+    def __init__(self, depth: int, hidden: int) -> None:
+        super().__init__()
+        self.register_buffer("feature_mean", torch.zeros(depth, hidden))
+        self.register_buffer("feature_scale", torch.ones(depth, hidden))
+
+    def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.feature_mean.copy_(mean)
+        self.feature_scale.copy_(1.0 / std.clamp_min(MIN_STD))
+
+    def standardize(self, states: torch.Tensor) -> torch.Tensor:
+        return (states - self.feature_mean) * self.feature_scale
+
+
+class AdapterHead(_StandardizedHead):
     """A linear adapter ``H -> a`` shared by every layer, GELU, dropout, flattened, a linear classifier."""
 
     def __init__(self, depth: int, hidden: int, adapter_size: int, num_labels: int, dropout: float = 0.1) -> None:
-        super().__init__()
+        super().__init__(depth, hidden)
         self.adapter = nn.Linear(hidden, adapter_size)
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(depth * adapter_size, num_labels)
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:  # (B, depth, H) -> (B, C)
-        z = self.dropout(F.gelu(self.adapter(states)))
+        z = self.dropout(F.gelu(self.adapter(self.standardize(states))))
         return self.classifier(z.flatten(1))
 
 
-class ConcatHead(nn.Module):
+class ConcatHead(_StandardizedHead):
     """A learned weighted sum of the layers (softmax weights, uniform at the start), dropout, a linear classifier."""
 
     def __init__(self, depth: int, hidden: int, num_labels: int, dropout: float = 0.1) -> None:
-        super().__init__()
+        super().__init__(depth, hidden)
         self.layer_weights = nn.Parameter(torch.zeros(depth))
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(hidden, num_labels)
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
-        w = torch.softmax(self.layer_weights, dim=0).to(states.dtype)
-        pooled = torch.einsum("bdh,d->bh", states, w)
-        return self.classifier(self.dropout(pooled))
+        x = self.standardize(states)
+        w = torch.softmax(self.layer_weights, dim=0).to(x.dtype)
+        return self.classifier(self.dropout(torch.einsum("bdh,d->bh", x, w)))
 
 
 def build_head(head: str, depth: int, hidden: int, num_labels: int, adapter_size: int = 128,
@@ -305,7 +395,7 @@ def build_head(head: str, depth: int, hidden: int, num_labels: int, adapter_size
 
 
 def head_param_count(head: str, depth: int, hidden: int, num_labels: int, adapter_size: int = 128) -> int:
-    """Parameters of a head, by formula (``depth`` = layers read + 1 for the embeddings' output)."""
+    """Trainable parameters of a head, by formula (``depth`` = layers read + 1 for the embeddings' output)."""
     if head == "adapter":
         return hidden * adapter_size + adapter_size + depth * adapter_size * num_labels + num_labels
     if head == "concat":
@@ -313,18 +403,27 @@ def head_param_count(head: str, depth: int, hidden: int, num_labels: int, adapte
     raise BertVisionError(f"head must be one of {list(vocab.BERTVISION_HEADS)}, got {head!r}")
 
 
+def head_stored_count(head: str, depth: int, hidden: int, num_labels: int, adapter_size: int = 128) -> int:
+    """Values a saved head holds: its trainable parameters and the standardization's mean and scale per
+    (layer, feature)."""
+    return head_param_count(head, depth, hidden, num_labels, adapter_size) + 2 * depth * hidden
+
+
 class BertVisionClassifier(nn.Module):
-    """The deployable model: the teacher's backbone cut to ``k`` layers, then the head on its first-token states.
+    """The deployable model: the teacher's backbone cut to ``k`` layers, then the head on its pooled states.
 
     ``forward(input_ids, attention_mask, token_type_ids=None)`` returns a ``SequenceClassifierOutput`` with
     ``logits``; ``config`` is the backbone's (``num_labels`` and the label names come from the teacher), so
     :func:`featherweight_core.teacher.predict_logits` runs it like any sequence classifier.
     """
 
-    def __init__(self, backbone: nn.Module, head: nn.Module) -> None:
+    def __init__(self, backbone: nn.Module, head: nn.Module, pooling: str = "first") -> None:
         super().__init__()
+        if pooling not in vocab.BERTVISION_POOLINGS:
+            raise BertVisionError(f"pooling must be one of {list(vocab.BERTVISION_POOLINGS)}, got {pooling!r}")
         self.backbone = backbone
         self.head = head
+        self.pooling = pooling
         self.config = backbone.config
         import inspect
 
@@ -338,7 +437,8 @@ class BertVisionClassifier(nn.Module):
         if token_type_ids is not None and self._takes_token_types:
             kwargs["token_type_ids"] = token_type_ids
         hidden = self.backbone(**kwargs, output_hidden_states=True).hidden_states
-        states = torch.stack([h[:, 0, :] for h in hidden], dim=1)
+        mask = attention_mask if attention_mask is not None else torch.ones_like(input_ids)
+        states = pool_layers(hidden, mask, self.pooling)
         return SequenceClassifierOutput(logits=self.head(states))
 
 
@@ -501,8 +601,9 @@ def train_bertvision(
         sp = task_data.splits[split]
         keys = list(sp.keys) if idx is None else [sp.keys[i] for i in idx]
         texts = list(sp.texts) if idx is None else [sp.texts[i] for i in idx]
-        states = cache.get_or_compute(teacher_dir, f"{task.name}-{split}", keys, texts, max_length)
-        feats[split] = torch.from_numpy(np.ascontiguousarray(states[:, : k + 1]))
+        states = cache.get_or_compute(teacher_dir, f"{task.name}-{split}", keys, texts, max_length, cfg.pooling,
+                                      int8=cfg.quantize)  # fmt: skip
+        feats[split] = torch.from_numpy(states.layers(k))
         labels[split] = sp.labels if idx is None else sp.labels[idx]
     computed = cache.model_runs - runs
     if log:
@@ -513,7 +614,9 @@ def train_bertvision(
     # 2. the head, trained on the cached states
     hidden = int(feats["train"].shape[-1])
     torch.manual_seed(cfg.seed)
-    head = build_head(cfg.head, k + 1, hidden, task.num_labels, cfg.adapter_size, cfg.dropout).to(device)
+    head = build_head(cfg.head, k + 1, hidden, task.num_labels, cfg.adapter_size, cfg.dropout)
+    head.set_feature_stats(feats["train"].mean(0), feats["train"].std(0, unbiased=False))
+    head.to(device)
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     y_train = torch.from_numpy(np.asarray(labels["train"], dtype=np.int64))
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -526,7 +629,7 @@ def train_bertvision(
         running = 0.0
         for i in range(0, len(perm), cfg.batch_size):
             b = perm[i : i + cfg.batch_size]
-            x = feats["train"][b].to(device).float()
+            x = feats["train"][b].to(device)
             loss = F.cross_entropy(head(x), y_train[b].to(device))
             if not torch.isfinite(loss):
                 raise BertVisionError(f"non-finite loss in epoch {epoch} (lr {cfg.lr} too high?)")
@@ -551,7 +654,7 @@ def train_bertvision(
 
     # 3. the deployable model, saved atomically, then measured and evaluated as saved
     backbone = truncated_backbone(teacher_dir, k)
-    model = BertVisionClassifier(backbone, head).eval()
+    model = BertVisionClassifier(backbone, head, cfg.pooling).eval()
     from featherweight_core.teacher import load_tokenizer
 
     tokenizer = load_tokenizer(str(teacher_dir), True)
@@ -566,7 +669,8 @@ def train_bertvision(
         "max_length": max_length,
         "quantized": cfg.quantize,
         "head": {"kind": cfg.head, "depth": k + 1, "hidden": hidden, "num_labels": task.num_labels,
-                 "adapter_size": cfg.adapter_size, "params": sum(p.numel() for p in head.parameters())},
+                 "adapter_size": cfg.adapter_size, "pooling": cfg.pooling,
+                 "params": sum(p.numel() for p in head.parameters())},
         "teacher": teacher,
         "best_epoch": best_epoch,
     }  # fmt: skip
@@ -589,7 +693,7 @@ def train_bertvision(
         agree.append(float((lg.argmax(-1) == cache_logits[s].argmax(-1)).mean()))
     agreement = float(np.mean(agree))
     cache_score = _metrics(task, cache_logits, {s: labels[s] for s in eval_splits})["score"]
-    if log and agreement < AGREEMENT_WARN and not cfg.quantize:
+    if log and agreement < AGREEMENT_WARN:
         print(f"warning: the saved model agrees with the head on cached states on only {agreement:.3f} of dev",
               file=log)  # fmt: skip
     sizes = tc.measure_saved(output_dir)
@@ -640,6 +744,7 @@ def load_bertvision_model(output_dir: str | Path, quantized: bool | None = None)
     meta = _read_meta(output_dir)
     quantized = bool(meta.get("quantized")) if quantized is None else quantized
     h = meta["head"]
+    pooling = h.get("pooling", "first")
     head = build_head(h["kind"], int(h["depth"]), int(h["hidden"]), int(h["num_labels"]), int(h["adapter_size"]),
                       float(meta.get("settings", {}).get("dropout", 0.0)))  # fmt: skip
     if quantized:
@@ -649,8 +754,9 @@ def load_bertvision_model(output_dir: str | Path, quantized: bool | None = None)
         if not weights.is_file():
             raise InputFileError(f"{output_dir}: no {tc.INT8_WEIGHTS} (not saved quantized)")
         config = AutoConfig.from_pretrained(str(output_dir), local_files_only=True)
-        model = tc.quantize_int8(BertVisionClassifier(_auto_backbone(str(output_dir), config, weights=False), head))
-        with tc._quiet_storage_warning():
+        skeleton = BertVisionClassifier(_auto_backbone(str(output_dir), config, weights=False), head, pooling)
+        model = tc.quantize_int8(skeleton)
+        with tc.quiet_storage_warning():
             state = torch.load(weights, map_location="cpu", weights_only=True)
         model.load_state_dict(state)
     else:
@@ -663,5 +769,5 @@ def load_bertvision_model(output_dir: str | Path, quantized: bool | None = None)
         config = AutoConfig.from_pretrained(str(output_dir), local_files_only=True)
         backbone = _auto_backbone(str(output_dir), config, weights=True)
         head.load_state_dict(load_file(str(output_dir / tc.HEAD_WEIGHTS)))
-        model = BertVisionClassifier(backbone, head)
+        model = BertVisionClassifier(backbone, head, pooling)
     return model.eval(), load_tokenizer(str(output_dir), True), meta

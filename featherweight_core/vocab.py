@@ -48,6 +48,8 @@ THESEUS_SCHEDULES = ("constant", "linear")
 # BERT-Vision heads over the per-layer hidden states: adapter (a shared per-layer adapter, flattened, then a linear
 # classifier) or concat (a learned weighted sum of the layers, then a linear classifier)
 BERTVISION_HEADS = ("adapter", "concat")
+# Which positions of each layer a BERT-Vision head reads: the first token ([CLS]) or the mean over the real tokens
+BERTVISION_POOLINGS = ("first", "mean")
 
 # BPE vocabulary size / hash embedding K when none is given (the thesis' main setting); char embeddings have none
 DEFAULT_VOCAB_SIZE = 5000

@@ -47,6 +47,9 @@ def add_parser(sub) -> None:
                    help="adapter: a shared per-layer adapter, flattened, then a linear classifier; concat: a learned"
                         " weighted sum of the layers, then a linear classifier")  # fmt: skip
     g.add_argument("--adapter-size", type=positive_int, default=128, help="width of the adapter head")
+    g.add_argument("--pooling", choices=vocab.BERTVISION_POOLINGS, default="first",
+                   help="what the head reads of each layer: first = the [CLS] token (as the paper), mean = the mean"
+                        " over the real tokens")  # fmt: skip
     g.add_argument("--quantize", action="store_true",
                    help="save the model with int8 dynamic quantization of every Linear layer")  # fmt: skip
     t = p.add_argument_group("training the head")
@@ -93,7 +96,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = BertVisionConfig(
-        layers=args.layers, head=args.head, adapter_size=args.adapter_size, epochs=args.epochs,
+        layers=args.layers, head=args.head, adapter_size=args.adapter_size, pooling=args.pooling, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout,
         seed=args.seed, max_length=args.max_length, max_train_examples=args.max_train_examples,
         device="cpu" if args.cpu else args.device, quantize=args.quantize,

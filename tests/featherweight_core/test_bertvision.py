@@ -17,11 +17,13 @@ from featherweight_core.bertvision import (
     BertVisionError,
     HiddenStateCache,
     build_head,
-    first_token_states,
     head_param_count,
+    head_stored_count,
+    layer_states,
     load_bertvision_model,
     train_bertvision,
 )
+from featherweight_core.compressed import load_compressed
 from featherweight_core.data import Split, TaskData, load_synthetic
 from featherweight_core.softtargets import teacher_fingerprint
 from featherweight_core.tasks import get_task
@@ -86,9 +88,9 @@ def test_cache_holds_every_layer_once_per_teacher(tmp_path, teacher, data):
     keys, texts = list(dev.keys), list(dev.texts)
     first = HiddenStateCache(tmp_path / "cache", device="cpu")
     states = first.get_or_compute(teacher, "synthetic-validation", keys, texts, 48)
-    assert first.model_runs == 1 and states.dtype == np.float16 and states.shape == (200, 3 + 1, 64)
+    assert first.model_runs == 1 and states.centered.dtype == np.float16 and states.shape == (200, 3 + 1, 64)
     fp = teacher_fingerprint(teacher)
-    assert len(list((tmp_path / "cache" / fp).glob("*.npy"))) == 1
+    assert len(list((tmp_path / "cache" / fp).glob("*-L48-first.npz"))) == 1
 
     # the states are the teacher's own first-token hidden states (embeddings' output = index 0), unpadded
     model, tok = load_classifier(teacher)
@@ -96,25 +98,33 @@ def test_cache_holds_every_layer_once_per_teacher(tmp_path, teacher, data):
     with torch.no_grad():
         hidden = model(**enc, output_hidden_states=True).hidden_states
     direct = torch.stack([h[:, 0] for h in hidden], 1).numpy()
-    np.testing.assert_allclose(states[:3].astype(np.float32), direct, atol=2e-2, rtol=1e-2)
+    np.testing.assert_allclose(states.layers()[:3], direct, atol=5e-3)
+    np.testing.assert_array_equal(states.layers(1), states.layers()[:, :2])
 
     # a second run (a new cache object on the same root) reads the file without running the transformer
     again = HiddenStateCache(tmp_path / "cache", device="cpu")
-    np.testing.assert_array_equal(again.get_or_compute(teacher, "synthetic-validation", keys, texts, 48), states)
+    served = again.get_or_compute(teacher, "synthetic-validation", keys, texts, 48)
+    np.testing.assert_array_equal(served.centered, states.centered)
+    np.testing.assert_array_equal(served.offset, states.offset)
     assert again.model_runs == 0
-    # another max_length or other texts are other entries
+    # another max_length or pooling are other entries
     again.get_or_compute(teacher, "synthetic-validation", keys, texts, 16)
-    assert again.model_runs == 1
+    mean = again.get_or_compute(teacher, "synthetic-validation", keys, texts, 48, pooling="mean")
+    assert again.model_runs == 2
+    ids = enc["input_ids"][:1, : int(enc["attention_mask"][0].sum())]
+    with torch.no_grad():
+        one = model(input_ids=ids, output_hidden_states=True).hidden_states
+    np.testing.assert_allclose(mean.layers()[0], torch.stack([h[0].mean(0) for h in one]).numpy(), atol=5e-3)
 
     # a changed teacher (one weight nudged) has another fingerprint: a new entry, new states
     changed = tmp_path / "changed"
     shutil.copytree(teacher, changed)
     with torch.no_grad():
-        model.bert.embeddings.word_embeddings.weight.add_(0.5)
+        model.bert.encoder.layer[0].output.dense.weight.mul_(1.5)
     model.save_pretrained(changed)
     assert teacher_fingerprint(changed) != fp
     other = again.get_or_compute(changed, "synthetic-validation", keys, texts, 48)
-    assert again.model_runs == 2 and not np.allclose(other, states)
+    assert again.model_runs == 3 and not np.allclose(other.layers(), states.layers(), atol=1e-2)
     assert (tmp_path / "cache" / teacher_fingerprint(changed)).is_dir()
 
 
@@ -147,7 +157,7 @@ def test_truncation_drops_layers_from_the_saved_model(trained, teacher):
     head = head_param_count("adapter", 3, 64, 2, 128)
     assert head == 64 * 128 + 128 + 3 * 128 * 2 + 2
     assert result.trainable_params == head
-    assert result.params == _backbone_params_by_hand(tconf, 2) + head
+    assert result.params == _backbone_params_by_hand(tconf, 2) + head + 2 * 3 * 64  # + the standardization
     assert result.params < result.teacher["params"]
     assert tc.measure_saved(out) == {k: getattr(result, k) for k in ("params", "disk_bytes", "gzip_bytes")}
     assert result.latency_ms > 0 and len(result.history) == FAST["epochs"]
@@ -158,6 +168,8 @@ def test_head_param_formulas_match_the_modules():
                                            ("concat", 4, 64, 2, 0), ("concat", 25, 1024, 3, 0)]:  # fmt: skip
         head = build_head(kind, depth, hidden, labels, a or 1)
         assert sum(p.numel() for p in head.parameters()) == head_param_count(kind, depth, hidden, labels, a or 1)
+        stored = sum(t.numel() for t in head.state_dict().values())
+        assert stored == head_stored_count(kind, depth, hidden, labels, a or 1)
 
 
 def test_saved_model_predicts_what_the_in_memory_one_does(trained, teacher, data, cache):
@@ -181,7 +193,7 @@ def test_saved_model_predicts_what_the_in_memory_one_does(trained, teacher, data
     assert acc == pytest.approx(result.metrics["accuracy"]) and result.metrics["cache_agreement"] >= 0.97
     # the head learned: at least about as good as the teacher it reads (chance is 0.5)
     assert result.score >= result.teacher["score"] - 0.05 and result.score > 0.55
-    model2, _, _ = tc.load_compressed(out)
+    model2, _, _ = load_compressed(out)
     np.testing.assert_allclose(predict_logits(model2, tok, dev.texts[:20], 32, 48, "cpu", "fp32"), logits[:20],
                                atol=1e-6)  # fmt: skip
 
@@ -194,7 +206,7 @@ def test_second_run_reads_the_cache_and_concat_head(tmp_path, trained, teacher, 
     assert result.trainable_params == head_param_count("concat", 2, 64, 2) == 2 + 64 * 2 + 2
     from transformers import AutoConfig
 
-    assert result.params == _backbone_params_by_hand(AutoConfig.from_pretrained(teacher), 1) + 132
+    assert result.params == _backbone_params_by_hand(AutoConfig.from_pretrained(teacher), 1) + 132 + 2 * 2 * 64
 
 
 def test_quantized_output(tmp_path, trained, teacher, data, cache):
@@ -204,7 +216,7 @@ def test_quantized_output(tmp_path, trained, teacher, data, cache):
     assert tc.INT8_WEIGHTS in names and "model.safetensors" not in names and tc.HEAD_WEIGHTS not in names
     assert result.quantized and json.loads((out / tc.COMPRESSED_META).read_text())["quantized"] is True
     assert result.disk_bytes < trained[1].disk_bytes
-    model, tok, _ = tc.load_compressed(out)
+    model, tok, _ = load_compressed(out)
     assert tc.is_quantized(model)
     dev = data.splits["validation"]
     pred = predict_logits(model, tok, dev.texts, 32, 48, "cpu", "fp32").argmax(-1)
@@ -257,13 +269,14 @@ def test_not_a_bertvision_directory(tmp_path, teacher):
         load_bertvision_model(teacher)
 
 
-def test_first_token_states_is_order_independent(teacher, data):
+@pytest.mark.parametrize("pooling", ["first", "mean"])
+def test_layer_states_do_not_depend_on_batching(teacher, data, pooling):
     model, tok = load_classifier(teacher)
     texts = list(data.splits["validation"].texts[:10])
-    a = first_token_states(model, tok, texts, 48, batch_size=3)
-    b = first_token_states(model, tok, texts[::-1], 48, batch_size=10)[::-1]
-    np.testing.assert_allclose(a.astype(np.float32), b.astype(np.float32), atol=1e-2)
-    assert not np.allclose(a[0], a[1])
+    a = layer_states(model, tok, texts, 48, pooling, batch_size=3).layers()
+    b = layer_states(model, tok, texts[::-1], 48, pooling, batch_size=10).layers()[::-1]
+    np.testing.assert_allclose(a, b, atol=5e-3)
+    assert not np.allclose(a[0, 1:], a[1, 1:], atol=1e-3)
 
 
 # ---------------------------------------------------------------------------------------------------------------
