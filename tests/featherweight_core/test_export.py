@@ -268,62 +268,6 @@ def _tasks():
     return TASKS
 
 
-# ---------------------------------------------------------------------------------------------------------------
-# transformers: a fine-tuned teacher directory, an int8 compressed teacher
-
-
-@pytest.fixture(scope="module")
-def teacher_dir(tmp_path_factory, data):
-    from featherweight_core.teacher import SmallBertConfig, TeacherConfig, build_small_teacher, finetune_teacher
-
-    root = tmp_path_factory.mktemp("teacher")
-    tiny = SmallBertConfig(vocab_size=300, hidden=32, layers=1, heads=2, intermediate=64, max_length=64)
-    init = build_small_teacher(data, root / "init", tiny)
-    cfg = TeacherConfig(epochs=1, batch_size=32, lr=3e-3, max_length=48, device="cpu", max_train_examples=96)
-    finetune_teacher(init, data, root / "ft", cfg, progress=False, log=None)
-    return root / "ft"
-
-
-def test_teacher_dir_round_trip_onnx_with_tokenizer(tmp_path, data, teacher_dir):
-    from featherweight_core.measure import saved_model_sizes
-    from featherweight_core.teacher import load_classifier, predict_logits
-
-    recorded = saved_model_sizes(teacher_dir)
-    rep = export_model(teacher_dir, tmp_path / "out", data, recorded=recorded)
-    out = tmp_path / "out"
-    assert rep.format == "onnx" and rep.source_kind == "teacher" and rep.examples_checked == 40
-    assert rep.predictions_agree == 1.0 and rep.max_abs_logit_diff < 1e-4
-    assert {"tokenizer.json", "tokenizer_config.json", ONNX_FILE, EXPORT_META} <= set(rep.files)
-    meta = json.loads((out / EXPORT_META).read_text())
-    assert [i["name"] for i in meta["inputs"]] == ["input_ids", "attention_mask", "token_type_ids"]
-    assert meta["max_length"] == 48
-    texts = data.splits["validation"].texts[:10]
-    got = run_standalone(out, texts)
-    assert got["project_imported"] == []
-    model, tok = load_classifier(teacher_dir)
-    want = predict_logits(model, tok, texts, batch_size=1, max_length=48, device="cpu")
-    np.testing.assert_allclose(np.array(got["logits"]), want, atol=1e-4)
-
-
-def test_int8_compressed_teacher_falls_back_to_torchscript(tmp_path, data, teacher_dir):
-    from featherweight_core import teacher_compression as tc
-    from featherweight_core.teacher import load_classifier
-
-    model, tok = load_classifier(teacher_dir)
-    d = tmp_path / "theseus-int8"
-    d.mkdir()
-    tok.save_pretrained(d)
-    tc.save_int8(tc.quantize_int8(model), d, {"method": "theseus", "task": TASK.name, "task_spec": TASK.to_dict(),
-                                              "labels": list(TASK.label_names), "max_length": 48, "layers": 1})  # fmt: skip
-    recorded = tc.measure_saved(d)
-    rep = export_model(d, tmp_path / "out", data, recorded=recorded)
-    assert rep.source_kind == "compressed_teacher" and rep.format == "torchscript"
-    assert "ONNX export failed" in rep.fallback_reason and rep.check_batch_size == 1
-    assert rep.predictions_agree == 1.0 and rep.max_abs_logit_diff < 1e-5
-    assert rep.recorded_size_check["disk_bytes"] == (recorded["disk_bytes"],) * 2
-    assert {"tokenizer.json", TORCHSCRIPT_FILE} <= set(rep.files)
-
-
 @pytest.mark.parametrize("kind", ["bpe"])
 def test_bpe_encoder_matches_the_project(tmp_path, shared_data, kind):
     """bpe: the artefact carries the sentencepiece model; encode.py reproduces BPEmb's preprocessing and ids."""
