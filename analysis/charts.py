@@ -210,9 +210,14 @@ def count_text(n) -> str:
     return f"{n:.0f}"
 
 
+def layers_text(n) -> str:
+    """1 -> '1 layer', 3 -> '3 layers'."""
+    return f"{int(n)} layer" + ("" if int(n) == 1 else "s")
+
+
 def _teacher_compression_configuration(row) -> str:
     layers = row.get("layers")
-    parts = [METHOD_NAMES.get(row["arch"], str(row["arch"])) + (f" {int(layers)} layers" if _present(layers) else "")]
+    parts = [METHOD_NAMES.get(row["arch"], str(row["arch"])) + (f" {layers_text(layers)}" if _present(layers) else "")]
     settings = method_settings(row.get("settings"))
     if settings:
         parts.append(settings)
@@ -337,6 +342,61 @@ def _domains(frames: list[pd.DataFrame], budgets_x: list[float]) -> tuple[list[f
     return [lo / pad, hi * pad], [ylo - ypad, yhi + ypad]
 
 
+_LABEL_CHAR_PX = 5.8  # mean width of a character of the 10 px label font
+_MARKER_RADIUS_PX = 5.0  # half the size of a point's marker (mark size 75 px^2)
+_LABEL_ABOVE, _LABEL_BELOW = (-17.0, -6.0), (0.0, 11.0)  # label box (top, bottom) in px from its point (dy -8 / 9)
+
+
+def label_sides(
+    xs: list[float],
+    ys: list[float],
+    names: list[str],
+    rightward: list[bool],
+    xdom,
+    ydom,
+    width: int,
+    height: int,
+    points: list[tuple[float, float]] = (),
+) -> list[bool]:
+    """Whether each point's name goes above it (else below), for points in x order: neighbours alternate, unless the
+    alternate place would overlap a label placed before it or a marker of ``points`` (every drawn (x, y); estimated in
+    pixels on the log x / linear y axes) and the other does not, or overlaps less; ``rightward``: the label starts
+    right of its point (else it ends left of it).
+
+    Two names at one height facing each other (the second and fourth point) do not share a side:
+
+    >>> label_sides([0.006, 0.13, 0.25, 0.35], [46, 54, 60, 54], ["FFN_Hash16 + p + q", "Theseus-1L + q",
+    ...             "BERT-Vision-1L adapter", "teacher:synthetic"], [True, True, False, False], [0.004, 0.5],
+    ...             [45, 64], 440, 320)
+    [True, False, True, True]
+    """
+    lx0, lx1 = math.log(xdom[0]), math.log(xdom[1])
+
+    def pixels(xv: float, yv: float) -> tuple[float, float]:
+        return width * (math.log(xv) - lx0) / (lx1 - lx0), height * (1 - (yv - ydom[0]) / (ydom[1] - ydom[0]))
+
+    r = _MARKER_RADIUS_PX
+    markers = [(px - r, px + r, py - r, py + r) for px, py in (pixels(a, b) for a, b in points)]
+    placed: list[tuple[float, float, float, float]] = []
+    out = []
+    for i, (xv, yv, name, right) in enumerate(zip(xs, ys, names, rightward, strict=True)):
+        px, py = pixels(xv, yv)
+        tw = _LABEL_CHAR_PX * len(name)
+        left, right_edge = (px + 8, px + 8 + tw) if right else (px - 8 - tw, px - 8)
+
+        def overlap(above: bool, left=left, right_edge=right_edge, py=py) -> float:
+            top, bottom = (py + d for d in (_LABEL_ABOVE if above else _LABEL_BELOW))
+            return sum(max(0.0, min(right_edge, b[1]) - max(left, b[0])) * max(0.0, min(bottom, b[3]) - max(top, b[2]))
+                       for b in placed + markers)  # fmt: skip
+
+        preferred = i % 2 == 0
+        above = preferred if overlap(preferred) <= overlap(not preferred) else not preferred
+        top, bottom = (py + d for d in (_LABEL_ABOVE if above else _LABEL_BELOW))
+        placed.append((left, right_edge, top, bottom))
+        out.append(above)
+    return out
+
+
 def pareto_chart(
     df: pd.DataFrame,
     title: str,
@@ -363,7 +423,9 @@ def pareto_chart(
     seeds = seeds if seeds is not None else pd.DataFrame(columns=["x", "y", "y_lo", "y_hi", "color_key"])
     xdom, ydom = _domains([df, seeds], budgets_x)
     size_short = size_title.replace(", log scale", "").replace(" (log scale)", "")
-    x_axis = alt.Axis(format="~g" if is_bytes else "~s", grid=True)
+    # log axes label 2..9 within a decade when few decades are shown: keep 6 px between labels (0.03 0.04 0.05 would
+    # otherwise run together); a range of many decades is labelled at each decade
+    x_axis = alt.Axis(format="~g" if is_bytes else "~s", grid=True, labelOverlap="greedy", labelSeparation=6)
     x = alt.X("x:Q", scale=alt.Scale(type="log", domain=xdom, nice=False), title=size_title, axis=x_axis)
     y_scale = alt.Scale(zero=False, domain=ydom, nice=False)
     y = alt.Y("y:Q", scale=y_scale, title=score_title)
@@ -460,7 +522,10 @@ def pareto_chart(
         # labels right of their point, left of it in the right quarter of the axis (they never run off the plot)
         cut = math.exp(math.log(xdom[0]) + 0.72 * (math.log(xdom[1]) - math.log(xdom[0])))
         named = named.sort_values("x")
-        named["_above"] = [i % 2 == 0 for i in range(len(named))]  # neighbours alternate above and below
+        named["_above"] = label_sides(named["x"].astype(float).tolist(), named["y"].astype(float).tolist(),
+                                      named["name"].astype(str).tolist(), [v <= cut for v in named["x"]],
+                                      xdom, ydom, width, height,
+                                      list(zip(df["x"].astype(float), df["y"].astype(float), strict=True)))  # fmt: skip
         groups = [(side, above, named[((named["x"] > cut) == (side == "right")) & (named["_above"] == above)])
                   for side in ("left", "right") for above in (True, False)]  # fmt: skip
         for side, above, part in groups:

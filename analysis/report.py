@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from analysis.charts import METHOD_NAMES, method_settings, task_chart
+from analysis.charts import METHOD_NAMES, layers_text, method_settings, task_chart
 from featherweight_core.atomic import write_text_atomic
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ def _config_summary(row) -> str:
     if row.get("stage") == "teacher_compression":
         head = METHOD_NAMES.get(row["arch"], str(row["arch"]))
         if not _missing(row.get("layers")):
-            head += f" {int(row['layers'])} layers"
+            head += f" {layers_text(row['layers'])}"
         parts = [head, method_settings(row.get("settings"))]
         if not _missing(row.get("seed")):
             parts.append(f"seed {row['seed']}")

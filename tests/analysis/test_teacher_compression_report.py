@@ -8,7 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from analysis.charts import ARCH_COLORS, STAGE_SHAPES, pareto_frame, task_chart
+from analysis.charts import (
+    ARCH_COLORS,
+    STAGE_SHAPES,
+    count_text,
+    label_sides,
+    method_settings,
+    pareto_frame,
+    task_chart,
+)
 from analysis.report import build_report
 from analysis.views import open_store
 from tests.fakes import make_record
@@ -99,3 +107,25 @@ def test_report_has_the_teacher_compression_table(store, tmp_path):
 def test_report_without_teacher_compression_has_no_such_table(store, tmp_path):
     md = build_report(store, "students", tmp_path / "r").markdown.read_text()
     assert "Teacher compression" not in md and "teacher compressed" not in md
+
+
+def test_text_helpers():
+    assert (
+        method_settings('{"schedule": "linear", "replace_rate": 0.3, "k": 2}')
+        == "k 2, replace_rate 0.3, schedule linear"
+    )
+    assert method_settings({}) == "" and method_settings(None) == ""
+    assert [count_text(n) for n in (22_700_000, 52_000, 300, None)] == ["22.7M", "52k", "300", "-"]
+
+
+def test_labels_avoid_each_other_and_the_markers():
+    # a Theseus model and its quantized version at nearly one height: the left name would run over the right point
+    xs, ys, names = [30.0, 64.0], [87.5, 88.0], ["Theseus-3L + q", "Theseus-3L"]
+    geometry = ([4e-4, 7400], [79, 97.5], 900, 380)
+    assert label_sides(xs, ys, names, [True, True], *geometry) == [True, True]  # markers ignored: over the star
+    assert label_sides(xs, ys, names, [True, True], *geometry, list(zip(xs, ys, strict=True))) == [False, True]
+    # two names at one height facing each other, both due below by alternation: the later one moves above
+    sides = label_sides([0.006, 0.13, 0.25, 0.35], [46, 54, 60, 54], ["FFN_Hash16 + p + q", "Theseus-1L + q",
+                        "BERT-Vision-1L adapter", "teacher:synthetic"], [True, True, False, False], [0.004, 0.5],
+                        [45, 64], 440, 320)  # fmt: skip
+    assert sides == [True, False, True, True]
