@@ -157,37 +157,34 @@ def _max_length(meta: dict[str, Any], path: Path) -> int:
     return TeacherConfig().max_length
 
 
-def _source_task_meta(src: _Source) -> dict[str, Any]:
-    """The metadata that records the source's task and data: its own, else (a sweep's compressed student) its parent
-    checkpoint's, else (a compressed teacher) its teacher directory's."""
-    from featherweight_core.commands.common import recorded_task_of
-
-    if recorded_task_of(src.meta) is not None:
-        return src.meta
+def _source_task_metas(src: _Source) -> list[dict[str, Any]]:
+    """The metadata that may record the source's task and data, in order: its own, its parent checkpoint's (a
+    compressed student names its parent) and its teacher directory's (a compressed teacher names its teacher)."""
+    metas = [src.meta]
     parent = src.meta.get("parent")
     if isinstance(parent, str) and Path(parent).is_file():
         from featherweight_core.checkpoint import load_checkpoint
 
         with contextlib.suppress(UserError):
-            return load_checkpoint(parent)[2]
+            metas.append(load_checkpoint(parent)[2])
     teacher = src.meta.get("teacher")
     tdir = teacher.get("dir") if isinstance(teacher, dict) else None
     if isinstance(tdir, str) and Path(tdir).is_dir():
         from featherweight_core.teacher import read_teacher_meta
 
         with contextlib.suppress(UserError):
-            return {**read_teacher_meta(tdir), **{k: v for k, v in src.meta.items() if k == "task_spec"}}
-    return src.meta
+            metas.append(read_teacher_meta(tdir))
+    return metas
 
 
-def resolve_task_data(src_meta: dict[str, Any], data: str | None, what: str, parent_meta: dict | None = None):
-    """The :class:`~featherweight_core.data.TaskData` an artefact records (``task_spec`` / ``task`` and
-    ``data_source`` of ``src_meta``, else of ``parent_meta``); ``data`` replaces the recorded data source."""
+def resolve_task_data(metas: list[dict[str, Any]], data: str | None, what: str):
+    """The :class:`~featherweight_core.data.TaskData` an artefact records: the task (``task_spec`` / ``task``) and
+    the ``data_source`` of the first of ``metas`` that records one; ``data`` replaces the recorded data source."""
     from featherweight_core.commands.common import recorded_task_of
     from featherweight_core.data import load_task_data
     from featherweight_core.tasks import TaskSpec
 
-    metas = [m for m in (src_meta, parent_meta) if m]
+    metas = [m for m in metas if m]
     recorded = next((recorded_task_of(m) for m in metas if recorded_task_of(m) is not None), None)
     if recorded is None:
         raise ExportError(f"{what} records no task: cannot check the artefact on a dev split")
@@ -571,7 +568,7 @@ def export_model(
     src = _load_source(source)
     size_check = check_recorded_sizes(src, recorded)
     if task_data is None:
-        task_data = resolve_task_data(_source_task_meta(src), data, f"{src.path}", parent_meta)
+        task_data = resolve_task_data([*_source_task_metas(src), parent_meta or {}], data, f"{src.path}")
     task = task_data.task
     splits = [task_data.splits[s] for s in task.eval_splits if s in task_data.splits]
     if not splits or not sum(len(s) for s in splits):
@@ -677,7 +674,7 @@ def verify_artefact(
     meta = json.loads(meta_file.read_text())
     src = _load_source(source)
     if task_data is None:
-        task_data = resolve_task_data(_source_task_meta(src), data, f"{src.path}")
+        task_data = resolve_task_data(_source_task_metas(src), data, f"{src.path}")
     splits = [task_data.splits[s] for s in task_data.task.eval_splits if s in task_data.splits]
     quantized = _is_quantized(src.model) if src.is_student else _tc_quantized(src.model)
     bs = batch_size or (1 if quantized else CHECK_BATCH_SIZE)
