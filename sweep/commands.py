@@ -140,8 +140,10 @@ def validate_cmd(args: argparse.Namespace) -> int:
     for path in args.spec:
         spec = load_spec(path)
         n = len(spec.distill_trials())
+        tc = spec.teacher_compression_size()
         print(f"{path}: ok ({spec.name}: {len(spec.tasks)} task(s), {n} distillation trials"
-              f"{', compression stage' if spec.compress else ''})")  # fmt: skip
+              f"{', compression stage' if spec.compress else ''}"
+              f"{f', {tc} teacher compression trials' if tc else ''})")  # fmt: skip
     return 0
 
 

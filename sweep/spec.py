@@ -23,6 +23,7 @@ from featherweight_core.vocab import (
     ARCHS,
     AUGMENT_MODES,
     BERTVISION_HEADS,
+    BERTVISION_POOLINGS,
     BPEMB_DIMS,
     BPEMB_VOCAB_SIZES,
     DEFAULT_VOCAB_SIZE,
@@ -132,10 +133,10 @@ TC_TOP_KEYS = {"tasks": None, "theseus": None, "bertvision": None}
 _TC_COMMON_GRID = ("seeds", "quantize")
 TC_GRID_KEYS = {
     "theseus": ("replace_rate", "schedule", "p", "replacing_fraction", "k", "b", "train_classifier", *_TC_COMMON_GRID),
-    "bertvision": ("layers", "head", "adapter_size", *_TC_COMMON_GRID),
+    "bertvision": ("layers", "head", "adapter_size", "pooling", *_TC_COMMON_GRID),
 }
 TC_TRAINING_KEYS = {
-    "theseus": ("epochs", "lr", "batch_size", "max_length", "max_train_examples", "warmup_ratio"),
+    "theseus": ("epochs", "lr", "batch_size", "max_length", "max_train_examples", "warmup_ratio", "precision"),
     "bertvision": ("epochs", "lr", "batch_size", "max_length", "max_train_examples", "dropout"),
 }
 TC_ALIASES = {"theseus": {"r": "replace_rate"}, "bertvision": {"k": "layers"}}
@@ -260,6 +261,14 @@ class SweepSpec:
     @property
     def teacher_compression(self) -> dict | None:
         return self.raw.get("teacher_compression")
+
+    def teacher_compression_size(self) -> int:
+        """How many teacher-compression trials the section asks for (grid points of every method, times its
+        tasks), before any teacher is looked at."""
+        tc = self.teacher_compression
+        if not tc:
+            return 0
+        return len(tc["tasks"]) * sum(len(_tc_grid(m, tc[m])) for m in TEACHER_COMPRESSION_METHODS if m in tc)
 
     def teacher_compression_trials(self, teachers: dict[str, str | Path]) -> list[TeacherCompressionTrial]:
         """The teacher-compression grid of every task in ``teachers`` (task -> its fine-tuned teacher directory;
@@ -478,6 +487,10 @@ def _tc_value(method: str, key: str, value: Any, where: str) -> Any:
         return _choice(value, THESEUS_SCHEDULES, where)
     if key == "head":
         return _choice(value, BERTVISION_HEADS, where)
+    if key == "pooling":
+        return _choice(value, BERTVISION_POOLINGS, where)
+    if key == "precision":
+        return _choice(value, TEACHER_PRECISIONS, where)
     if key in ("k", "lr"):
         v = _num(value, where)
         if v <= 0:

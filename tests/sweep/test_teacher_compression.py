@@ -56,6 +56,7 @@ def test_section_is_validated_and_filled():
     assert tc["theseus"] == {"replace_rate": [2], "schedule": ["constant", "linear"], "p": [0.3, 0.5], "k": [0.01],
                              "epochs": 1, "seeds": [0], "quantize": [False]}  # fmt: skip
     assert tc["bertvision"] == {"layers": [1, 2], "quantize": [False, True], "lr": 0.001, "seeds": [0]}
+    assert spec.teacher_compression_size() == 3 + 4  # theseus: constant x 2 p, linear; bertvision: 2 k x 2 quantize
     assert spec.resources["teacher_compression_cpus"] == 1 and spec.resources["teacher_compression_gpus"] == "auto"
     # the saved spec validates to itself (a resume reads it back)
     again = validate(json.loads(json.dumps(spec.raw)), check_files=False)
@@ -93,6 +94,8 @@ def test_section_is_validated_and_filled():
         ({"bertvision": {"head": "mlp"}}, "teacher_compression.bertvision.head: 'mlp' is not one of"),
         ({"bertvision": {"adapter_size": 0}}, "teacher_compression.bertvision.adapter_size: 0 must be >= 1"),
         ({"bertvision": {"dropout": 1.0}}, "teacher_compression.bertvision.dropout: 1.0 is outside"),
+        ({"bertvision": {"pooling": ["first", "max"]}}, "teacher_compression.bertvision.pooling[1]: 'max' is not one"),
+        ({"theseus": {"precision": "int8"}}, "teacher_compression.theseus.precision: 'int8' is not one of"),
         ({"bertvision": {"p": 0.5}}, "teacher_compression.bertvision.p: unknown key"),
         ({"bertvision": [1]}, "teacher_compression.bertvision: expected a mapping"),
         ({"tasks": ["sst2"], "theseus": {}}, "teacher_compression.tasks[0]: 'sst2' is not a task of this spec"),
@@ -182,13 +185,10 @@ def test_resources(tmp_path):
 # ---- a synthetic sweep into the database ---------------------------------------------------------------------------
 
 
-def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-
-
-def _featherweight(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def _featherweight(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **env}
     return subprocess.run([sys.executable, "-m", "sweep.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env=_env(), timeout=600)  # fmt: skip
+                          env=env, timeout=600)  # fmt: skip
 
 
 @pytest.mark.slow
@@ -208,13 +208,22 @@ def test_both_methods_in_a_synthetic_sweep_into_the_database(tmp_path):
     }
     spec = tmp_path / "tc.yaml"
     spec.write_text(yaml.safe_dump(raw))
-    r = _featherweight("sweep", "run", str(spec), cwd=tmp_path)
+    # one trial fails: recorded as an error row, the others finish, the sweep goes on
+    r = _featherweight("sweep", "run", str(spec), cwd=tmp_path, FEATHERWEIGHT_FAULT_TRIALS="method=bertvision,layers=2")
     assert r.returncode == 0, r.stderr[-3000:]
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("[teacher compression")]
-    assert len(lines) == 3 and all("score" in ln for ln in lines), r.stderr[-3000:]
-    assert "1 distillation + 0 compression + 3 teacher compression trials run, 0 failed" in r.stderr
-
+    assert len(lines) == 3 and sum("score" in ln for ln in lines) == 2, r.stderr[-3000:]
+    assert "1 distillation + 0 compression + 3 teacher compression trials run, 1 failed" in r.stderr
     db = tmp_path / "runs" / "featherweight.duckdb"
+    failed = open_store(db, read_only=True).query("SELECT * FROM trials WHERE status = 'error'")
+    assert len(failed) == 1 and failed.arch[0] == "bertvision" and "injected fault" in failed.error[0]
+    assert failed.stage[0] == "teacher_compression" and failed.emb_dim[0] == 64 and failed.checkpoint_path.isna()[0]
+
+    # resume: only the failed trial runs again
+    r = _featherweight("sweep", "resume", "tc", "--db", str(db), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "0 distillation + 0 compression + 1 teacher compression trials run, 0 failed" in r.stderr, r.stderr[-3000:]
+
     store = open_store(db, read_only=True)
     rows = store.query("SELECT t.*, r.* EXCLUDE (sweep, trial_id) FROM trials t JOIN results r USING (sweep, trial_id)"
                        " WHERE t.stage = 'teacher_compression' ORDER BY t.arch, r.layers")  # fmt: skip
@@ -231,7 +240,7 @@ def test_both_methods_in_a_synthetic_sweep_into_the_database(tmp_path):
     # BERT-Vision with one layer is smaller than with two; both trained the same head on the shared cache
     assert rows.params.iloc[0] < rows.params.iloc[1]
     cache = tmp_path / "runs" / "tc" / "assets" / "hidden_states"
-    assert len(list(cache.glob("*/*-train-*.npy"))) == 1  # one cache of every layer, read by k = 1 and k = 2
+    assert len(list(cache.glob("*/*-train-*"))) == 1  # one cache of every layer, read by k = 1 and k = 2
     for path, arch in zip(rows.checkpoint_path, rows.arch, strict=True):
         meta = json.loads((Path(path) / "featherweight_compressed.json").read_text())
         assert meta["method"] == arch and Path(path).parent.name == "checkpoints"
