@@ -161,3 +161,31 @@ def test_data_moved_is_an_error_naming_the_option(tmp_path, capsys):
     rc = main(["export", "--model", str(ckpt), "--output", str(tmp_path / "a"), "--data", str(csv), "--json"])
     assert rc == 0 and json.loads(capsys.readouterr().out)["examples_checked"] >= 1
     assert Path(tmp_path / "a" / EXPORT_META).is_file()
+
+
+def test_export_a_teacher_compression_trial(tmp_path, capsys):
+    """A teacher_compression trial's checkpoint is its output directory (here a BERT-Vision model, k = 1)."""
+    from featherweight_core.bertvision import BertVisionConfig, train_bertvision
+    from featherweight_core.teacher import SmallBertConfig, TeacherConfig, build_small_teacher, finetune_teacher
+
+    torch.set_num_threads(1)
+    data = load_synthetic(TASK, n_train=100, n_dev=20)
+    tiny = SmallBertConfig(vocab_size=300, hidden=32, layers=2, heads=2, intermediate=64, max_length=64)
+    init = build_small_teacher(data, tmp_path / "init", tiny)
+    ft = TeacherConfig(epochs=1, batch_size=32, lr=3e-3, max_length=48, device="cpu", max_train_examples=64)
+    finetune_teacher(init, data, tmp_path / "teacher", ft, progress=False, log=None)
+    out = tmp_path / "t-1"
+    res = train_bertvision(tmp_path / "teacher", data, out, BertVisionConfig(layers=1, epochs=1, device="cpu"))
+    db = tmp_path / "fw.duckdb"
+    store = open_store(db)
+    store.start_sweep("s", {}, "test", str(tmp_path))
+    sizes = {"params": res.params, "disk_bytes": res.disk_bytes, "gzip_bytes": res.gzip_bytes}
+    store.record_trial(make_record("s", "t-1", stage="teacher_compression", task="synthetic", arch="bertvision",
+                                   embedding="transformer", emb_dim=32, vocab_size=None, checkpoint_path=str(out),
+                                   sizes=sizes, teacher=str(tmp_path / "teacher")))  # fmt: skip
+    rc, stdout, err = run_cli(["export", "t-1", "--db", str(db), "--output", str(tmp_path / "art"), "--json"], capsys)
+    assert rc == 0, err
+    rep = json.loads(stdout)
+    assert rep["source_kind"] == "compressed_teacher" and rep["format"] == "onnx" and rep["predictions_agree"] == 1.0
+    assert rep["recorded_size_check"] == {k: [v, v] for k, v in sizes.items()}
+    assert "tokenizer.json" in rep["files"]
