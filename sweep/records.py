@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +91,6 @@ def teacher_compression_record(
     config = trial.to_dict()
     if outcome.finished:
         config["resolved"] = outcome.resolved
-    extra = {"teacher": teacher.get("dir"), "trainable_params": outcome.trainable_params,
-             "latency_ms": outcome.latency_ms, "layers": outcome.layers}  # fmt: skip
-    fields = {f.name for f in dataclasses.fields(TrialRecord)}
     return TrialRecord(
         **{
             **_common(sweep, trial, outcome, checkpoint_dir),
@@ -112,5 +108,8 @@ def teacher_compression_record(
         pooling=None,
         quantization=outcome.quantization,
         config=config,
-        **{k: v for k, v in extra.items() if k in fields},  # the columns of migration 006, once the store has them
+        teacher=teacher.get("dir"),
+        trainable_params=outcome.trainable_params,
+        latency_ms=outcome.latency_ms,
+        layers=outcome.layers,
     )

@@ -17,11 +17,13 @@ import yaml
 from featherweight_core.data import load_synthetic
 from featherweight_core.softtargets import teacher_fingerprint
 from featherweight_core.tasks import get_task
-from featherweight_core.teacher import SmallBertConfig, build_small_teacher
+from featherweight_core.teacher import SmallBertConfig, TeacherConfig, build_small_teacher, finetune_teacher
+from sweep.records import teacher_compression_record
 from sweep.spec import SpecError, validate
-from sweep.stage_teacher import check_teacher_compression_resources, known_teachers, trial_resources
+from sweep.stage_teacher import check_teacher_compression_resources, known_teachers, teacher_shape, trial_resources
 from sweep.tuner import ResourceError
-from trainables.trial import TeacherCompressionTrial
+from trainables.teacher_compression import run_teacher_compression
+from trainables.trial import TeacherCompressionTrial, TrialOutcome
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {
@@ -42,6 +44,16 @@ def teacher(tmp_path_factory) -> Path:
     data = load_synthetic(get_task("synthetic"), n_train=60, n_dev=20)
     cfg = SmallBertConfig(vocab_size=200, hidden=16, layers=4, heads=2, intermediate=32, max_length=32)
     return build_small_teacher(data, tmp_path_factory.mktemp("teacher") / "t", cfg)
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory, teacher):
+    """The 4-layer teacher fine-tuned one quick epoch, and its task data: what the methods start from."""
+    data = load_synthetic(get_task("synthetic"), n_train=60, n_dev=20)
+    cfg = TeacherConfig(epochs=1, batch_size=32, lr=3e-3, max_length=32, device="cpu")
+    out = tmp_path_factory.mktemp("tuned") / "t"
+    finetune_teacher(teacher, data, out, cfg, progress=False, log=None)
+    return out, data
 
 
 # ---- the spec section ----------------------------------------------------------------------------------------------
@@ -169,6 +181,24 @@ def test_known_teachers_finds_only_existing_ones(tmp_path, teacher):
     assert known_teachers(d) == {"synthetic": str(teacher.resolve())}
 
 
+def test_known_teachers_of_a_study_task_come_from_its_teacher_stage(tmp_path, teacher):
+    from db.store import ExperimentStore
+
+    raw = {**BASE, "storage": str(tmp_path), "tasks": {"synthetic": {"teacher": {"model": "small"}}},
+           "teacher_compression": {"bertvision": {}}}  # fmt: skip
+    spec = validate(raw, check_files=False)
+    store = ExperimentStore(tmp_path / "db.duckdb")
+    store.start_sweep("tc", spec.raw, "test", str(tmp_path))
+    assert known_teachers(spec, store) == {}  # the teacher stage has not run
+    store.start_stage("tc", "synthetic", "teacher", "fp-old", str(tmp_path / "gone"))
+    store.finish_stage("tc", "synthetic", "teacher", "fp-old", "finished", output=str(tmp_path / "gone"))
+    assert known_teachers(spec, store) == {}  # recorded, but its directory is gone
+    store.start_stage("tc", "synthetic", "teacher", "fp-new", str(teacher))
+    assert known_teachers(spec, store) == {}  # running: not built yet
+    store.finish_stage("tc", "synthetic", "teacher", "fp-new", "finished", output=str(teacher))
+    assert known_teachers(spec, store) == {"synthetic": str(teacher)}
+
+
 def test_resources(tmp_path):
     spec = _validate({"theseus": {}}, resources={"teacher_compression_cpus": 2})
     node = {"Alive": True, "NodeManagerAddress": "10.0.0.1", "Resources": {"CPU": 2.0}}
@@ -180,6 +210,46 @@ def test_resources(tmp_path):
     spec = _validate({"theseus": {}}, resources={"teacher_compression_gpus": 1})
     with pytest.raises(ResourceError, match=r"^resources.teacher_compression_gpus: 1 GPU per teacher compression"):
         check_teacher_compression_resources(spec, {"CPU": 2.0}, [node])
+
+
+# ---- the trainable's body and the record, without Ray --------------------------------------------------------------
+
+
+def test_trial_body_and_record_into_the_database(tmp_path, tuned):
+    from analysis.views import open_store
+
+    teacher_dir, data = tuned
+    spec = validate({**BASE, "tasks": {"synthetic": {"teacher": str(teacher_dir)}},
+                     "teacher_compression": {"theseus": {"r": 2, "epochs": 1, "max_length": 32, "quantize": True},
+                                             "bertvision": {"k": 1, "epochs": 1, "max_length": 32}}},
+                    check_files=False)  # fmt: skip
+    trials = spec.teacher_compression_trials({"synthetic": str(teacher_dir)})
+    assert [t.method for t in trials] == ["theseus", "bertvision"]
+    shape = teacher_shape(teacher_dir)
+    assert shape["hidden_size"] == 16 and shape["layers"] == 4 and shape["vocab_size"] > 0
+    store = open_store(tmp_path / "db.duckdb")
+    store.start_sweep("tc", spec.raw, "test", str(tmp_path))
+    for trial in trials:
+        out = tmp_path / "checkpoints" / trial.trial_id
+        outcome = run_teacher_compression(trial, data, str(teacher_dir), "cpu", str(out), str(tmp_path / "cache"))
+        back = TrialOutcome.from_result(outcome.to_result("gzip_bytes"))  # what crosses Ray
+        assert back == outcome and back.teacher["dir"] == str(teacher_dir)
+        store.record_trial(teacher_compression_record("tc", trial, back, str(out), shape))
+    failed = TrialOutcome.failed("RuntimeError: boom", 1.0, 2.0)
+    store.record_trial(teacher_compression_record("tc", trials[1], failed, None, shape))  # a finished row stays
+    rows = store.query("SELECT * FROM trial_results WHERE stage = 'teacher_compression' ORDER BY arch DESC")
+    assert list(rows.arch) == ["theseus", "bertvision"] and (rows.status == "finished").all()
+    assert list(rows.layers) == [2, 1] and (rows.teacher == str(teacher_dir)).all() and (rows.emb_dim == 16).all()
+    assert list(rows.quantization.fillna("-")) == ["int8 dynamic (Linear)", "-"]
+    assert (rows.trainable_params > 0).all() and (rows.params > rows.trainable_params).all()
+    assert (rows.latency_ms > 0).all() and (rows.gzip_bytes > 0).all() and rows.score.between(0, 1).all()
+    assert [Path(p).name for p in rows.checkpoint_path] == [t.trial_id for t in trials]
+
+    # a teacher replaced after planning fails the trial instead of compressing another model
+    stale = TeacherCompressionTrial.from_dict({**trials[1].to_dict(), "teacher_fingerprint": "0" * 16})
+    with pytest.raises(RuntimeError, match="changed since the trial was planned"):
+        run_teacher_compression(stale, data, str(teacher_dir), "cpu", str(tmp_path / "stale"))
+    assert not (tmp_path / "stale").exists()
 
 
 # ---- a synthetic sweep into the database ---------------------------------------------------------------------------
