@@ -194,7 +194,8 @@ class HiddenStateCache:
 
     ``teacher_fp`` is :func:`featherweight_core.softtargets.teacher_fingerprint` (weights, config, tokenizer), so a
     changed teacher gets new files; ``data_fp`` hashes the keys and texts; ``-int8``: the states of the teacher
-    with int8 dynamic quantization of every ``nn.Linear`` (computed on the CPU), which a quantized output's head
+    with int8 dynamic quantization of every ``nn.Linear`` (computed on the CPU one example at a time, since the
+    activations' int8 scale depends on the batch), which a quantized output's head
     trains on because its backbone computes those. Files are written to a temporary name and
     renamed into place. ``root=None`` keeps nothing on disk. ``model_runs`` counts the teacher runs (tests assert on
     it), ``examples_computed`` the rows they covered.
@@ -290,8 +291,10 @@ class HiddenStateCache:
             self._loaded[fp] = (model, tokenizer)
         model, tokenizer = self._loaded[fp]
         device = torch.device("cpu") if int8 else resolve_device(self.device)
-        states = layer_states(model, tokenizer, texts, max_length, pooling, device, self.batch_size,
-                              self.precision, self.progress)  # fmt: skip
+        # int8 dynamic quantization scales activations per batch: one example at a time, as the model is deployed
+        batch = 1 if int8 else self.batch_size
+        states = layer_states(model, tokenizer, texts, max_length, pooling, device, batch, self.precision,
+                              self.progress)  # fmt: skip
         self.model_runs += 1
         self.examples_computed += len(texts)
         return states
@@ -683,13 +686,16 @@ def train_bertvision(
             save_file({n: t.contiguous() for n, t in head.state_dict().items()}, str(tmp / tc.HEAD_WEIGHTS))
             tc.write_meta(tmp, meta)
     saved, tokenizer, _ = load_bertvision_model(output_dir, cfg.quantize)
-    dev_metrics, test_metrics = tc.evaluate(saved, tokenizer, task_data, max_length)
+    # int8: activations are quantized per batch, so evaluate one example at a time, as latency is measured and the
+    # quantized head's training states were computed
+    eval_batch = 1 if cfg.quantize else 64
+    dev_metrics, test_metrics = tc.evaluate(saved, tokenizer, task_data, max_length, batch_size=eval_batch)
     # the saved model must predict what the head predicted on the cached states (float16 rounding aside)
     from featherweight_core.teacher import predict_logits
 
     agree = []
     for s in eval_splits:
-        lg = predict_logits(saved, tokenizer, task_data.splits[s].texts, 64, max_length, "cpu", "fp32")
+        lg = predict_logits(saved, tokenizer, task_data.splits[s].texts, eval_batch, max_length, "cpu", "fp32")
         agree.append(float((lg.argmax(-1) == cache_logits[s].argmax(-1)).mean()))
     agreement = float(np.mean(agree))
     cache_score = _metrics(task, cache_logits, {s: labels[s] for s in eval_splits})["score"]
