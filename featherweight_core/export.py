@@ -384,6 +384,7 @@ class _Inputs:
     n: int
     meta_inputs: list[dict[str, Any]]
     batch_size: int
+    example: tuple[torch.Tensor, ...]  # what the model is traced / exported with: two rows of different lengths
 
 
 def _is_quantized(model: nn.Module) -> bool:
@@ -403,6 +404,7 @@ def _student_inputs(src: _Source, splits: list, bpemb_dir, batch_size: int) -> t
     fields = tuple(encoder.encode_many([t[i] for t in texts]) for i in range(n_fields))
     split = EncodedSplit(fields, np.zeros(len(texts), np.int64), [str(i) for i in range(len(texts))])
     batches = [(idx, make_batch(split, idx).inputs) for idx in bucket_batches(split.lengths, batch_size, None)]
+    example = make_batch(split, _two_rows(split.lengths)).inputs
     suffixes = ("_a", "_b") if cfg.pair else ("",)
     names = [f"{k}{s}" for s in suffixes for k in ("ids", "lengths")]
     ids_shape = ["batch", "time", encoder.width] if encoder.width > 1 else ["batch", "time"]
@@ -412,7 +414,7 @@ def _student_inputs(src: _Source, splits: list, bpemb_dir, batch_size: int) -> t
                          "description": "token ids, 0-padded after each sequence's length"},
                         {"name": f"lengths{s}", "dtype": "int64", "shape": ["batch"],
                          "description": "number of tokens of each sequence (>= 1)"}]  # fmt: skip
-    return _Inputs(names, batches, len(texts), meta_inputs, batch_size), encoder
+    return _Inputs(names, batches, len(texts), meta_inputs, batch_size, example), encoder
 
 
 def _transformer_inputs(src: _Source, splits: list, batch_size: int) -> tuple[_Inputs, bool]:
@@ -429,18 +431,18 @@ def _transformer_inputs(src: _Source, splits: list, batch_size: int) -> tuple[_I
         b = tok.batch(idx)
         batches.append((idx, tuple(b[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in b)))
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
+    example = tuple(tok.batch(_two_rows(tok.lengths))[k] for k in names)
     desc = {"input_ids": "token ids from the tokenizer, padded with its pad id",
             "attention_mask": "1 for real tokens, 0 for padding", "token_type_ids": "0 first text, 1 second text"}  # fmt: skip
     meta_inputs = [{"name": n, "dtype": "int64", "shape": ["batch", "sequence"], "description": desc[n]} for n in names]
-    return _Inputs(names, batches, len(texts), meta_inputs, batch_size), token_types
+    return _Inputs(names, batches, len(texts), meta_inputs, batch_size, example), token_types
 
 
-def _example(inputs: _Inputs) -> tuple[torch.Tensor, ...]:
-    """Inputs to trace / export with: a batch of at least two rows of different lengths where the data has one."""
-    for _, batch in reversed(inputs.batches):
-        if batch[0].shape[0] >= 2:
-            return batch
-    return inputs.batches[-1][1]
+def _two_rows(lengths: np.ndarray) -> np.ndarray:
+    """The longest and the shortest example (one row when there is only one), so a trace sees a padded batch."""
+    if len(lengths) < 2:
+        return np.arange(len(lengths))
+    return np.array([int(np.argmax(lengths)), int(np.argmin(lengths))])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -466,7 +468,7 @@ def _export_onnx(wrapper: nn.Module, inputs: _Inputs, path: Path, time_axis: str
     dynamic = {n: ({0: "batch", 1: time_axis} if not n.startswith("lengths") else {0: "batch"}) for n in inputs.names}
     dynamic["logits"] = {0: "batch"}
     with _quiet(), torch.no_grad():
-        torch.onnx.export(wrapper, _example(inputs), str(path), dynamo=False, input_names=inputs.names,
+        torch.onnx.export(wrapper, inputs.example, str(path), dynamo=False, input_names=inputs.names,
                           output_names=["logits"], dynamic_axes=dynamic, opset_version=ONNX_OPSET)  # fmt: skip
 
 
@@ -487,7 +489,7 @@ def _onnx_runner(path: Path):
 
 def _export_torchscript(wrapper: nn.Module, inputs: _Inputs, path: Path) -> None:
     with _quiet(), torch.no_grad():
-        traced = torch.jit.trace(wrapper, _example(inputs), check_trace=False, strict=False)
+        traced = torch.jit.trace(wrapper, inputs.example, check_trace=False, strict=False)
         torch.jit.save(traced, str(path))
 
 
@@ -515,7 +517,14 @@ def _reference_logits(model: nn.Module, inputs: _Inputs, is_student: bool) -> np
 
 
 def _compare(run, inputs: _Inputs, reference: np.ndarray) -> tuple[int, float]:
-    """(examples whose argmax differs, max abs logit difference) of the artefact against ``reference``."""
+    """(examples whose argmax differs, max abs logit difference) of the artefact against ``reference``. The
+    artefact must also take a padded batch (the trace example: checked one example at a time, a quantized model's
+    artefact is otherwise never run on more than one row)."""
+    batched = run(inputs.example)
+    if batched.shape != (inputs.example[0].shape[0], reference.shape[1]) or not np.isfinite(batched).all():
+        raise ExportError(f"the artefact returns {batched.shape} logits for a padded batch of"
+                          f" {inputs.example[0].shape[0]} (expected ({inputs.example[0].shape[0]}, {reference.shape[1]}),"
+                          " finite)")  # fmt: skip
     got = np.zeros_like(reference)
     for idx, batch in inputs.batches:
         got[idx] = run(batch)
