@@ -305,3 +305,20 @@ def test_bpe_encoder_matches_the_project(tmp_path, shared_data, kind):
     got = run_standalone(tmp_path / "out", texts)
     enc = build_encoder("bpe", 1000, 25, bpemb_dir)
     assert got["ids"] == [[enc.encode(t[0]).tolist()] for t in texts]
+
+
+def test_the_docs_snippet_runs_as_written(tmp_path, data):
+    """docs/export.md's first snippet (a student's ONNX artefact, onnxruntime + encode.py), copied as it is."""
+    import ast
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "export.md").read_text()
+    snippet = re.findall(r"```python\n(.*?)```", doc, re.S)[0]
+    assert 'art = "exported/best"' in snippet
+    path, _, _ = _student(tmp_path, "ffn", "hash")
+    export_model(path, tmp_path / "exported" / "best", data)
+    proc = subprocess.run([sys.executable, "-I", "-c", snippet], capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    labels = ast.literal_eval(proc.stdout.strip().splitlines()[-1])  # the printed list of label names
+    assert len(labels) == 2 and set(labels) <= {"negative", "positive"}
