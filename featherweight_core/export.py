@@ -600,12 +600,14 @@ def export_model(
     with atomic_dir(out) as tmp:
         chosen = None
         if fmt in ("auto", "onnx"):
-            try:
+            step = "export"
+            try:  # any exporter / runtime failure: the reason is recorded, TorchScript tried next
                 _export_onnx(wrapper, inputs, tmp / ONNX_FILE, time_axis)
+                step = "check with onnxruntime"
                 bad, diff = _compare(_onnx_runner(tmp / ONNX_FILE), inputs, reference)
                 problem = _mismatch("ONNX", bad, inputs.n, diff)
-            except Exception as e:  # any exporter / runtime failure: the reason is recorded, TorchScript tried next
-                problem = f"ONNX export failed ({_first_line(e)})"
+            except Exception as e:
+                problem = f"ONNX {step} failed ({_first_line(e)})"
             if problem is None:
                 chosen = "onnx"
             elif fmt == "onnx":
