@@ -1,6 +1,6 @@
 """``featherweight bertvision``: a small head on the hidden states of a fine-tuned teacher's first k layers.
 
-The teacher's first-token hidden states of every layer are computed once and cached (CACHE_DIR/hiddenstates, keyed
+The teacher's hidden states of every layer ([CLS] or mean-pooled) are computed once and cached (CACHE_DIR/hiddenstates, keyed
 by the teacher's content); a small head trains on them; the output directory holds the teacher cut to k layers,
 the head (or the int8 form of both with --quantize), the tokenizer and featherweight_compressed.json. The dev
 score printed is the saved model's, measured end to end.
@@ -51,7 +51,8 @@ def add_parser(sub) -> None:
                    help="what the head reads of each layer: first = the [CLS] token (as the paper), mean = the mean"
                         " over the real tokens")  # fmt: skip
     g.add_argument("--quantize", action="store_true",
-                   help="save the model with int8 dynamic quantization of every Linear layer")  # fmt: skip
+                   help="save the model with int8 dynamic quantization of every Linear layer; the head then trains on the"
+                        " int8 teacher's hidden states, computed one example at a time (slower than the float ones)")  # fmt: skip
     t = p.add_argument_group("training the head")
     t.add_argument("--epochs", type=positive_int, default=10, help="epochs over the cached hidden states")
     t.add_argument("--batch-size", type=positive_int, default=32, help="training batch size")
