@@ -31,6 +31,8 @@ FORMATS = ("auto", "onnx", "torchscript")  # featherweight_core.export.FORMATS, 
 
 
 def add_parser(sub) -> None:
+    from featherweight_core.commands.common import positive_int
+
     p = sub.add_parser("export", help="write a trial's model as a checked ONNX / TorchScript artefact",
                        description=DESCRIPTION, epilog=EPILOG)  # fmt: skip
     p.add_argument("trial_id", nargs="?", default=None, metavar="TRIAL_ID",
@@ -52,6 +54,9 @@ def add_parser(sub) -> None:
     p.add_argument("--bpemb-dir", default=None,
                    help="bpemb cache dir with en/en.wiki.bpe.vs*.{model,d*.w2v.bin} (bpe students; default: bpemb's"
                         " own cache)")  # fmt: skip
+    p.add_argument("--threads", type=positive_int, default=1,
+                   help="torch CPU threads for the export and its check (default 1: the checks run small batches,"
+                        " often one example, where more threads mostly wait on each other)")  # fmt: skip
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--json", action="store_true", help="print the export report as one JSON object")
     p.set_defaults(func=run)
@@ -89,6 +94,9 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.trial_id is None) == (args.model is None):
         raise ConfigError("give a TRIAL_ID or --model PATH (one of them)")
+    import torch
+
+    torch.set_num_threads(args.threads)
     recorded, parent_meta, source = None, None, args.model
     if args.trial_id is not None:
         row = resolve_trial(args.db, args.trial_id, args.sweep)
