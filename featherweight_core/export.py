@@ -575,6 +575,8 @@ def export_model(
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ExportError(f"{out}: directory exists and is not empty (pass overwrite / --overwrite)")
     src = _load_source(source)
+    if src.path.resolve() == out.resolve() or out.resolve() in src.path.resolve().parents:
+        raise ExportError(f"{out}: the output directory holds the model being exported ({src.path}); choose another")
     size_check = check_recorded_sizes(src, recorded)
     if task_data is None:
         task_data = resolve_task_data([*_source_task_metas(src), parent_meta or {}], data, f"{src.path}")

@@ -254,6 +254,9 @@ def test_bad_input_is_a_user_error_and_writes_nothing(tmp_path, data):
     with pytest.raises(ExportError, match="not empty"):
         export_model(path, busy, data)
     assert [p.name for p in busy.iterdir()] == ["keep.txt"] and not (tmp_path / "a").exists()
+    with pytest.raises(ExportError, match="holds the model being exported"):
+        export_model(path, tmp_path, data, overwrite=True)
+    assert path.is_file()
     rep = export_model(path, busy, data, overwrite=True)
     assert "keep.txt" not in rep.files and not (busy / "keep.txt").exists()
     pair = load_synthetic(get_task("synthetic_pair"), n_train=50, n_dev=10)
