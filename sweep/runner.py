@@ -32,6 +32,7 @@ from sweep.spec import SweepSpec
 from sweep.stage1 import StageResult, run_distill_stage
 from sweep.stage2 import plan_compress_stage, run_compress_stage
 from sweep.stage_teacher import (
+    check_teacher_compression_grid,
     check_teacher_compression_resources,
     plan_teacher_compression,
     run_teacher_compression_stage,
@@ -162,6 +163,7 @@ def run_sweep(
     outcome = SweepOutcome(spec.name, spec.database)
     all_trials = spec.distill_trials()
     outcome.distill_total = len(all_trials)
+    check_teacher_compression_grid(spec)  # against the teachers that exist: one error line, nothing written
     todo, plans = all_trials, None
     if spec.database.is_file():
         # installs (or updates) the analysis views the stage-2 selection reads; waits for a reader holding the file

@@ -73,6 +73,14 @@ def plan_teacher_compression(spec: SweepSpec, store, teachers: dict[str, str]) -
     return [t for t in trials if t.trial_id not in done]
 
 
+def check_teacher_compression_grid(spec: SweepSpec) -> None:
+    """Check the grid against every teacher that exists already (a directory, a small teacher an earlier run built):
+    :class:`sweep.spec.SpecError` before Ray starts and anything is written. Teachers this run builds are checked
+    when planned, right after they are built."""
+    if spec.teacher_compression:
+        spec.teacher_compression_trials(known_teachers(spec))
+
+
 def teacher_compression_pending(spec: SweepSpec, store) -> bool:
     """Whether the stage has anything left to do: a teacher still to build, or a grid point without a finished
     row. Raises :class:`sweep.spec.SpecError` when the grid does not fit an existing teacher."""

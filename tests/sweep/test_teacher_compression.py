@@ -20,7 +20,13 @@ from featherweight_core.tasks import get_task
 from featherweight_core.teacher import SmallBertConfig, TeacherConfig, build_small_teacher, finetune_teacher
 from sweep.records import teacher_compression_record
 from sweep.spec import SpecError, validate
-from sweep.stage_teacher import check_teacher_compression_resources, known_teachers, teacher_shape, trial_resources
+from sweep.stage_teacher import (
+    check_teacher_compression_grid,
+    check_teacher_compression_resources,
+    known_teachers,
+    teacher_shape,
+    trial_resources,
+)
 from sweep.tuner import ResourceError
 from trainables.teacher_compression import run_teacher_compression
 from trainables.trial import TeacherCompressionTrial, TrialOutcome
@@ -171,6 +177,11 @@ def test_a_grid_that_does_not_fit_the_teacher_is_one_error_line(teacher, tc, mes
     with pytest.raises(SpecError) as e:
         spec.teacher_compression_trials({"synthetic": str(teacher)})
     assert str(e.value).startswith(message) and str(teacher) in str(e.value) and "\n" not in str(e.value)
+    # the runner's check before Ray starts, for a teacher that exists: the same error
+    with_dir = validate({**BASE, "tasks": {"synthetic": {"teacher": str(teacher)}}, "teacher_compression": tc},
+                        check_files=False)  # fmt: skip
+    with pytest.raises(SpecError, match=f"^{message.replace('.', '[.]')}"):
+        check_teacher_compression_grid(with_dir)
 
 
 def test_known_teachers_finds_only_existing_ones(tmp_path, teacher):
