@@ -480,6 +480,8 @@ def compress_theseus(
         "max_length": cfg.max_length,
         "quantized": cfg.quantize,
         "teacher": teacher_info,
+        "trainable_params": trainable_params,
+        "history": history,
         "metrics": dev,
         "test_metrics": test,
     }
@@ -514,6 +516,62 @@ def compress_theseus(
         print(f"theseus: dev {dev['score']:.4f} (teacher {teacher_score:.4f}), {layers} layers, {sizes['params']:,}"
               f" parameters, {latency:.1f} ms/example on CPU", file=log, flush=True)  # fmt: skip
     return result
+
+
+def quantize_successor(float_dir: str | Path, task_data, output_dir: str | Path, log=None, overwrite: bool = False):
+    """The int8 form (dynamic, every ``nn.Linear``) of a float successor :func:`compress_theseus` saved in
+    ``float_dir``, without training again: quantized, evaluated on ``task_data``'s dev (and test) split, saved in
+    ``output_dir`` (atomically) and measured like any output. Its settings, history and trainable parameters are the
+    float successor's; ``seconds`` counts the quantization, evaluation and measurement only. Equal to
+    ``compress_theseus(..., quantize=True)`` with the same settings on a deterministic device, at a fraction of the
+    cost (a sweep's ``quantize: [false, true]`` trains once)."""
+    from featherweight_core import teacher_compression as tc
+    from featherweight_core.atomic import atomic_dir
+    from featherweight_core.teacher import _check_output_dir, load_classifier
+
+    start = time.perf_counter()
+    float_dir, output_dir = Path(float_dir), Path(output_dir)
+    meta = tc.read_meta(float_dir)
+    if meta["method"] != "theseus" or meta.get("quantized"):
+        raise TheseusError(f"{float_dir}: not a float Theseus successor (method {meta['method']!r},"
+                           f" quantized {bool(meta.get('quantized'))})")  # fmt: skip
+    if "trainable_params" not in meta:
+        raise TheseusError(f"{float_dir}: saved without its trainable parameter count (an older version); run"
+                           " compress_theseus with quantize instead")  # fmt: skip
+    _check_output_dir(output_dir, overwrite)
+    model, tokenizer = load_classifier(float_dir)
+    q = tc.quantize_int8(model)
+    del model
+    settings = {**meta["settings"], "quantize": True}
+    max_length = int(meta["max_length"])
+    dev, test = tc.evaluate(q, tokenizer, task_data, max_length, int(settings.get("eval_batch_size", 64)), "cpu")
+    out_meta = {**meta, "settings": settings, "quantized": True, "quantized_from": str(float_dir), "metrics": dev,
+                "test_metrics": test}  # fmt: skip
+    with atomic_dir(output_dir) as tmp:
+        tokenizer.save_pretrained(tmp)
+        tc.save_int8(q, tmp, out_meta)
+    sizes = tc.measure_saved(output_dir)
+    latency = tc.cpu_latency_ms(q, tokenizer, _latency_texts(task_data), max_length=max_length)
+    if log:
+        print(f"theseus int8 of {float_dir}: dev {dev['score']:.4f}, {sizes['gzip_bytes']:,} gzip bytes,"
+              f" {latency:.1f} ms/example on CPU", file=log, flush=True)  # fmt: skip
+    return tc.CompressedTeacherResult(
+        method="theseus",
+        output_dir=str(output_dir),
+        metrics=dev,
+        test_metrics=test,
+        params=sizes["params"],
+        trainable_params=int(meta["trainable_params"]),  # checked above
+        disk_bytes=sizes["disk_bytes"],
+        gzip_bytes=sizes["gzip_bytes"],
+        latency_ms=latency,
+        layers=int(meta["layers"]),
+        quantized=True,
+        seconds=round(time.perf_counter() - start, 2),
+        history=list(meta.get("history") or []),
+        settings=settings,
+        teacher=dict(meta.get("teacher") or {}),
+    )
 
 
 def _json(obj: Any) -> str:

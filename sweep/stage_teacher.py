@@ -174,17 +174,38 @@ def run_teacher_compression_stage(
                           spec.journal_path)  # fmt: skip
     progress = ProgressReporter(len(todo), "teacher compression", trial_of, "gzip_bytes", say)
     cache_dir = spec.storage / spec.name / "assets" / HIDDEN_STATES_DIR
-    tuner = build_tuner(
-        tune.with_parameters(
-            teacher_compression_trainable, data=refs, teachers={t: teachers[t] for t in tasks}, cache_dir=str(cache_dir)
-        ),  # fmt: skip
-        resources={**spec.resources, "cpus_per_trial": cpus, "gpus_per_trial": gpus},
-        param_space={"trial": tune.grid_search([t.to_dict() for t in todo])},
-        storage_path=spec.storage / spec.name / "tune",
-        name=f"{prefix}teacher_compression",
-        callbacks=[db, progress],
-        max_concurrent=spec.resources["max_concurrent"],
-    )
-    tuner.fit()
-    return StageResult(progress.done, progress.failed, [s * 1000 for s in db.write_seconds], progress.first_error,
-                       planned=len(todo))  # fmt: skip
+    trainable = tune.with_parameters(
+        teacher_compression_trainable, data=refs, teachers={t: teachers[t] for t in tasks}, cache_dir=str(cache_dir)
+    )  # fmt: skip
+    result, expected = StageResult(planned=len(todo)), 0
+    for wave, suffix in zip(waves(todo), ("", "_int8"), strict=True):
+        if not wave:
+            continue
+        expected += len(wave)
+        tuner = build_tuner(
+            trainable,
+            resources={**spec.resources, "cpus_per_trial": cpus, "gpus_per_trial": gpus},
+            param_space={"trial": tune.grid_search([t.to_dict() for t in wave])},
+            storage_path=spec.storage / spec.name / "tune",
+            name=f"{prefix}teacher_compression{suffix}",
+            callbacks=[db, progress],
+            max_concurrent=spec.resources["max_concurrent"],
+        )
+        tuner.fit()
+        result = StageResult(progress.done, progress.failed, [s * 1000 for s in db.write_seconds],
+                             progress.first_error, planned=len(todo))  # fmt: skip
+        if progress.done < expected:
+            break  # Tune stopped early (Ctrl-C): the runner reports how far the stage got
+    return result
+
+
+def waves(todo: list[TeacherCompressionTrial]) -> tuple[list, list]:
+    """``(first, second)``: an int8 Theseus trial whose float sibling (the same grid point without ``quantize``)
+    is also to run goes second, so it quantizes the sibling's saved successor instead of training the same model
+    again (``trainables.teacher_compression``); everything else goes first."""
+    from trainables.teacher_compression import float_sibling
+
+    ids = {t.trial_id for t in todo}
+    second = [t for t in todo if (sib := float_sibling(t)) is not None and sib.trial_id in ids]
+    second_ids = {t.trial_id for t in second}
+    return [t for t in todo if t.trial_id not in second_ids], second

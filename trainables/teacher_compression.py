@@ -17,11 +17,13 @@ name and renamed, so two trials computing it at once both produce the complete f
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from pathlib import Path
 from typing import Any
 
 from featherweight_core.data import TaskData
-from trainables.checkpoints import save_and_report
+from trainables.checkpoints import CHECKPOINT_ROOT, checkpoint_dir, save_and_report
 from trainables.distill import error_message, inject_fault, setup_torch
 from trainables.placement import placement
 from trainables.trial import TeacherCompressionTrial, TrialOutcome
@@ -52,12 +54,36 @@ def _history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def float_sibling(trial: TeacherCompressionTrial) -> TeacherCompressionTrial | None:
+    """The float Theseus trial an int8 one can be quantized from (the same grid point without ``quantize``); None
+    for other trials. (BERT-Vision's int8 trials train their head on the int8 teacher's states: nothing to reuse.)"""
+    if trial.method != "theseus" or not trial.quantize:
+        return None
+    return dataclasses.replace(trial, quantize=False)
+
+
+def reusable_successor(trial: TeacherCompressionTrial, float_dir: str | Path | None) -> bool:
+    """Whether ``float_dir`` holds the finished float successor of ``trial``'s sibling, made from the same teacher."""
+    from featherweight_core.teacher_compression import COMPRESSED_META, CompressedTeacherError, read_meta
+
+    if float_dir is None or not (Path(float_dir) / COMPRESSED_META).is_file():
+        return False
+    try:
+        meta = read_meta(float_dir)
+    except CompressedTeacherError:
+        return False
+    teacher = meta.get("teacher") or {}
+    return (meta["method"] == "theseus" and not meta.get("quantized") and "trainable_params" in meta
+            and teacher.get("fingerprint") == trial.teacher_fingerprint)  # fmt: skip
+
+
 def run_teacher_compression(
     trial: TeacherCompressionTrial, task_data: TaskData, teacher_dir: str, device: str, out_dir: str,
-    cache_dir: str | None = None,
+    cache_dir: str | None = None, float_dir: str | None = None,
 ) -> TrialOutcome:  # fmt: skip
     """One grid point, without Ray: compress ``teacher_dir`` as the trial says into ``out_dir`` (an empty or absent
-    directory), return the outcome."""
+    directory), return the outcome. An int8 Theseus trial whose float sibling's successor is in ``float_dir``
+    quantizes that one instead of training again."""
     from featherweight_core.softtargets import teacher_fingerprint
     from featherweight_core.teacher_compression import QUANTIZATION_NAME
 
@@ -67,7 +93,11 @@ def run_teacher_compression(
         raise RuntimeError(f"teacher {teacher_dir} changed since the trial was planned (fingerprint {found}, planned"
                            f" {trial.teacher_fingerprint}); resume the sweep to plan its trials again")  # fmt: skip
     cfg = core_config(trial, device)
-    if trial.method == "theseus":
+    if reusable_successor(trial, float_dir):
+        from featherweight_core.theseus import quantize_successor
+
+        result = quantize_successor(float_dir, task_data, out_dir, overwrite=True)
+    elif trial.method == "theseus":
         from featherweight_core.theseus import compress_theseus
 
         result = compress_theseus(teacher_dir, task_data, out_dir, cfg)
@@ -134,9 +164,11 @@ def teacher_compression_trainable(
         inject_fault({**trial.to_dict(), **trial.settings})
         task_data = fetch_task_data(data, trial.task)
         teacher_dir = teachers[trial.task]
+        sibling, root = float_sibling(trial), config.get(CHECKPOINT_ROOT)
+        float_dir = str(checkpoint_dir(root, sibling.trial_id)) if sibling is not None and root else None
         save_and_report(
             config, trial.trial_id,
-            lambda out: run_teacher_compression(trial, task_data, teacher_dir, device, out, cache_dir),
+            lambda out: run_teacher_compression(trial, task_data, teacher_dir, device, out, cache_dir, float_dir),
             lambda o: o.to_result("gzip_bytes"),
         )  # fmt: skip
     except Exception as e:  # recorded as an errored trial with its message; the sweep goes on

@@ -36,6 +36,7 @@ from featherweight_core.theseus import (
     TheseusError,
     TheseusModel,
     compress_theseus,
+    quantize_successor,
 )
 from sweep.cli import main
 
@@ -246,6 +247,34 @@ def test_quantized_output_loads_and_scores_as_measured(tmp_path, teacher, data):
     assert meta["quantized"] and meta["method"] == "theseus"
     preds = predict_logits(model, tok, data.splits["validation"].texts, 32, 48, "cpu").argmax(-1)
     assert float((preds == data.splits["validation"].labels).mean()) == pytest.approx(result.metrics["accuracy"])
+
+
+def test_quantizing_a_saved_successor_equals_training_with_quantize(compressed, tmp_path, teacher, data):
+    float_dir, float_result = compressed
+    trained = compress_theseus(teacher, data, tmp_path / "trained", dataclasses.replace(FAST, quantize=True))
+    reused = quantize_successor(float_dir, data, tmp_path / "reused")
+    assert reused.metrics == trained.metrics and reused.quantized
+    assert (reused.params, reused.disk_bytes, reused.trainable_params, reused.layers) == (
+        trained.params, trained.disk_bytes, trained.trainable_params, trained.layers)  # fmt: skip
+    assert reused.history == float_result.history and reused.settings == trained.settings
+    a = torch.load(tmp_path / "trained" / INT8_WEIGHTS, weights_only=True)
+    b = torch.load(tmp_path / "reused" / INT8_WEIGHTS, weights_only=True)
+    assert a.keys() == b.keys()
+
+    def tensors(v):
+        if isinstance(v, torch.Tensor):
+            return [v.dequantize() if v.is_quantized else v]
+        return [t for x in v for t in tensors(x)] if isinstance(v, tuple | list) else []
+
+    compared = 0
+    for k in a:
+        for x, y in zip(tensors(a[k]), tensors(b[k]), strict=True):
+            assert torch.equal(x, y), k
+            compared += 1
+    assert compared > 2 * len([k for k in a if k.endswith("_packed_params._packed_params")])  # int8 weights too
+    with pytest.raises(TheseusError, match="not a float Theseus successor"):
+        quantize_successor(tmp_path / "reused", data, tmp_path / "again")
+    assert not (tmp_path / "again").exists()
 
 
 def test_successor_teaches_a_student_through_distill(compressed, data, tmp_path, capsys, monkeypatch):

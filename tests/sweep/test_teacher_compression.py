@@ -18,6 +18,7 @@ from featherweight_core.data import load_synthetic
 from featherweight_core.softtargets import teacher_fingerprint
 from featherweight_core.tasks import get_task
 from featherweight_core.teacher import SmallBertConfig, TeacherConfig, build_small_teacher, finetune_teacher
+from featherweight_core.teacher_compression import COMPRESSED_META
 from sweep.records import teacher_compression_record
 from sweep.spec import SpecError, validate
 from sweep.stage_teacher import (
@@ -26,9 +27,10 @@ from sweep.stage_teacher import (
     known_teachers,
     teacher_shape,
     trial_resources,
+    waves,
 )
 from sweep.tuner import ResourceError
-from trainables.teacher_compression import run_teacher_compression
+from trainables.teacher_compression import float_sibling, reusable_successor, run_teacher_compression
 from trainables.trial import TeacherCompressionTrial, TrialOutcome
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -261,6 +263,35 @@ def test_trial_body_and_record_into_the_database(tmp_path, tuned):
     with pytest.raises(RuntimeError, match="changed since the trial was planned"):
         run_teacher_compression(stale, data, str(teacher_dir), "cpu", str(tmp_path / "stale"))
     assert not (tmp_path / "stale").exists()
+
+
+def test_int8_theseus_trial_quantizes_its_float_sibling_instead_of_training(tmp_path, tuned):
+    teacher_dir, data = tuned
+    spec = validate({**BASE, "tasks": {"synthetic": {"teacher": str(teacher_dir)}},
+                     "teacher_compression": {"theseus": {"r": 2, "epochs": 1, "max_length": 32,
+                                                         "quantize": [False, True]},
+                                             "bertvision": {"k": 1, "epochs": 1, "max_length": 32,
+                                                            "quantize": [False, True]}}},
+                    check_files=False)  # fmt: skip
+    trials = spec.teacher_compression_trials({"synthetic": str(teacher_dir)})
+    first, second = waves(trials)
+    assert [(t.method, t.quantize) for t in second] == [("theseus", True)]  # BERT-Vision int8 trains its own head
+    assert len(first) == 3 and float_sibling(second[0]) in first
+    assert waves(second) == (second, [])  # without its sibling in the plan (a resume) it runs in the first wave
+    q, f = second[0], float_sibling(second[0])
+    f_out = tmp_path / f.trial_id
+    run_teacher_compression(f, data, str(teacher_dir), "cpu", str(f_out))
+    reused = run_teacher_compression(q, data, str(teacher_dir), "cpu", str(tmp_path / "reused"), float_dir=str(f_out))
+    trained = run_teacher_compression(q, data, str(teacher_dir), "cpu", str(tmp_path / "trained"))
+    assert reused.quantization == trained.quantization == "int8 dynamic (Linear)"
+    assert reused.metrics["score"] == trained.metrics["score"] and reused.sizes == trained.sizes
+    meta = json.loads((tmp_path / "reused" / COMPRESSED_META).read_text())
+    assert meta["quantized_from"] == str(f_out) and "quantized_from" not in json.loads(
+        (tmp_path / "trained" / COMPRESSED_META).read_text())  # fmt: skip
+    # a float directory of another teacher is not reused
+    other = TeacherCompressionTrial.from_dict({**q.to_dict(), "teacher_fingerprint": "0" * 16})
+    assert not reusable_successor(other, f_out) and reusable_successor(q, f_out)
+    assert not reusable_successor(q, tmp_path / "missing") and not reusable_successor(q, None)
 
 
 # ---- a synthetic sweep into the database ---------------------------------------------------------------------------
