@@ -59,6 +59,7 @@ METHOD = "bertvision"
 # dev predictions of the saved model and of the head on the cached (float16) states may differ on this share of
 # examples (rounding near the decision boundary) before train_bertvision warns
 AGREEMENT_WARN = 0.99
+SUBSET_SEED = 0  # of the max_train_examples subset, fixed so that every seed reads the same cached states
 
 
 class BertVisionError(ConfigError):
@@ -74,7 +75,7 @@ class BertVisionConfig:
     pooling: which positions of each layer the head reads: ``first`` (the ``[CLS]`` token, as the paper) or
     ``mean`` (the mean over the real tokens; more informative when only a few layers are read).
     max_length: input truncation for the hidden states and the saved model (None: the teacher's fine-tuning length).
-    max_train_examples: a deterministic random subset of the train split (None: all).
+    max_train_examples: a random subset of the train split, the same for every ``seed`` (None: all).
     device: where the hidden states are computed and the head trains (``auto``: a GPU if present).
     quantize: save the model int8-quantized (dynamic, every ``nn.Linear``) instead of in float32; the head then
     trains on the hidden states of the int8-quantized teacher, the ones its deployed backbone computes.
@@ -502,7 +503,7 @@ def _head_logits(head: nn.Module, feats: torch.Tensor, device: torch.device, bat
 def _train_rows(n: int, cfg: BertVisionConfig) -> np.ndarray:
     if cfg.max_train_examples is None or cfg.max_train_examples >= n:
         return np.arange(n)
-    return np.sort(np.random.default_rng(cfg.seed).choice(n, cfg.max_train_examples, replace=False))
+    return np.sort(np.random.default_rng(SUBSET_SEED).choice(n, cfg.max_train_examples, replace=False))
 
 
 def teacher_summary(teacher_dir: str | Path) -> dict[str, Any]:

@@ -59,11 +59,11 @@ def add_parser(sub) -> None:
     t.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
     t.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
     t.add_argument("--dropout", type=float, default=0.1, help="dropout before the classifier")
-    t.add_argument("--seed", type=int, default=0, help="seed of the head's weights, the batch order and the subset")
+    t.add_argument("--seed", type=int, default=0, help="seed of the head's weights and the batch order")
     t.add_argument("--max-length", type=int, default=None,
                    help="truncate inputs to this many tokens (default: the teacher's fine-tuning max length)")  # fmt: skip
     t.add_argument("--max-train-examples", type=positive_int, default=None,
-                   help="train on a random subset of this size (default: all)")  # fmt: skip
+                   help="train on a random subset of this size, the same for every --seed (default: all)")  # fmt: skip
     r = p.add_argument_group("runtime")
     r.add_argument("--cache-dir", default=None,
                    help="hidden states are cached in CACHE_DIR/hiddenstates (default ~/.cache/featherweight)")  # fmt: skip

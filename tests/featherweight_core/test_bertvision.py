@@ -310,7 +310,7 @@ def test_cli_trains_and_prints_json(tmp_path, teacher, capsys):
     assert got["trainable_params"] == head_param_count("concat", 2, 64, 2)
     assert (out / tc.COMPRESSED_META).is_file() and (tmp_path / "cache" / "hiddenstates").is_dir()
     rc = main(["bertvision", "--teacher", str(teacher), "--task", "synthetic", "--output", str(tmp_path / "bv2"),
-               "--layers", "2", "--epochs", "1", "--max-train-examples", "300", "--cache-dir",
+               "--layers", "2", "--epochs", "1", "--max-train-examples", "300", "--seed", "1", "--cache-dir",
                str(tmp_path / "cache"), "--cpu", "--threads", "1", "--no-progress"])  # fmt: skip
     text = capsys.readouterr().out
     assert rc == 0 and "teacher" in text and "served from the cache" in text
