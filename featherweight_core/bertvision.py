@@ -678,7 +678,12 @@ def train_bertvision(
         "teacher": teacher,
         "best_epoch": best_epoch,
     }  # fmt: skip
-    with atomic_dir(output_dir) as tmp:
+    from featherweight_core.teacher import predict_logits
+
+    # int8: activations are quantized per batch, so evaluate one example at a time, as latency is measured and the
+    # quantized head's training states were computed
+    eval_batch = 1 if cfg.quantize else 64
+    with atomic_dir(output_dir) as tmp:  # measured and evaluated as saved, before it appears under output_dir
         tokenizer.save_pretrained(tmp)
         if cfg.quantize:
             tc.save_int8(tc.quantize_int8(model), tmp, meta)
@@ -686,28 +691,23 @@ def train_bertvision(
             backbone.save_pretrained(tmp)
             save_file({n: t.contiguous() for n, t in head.state_dict().items()}, str(tmp / tc.HEAD_WEIGHTS))
             tc.write_meta(tmp, meta)
-    saved, tokenizer, _ = load_bertvision_model(output_dir, cfg.quantize)
-    # int8: activations are quantized per batch, so evaluate one example at a time, as latency is measured and the
-    # quantized head's training states were computed
-    eval_batch = 1 if cfg.quantize else 64
-    dev_metrics, test_metrics = tc.evaluate(saved, tokenizer, task_data, max_length, batch_size=eval_batch)
-    # the saved model must predict what the head predicted on the cached states (float16 rounding aside)
-    from featherweight_core.teacher import predict_logits
-
-    agree = []
-    for s in eval_splits:
-        lg = predict_logits(saved, tokenizer, task_data.splits[s].texts, eval_batch, max_length, "cpu", "fp32")
-        agree.append(float((lg.argmax(-1) == cache_logits[s].argmax(-1)).mean()))
-    agreement = float(np.mean(agree))
-    cache_score = _metrics(task, cache_logits, {s: labels[s] for s in eval_splits})["score"]
+        saved, tokenizer, _ = load_bertvision_model(tmp, cfg.quantize)
+        dev_metrics, test_metrics = tc.evaluate(saved, tokenizer, task_data, max_length, batch_size=eval_batch)
+        # the saved model must predict what the head predicted on the cached states (float16 rounding aside)
+        agree = []
+        for s in eval_splits:
+            lg = predict_logits(saved, tokenizer, task_data.splits[s].texts, eval_batch, max_length, "cpu", "fp32")
+            agree.append(float((lg.argmax(-1) == cache_logits[s].argmax(-1)).mean()))
+        agreement = float(np.mean(agree))
+        cache_score = _metrics(task, cache_logits, {s: labels[s] for s in eval_splits})["score"]
+        sizes = tc.measure_saved(tmp)
+        latency = tc.cpu_latency_ms(saved, tokenizer, task_data.splits[eval_splits[0]].texts, max_length)
+        meta["metrics"] = {**dev_metrics, "cache_score": cache_score, "cache_agreement": agreement}
+        meta["test_metrics"] = test_metrics
+        tc.write_meta(tmp, {**meta, "quantized": cfg.quantize})
     if log and agreement < AGREEMENT_WARN:
         print(f"warning: the saved model agrees with the head on cached states on only {agreement:.3f} of dev",
               file=log)  # fmt: skip
-    sizes = tc.measure_saved(output_dir)
-    latency = tc.cpu_latency_ms(saved, tokenizer, task_data.splits[eval_splits[0]].texts, max_length)
-    meta["metrics"] = {**dev_metrics, "cache_score": cache_score, "cache_agreement": agreement}
-    meta["test_metrics"] = test_metrics
-    write_text_atomic(output_dir / tc.COMPRESSED_META, json.dumps(meta, indent=2) + "\n")
     return tc.CompressedTeacherResult(
         method=METHOD,
         output_dir=str(output_dir),
