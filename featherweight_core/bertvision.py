@@ -507,7 +507,8 @@ def _train_rows(n: int, cfg: BertVisionConfig) -> np.ndarray:
 
 
 def teacher_summary(teacher_dir: str | Path) -> dict[str, Any]:
-    """``{"dir", "fingerprint", "score", "params", "layers"}`` of a fine-tuned teacher."""
+    """``{"dir", "fingerprint", "score", "params", "disk_bytes", "gzip_bytes", "layers"}`` of a fine-tuned teacher
+    (sizes of its weight file, measured as students are)."""
     from transformers import AutoConfig
 
     from featherweight_core.measure import saved_model_sizes
@@ -523,8 +524,9 @@ def teacher_summary(teacher_dir: str | Path) -> dict[str, Any]:
         except ValueError:
             score = None
     config = AutoConfig.from_pretrained(str(d), local_files_only=True)
-    return {"dir": str(d), "fingerprint": teacher_fingerprint(d), "score": score,
-            "params": saved_model_sizes(d)["params"], "layers": _num_layers(config)}  # fmt: skip
+    sizes = saved_model_sizes(d)
+    return {"dir": str(d), "fingerprint": teacher_fingerprint(d), "score": score, "params": sizes["params"],
+            "disk_bytes": sizes["disk_bytes"], "gzip_bytes": sizes["gzip_bytes"], "layers": _num_layers(config)}  # fmt: skip
 
 
 def _check_teacher(teacher_dir: Path, task) -> Any:

@@ -133,7 +133,8 @@ def _run(args: argparse.Namespace) -> int:
     )
     rows = [
         ("", "dev score", "params", "trainable", "gzip MB", "latency ms", "layers"),
-        ("teacher", _f(t.get("score")), f"{t['params']:,}", "", "", _f(t.get("latency_ms"), 2), str(t["layers"])),
+        ("teacher", _f(t.get("score")), f"{t['params']:,}", "", f"{t['gzip_bytes'] / 1e6:.2f}",
+         _f(t.get("latency_ms"), 2), str(t["layers"])),
         ("bertvision", _f(result.score), f"{result.params:,}", f"{result.trainable_params:,}",
          f"{result.gzip_bytes / 1e6:.2f}", _f(result.latency_ms, 2), str(result.layers)),
     ]  # fmt: skip
