@@ -314,7 +314,7 @@ def test_both_methods_in_a_synthetic_sweep_into_the_database(tmp_path):
         "training": {"max_epochs": 1, "patience": 1},
         "resources": {"cpus_per_trial": 1, "num_cpus": 2},
         "teacher_compression": {
-            "theseus": {"r": 2, "epochs": 1, "max_length": 32, "quantize": True},
+            "theseus": {"r": 2, "epochs": 1, "max_length": 32, "quantize": [False, True]},
             "bertvision": {"layers": [1, 2], "epochs": 2, "max_length": 32},
         },
     }
@@ -324,8 +324,9 @@ def test_both_methods_in_a_synthetic_sweep_into_the_database(tmp_path):
     r = _featherweight("sweep", "run", str(spec), cwd=tmp_path, FEATHERWEIGHT_FAULT_TRIALS="method=bertvision,layers=2")
     assert r.returncode == 0, r.stderr[-3000:]
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("[teacher compression")]
-    assert len(lines) == 3 and sum("score" in ln for ln in lines) == 2, r.stderr[-3000:]
-    assert "1 distillation + 0 compression + 3 teacher compression trials run, 1 failed" in r.stderr
+    assert len(lines) == 4 and sum("score" in ln for ln in lines) == 3, r.stderr[-3000:]
+    assert "int8" in lines[-1] and "theseus" in lines[-1]  # the int8 successor comes after its float sibling
+    assert "1 distillation + 0 compression + 4 teacher compression trials run, 1 failed" in r.stderr
     db = tmp_path / "runs" / "featherweight.duckdb"
     failed = open_store(db, read_only=True).query("SELECT * FROM trials WHERE status = 'error'")
     assert len(failed) == 1 and failed.arch[0] == "bertvision" and "injected fault" in failed.error[0]
@@ -338,14 +339,17 @@ def test_both_methods_in_a_synthetic_sweep_into_the_database(tmp_path):
 
     store = open_store(db, read_only=True)
     rows = store.query("SELECT t.*, r.* EXCLUDE (sweep, trial_id) FROM trials t JOIN results r USING (sweep, trial_id)"
-                       " WHERE t.stage = 'teacher_compression' ORDER BY t.arch, r.layers")  # fmt: skip
-    assert len(rows) == 3 and (rows.status == "finished").all()
+                       " WHERE t.stage = 'teacher_compression' ORDER BY t.arch, r.layers, t.quantization NULLS FIRST")  # fmt: skip
+    assert len(rows) == 4 and (rows.status == "finished").all()
     teacher = tmp_path / "runs" / "tc" / "assets" / "synthetic" / "teacher"
     assert (rows.teacher == str(teacher)).all() and rows.parent_trial_id.isna().all()
-    assert list(rows.arch) == ["bertvision", "bertvision", "theseus"]
-    assert list(rows.layers) == [1, 2, 1]  # the small teacher has 2 layers; Theseus r=2 keeps 1
+    assert list(rows.arch) == ["bertvision", "bertvision", "theseus", "theseus"]
+    assert list(rows.layers) == [1, 2, 1, 1]  # the small teacher has 2 layers; Theseus r=2 keeps 1
     assert (rows.embedding == "transformer").all() and (rows.emb_dim == 64).all() and (rows.vocab_size > 0).all()
-    assert list(rows.quantization.fillna("-")) == ["-", "-", "int8 dynamic (Linear)"]
+    assert list(rows.quantization.fillna("-")) == ["-", "-", "-", "int8 dynamic (Linear)"]
+    # the int8 successor is its float sibling's, quantized (trained once)
+    int8_meta = json.loads((Path(rows.checkpoint_path[3]) / COMPRESSED_META).read_text())
+    assert int8_meta["quantized_from"] == rows.checkpoint_path[2]
     assert rows.score.between(0, 1).all() and (rows.latency_ms > 0).all()
     assert (rows.params > rows.trainable_params).all() and (rows.trainable_params > 0).all()
     assert (rows.disk_bytes > 0).all() and (rows.gzip_bytes > 0).all() and rows.alpha.isna().all()
@@ -361,9 +365,9 @@ def test_both_methods_in_a_synthetic_sweep_into_the_database(tmp_path):
     assert config["teacher_fingerprint"] == teacher_fingerprint(teacher)
     epochs = store.query("SELECT count(*) FROM epochs e JOIN trials t USING (sweep, trial_id)"
                          " WHERE t.stage = 'teacher_compression'").iloc[0, 0]  # fmt: skip
-    assert epochs == 2 + 2 + 1
+    assert epochs == 2 + 2 + 1 + 1  # the int8 successor carries its float sibling's history
     tr = store.query("SELECT * FROM trial_results WHERE stage = 'teacher_compression'")
-    assert len(tr) == 3
+    assert len(tr) == 4
     finished_at = store.sweep_status("tc")["finished_at"]
 
     # resume: nothing to do, nothing changes
