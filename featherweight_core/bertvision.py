@@ -337,8 +337,9 @@ def layer_states(model, tokenizer, texts: Sequence[tuple[str, ...]], max_length:
 # heads and the deployable model
 
 
-# the smallest standard deviation a feature is divided by: the first token's state after the embeddings is the same
-# for every example (std 0), and early layers change it by ~1e-3
+# a feature whose standard deviation over the training set is below this is constant (the first token's state after
+# the embeddings is the same for every example, std 0): it gets scale 0 rather than 1 / std, which would only
+# amplify rounding noise (another runtime's last-digit differences) into the head. Early layers do vary it, by ~1e-3.
 MIN_STD = 1e-4
 
 
@@ -354,7 +355,7 @@ class _StandardizedHead(nn.Module):
 
     def set_feature_stats(self, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.feature_mean.copy_(mean)
-        self.feature_scale.copy_(1.0 / std.clamp_min(MIN_STD))
+        self.feature_scale.copy_(torch.where(std >= MIN_STD, 1.0 / std.clamp_min(MIN_STD), torch.zeros_like(std)))
 
     def standardize(self, states: torch.Tensor) -> torch.Tensor:
         return (states - self.feature_mean) * self.feature_scale
