@@ -324,6 +324,14 @@ def _forward_args(model) -> set[str]:
     return set(inspect.signature(model.forward).parameters)
 
 
+def training_rows(n: int, max_examples: int | None, rng: np.random.Generator) -> np.ndarray:
+    """Indices of the ``n`` training rows to train on: all of them, or (``max_examples`` < n) a random subset of that
+    size drawn from ``rng``, in row order."""
+    if max_examples is not None and max_examples < n:
+        return np.sort(rng.choice(n, max_examples, replace=False))
+    return np.arange(n)
+
+
 def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     """Training batches of similar length that still vary between epochs (as HF's ``group_by_length``):
     shuffle, cut into mega-batches of 50 batches, sort each by length, cut into batches, shuffle the batch order."""
@@ -488,9 +496,7 @@ def finetune_teacher(
     model, tokenizer = load_classifier(model_name_or_dir, task.num_labels, task.label_names)
     _check_output_dir(output_dir, overwrite)
     rng = np.random.default_rng(cfg.seed)
-    rows = np.arange(len(train))
-    if cfg.max_train_examples is not None and cfg.max_train_examples < len(train):
-        rows = np.sort(rng.choice(len(train), cfg.max_train_examples, replace=False))
+    rows = training_rows(len(train), cfg.max_train_examples, rng)
     texts = [train.texts[i] for i in rows]
     labels = torch.from_numpy(train.labels[rows])
     tok = tokenize(tokenizer, texts, cfg.max_length, model)

@@ -351,6 +351,7 @@ def compress_theseus(
         read_teacher_meta,
         resolve_device,
         tokenize,
+        training_rows,
     )
 
     cfg = cfg or TheseusConfig()
@@ -382,9 +383,7 @@ def compress_theseus(
     teacher_layers, layers = theseus.teacher_layers, theseus.successor_layers
 
     rng = np.random.default_rng(cfg.seed)
-    rows = np.arange(len(train))
-    if cfg.max_train_examples is not None and cfg.max_train_examples < len(train):
-        rows = np.sort(rng.choice(len(train), cfg.max_train_examples, replace=False))
+    rows = training_rows(len(train), cfg.max_train_examples, rng)
     texts = [train.texts[i] for i in rows]
     labels = torch.from_numpy(train.labels[rows])
     tok = tokenize(tokenizer, texts, cfg.max_length, model)
