@@ -190,6 +190,7 @@ def run_teacher_compression_stage(
             name=f"{prefix}teacher_compression{suffix}",
             callbacks=[db, progress],
             max_concurrent=spec.resources["max_concurrent"],
+            resource_keys=("teacher_compression_cpus", "teacher_compression_gpus"),
         )
         tuner.fit()
         result = StageResult(progress.done, progress.failed, [s * 1000 for s in db.write_seconds],

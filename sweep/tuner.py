@@ -266,12 +266,15 @@ class PendingWatch:
     statuses each step, the stopper then stops the experiment, and :meth:`raise_if_timed_out` raises after Tune
     stopped."""
 
-    def __init__(self, timeout_s: float, resources: dict[str, Any]) -> None:
+    def __init__(
+        self, timeout_s: float, resources: dict[str, Any], keys: tuple[str, str] = ("cpus_per_trial", "gpus_per_trial")
+    ) -> None:
         from ray import tune
 
         watch = self
         self.timeout_s = timeout_s
         self.resources = resources
+        self.keys = keys  # the spec's resources keys the message names (a stage with keys of its own passes them)
         self.message: str | None = None
         self.stalled_since: float | None = None
 
@@ -301,8 +304,8 @@ class PendingWatch:
             self.message = (
                 f"resources.pending_timeout_s: trials waited {waited:.0f}s (> {self.timeout_s:g}s) with none running"
                 f" for {_amount(r['cpus_per_trial'], 'CPU')} and {_amount(r['gpus_per_trial'], 'GPU')} per trial;"
-                f" the Ray cluster has {_cluster_summary()} -- free them, lower resources.cpus_per_trial /"
-                " gpus_per_trial, or raise resources.pending_timeout_s; resume to run the rest"
+                f" the Ray cluster has {_cluster_summary()} -- free them, lower resources.{self.keys[0]} /"
+                f" {self.keys[1]}, or raise resources.pending_timeout_s; resume to run the rest"
             )
 
     def raise_if_timed_out(self) -> None:
@@ -343,6 +346,7 @@ def build_tuner(
     search_alg=None,
     num_samples: int = 1,
     max_concurrent: int | None = None,
+    resource_keys: tuple[str, str] = ("cpus_per_trial", "gpus_per_trial"),
 ) -> WatchedTuner:
     """A Tuner with the project's settings: per-trial CPU/GPU shares from the spec's ``resources`` (also passed to
     the trainable as ``cpus``/``gpus`` so it sizes its threads and picks its device), actor reuse (about 0.1 s per
@@ -352,14 +356,15 @@ def build_tuner(
     ``trainables.checkpoints``; no Tune checkpoints, so no experiment-state snapshot per trial), Tune's console
     output off (the progress reporter prints instead), Tune's JSON and CSV result loggers on
     (``ray.tune.ExperimentAnalysis`` reads them), and a trial PENDING longer than ``resources.pending_timeout_s``
-    failing the run (:class:`PendingTimeout`)."""
+    failing the run (:class:`PendingTimeout`, naming ``resource_keys``: the spec keys the stage's shares came from).
+    """
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
     from trainables.checkpoints import CHECKPOINT_ROOT
 
     cpus, gpus = resources["cpus_per_trial"], resources["gpus_per_trial"]
-    watch = PendingWatch(float(resources.get("pending_timeout_s") or 600), resources)
+    watch = PendingWatch(float(resources.get("pending_timeout_s") or 600), resources, resource_keys)
     tuner = tune.Tuner(
         tune.with_resources(trainable, {"cpu": cpus, "gpu": gpus}),
         param_space={

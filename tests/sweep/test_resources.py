@@ -77,6 +77,14 @@ def test_pending_watch_times_out_only_when_nothing_runs():
     assert w.stopper.stop_all()
     with pytest.raises(PendingTimeout, match="pending_timeout_s"):
         w.raise_if_timed_out()
+    assert "lower resources.cpus_per_trial / gpus_per_trial" in w.message
+    # a stage with resources keys of its own names them
+    t = PendingWatch(
+        10, {"cpus_per_trial": 4, "gpus_per_trial": 0}, ("teacher_compression_cpus", "teacher_compression_gpus")
+    )
+    t.step([pending], now=1)
+    t.step([pending], now=12)
+    assert "lower resources.teacher_compression_cpus / teacher_compression_gpus" in t.message and "4 CPUs" in t.message
 
 
 def _hog_the_only_cpu():
