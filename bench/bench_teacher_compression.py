@@ -194,7 +194,7 @@ def main() -> int:
               f"{ms['teacher'] / here:>8.2f}x")  # fmt: skip
     print("\nskyline (dev accuracy vs gzip bytes, all stages and baselines):")
     for s in sky:
-        print(f"  {s['skyline_rank']:>2}  {s['name']:<30} {s['stage'] or 'baseline':<20} {s['score_value']:.2%}"
+        print(f"  {s['skyline_rank']:>2}  {s['name']:<30} {s['stage'] if isinstance(s['stage'], str) else 'baseline':<20} {s['score_value']:.2%}"
               f"  {s['size_value'] / 1e6:10.3f} MB")  # fmt: skip
     report = args.out / "report"
     subprocess.check_call([str(exe), "report", SWEEP, "--db", str(db), "--output", str(report)], env=env)
