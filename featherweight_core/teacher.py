@@ -453,6 +453,33 @@ def _save_teacher(model, tokenizer, directory: Path, meta: dict[str, Any]) -> No
         (directory / METRICS_FILE).write_text(json.dumps(meta["metrics"], indent=2) + "\n")
 
 
+def classifier_step(model, batch: dict[str, torch.Tensor], labels: torch.Tensor, opt, scaler, dtype, grad_clip,
+                    params: list, where: str, error: type[TeacherError] = TeacherError) -> tuple[torch.Tensor, bool]:  # fmt: skip
+    """One optimiser step of a sequence classifier on cross-entropy: forward under autocast (``dtype`` None: fp32),
+    a non-finite loss is ``error`` (``where`` says which step), backward through the grad scaler, gradient clipping of
+    ``params`` at ``grad_clip`` (None: none), step. Returns ``(loss, updated)``; ``updated`` is False when nothing
+    in the graph requires a gradient (a Theseus step in which every block ran its frozen predecessor): then the
+    optimiser step is a no-op that keeps the scheduler's step count."""
+    device = next(model.parameters()).device
+    inputs = {k: v.to(device) for k, v in batch.items()}
+    with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
+        logits = model(**inputs).logits
+    loss = F.cross_entropy(logits.float(), labels.to(device))
+    if not torch.isfinite(loss):
+        raise error(f"non-finite loss {where}")
+    opt.zero_grad(set_to_none=True)
+    if not loss.requires_grad:
+        opt.step()
+        return loss, False
+    scaler.scale(loss).backward()
+    if grad_clip:
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    scaler.step(opt)
+    scaler.update()
+    return loss, True
+
+
 def _optimizer(model, cfg: TeacherConfig, total_steps: int):
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -515,20 +542,8 @@ def finetune_teacher(
         batches = length_grouped_batches(lengths, cfg.batch_size, rng)
         running, seen = 0.0, 0
         for idx in _progress(batches, len(batches), f"teacher epoch {epoch}", progress):
-            inputs = {k: v.to(device) for k, v in tok.batch(idx).items()}
-            y = labels[idx].to(device)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model(**inputs).logits
-            loss = F.cross_entropy(logits.float(), y)
-            if not torch.isfinite(loss):
-                raise TeacherError(f"non-finite loss at step {step} (lr {cfg.lr} too high?)")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(opt)
-            scaler.update()
+            loss, _ = classifier_step(model, tok.batch(idx), labels[idx], opt, scaler, dtype, cfg.grad_clip,
+                                      list(model.parameters()), f"at step {step} (lr {cfg.lr} too high?)")  # fmt: skip
             sched.step()
             step += 1
             running += loss.item() * len(idx)

@@ -35,7 +35,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from featherweight_core import vocab
@@ -345,6 +344,7 @@ def compress_theseus(
         _progress,
         _save_teacher,
         autocast_dtype,
+        classifier_step,
         evaluate_teacher,
         length_grouped_batches,
         load_classifier,
@@ -410,24 +410,9 @@ def compress_theseus(
             p = schedule(step)
             theseus.set_p(p)
             p_sum += p
-            inputs = {k: v.to(device) for k, v in tok.batch(idx).items()}
-            y = labels[idx].to(device)
-            with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-                logits = model(**inputs).logits
-            loss = F.cross_entropy(logits.float(), y)
-            if not torch.isfinite(loss):
-                raise TheseusError(f"non-finite loss at step {step} (lr {cfg.lr} too high?)")
-            opt.zero_grad(set_to_none=True)
-            if loss.requires_grad:  # else every block drew its frozen predecessor and the head is frozen too
-                scaler.scale(loss).backward()
-                if cfg.grad_clip:
-                    scaler.unscale_(opt)
-                    torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()  # a no-op (no gradients), keeps the scheduler's step order
-                idle += 1
+            loss, updated = classifier_step(model, tok.batch(idx), labels[idx], opt, scaler, dtype, cfg.grad_clip,
+                                            trainable, f"at step {step} (lr {cfg.lr} too high?)", TheseusError)  # fmt: skip
+            idle += not updated  # every block drew its frozen predecessor and the head is frozen too
             sched.step()
             step += 1
             running += loss.item() * len(idx)
