@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -87,7 +89,7 @@ def test_sweep_records_results_and_failures(tmp_path):
     assert len(rows2) == 4 and rows2.trial_id.is_unique and (rows2.status == "finished").all()
 
 
-N_KILLED_GRID = 20  # grid points: enough that trials finishing during one CLI query (~1-2 s) never complete the grid
+N_KILLED_GRID = 32  # grid points: enough that trials finishing during one slow CLI query never complete the grid
 
 
 @pytest.mark.parametrize("kill_after", [2, 6])  # kill -9 of the driver early and late in stage 1
@@ -181,11 +183,21 @@ def test_a_reader_holding_the_database_never_fails_a_trial(tmp_path):
     assert st["status"] == "finished" and st["by_status"] == {"finished": 4}, st
 
 
+N_CTRL_C_GRID = 16
+
+
+def _pump(stream, lines: queue.Queue) -> None:
+    """Move a child's output lines into a queue (then None at its end), so the test can wait on them with a timeout."""
+    for line in stream:
+        lines.put(line)
+    lines.put(None)
+
+
 def test_ctrl_c_stops_the_sweep_interrupted_and_resume_finishes_it(tmp_path):
     """Ctrl-C (SIGINT to the driver's process group, as a terminal sends it) in stage 1: Tune stops gracefully and
     returns; the sweep must stop there too (no compression stage on a partial grid), exit 130, be recorded
     `interrupted` with how far it got, and a resume must finish both stages."""
-    spec = _spec(tmp_path, "ctrlc", seeds=list(range(8)), archs=("bilstm",), epochs=4)
+    spec = _spec(tmp_path, "ctrlc", seeds=list(range(N_CTRL_C_GRID)), archs=("bilstm",), epochs=4)
     raw = yaml.safe_load(spec.read_text())
     raw["compress"] = {"parents": "skyline", "search": {"num_samples": 1, "max_concurrent": 1}}
     spec.write_text(yaml.safe_dump(raw))
@@ -193,23 +205,35 @@ def test_ctrl_c_stops_the_sweep_interrupted_and_resume_finishes_it(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec)], cwd=tmp_path, env=_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)  # fmt: skip
+    # Ctrl-C the moment the second trial's progress line appears, as a user watching it would: polling the database
+    # from another process raced the sweep (on a quiet machine it finished during one slow query)
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
+    reader.start()
+    seen: list[str] = []
     try:
         deadline = time.time() + 240
         while time.time() < deadline:
-            time.sleep(0.5)
-            assert proc.poll() is None, "sweep ended before it could be interrupted"
-            if not db.exists():
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
                 continue
-            q = _featherweight("query", "--db", str(db), "--format", "csv",
-                               "SELECT count(*) AS n FROM trials WHERE status = 'finished'", cwd=tmp_path)  # fmt: skip
-            if q.returncode == 0 and int(q.stdout.strip().splitlines()[-1]) >= 2:
+            assert line is not None, "sweep ended before it could be interrupted:\n" + "".join(seen[-40:])
+            seen.append(line)
+            if re.match(rf"\[distill +2/{N_CTRL_C_GRID} ", line):
                 break
+        else:
+            raise AssertionError("no second trial within 240 s:\n" + "".join(seen[-40:]))
         os.killpg(proc.pid, signal.SIGINT)
-        out, _ = proc.communicate(timeout=180)
+        proc.wait(timeout=180)
+        reader.join(timeout=30)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
+    while not lines.empty():
+        seen.append(lines.get_nowait() or "")
+    out = "".join(seen)
     assert proc.returncode == 130, out[-3000:]
     assert "interrupted after" in out and "sweep resume ctrlc" in out, out[-3000:]
     store = ExperimentStore(db, read_only=True)
@@ -220,6 +244,6 @@ def test_ctrl_c_stops_the_sweep_interrupted_and_resume_finishes_it(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     store = ExperimentStore(db, read_only=True)
     rows = store.query("SELECT stage, status FROM trials WHERE sweep = 'ctrlc'")
-    assert (rows[rows.stage == "distill"].status == "finished").sum() == 8
+    assert (rows[rows.stage == "distill"].status == "finished").sum() == N_CTRL_C_GRID
     assert (rows.stage == "compress").sum() >= 1
     assert store.query("SELECT status FROM sweeps WHERE name = 'ctrlc'").iloc[0, 0] == "finished"
