@@ -695,7 +695,7 @@ def train_bertvision(
             save_file({n: t.contiguous() for n, t in head.state_dict().items()}, str(tmp / tc.HEAD_WEIGHTS))
             tc.write_meta(tmp, meta)
         saved, tokenizer, _ = load_bertvision_model(tmp, cfg.quantize)
-        dev_metrics, test_metrics = tc.evaluate(saved, tokenizer, task_data, max_length, batch_size=eval_batch)
+        dev_metrics, test_metrics, classes = tc.evaluate(saved, tokenizer, task_data, max_length, batch_size=eval_batch)
         # the saved model must predict what the head predicted on the cached states (float16 rounding aside)
         agree = []
         for s in eval_splits:
@@ -716,6 +716,7 @@ def train_bertvision(
         output_dir=str(output_dir),
         metrics=meta["metrics"],
         test_metrics=test_metrics,
+        class_metrics=classes,
         params=int(sizes["params"]),
         trainable_params=int(sum(p.numel() for p in head.parameters())),
         disk_bytes=int(sizes["disk_bytes"]),

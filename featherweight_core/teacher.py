@@ -410,26 +410,42 @@ def predict_logits(
     return out
 
 
-def evaluate_teacher(model, tokenizer, task_data: TaskData, cfg: TeacherConfig, device: torch.device,
-                     progress: bool = False) -> dict[str, float]:  # fmt: skip
-    """Dev metrics (the task's metric + extras, mean over eval splits and per split) of ``model``."""
-    task = task_data.task
-    names = task_metric_names(task)
-    per: dict[str, dict[str, float]] = {}
-    for split in task.eval_splits:
+def predict_dev_splits(model, tokenizer, task_data: TaskData, cfg: TeacherConfig, device: torch.device,
+                       progress: bool = False) -> dict[str, np.ndarray]:  # fmt: skip
+    """``{split: predicted label per example}`` of ``model`` on every dev split the task has."""
+    out = {}
+    for split in task_data.task.eval_splits:
         if split not in task_data.splits:
             continue
         sp = task_data.splits[split]
         logits = predict_logits(model, tokenizer, sp.texts, cfg.eval_batch_size, cfg.max_length, device,
                                 cfg.precision, progress)  # fmt: skip
-        per[split] = split_metrics(logits.argmax(-1), sp.labels, names, task.num_labels)
-    if not per:
-        raise TeacherError(f"task {task.name!r}: no dev split among {list(task.eval_splits)} to evaluate on")
+        out[split] = logits.argmax(-1)
+    if not out:
+        raise TeacherError(f"task {task_data.task.name!r}: no dev split among {list(task_data.task.eval_splits)} to"
+                           " evaluate on")  # fmt: skip
+    return out
+
+
+def dev_metrics(task_data: TaskData, predictions: dict[str, np.ndarray]) -> dict[str, float]:
+    """The task's metric + extras from :func:`predict_dev_splits`' predictions: the mean over dev splits, and per
+    split (``accuracy_validation_matched``, ...) when there is more than one."""
+    task = task_data.task
+    names = task_metric_names(task)
+    per = {
+        s: split_metrics(pred, task_data.splits[s].labels, names, task.num_labels) for s, pred in predictions.items()
+    }
     out = {m: float(np.mean([v[m] for v in per.values()])) for m in names}
     if len(per) > 1:
         out.update({f"{m}_{s}": v[m] for s, v in per.items() for m in names})
     out["score"] = out[task.metric]
     return out
+
+
+def evaluate_teacher(model, tokenizer, task_data: TaskData, cfg: TeacherConfig, device: torch.device,
+                     progress: bool = False) -> dict[str, float]:  # fmt: skip
+    """Dev metrics (the task's metric + extras, mean over eval splits and per split) of ``model``."""
+    return dev_metrics(task_data, predict_dev_splits(model, tokenizer, task_data, cfg, device, progress))
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -61,6 +61,7 @@ class CompressedTeacherResult:
     files (:func:`measure_saved`). latency_ms: CPU, batch size 1, median (:func:`cpu_latency_ms`). layers: the
     transformer layers inference runs. history: one dict per epoch (epoch, train_loss, score, seconds, ...).
     teacher: the teacher it came from (dir, fingerprint, score, params, layers, latency_ms where measured).
+    class_metrics: ``{split: measure.per_class_metrics(...)}`` for every dev and test split (:func:`evaluate`).
     """
 
     method: str
@@ -78,6 +79,7 @@ class CompressedTeacherResult:
     history: list[dict] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     teacher: dict[str, Any] = field(default_factory=dict)
+    class_metrics: dict[str, dict] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -190,24 +192,34 @@ def cpu_latency_ms(
 
 def evaluate(
     model: nn.Module, tokenizer, task_data, max_length: int, batch_size: int = 64, device: str = "auto"
-) -> tuple[dict[str, float], dict[str, float] | None]:
-    """Dev metrics (as :func:`featherweight_core.teacher.evaluate_teacher`) and test metrics (the task's ``test``
-    split when it has one with labels, else None). A quantized model runs on the CPU."""
-    from featherweight_core.measure import split_metrics, task_metric_names
+) -> tuple[dict[str, float], dict[str, float] | None, dict[str, dict]]:
+    """Dev metrics (as :func:`featherweight_core.teacher.evaluate_teacher`), test metrics (the task's ``test`` split
+    when it has one with labels, else None) and ``{split: measure.per_class_metrics(...)}`` for every dev split and
+    that test split, as students record them. A quantized model runs on the CPU."""
+    from featherweight_core.measure import per_class_metrics, split_metrics, task_metric_names
     from featherweight_core.tasks import TEST
-    from featherweight_core.teacher import TeacherConfig, evaluate_teacher, predict_logits, resolve_device
+    from featherweight_core.teacher import (
+        TeacherConfig,
+        dev_metrics,
+        predict_dev_splits,
+        predict_logits,
+        resolve_device,
+    )
 
+    task = task_data.task
     dev = resolve_device("cpu" if is_quantized(model) else device)
     cfg = TeacherConfig(max_length=max_length, eval_batch_size=batch_size, precision="fp32")
-    metrics = evaluate_teacher(model, tokenizer, task_data, cfg, dev)
+    predictions = predict_dev_splits(model, tokenizer, task_data, cfg, dev)
+    metrics = dev_metrics(task_data, predictions)
+    classes = {s: per_class_metrics(p, task_data.splits[s].labels, task.label_names) for s, p in predictions.items()}
     test = task_data.splits.get(TEST)
     if test is None or not len(test) or (test.labels < 0).any():
-        return metrics, None
-    names = task_metric_names(task_data.task)
-    logits = predict_logits(model, tokenizer, test.texts, batch_size, max_length, dev, "fp32")
-    test_metrics = split_metrics(logits.argmax(-1), test.labels, names, task_data.task.num_labels)
-    test_metrics["score"] = test_metrics[task_data.task.metric]
-    return metrics, test_metrics
+        return metrics, None, classes
+    pred = predict_logits(model, tokenizer, test.texts, batch_size, max_length, dev, "fp32").argmax(-1)
+    test_metrics = split_metrics(pred, test.labels, task_metric_names(task), task.num_labels)
+    test_metrics["score"] = test_metrics[task.metric]
+    classes[TEST] = per_class_metrics(pred, test.labels, task.label_names)
+    return metrics, test_metrics, classes
 
 
 # ---------------------------------------------------------------------------------------------------------------

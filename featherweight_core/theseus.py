@@ -433,7 +433,7 @@ def compress_theseus(
     del model, theseus
 
     final_model = tc.quantize_int8(successor) if cfg.quantize else successor
-    dev, test = tc.evaluate(final_model, tokenizer, task_data, cfg.max_length, cfg.eval_batch_size, cfg.device)
+    dev, test, classes = tc.evaluate(final_model, tokenizer, task_data, cfg.max_length, cfg.eval_batch_size, cfg.device)
     final_model.to("cpu")
     teacher_info = {"dir": str(teacher_dir), "fingerprint": fingerprint, "score": teacher_score,
                     "params": teacher_params, "layers": teacher_layers, "latency_ms": teacher_latency}  # fmt: skip
@@ -484,6 +484,7 @@ def compress_theseus(
         output_dir=str(output_dir),
         metrics=dev,
         test_metrics=test,
+        class_metrics=classes,
         params=sizes["params"],
         trainable_params=trainable_params,
         disk_bytes=sizes["disk_bytes"],
@@ -528,7 +529,9 @@ def quantize_successor(float_dir: str | Path, task_data, output_dir: str | Path,
     del model
     settings = {**meta["settings"], "quantize": True}
     max_length = int(meta["max_length"])
-    dev, test = tc.evaluate(q, tokenizer, task_data, max_length, int(settings.get("eval_batch_size", 64)), "cpu")
+    dev, test, classes = tc.evaluate(
+        q, tokenizer, task_data, max_length, int(settings.get("eval_batch_size", 64)), "cpu"
+    )
     out_meta = {**meta, "settings": settings, "quantized": True, "quantized_from": str(float_dir), "metrics": dev,
                 "test_metrics": test}  # fmt: skip
     with atomic_dir(output_dir) as tmp:
@@ -544,6 +547,7 @@ def quantize_successor(float_dir: str | Path, task_data, output_dir: str | Path,
         output_dir=str(output_dir),
         metrics=dev,
         test_metrics=test,
+        class_metrics=classes,
         params=sizes["params"],
         trainable_params=int(meta["trainable_params"]),  # checked above
         disk_bytes=sizes["disk_bytes"],

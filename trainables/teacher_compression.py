@@ -121,6 +121,7 @@ def run_teacher_compression(
             "trainable_params": result.trainable_params,
         },  # fmt: skip
         history=_history(result.history),
+        class_metrics=result.class_metrics,
         resolved={trial.method: result.settings, "task": task_data.task.to_dict()},
         quantization=QUANTIZATION_NAME if result.quantized else None,
         train_examples=min(n_train, limit) if limit else n_train,

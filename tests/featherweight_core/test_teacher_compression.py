@@ -116,8 +116,12 @@ def test_cpu_latency_and_evaluate(teacher_dir, tiny_data):
     model, tokenizer = load_classifier(teacher_dir)
     ms = tc.cpu_latency_ms(model, tokenizer, tiny_data.splits["validation"].texts, 48, n=10, min_seconds=0.05)
     assert 0 < ms < 1000
-    dev, test = tc.evaluate(model, tokenizer, tiny_data, 48)
+    dev, test, classes = tc.evaluate(model, tokenizer, tiny_data, 48)
     assert test is None and 0 <= dev["score"] <= 1 and dev["score"] == dev["accuracy"]
+    val = tiny_data.splits["validation"]
+    assert list(classes) == ["validation"] and sum(classes["validation"]["support"]) == len(val)
+    correct = sum(row[i] for i, row in enumerate(classes["validation"]["confusion"]))
+    assert correct / len(val) == pytest.approx(dev["accuracy"])  # the confusion matrix's diagonal is the accuracy
 
 
 def test_result_round_trips_and_checks_the_method():

@@ -257,6 +257,12 @@ def test_trial_body_and_record_into_the_database(tmp_path, tuned):
     assert (rows.trainable_params > 0).all() and (rows.params > rows.trainable_params).all()
     assert (rows.latency_ms > 0).all() and (rows.gzip_bytes > 0).all() and rows.score.between(0, 1).all()
     assert [Path(p).name for p in rows.checkpoint_path] == [t.trial_id for t in trials]
+    # per-class metrics as students record them: one row per dev class, supports summing to the dev split
+    classes = store.query("SELECT trial_id, split, sum(support) AS n, count(*) AS k, bool_and(f1 BETWEEN 0 AND 1) AS ok"
+                          " FROM class_metrics WHERE sweep = 'tc' GROUP BY ALL ORDER BY trial_id")  # fmt: skip
+    assert sorted(classes.trial_id) == sorted(t.trial_id for t in trials)
+    assert (classes.split == "validation").all() and (classes.n == len(data.splits["validation"])).all()
+    assert (classes.k == data.task.num_labels).all() and classes.ok.all()
 
     # a teacher replaced after planning fails the trial instead of compressing another model
     stale = TeacherCompressionTrial.from_dict({**trials[1].to_dict(), "teacher_fingerprint": "0" * 16})
