@@ -231,6 +231,14 @@ def _teacher_compression_configuration(row) -> str:
     return ", ".join(parts)
 
 
+def _latency_text(row) -> str:
+    """A teacher-compressed point's CPU latency for the tooltip, with its speed-up over the teacher when measured."""
+    if not _present(row.get("latency_ms")):
+        return "-"
+    speedup = row.get("speedup_vs_teacher")
+    return f"{float(row['latency_ms']):.2f} ms" + (f" ({float(speedup):.2f}x faster)" if _present(speedup) else "")
+
+
 def _configuration(row) -> str:
     if row["kind"] == "baseline":
         return str(row.get("source") or "")
@@ -272,8 +280,7 @@ def pareto_frame(store: ExperimentStore, sweep: str, task: str, score_measure: s
     df["trainable_text"] = [
         count_text(r.get("trainable_params")) if c else "-" for r, c in zip(records, compressed, strict=True)
     ]
-    df["latency_text"] = [f"{float(r['latency_ms']):.2f} ms" if c and _present(r.get("latency_ms")) else "-"
-                          for r, c in zip(records, compressed, strict=True)]  # fmt: skip
+    df["latency_text"] = [_latency_text(r) if c else "-" for r, c in zip(records, compressed, strict=True)]
     df["frontier"] = ["skyline" if r["on_skyline"] else "dominated" for r in records]
     df["series"] = SKYLINE_SERIES
     return df

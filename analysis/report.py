@@ -285,6 +285,10 @@ def compression_table(
     return Table(columns, rows, caption)
 
 
+def _ms(value) -> str:
+    return "-" if _missing(value) else f"{float(value):.2f}"
+
+
 def teacher_compression_table(comp: pd.DataFrame, task_kind: str, score_name: str = "score") -> Table | None:
     """The transformers made from the task's teacher (``compression`` rows of stage ``teacher_compression``, with
     ``settings`` from ``trial_results``), under the measured teacher(s) they came from: method, settings, layers,
@@ -296,26 +300,31 @@ def teacher_compression_table(comp: pd.DataFrame, task_kind: str, score_name: st
     teachers = [t for t in trials["teacher"].dropna().unique()]
     base = comp[(comp["kind"] == "baseline") & comp["name"].isin(teachers)].drop_duplicates("name")
     for _, r in base.sort_values("name").iterrows():
+        # the teacher's latency as its trials timed it (each beside its own model): their median
+        timed = trials.loc[trials["teacher"] == r["name"], "teacher_latency_ms"].dropna()
         rows.append([str(r["name"]), "-", "teacher", "-", "-", _score_cell(r, task_kind, digits=2), "100.0",
-                     sci(r["params"]), "-", mb(r["gzip_bytes"]), "-"])  # fmt: skip
+                     sci(r["params"]), "-", mb(r["gzip_bytes"]), _ms(timed.median() if len(timed) else None),
+                     "1.00x" if len(timed) else "-"])  # fmt: skip
     order = trials.assign(_q=trials["quantization"].notna()).sort_values(["arch", "layers", "_q", "trial_id"],
                                                                           na_position="last")  # fmt: skip
     for _, r in order.iterrows():
+        speedup = r.get("speedup_vs_teacher")
         rows.append([
             "  " + str(r["name"]), str(r["trial_id"]), METHOD_NAMES.get(r["arch"], str(r["arch"])),
             method_settings(r.get("settings")) or "-", _plain_value(r.get("layers")),
             _score_cell(r, task_kind, digits=2), pct(r.get("score_retained_vs_teacher")), sci(r["params"]),
-            sci(r.get("trainable_params")), mb(r["gzip_bytes"]),
-            "-" if _missing(r.get("latency_ms")) else f"{float(r['latency_ms']):.2f}",
+            sci(r.get("trainable_params")), mb(r["gzip_bytes"]), _ms(r.get("latency_ms")),
+            "-" if _missing(speedup) else f"{float(speedup):.2f}x",
         ])  # fmt: skip
     columns = ["model", "trial", "method", "settings", "layers", score_header(task_kind, score_name) + " %",
-               "retained %", "params", "trainable", "gzip (MB)", "latency (ms)"]  # fmt: skip
+               "retained %", "params", "trainable", "gzip (MB)", "latency (ms)", "speed-up"]  # fmt: skip
     caption = (
         "Transformers made from the task's fine-tuned teacher, under it: Theseus (successor layers replace the "
         "teacher's blocks), BERT-Vision (a small head over the frozen teacher's per-layer hidden states). retained: "
         "dev score as % of the teacher's; params: every parameter inference needs; trainable: those the method "
-        "trained; gzip: gzip -9 of the saved weights; latency: CPU forward pass, batch size 1, median; q: int8 "
-        "dynamic quantization of the Linear layers."
+        "trained; gzip: gzip -9 of the saved weights; latency: CPU forward pass, batch size 1, median; speed-up: the "
+        "teacher's latency over the model's, the two timed interleaved in the trial's process (the teacher row: the "
+        "median of those teacher timings); q: int8 dynamic quantization of the Linear layers."
     )
     return Table(columns, rows, caption)
 

@@ -60,9 +60,9 @@ TRIAL_COLUMNS = (
     "started_at", "finished_at", "seconds", "checkpoint_path", "recorded_at", "device", "node",
     *PLACEMENT_COLUMNS, "teacher",
 )  # fmt: skip
-# Columns of ``results`` added by migration 006 (teacher compression): TrialRecord fields of the same name, falling
-# back to the same key of ``sizes`` (trainable_params, layers) or ``metrics`` (latency_ms)
-EXTRA_RESULT_COLUMNS = ("trainable_params", "latency_ms", "layers")
+# Columns of ``results`` added by migrations 006 and 007 (teacher compression): TrialRecord fields of the same name,
+# falling back to the same key of ``sizes`` (trainable_params, layers) or ``metrics`` (latency_ms, teacher_latency_ms)
+EXTRA_RESULT_COLUMNS = ("trainable_params", "latency_ms", "layers", "teacher_latency_ms")
 RESULT_COLUMNS = ("sweep", "trial_id", *METRIC_COLUMNS, *SIZE_COLUMNS, "metrics", "sizes", *EXTRA_RESULT_COLUMNS)
 EPOCH_COLUMNS = ("sweep", "trial_id", "epoch", "train_loss", "score", "seconds", "samples_per_second", "metrics")
 CLASS_COLUMNS = ("sweep", "trial_id", "split", "label_id", "label", "precision", "recall", "f1", "support", "predicted")
@@ -118,11 +118,13 @@ class TrialRecord:
     class_metrics: list[dict] = field(default_factory=list)
     # teacher compression (migration 006); None for student trials. teacher: the teacher directory the trial started
     # from; trainable_params: parameters the method trained (params stays the whole saved model); latency_ms: CPU,
-    # batch size 1, median milliseconds; layers: transformer layers inference runs
+    # batch size 1, median milliseconds; layers: transformer layers inference runs; teacher_latency_ms (migration
+    # 007): the teacher timed interleaved with the trial's model, for the speed-up
     teacher: str | None = None
     trainable_params: int | None = None
     latency_ms: float | None = None
     layers: int | None = None
+    teacher_latency_ms: float | None = None
 
     def validate(self) -> None:
         if not self.sweep or not self.trial_id:
@@ -371,6 +373,7 @@ def trial_rows(rec: TrialRecord) -> TrialRows:
         "trainable_params": _first(rec.trainable_params, sizes.get("trainable_params")),
         "latency_ms": _first(rec.latency_ms, rec.metrics.get("latency_ms")),
         "layers": _first(rec.layers, sizes.get("layers")),
+        "teacher_latency_ms": _first(rec.teacher_latency_ms, rec.metrics.get("teacher_latency_ms")),
     }
     result = None
     if rec.metrics or sizes or any(v is not None for v in extra.values()):

@@ -560,14 +560,16 @@ def train_bertvision(
     progress: bool = False,
     log=None,
     overwrite: bool = False,
+    time_teacher: bool = True,
 ):
     """Train a BERT-Vision head on ``teacher_dir``'s hidden states and save the deployable model to ``output_dir``.
 
     Hidden states come from a :class:`HiddenStateCache` (``cache_dir``: its root, or a cache object; None: nothing
     kept on disk); the head trains on them (cross-entropy on the labels, AdamW), the epoch with the best dev score
     is kept; the model (backbone cut to ``k`` layers + head, or its int8 form) is saved atomically and evaluated end
-    to end on dev (and test, when it has labels). Returns a
-    :class:`featherweight_core.teacher_compression.CompressedTeacherResult`.
+    to end on dev (and test, when it has labels), and its CPU latency is timed interleaved with the teacher's
+    (``time_teacher``; False leaves ``teacher["latency_ms"]`` None and saves loading the teacher once more). Returns
+    a :class:`featherweight_core.teacher_compression.CompressedTeacherResult`.
     """
     from safetensors.torch import save_file
 
@@ -704,7 +706,8 @@ def train_bertvision(
         agreement = float(np.mean(agree))
         cache_score = _metrics(task, cache_logits, {s: labels[s] for s in eval_splits})["score"]
         sizes = tc.measure_saved(tmp)
-        latency = tc.cpu_latency_ms(saved, tokenizer, task_data.splits[eval_splits[0]].texts, max_length)
+        latency, teacher["latency_ms"] = tc.latency_with_teacher(saved, tokenizer, task_data.splits[eval_splits[0]].texts,
+                                                                 max_length, teacher_dir if time_teacher else None)  # fmt: skip
         meta["metrics"] = {**dev_metrics, "cache_score": cache_score, "cache_agreement": agreement}
         meta["test_metrics"] = test_metrics
         tc.write_meta(tmp, {**meta, "quantized": cfg.quantize})

@@ -60,7 +60,8 @@ class CompressedTeacherResult:
     weight file of the output); trainable_params: those the method trained. disk_bytes / gzip_bytes: the weight
     files (:func:`measure_saved`). latency_ms: CPU, batch size 1, median (:func:`cpu_latency_ms`). layers: the
     transformer layers inference runs. history: one dict per epoch (epoch, train_loss, score, seconds, ...).
-    teacher: the teacher it came from (dir, fingerprint, score, params, layers, latency_ms where measured).
+    teacher: the teacher it came from (dir, fingerprint, score, params, layers, and ``latency_ms``: the teacher timed
+    interleaved with this model, :func:`cpu_latencies_ms`, so ``speedup`` compares like with like).
     class_metrics: ``{split: measure.per_class_metrics(...)}`` for every dev and test split (:func:`evaluate`).
     """
 
@@ -88,6 +89,12 @@ class CompressedTeacherResult:
     @property
     def score(self) -> float:
         return float(self.metrics["score"])
+
+    @property
+    def speedup(self) -> float | None:
+        """How many times faster than the teacher on the CPU at batch size 1 (None when the teacher was not timed)."""
+        t = self.teacher.get("latency_ms")
+        return float(t) / self.latency_ms if t and self.latency_ms else None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -153,7 +160,6 @@ def _on_cpu(model: nn.Module) -> nn.Module:
     return model if all(t.device.type == "cpu" for t in tensors) else copy.deepcopy(model).cpu()
 
 
-@torch.inference_mode()
 def cpu_latency_ms(
     model: nn.Module,
     tokenizer,
@@ -166,28 +172,50 @@ def cpu_latency_ms(
     """Median milliseconds of one forward pass at batch size 1 on the CPU, over the first ``n`` of ``texts`` (each
     tokenized to its own length, truncated to ``max_length``), repeated until ``min_seconds`` have passed. A model on
     a GPU is timed on a CPU copy. Uses the calling process' torch thread count."""
+    return cpu_latencies_ms([model], tokenizer, texts, max_length, n, min_seconds, warmup)[0]
+
+
+@torch.inference_mode()
+def cpu_latencies_ms(
+    models: Sequence[nn.Module],
+    tokenizer,
+    texts: Sequence[tuple[str, ...]],
+    max_length: int = 128,
+    n: int = 100,
+    min_seconds: float = 1.0,
+    warmup: int = 3,
+) -> list[float]:
+    """:func:`cpu_latency_ms` of several models sharing a tokenizer, interleaved: each example runs through every
+    model in turn, so a change in the machine's load falls on all of them alike and the ratio of two (a speed-up) is
+    measured under the same conditions. ``min_seconds`` bounds the whole measurement."""
     from featherweight_core.teacher import tokenize
 
     if not len(texts):
         raise ValueError("cpu_latency_ms needs at least one text")
-    cpu_model = _on_cpu(model)
-    was_training = cpu_model.training
-    cpu_model.eval()
-    tok = tokenize(tokenizer, list(texts[:n]), max_length, cpu_model)
-    inputs = [tok.batch([i]) for i in range(len(tok))]
-    for x in inputs[:warmup]:
-        cpu_model(**x)
-    times: list[float] = []
+    cpu_models = [_on_cpu(m) for m in models]
+    was_training = [m.training for m in cpu_models]
+    for m in cpu_models:
+        m.eval()
+    inputs = []
+    for m in cpu_models:
+        tok = tokenize(tokenizer, list(texts[:n]), max_length, m)
+        inputs.append([tok.batch([i]) for i in range(len(tok))])
+    for m, xs in zip(cpu_models, inputs, strict=True):
+        for x in xs[:warmup]:
+            m(**x)
+    times: list[list[float]] = [[] for _ in cpu_models]
     start = time.perf_counter()
     while True:
-        for x in inputs:
-            t0 = time.perf_counter()
-            cpu_model(**x)
-            times.append(time.perf_counter() - t0)
+        for i in range(len(inputs[0])):
+            for j, m in enumerate(cpu_models):
+                t0 = time.perf_counter()
+                m(**inputs[j][i])
+                times[j].append(time.perf_counter() - t0)
         if time.perf_counter() - start >= min_seconds:
             break
-    cpu_model.train(was_training)
-    return statistics.median(times) * 1000.0
+    for m, training in zip(cpu_models, was_training, strict=True):
+        m.train(training)
+    return [statistics.median(t) * 1000.0 for t in times]
 
 
 def evaluate(
@@ -220,6 +248,21 @@ def evaluate(
     test_metrics["score"] = test_metrics[task.metric]
     classes[TEST] = per_class_metrics(pred, test.labels, task.label_names)
     return metrics, test_metrics, classes
+
+
+def latency_with_teacher(
+    model: nn.Module, tokenizer, texts: Sequence[tuple[str, ...]], max_length: int, teacher_dir: str | Path | None
+) -> tuple[float, float | None]:
+    """``model``'s CPU latency and its teacher's (loaded from ``teacher_dir`` for the purpose), timed interleaved by
+    :func:`cpu_latencies_ms`; the teacher's is None when ``teacher_dir`` is None or no longer a directory."""
+    from featherweight_core.teacher import load_classifier
+
+    if teacher_dir is None or not Path(teacher_dir).is_dir():
+        return cpu_latency_ms(model, tokenizer, texts, max_length), None
+    teacher, _ = load_classifier(teacher_dir)
+    ms, teacher_ms = cpu_latencies_ms([model, teacher], tokenizer, texts, max_length)
+    del teacher
+    return ms, teacher_ms
 
 
 # ---------------------------------------------------------------------------------------------------------------

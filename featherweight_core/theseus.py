@@ -377,8 +377,6 @@ def compress_theseus(
     if teacher_score is None:  # not measured on this data: measure it now, for the comparison
         teacher_score = evaluate_teacher(model, tokenizer, task_data, tcfg, device)["score"]
         model.to("cpu")
-    latency_texts = _latency_texts(task_data)
-    teacher_latency = tc.cpu_latency_ms(model, tokenizer, latency_texts, max_length=cfg.max_length)
     theseus = TheseusModel(model, cfg.replace_rate, cfg.train_classifier, cfg.seed)
     teacher_layers, layers = theseus.teacher_layers, theseus.successor_layers
 
@@ -435,6 +433,8 @@ def compress_theseus(
     final_model = tc.quantize_int8(successor) if cfg.quantize else successor
     dev, test, classes = tc.evaluate(final_model, tokenizer, task_data, cfg.max_length, cfg.eval_batch_size, cfg.device)
     final_model.to("cpu")
+    latency, teacher_latency = tc.latency_with_teacher(final_model, tokenizer, _latency_texts(task_data),
+                                                       cfg.max_length, teacher_dir)  # fmt: skip
     teacher_info = {"dir": str(teacher_dir), "fingerprint": fingerprint, "score": teacher_score,
                     "params": teacher_params, "layers": teacher_layers, "latency_ms": teacher_latency}  # fmt: skip
     metrics = {**dev, "train_seconds": round(train_seconds, 2), "steps": step, "train_examples": int(len(rows))}
@@ -477,7 +477,6 @@ def compress_theseus(
             _save_teacher(successor, tokenizer, tmp, meta)
             (tmp / tc.COMPRESSED_META).write_text(_json(compressed))
     sizes = tc.measure_saved(output_dir)
-    latency = tc.cpu_latency_ms(final_model, tokenizer, latency_texts, max_length=cfg.max_length)
     seconds = time.perf_counter() - start
     result = tc.CompressedTeacherResult(
         method="theseus",
@@ -532,13 +531,19 @@ def quantize_successor(float_dir: str | Path, task_data, output_dir: str | Path,
     dev, test, classes = tc.evaluate(
         q, tokenizer, task_data, max_length, int(settings.get("eval_batch_size", 64)), "cpu"
     )
+    # timed beside the teacher it came from, as compress_theseus times its outputs (the float sibling's teacher
+    # latency, measured in another run, is kept only when that teacher is gone)
+    teacher_info = dict(meta.get("teacher") or {})
+    latency, teacher_latency = tc.latency_with_teacher(q, tokenizer, _latency_texts(task_data), max_length,
+                                                       teacher_info.get("dir"))  # fmt: skip
+    if teacher_latency is not None:
+        teacher_info["latency_ms"] = teacher_latency
     out_meta = {**meta, "settings": settings, "quantized": True, "quantized_from": str(float_dir), "metrics": dev,
-                "test_metrics": test}  # fmt: skip
+                "test_metrics": test, "teacher": teacher_info}  # fmt: skip
     with atomic_dir(output_dir) as tmp:
         tokenizer.save_pretrained(tmp)
         tc.save_int8(q, tmp, out_meta)
     sizes = tc.measure_saved(output_dir)
-    latency = tc.cpu_latency_ms(q, tokenizer, _latency_texts(task_data), max_length=max_length)
     if log:
         print(f"theseus int8 of {float_dir}: dev {dev['score']:.4f}, {sizes['gzip_bytes']:,} gzip bytes,"
               f" {latency:.1f} ms/example on CPU", file=log, flush=True)  # fmt: skip
@@ -558,7 +563,7 @@ def quantize_successor(float_dir: str | Path, task_data, output_dir: str | Path,
         seconds=round(time.perf_counter() - start, 2),
         history=list(meta.get("history") or []),
         settings=settings,
-        teacher=dict(meta.get("teacher") or {}),
+        teacher=teacher_info,
     )
 
 

@@ -112,4 +112,5 @@ def teacher_compression_record(
         trainable_params=outcome.trainable_params,
         latency_ms=outcome.latency_ms,
         layers=outcome.layers,
+        teacher_latency_ms=(outcome.teacher or {}).get("latency_ms"),
     )

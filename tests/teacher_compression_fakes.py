@@ -21,6 +21,7 @@ def make_tc_record(
     disk_bytes: int = 69_700_000,
     gzip_bytes: int = 64_000_000,
     latency_ms: float = 6.5,
+    teacher_latency_ms: float | None = 13.0,
     quantize: bool = False,
     settings: dict | None = None,
     **overrides,
@@ -56,6 +57,7 @@ def make_tc_record(
         teacher=TEACHER_DIR,
         trainable_params=trainable_params,
         latency_ms=latency_ms,
+        teacher_latency_ms=teacher_latency_ms,
         layers=layers,
         checkpoint_path=f"/runs/s/teacher_compression/{trial_id}",
         history=[

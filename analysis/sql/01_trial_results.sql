@@ -3,8 +3,9 @@
 -- label is a thesis-style model name: BiLSTM_BPE100, RNN_Hash25 + p + q (p = pruned, q = quantized); a
 -- teacher_compression trial (a smaller transformer made from the task's teacher) is named by its method and the
 -- transformer layers inference runs: Theseus-3L, BERT-Vision-4L adapter + q (the BERT-Vision head after the layers).
--- teacher, trainable_params, latency_ms, layers and settings (config.settings: the method's knobs, JSON) are NULL for
--- student trials; the first four also for rows from before migration 006.
+-- teacher, trainable_params, latency_ms, layers, teacher_latency_ms and settings (config.settings: the method's knobs,
+-- JSON) are NULL for student trials; the first four also for rows from before migration 006, teacher_latency_ms for
+-- rows from before 007.
 with
 
 trials as (
@@ -89,6 +90,8 @@ joined as (
         r.trainable_params,
         r.latency_ms,
         r.layers,
+        -- the teacher timed interleaved with this model in the same process (migration 007), for the speed-up
+        r.teacher_latency_ms,
         r.disk_bytes / 1e6 as disk_mb,
         r.gzip_bytes / 1e6 as gzip_mb,
         -- the size thesis table 7.5 reports: disk size for plain students, gzip size once pruned or quantized

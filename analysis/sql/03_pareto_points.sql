@@ -42,6 +42,7 @@ trial_points as (
             when 'params' then case when t.stage = 'compress' then coalesce(t.nonzero_params, t.params) else t.params end
         end::double as size_value,
         t.teacher, t.trainable_params, t.latency_ms, t.layers,
+        t.teacher_latency_ms / nullif(t.latency_ms, 0) as speedup_vs_teacher,
         t.settings
     from trial_results t
     cross join measures m
@@ -66,7 +67,8 @@ baseline_points as (
             when 'gzip_bytes' then coalesce(b.gzip_bytes, b.disk_bytes)
             else b.params
         end::double as size_value,
-        null as teacher, null as trainable_params, null as latency_ms, null as layers, null::json as settings
+        null as teacher, null as trainable_params, null as latency_ms, null as layers,
+        null::double as speedup_vs_teacher, null::json as settings
     from baselines b
     join sweep_tasks st on st.task = b.task and (b.sweep is null or b.sweep = st.sweep)
     cross join measures m

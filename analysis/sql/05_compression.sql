@@ -11,8 +11,10 @@
 -- ratio_vs_teacher compares the teacher's disk size with the trial's reported size (disk, gzip once quantized),
 -- param_ratio_vs_teacher counts every parameter inference needs (a BERT-Vision model keeps the frozen teacher layers
 -- it reads plus its head: smaller only by the layers it drops, about 1x with all of them; its trained part is
--- trainable_params), and score_retained_vs_teacher is the fraction of the teacher's dev score kept. trainable_params, latency_ms and layers
--- ride along (NULL for students and baselines).
+-- trainable_params), score_retained_vs_teacher is the fraction of the teacher's dev score kept, and speedup_vs_teacher
+-- is teacher_latency_ms / latency_ms (CPU, batch size 1; the teacher timed interleaved with the model in the trial's
+-- process, so both saw the same load). trainable_params, latency_ms, teacher_latency_ms and layers ride along (NULL
+-- for students and baselines).
 with
 
 finished as (
@@ -59,7 +61,7 @@ trial_rows as (
         t.arch, t.embedding, t.emb_dim, t.vocab_size, t.alpha, t.bootstrap, t.seed, t.pruning, t.quantization,
         t.score, t.accuracy, t.f1, t.accuracy_matched, t.accuracy_mismatched, t.macro_f1, t.test_score,
         t.params, t.nonzero_params, t.disk_bytes, t.gzip_bytes, t.reported_bytes,
-        t.trainable_params, t.latency_ms, t.layers, t.teacher as teacher_dir,
+        t.trainable_params, t.latency_ms, t.teacher_latency_ms, t.layers, t.teacher as teacher_dir,
         th.teacher, th.teacher_score, th.teacher_params, th.teacher_disk_bytes,
         r.reference_bytes,
         p.score as parent_score, p.reported_bytes as parent_reported_bytes, p.params as parent_params,
@@ -104,6 +106,7 @@ ratios as (
         teacher_disk_bytes / nullif(gzip_bytes, 0) as gzip_ratio_vs_teacher,
         teacher_params / nullif(params, 0) as param_ratio_vs_teacher,
         score / nullif(teacher_score, 0) as score_retained_vs_teacher,
+        teacher_latency_ms / nullif(latency_ms, 0) as speedup_vs_teacher,
         reference_bytes / nullif(reported_bytes, 0) as ratio_vs_roberta,
         reference_bytes / nullif(disk_bytes, 0) as disk_ratio_vs_roberta,
         reference_bytes / nullif(gzip_bytes, 0) as gzip_ratio_vs_roberta,

@@ -87,12 +87,11 @@ def run_bertvision(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from featherweight_core import teacher_compression as tc
-    from featherweight_core.bertvision import BertVisionConfig, teacher_max_length, train_bertvision
+    from featherweight_core.bertvision import BertVisionConfig, train_bertvision
     from featherweight_core.data import load_task_data
     from featherweight_core.prepare import DEFAULT_CACHE_DIR
     from featherweight_core.softtargets import teacher_fingerprint
-    from featherweight_core.teacher import TeacherError, _check_output_dir, load_classifier, read_teacher_meta
+    from featherweight_core.teacher import TeacherError, _check_output_dir, read_teacher_meta
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -116,12 +115,7 @@ def _run(args: argparse.Namespace) -> int:
 
     store = HiddenStateCache(cache, device=cfg.device, progress=not args.no_progress)
     result = train_bertvision(teacher, task_data, args.output, cfg, cache_dir=store, progress=not args.no_progress,
-                              log=log, overwrite=args.overwrite)  # fmt: skip
-    if not args.no_teacher_latency:
-        model, tokenizer = load_classifier(teacher)
-        dev = next(s for s in task.eval_splits if s in task_data.splits)
-        result.teacher["latency_ms"] = tc.cpu_latency_ms(model, tokenizer, task_data.splits[dev].texts,
-                                                         result.settings.get("max_length") or teacher_max_length(teacher))  # fmt: skip
+                              log=log, overwrite=args.overwrite, time_teacher=not args.no_teacher_latency)  # fmt: skip
     if args.json:
         print(json.dumps({**result.to_dict(), "hidden_states_computed": store.model_runs > 0}))
         return 0

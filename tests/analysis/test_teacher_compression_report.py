@@ -51,7 +51,7 @@ def test_frame_stage_labels_colours_and_configuration(store):
                  "trainable 5.3M params", "CPU latency 4.00 ms"):  # fmt: skip
         assert part in cfg, (part, cfg)
     assert "head adapter" in trials.loc["t-bv6", "configuration"] and trials.loc["t-bv6", "trainable_text"] == "52k"
-    assert trials.loc["t-bv6", "latency_text"] == "9.00 ms"
+    assert trials.loc["t-bv6", "latency_text"] == "9.00 ms (1.44x faster)"  # the teacher took 13 ms beside it
     assert trials.loc["d-tiny", "trainable_text"] == "-" and trials.loc["d-tiny", "stage_label"] == "distilled"
 
 
@@ -87,13 +87,14 @@ def test_report_has_the_teacher_compression_table(store, tmp_path):
     section = md.split("### Teacher compression (Theseus, BERT-Vision)")[1].split("###")[0]
     lines = [line for line in section.splitlines() if line.startswith("|")]
     assert lines[0].split(" | ")[2:] == ["method", "settings", "layers", "accuracy %", "retained %", "params",
-                                         "trainable", "gzip (MB)", "latency (ms) |"]  # fmt: skip
+                                         "trainable", "gzip (MB)", "latency (ms)", "speed-up |"]  # fmt: skip
     rows = {line.split(" | ")[1]: line for line in lines[2:]}
     assert rows["-"].startswith("| teacher:teacher-sst2 | - | teacher")  # the teacher heads the table
+    assert rows["-"].endswith("| 13.00 | 1.00x |")  # the median of the teacher timings beside its trials
     th3q = rows["t-th3q"]
-    # 87.5 of 91.0 retained; 1.7e+7 params, 5.3e+6 trainable; 30 MB gzip; 4 ms
+    # 87.5 of 91.0 retained; 1.7e+7 params, 5.3e+6 trainable; 30 MB gzip; 4 ms, the teacher 13 ms beside it
     for cell in ("Theseus-3L + q", "Theseus", "replace_rate 0.5, schedule constant, successor_layers 3", " 3 ",
-                 "87.50", "96.2", "1.7e+7", "5.3e+6", "30.000", "4.00"):  # fmt: skip
+                 "87.50", "96.2", "1.7e+7", "5.3e+6", "30.000", "4.00", "3.25x"):  # fmt: skip
         assert cell in th3q, (cell, th3q)
     assert "BERT-Vision" in rows["t-bv6"] and "5.2e+4" in rows["t-bv6"] and "99.5" in rows["t-bv6"]
     assert len(rows) == 1 + 5  # the teacher and five teacher-compression trials, no students

@@ -96,6 +96,8 @@ def test_compression_ratios_against_the_teacher(store):
     assert c.loc["t-bv6", "param_ratio_vs_teacher"] < 1  # BERT-Vision adds a head to the frozen layers
     assert c.loc["t-bv6", "score_retained_vs_teacher"] == pytest.approx(0.905 / score)
     assert c.loc["t-th3q", "latency_ms"] == pytest.approx(4.0) and c.loc["t-th3", "trainable_params"] == 5_300_000
+    assert c.loc["t-th3q", "speedup_vs_teacher"] == pytest.approx(13.0 / 4.0)  # the teacher timed beside it
+    assert c.loc["d-mid", "speedup_vs_teacher"] != c.loc["d-mid", "speedup_vs_teacher"]  # NULL for students
     assert c.loc["t-th3", "ratio_vs_roberta"] == pytest.approx(1_426_000_000 / 69_700_000)
     assert c.loc["d-mid", "teacher"] == "teacher:other"  # a student naming no measured teacher: the latest one
 

@@ -18,7 +18,7 @@ from db.store import ExperimentStore
 from tests.fakes import make_record
 from tests.teacher_compression_fakes import INT8, TEACHER_DIR, make_tc_record
 
-NEW = ("teacher", "trainable_params", "latency_ms", "layers")
+NEW = ("teacher", "trainable_params", "latency_ms", "layers", "teacher_latency_ms")
 
 
 def _row(store, trial_id: str) -> dict:
@@ -38,6 +38,7 @@ def test_teacher_compression_row_round_trips_through_trial_results(tmp_path):
     assert th["stage"] == "teacher_compression" and th["label"] == "Theseus-3L"
     assert (th["teacher"], th["trainable_params"], th["layers"]) == (TEACHER_DIR, 5_300_000, 3)
     assert th["latency_ms"] == pytest.approx(6.5) and th["params"] == 17_400_000
+    assert th["teacher_latency_ms"] == pytest.approx(13.0)  # migration 007
     assert th["parent_trial_id"] is None and th["alpha"] is None and th["pooling"] is None
     assert json.loads(th["config"])["settings"]["replace_rate"] == 0.5
     bv = _row(store, "tc-bv")

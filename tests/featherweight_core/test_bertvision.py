@@ -161,6 +161,8 @@ def test_truncation_drops_layers_from_the_saved_model(trained, teacher):
     assert result.params < result.teacher["params"]
     assert tc.measure_saved(out) == {k: getattr(result, k) for k in ("params", "disk_bytes", "gzip_bytes")}
     assert result.latency_ms > 0 and len(result.history) == FAST["epochs"]
+    # the teacher is timed interleaved with the saved model, and recorded with it
+    assert meta["teacher"]["latency_ms"] == result.teacher["latency_ms"] > 0 and result.speedup > 0
 
 
 def test_head_param_formulas_match_the_modules():
@@ -303,10 +305,11 @@ def test_cli_trains_and_prints_json(tmp_path, teacher, capsys):
     rc = main(["bertvision", "--teacher", str(teacher), "--task", "synthetic", "--output", str(out),
                "--layers", "1", "--head", "concat", "--epochs", "2", "--max-train-examples", "300",
                "--cache-dir", str(tmp_path / "cache"), "--cpu", "--threads", "1", "--no-progress",
-               "--json"])  # fmt: skip
+               "--no-teacher-latency", "--json"])  # fmt: skip
     assert rc == 0
     got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert got["method"] == "bertvision" and got["layers"] == 1 and got["settings"]["head"] == "concat"
+    assert got["teacher"]["latency_ms"] is None and got["latency_ms"] > 0  # the teacher was not timed
     assert got["trainable_params"] == head_param_count("concat", 2, 64, 2)
     assert (out / tc.COMPRESSED_META).is_file() and (tmp_path / "cache" / "hiddenstates").is_dir()
     rc = main(["bertvision", "--teacher", str(teacher), "--task", "synthetic", "--output", str(tmp_path / "bv2"),
@@ -314,6 +317,8 @@ def test_cli_trains_and_prints_json(tmp_path, teacher, capsys):
                str(tmp_path / "cache"), "--cpu", "--threads", "1", "--no-progress"])  # fmt: skip
     text = capsys.readouterr().out
     assert rc == 0 and "teacher" in text and "served from the cache" in text
+    teacher_row = next(line for line in text.splitlines() if line.lstrip().startswith("teacher"))
+    assert " - " not in teacher_row, text  # timed by default: every figure of the teacher's row is there
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -124,11 +125,26 @@ def test_cpu_latency_and_evaluate(teacher_dir, tiny_data):
     assert correct / len(val) == pytest.approx(dev["accuracy"])  # the confusion matrix's diagonal is the accuracy
 
 
+def test_latencies_are_timed_interleaved_and_a_gone_teacher_is_not_timed(teacher_dir, tiny_data, tmp_path):
+    model, tokenizer = load_classifier(teacher_dir)
+    texts = tiny_data.splits["validation"].texts
+    ms = tc.cpu_latencies_ms([model, model], tokenizer, texts, 48, n=10, min_seconds=0.05)
+    assert len(ms) == 2 and all(0 < x < 1000 for x in ms)
+    with pytest.raises(ValueError, match="at least one text"):
+        tc.cpu_latencies_ms([model], tokenizer, [], 48)
+    mine, teachers = tc.latency_with_teacher(model, tokenizer, texts, 48, teacher_dir)
+    assert mine > 0 and teachers > 0
+    mine, teachers = tc.latency_with_teacher(model, tokenizer, texts, 48, tmp_path / "gone")
+    assert mine > 0 and teachers is None
+
+
 def test_result_round_trips_and_checks_the_method():
     r = tc.CompressedTeacherResult(
         method="theseus", output_dir="x", metrics={"score": 0.5}, test_metrics=None, params=10, trainable_params=4,
         disk_bytes=40, gzip_bytes=30, latency_ms=1.0, layers=1, quantized=False, seconds=2.0,
     )  # fmt: skip
     assert tc.CompressedTeacherResult.from_dict(r.to_dict()) == r and r.score == 0.5
+    assert r.speedup is None  # the teacher was not timed
+    assert dataclasses.replace(r, teacher={"latency_ms": 3.0}).speedup == 3.0
     with pytest.raises(ValueError, match="method"):
         tc.CompressedTeacherResult(**{**r.to_dict(), "method": "nope"})

@@ -29,7 +29,7 @@ from featherweight_core.teacher import (
     read_teacher_meta,
     teacher_baseline,
 )
-from featherweight_core.teacher_compression import COMPRESSED_META, INT8_WEIGHTS
+from featherweight_core.teacher_compression import COMPRESSED_META, INT8_WEIGHTS, read_meta
 from featherweight_core.theseus import (
     ReplacementSchedule,
     TheseusConfig,
@@ -216,6 +216,7 @@ def test_compress_saves_a_plain_teacher_directory(compressed, teacher, data):
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
     assert result.method == "theseus" and result.layers == 2 and not result.quantized
     assert result.teacher["layers"] == 4 and result.teacher["params"] > result.params
+    assert result.teacher["latency_ms"] > 0 and result.speedup == result.teacher["latency_ms"] / result.latency_ms
     assert len(result.history) == 1 and result.history[0]["mean_p"] > 0.3
     model, _ = load_classifier(out)
     assert model.config.num_hidden_layers == 2
@@ -257,6 +258,9 @@ def test_quantizing_a_saved_successor_equals_training_with_quantize(compressed, 
     assert (reused.params, reused.disk_bytes, reused.trainable_params, reused.layers) == (
         trained.params, trained.disk_bytes, trained.trainable_params, trained.layers)  # fmt: skip
     assert reused.history == float_result.history and reused.settings == trained.settings
+    # the teacher is timed again beside the int8 model (not the float sibling's timing, from another measurement)
+    assert reused.teacher["latency_ms"] > 0 and reused.teacher["latency_ms"] != float_result.teacher["latency_ms"]
+    assert read_meta(tmp_path / "reused")["teacher"]["latency_ms"] == reused.teacher["latency_ms"]
     a = torch.load(tmp_path / "trained" / INT8_WEIGHTS, weights_only=True)
     b = torch.load(tmp_path / "reused" / INT8_WEIGHTS, weights_only=True)
     assert a.keys() == b.keys()

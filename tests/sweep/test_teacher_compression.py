@@ -256,6 +256,7 @@ def test_trial_body_and_record_into_the_database(tmp_path, tuned):
     assert list(rows.quantization.fillna("-")) == ["int8 dynamic (Linear)", "-"]
     assert (rows.trainable_params > 0).all() and (rows.params > rows.trainable_params).all()
     assert (rows.latency_ms > 0).all() and (rows.gzip_bytes > 0).all() and rows.score.between(0, 1).all()
+    assert (rows.teacher_latency_ms > 0).all()  # both methods time the teacher beside their model
     assert [Path(p).name for p in rows.checkpoint_path] == [t.trial_id for t in trials]
     # per-class metrics as students record them: one row per dev class, supports summing to the dev split
     classes = store.query("SELECT trial_id, split, sum(support) AS n, count(*) AS k, bool_and(f1 BETWEEN 0 AND 1) AS ok"
