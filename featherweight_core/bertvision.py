@@ -683,7 +683,6 @@ def train_bertvision(
         "teacher": teacher,
         "best_epoch": best_epoch,
     }  # fmt: skip
-    from featherweight_core.teacher import predict_logits
 
     # int8: activations are quantized per batch, so evaluate one example at a time, as latency is measured and the
     # quantized head's training states were computed
@@ -697,13 +696,10 @@ def train_bertvision(
             save_file({n: t.contiguous() for n, t in head.state_dict().items()}, str(tmp / tc.HEAD_WEIGHTS))
             tc.write_meta(tmp, meta)
         saved, tokenizer, _ = load_bertvision_model(tmp, cfg.quantize)
-        dev_metrics, test_metrics, classes = tc.evaluate(saved, tokenizer, task_data, max_length, batch_size=eval_batch)
+        ev = tc.evaluate(saved, tokenizer, task_data, max_length, batch_size=eval_batch)
+        dev_metrics, test_metrics, classes = ev.metrics, ev.test_metrics, ev.class_metrics
         # the saved model must predict what the head predicted on the cached states (float16 rounding aside)
-        agree = []
-        for s in eval_splits:
-            lg = predict_logits(saved, tokenizer, task_data.splits[s].texts, eval_batch, max_length, "cpu", "fp32")
-            agree.append(float((lg.argmax(-1) == cache_logits[s].argmax(-1)).mean()))
-        agreement = float(np.mean(agree))
+        agreement = float(np.mean([(ev.predictions[s] == cache_logits[s].argmax(-1)).mean() for s in eval_splits]))
         cache_score = _metrics(task, cache_logits, {s: labels[s] for s in eval_splits})["score"]
         sizes = tc.measure_saved(tmp)
         latency, teacher["latency_ms"] = tc.latency_with_teacher(saved, tokenizer, task_data.splits[eval_splits[0]].texts,

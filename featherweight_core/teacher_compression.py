@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -218,12 +219,23 @@ def cpu_latencies_ms(
     return [statistics.median(t) * 1000.0 for t in times]
 
 
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` measured: dev metrics (as :func:`featherweight_core.teacher.evaluate_teacher` returns
+    them), test metrics (None without a labelled test split), ``{split: measure.per_class_metrics(...)}`` for every
+    dev split and that test split, and the predicted label ids per dev split they came from."""
+
+    metrics: dict[str, float]
+    test_metrics: dict[str, float] | None
+    class_metrics: dict[str, dict]
+    predictions: dict[str, np.ndarray]
+
+
 def evaluate(
     model: nn.Module, tokenizer, task_data, max_length: int, batch_size: int = 64, device: str = "auto"
-) -> tuple[dict[str, float], dict[str, float] | None, dict[str, dict]]:
-    """Dev metrics (as :func:`featherweight_core.teacher.evaluate_teacher`), test metrics (the task's ``test`` split
-    when it has one with labels, else None) and ``{split: measure.per_class_metrics(...)}`` for every dev split and
-    that test split, as students record them. A quantized model runs on the CPU."""
+) -> Evaluation:
+    """Score ``model`` on the task's dev splits and, when it has one with labels, its test split, with per-class
+    tables as students record them. A quantized model runs on the CPU."""
     from featherweight_core.measure import per_class_metrics, split_metrics, task_metric_names
     from featherweight_core.tasks import TEST
     from featherweight_core.teacher import (
@@ -242,12 +254,12 @@ def evaluate(
     classes = {s: per_class_metrics(p, task_data.splits[s].labels, task.label_names) for s, p in predictions.items()}
     test = task_data.splits.get(TEST)
     if test is None or not len(test) or (test.labels < 0).any():
-        return metrics, None, classes
+        return Evaluation(metrics, None, classes, predictions)
     pred = predict_logits(model, tokenizer, test.texts, batch_size, max_length, dev, "fp32").argmax(-1)
     test_metrics = split_metrics(pred, test.labels, task_metric_names(task), task.num_labels)
     test_metrics["score"] = test_metrics[task.metric]
     classes[TEST] = per_class_metrics(pred, test.labels, task.label_names)
-    return metrics, test_metrics, classes
+    return Evaluation(metrics, test_metrics, classes, predictions)
 
 
 def latency_with_teacher(

@@ -431,7 +431,8 @@ def compress_theseus(
     del model, theseus
 
     final_model = tc.quantize_int8(successor) if cfg.quantize else successor
-    dev, test, classes = tc.evaluate(final_model, tokenizer, task_data, cfg.max_length, cfg.eval_batch_size, cfg.device)
+    ev = tc.evaluate(final_model, tokenizer, task_data, cfg.max_length, cfg.eval_batch_size, cfg.device)
+    dev, test, classes = ev.metrics, ev.test_metrics, ev.class_metrics
     final_model.to("cpu")
     latency, teacher_latency = tc.latency_with_teacher(final_model, tokenizer, _latency_texts(task_data),
                                                        cfg.max_length, teacher_dir)  # fmt: skip
@@ -528,9 +529,8 @@ def quantize_successor(float_dir: str | Path, task_data, output_dir: str | Path,
     del model
     settings = {**meta["settings"], "quantize": True}
     max_length = int(meta["max_length"])
-    dev, test, classes = tc.evaluate(
-        q, tokenizer, task_data, max_length, int(settings.get("eval_batch_size", 64)), "cpu"
-    )
+    ev = tc.evaluate(q, tokenizer, task_data, max_length, int(settings.get("eval_batch_size", 64)), "cpu")
+    dev, test, classes = ev.metrics, ev.test_metrics, ev.class_metrics
     # timed beside the teacher it came from, as compress_theseus times its outputs (the float sibling's teacher
     # latency, measured in another run, is kept only when that teacher is gone)
     teacher_info = dict(meta.get("teacher") or {})

@@ -117,7 +117,11 @@ def test_cpu_latency_and_evaluate(teacher_dir, tiny_data):
     model, tokenizer = load_classifier(teacher_dir)
     ms = tc.cpu_latency_ms(model, tokenizer, tiny_data.splits["validation"].texts, 48, n=10, min_seconds=0.05)
     assert 0 < ms < 1000
-    dev, test, classes = tc.evaluate(model, tokenizer, tiny_data, 48)
+    ev = tc.evaluate(model, tokenizer, tiny_data, 48)
+    dev, test, classes = ev.metrics, ev.test_metrics, ev.class_metrics
+    assert list(ev.predictions) == ["validation"] and len(ev.predictions["validation"]) == len(
+        tiny_data.splits["validation"]
+    )
     assert test is None and 0 <= dev["score"] <= 1 and dev["score"] == dev["accuracy"]
     val = tiny_data.splits["validation"]
     assert list(classes) == ["validation"] and sum(classes["validation"]["support"]) == len(val)
