@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from featherweight_core.errors import UserError
@@ -351,57 +352,125 @@ def _domains(frames: list[pd.DataFrame], budgets_x: list[float]) -> tuple[list[f
 
 _LABEL_CHAR_PX = 5.8  # mean width of a character of the 10 px label font
 _MARKER_RADIUS_PX = 5.0  # half the size of a point's marker (mark size 75 px^2)
-_LABEL_ABOVE, _LABEL_BELOW = (-17.0, -6.0), (0.0, 11.0)  # label box (top, bottom) in px from its point (dy -8 / 9)
+# a label's baseline offsets from its point, in px: just above / below it, then one line further out; its box spans
+# 9 px above the baseline to 2 px below
+_LABEL_DYS = (-8.0, 9.0, -19.0, 20.0)
+_LABEL_ASCENT, _LABEL_DESCENT = 9.0, 2.0
+_LABEL_DX = 8.0  # px between a point and the near end of its label
+_LINE_HALF_PX = 1.5  # half the width the skyline line counts as, for labels crossing it
+# what a label overlapping each kind of obstacle costs, per px^2: another label (unreadable) far more than a marker
+# (hidden, but hoverable) or the skyline line (crossed)
+_COST_LABEL, _COST_MARKER, _COST_LINE = 4.0, 1.0, 0.5
+_MAX_LABEL_OVERLAP = 0.1  # a label overlapping placed labels by more than this fraction of its box is left out
 
 
-def label_sides(
+@dataclass(frozen=True)
+class LabelPlace:
+    """Where a point's name goes: ``right`` of the point (else left of it, ending there), its baseline ``dy`` px
+    below the point (negative: above it)."""
+
+    right: bool
+    dy: float
+
+    def box(self, px: float, py: float, name: str) -> tuple[float, float, float, float]:
+        """(left, right, top, bottom) in px of ``name`` placed so for a point at (px, py)."""
+        tw = _LABEL_CHAR_PX * len(name)
+        left = px + _LABEL_DX if self.right else px - _LABEL_DX - tw
+        return left, left + tw, py + self.dy - _LABEL_ASCENT, py + self.dy + _LABEL_DESCENT
+
+
+def place_labels(
     xs: list[float],
     ys: list[float],
     names: list[str],
-    rightward: list[bool],
     xdom,
     ydom,
     width: int,
     height: int,
     points: list[tuple[float, float]] = (),
-) -> list[bool]:
-    """Whether each point's name goes above it (else below), for points in x order: neighbours alternate, unless the
-    alternate place would overlap a label placed before it or a marker of ``points`` (every drawn (x, y); estimated in
-    pixels on the log x / linear y axes) and the other does not, or overlaps less; ``rightward``: the label starts
-    right of its point (else it ends left of it).
+    line: list[tuple[float, float]] = (),
+) -> list[LabelPlace | None]:
+    """A place for each point's name, in the order given (the first are placed first: pass the most important
+    first), or None where every place would overlap names already placed (the point keeps its tooltip).
 
-    Two names at one height facing each other (the second and fourth point) do not share a side:
+    Each name tries right/left of its point x just above/below it or one line further out, preferring right in the
+    left 72% of the axis and left beyond (so names do not run off the plot), above/below alternating from one name to
+    the next; it takes the place that costs least: overlap with names placed before it, with the markers of
+    ``points`` (every drawn (x, y)), with the skyline ``line`` (its points, joined as the chart draws it: step after),
+    and with the plot's edges, all estimated in pixels on the log x / linear y axes.
 
-    >>> label_sides([0.006, 0.13, 0.25, 0.35], [46, 54, 60, 54], ["FFN_Hash16 + p + q", "Theseus-1L + q",
-    ...             "BERT-Vision-1L adapter", "teacher:synthetic"], [True, True, False, False], [0.004, 0.5],
-    ...             [45, 64], 440, 320)
-    [True, False, True, True]
+    A name at the right edge goes left of its point; the next name at its height takes the other side of the line:
+
+    >>> place_labels([1.0, 900.0, 920.0], [50, 50, 50], ["BiLSTM_BPE25", "teacher", "Theseus-3L"], [0.1, 1000],
+    ...              [40, 60], 600, 300)
+    [LabelPlace(right=True, dy=-8.0), LabelPlace(right=False, dy=9.0), LabelPlace(right=False, dy=-8.0)]
     """
     lx0, lx1 = math.log(xdom[0]), math.log(xdom[1])
 
     def pixels(xv: float, yv: float) -> tuple[float, float]:
         return width * (math.log(xv) - lx0) / (lx1 - lx0), height * (1 - (yv - ydom[0]) / (ydom[1] - ydom[0]))
 
+    def area(a, b) -> float:
+        return max(0.0, min(a[1], b[1]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[2], b[2]))
+
     r = _MARKER_RADIUS_PX
     markers = [(px - r, px + r, py - r, py + r) for px, py in (pixels(a, b) for a, b in points)]
+    segments = []
+    steps = [pixels(a, b) for a, b in sorted(line)]
+    h = _LINE_HALF_PX
+    for (x0, y0), (x1, y1) in zip(steps, steps[1:], strict=False):
+        segments.append((x0, x1, y0 - h, y0 + h))  # along, at the left point's height
+        segments.append((x1 - h, x1 + h, min(y0, y1), max(y0, y1)))  # then up (or down) to the next point
+    cut = 0.72 * width
     placed: list[tuple[float, float, float, float]] = []
-    out = []
-    for i, (xv, yv, name, right) in enumerate(zip(xs, ys, names, rightward, strict=True)):
+    out: list[LabelPlace | None] = []
+    for i, (xv, yv, name) in enumerate(zip(xs, ys, names, strict=True)):
         px, py = pixels(xv, yv)
-        tw = _LABEL_CHAR_PX * len(name)
-        left, right_edge = (px + 8, px + 8 + tw) if right else (px - 8 - tw, px - 8)
-
-        def overlap(above: bool, left=left, right_edge=right_edge, py=py) -> float:
-            top, bottom = (py + d for d in (_LABEL_ABOVE if above else _LABEL_BELOW))
-            return sum(max(0.0, min(right_edge, b[1]) - max(left, b[0])) * max(0.0, min(bottom, b[3]) - max(top, b[2]))
-                       for b in placed + markers)  # fmt: skip
-
-        preferred = i % 2 == 0
-        above = preferred if overlap(preferred) <= overlap(not preferred) else not preferred
-        top, bottom = (py + d for d in (_LABEL_ABOVE if above else _LABEL_BELOW))
-        placed.append((left, right_edge, top, bottom))
-        out.append(above)
+        prefer_right, prefer_above = px <= cut, i % 2 == 0
+        best = None
+        for right in (prefer_right, not prefer_right):
+            for dy in _LABEL_DYS:
+                place = LabelPlace(right, dy)
+                box = place.box(px, py, name)
+                on_labels = sum(area(box, b) for b in placed)
+                outside = (box[1] - box[0]) * (box[3] - box[2]) - area(box, (0.0, float(width), 0.0, float(height)))
+                cost = (_COST_LABEL * (on_labels + outside) + _COST_MARKER * sum(area(box, b) for b in markers)
+                        + _COST_LINE * sum(area(box, b) for b in segments)
+                        + 2.0 * (right != prefer_right) + 1.0 * ((dy < 0) != prefer_above) + 3.0 * (abs(dy) > 10))  # fmt: skip
+                if best is None or cost < best[0]:
+                    best = (cost, on_labels, box, place)
+        _, on_labels, box, place = best
+        if on_labels > _MAX_LABEL_OVERLAP * (box[1] - box[0]) * (box[3] - box[2]):
+            out.append(None)
+            continue
+        placed.append(box)
+        out.append(place)
     return out
+
+
+_NAME_CLUSTER_DECADES = 0.15  # same-named points closer than this in size (~1.4x) carry one label
+
+
+def _one_per_cluster(names: list[str], xs: list[float], ys: list[float]) -> list[bool]:
+    """Which points are named: of same-named points within ``_NAME_CLUSTER_DECADES`` of the smallest of their run (in
+    size order), only the best-scoring one (seeds and near-identical compression settings of one model otherwise
+    stack one name several times).
+
+    >>> _one_per_cluster(["a", "a", "a", "b", "a"], [0.20, 0.21, 0.22, 0.21, 1.0], [71.9, 72.3, 72.6, 70.0, 72.7])
+    [False, False, True, True, True]
+    """
+    keep = [False] * len(names)
+    for name in set(names):
+        idx = sorted((i for i, n in enumerate(names) if n == name), key=lambda i: xs[i])
+        run: list[int] = []
+        for i in [*idx, None]:
+            if i is not None and run and math.log10(xs[i] / xs[run[0]]) <= _NAME_CLUSTER_DECADES:
+                run.append(i)
+                continue
+            if run:
+                keep[max(run, key=lambda j: ys[j])] = True
+            run = [i] if i is not None else []
+    return keep
 
 
 def pareto_chart(
@@ -522,29 +591,35 @@ def pareto_chart(
     )
     layers.append(points)
     named = df[df["on_skyline"].astype(bool) | (df["kind"] == "baseline")].copy()
-    # one label per name and place: of same-named points within ~2% in size, only the best-scoring one is named
-    named["_at"] = [round(math.log10(v), 2) for v in named["x"].astype(float)]
-    named = named.sort_values("y", ascending=False).drop_duplicates(["name", "_at"])
+    named = named[_one_per_cluster(named["name"].astype(str).tolist(), named["x"].astype(float).tolist(),
+                                   named["y"].astype(float).tolist())]  # fmt: skip
     if not named.empty:
-        # labels right of their point, left of it in the right quarter of the axis (they never run off the plot)
-        cut = math.exp(math.log(xdom[0]) + 0.72 * (math.log(xdom[1]) - math.log(xdom[0])))
-        named = named.sort_values("x")
-        named["_above"] = label_sides(named["x"].astype(float).tolist(), named["y"].astype(float).tolist(),
-                                      named["name"].astype(str).tolist(), [v <= cut for v in named["x"]],
-                                      xdom, ydom, width, height,
-                                      list(zip(df["x"].astype(float), df["y"].astype(float), strict=True)))  # fmt: skip
-        groups = [(side, above, named[((named["x"] > cut) == (side == "right")) & (named["_above"] == above)])
-                  for side in ("left", "right") for above in (True, False)]  # fmt: skip
-        for side, above, part in groups:
-            if part.empty:
-                continue
-            layers.append(
-                alt.Chart(_plain(part[["x", "y", "name", "frontier", "color_key"]]))
-                .mark_text(
-                    align=side, dx=8 if side == "left" else -8, dy=-8 if above else 9, fontSize=10, color="#333333"
+        # skyline points and the measured teacher are named first, then the other baselines; each group by size
+        named["_rank"] = [0 if (k == "trial" or src == "measured") else 1
+                          for k, src in zip(named["kind"], named.get("source", [None] * len(named)), strict=True)]  # fmt: skip
+        named = named.sort_values(["_rank", "x"])
+        places = place_labels(named["x"].astype(float).tolist(), named["y"].astype(float).tolist(),
+                              named["name"].astype(str).tolist(), xdom, ydom, width, height,
+                              list(zip(df["x"].astype(float), df["y"].astype(float), strict=True)),
+                              list(zip(sky["x"].astype(float), sky["y"].astype(float), strict=True)))  # fmt: skip
+        named["_right"] = [p.right if p else None for p in places]
+        named["_dy"] = [p.dy if p else None for p in places]
+        for right in (True, False):
+            for dy in _LABEL_DYS:
+                part = named[(named["_right"] == right) & (named["_dy"] == dy)]
+                if part.empty:
+                    continue
+                layers.append(
+                    alt.Chart(_plain(part[["x", "y", "name", "frontier", "color_key"]]))
+                    .mark_text(
+                        align="left" if right else "right",
+                        dx=_LABEL_DX if right else -_LABEL_DX,
+                        dy=dy,
+                        fontSize=10,
+                        color="#333333",
+                    )  # fmt: skip
+                    .encode(x=x, y=y, text="name:N", opacity=alt.condition(shown, frontier, alt.value(0.05)))
                 )
-                .encode(x=x, y=y, text="name:N", opacity=alt.condition(shown, frontier, alt.value(0.05)))
-            )
     return alt.layer(*layers).properties(title=title, width=width, height=height)
 
 

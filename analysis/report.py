@@ -498,8 +498,9 @@ def chart_legend_text(size_measure: str, budgets: list[int] | None = None, teach
             if teacher_compressed
             else ""
         )
-        + "teacher baseline, literature/user baseline). Opaque, named points are on the skyline (black dashed step "
-        "line: no other point is both smaller and better); lighter ones are dominated. Thin lines join each "
+        + "teacher baseline, literature/user baseline). Opaque points are on the skyline (black dashed step "
+        "line: no other point is both smaller and better) and named where space allows; lighter ones are dominated. "
+        "Thin lines join each "
         "compressed student to its distilled parent; hollow circles with bars: mean and +-1 sd over seeds of a "
         "configuration with several seeds. "
         + (

@@ -130,6 +130,7 @@ WRITER = textwrap.dedent(
     while not stop.exists() and time.monotonic() < deadline:
         store.record_trial(make_record("w", f"w{{i:05d}}", seed=i))
         i += 1
+        time.sleep(0.01)  # a sweep's driver does other work between writes; back-to-back writes starved readers
     print(i, flush=True)
     """
 )

@@ -4,6 +4,8 @@ and the report's teacher-compression table."""
 
 from __future__ import annotations
 
+import math
+import random
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,11 @@ import pytest
 from analysis.charts import (
     ARCH_COLORS,
     STAGE_SHAPES,
+    LabelPlace,
     count_text,
-    label_sides,
     method_settings,
     pareto_frame,
+    place_labels,
     task_chart,
 )
 from analysis.report import build_report
@@ -123,10 +126,33 @@ def test_labels_avoid_each_other_and_the_markers():
     # a Theseus model and its quantized version at nearly one height: the left name would run over the right point
     xs, ys, names = [30.0, 64.0], [87.5, 88.0], ["Theseus-3L + q", "Theseus-3L"]
     geometry = ([4e-4, 7400], [79, 97.5], 900, 380)
-    assert label_sides(xs, ys, names, [True, True], *geometry) == [True, True]  # markers ignored: over the star
-    assert label_sides(xs, ys, names, [True, True], *geometry, list(zip(xs, ys, strict=True))) == [False, True]
-    # two names at one height facing each other, both due below by alternation: the later one moves above
-    sides = label_sides([0.006, 0.13, 0.25, 0.35], [46, 54, 60, 54], ["FFN_Hash16 + p + q", "Theseus-1L + q",
-                        "BERT-Vision-1L adapter", "teacher:synthetic"], [True, True, False, False], [0.004, 0.5],
-                        [45, 64], 440, 320)  # fmt: skip
-    assert sides == [True, False, True, True]
+    places = place_labels(xs, ys, names, *geometry)
+    assert places[0] == LabelPlace(True, -8.0)  # markers ignored: over the second point
+    a, b = (p.box(*_pixels(x, y, *geometry), n) for p, x, y, n in zip(places, xs, ys, names, strict=True))
+    assert min(a[1], b[1]) <= max(a[0], b[0]) or min(a[3], b[3]) <= max(a[2], b[2])  # the second clear of the first
+    first = place_labels(xs, ys, names, *geometry, list(zip(xs, ys, strict=True)))[0]
+    assert first != LabelPlace(True, -8.0)  # with the markers drawn, it leaves the other point's marker free
+
+
+def _pixels(x, y, xdom, ydom, width, height):
+    lx0, lx1 = math.log(xdom[0]), math.log(xdom[1])
+    return width * (math.log(x) - lx0) / (lx1 - lx0), height * (1 - (y - ydom[0]) / (ydom[1] - ydom[0]))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_placed_labels_stay_apart_and_inside_the_plot(seed):
+    # a dense cluster of long names (a sweep's compressed students) plus a few spread points
+    rng = random.Random(seed)
+    xs = [10 ** rng.uniform(-1.0, -0.6) for _ in range(12)] + [10 ** rng.uniform(-2, 3) for _ in range(8)]
+    ys = [rng.uniform(70, 73) for _ in range(12)] + [rng.uniform(60, 95) for _ in range(8)]
+    names = [rng.choice(["BiLSTM_BPE25 + p + q", "FFN_BPE25 + p + q", "RNN_Hash100", "Theseus-3L + q"])
+             for _ in xs]  # fmt: skip
+    geometry = ([5e-3, 5e3], [55, 100], 620, 380)
+    places = place_labels(xs, ys, names, *geometry, list(zip(xs, ys, strict=True)))
+    boxes = [p.box(*_pixels(x, y, *geometry), n) for p, x, y, n in zip(places, xs, ys, names, strict=True) if p]
+    assert 8 <= len(boxes) < len(xs)  # most named, the crowded rest left to their tooltips
+    for i, a in enumerate(boxes):
+        assert a[0] >= 0 and a[1] <= 620 and a[2] >= 0 and a[3] <= 380, a  # inside the plot
+        for b in boxes[:i]:  # placed names barely touch (at most a tenth of the later one's box)
+            inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[2], b[2]))
+            assert inter <= 0.1 * (a[1] - a[0]) * (a[3] - a[2]), (a, b)
