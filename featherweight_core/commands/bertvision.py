@@ -126,11 +126,12 @@ def _run(args: argparse.Namespace) -> int:
         f" {result.layers}/{t['layers']} layers{', int8' if result.quantized else ''}; hidden states {served})"
     )
     rows = [
-        ("", "dev score", "params", "trainable", "gzip MB", "latency ms", "layers"),
+        ("", "dev score", "params", "trainable", "gzip MB", "latency ms", "speed-up", "layers"),
         ("teacher", _f(t.get("score")), f"{t['params']:,}", "", f"{t['gzip_bytes'] / 1e6:.2f}",
-         _f(t.get("latency_ms"), 2), str(t["layers"])),
+         _f(t.get("latency_ms"), 2), "1.00x" if t.get("latency_ms") else "-", str(t["layers"])),
         ("bertvision", _f(result.score), f"{result.params:,}", f"{result.trainable_params:,}",
-         f"{result.gzip_bytes / 1e6:.2f}", _f(result.latency_ms, 2), str(result.layers)),
+         f"{result.gzip_bytes / 1e6:.2f}", _f(result.latency_ms, 2),
+         f"{result.speedup:.2f}x" if result.speedup else "-", str(result.layers)),
     ]  # fmt: skip
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:

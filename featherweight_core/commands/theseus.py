@@ -120,5 +120,6 @@ def _run(args: argparse.Namespace) -> int:
           + (f"  test {result.test_metrics['score']:.4f}" if result.test_metrics else ""))  # fmt: skip
     print(f"params {t['params']:,} -> {result.params:,} ({result.trainable_params:,} trained)  gzip"
           f" {teacher_sizes['gzip_bytes']:,} -> {result.gzip_bytes:,} bytes  CPU latency {t['latency_ms']:.1f} ->"
-          f" {result.latency_ms:.1f} ms  ({result.seconds:.0f}s)")  # fmt: skip
+          f" {result.latency_ms:.1f} ms" + (f" ({result.speedup:.2f}x faster)" if result.speedup else "")
+          + f"  ({result.seconds:.0f}s)")  # fmt: skip
     return 0

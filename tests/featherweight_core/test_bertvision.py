@@ -316,7 +316,7 @@ def test_cli_trains_and_prints_json(tmp_path, teacher, capsys):
                "--layers", "2", "--epochs", "1", "--max-train-examples", "300", "--seed", "1", "--cache-dir",
                str(tmp_path / "cache"), "--cpu", "--threads", "1", "--no-progress"])  # fmt: skip
     text = capsys.readouterr().out
-    assert rc == 0 and "teacher" in text and "served from the cache" in text
+    assert rc == 0 and "teacher" in text and "served from the cache" in text and "speed-up" in text
     teacher_row = next(line for line in text.splitlines() if line.lstrip().startswith("teacher"))
     assert " - " not in teacher_row, text  # timed by default: every figure of the teacher's row is there
 

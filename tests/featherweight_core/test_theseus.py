@@ -332,7 +332,7 @@ def test_cli_compresses_the_teacher_of_its_recorded_task(tmp_path, teacher, data
     q = tmp_path / "q"
     assert main(_cli(teacher, q, "--replace-rate", "4", "--quantize", "--freeze-classifier")) == 0
     text = capsys.readouterr().out
-    assert "layers 4 -> 1" in text and "(int8)" in text and "CPU latency" in text
+    assert "layers 4 -> 1" in text and "(int8)" in text and "CPU latency" in text and "x faster)" in text
     assert (q / INT8_WEIGHTS).is_file() and json.loads((q / COMPRESSED_META).read_text())["quantized"]
 
 
