@@ -448,28 +448,29 @@ def place_labels(
     return out
 
 
-_NAME_CLUSTER_DECADES = 0.15  # same-named points closer than this in size (~1.4x) carry one label
+_NAME_CLUSTER_DECADES = 0.15  # same-named points closer than this in size (~1.4x) ...
+_NAME_CLUSTER_SCORE = 0.05  # ... and than this fraction of the panel's score range carry one name
 
 
 def _one_per_cluster(names: list[str], xs: list[float], ys: list[float]) -> list[bool]:
-    """Which points are named: of same-named points within ``_NAME_CLUSTER_DECADES`` of the smallest of their run (in
-    size order), only the best-scoring one (seeds and near-identical compression settings of one model otherwise
-    stack one name several times).
+    """Which points are named: a point is left unnamed when a better-scoring point of the same name lies within
+    ``_NAME_CLUSTER_DECADES`` in size and ``_NAME_CLUSTER_SCORE`` of the score range (seeds and near-identical
+    compression settings of one model otherwise stack one name several times); same-named points further apart
+    keep their own names.
 
-    >>> _one_per_cluster(["a", "a", "a", "b", "a"], [0.20, 0.21, 0.22, 0.21, 1.0], [71.9, 72.3, 72.6, 70.0, 72.7])
-    [False, False, True, True, True]
+    >>> _one_per_cluster(["a", "a", "a", "b", "a", "a"], [0.20, 0.21, 0.22, 0.21, 1.0, 0.19],
+    ...                  [72.2, 72.3, 72.6, 70.0, 72.7, 60.0])
+    [False, False, True, True, True, True]
     """
+    tol = _NAME_CLUSTER_SCORE * ((max(ys) - min(ys)) if ys else 0.0)
+    kept: list[int] = []
     keep = [False] * len(names)
-    for name in set(names):
-        idx = sorted((i for i, n in enumerate(names) if n == name), key=lambda i: xs[i])
-        run: list[int] = []
-        for i in [*idx, None]:
-            if i is not None and run and math.log10(xs[i] / xs[run[0]]) <= _NAME_CLUSTER_DECADES:
-                run.append(i)
-                continue
-            if run:
-                keep[max(run, key=lambda j: ys[j])] = True
-            run = [i] if i is not None else []
+    for i in sorted(range(len(names)), key=lambda j: -ys[j]):
+        if any(names[k] == names[i] and abs(math.log10(xs[i] / xs[k])) <= _NAME_CLUSTER_DECADES
+               and ys[k] - ys[i] <= tol for k in kept):  # fmt: skip
+            continue
+        kept.append(i)
+        keep[i] = True
     return keep
 
 
