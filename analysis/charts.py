@@ -596,8 +596,7 @@ def pareto_chart(
                                    named["y"].astype(float).tolist())]  # fmt: skip
     if not named.empty:
         # skyline points and the measured teacher are named first, then the other baselines; each group by size
-        named["_rank"] = [0 if (k == "trial" or src == "measured") else 1
-                          for k, src in zip(named["kind"], named.get("source", [None] * len(named)), strict=True)]  # fmt: skip
+        named["_rank"] = ((named["kind"] != "trial") & (named["source"] != "measured")).astype(int)
         named = named.sort_values(["_rank", "x"])
         places = place_labels(named["x"].astype(float).tolist(), named["y"].astype(float).tolist(),
                               named["name"].astype(str).tolist(), xdom, ydom, width, height,
