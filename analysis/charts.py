@@ -77,8 +77,17 @@ STAGE_SHAPES = {
 }
 SKYLINE_SERIES = "skyline (Pareto front)"
 DOMINATED_OPACITY = 0.35
-_SIZE_UNITS = {"b": 1, "byte": 1, "bytes": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 1024, "mib": 1024**2,
-               "gib": 1024**3}  # fmt: skip
+_SIZE_UNITS = {
+    "b": 1,
+    "byte": 1,
+    "bytes": 1,
+    "kb": 1e3,
+    "mb": 1e6,
+    "gb": 1e9,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+}
 
 
 class BudgetError(UserError, ValueError):
@@ -322,10 +331,12 @@ def link_frame(df: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     trials = df[df["kind"] == "trial"]
-    parents = trials[["trial_id", "x", "y"]].rename(columns={"trial_id": "parent_trial_id", "x": "x_parent",
-                                                             "y": "y_parent"})  # fmt: skip
-    children = trials[trials["parent_trial_id"].notna()][["trial_id", "parent_trial_id", "x", "y", "color_key",
-                                                          "arch", "embedding"]]  # fmt: skip
+    parents = trials[["trial_id", "x", "y"]].rename(
+        columns={"trial_id": "parent_trial_id", "x": "x_parent", "y": "y_parent"}
+    )
+    children = trials[trials["parent_trial_id"].notna()][
+        ["trial_id", "parent_trial_id", "x", "y", "color_key", "arch", "embedding"]
+    ]
     if children.empty:
         return pd.DataFrame(columns=["trial_id", "parent_trial_id", "x", "y", "x_parent", "y_parent", "color_key"])
     return children.merge(parents, on="parent_trial_id", how="inner")
@@ -434,9 +445,14 @@ def place_labels(
                 box = place.box(px, py, name)
                 on_labels = sum(area(box, b) for b in placed)
                 outside = (box[1] - box[0]) * (box[3] - box[2]) - area(box, (0.0, float(width), 0.0, float(height)))
-                cost = (_COST_LABEL * (on_labels + outside) + _COST_MARKER * sum(area(box, b) for b in markers)
-                        + _COST_LINE * sum(area(box, b) for b in segments)
-                        + 2.0 * (right != prefer_right) + 1.0 * ((dy < 0) != prefer_above) + 3.0 * (abs(dy) > 10))  # fmt: skip
+                cost = (
+                    _COST_LABEL * (on_labels + outside)
+                    + _COST_MARKER * sum(area(box, b) for b in markers)
+                    + _COST_LINE * sum(area(box, b) for b in segments)
+                    + 2.0 * (right != prefer_right)
+                    + 1.0 * ((dy < 0) != prefer_above)
+                    + 3.0 * (abs(dy) > 10)
+                )
                 if best is None or cost < best[0]:
                     best = (cost, on_labels, box, place)
         _, on_labels, box, place = best
@@ -466,8 +482,10 @@ def _one_per_cluster(names: list[str], xs: list[float], ys: list[float]) -> list
     kept: list[int] = []
     keep = [False] * len(names)
     for i in sorted(range(len(names)), key=lambda j: -ys[j]):
-        if any(names[k] == names[i] and abs(math.log10(xs[i] / xs[k])) <= _NAME_CLUSTER_DECADES
-               and ys[k] - ys[i] <= tol for k in kept):  # fmt: skip
+        if any(
+            names[k] == names[i] and abs(math.log10(xs[i] / xs[k])) <= _NAME_CLUSTER_DECADES and ys[k] - ys[i] <= tol
+            for k in kept
+        ):
             continue
         kept.append(i)
         keep[i] = True
@@ -509,24 +527,35 @@ def pareto_chart(
     color_domain = color_domain or sorted(set(df["color_key"].dropna()))
     color_range = [ARCH_COLORS.get(k, BASELINE_COLOR if k == "baseline" else "#999999") for k in color_domain]
     color_scale = alt.Scale(domain=color_domain, range=color_range)
-    color = alt.Color("color_key:N", scale=color_scale, title="architecture",
-                      legend=alt.Legend(symbolType="circle", symbolOpacity=1))  # fmt: skip
+    color = alt.Color(
+        "color_key:N", scale=color_scale, title="architecture", legend=alt.Legend(symbolType="circle", symbolOpacity=1)
+    )
     stage_domain = stage_domain or [s for s in STAGE_SHAPES if s in set(df["stage_label"])]
-    shape = alt.Shape("stage_label:N", title="stage",
-                      scale=alt.Scale(domain=stage_domain, range=[STAGE_SHAPES[s] for s in stage_domain]),
-                      legend=alt.Legend(symbolFillColor="#555555", symbolStrokeColor="#555555", symbolOpacity=1))  # fmt: skip
+    shape = alt.Shape(
+        "stage_label:N",
+        title="stage",
+        scale=alt.Scale(domain=stage_domain, range=[STAGE_SHAPES[s] for s in stage_domain]),
+        legend=alt.Legend(symbolFillColor="#555555", symbolStrokeColor="#555555", symbolOpacity=1),
+    )
     pick = alt.selection_point(fields=["color_key"], bind="legend", name=f"{name}_arch")
     zoom = alt.selection_interval(bind="scales", name=f"{name}_zoom")
     shown = pick
     frontier_scale = alt.Scale(domain=["skyline", "dominated"], range=[1.0, DOMINATED_OPACITY])
-    frontier = alt.Opacity("frontier:O", title="point", scale=frontier_scale, sort=["skyline", "dominated"],
-                           legend=alt.Legend(symbolType="circle", symbolFillColor="#555555"))  # fmt: skip
+    frontier = alt.Opacity(
+        "frontier:O",
+        title="point",
+        scale=frontier_scale,
+        sort=["skyline", "dominated"],
+        legend=alt.Legend(symbolType="circle", symbolFillColor="#555555"),
+    )
     data = _plain(df[[c for c in df.columns if c not in ("sweep",)]])
     tooltip = [alt.Tooltip(f"{c}:N", title=t) for c, t in TOOLTIP_FIELDS if c in data.columns]
     if "stage" in df.columns and (df["stage"] == "teacher_compression").any():
         tooltip += [alt.Tooltip(f"{c}:N", title=t) for c, t in TEACHER_COMPRESSION_TOOLTIPS if c in data.columns]
-    tooltip += [alt.Tooltip("y:Q", title=score_title, format=".2f"),
-                alt.Tooltip("x:Q", title=size_short, format=",.4~g")]  # fmt: skip
+    tooltip += [
+        alt.Tooltip("y:Q", title=score_title, format=".2f"),
+        alt.Tooltip("x:Q", title=size_short, format=",.4~g"),
+    ]
 
     layers = []
     links = link_frame(df)
@@ -541,7 +570,7 @@ def pareto_chart(
                 y2="y_parent:Q",
                 color=color,
                 opacity=alt.condition(shown, alt.value(0.45), alt.value(0.05)),
-            )  # fmt: skip
+            )
         )
     sky = skyline[skyline["on_skyline"].astype(bool)].sort_values("x")
     if not sky.empty:
@@ -558,26 +587,32 @@ def pareto_chart(
                     scale=alt.Scale(domain=[SKYLINE_SERIES], range=[[6, 4]]),
                     legend=alt.Legend(
                         symbolType="stroke", symbolSize=400, symbolStrokeColor="black", symbolStrokeWidth=1.5
-                    ),  # fmt: skip
+                    ),
                 ),
-            )  # fmt: skip
+            )
         )
     if budgets_x:
         bud = pd.DataFrame({"x": budgets_x, "label": [size_label(b) for b in budgets]})
         rule = alt.Chart(bud).encode(x=x)
         layers.append(rule.mark_rule(color="#777777", strokeDash=[2, 2], strokeWidth=1))
         # along the rule from the bottom up: the top holds the skyline's labels
-        layers.append(rule.mark_text(angle=270, align="left", baseline="bottom", dx=4, dy=-3, fontSize=10,
-                                     color="#555555").encode(text="label:N", y=alt.value(height)))  # fmt: skip
+        layers.append(
+            rule.mark_text(
+                angle=270, align="left", baseline="bottom", dx=4, dy=-3, fontSize=10, color="#555555"
+            ).encode(text="label:N", y=alt.value(height))
+        )
     if not seeds.empty:
         sd = alt.Chart(_plain(seeds)).encode(
-            x=x, color=color,
+            x=x,
+            color=color,
             opacity=alt.condition(shown, alt.value(0.9), alt.value(0.05)),
-            tooltip=[alt.Tooltip("configuration:N", title="configuration"),
-                     alt.Tooltip("y:Q", title=f"mean {score_title}", format=".2f"),
-                     alt.Tooltip("y_lo:Q", title="mean - sd", format=".2f"),
-                     alt.Tooltip("y_hi:Q", title="mean + sd", format=".2f")],
-        )  # fmt: skip
+            tooltip=[
+                alt.Tooltip("configuration:N", title="configuration"),
+                alt.Tooltip("y:Q", title=f"mean {score_title}", format=".2f"),
+                alt.Tooltip("y_lo:Q", title="mean - sd", format=".2f"),
+                alt.Tooltip("y_hi:Q", title="mean + sd", format=".2f"),
+            ],
+        )
         layers.append(
             sd.mark_rule(strokeWidth=1.5).encode(y=alt.Y("y_lo:Q", scale=y_scale, title=score_title), y2="y_hi:Q")
         )
@@ -587,21 +622,31 @@ def pareto_chart(
         .mark_point(filled=True, size=75, strokeWidth=1.5)
         .encode(
             x=x, y=y, color=color, shape=shape, tooltip=tooltip, opacity=alt.condition(shown, frontier, alt.value(0.05))
-        )  # fmt: skip
+        )
         .add_params(pick, zoom)
     )
     layers.append(points)
     named = df[df["on_skyline"].astype(bool) | (df["kind"] == "baseline")].copy()
-    named = named[_one_per_cluster(named["name"].astype(str).tolist(), named["x"].astype(float).tolist(),
-                                   named["y"].astype(float).tolist())]  # fmt: skip
+    named = named[
+        _one_per_cluster(
+            named["name"].astype(str).tolist(), named["x"].astype(float).tolist(), named["y"].astype(float).tolist()
+        )
+    ]
     if not named.empty:
         # skyline points and the measured teacher are named first, then the other baselines; each group by size
         named["_rank"] = ((named["kind"] != "trial") & (named["source"] != "measured")).astype(int)
         named = named.sort_values(["_rank", "x"])
-        places = place_labels(named["x"].astype(float).tolist(), named["y"].astype(float).tolist(),
-                              named["name"].astype(str).tolist(), xdom, ydom, width, height,
-                              list(zip(df["x"].astype(float), df["y"].astype(float), strict=True)),
-                              list(zip(sky["x"].astype(float), sky["y"].astype(float), strict=True)))  # fmt: skip
+        places = place_labels(
+            named["x"].astype(float).tolist(),
+            named["y"].astype(float).tolist(),
+            named["name"].astype(str).tolist(),
+            xdom,
+            ydom,
+            width,
+            height,
+            list(zip(df["x"].astype(float), df["y"].astype(float), strict=True)),
+            list(zip(sky["x"].astype(float), sky["y"].astype(float), strict=True)),
+        )
         named["_right"] = [p.right if p else None for p in places]
         named["_dy"] = [p.dy if p else None for p in places]
         for right in (True, False):
@@ -617,7 +662,7 @@ def pareto_chart(
                         dy=dy,
                         fontSize=10,
                         color="#333333",
-                    )  # fmt: skip
+                    )
                     .encode(x=x, y=y, text="name:N", opacity=alt.condition(shown, frontier, alt.value(0.05)))
                 )
     return alt.layer(*layers).properties(title=title, width=width, height=height)
@@ -679,11 +724,24 @@ def task_chart(
             part_seeds = seeds if value is None else seeds[seeds[by].astype(str) == value]
             shown = f"dev {titles[measure]}"
             title = f"{task}: {shown} vs {size_measure.replace('_bytes', ' size')}" + (
-                f" ({by} {value})" if value else "")  # fmt: skip
-            line.append(pareto_chart(part, title, f"{shown} (%)", SIZE_TITLES[size_measure], width=width,
-                                     height=380 if n_cols == 1 else 320, seeds=part_seeds, budgets=budgets,
-                                     skyline=df, name=f"p{len(grid)}_{len(line)}", color_domain=color_domain,
-                                     stage_domain=stage_domain))  # fmt: skip
+                f" ({by} {value})" if value else ""
+            )
+            line.append(
+                pareto_chart(
+                    part,
+                    title,
+                    f"{shown} (%)",
+                    SIZE_TITLES[size_measure],
+                    width=width,
+                    height=380 if n_cols == 1 else 320,
+                    seeds=part_seeds,
+                    budgets=budgets,
+                    skyline=df,
+                    name=f"p{len(grid)}_{len(line)}",
+                    color_domain=color_domain,
+                    stage_domain=stage_domain,
+                )
+            )
         grid.append(line)
     panels = [p for line in grid for p in line]
     if len(panels) == 1:
@@ -698,7 +756,7 @@ def task_chart(
         .configure_axis(grid=True, gridOpacity=0.4, labelFontSize=11, titleFontSize=12)
         .configure_legend(
             orient="bottom", direction="horizontal", titleFontSize=11, labelFontSize=11, columns=4, labelLimit=260
-        )  # fmt: skip
+        )
         .configure_title(fontSize=13, anchor="start")
     )
 
@@ -714,7 +772,8 @@ def save_static(chart, path_stem, scale_factor: float = 2.0) -> dict[str, str]:
     for fmt in ("png", "svg"):
         final = stem.with_suffix(f".{fmt}")
         options = {"scale_factor": scale_factor} if fmt == "png" else {}
-        atomic_write(final, lambda tmp, fmt=fmt, options=options: chart.save(str(tmp), format=fmt, **options),
-                     suffix=f".{fmt}")  # fmt: skip
+        atomic_write(
+            final, lambda tmp, fmt=fmt, options=options: chart.save(str(tmp), format=fmt, **options), suffix=f".{fmt}"
+        )
         out[fmt] = str(final)
     return out

@@ -12,21 +12,36 @@ FACETS = ("task", "embedding", "arch")  # as analysis.charts.FACETS (not importe
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("report", help="write a sweep's report (Markdown, HTML, Pareto charts as PNG/SVG)",
-                       description=__doc__)  # fmt: skip
+    p = sub.add_parser(
+        "report", help="write a sweep's report (Markdown, HTML, Pareto charts as PNG/SVG)", description=__doc__
+    )
     p.add_argument("sweep", help='sweep name (see: featherweight query "SELECT name FROM sweeps")')
-    p.add_argument("--db", default=None,
-                   help="experiment database (default: $FEATHERWEIGHT_DB or runs/featherweight.duckdb)")  # fmt: skip
-    p.add_argument("--output", "-o", default=None,
-                   help="output directory (default: reports/<SWEEP> next to the database)")  # fmt: skip
-    p.add_argument("--size-measure", choices=SIZE_MEASURES, default="gzip_bytes",
-                   help="x axis of the Pareto charts and skyline tables (default: gzip_bytes, as thesis table 7.5)")  # fmt: skip
-    p.add_argument("--by", choices=FACETS, default="task",
-                   help="one chart per task (default), or each task's chart split into one panel per embedding or "
-                        "architecture")  # fmt: skip
-    p.add_argument("--budget", action="append", default=None, metavar="SIZE",
-                   help="a hardware budget drawn as a vertical rule on the charts, e.g. 32KB, 48KiB, 1.5MB or 4096 "
-                        "(bytes); repeat for several; replaces the spec's report.budgets (default: the spec's, else none)")  # fmt: skip
+    p.add_argument(
+        "--db", default=None, help="experiment database (default: $FEATHERWEIGHT_DB or runs/featherweight.duckdb)"
+    )
+    p.add_argument(
+        "--output", "-o", default=None, help="output directory (default: reports/<SWEEP> next to the database)"
+    )
+    p.add_argument(
+        "--size-measure",
+        choices=SIZE_MEASURES,
+        default="gzip_bytes",
+        help="x axis of the Pareto charts and skyline tables (default: gzip_bytes, as thesis table 7.5)",
+    )
+    p.add_argument(
+        "--by",
+        choices=FACETS,
+        default="task",
+        help="one chart per task (default), or each task's chart split into one panel per embedding or architecture",
+    )
+    p.add_argument(
+        "--budget",
+        action="append",
+        default=None,
+        metavar="SIZE",
+        help="a hardware budget drawn as a vertical rule on the charts, e.g. 32KB, 48KiB, 1.5MB or 4096 "
+        "(bytes); repeat for several; replaces the spec's report.budgets (default: the spec's, else none)",
+    )
     p.set_defaults(func=run)
 
 

@@ -33,30 +33,59 @@ FORMATS = ("auto", "onnx", "torchscript")  # featherweight_core.export.FORMATS, 
 def add_parser(sub) -> None:
     from featherweight_core.commands.common import positive_int
 
-    p = sub.add_parser("export", help="write a trial's model as a checked ONNX / TorchScript artefact",
-                       description=DESCRIPTION, epilog=EPILOG)  # fmt: skip
-    p.add_argument("trial_id", nargs="?", default=None, metavar="TRIAL_ID",
-                   help="the trial whose model to export (d-..., c-..., t-...); or give --model instead")  # fmt: skip
-    p.add_argument("--db", default=None,
-                   help="experiment database (default: $FEATHERWEIGHT_DB or runs/featherweight.duckdb)")  # fmt: skip
-    p.add_argument("--sweep", default=None,
-                   help="the sweep the trial belongs to, when several sweeps hold the same trial id (default: the"
-                        " only one that does)")  # fmt: skip
-    p.add_argument("--model", default=None,
-                   help="export this checkpoint file or model directory instead of a trial's (no recorded sizes to"
-                        " compare then; default: none)")  # fmt: skip
+    p = sub.add_parser(
+        "export",
+        help="write a trial's model as a checked ONNX / TorchScript artefact",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+    )
+    p.add_argument(
+        "trial_id",
+        nargs="?",
+        default=None,
+        metavar="TRIAL_ID",
+        help="the trial whose model to export (d-..., c-..., t-...); or give --model instead",
+    )
+    p.add_argument(
+        "--db", default=None, help="experiment database (default: $FEATHERWEIGHT_DB or runs/featherweight.duckdb)"
+    )
+    p.add_argument(
+        "--sweep",
+        default=None,
+        help="the sweep the trial belongs to, when several sweeps hold the same trial id (default: the"
+        " only one that does)",
+    )
+    p.add_argument(
+        "--model",
+        default=None,
+        help="export this checkpoint file or model directory instead of a trial's (no recorded sizes to"
+        " compare then; default: none)",
+    )
     p.add_argument("--output", "-o", required=True, help="directory to write the artefact into")
-    p.add_argument("--format", choices=FORMATS, default="auto",
-                   help="auto: ONNX when it exports and matches, else TorchScript; onnx / torchscript: only that")  # fmt: skip
-    p.add_argument("--data", default=None,
-                   help="where the task's data is now, when it is no longer where the model recorded it (a local"
-                        " GLUE dir, a custom CSV/TSV file or directory, hub, hf:OWNER/NAME; default: as recorded)")  # fmt: skip
-    p.add_argument("--bpemb-dir", default=None,
-                   help="bpemb cache dir with en/en.wiki.bpe.vs*.{model,d*.w2v.bin} (bpe students; default: bpemb's"
-                        " own cache)")  # fmt: skip
-    p.add_argument("--threads", type=positive_int, default=1,
-                   help="torch CPU threads for the export and its check (default 1: the checks run small batches,"
-                        " often one example, where more threads mostly wait on each other)")  # fmt: skip
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="auto",
+        help="auto: ONNX when it exports and matches, else TorchScript; onnx / torchscript: only that",
+    )
+    p.add_argument(
+        "--data",
+        default=None,
+        help="where the task's data is now, when it is no longer where the model recorded it (a local"
+        " GLUE dir, a custom CSV/TSV file or directory, hub, hf:OWNER/NAME; default: as recorded)",
+    )
+    p.add_argument(
+        "--bpemb-dir",
+        default=None,
+        help="bpemb cache dir with en/en.wiki.bpe.vs*.{model,d*.w2v.bin} (bpe students; default: bpemb's own cache)",
+    )
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        default=1,
+        help="torch CPU threads for the export and its check (default 1: the checks run small batches,"
+        " often one example, where more threads mostly wait on each other)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--json", action="store_true", help="print the export report as one JSON object")
     p.set_defaults(func=run)
@@ -76,8 +105,9 @@ def resolve_trial(db: str | None, trial_id: str, sweep: str | None = None) -> di
     if not rows:
         raise StoreError(f"trial {trial_id!r} not found{where} in {store.path}")
     if len(rows) > 1:
-        raise StoreError(f"trial {trial_id!r} is in several sweeps ({', '.join(r['sweep'] for r in rows)}): pass"
-                         " --sweep NAME")  # fmt: skip
+        raise StoreError(
+            f"trial {trial_id!r} is in several sweeps ({', '.join(r['sweep'] for r in rows)}): pass --sweep NAME"
+        )
     row = rows[0]
     if row["status"] != "finished":
         raise StoreError(f"trial {trial_id!r} did not finish (status {row['status']}): it has no model to export")
@@ -111,15 +141,27 @@ def run(args: argparse.Namespace) -> int:
                 parent_meta = load_checkpoint(parent)[2]
             except UserError:
                 parent_meta = None
-    report = export_model(source, args.output, fmt=args.format, recorded=recorded, overwrite=args.overwrite,
-                          data=args.data, bpemb_dir=args.bpemb_dir, parent_meta=parent_meta)  # fmt: skip
+    report = export_model(
+        source,
+        args.output,
+        fmt=args.format,
+        recorded=recorded,
+        overwrite=args.overwrite,
+        data=args.data,
+        bpemb_dir=args.bpemb_dir,
+        parent_meta=parent_meta,
+    )
     if args.json:
         print(json.dumps(report.to_dict()))
         return 0
-    print(f"exported {report.source_kind} {report.source} as {report.format} to {report.output_dir}"
-          f" ({report.artefact_bytes:,} bytes: {', '.join(report.files)})")  # fmt: skip
-    print(f"  checked on {report.examples_checked} dev examples (batch size {report.check_batch_size}): predictions"
-          f" agree {report.predictions_agree:.0%}, max logit difference {report.max_abs_logit_diff:.2g}")  # fmt: skip
+    print(
+        f"exported {report.source_kind} {report.source} as {report.format} to {report.output_dir}"
+        f" ({report.artefact_bytes:,} bytes: {', '.join(report.files)})"
+    )
+    print(
+        f"  checked on {report.examples_checked} dev examples (batch size {report.check_batch_size}): predictions"
+        f" agree {report.predictions_agree:.0%}, max logit difference {report.max_abs_logit_diff:.2g}"
+    )
     for k, (_, b) in report.recorded_size_check.items():
         print(f"  {k}: {b:,} as recorded")
     if report.fallback_reason:

@@ -52,13 +52,18 @@ applies trial results a sweep journaled but could not write."""
 
 
 def _db_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", default=None,
-                   help="experiment database (default: $FEATHERWEIGHT_DB or runs/featherweight.duckdb)")  # fmt: skip
+    p.add_argument(
+        "--db", default=None, help="experiment database (default: $FEATHERWEIGHT_DB or runs/featherweight.duckdb)"
+    )
 
 
 def add_parser(sub) -> None:
-    q = sub.add_parser("query", help="run SQL against the experiment database (read-only)", description=QUERY_DESCRIPTION,
-                       epilog=QUERY_EPILOG)  # fmt: skip
+    q = sub.add_parser(
+        "query",
+        help="run SQL against the experiment database (read-only)",
+        description=QUERY_DESCRIPTION,
+        epilog=QUERY_EPILOG,
+    )
     q.add_argument("sql", help="one SQL statement, e.g. \"SELECT * FROM skyline WHERE task = 'sst2'\"")
     _db_arg(q)
     q.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
@@ -70,8 +75,11 @@ def add_parser(sub) -> None:
     )
     q.set_defaults(func=run_query)
 
-    d = sub.add_parser("db", help="experiment database maintenance: export, tables, migrate, add-baseline, sync",
-                       description=DB_DESCRIPTION)  # fmt: skip
+    d = sub.add_parser(
+        "db",
+        help="experiment database maintenance: export, tables, migrate, add-baseline, sync",
+        description=DB_DESCRIPTION,
+    )
     dsub = d.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     e = dsub.add_parser("export", help="write every table and view as Parquet (one file each) into a directory")
     _db_arg(e)
@@ -94,8 +102,10 @@ def add_parser(sub) -> None:
     b.add_argument("--gzip-bytes", type=int, default=None, help="gzip -9 size in bytes (default: the disk size)")
     b.add_argument("--note", default=None, help="free text (default: none)")
     b.set_defaults(func=run_add_baseline)
-    y = dsub.add_parser("sync", help="apply trial results a sweep journaled but could not write (e.g. while another"
-                        " process held the database)")  # fmt: skip
+    y = dsub.add_parser(
+        "sync",
+        help="apply trial results a sweep journaled but could not write (e.g. while another process held the database)",
+    )
     _db_arg(y)
     y.set_defaults(func=run_sync)
 
@@ -225,8 +235,17 @@ def run_migrate(args: argparse.Namespace) -> int:
 def run_add_baseline(args: argparse.Namespace) -> int:
     from db.rows import baseline_row
 
-    values = dict(sweep=args.sweep, task=args.task, name=args.name, score=args.score, params=args.params,
-                  disk_bytes=args.disk_bytes, gzip_bytes=args.gzip_bytes, source="user", note=args.note)  # fmt: skip
+    values = dict(
+        sweep=args.sweep,
+        task=args.task,
+        name=args.name,
+        score=args.score,
+        params=args.params,
+        disk_bytes=args.disk_bytes,
+        gzip_bytes=args.gzip_bytes,
+        source="user",
+        note=args.note,
+    )
     baseline_row(**values)  # a bad value is a StoreError before the file is opened (or created)
     store = _open(args.db, read_only=False)
     store.record_baseline(**values)

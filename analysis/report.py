@@ -274,9 +274,17 @@ def compression_table(
             add(parents.loc[parent_id].to_dict() | {"trial_id": parent_id})
         for _, r in group.sort_values("reported_bytes", ascending=False).iterrows():
             add(r, indent="  ")
-    columns = ["model", "trial", score_header(task_kind, score_name) + " %",
-               *([f"test {score_name} %"] if show_test else []), "size (MB)", "vs teacher",
-               *(["vs RoBERTa-large"] if show_ref else []), "vs parent", "score change vs parent (pp)"]  # fmt: skip
+    columns = [
+        "model",
+        "trial",
+        score_header(task_kind, score_name) + " %",
+        *([f"test {score_name} %"] if show_test else []),
+        "size (MB)",
+        "vs teacher",
+        *(["vs RoBERTa-large"] if show_ref else []),
+        "vs parent",
+        "score change vs parent (pp)",
+    ]
     caption = (
         "Pruned (p) and quantized (q) students under their parents. Size: disk size in MB for plain models, gzip size "
         "for pruned/quantized ones (as table 7.5); 'vs X' is how many times smaller than X (teacher: the teacher this "
@@ -302,22 +310,57 @@ def teacher_compression_table(comp: pd.DataFrame, task_kind: str, score_name: st
     for _, r in base.sort_values("name").iterrows():
         # the teacher's latency as its trials timed it (each beside its own model): their median
         timed = trials.loc[trials["teacher"] == r["name"], "teacher_latency_ms"].dropna()
-        rows.append([str(r["name"]), "-", "teacher", "-", "-", _score_cell(r, task_kind, digits=2), "100.0",
-                     sci(r["params"]), "-", mb(r["gzip_bytes"]), _ms(timed.median() if len(timed) else None),
-                     "1.00x" if len(timed) else "-"])  # fmt: skip
-    order = trials.assign(_q=trials["quantization"].notna()).sort_values(["arch", "layers", "_q", "trial_id"],
-                                                                          na_position="last")  # fmt: skip
+        rows.append(
+            [
+                str(r["name"]),
+                "-",
+                "teacher",
+                "-",
+                "-",
+                _score_cell(r, task_kind, digits=2),
+                "100.0",
+                sci(r["params"]),
+                "-",
+                mb(r["gzip_bytes"]),
+                _ms(timed.median() if len(timed) else None),
+                "1.00x" if len(timed) else "-",
+            ]
+        )
+    order = trials.assign(_q=trials["quantization"].notna()).sort_values(
+        ["arch", "layers", "_q", "trial_id"], na_position="last"
+    )
     for _, r in order.iterrows():
         speedup = r.get("speedup_vs_teacher")
-        rows.append([
-            "  " + str(r["name"]), str(r["trial_id"]), METHOD_NAMES.get(r["arch"], str(r["arch"])),
-            method_settings(r.get("settings")) or "-", _plain_value(r.get("layers")),
-            _score_cell(r, task_kind, digits=2), pct(r.get("score_retained_vs_teacher")), sci(r["params"]),
-            sci(r.get("trainable_params")), mb(r["gzip_bytes"]), _ms(r.get("latency_ms")),
-            "-" if _missing(speedup) else f"{float(speedup):.2f}x",
-        ])  # fmt: skip
-    columns = ["model", "trial", "method", "settings", "layers", score_header(task_kind, score_name) + " %",
-               "retained %", "params", "trainable", "gzip (MB)", "latency (ms)", "speed-up"]  # fmt: skip
+        rows.append(
+            [
+                "  " + str(r["name"]),
+                str(r["trial_id"]),
+                METHOD_NAMES.get(r["arch"], str(r["arch"])),
+                method_settings(r.get("settings")) or "-",
+                _plain_value(r.get("layers")),
+                _score_cell(r, task_kind, digits=2),
+                pct(r.get("score_retained_vs_teacher")),
+                sci(r["params"]),
+                sci(r.get("trainable_params")),
+                mb(r["gzip_bytes"]),
+                _ms(r.get("latency_ms")),
+                "-" if _missing(speedup) else f"{float(speedup):.2f}x",
+            ]
+        )
+    columns = [
+        "model",
+        "trial",
+        "method",
+        "settings",
+        "layers",
+        score_header(task_kind, score_name) + " %",
+        "retained %",
+        "params",
+        "trainable",
+        "gzip (MB)",
+        "latency (ms)",
+        "speed-up",
+    ]
     caption = (
         "Transformers made from the task's fine-tuned teacher, under it: Theseus (successor layers replace the "
         "teacher's blocks), BERT-Vision (a small head over the frozen teacher's per-layer hidden states). retained: "
@@ -340,16 +383,31 @@ def skyline_table(
         size = mb(r["size_value"]) if size_measure.endswith("_bytes") else sci(r["size_value"])
         cfg = r["source"] if r["kind"] == "baseline" else _config_summary(r)
         extra = " ".join(x for x in (r.get("pruning"), r.get("quantization")) if not _missing(x))
-        rows.append([r["skyline_rank"], r["name"], "-" if _missing(r["trial_id"]) else r["trial_id"],
-                     cfg + (f"; {extra}" if extra else ""), pct(r["score_value"], 2),
-                     *([pct(r.get("test_score"), 2)] if show_test else []), size])  # fmt: skip
+        rows.append(
+            [
+                r["skyline_rank"],
+                r["name"],
+                "-" if _missing(r["trial_id"]) else r["trial_id"],
+                cfg + (f"; {extra}" if extra else ""),
+                pct(r["score_value"], 2),
+                *([pct(r.get("test_score"), 2)] if show_test else []),
+                size,
+            ]
+        )
     unit = "MB" if size_measure.endswith("_bytes") else "params"
     return Table(
-        ["#", "model", "trial", "configuration", f"{shown} %", *([f"test {shown} %"] if show_test else []),
-         f"{size_measure} ({unit})"],
+        [
+            "#",
+            "model",
+            "trial",
+            "configuration",
+            f"{shown} %",
+            *([f"test {shown} %"] if show_test else []),
+            f"{size_measure} ({unit})",
+        ],
         rows,
         f"Skyline ({shown} vs {size_measure}, on dev figures): no other trial or baseline is both smaller and better.",
-    )  # fmt: skip
+    )
 
 
 def class_table(classes: pd.DataFrame, trial: pd.Series | dict, score_name: str = "score") -> Table:
@@ -422,8 +480,12 @@ def build_blocks(
         name = METRIC_NAMES.get(metric, metric)
         has_test = bool(trials["test_score"].notna().any())
         blocks.append(Heading(f"Task {task}", 2))
-        blocks.append(Paragraph(f"Score: dev {name}" + (f"; test {name} beside it (test split, best epoch's weights)."
-                                                        if has_test else ".")))  # fmt: skip
+        blocks.append(
+            Paragraph(
+                f"Score: dev {name}"
+                + (f"; test {name} beside it (test split, best epoch's weights)." if has_test else ".")
+            )
+        )
         summary = store.query(
             "SELECT * FROM seed_summary WHERE sweep = ? AND task = ? AND stage = 'distill'", [sweep, task]
         )
@@ -443,8 +505,9 @@ def build_blocks(
             [sweep, task],
         )
         if not tc.empty:
-            bases = store.query("SELECT * FROM compression WHERE sweep = ? AND task = ? AND kind = 'baseline'",
-                                [sweep, task])  # fmt: skip
+            bases = store.query(
+                "SELECT * FROM compression WHERE sweep = ? AND task = ? AND kind = 'baseline'", [sweep, task]
+            )
             blocks.append(Heading("Teacher compression (Theseus, BERT-Vision)", 3))
             blocks.append(teacher_compression_table(_concat(tc, bases), kind, name))
         for measure in ("score", "f1") if kind == "pair_f1" else ("score",):
@@ -473,8 +536,10 @@ def build_blocks(
     )
     if not errors.empty:
         blocks.append(Heading("Failed trials", 2))
-        rows = [[r.trial_id, r.stage, r.task, (str(r.error or "").strip().splitlines() or [""])[0][:200]]
-                for r in errors.itertuples()]  # fmt: skip
+        rows = [
+            [r.trial_id, r.stage, r.task, (str(r.error or "").strip().splitlines() or [""])[0][:200]]
+            for r in errors.itertuples()
+        ]
         blocks.append(Table(["trial", "stage", "task", "error"], rows))
     return blocks, charts
 

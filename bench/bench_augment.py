@@ -41,10 +41,17 @@ def main() -> int:
     t0 = time.perf_counter()
     kv, path = task_word_vectors(data, args.cache_dir)
     vec_s = time.perf_counter() - t0
-    report = {"bench": "augment_embedding", "rows": args.n, "N": args.N, "p": 0.4, "K": 15,
-              "vectors": f"word2vec d{kv.vector_size} on SST-2 train ({len(kv.index_to_key):,} words)",
-              "vectors_seconds_or_cache_load": round(vec_s, 1), "cpu_count": os.cpu_count(),
-              "loadavg_start": [round(x, 2) for x in os.getloadavg()]}  # fmt: skip
+    report = {
+        "bench": "augment_embedding",
+        "rows": args.n,
+        "N": args.N,
+        "p": 0.4,
+        "K": 15,
+        "vectors": f"word2vec d{kv.vector_size} on SST-2 train ({len(kv.index_to_key):,} words)",
+        "vectors_seconds_or_cache_load": round(vec_s, 1),
+        "cpu_count": os.cpu_count(),
+        "loadavg_start": [round(x, 2) for x in os.getloadavg()],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for w in [int(x) for x in args.workers.split(",")]:
             cfg = AugmentConfig(n=args.N, workers=w, chunk_size=500)

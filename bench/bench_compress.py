@@ -58,9 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--encoder-sparsity", type=float, nargs="*", default=[0.5, 0.8])
     ap.add_argument("--skip-movement", action="store_true")
     ap.add_argument("--train-limit", type=int, default=None, help="use only the first N training rows")
-    ap.add_argument("--importance-bits", type=int, nargs="*", default=[], metavar="BITS",
-                    help="hash students: also quantize with the importance scalars as BITS-bit codes (2..8;"
-                         " variants q-impBITS)")  # fmt: skip
+    ap.add_argument(
+        "--importance-bits",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="BITS",
+        help="hash students: also quantize with the importance scalars as BITS-bit codes (2..8; variants q-impBITS)",
+    )
     ap.add_argument("--out", default=None, help="write all figures as JSON here")
     args = ap.parse_args(argv)
     bad = [b for b in args.importance_bits if not 2 <= b <= 8]
@@ -78,29 +83,52 @@ def main(argv: list[str] | None = None) -> int:
     from featherweight_core.tasks import get_task
 
     torch.set_num_threads(1)
-    report: dict = {"machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
-                    "uptime_start": _uptime(), "parents": []}  # fmt: skip
+    report: dict = {
+        "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
+        "uptime_start": _uptime(),
+        "parents": [],
+    }
     print(f"# machine: {report['machine']}; threads 1; {report['uptime_start']}")
     for ckpt in args.parent:
         model, cfg, meta = load_checkpoint(ckpt)
         cfg = cfg.resolved()
         task = get_task(meta.get("task", "sst2"))
-        prepared = prepare(task, args.data, cfg.embedding, cfg.emb_dim, cfg.vocab_size, args.bpemb_dir, None,
-                           args.cache_dir or DEFAULT_CACHE_DIR)  # fmt: skip
+        prepared = prepare(
+            task,
+            args.data,
+            cfg.embedding,
+            cfg.emb_dim,
+            cfg.vocab_size,
+            args.bpemb_dir,
+            None,
+            args.cache_dir or DEFAULT_CACHE_DIR,
+        )
         train = prepared.train
         if args.train_limit:
             train = train.take(np.arange(min(args.train_limit, len(train))))
         dev = prepared.evals[next(iter(prepared.evals))]
         dist = meta.get("distill") or {}
-        dcfg = DistillConfig(alpha=1.0, temperature=dist.get("temperature"), seed=dist.get("seed", 0),
-                             optimizer=dist.get("optimizer"), lr=dist.get("lr"))  # fmt: skip
+        dcfg = DistillConfig(
+            alpha=1.0,
+            temperature=dist.get("temperature"),
+            seed=dist.get("seed", 0),
+            optimizer=dist.get("optimizer"),
+            lr=dist.get("lr"),
+        )
         name = f"{cfg.arch}-{cfg.embedding}{cfg.emb_dim}"
         print(f"\n## {name}  ({ckpt}; train {len(train)}, dev {len(dev)})")
         float_metrics = evaluate(model, prepared.evals, task)
         float_sizes = measure_sizes(model)
-        rows = [{"variant": "float", "prune": "none", "quant": "none", "accuracy": float_metrics["accuracy"],
-                 **{k: float_sizes[k] for k in ("disk_bytes", "gzip_bytes", "ideal_bytes", "nonzero_params")},
-                 "seconds": 0.0}]  # fmt: skip
+        rows = [
+            {
+                "variant": "float",
+                "prune": "none",
+                "quant": "none",
+                "accuracy": float_metrics["accuracy"],
+                **{k: float_sizes[k] for k in ("disk_bytes", "gzip_bytes", "ideal_bytes", "nonzero_params")},
+                "seconds": 0.0,
+            }
+        ]
         models = {"float": model}
         variants = [
             ("q", None, QuantConfig()),
@@ -114,19 +142,30 @@ def main(argv: list[str] | None = None) -> int:
             res = compress_student(model, cfg, p, q, train, prepared.evals, task, dcfg)
             models[label] = res.model
             d = res.describe()
-            rows.append({"variant": label, "prune": d["prune"], "quant": d["quant"],
-                         "accuracy": res.metrics["accuracy"],
-                         **{k: res.sizes[k] for k in ("disk_bytes", "gzip_bytes", "ideal_bytes", "nonzero_params")},
-                         "sparsity": res.sparsity["overall"], "seconds": res.seconds})  # fmt: skip
+            rows.append(
+                {
+                    "variant": label,
+                    "prune": d["prune"],
+                    "quant": d["quant"],
+                    "accuracy": res.metrics["accuracy"],
+                    **{k: res.sizes[k] for k in ("disk_bytes", "gzip_bytes", "ideal_bytes", "nonzero_params")},
+                    "sparsity": res.sparsity["overall"],
+                    "seconds": res.seconds,
+                }
+            )
         base = rows[0]
-        print(f"{'variant':<14}{'acc':>7}{'drop':>7}{'disk':>10}{'gzip':>10}{'gz ratio':>9}{'ideal':>10}"
-              f"{'sparsity':>9}  labels")  # fmt: skip
+        print(
+            f"{'variant':<14}{'acc':>7}{'drop':>7}{'disk':>10}{'gzip':>10}{'gz ratio':>9}{'ideal':>10}"
+            f"{'sparsity':>9}  labels"
+        )
         for r in rows:
             r["drop_points"] = 100 * (base["accuracy"] - r["accuracy"])
             r["gzip_ratio"] = r["gzip_bytes"] / base["gzip_bytes"]
-            print(f"{r['variant']:<14}{100 * r['accuracy']:>7.2f}{r['drop_points']:>7.2f}{r['disk_bytes']:>10,}"
-                  f"{r['gzip_bytes']:>10,}{r['gzip_ratio']:>9.3f}{r['ideal_bytes']:>10,}"
-                  f"{r.get('sparsity', 0.0):>9.3f}  {r['prune']} | {r['quant']}")  # fmt: skip
+            print(
+                f"{r['variant']:<14}{100 * r['accuracy']:>7.2f}{r['drop_points']:>7.2f}{r['disk_bytes']:>10,}"
+                f"{r['gzip_bytes']:>10,}{r['gzip_ratio']:>9.3f}{r['ideal_bytes']:>10,}"
+                f"{r.get('sparsity', 0.0):>9.3f}  {r['prune']} | {r['quant']}"
+            )
 
         speed = {}
         for label in ("float", "q", *(f"q-imp{b}" for b in args.importance_bits if f"q-imp{b}" in models), "p+q"):
@@ -137,8 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         for label, s in speed.items():
             s["latency_speedup"] = speed["float"]["latency_ms"] / s["latency_ms"]
             s["throughput_speedup"] = s["throughput"] / speed["float"]["throughput"]
-            print(f"{label:<14}{s['latency_ms']:>9.3f}{s['latency_speedup']:>7.2f}{s['throughput']:>12.0f}"
-                  f"{s['throughput_speedup']:>7.2f}")  # fmt: skip
+            print(
+                f"{label:<14}{s['latency_ms']:>9.3f}{s['latency_speedup']:>7.2f}{s['throughput']:>12.0f}"
+                f"{s['throughput_speedup']:>7.2f}"
+            )
 
         movement = []
         if cfg.arch in ("bilstm", "rnn") and not args.skip_movement:
@@ -147,20 +188,31 @@ def main(argv: list[str] | None = None) -> int:
                 targets = {"encoder": s, "embedding": 0.0, "classifier": 0.0}
                 for label, pc in (
                     ("magnitude one-shot", PruneConfig(method="magnitude", targets=targets)),
-                    ("magnitude gradual", PruneConfig(method="magnitude", targets=targets, schedule="gradual",
-                                                      epochs=args.prune_epochs)),
+                    (
+                        "magnitude gradual",
+                        PruneConfig(method="magnitude", targets=targets, schedule="gradual", epochs=args.prune_epochs),
+                    ),
                     ("movement", PruneConfig(method="movement", targets=targets, epochs=args.prune_epochs)),
-                ):  # fmt: skip
+                ):
                     t0 = time.perf_counter()
                     res = compress_student(model, cfg, pc, None, train, prepared.evals, task, dcfg)
-                    rec = {"target": s, "method": label, "label": res.describe()["prune"],
-                           "accuracy": res.metrics["accuracy"], "encoder_sparsity": res.sparsity["encoder"],
-                           "seconds": time.perf_counter() - t0}  # fmt: skip
+                    rec = {
+                        "target": s,
+                        "method": label,
+                        "label": res.describe()["prune"],
+                        "accuracy": res.metrics["accuracy"],
+                        "encoder_sparsity": res.sparsity["encoder"],
+                        "seconds": time.perf_counter() - t0,
+                    }
                     movement.append(rec)
-                    print(f"{s:<17}{label:<26}{100 * rec['accuracy']:>7.2f}{rec['encoder_sparsity']:>13.3f}"
-                          f"{rec['seconds']:>9.1f}", flush=True)  # fmt: skip
-        report["parents"].append({"name": name, "checkpoint": str(ckpt), "rows": rows, "speed": speed,
-                                  "movement_vs_magnitude": movement})  # fmt: skip
+                    print(
+                        f"{s:<17}{label:<26}{100 * rec['accuracy']:>7.2f}{rec['encoder_sparsity']:>13.3f}"
+                        f"{rec['seconds']:>9.1f}",
+                        flush=True,
+                    )
+        report["parents"].append(
+            {"name": name, "checkpoint": str(ckpt), "rows": rows, "speed": speed, "movement_vs_magnitude": movement}
+        )
     report["uptime_end"] = _uptime()
     print(f"\n# {report['uptime_end']}")
     if args.out:

@@ -79,19 +79,40 @@ def main() -> None:
         tmp = Path(tmp)
         rows = write_csv_task(glue, tmp / "sst2csv", args.test_rows, seed=0)
         print(f"custom task files: {rows}; load {load_average()}", flush=True)
-        spec = validate({
-            "name": "sst2csv",
-            "storage": str(tmp / "runs"),
-            "cache_dir": str(tmp / "cache"),
-            "tasks": {"sst2csv": {"data": str(tmp / "sst2csv"), "text_columns": ["text"], "label_column": "sentiment",
-                                  "labels": list(LABELS), "metric": "macro_f1"}},
-            "grid": {"archs": ["ffn", "bilstm"], "embeddings": ["hash", "char"], "dims": [25], "vocab_sizes": [5000],
-                     "seeds": [0]},
-            "training": {"max_epochs": args.max_epochs, "patience": args.max_epochs, "optimizer": args.optimizer,
-                         "lr": args.lr},
-            "resources": {"cpus_per_trial": 1, "num_cpus": args.workers},
-            "compress": {"parents": "skyline", "search": {"num_samples": args.samples, "max_concurrent": args.workers}},
-        })  # fmt: skip
+        spec = validate(
+            {
+                "name": "sst2csv",
+                "storage": str(tmp / "runs"),
+                "cache_dir": str(tmp / "cache"),
+                "tasks": {
+                    "sst2csv": {
+                        "data": str(tmp / "sst2csv"),
+                        "text_columns": ["text"],
+                        "label_column": "sentiment",
+                        "labels": list(LABELS),
+                        "metric": "macro_f1",
+                    }
+                },
+                "grid": {
+                    "archs": ["ffn", "bilstm"],
+                    "embeddings": ["hash", "char"],
+                    "dims": [25],
+                    "vocab_sizes": [5000],
+                    "seeds": [0],
+                },
+                "training": {
+                    "max_epochs": args.max_epochs,
+                    "patience": args.max_epochs,
+                    "optimizer": args.optimizer,
+                    "lr": args.lr,
+                },
+                "resources": {"cpus_per_trial": 1, "num_cpus": args.workers},
+                "compress": {
+                    "parents": "skyline",
+                    "search": {"num_samples": args.samples, "max_concurrent": args.workers},
+                },
+            }
+        )
         t0 = time.perf_counter()
         out = run_sweep(spec, say=lambda line: print(f"  {line}", flush=True))
         wall = time.perf_counter() - t0
@@ -105,9 +126,11 @@ def main() -> None:
             " WHERE sweep = 'sst2csv' AND score_measure = 'score' AND size_measure = 'gzip_bytes' ORDER BY skyline_rank"
         )
         print()
-        print(f"sweep: {out.distill_ran} distillation + {out.compress_ran} compression trials, {out.failed} failed,"
-              f" {wall:.0f} s wall ({args.workers} workers, {args.max_epochs} epoch(s), optimizer {args.optimizer or 'thesis'}"
-              f" lr {args.lr or 'default'}); load {load_average()}")  # fmt: skip
+        print(
+            f"sweep: {out.distill_ran} distillation + {out.compress_ran} compression trials, {out.failed} failed,"
+            f" {wall:.0f} s wall ({args.workers} workers, {args.max_epochs} epoch(s), optimizer {args.optimizer or 'thesis'}"
+            f" lr {args.lr or 'default'}); load {load_average()}"
+        )
         print(res.to_string(index=False, float_format=lambda x: f"{x:.4f}"))
         print("\nskyline (dev macro-F1 vs gzip bytes):")
         print(sky.to_string(index=False, float_format=lambda x: f"{x:.4f}"))

@@ -63,7 +63,7 @@ def main() -> None:
                 "seconds": 2.0,
                 "samples_per_second": 900.0,
                 "metrics": {"accuracy": 0.8},
-            }  # fmt: skip
+            }
             for e in range(1, args.epochs + 1)
         ]
         reader = None

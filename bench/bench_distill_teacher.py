@@ -74,8 +74,19 @@ def main() -> int:
     aug_s = time.perf_counter() - t0
     store = SoftTargetStore(cache / "softtargets", device="cpu")
     t0 = time.perf_counter()
-    prepared = prepare(task, None, "bpe", 25, 1000, args.bpemb_dir, cache_dir=cache, task_data=data,
-                       teacher=args.teacher, bootstrap=aug_path, store=store)  # fmt: skip
+    prepared = prepare(
+        task,
+        None,
+        "bpe",
+        25,
+        1000,
+        args.bpemb_dir,
+        cache_dir=cache,
+        task_data=data,
+        teacher=args.teacher,
+        bootstrap=aug_path,
+        store=store,
+    )
     prep_s = time.perf_counter() - t0
     teacher_dev = read_teacher_meta(args.teacher).get("metrics", {}).get("accuracy")
     train_agree = float((prepared.train.teacher_logits.argmax(-1) == prepared.train.labels).mean())
@@ -111,7 +122,7 @@ def main() -> int:
             "ratio": args.ratio,
             "rows": len(prepared.bootstrap),
             "augment_seconds": round(aug_s, 1),
-        },  # fmt: skip
+        },
         "label_distribution": format_label_distribution(
             task.label_names,
             {
@@ -119,7 +130,7 @@ def main() -> int:
                 "augmented (source label)": aug_report.augmented_source_labels,
                 "augmented (teacher argmax)": prepared.bootstrap.labels,
             },
-        ),  # fmt: skip
+        ),
         "prepare_seconds": round(prep_s, 1),
         "teacher_model_runs": store.model_runs,
         "max_epochs": args.max_epochs,

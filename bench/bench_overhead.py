@@ -261,16 +261,21 @@ def report(label: str, r: dict, seq: dict, n: int) -> float:
     fixed = r["first"].get("fixed", float("nan"))
     per_trial = (total - seq["cpu"]) / n
     print()
-    print(f"{label}: run_sweep on Ray, {r['wall']:.1f} s wall; {r['rows']} rows ({r['ckpt']} with their checkpoint file"
-          f" on disk), {r['failed']} failed")  # fmt: skip
+    print(
+        f"{label}: run_sweep on Ray, {r['wall']:.1f} s wall; {r['rows']} rows ({r['ckpt']} with their checkpoint file"
+        f" on disk), {r['failed']} failed"
+    )
     print(f"    CPU: driver {r['driver']:.1f} s + Ray's processes {r['children']:.1f} s = {total:.1f} CPU-s")
     print("    by process: " + ", ".join(f"{k} x{m} {c:.1f}" for k, (m, c) in r["by_name"].items()))
     print(f"    machine-wide busy CPU meanwhile (includes other work on the machine): {r['busy']:.1f} CPU-s")
     print(f"    until the first trial finished ({r['first'].get('at', float('nan')):.1f} s): {fixed:.1f} CPU-s")
     print(f"    DB write {latency_summary(r['db_write_ms'])}")
-    print(f"    framework CPU-s per trial {per_trial:6.2f}  ((b) {total:.1f} - (a) {seq['cpu']:.1f}) / {n};"
-          f" after the first trial finished {(total - fixed - seq['cpu'] * (n - 1) / n) / (n - 1):.2f} per trial"
-          f"  load {load_average()}", flush=True)  # fmt: skip
+    print(
+        f"    framework CPU-s per trial {per_trial:6.2f}  ((b) {total:.1f} - (a) {seq['cpu']:.1f}) / {n};"
+        f" after the first trial finished {(total - fixed - seq['cpu'] * (n - 1) / n) / (n - 1):.2f} per trial"
+        f"  load {load_average()}",
+        flush=True,
+    )
     return per_trial
 
 
@@ -288,15 +293,21 @@ def main() -> None:
         tmp = Path(tmp)
         args.cache = tmp / "cache"
         n = args.trials
-        print(f"{n} trials: synthetic task ({args.n_train} train), ffn hash d16, 1 epoch; {args.workers} Ray workers x "
-              f"1 CPU; load {load_average()}", flush=True)  # fmt: skip
+        print(
+            f"{n} trials: synthetic task ({args.n_train} train), ffn hash d16, 1 epoch; {args.workers} Ray workers x "
+            f"1 CPU; load {load_average()}",
+            flush=True,
+        )
         from sweep.assets import prepare_for_trials
 
         warm = make_spec(args, tmp / "warm", "bench-warm")
         prepare_for_trials(warm, warm.distill_trials())  # the encoded-data cache, untimed
         seq = run_sequential(make_spec(args, tmp / "seq", "bench-seq"))
-        print(f"(a) sequential: {seq['cpu']:.1f} CPU-s, {seq['wall']:.1f} s wall; one trial's training "
-              f"{sum(seq['per_trial']) / n * 1000:.0f} ms CPU on average; load {load_average()}", flush=True)  # fmt: skip
+        print(
+            f"(a) sequential: {seq['cpu']:.1f} CPU-s, {seq['wall']:.1f} s wall; one trial's training "
+            f"{sum(seq['per_trial']) / n * 1000:.0f} ms CPU on average; load {load_average()}",
+            flush=True,
+        )
         figures = {}
         if not args.no_before:
             with legacy_checkpoints():
@@ -305,8 +316,11 @@ def main() -> None:
         r = run_ray(make_spec(args, tmp / "after", "bench-after"), args.profile)
         figures["after"] = report("(b) after (checkpoints written in place)", r, seq, n)
         print()
-        print("framework CPU-s per trial: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items())
-              + f"  (target <= 0.5); load average at the end: {load_average()}")  # fmt: skip
+        print(
+            "framework CPU-s per trial: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in figures.items())
+            + f"  (target <= 0.5); load average at the end: {load_average()}"
+        )
 
 
 if __name__ == "__main__":

@@ -35,9 +35,17 @@ from featherweight_core.tasks import get_task  # noqa: E402
 
 EMBEDDINGS = {"bpe": (25, 1000), "hash": (25, 5000), "char": (100, None)}
 TARGETS = {("bilstm", "bpe"): 0.80, ("ffn", "hash"): 0.72}
-THESIS = {("bilstm", "bpe"): 82.9, ("bilstm", "hash"): 78.5, ("bilstm", "char"): 72.9, ("rnn", "bpe"): 79.9,
-          ("rnn", "hash"): 75.0, ("rnn", "char"): 79.1, ("ffn", "bpe"): 81.3, ("ffn", "hash"): 74.8,
-          ("ffn", "char"): 59.5}  # fmt: skip
+THESIS = {
+    ("bilstm", "bpe"): 82.9,
+    ("bilstm", "hash"): 78.5,
+    ("bilstm", "char"): 72.9,
+    ("rnn", "bpe"): 79.9,
+    ("rnn", "hash"): 75.0,
+    ("rnn", "char"): 79.1,
+    ("ffn", "bpe"): 81.3,
+    ("ffn", "hash"): 74.8,
+    ("ffn", "char"): 59.5,
+}
 STUDENT_KEYS = {"hidden", "classifier_hidden", "dropout", "pooling"}
 
 
@@ -78,45 +86,70 @@ def main() -> None:
     overrides = parse_set(args.set)
     student_over = {k: v for k, v in overrides.items() if k in STUDENT_KEYS}
     distill_over = {k: v for k, v in overrides.items() if k not in STUDENT_KEYS}
-    print(f"SST-2 train {len(task_data.train)}, dev {len(task_data.splits['validation'])}; alpha=1, seed {args.seed},"
-          f" max {args.max_epochs} epochs, patience {args.patience}, {args.threads} thread(s); overrides {overrides}")  # fmt: skip
+    print(
+        f"SST-2 train {len(task_data.train)}, dev {len(task_data.splits['validation'])}; alpha=1, seed {args.seed},"
+        f" max {args.max_epochs} epochs, patience {args.patience}, {args.threads} thread(s); overrides {overrides}"
+    )
     rows = []
     prepared = {}
     for arch, emb in configs:
         dim, vocab = EMBEDDINGS[emb]
         if emb not in prepared:
-            prepared[emb] = prepare(task, embedding=emb, emb_dim=dim, vocab_size=vocab,
-                                    bpemb_dir=args.bpemb_dir, cache_dir=None,
-                                    task_data=task_data)  # fmt: skip
+            prepared[emb] = prepare(
+                task,
+                embedding=emb,
+                emb_dim=dim,
+                vocab_size=vocab,
+                bpemb_dir=args.bpemb_dir,
+                cache_dir=None,
+                task_data=task_data,
+            )
         p = prepared[emb]
         student = student_config_for(p, arch, **student_over)
         cfg = DistillConfig(max_epochs=args.max_epochs, patience=args.patience, seed=args.seed, **distill_over)
         print(f"\n{arch} {emb} d{dim} vocab {vocab}: {cfg.resolved(arch, False)}  load {load_average()}", flush=True)
 
         def on_epoch(r):
-            print(f"  epoch {r.epoch:2d} loss {r.train_loss:.4f} dev {r.score:.4f}"
-                  f" ({r.seconds:.0f}s, {r.samples_per_second:,.0f} samples/s, load {load_average()})", flush=True)  # fmt: skip
+            print(
+                f"  epoch {r.epoch:2d} loss {r.train_loss:.4f} dev {r.score:.4f}"
+                f" ({r.seconds:.0f}s, {r.samples_per_second:,.0f} samples/s, load {load_average()})",
+                flush=True,
+            )
 
         t0 = time.perf_counter()
         result = run_distillation(p, student, cfg, on_epoch=on_epoch)
         acc = result.train.metrics["accuracy"]
-        row = {"arch": arch, "embedding": emb, "dim": dim, "vocab": vocab, "dev_accuracy": acc,
-               "best_epoch": result.train.best_epoch, "epochs": len(result.train.history),
-               "seconds": round(time.perf_counter() - t0, 1), "params": result.sizes["params"]["total"],
-               "overrides": overrides, "load": load_average()}  # fmt: skip
+        row = {
+            "arch": arch,
+            "embedding": emb,
+            "dim": dim,
+            "vocab": vocab,
+            "dev_accuracy": acc,
+            "best_epoch": result.train.best_epoch,
+            "epochs": len(result.train.history),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "params": result.sizes["params"]["total"],
+            "overrides": overrides,
+            "load": load_average(),
+        }
         rows.append(row)
         target = TARGETS.get((arch, emb))
         verdict = "" if target is None else (" target met" if acc >= target else f" BELOW target {target:.0%}")
-        print(f"=> {arch} {emb}: dev accuracy {acc:.4f} (best epoch {row['best_epoch']}/{row['epochs']},"
-              f" {row['seconds']:.0f}s; thesis {THESIS.get((arch, emb))}){verdict}", flush=True)  # fmt: skip
+        print(
+            f"=> {arch} {emb}: dev accuracy {acc:.4f} (best epoch {row['best_epoch']}/{row['epochs']},"
+            f" {row['seconds']:.0f}s; thesis {THESIS.get((arch, emb))}){verdict}",
+            flush=True,
+        )
         if args.json:
             with open(args.json, "a") as f:
                 f.write(json.dumps(row) + "\n")
     print(f"\n{'arch':<7}{'emb':<6}{'dim':>4}{'params':>9}{'dev acc':>9}{'thesis':>8}{'epochs':>8}")
     for r in rows:
         th = THESIS.get((r["arch"], r["embedding"]))
-        print(f"{r['arch']:<7}{r['embedding']:<6}{r['dim']:>4}{r['params']:>9,}{100 * r['dev_accuracy']:>8.1f}%"
-              f"{th:>7}%{r['best_epoch']:>4}/{r['epochs']}")  # fmt: skip
+        print(
+            f"{r['arch']:<7}{r['embedding']:<6}{r['dim']:>4}{r['params']:>9,}{100 * r['dev_accuracy']:>8.1f}%"
+            f"{th:>7}%{r['best_epoch']:>4}/{r['epochs']}"
+        )
 
 
 if __name__ == "__main__":

@@ -102,8 +102,10 @@ def timed(label: str, fn, cached: bool = False):
     t0 = time.perf_counter()
     out = fn()
     dt = time.perf_counter() - t0
-    print(f"  {label:<44} {dt:8.1f} s{'  (cached from an earlier run)' if cached else ''}  load {load_average()}",
-          flush=True)  # fmt: skip
+    print(
+        f"  {label:<44} {dt:8.1f} s{'  (cached from an earlier run)' if cached else ''}  load {load_average()}",
+        flush=True,
+    )
     return out, dt
 
 
@@ -139,8 +141,11 @@ def make_worker_class():
             t_get = time.perf_counter() - t0
             split = prepared.train_split(bootstrap)
             t_split = time.perf_counter() - t0 - t_get
-            arrays = [a for a in (split.labels, split.teacher_logits, *(x for f in split.fields for x in (f.ids, f.offsets)))
-                      if a is not None]  # fmt: skip
+            arrays = [
+                a
+                for a in (split.labels, split.teacher_logits, *(x for f in split.fields for x in (f.ids, f.offsets)))
+                if a is not None
+            ]
             zero_copy = all(not a.flags.writeable and not a.flags.owndata for a in arrays)
             batch = next(iter_batches(split, 50, np.random.default_rng(0)))
             cfg = student_config_for(prepared, "ffn")
@@ -150,8 +155,15 @@ def make_worker_class():
             loss.backward()
             opt.step()
             t_step = time.perf_counter() - t0
-            return {"get": t_get, "split": t_split, "first_step": t_step, "zero_copy": zero_copy, "rows": len(split),
-                    "mem": memory_of(), "pid": os.getpid()}  # fmt: skip
+            return {
+                "get": t_get,
+                "split": t_split,
+                "first_step": t_step,
+                "zero_copy": zero_copy,
+                "rows": len(split),
+                "mem": memory_of(),
+                "pid": os.getpid(),
+            }
 
     return TrialWorker
 
@@ -186,43 +198,71 @@ def run(args: argparse.Namespace, work: Path) -> None:
     torch.set_num_threads(1)
     work.mkdir(parents=True, exist_ok=True)
     task = get_task("sst2")
-    print(f"SST-2 from --data; bootstrap N={args.n}; {args.embedding} d{args.dim}; work dir {work}; "
-          f"load {load_average()}", flush=True)  # fmt: skip
+    print(
+        f"SST-2 from --data; bootstrap N={args.n}; {args.embedding} d{args.dim}; work dir {work}; "
+        f"load {load_average()}",
+        flush=True,
+    )
     task_data, _ = timed("load SST-2", lambda: load_task_data(task, args.data))
     n_train = len(task_data.train)
     n_source = min(args.max_source or n_train, n_train)
     scale = n_train / n_source
     teacher_dir = work / "teacher"
-    _, t_teacher = timed("small teacher (build + fine-tune, 4 epochs)",
-                         lambda: teacher_dir.is_dir() or build_demo_teacher(task_data, teacher_dir),
-                         cached=teacher_dir.is_dir())  # fmt: skip
+    _, t_teacher = timed(
+        "small teacher (build + fine-tune, 4 epochs)",
+        lambda: teacher_dir.is_dir() or build_demo_teacher(task_data, teacher_dir),
+        cached=teacher_dir.is_dir(),
+    )
     aug = work / f"sst2-aug-n{args.n}-{n_source}.parquet"
     cached = aug.is_file()
     report, t_aug = timed(
         f"augment {n_source:,} sentences (embedding mode)",
-        lambda: None if cached else augment_to_file(task_data, aug, AugmentConfig(n=args.n, workers=args.augment_workers),
-                                                    cache_dir=work, max_examples=n_source),
+        lambda: (
+            None
+            if cached
+            else augment_to_file(
+                task_data,
+                aug,
+                AugmentConfig(n=args.n, workers=args.augment_workers),
+                cache_dir=work,
+                max_examples=n_source,
+            )
+        ),
         cached=cached,
-    )  # fmt: skip
+    )
     if report is not None:
         print(f"    {str(report).splitlines()[0]}")
     prepared, t_prep = timed(
         "prepare (encode + teacher logits + bootstrap)",
-        lambda: prepare(task, task_data=task_data, embedding=args.embedding, emb_dim=args.dim,
-                        vocab_size=args.vocab_size, teacher=teacher_dir, bootstrap=aug, cache_dir=work / "cache"),
-    )  # fmt: skip
+        lambda: prepare(
+            task,
+            task_data=task_data,
+            embedding=args.embedding,
+            emb_dim=args.dim,
+            vocab_size=args.vocab_size,
+            teacher=teacher_dir,
+            bootstrap=aug,
+            cache_dir=work / "cache",
+        ),
+    )
     n_boot = len(prepared.bootstrap)
     _, t_share = timed("share_bootstrap (train + bootstrap, once)", prepared.share_bootstrap)
     rows = len(prepared.train_bootstrap)
     arrays = array_bytes(prepared.train_bootstrap)
     inband, outband = pickled_size(prepared)
     print()
-    print(f"bootstrap rows {n_boot:,} from {n_source:,} sentences ({n_boot / n_source:.1f} per sentence); trials that "
-          f"bootstrap train on {rows:,} rows")  # fmt: skip
-    print(f"dataset: the train+bootstrap split's numpy arrays {mb(arrays)}; the whole Prepared pickled {mb(inband + outband)} = {mb(outband)} out-of-band buffers (zero-copy for readers) + "
-          f"{mb(inband)} in-band (unpickled by each reader)")  # fmt: skip
-    print(f"driver peak RSS after prepare: {mb(peak_rss())} (labelling the bootstrap rows with the teacher, when not"
-          " cached, dominates it: the soft-target store runs the teacher over all rows at once)")  # fmt: skip
+    print(
+        f"bootstrap rows {n_boot:,} from {n_source:,} sentences ({n_boot / n_source:.1f} per sentence); trials that "
+        f"bootstrap train on {rows:,} rows"
+    )
+    print(
+        f"dataset: the train+bootstrap split's numpy arrays {mb(arrays)}; the whole Prepared pickled {mb(inband + outband)} = {mb(outband)} out-of-band buffers (zero-copy for readers) + "
+        f"{mb(inband)} in-band (unpickled by each reader)"
+    )
+    print(
+        f"driver peak RSS after prepare: {mb(peak_rss())} (labelling the bootstrap rows with the teacher, when not"
+        " cached, dominates it: the soft-target store runs the teacher over all rows at once)"
+    )
 
     import ray
 
@@ -243,8 +283,9 @@ def run(args: argparse.Namespace, work: Path) -> None:
         # must not be counted as holding the dataset
         import dataclasses
 
-        small = dataclasses.replace(prepared, train=next(iter(prepared.evals.values())), bootstrap=None,
-                                    train_bootstrap=None)  # fmt: skip
+        small = dataclasses.replace(
+            prepared, train=next(iter(prepared.evals.values())), bootstrap=None, train_bootstrap=None
+        )
         ray.get([w.trial.remote({"small": ray.put(small)}, "small", False) for w in workers])
         base = ray.get([w.memory.remote() for w in workers])
         first = ray.get([w.trial.remote(data, key) for w in workers])
@@ -255,23 +296,33 @@ def run(args: argparse.Namespace, work: Path) -> None:
     print()
     print(f"{args.workers} concurrent trial workers (memory 'before' is after a warm-up trial on the dev split):")
     for i, (b, f, s, h) in enumerate(zip(base, first, second, held, strict=True)):
-        print(f"  worker {i}: start-up to first training step {f['first_step']:.2f} s (fetch {f['get']:.2f} s, "
-              f"train_split {f['split'] * 1000:.1f} ms); next trial in the same worker {s['first_step']:.2f} s "
-              f"(fetch {s['get'] * 1000:.1f} ms); arrays zero-copy read-only views: {'yes' if f['zero_copy'] else 'NO'}")  # fmt: skip
-        print(f"            memory before the trial RSS {mb(b['rss'])} USS {mb(b['uss'])}; holding the dataset RSS "
-              f"{mb(h['rss'])} USS {mb(h['uss'])} (+{mb(h['uss'] - b['uss'])}) shared {mb(h['shared'])}")  # fmt: skip
+        print(
+            f"  worker {i}: start-up to first training step {f['first_step']:.2f} s (fetch {f['get']:.2f} s, "
+            f"train_split {f['split'] * 1000:.1f} ms); next trial in the same worker {s['first_step']:.2f} s "
+            f"(fetch {s['get'] * 1000:.1f} ms); arrays zero-copy read-only views: {'yes' if f['zero_copy'] else 'NO'}"
+        )
+        print(
+            f"            memory before the trial RSS {mb(b['rss'])} USS {mb(b['uss'])}; holding the dataset RSS "
+            f"{mb(h['rss'])} USS {mb(h['uss'])} (+{mb(h['uss'] - b['uss'])}) shared {mb(h['shared'])}"
+        )
     uss_growth = sum(h["uss"] - b["uss"] for b, h in zip(base, held, strict=True))
-    print(f"  USS added by all {args.workers} workers together: {mb(uss_growth)} for a dataset of "
-          f"{mb(inband + outband)} ({uss_growth / (inband + outband):.0%}; a copy per worker would be "
-          f"{args.workers * 100}%)")  # fmt: skip
+    print(
+        f"  USS added by all {args.workers} workers together: {mb(uss_growth)} for a dataset of "
+        f"{mb(inband + outband)} ({uss_growth / (inband + outband):.0%}; a copy per worker would be "
+        f"{args.workers * 100}%)"
+    )
     print()
     print("summary")
-    print(f"  teacher {t_teacher:.0f} s, augment {t_aug:.0f} s, prepare {t_prep:.0f} s, share {t_share:.1f} s, "
-          f"put {t_put:.1f} s; driver peak RSS {mb(peak_rss())}")  # fmt: skip
+    print(
+        f"  teacher {t_teacher:.0f} s, augment {t_aug:.0f} s, prepare {t_prep:.0f} s, share {t_share:.1f} s, "
+        f"put {t_put:.1f} s; driver peak RSS {mb(peak_rss())}"
+    )
     if scale > 1.01:
-        print(f"  extrapolated to all {n_train:,} sentences (x{scale:.2f}, linear; not measured): ~{n_boot * scale:,.0f} "
-              f"bootstrap rows, dataset ~{mb((inband + outband) * scale)}, augment ~{t_aug * scale:.0f} s, "
-              f"prepare ~{t_prep * scale:.0f} s")  # fmt: skip
+        print(
+            f"  extrapolated to all {n_train:,} sentences (x{scale:.2f}, linear; not measured): ~{n_boot * scale:,.0f} "
+            f"bootstrap rows, dataset ~{mb((inband + outband) * scale)}, augment ~{t_aug * scale:.0f} s, "
+            f"prepare ~{t_prep * scale:.0f} s"
+        )
     print(f"load average at the end: {load_average()}")
 
 

@@ -62,7 +62,7 @@ def make_spec(args: argparse.Namespace, storage: Path, name: str, cpus: float, g
             "gpus_per_trial": gpus,
             "num_cpus": workers,
             **({"num_gpus": 1} if gpus else {}),
-        },  # fmt: skip
+        },
     }
     return validate(raw)
 
@@ -85,10 +85,18 @@ def run_sequential(spec: SweepSpec) -> dict:
             outcome = train_trial(trial, prepared[trial.data_key], "cpu", out)
         seconds[trial.trial_id] = time.perf_counter() - s0
         scores[trial.trial_id] = outcome.score
-        print(f"  sequential {i:2d}/{len(trials)} {trial.describe()}: {seconds[trial.trial_id]:.1f}s"
-              f" score {outcome.score:.4f}  load {load_average()}", flush=True)  # fmt: skip
-    return {"wall": time.perf_counter() - t0, "prep": prep, "seconds": seconds, "scores": scores,
-            "cpu": time.process_time() - cpu0}  # fmt: skip
+        print(
+            f"  sequential {i:2d}/{len(trials)} {trial.describe()}: {seconds[trial.trial_id]:.1f}s"
+            f" score {outcome.score:.4f}  load {load_average()}",
+            flush=True,
+        )
+    return {
+        "wall": time.perf_counter() - t0,
+        "prep": prep,
+        "seconds": seconds,
+        "scores": scores,
+        "cpu": time.process_time() - cpu0,
+    }
 
 
 def run_ray(spec: SweepSpec) -> dict:
@@ -129,9 +137,12 @@ def run_ray(spec: SweepSpec) -> dict:
 def cpu_comparison(args: argparse.Namespace, tmp: Path) -> None:
     spec = make_spec(args, tmp / "seq", "bench-seq", 1, 0, args.workers)
     n = len(spec.distill_trials())
-    print(f"{n} trials: archs {args.archs} x embeddings {args.embeddings} x {args.seeds} seeds; d{args.dim}, "
-          f"vocab {args.vocab_size}, alpha 1, {args.max_epochs} epoch(s); {args.workers} Ray workers x 1 CPU; "
-          f"load {load_average()}", flush=True)  # fmt: skip
+    print(
+        f"{n} trials: archs {args.archs} x embeddings {args.embeddings} x {args.seeds} seeds; d{args.dim}, "
+        f"vocab {args.vocab_size}, alpha 1, {args.max_epochs} epoch(s); {args.workers} Ray workers x 1 CPU; "
+        f"load {load_average()}",
+        flush=True,
+    )
     print("warming the encoded-data cache (untimed)", flush=True)
     from sweep.assets import prepare_for_trials
 
@@ -150,15 +161,23 @@ def cpu_comparison(args: argparse.Namespace, tmp: Path) -> None:
     in_trial = statistics.mean(ray_["seconds"][t] for t in same) / statistics.mean(seq["seconds"][t] for t in same)
     print()
     print(f"sequential wall   {seq['wall']:7.1f} s  (data preparation {seq['prep']:.1f} s)")
-    print(f"Ray wall          {ray_['wall']:7.1f} s  (Ray start {ray_['ray_start']:.1f} s; {ray_['n']} rows in DuckDB, "
-          f"{ray_['failed']} failed)")  # fmt: skip
-    print(f"speed-up          {speedup:7.2f}x  (ideal {args.workers}x; target >= 1.8x with 2 workers)  "
-          f"efficiency {speedup / args.workers:.0%}")  # fmt: skip
+    print(
+        f"Ray wall          {ray_['wall']:7.1f} s  (Ray start {ray_['ray_start']:.1f} s; {ray_['n']} rows in DuckDB, "
+        f"{ray_['failed']} failed)"
+    )
+    print(
+        f"speed-up          {speedup:7.2f}x  (ideal {args.workers}x; target >= 1.8x with 2 workers)  "
+        f"efficiency {speedup / args.workers:.0%}"
+    )
     total_cpu = ray_["driver_cpu"] + ray_["ray_cpu"]
-    print(f"framework cost    {(total_cpu - seq['cpu']) / n:7.2f} CPU-s per trial  (CPU time of the driver and Ray's "
-          f"processes {total_cpu:.1f} s - sequential CPU {seq['cpu']:.1f} s) / {n}; bench_overhead.py splits it")  # fmt: skip
-    print(f"  idle included   {lost:7.2f} core-s per trial  ({args.workers} x Ray wall - sequential wall) / {n}: also "
-          "counts a core left idle while the other runs the last trial")  # fmt: skip
+    print(
+        f"framework cost    {(total_cpu - seq['cpu']) / n:7.2f} CPU-s per trial  (CPU time of the driver and Ray's "
+        f"processes {total_cpu:.1f} s - sequential CPU {seq['cpu']:.1f} s) / {n}; bench_overhead.py splits it"
+    )
+    print(
+        f"  idle included   {lost:7.2f} core-s per trial  ({args.workers} x Ray wall - sequential wall) / {n}: also "
+        "counts a core left idle while the other runs the last trial"
+    )
     print(f"driver CPU        {ray_['driver_cpu']:7.1f} s  (Tune's driver loop, data preparation, callback, DB writes)")
     print(f"trial inside Ray  {in_trial:7.2f}x the same trial's sequential time (start of trainable to DB row)")
     print(f"DB write latency  {latency_summary(ray_['db_write_ms'])}")
@@ -175,8 +194,14 @@ def gpu_comparison(args: argparse.Namespace, tmp: Path) -> None:
     rows = []
     for frac in args.gpu_fractions:
         per_gpu = max(1, int(round(1 / frac)))
-        spec = make_spec(args, tmp / f"gpu{frac}", f"bench-gpu-{frac}", args.cpus_per_trial, frac,
-                         max(os.cpu_count() or 1, int(per_gpu * args.cpus_per_trial)))  # fmt: skip
+        spec = make_spec(
+            args,
+            tmp / f"gpu{frac}",
+            f"bench-gpu-{frac}",
+            args.cpus_per_trial,
+            frac,
+            max(os.cpu_count() or 1, int(per_gpu * args.cpus_per_trial)),
+        )
         if not rows:  # warm the encoded-data cache once, untimed
             from sweep.assets import prepare_for_trials
 
@@ -186,8 +211,10 @@ def gpu_comparison(args: argparse.Namespace, tmp: Path) -> None:
     print()
     print("gpu/trial  trials/GPU  wall s  trials/hour  failed  DB write")
     for frac, per_gpu, r in rows:
-        print(f"{frac:9g}  {per_gpu:10d}  {r['wall']:6.1f}  {r['n'] / r['wall'] * 3600:11.0f}  {r['failed']:6d}  "
-              f"{latency_summary(r['db_write_ms'])}")  # fmt: skip
+        print(
+            f"{frac:9g}  {per_gpu:10d}  {r['wall']:6.1f}  {r['n'] / r['wall'] * 3600:11.0f}  {r['failed']:6d}  "
+            f"{latency_summary(r['db_write_ms'])}"
+        )
 
 
 def main() -> None:

@@ -179,22 +179,30 @@ def main() -> int:
 
     dev = load_task_data(get_task("sst2"), args.out / "glue").splits["validation"].texts
     ms = remeasure(rows, Path(rows[0]["teacher"]), dev, args.latency_examples)
-    print(f"\nteacher {teacher['name']}: dev {teacher['score']:.2%}, {teacher['params']:,} params,"
-          f" {teacher['gzip_bytes'] / 1e6:.1f} MB gzip, {ms['teacher']:.1f} ms batch-1 CPU (1 thread)")  # fmt: skip
-    head = (f"{'model':<28}{'dev acc':>8}{'kept':>8}{'params':>12}{'trainable':>11}{'gzip MB':>9}"
-            f"{'ms (trial)':>11}{'x (trial)':>10}{'ms (here)':>10}{'x (here)':>9}")  # fmt: skip
+    print(
+        f"\nteacher {teacher['name']}: dev {teacher['score']:.2%}, {teacher['params']:,} params,"
+        f" {teacher['gzip_bytes'] / 1e6:.1f} MB gzip, {ms['teacher']:.1f} ms batch-1 CPU (1 thread)"
+    )
+    head = (
+        f"{'model':<28}{'dev acc':>8}{'kept':>8}{'params':>12}{'trainable':>11}{'gzip MB':>9}"
+        f"{'ms (trial)':>11}{'x (trial)':>10}{'ms (here)':>10}{'x (here)':>9}"
+    )
     print(head)
     for r in rows:
         here = ms[r["trial_id"]]
         t_ms = r.get("teacher_latency_ms")
         in_trial = f"{t_ms / r['latency_ms']:>9.2f}x" if t_ms == t_ms and t_ms else f"{'-':>10}"  # NaN: not timed
-        print(f"{r['label']:<28}{r['score']:>8.2%}{r['score'] / teacher['score']:>8.1%}{r['params']:>12,}"
-              f"{r['trainable_params']:>11,}{r['gzip_bytes'] / 1e6:>9.2f}{r['latency_ms']:>11.1f}{in_trial}"
-              f"{here:>10.1f}{ms['teacher'] / here:>8.2f}x")  # fmt: skip
+        print(
+            f"{r['label']:<28}{r['score']:>8.2%}{r['score'] / teacher['score']:>8.1%}{r['params']:>12,}"
+            f"{r['trainable_params']:>11,}{r['gzip_bytes'] / 1e6:>9.2f}{r['latency_ms']:>11.1f}{in_trial}"
+            f"{here:>10.1f}{ms['teacher'] / here:>8.2f}x"
+        )
     print("\nskyline (dev accuracy vs gzip bytes, all stages and baselines):")
     for s in sky:
-        print(f"  {s['skyline_rank']:>2}  {s['name']:<30} {s['stage'] if isinstance(s['stage'], str) else 'baseline':<20} {s['score_value']:.2%}"
-              f"  {s['size_value'] / 1e6:10.3f} MB")  # fmt: skip
+        print(
+            f"  {s['skyline_rank']:>2}  {s['name']:<30} {s['stage'] if isinstance(s['stage'], str) else 'baseline':<20} {s['score_value']:.2%}"
+            f"  {s['size_value'] / 1e6:10.3f} MB"
+        )
     report = args.out / "report"
     subprocess.check_call([str(exe), "report", SWEEP, "--db", str(db), "--output", str(report)], env=env)
     for png in sorted(report.glob("*.png")):

@@ -53,8 +53,15 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     task_data = load_task_data(get_task("sst2"), args.data)
-    cfg = TeacherConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_length=args.max_length,
-                        device="cpu", max_train_examples=args.max_train, eval_every=args.eval_every)  # fmt: skip
+    cfg = TeacherConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_length=args.max_length,
+        device="cpu",
+        max_train_examples=args.max_train,
+        eval_every=args.eval_every,
+    )
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     metrics = finetune_teacher(args.model, task_data, args.output, cfg, progress=sys.stderr.isatty(), overwrite=True)

@@ -24,8 +24,11 @@ from _util import data_path  # noqa: E402 (bench/ is on sys.path when a script r
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--teacher", default=".cache/teachers/minilm-sst2",
-                    help="teacher dir (falls back to .cache/minilm with a fresh head: same cost)")  # fmt: skip
+    ap.add_argument(
+        "--teacher",
+        default=".cache/teachers/minilm-sst2",
+        help="teacher dir (falls back to .cache/minilm with a fresh head: same cost)",
+    )
     ap.add_argument("--data", default=None, help="GLUE data directory (default: $FEATHERWEIGHT_SHARED_DATA/glue)")
     ap.add_argument("--n", type=int, default=4000, help="rows of SST-2 train (random, seed 0); 0 = all 67,349")
     ap.add_argument("--batch-size", type=int, default=128)

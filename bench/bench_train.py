@@ -43,8 +43,13 @@ from featherweight_core.tasks import get_task  # noqa: E402
 
 EMBEDDINGS = {"bpe": (25, 1000), "hash": (25, 5000), "char": (100, None)}
 # samples per measurement; char sequences are ~5x longer, so recurrent students use a smaller subset
-DEFAULT_SAMPLES = {("bilstm", "char"): 1500, ("rnn", "char"): 3000, ("ffn", "bpe"): 30000, ("ffn", "hash"): 30000,
-                   ("ffn", "char"): 15000}  # fmt: skip
+DEFAULT_SAMPLES = {
+    ("bilstm", "char"): 1500,
+    ("rnn", "char"): 3000,
+    ("ffn", "bpe"): 30000,
+    ("ffn", "hash"): 30000,
+    ("ffn", "char"): 15000,
+}
 
 
 def naive_forward(model, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -104,8 +109,10 @@ def main() -> None:
     configs = [(a, e) for a in ("bilstm", "rnn", "ffn") for e in EMBEDDINGS]
     if args.only:
         configs = [tuple(x.split(":")) for x in args.only]
-    print(f"SST-2 train {len(texts)} examples; torch {torch.__version__}, 1 thread, device {args.device}; "
-          f"load at start {load_average()}")  # fmt: skip
+    print(
+        f"SST-2 train {len(texts)} examples; torch {torch.__version__}, 1 thread, device {args.device}; "
+        f"load at start {load_average()}"
+    )
     header = f"{'arch':<7}{'emb':<6}{'dim':>4}{'n':>7}{'ours/s':>10}{'naive/s':>10}{'ratio':>7}  load(1,5,15)"
     prepared_by_emb = {}
     rows = []
@@ -113,8 +120,15 @@ def main() -> None:
         dim, vocab = EMBEDDINGS[emb]
         if emb not in prepared_by_emb:
             t0 = time.perf_counter()
-            prepared_by_emb[emb] = prepare(task, embedding=emb, emb_dim=dim, vocab_size=vocab, bpemb_dir=bpemb_dir,
-                                           cache_dir=None, task_data=task_data)  # fmt: skip
+            prepared_by_emb[emb] = prepare(
+                task,
+                embedding=emb,
+                emb_dim=dim,
+                vocab_size=vocab,
+                bpemb_dir=bpemb_dir,
+                cache_dir=None,
+                task_data=task_data,
+            )
             secs = time.perf_counter() - t0
             print(f"encode all of train once ({emb}): {secs:.2f}s = {len(texts) / secs:,.0f} texts/s")
         p = prepared_by_emb[emb]
@@ -136,8 +150,11 @@ def main() -> None:
             naive = naive_epoch(model, encoder, sub_texts, sub_labels, cfg, seed=0)
             best_ours, best_naive = max(best_ours, ours), max(best_naive, naive)
         rows.append((arch, emb, dim, n, best_ours, best_naive))
-        print(f"{arch:<7}{emb:<6}{dim:>4}{n:>7}{best_ours:>10,.0f}{best_naive:>10,.0f}{best_ours / best_naive:>6.2f}x"
-              f"  {load_average()}", flush=True)  # fmt: skip
+        print(
+            f"{arch:<7}{emb:<6}{dim:>4}{n:>7}{best_ours:>10,.0f}{best_naive:>10,.0f}{best_ours / best_naive:>6.2f}x"
+            f"  {load_average()}",
+            flush=True,
+        )
     print()
     print(header)
     for arch, emb, dim, n, ours, naive in rows:

@@ -152,8 +152,22 @@ def compress_history(
     return out
 
 
-STAGE_COLUMNS = ("sweep", "task", "stage", "fingerprint", "status", "started_at", "finished_at", "seconds", "device",
-                 "node", "output", "message", "detail", "attempts")  # fmt: skip
+STAGE_COLUMNS = (
+    "sweep",
+    "task",
+    "stage",
+    "fingerprint",
+    "status",
+    "started_at",
+    "finished_at",
+    "seconds",
+    "device",
+    "node",
+    "output",
+    "message",
+    "detail",
+    "attempts",
+)
 
 
 def stages(con: duckdb.DuckDBPyConnection, sweep: str) -> list[dict[str, Any]]:
@@ -170,8 +184,19 @@ def stages(con: duckdb.DuckDBPyConnection, sweep: str) -> list[dict[str, Any]]:
     return out
 
 
-TRIAL_ARTEFACT_COLUMNS = ("sweep", "trial_id", "stage", "status", "task", "checkpoint_path", "parent_trial_id",
-                          "parent_checkpoint_path", "params", "disk_bytes", "gzip_bytes")  # fmt: skip
+TRIAL_ARTEFACT_COLUMNS = (
+    "sweep",
+    "trial_id",
+    "stage",
+    "status",
+    "task",
+    "checkpoint_path",
+    "parent_trial_id",
+    "parent_checkpoint_path",
+    "params",
+    "disk_bytes",
+    "gzip_bytes",
+)
 
 
 def trial_artefacts(con: duckdb.DuckDBPyConnection, trial_id: str, sweep: str | None = None) -> list[dict[str, Any]]:

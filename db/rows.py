@@ -55,11 +55,35 @@ _INT_COLUMNS = {"best_epoch", "epochs", "trainable_params", "layers", *SIZE_COLU
 # Where a trial ran (migration 004), besides ``device`` and ``node``; see trainables.placement
 PLACEMENT_COLUMNS = ("node_id", "host", "node_ip", "gpu_model", "torch_version", "cuda_version")
 TRIAL_COLUMNS = (
-    "sweep", "trial_id", "stage", "parent_trial_id", "task", "arch", "embedding", "emb_dim", "vocab_size", "alpha",
-    "temperature", "bootstrap", "seed", "pooling", "pruning", "quantization", "status", "error", "config",
-    "started_at", "finished_at", "seconds", "checkpoint_path", "recorded_at", "device", "node",
-    *PLACEMENT_COLUMNS, "teacher",
-)  # fmt: skip
+    "sweep",
+    "trial_id",
+    "stage",
+    "parent_trial_id",
+    "task",
+    "arch",
+    "embedding",
+    "emb_dim",
+    "vocab_size",
+    "alpha",
+    "temperature",
+    "bootstrap",
+    "seed",
+    "pooling",
+    "pruning",
+    "quantization",
+    "status",
+    "error",
+    "config",
+    "started_at",
+    "finished_at",
+    "seconds",
+    "checkpoint_path",
+    "recorded_at",
+    "device",
+    "node",
+    *PLACEMENT_COLUMNS,
+    "teacher",
+)
 # Columns of ``results`` added by migrations 006 and 007 (teacher compression): TrialRecord fields of the same name,
 # falling back to the same key of ``sizes`` (trainable_params, layers) or ``metrics`` (latency_ms, teacher_latency_ms)
 EXTRA_RESULT_COLUMNS = ("trainable_params", "latency_ms", "layers", "teacher_latency_ms")
@@ -69,8 +93,21 @@ CLASS_COLUMNS = ("sweep", "trial_id", "split", "label_id", "label", "precision",
 # User reference points: 'user' (featherweight db add-baseline) and 'spec' (a sweep spec's tasks.<task>.baselines);
 # 'thesis table 7.5' rows come with the schema and 'measured' teachers through record_teacher.
 BASELINE_SOURCES = ("user", "spec")
-BASELINE_COLUMNS = ("sweep", "task", "name", "source", "score", "accuracy", "f1", "macro_f1", "params", "disk_bytes",
-                    "gzip_bytes", "note", "recorded_at")  # fmt: skip
+BASELINE_COLUMNS = (
+    "sweep",
+    "task",
+    "name",
+    "source",
+    "score",
+    "accuracy",
+    "f1",
+    "macro_f1",
+    "params",
+    "disk_bytes",
+    "gzip_bytes",
+    "note",
+    "recorded_at",
+)
 
 
 @dataclass
@@ -240,12 +277,18 @@ def class_metric_rows(per_split: dict[str, dict]) -> list[dict]:
 
         for i, label in enumerate(labels):
             row = confusion[i] if i < len(confusion) else None
-            out.append({
-                "split": str(split), "label_id": i, "label": str(label),
-                "precision": at("precision", i), "recall": at("recall", i), "f1": at("f1", i),
-                "support": at("support", i),
-                "predicted": None if row is None else list(row),
-            })  # fmt: skip
+            out.append(
+                {
+                    "split": str(split),
+                    "label_id": i,
+                    "label": str(label),
+                    "precision": at("precision", i),
+                    "recall": at("recall", i),
+                    "f1": at("f1", i),
+                    "support": at("support", i),
+                    "predicted": None if row is None else list(row),
+                }
+            )
     return out
 
 
@@ -259,10 +302,16 @@ def _class_row(key: list, entry: Any) -> list:
         predicted = [None if _finite(c) is None else int(_finite(c)) for c in predicted]
     support = _finite(entry.get("support"))
     return [
-        *key, str(entry["split"]), int(entry["label_id"]), _text(entry.get("label")),
-        _num(entry.get("precision"), "precision"), _num(entry.get("recall"), "recall"), _num(entry.get("f1"), "f1"),
-        None if support is None else int(support), predicted,
-    ]  # fmt: skip
+        *key,
+        str(entry["split"]),
+        int(entry["label_id"]),
+        _text(entry.get("label")),
+        _num(entry.get("precision"), "precision"),
+        _num(entry.get("recall"), "recall"),
+        _num(entry.get("f1"), "f1"),
+        None if support is None else int(support),
+        predicted,
+    ]
 
 
 def _history_row(entry: Any, index: int) -> dict:
@@ -308,8 +357,12 @@ def start_sweep(con: duckdb.DuckDBPyConnection, name: str, spec: dict, code_vers
             [to_json(spec), code_version, str(storage_path), name],
         )
     else:
-        _insert(con, "sweeps", ("name", "spec", "started_at", "status", "code_version", "storage_path"),
-                [[name, to_json(spec), utc_now(), "running", code_version, str(storage_path)]])  # fmt: skip
+        _insert(
+            con,
+            "sweeps",
+            ("name", "spec", "started_at", "status", "code_version", "storage_path"),
+            [[name, to_json(spec), utc_now(), "running", code_version, str(storage_path)]],
+        )
 
 
 def finish_sweep(con: duckdb.DuckDBPyConnection, name: str, status: str, message: str | None = None) -> None:
@@ -440,15 +493,45 @@ def record_teacher(
     con.execute(
         "DELETE FROM baselines WHERE sweep = ? AND task = ? AND name = ? AND source = 'measured'", [sweep, task, name]
     )
-    columns = ("sweep", "task", "name", "source", "score", "accuracy", "f1", "accuracy_matched",
-               "accuracy_mismatched", "params", "disk_bytes", "gzip_bytes", "note", "recorded_at")  # fmt: skip
-    _insert(con, "baselines", columns, [[
-        sweep, task, name, "measured",
-        _num(score, "score"), _num(accuracy, "accuracy"), _num(f1, "f1"),
-        _num(accuracy_matched, "accuracy_matched"), _num(accuracy_mismatched, "accuracy_mismatched"),
-        _num(params, "params"), _num(disk_bytes, "disk_bytes"), _num(gzip_bytes, "gzip_bytes"),
-        note or "teacher", utc_now(),
-    ]])  # fmt: skip
+    columns = (
+        "sweep",
+        "task",
+        "name",
+        "source",
+        "score",
+        "accuracy",
+        "f1",
+        "accuracy_matched",
+        "accuracy_mismatched",
+        "params",
+        "disk_bytes",
+        "gzip_bytes",
+        "note",
+        "recorded_at",
+    )
+    _insert(
+        con,
+        "baselines",
+        columns,
+        [
+            [
+                sweep,
+                task,
+                name,
+                "measured",
+                _num(score, "score"),
+                _num(accuracy, "accuracy"),
+                _num(f1, "f1"),
+                _num(accuracy_matched, "accuracy_matched"),
+                _num(accuracy_mismatched, "accuracy_mismatched"),
+                _num(params, "params"),
+                _num(disk_bytes, "disk_bytes"),
+                _num(gzip_bytes, "gzip_bytes"),
+                note or "teacher",
+                utc_now(),
+            ]
+        ],
+    )
 
 
 def _fraction(value: Any, what: str) -> float | None:
@@ -495,10 +578,20 @@ def baseline_row(
     if _finite(score) is None:
         raise StoreError(f"baseline score: expected a fraction in [0, 1], got {score!r}")
     return [
-        sweep, task, name, source, _fraction(score, "score"), _fraction(accuracy, "accuracy"), _fraction(f1, "f1"),
-        _fraction(macro_f1, "macro_f1"), _count(params, "params"), _count(disk_bytes, "disk_bytes"),
-        _count(gzip_bytes, "gzip_bytes"), _text(note), utc_now(),
-    ]  # fmt: skip
+        sweep,
+        task,
+        name,
+        source,
+        _fraction(score, "score"),
+        _fraction(accuracy, "accuracy"),
+        _fraction(f1, "f1"),
+        _fraction(macro_f1, "macro_f1"),
+        _count(params, "params"),
+        _count(disk_bytes, "disk_bytes"),
+        _count(gzip_bytes, "gzip_bytes"),
+        _text(note),
+        utc_now(),
+    ]
 
 
 def insert_baseline(con: duckdb.DuckDBPyConnection, row: list) -> None:

@@ -161,8 +161,20 @@ class ExperimentStore:
         note: str | None = None,
     ) -> None:
         """A teacher a sweep used, as measured (source 'measured'); re-recording (sweep, task, name) replaces it."""
-        args = (sweep, task, name, score, accuracy, f1, params, disk_bytes, gzip_bytes, accuracy_matched,
-                accuracy_mismatched, note)  # fmt: skip
+        args = (
+            sweep,
+            task,
+            name,
+            score,
+            accuracy,
+            f1,
+            params,
+            disk_bytes,
+            gzip_bytes,
+            accuracy_matched,
+            accuracy_mismatched,
+            note,
+        )
         self._connector.transaction(lambda con: rows.record_teacher(con, *args))
 
     def record_baseline(
@@ -183,20 +195,32 @@ class ExperimentStore:
         """A user reference point on ``task``'s skyline: ``source`` 'user' (``featherweight db add-baseline``) or
         'spec' (a sweep spec's baselines); ``sweep`` None applies to every sweep with trials on ``task``. Scores are
         fractions in [0, 1] (anything else: StoreError). Re-recording (sweep, task, name, source) replaces it."""
-        row = rows.baseline_row(sweep, task, name, score, params, disk_bytes, gzip_bytes, accuracy, f1, macro_f1,
-                                source, note)  # fmt: skip
+        row = rows.baseline_row(
+            sweep, task, name, score, params, disk_bytes, gzip_bytes, accuracy, f1, macro_f1, source, note
+        )
         self._connector.transaction(lambda con: rows.insert_baseline(con, row))
 
-    def start_stage(self, sweep: str, task: str, stage: str, fingerprint: str, output: str | None = None,
-                    detail: dict | None = None) -> None:  # fmt: skip
+    def start_stage(
+        self, sweep: str, task: str, stage: str, fingerprint: str, output: str | None = None, detail: dict | None = None
+    ) -> None:
         """Mark a whole-study stage (``teacher`` | ``bootstrap`` | ``soft_targets``) running: a new row, or (a run
         after a killed or failed one) the same row running again with ``attempts`` + 1."""
         self._connector.transaction(lambda con: _start_stage(con, sweep, task, stage, fingerprint, output, detail))
 
-    def finish_stage(self, sweep: str, task: str, stage: str, fingerprint: str, status: str,
-                     seconds: float | None = None, device: str | None = None, node: str | None = None,
-                     output: str | None = None, message: str | None = None,
-                     detail: dict | None = None) -> None:  # fmt: skip
+    def finish_stage(
+        self,
+        sweep: str,
+        task: str,
+        stage: str,
+        fingerprint: str,
+        status: str,
+        seconds: float | None = None,
+        device: str | None = None,
+        node: str | None = None,
+        output: str | None = None,
+        message: str | None = None,
+        detail: dict | None = None,
+    ) -> None:
         """Record a stage's end: ``status`` 'finished' | 'failed' | 'cached' (the output was already there), with
         where it ran and for how long; creates the row if there is none (a cached stage)."""
         args = (sweep, task, stage, fingerprint, status, seconds, device, node, output, message, detail)
@@ -283,8 +307,7 @@ def _start_stage(con, sweep, task, stage, fingerprint, output, detail) -> None:
     )
 
 
-def _finish_stage(con, sweep, task, stage, fingerprint, status, seconds, device, node, output, message,
-                  detail) -> None:  # fmt: skip
+def _finish_stage(con, sweep, task, stage, fingerprint, status, seconds, device, node, output, message, detail) -> None:
     """The stage's end on its row; a stage found done (``cached``) may have no row yet: one is created."""
     if status == "running":
         raise ValueError("finish_stage needs a final status, not 'running'")

@@ -105,8 +105,9 @@ def replaceable(word: str) -> bool:
 class FillMask:
     """Top-K whole-word candidates for masked words from any HF masked LM (hub id or directory), batched."""
 
-    def __init__(self, name_or_dir: str | Path, k: int, batch_size: int = 64, max_length: int = 128,
-                 device: str = "auto") -> None:  # fmt: skip
+    def __init__(
+        self, name_or_dir: str | Path, k: int, batch_size: int = 64, max_length: int = 128, device: str = "auto"
+    ) -> None:
         import torch
         from transformers import AutoModelForMaskedLM
 
@@ -268,9 +269,11 @@ def _augment_chunk(job: tuple[int, list[tuple[str, tuple[str, ...], int]]]) -> t
             pick = rng.random((cfg.n, m))
             variants = []
             for v in range(cfg.n):
-                variants.append(" ".join(
-                    fc[i][int(pick[v, i] * len(fc[i]))] if replace[v, i] and fc[i] else words[i] for i in range(m)
-                ))  # fmt: skip
+                variants.append(
+                    " ".join(
+                        fc[i][int(pick[v, i] * len(fc[i]))] if replace[v, i] and fc[i] else words[i] for i in range(m)
+                    )
+                )
             new_fields.append(variants)
         j = 0
         for v in range(cfg.n):
@@ -448,8 +451,11 @@ def augment_to_file(
                 eligible += e
                 # systematic sampling: variant number i (over the whole stream) is kept when floor((i+1)*ratio)
                 # steps up, which keeps exactly floor(total * ratio) evenly spread variants
-                sel = [r for i, r in enumerate(rows, start=generated)
-                       if math.floor((i + 1) * cfg.ratio) > math.floor(i * cfg.ratio)]  # fmt: skip
+                sel = [
+                    r
+                    for i, r in enumerate(rows, start=generated)
+                    if math.floor((i + 1) * cfg.ratio) > math.floor(i * cfg.ratio)
+                ]
                 generated += g
                 if not sel:
                     continue
@@ -541,8 +547,9 @@ def check_augmented(path: str | Path, task: TaskSpec | None = None) -> dict[str,
     recorded = meta.get("task")
     if task is not None and isinstance(recorded, dict) and recorded != task.to_dict():
         diffs = task.differences(TaskSpec.from_dict(recorded))
-        raise DataError(f"{path}: augmented data was made for another task definition: {'; '.join(diffs)}"
-                        f" (this task vs the file's)")  # fmt: skip
+        raise DataError(
+            f"{path}: augmented data was made for another task definition: {'; '.join(diffs)} (this task vs the file's)"
+        )
     if task is not None and tuple(text_fields) != tuple(task.text_fields):
         name = recorded.get("name") if isinstance(recorded, dict) else recorded
         raise DataError(
@@ -569,5 +576,6 @@ def read_augmented(path: str | Path, task: TaskSpec | None = None) -> tuple[Spli
     text_fields = meta["text_fields"]
     cols = [table.column(f).to_pylist() for f in text_fields]
     texts = list(zip(*cols, strict=True))
-    return Split(texts, np.asarray(table.column("source_label").to_numpy(), dtype=np.int64),
-                 table.column("key").to_pylist()), meta  # fmt: skip
+    return Split(
+        texts, np.asarray(table.column("source_label").to_numpy(), dtype=np.int64), table.column("key").to_pylist()
+    ), meta

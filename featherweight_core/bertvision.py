@@ -99,20 +99,26 @@ class BertVisionConfig:
     def __post_init__(self) -> None:
         checks = [
             (self.layers is None or self.layers >= 1, f"layers must be >= 1 (or None for all), got {self.layers}"),
-            (self.head in vocab.BERTVISION_HEADS,
-             f"head must be one of {list(vocab.BERTVISION_HEADS)}, got {self.head!r}"),
+            (
+                self.head in vocab.BERTVISION_HEADS,
+                f"head must be one of {list(vocab.BERTVISION_HEADS)}, got {self.head!r}",
+            ),
             (self.adapter_size >= 1, f"adapter_size must be >= 1, got {self.adapter_size}"),
-            (self.pooling in vocab.BERTVISION_POOLINGS,
-             f"pooling must be one of {list(vocab.BERTVISION_POOLINGS)}, got {self.pooling!r}"),
+            (
+                self.pooling in vocab.BERTVISION_POOLINGS,
+                f"pooling must be one of {list(vocab.BERTVISION_POOLINGS)}, got {self.pooling!r}",
+            ),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.lr > 0 and math.isfinite(self.lr), f"lr must be > 0, got {self.lr}"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}"),
             (self.max_length is None or self.max_length >= 8, f"max_length must be >= 8, got {self.max_length}"),
-            (self.max_train_examples is None or self.max_train_examples >= 1,
-             f"max_train_examples must be >= 1 or None, got {self.max_train_examples}"),
-        ]  # fmt: skip
+            (
+                self.max_train_examples is None or self.max_train_examples >= 1,
+                f"max_train_examples must be >= 1 or None, got {self.max_train_examples}",
+            ),
+        ]
         for ok, msg in checks:
             if not ok:
                 raise BertVisionError(msg)
@@ -202,8 +208,14 @@ class HiddenStateCache:
     it), ``examples_computed`` the rows they covered.
     """
 
-    def __init__(self, root: str | Path | None, device: str = "auto", batch_size: int = 128,
-                 precision: str = "fp32", progress: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        root: str | Path | None,
+        device: str = "auto",
+        batch_size: int = 128,
+        precision: str = "fp32",
+        progress: bool = False,
+    ) -> None:
         self.root = Path(root) if root is not None else None
         self.device = device
         self.batch_size = batch_size
@@ -213,8 +225,15 @@ class HiddenStateCache:
         self.examples_computed = 0
         self._loaded: dict[str, tuple[Any, Any]] = {}
 
-    def path_for(self, teacher_dir: str | Path, name: str, data_fp: str, max_length: int,
-                 pooling: str = "first", int8: bool = False) -> Path | None:  # fmt: skip
+    def path_for(
+        self,
+        teacher_dir: str | Path,
+        name: str,
+        data_fp: str,
+        max_length: int,
+        pooling: str = "first",
+        int8: bool = False,
+    ) -> Path | None:
         from featherweight_core.softtargets import teacher_fingerprint
 
         if self.root is None:
@@ -226,8 +245,16 @@ class HiddenStateCache:
             / f"{safe}-{data_fp}-L{max_length}-{pooling}{'-int8' if int8 else ''}.npz"
         )
 
-    def has(self, teacher_dir, name: str, keys: Sequence[str], texts: Sequence[tuple[str, ...]], max_length: int,
-            pooling: str = "first", int8: bool = False) -> bool:  # fmt: skip
+    def has(
+        self,
+        teacher_dir,
+        name: str,
+        keys: Sequence[str],
+        texts: Sequence[tuple[str, ...]],
+        max_length: int,
+        pooling: str = "first",
+        int8: bool = False,
+    ) -> bool:
         from featherweight_core.softtargets import texts_fingerprint
 
         texts = [tuple(t) for t in texts]
@@ -276,8 +303,9 @@ class HiddenStateCache:
                 write_text_atomic(meta, json.dumps({"teacher_dir": str(teacher_dir.resolve())}, indent=2) + "\n")
         return states
 
-    def _run_teacher(self, teacher_dir: Path, texts: list[tuple[str, ...]], max_length: int, pooling: str,
-                     int8: bool = False) -> HiddenStates:  # fmt: skip
+    def _run_teacher(
+        self, teacher_dir: Path, texts: list[tuple[str, ...]], max_length: int, pooling: str, int8: bool = False
+    ) -> HiddenStates:
         from featherweight_core.softtargets import teacher_fingerprint
         from featherweight_core.teacher import load_classifier, resolve_device
 
@@ -294,17 +322,26 @@ class HiddenStateCache:
         device = torch.device("cpu") if int8 else resolve_device(self.device)
         # int8 dynamic quantization scales activations per batch: one example at a time, as the model is deployed
         batch = 1 if int8 else self.batch_size
-        states = layer_states(model, tokenizer, texts, max_length, pooling, device, batch, self.precision,
-                              self.progress)  # fmt: skip
+        states = layer_states(
+            model, tokenizer, texts, max_length, pooling, device, batch, self.precision, self.progress
+        )
         self.model_runs += 1
         self.examples_computed += len(texts)
         return states
 
 
 @torch.inference_mode()
-def layer_states(model, tokenizer, texts: Sequence[tuple[str, ...]], max_length: int, pooling: str = "first",
-                 device: torch.device | str = "cpu", batch_size: int = 128, precision: str = "fp32",
-                 progress: bool = False) -> HiddenStates:  # fmt: skip
+def layer_states(
+    model,
+    tokenizer,
+    texts: Sequence[tuple[str, ...]],
+    max_length: int,
+    pooling: str = "first",
+    device: torch.device | str = "cpu",
+    batch_size: int = 128,
+    precision: str = "fp32",
+    progress: bool = False,
+) -> HiddenStates:
     """Pooled ``(N, L + 1, H)`` states after the embeddings and after each layer (:func:`pool_layers`) of a Hugging
     Face model that returns ``hidden_states``; batches sorted by length and padded to their longest row. The
     offset is the mean of the first batch."""
@@ -390,8 +427,9 @@ class ConcatHead(_StandardizedHead):
         return self.classifier(self.dropout(torch.einsum("bdh,d->bh", x, w)))
 
 
-def build_head(head: str, depth: int, hidden: int, num_labels: int, adapter_size: int = 128,
-               dropout: float = 0.1) -> nn.Module:  # fmt: skip
+def build_head(
+    head: str, depth: int, hidden: int, num_labels: int, adapter_size: int = 128, dropout: float = 0.1
+) -> nn.Module:
     if head == "adapter":
         return AdapterHead(depth, hidden, adapter_size, num_labels, dropout)
     if head == "concat":
@@ -434,8 +472,12 @@ class BertVisionClassifier(nn.Module):
 
         self._takes_token_types = "token_type_ids" in inspect.signature(backbone.forward).parameters
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                token_type_ids: torch.Tensor | None = None):  # fmt: skip
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ):
         from transformers.modeling_outputs import SequenceClassifierOutput
 
         kwargs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
@@ -484,8 +526,9 @@ def truncated_backbone(teacher_dir: str | Path, layers: int):
 
 def _metrics(task, logits_by_split: dict[str, np.ndarray], labels_by_split: dict[str, np.ndarray]) -> dict:
     names = task_metric_names(task)
-    per = {s: split_metrics(lg.argmax(-1), labels_by_split[s], names, task.num_labels)
-           for s, lg in logits_by_split.items()}  # fmt: skip
+    per = {
+        s: split_metrics(lg.argmax(-1), labels_by_split[s], names, task.num_labels) for s, lg in logits_by_split.items()
+    }
     out = {m: float(np.mean([v[m] for v in per.values()])) for m in names}
     if len(per) > 1:
         out.update({f"{m}_{s}": v[m] for s, v in per.items() for m in names})
@@ -526,8 +569,15 @@ def teacher_summary(teacher_dir: str | Path) -> dict[str, Any]:
             score = None
     config = AutoConfig.from_pretrained(str(d), local_files_only=True)
     sizes = saved_model_sizes(d)
-    return {"dir": str(d), "fingerprint": teacher_fingerprint(d), "score": score, "params": sizes["params"],
-            "disk_bytes": sizes["disk_bytes"], "gzip_bytes": sizes["gzip_bytes"], "layers": _num_layers(config)}  # fmt: skip
+    return {
+        "dir": str(d),
+        "fingerprint": teacher_fingerprint(d),
+        "score": score,
+        "params": sizes["params"],
+        "disk_bytes": sizes["disk_bytes"],
+        "gzip_bytes": sizes["gzip_bytes"],
+        "layers": _num_layers(config),
+    }
 
 
 def _check_teacher(teacher_dir: Path, task) -> Any:
@@ -546,8 +596,10 @@ def _check_teacher(teacher_dir: Path, task) -> Any:
     except (OSError, ValueError) as e:
         raise TeacherError(f"{teacher_dir}: cannot read config.json ({type(e).__name__})") from None
     if int(getattr(config, "num_labels", 0)) != task.num_labels:
-        raise TeacherError(f"{teacher_dir}: the teacher predicts {config.num_labels} labels but task {task.name!r}"
-                           f" has {task.num_labels}; pass a teacher fine-tuned on this task")  # fmt: skip
+        raise TeacherError(
+            f"{teacher_dir}: the teacher predicts {config.num_labels} labels but task {task.name!r}"
+            f" has {task.num_labels}; pass a teacher fine-tuned on this task"
+        )
     return config
 
 
@@ -586,8 +638,9 @@ def train_bertvision(
     total_layers = _num_layers(tconfig)
     k = cfg.layers if cfg.layers is not None else total_layers
     if k > total_layers:
-        raise BertVisionError(f"layers {k}: the teacher {teacher_dir} has {total_layers} layers; expected"
-                              f" 1..{total_layers}")  # fmt: skip
+        raise BertVisionError(
+            f"layers {k}: the teacher {teacher_dir} has {total_layers} layers; expected 1..{total_layers}"
+        )
     if len(task_data.train) == 0:
         raise BertVisionError(f"task {task.name!r}: the train split is empty")
     eval_splits = [s for s in task.eval_splits if s in task_data.splits and len(task_data.splits[s])]
@@ -610,15 +663,19 @@ def train_bertvision(
         sp = task_data.splits[split]
         keys = list(sp.keys) if idx is None else [sp.keys[i] for i in idx]
         texts = list(sp.texts) if idx is None else [sp.texts[i] for i in idx]
-        states = cache.get_or_compute(teacher_dir, f"{task.name}-{split}", keys, texts, max_length, cfg.pooling,
-                                      int8=cfg.quantize)  # fmt: skip
+        states = cache.get_or_compute(
+            teacher_dir, f"{task.name}-{split}", keys, texts, max_length, cfg.pooling, int8=cfg.quantize
+        )
         feats[split] = torch.from_numpy(states.layers(k))
         labels[split] = sp.labels if idx is None else sp.labels[idx]
     computed = cache.model_runs - runs
     if log:
         how = f"computed for {computed} split(s)" if computed else "served from the cache"
-        print(f"hidden states: {len(rows):,} train rows x {k + 1} layers x {feats['train'].shape[-1]} ({how})",
-              file=log, flush=True)  # fmt: skip
+        print(
+            f"hidden states: {len(rows):,} train rows x {k + 1} layers x {feats['train'].shape[-1]} ({how})",
+            file=log,
+            flush=True,
+        )
 
     # 2. the head, trained on the cached states
     hidden = int(feats["train"].shape[-1])
@@ -646,16 +703,21 @@ def train_bertvision(
             loss.backward()
             opt.step()
             running += loss.item() * len(b)
-        dev = _metrics(task, {s: _head_logits(head, feats[s], device) for s in eval_splits},
-                       {s: labels[s] for s in eval_splits})  # fmt: skip
-        history.append({"epoch": epoch, "train_loss": running / len(y_train), **dev,
-                        "seconds": round(time.perf_counter() - t0, 3)})  # fmt: skip
+        dev = _metrics(
+            task, {s: _head_logits(head, feats[s], device) for s in eval_splits}, {s: labels[s] for s in eval_splits}
+        )
+        history.append(
+            {"epoch": epoch, "train_loss": running / len(y_train), **dev, "seconds": round(time.perf_counter() - t0, 3)}
+        )
         if dev["score"] > best_score:
             best_score, best_epoch = dev["score"], epoch
             best_state = copy.deepcopy(head.state_dict())
         if log:
-            print(f"epoch {epoch}/{cfg.epochs}  loss {running / len(y_train):.4f}  dev {dev['score']:.4f}",
-                  file=log, flush=True)  # fmt: skip
+            print(
+                f"epoch {epoch}/{cfg.epochs}  loss {running / len(y_train):.4f}  dev {dev['score']:.4f}",
+                file=log,
+                flush=True,
+            )
     assert best_state is not None
     head.load_state_dict(best_state)
     head.to("cpu").eval()
@@ -677,12 +739,18 @@ def train_bertvision(
         "teacher_layers": total_layers,
         "max_length": max_length,
         "quantized": cfg.quantize,
-        "head": {"kind": cfg.head, "depth": k + 1, "hidden": hidden, "num_labels": task.num_labels,
-                 "adapter_size": cfg.adapter_size, "pooling": cfg.pooling,
-                 "params": sum(p.numel() for p in head.parameters())},
+        "head": {
+            "kind": cfg.head,
+            "depth": k + 1,
+            "hidden": hidden,
+            "num_labels": task.num_labels,
+            "adapter_size": cfg.adapter_size,
+            "pooling": cfg.pooling,
+            "params": sum(p.numel() for p in head.parameters()),
+        },
         "teacher": teacher,
         "best_epoch": best_epoch,
-    }  # fmt: skip
+    }
 
     # int8: activations are quantized per batch, so evaluate one example at a time, as latency is measured and the
     # quantized head's training states were computed
@@ -702,14 +770,16 @@ def train_bertvision(
         agreement = float(np.mean([(ev.predictions[s] == cache_logits[s].argmax(-1)).mean() for s in eval_splits]))
         cache_score = _metrics(task, cache_logits, {s: labels[s] for s in eval_splits})["score"]
         sizes = tc.measure_saved(tmp)
-        latency, teacher["latency_ms"] = tc.latency_with_teacher(saved, tokenizer, task_data.splits[eval_splits[0]].texts,
-                                                                 max_length, teacher_dir if time_teacher else None)  # fmt: skip
+        latency, teacher["latency_ms"] = tc.latency_with_teacher(
+            saved, tokenizer, task_data.splits[eval_splits[0]].texts, max_length, teacher_dir if time_teacher else None
+        )
         meta["metrics"] = {**dev_metrics, "cache_score": cache_score, "cache_agreement": agreement}
         meta["test_metrics"] = test_metrics
         tc.write_meta(tmp, {**meta, "quantized": cfg.quantize})
     if log and agreement < AGREEMENT_WARN:
-        print(f"warning: the saved model agrees with the head on cached states on only {agreement:.3f} of dev",
-              file=log)  # fmt: skip
+        print(
+            f"warning: the saved model agrees with the head on cached states on only {agreement:.3f} of dev", file=log
+        )
     return tc.CompressedTeacherResult(
         method=METHOD,
         output_dir=str(output_dir),
@@ -755,8 +825,14 @@ def load_bertvision_model(output_dir: str | Path, quantized: bool | None = None)
     quantized = bool(meta.get("quantized")) if quantized is None else quantized
     h = meta["head"]
     pooling = h.get("pooling", "first")
-    head = build_head(h["kind"], int(h["depth"]), int(h["hidden"]), int(h["num_labels"]), int(h["adapter_size"]),
-                      float(meta.get("settings", {}).get("dropout", 0.0)))  # fmt: skip
+    head = build_head(
+        h["kind"],
+        int(h["depth"]),
+        int(h["hidden"]),
+        int(h["num_labels"]),
+        int(h["adapter_size"]),
+        float(meta.get("settings", {}).get("dropout", 0.0)),
+    )
     if quantized:
         from transformers import AutoConfig
 

@@ -31,8 +31,16 @@ from featherweight_core.quantize import QuantConfig, QuantizationError, is_quant
 from featherweight_core.students import StudentConfig
 from featherweight_core.tasks import TaskSpec
 
-__all__ = ["CompressResult", "compress_student", "default_distill_config", "measure_sizes", "save_compressed",
-           "load_compressed", "PruneConfig", "QuantConfig"]  # fmt: skip
+__all__ = [
+    "CompressResult",
+    "compress_student",
+    "default_distill_config",
+    "measure_sizes",
+    "save_compressed",
+    "load_compressed",
+    "PruneConfig",
+    "QuantConfig",
+]
 
 
 @dataclass
@@ -98,8 +106,12 @@ def default_distill_config(student: StudentConfig, train_split: EncodedSplit | N
 def measure_sizes(model: nn.Module) -> dict[str, Any]:
     """``{"params": {...}, "nonzero_params", "disk_bytes", "gzip_bytes", "ideal_bytes"}`` of a (compressed) model."""
     params = param_counts(model)
-    return {"params": params, "nonzero_params": params["nonzero"], **disk_size(model),
-            "ideal_bytes": ideal_size(model)["ideal_bytes"]}  # fmt: skip
+    return {
+        "params": params,
+        "nonzero_params": params["nonzero"],
+        **disk_size(model),
+        "ideal_bytes": ideal_size(model)["ideal_bytes"],
+    }
 
 
 def _num_embeddings(model: nn.Module, cfg: StudentConfig) -> int:
@@ -148,5 +160,18 @@ def compress_student(
     metrics, dev_classes = evaluate_detailed(m, evals, task)
     test_metrics, test_classes = evaluate_detailed(m, tests or {}, task)
     sizes = measure_sizes(m)
-    return CompressResult(m, cfg, prune, quant, metrics, sizes, sparsity, num_embeddings, dcfg, log,
-                          time.perf_counter() - start, test_metrics, {**dev_classes, **test_classes})  # fmt: skip
+    return CompressResult(
+        m,
+        cfg,
+        prune,
+        quant,
+        metrics,
+        sizes,
+        sparsity,
+        num_embeddings,
+        dcfg,
+        log,
+        time.perf_counter() - start,
+        test_metrics,
+        {**dev_classes, **test_classes},
+    )

@@ -94,18 +94,22 @@ class SplitReport:
         return {kind: getattr(self, kind) for kind in BAD_ROW_KINDS}
 
     def to_dict(self) -> dict:
-        return {"source": self.source, "rows": self.rows, "kept": self.kept, **self.counts(),
-                "first": dict(self.first)}  # fmt: skip
+        return {"source": self.source, "rows": self.rows, "kept": self.kept, **self.counts(), "first": dict(self.first)}
 
     def __str__(self) -> str:
         s = f"{self.source}: {self.kept}/{self.rows} rows kept"
-        skipped = [f"{getattr(self, k)} {BAD_ROW_KINDS[k]} (first at {self.first[k]})"
-                   for k in BAD_ROW_KINDS if k != "bad_bytes" and getattr(self, k)]  # fmt: skip
+        skipped = [
+            f"{getattr(self, k)} {BAD_ROW_KINDS[k]} (first at {self.first[k]})"
+            for k in BAD_ROW_KINDS
+            if k != "bad_bytes" and getattr(self, k)
+        ]
         if skipped:
             s += f" (skipped: {', '.join(skipped)})"
         if self.bad_bytes:
-            s += (f"; {self.bad_bytes} rows with undecodable bytes, replaced by U+FFFD"
-                  f" (first at {self.first['bad_bytes']})")  # fmt: skip
+            s += (
+                f"; {self.bad_bytes} rows with undecodable bytes, replaced by U+FFFD"
+                f" (first at {self.first['bad_bytes']})"
+            )
         return s
 
 
@@ -188,8 +192,9 @@ def _decode_lines(path: Path, encoding: str, on_bad_bytes: str) -> tuple[list[st
         except UnicodeDecodeError as e:
             line = raw.decode(encoding, "replace").count("\n", 0, e.start // 2) + 1
             if on_bad_bytes == "error":
-                raise DataError(f"{path}:{line}: bytes not valid {encoding} ({e.reason});"
-                                " pass --encoding or --on-bad-bytes replace") from None  # fmt: skip
+                raise DataError(
+                    f"{path}:{line}: bytes not valid {encoding} ({e.reason}); pass --encoding or --on-bad-bytes replace"
+                ) from None
             text = raw.decode(encoding, "replace")
             bad.add(line)
         return text.splitlines(keepends=True), bad
@@ -272,8 +277,9 @@ def read_table(
         try:
             row = next(rows, None)
         except csv.Error as e:  # e.g. a field larger than the csv module allows
-            raise DataError(f"{path}:{reader.line_num}: not readable as {'TSV' if delimiter == chr(9) else 'CSV'}"
-                            f" ({e})") from None  # fmt: skip
+            raise DataError(
+                f"{path}:{reader.line_num}: not readable as {'TSV' if delimiter == chr(9) else 'CSV'} ({e})"
+            ) from None
         if row is None:
             break
         line_no, end = end + 1, reader.line_num
@@ -421,8 +427,13 @@ def split_indices(labels: np.ndarray, split: SplitConfig) -> dict[str, np.ndarra
 _SPLIT_FILES = (("train", ("train",)), ("validation", ("dev", "validation")), ("test", ("test",)))
 
 
-def load_custom(task: TaskSpec, path: str | Path, dev_fraction: float | None = None, seed: int | None = None,
-                test_fraction: float | None = None) -> TaskData:  # fmt: skip
+def load_custom(
+    task: TaskSpec,
+    path: str | Path,
+    dev_fraction: float | None = None,
+    seed: int | None = None,
+    test_fraction: float | None = None,
+) -> TaskData:
     """Load a user task from a directory with ``train.{tsv,csv}`` and ``dev.{tsv,csv}`` (or ``validation``), and
     optionally ``test.{tsv,csv}``; or from one file, split by ``task.split`` (the keyword arguments override its
     fields) into train, validation and (test_fraction > 0) test."""
@@ -441,13 +452,19 @@ def load_custom(task: TaskSpec, path: str | Path, dev_fraction: float | None = N
         splits = {}
         for split, p in found.items():
             splits[split], report.splits[split] = read_table(p, task, split, cols, label_col)
-        info = {"mode": "files", "files": {k: v.name for k, v in found.items()},
-                "sizes": {k: len(v) for k, v in splits.items()}}  # fmt: skip
+        info = {
+            "mode": "files",
+            "files": {k: v.name for k, v in found.items()},
+            "sizes": {k: len(v) for k, v in splits.items()},
+        }
         return TaskData(task, splits, report, source=str(path), split_info=info)
     if not path.is_file():
         raise DataError(f"{path}: no such file or directory (expected a TSV/CSV file or a directory)")
-    over = {k: v for k, v in (("dev_fraction", dev_fraction), ("seed", seed), ("test_fraction", test_fraction))
-            if v is not None}  # fmt: skip
+    over = {
+        k: v
+        for k, v in (("dev_fraction", dev_fraction), ("seed", seed), ("test_fraction", test_fraction))
+        if v is not None
+    }
     try:
         split_cfg = dataclasses.replace(task.split, **over)
     except ConfigError as e:
@@ -457,14 +474,22 @@ def load_custom(task: TaskSpec, path: str | Path, dev_fraction: float | None = N
     return _held_out(task, full, split_cfg, report, str(path))
 
 
-def _held_out(task: TaskSpec, full: Split, split_cfg: SplitConfig, report: LoadReport, source: str,
-              extra: dict[str, Split] | None = None) -> TaskData:  # fmt: skip
+def _held_out(
+    task: TaskSpec,
+    full: Split,
+    split_cfg: SplitConfig,
+    report: LoadReport,
+    source: str,
+    extra: dict[str, Split] | None = None,
+) -> TaskData:
     parts = split_indices(full.labels, split_cfg)
     splits = {name: full.subset(idx.tolist()) for name, idx in parts.items()}
     for name, sp in splits.items():
         if not len(sp):
-            raise DataError(f"{source}: the {name!r} split is empty ({len(full)} usable rows, split"
-                            f" {split_cfg.to_dict()}); give more data or other fractions")  # fmt: skip
+            raise DataError(
+                f"{source}: the {name!r} split is empty ({len(full)} usable rows, split"
+                f" {split_cfg.to_dict()}); give more data or other fractions"
+            )
     splits.update(extra or {})
     info = {"mode": "held_out", **split_cfg.to_dict(), "sizes": {k: len(v) for k, v in splits.items()}}
     return TaskData(task, splits, report, source=source, split_info=info)
@@ -478,8 +503,10 @@ def load_hf_custom(task: TaskSpec, source: str, cache_dir: str | None = None) ->
     path, _, config = spec.partition(":")
     if not path or "/" not in path:
         raise DataError(f"{source!r}: expected hf:OWNER/NAME or hf:OWNER/NAME:CONFIG")
-    hint = (f"cannot load {spec} from the Hugging Face hub (offline?); pass --data with a local CSV/TSV file or a"
-            " directory of train/dev files instead")  # fmt: skip
+    hint = (
+        f"cannot load {spec} from the Hugging Face hub (offline?); pass --data with a local CSV/TSV file or a"
+        " directory of train/dev files instead"
+    )
     offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
     if not offline and not _hub_reachable():
         raise DataError(hint)
@@ -488,8 +515,9 @@ def load_hf_custom(task: TaskSpec, source: str, cache_dir: str | None = None) ->
 
         ds = datasets.load_dataset(path, config or None, cache_dir=cache_dir)
     except Exception as e:  # datasets raises many types offline (ConnectionError, FileNotFoundError, ...)
-        raise DataError(f"{hint} ({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})"
-                        ) from None  # fmt: skip
+        raise DataError(
+            f"{hint} ({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})"
+        ) from None
     labels_by_name = _label_index(task)
     splits: dict[str, Split] = {}
     report = LoadReport()
@@ -527,8 +555,10 @@ def load_hf_custom(task: TaskSpec, source: str, cache_dir: str | None = None) ->
             keys.append(f"{split}:{i}")
             rep.kept += 1
         if rep.unknown_label > _MAX_UNKNOWN_LABEL_FRACTION * max(rep.rows, 1):
-            raise DataError(f"{rep.first['unknown_label']}: labels not in the label set of task {task.name!r}"
-                            f" ({list(task.label_names)}); {rep.unknown_label} of {rep.rows} rows")  # fmt: skip
+            raise DataError(
+                f"{rep.first['unknown_label']}: labels not in the label set of task {task.name!r}"
+                f" ({list(task.label_names)}); {rep.unknown_label} of {rep.rows} rows"
+            )
         if rep.kept == 0:
             raise DataError(f"{source} split {name!r}: no usable rows ({rep})")
         splits[split] = Split(texts, np.array(labels, dtype=np.int64), keys)
@@ -537,8 +567,9 @@ def load_hf_custom(task: TaskSpec, source: str, cache_dir: str | None = None) ->
         raise DataError(f"{source}: no 'train' split (it has {list(ds)})")
     if "validation" not in splits:
         extra = {k: v for k, v in splits.items() if k == "test"}
-        return _held_out(task, splits["train"], dataclasses.replace(task.split, test_fraction=0.0), report, source,
-                         extra)  # fmt: skip
+        return _held_out(
+            task, splits["train"], dataclasses.replace(task.split, test_fraction=0.0), report, source, extra
+        )
     info = {"mode": "hub", "sizes": {k: len(v) for k, v in splits.items()}}
     return TaskData(task, splits, report, source=source, split_info=info)
 
@@ -574,8 +605,10 @@ def load_task_data(task: TaskSpec, source: str | Path | None = None, **kwargs) -
         return data
     if task.custom:
         if source is None or source in ("hub", "synthetic"):
-            raise DataError(f"custom task {task.name!r} is not on the HF hub under its name; pass --data with a"
-                            f" CSV/TSV file, a directory with train and dev files, or hf:OWNER/NAME (got {source!r})")  # fmt: skip
+            raise DataError(
+                f"custom task {task.name!r} is not on the HF hub under its name; pass --data with a"
+                f" CSV/TSV file, a directory with train and dev files, or hf:OWNER/NAME (got {source!r})"
+            )
         if str(source).startswith("hf:"):
             return load_hf_custom(task, str(source), **kwargs)
         return load_custom(task, source, **kwargs)

@@ -321,8 +321,9 @@ def train(
                 raise TrainingError(f"non-finite loss (mean {total / seen}) in epoch {epoch}")
         train_seconds = time.perf_counter() - t0
         metrics = evaluate(model, evals, task, cfg.eval_batch_size, cfg.device)
-        record = EpochRecord(epoch, total / seen, metrics["score"], metrics, time.perf_counter() - t0,
-                             seen / train_seconds)  # fmt: skip
+        record = EpochRecord(
+            epoch, total / seen, metrics["score"], metrics, time.perf_counter() - t0, seen / train_seconds
+        )
         history.append(record)
         if on_epoch is not None:
             on_epoch(record)
@@ -338,5 +339,12 @@ def train(
     seconds = time.perf_counter() - start
     _, dev_classes = evaluate_detailed(model, evals, task, cfg.eval_batch_size, cfg.device)
     test_metrics, test_classes = evaluate_detailed(model, tests, task, cfg.eval_batch_size, cfg.device)
-    return TrainResult(best_epoch, best_metrics, history, seconds, stopped_early=len(history) < cfg.max_epochs,
-                       test_metrics=test_metrics, class_metrics={**dev_classes, **test_classes})  # fmt: skip
+    return TrainResult(
+        best_epoch,
+        best_metrics,
+        history,
+        seconds,
+        stopped_early=len(history) < cfg.max_epochs,
+        test_metrics=test_metrics,
+        class_metrics={**dev_classes, **test_classes},
+    )

@@ -137,14 +137,17 @@ def _load_source(source: str | Path) -> _Source:
             from featherweight_core.compressed import load_compressed
 
             model, tokenizer, meta = load_compressed(path)
-            return _Source("compressed_teacher", path, model.eval(), meta, tokenizer=tokenizer,
-                           max_length=_max_length(meta, path))  # fmt: skip
+            return _Source(
+                "compressed_teacher", path, model.eval(), meta, tokenizer=tokenizer, max_length=_max_length(meta, path)
+            )
         if (path / "config.json").is_file():
             meta = read_teacher_meta(path)
             model, tokenizer = load_classifier(path)
             return _Source("teacher", path, model.eval(), meta, tokenizer=tokenizer, max_length=_max_length(meta, path))
-        raise ExportError(f"{path}: not a model directory (expected a fine-tuned teacher with config.json, or a"
-                          f" compressed teacher with {tc.COMPRESSED_META})")  # fmt: skip
+        raise ExportError(
+            f"{path}: not a model directory (expected a fine-tuned teacher with config.json, or a"
+            f" compressed teacher with {tc.COMPRESSED_META})"
+        )
     raise InputFileError(f"{path}: no such checkpoint file or model directory")
 
 
@@ -228,8 +231,10 @@ def check_recorded_sizes(src: _Source, recorded: dict[str, Any] | None) -> dict[
     check = {k: (int(v), int(now[k])) for k, v in wanted.items()}
     bad = [f"{k} recorded {a:,}, now {b:,}" for k, (a, b) in check.items() if a != b]
     if bad:
-        raise ExportError(f"{src.path}: differs from what was recorded ({'; '.join(bad)}): the checkpoint changed"
-                          " since it was recorded")  # fmt: skip
+        raise ExportError(
+            f"{src.path}: differs from what was recorded ({'; '.join(bad)}): the checkpoint changed"
+            " since it was recorded"
+        )
     return check
 
 
@@ -308,8 +313,15 @@ class _QuantizedLSTMEncoder(nn.Module):
         self.hidden = rnn.hidden_size
         dirs = []
         for i in range(2):
-            one = nnqd.LSTM(rnn.input_size, rnn.hidden_size, num_layers=1, bias=rnn.bias, batch_first=True,
-                            bidirectional=False, dtype=rnn.dtype)  # fmt: skip
+            one = nnqd.LSTM(
+                rnn.input_size,
+                rnn.hidden_size,
+                num_layers=1,
+                bias=rnn.bias,
+                batch_first=True,
+                bidirectional=False,
+                dtype=rnn.dtype,
+            )
             one._all_weight_values = nn.ModuleList([rnn._all_weight_values[i]])
             dirs.append(one)
         self.fwd, self.bwd = dirs
@@ -410,10 +422,20 @@ def _student_inputs(src: _Source, splits: list, bpemb_dir, batch_size: int) -> t
     ids_shape = ["batch", "time", encoder.width] if encoder.width > 1 else ["batch", "time"]
     meta_inputs = []
     for s in suffixes:
-        meta_inputs += [{"name": f"ids{s}", "dtype": "int64", "shape": ids_shape,
-                         "description": "token ids, 0-padded after each sequence's length"},
-                        {"name": f"lengths{s}", "dtype": "int64", "shape": ["batch"],
-                         "description": "number of tokens of each sequence (>= 1)"}]  # fmt: skip
+        meta_inputs += [
+            {
+                "name": f"ids{s}",
+                "dtype": "int64",
+                "shape": ids_shape,
+                "description": "token ids, 0-padded after each sequence's length",
+            },
+            {
+                "name": f"lengths{s}",
+                "dtype": "int64",
+                "shape": ["batch"],
+                "description": "number of tokens of each sequence (>= 1)",
+            },
+        ]
     return _Inputs(names, batches, len(texts), meta_inputs, batch_size, example), encoder
 
 
@@ -432,8 +454,11 @@ def _transformer_inputs(src: _Source, splits: list, batch_size: int) -> tuple[_I
         batches.append((idx, tuple(b[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in b)))
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if token_types else [])
     example = tuple(tok.batch(_two_rows(tok.lengths))[k] for k in names)
-    desc = {"input_ids": "token ids from the tokenizer, padded with its pad id",
-            "attention_mask": "1 for real tokens, 0 for padding", "token_type_ids": "0 first text, 1 second text"}  # fmt: skip
+    desc = {
+        "input_ids": "token ids from the tokenizer, padded with its pad id",
+        "attention_mask": "1 for real tokens, 0 for padding",
+        "token_type_ids": "0 first text, 1 second text",
+    }
     meta_inputs = [{"name": n, "dtype": "int64", "shape": ["batch", "sequence"], "description": desc[n]} for n in names]
     return _Inputs(names, batches, len(texts), meta_inputs, batch_size, example), token_types
 
@@ -468,8 +493,16 @@ def _export_onnx(wrapper: nn.Module, inputs: _Inputs, path: Path, time_axis: str
     dynamic = {n: ({0: "batch", 1: time_axis} if not n.startswith("lengths") else {0: "batch"}) for n in inputs.names}
     dynamic["logits"] = {0: "batch"}
     with _quiet(), torch.no_grad():
-        torch.onnx.export(wrapper, inputs.example, str(path), dynamo=False, input_names=inputs.names,
-                          output_names=["logits"], dynamic_axes=dynamic, opset_version=ONNX_OPSET)  # fmt: skip
+        torch.onnx.export(
+            wrapper,
+            inputs.example,
+            str(path),
+            dynamo=False,
+            input_names=inputs.names,
+            output_names=["logits"],
+            dynamic_axes=dynamic,
+            opset_version=ONNX_OPSET,
+        )
 
 
 def _onnx_runner(path: Path):
@@ -522,9 +555,11 @@ def _compare(run, inputs: _Inputs, reference: np.ndarray) -> tuple[int, float]:
     artefact is otherwise never run on more than one row)."""
     batched = run(inputs.example)
     if batched.shape != (inputs.example[0].shape[0], reference.shape[1]) or not np.isfinite(batched).all():
-        raise ExportError(f"the artefact returns {batched.shape} logits for a padded batch of"
-                          f" {inputs.example[0].shape[0]} (expected ({inputs.example[0].shape[0]}, {reference.shape[1]}),"
-                          " finite)")  # fmt: skip
+        raise ExportError(
+            f"the artefact returns {batched.shape} logits for a padded batch of"
+            f" {inputs.example[0].shape[0]} (expected ({inputs.example[0].shape[0]}, {reference.shape[1]}),"
+            " finite)"
+        )
     got = np.zeros_like(reference)
     for idx, batch in inputs.batches:
         got[idx] = run(batch)
@@ -534,8 +569,10 @@ def _compare(run, inputs: _Inputs, reference: np.ndarray) -> tuple[int, float]:
 
 def _mismatch(fmt: str, bad: int, n: int, diff: float) -> str | None:
     if bad:
-        return (f"the {fmt} artefact's prediction differs from the PyTorch model's on {bad} of {n} dev examples"
-                f" (max logit difference {diff:.3g})")  # fmt: skip
+        return (
+            f"the {fmt} artefact's prediction differs from the PyTorch model's on {bad} of {n} dev examples"
+            f" (max logit difference {diff:.3g})"
+        )
     if not diff <= LOGIT_ATOL:
         return f"the {fmt} artefact's logits differ from the PyTorch model's by up to {diff:.3g} (tolerance {LOGIT_ATOL:g})"
     return None
@@ -624,8 +661,9 @@ def export_model(
                 _export_torchscript(wrapper, inputs, tmp / TORCHSCRIPT_FILE)
                 run = _torchscript_runner(tmp / TORCHSCRIPT_FILE)
             except Exception as e:
-                raise ExportError(f"{src.path}: TorchScript export failed ({_first_line(e)})"
-                                  + (f"; {fallback}" if fallback else "")) from e  # fmt: skip
+                raise ExportError(
+                    f"{src.path}: TorchScript export failed ({_first_line(e)})" + (f"; {fallback}" if fallback else "")
+                ) from e
             bad, diff = _compare(run, inputs, reference)
             problem = _mismatch("TorchScript", bad, inputs.n, diff)
             if problem is not None:
@@ -653,7 +691,7 @@ def export_model(
                 "max_abs_logit_diff": diff,
                 "logit_tolerance": LOGIT_ATOL,
                 "batch_size": bs,
-            },  # fmt: skip
+            },
             "recorded_sizes": {k: {"recorded": a, "measured": b} for k, (a, b) in size_check.items()},
             "fallback_reason": fallback,
             "torch": str(torch.__version__),
@@ -661,8 +699,21 @@ def export_model(
         (tmp / EXPORT_META).write_text(json.dumps(meta, indent=2) + "\n")
         files = sorted(p.name for p in tmp.iterdir() if p.is_file())
         total = sum((tmp / f).stat().st_size for f in files)
-    return ExportReport(chosen, str(out), str(src.path), src.kind, files, total, inputs.n, 1.0, diff, bs, size_check,
-                        fallback, round(time.perf_counter() - start, 2))  # fmt: skip
+    return ExportReport(
+        chosen,
+        str(out),
+        str(src.path),
+        src.kind,
+        files,
+        total,
+        inputs.n,
+        1.0,
+        diff,
+        bs,
+        size_check,
+        fallback,
+        round(time.perf_counter() - start, 2),
+    )
 
 
 def _wrap(src: _Source, token_types: bool) -> nn.Module:
@@ -696,8 +747,10 @@ def verify_artefact(
     else:
         inputs, _ = _transformer_inputs(src, splits, bs)
     if [i["name"] for i in meta.get("inputs", [])] != inputs.names:
-        raise ExportError(f"{d}: the artefact's inputs {[i['name'] for i in meta.get('inputs', [])]} are not the"
-                          f" model's {inputs.names}")  # fmt: skip
+        raise ExportError(
+            f"{d}: the artefact's inputs {[i['name'] for i in meta.get('inputs', [])]} are not the"
+            f" model's {inputs.names}"
+        )
     reference = _reference_logits(src.model, inputs, src.is_student)
     model_file = d / meta["model_file"]
     run = _onnx_runner(model_file) if meta["format"] == "onnx" else _torchscript_runner(model_file)
@@ -719,30 +772,45 @@ def _tc_quantized(model: nn.Module) -> bool:
 def _write_encoding(src: _Source, encoder, directory: Path, task) -> dict[str, Any]:
     if not src.is_student:
         src.tokenizer.save_pretrained(directory)
-        return {"kind": "tokenizer", "files": "tokenizer files (load with transformers.AutoTokenizer or"
-                " tokenizers.Tokenizer.from_file('tokenizer.json'))", "max_length": src.max_length,
-                "truncation": "longest first, to max_length tokens", "pair": task.pair}  # fmt: skip
+        return {
+            "kind": "tokenizer",
+            "files": "tokenizer files (load with transformers.AutoTokenizer or"
+            " tokenizers.Tokenizer.from_file('tokenizer.json'))",
+            "max_length": src.max_length,
+            "truncation": "longest first, to max_length tokens",
+            "pair": task.pair,
+        }
     from featherweight_core import encoders as enc
 
     cfg = src.student_cfg
     params: dict[str, Any] = {"kind": cfg.embedding, "pair": bool(cfg.pair)}
     if cfg.embedding == "char":
-        params.update(alphabet=enc.CHAR_ALPHABET, pad_id=0, unknown_id=1,
-                      rule="lowercase, strip accents (NFKD, drop combining marks); alphabet[i] -> i + 2, other -> 1;"
-                           " empty text -> [1]")  # fmt: skip
+        params.update(
+            alphabet=enc.CHAR_ALPHABET,
+            pad_id=0,
+            unknown_id=1,
+            rule="lowercase, strip accents (NFKD, drop combining marks); alphabet[i] -> i + 2, other -> 1;"
+            " empty text -> [1]",
+        )
     elif cfg.embedding == "hash":
-        params.update(vocab_size=encoder.vocab_size, num_buckets=encoder.num_buckets, num_hashes=encoder.num_hashes,
-                      word_pattern=enc._WORD_RE.pattern,
-                      rule="lowercase; words = regex findall (or [''] when none); per word and hash i: md5 of"
-                           " (word + str(i)) in UTF-8, first 8 bytes as little-endian int, mod (vocab_size *"
-                           " num_buckets), + 1")  # fmt: skip
+        params.update(
+            vocab_size=encoder.vocab_size,
+            num_buckets=encoder.num_buckets,
+            num_hashes=encoder.num_hashes,
+            word_pattern=enc._WORD_RE.pattern,
+            rule="lowercase; words = regex findall (or [''] when none); per word and hash i: md5 of"
+            " (word + str(i)) in UTF-8, first 8 bytes as little-endian int, mod (vocab_size *"
+            " num_buckets), + 1",
+        )
     else:
         model_file = Path(encoder.bpemb.model_file)
         shutil.copyfile(model_file, directory / "bpe.model")
-        params.update(sentencepiece_model="bpe.model", vocab_size=encoder.vocab_size,
-                      unknown_id=int(encoder.bpemb.spm.unk_id()) + 1,
-                      rule="lowercase, every digit -> '0'; sentencepiece ids + 1 (0 is padding); no pieces ->"
-                           " [unk + 1]")  # fmt: skip
+        params.update(
+            sentencepiece_model="bpe.model",
+            vocab_size=encoder.vocab_size,
+            unknown_id=int(encoder.bpemb.spm.unk_id()) + 1,
+            rule="lowercase, every digit -> '0'; sentencepiece ids + 1 (0 is padding); no pieces -> [unk + 1]",
+        )
     (directory / ENCODER_FILE).write_text(_encoder_source(params))
     return {**params, "script": ENCODER_FILE}
 

@@ -441,9 +441,13 @@ def stored_param_counts(model: nn.Module) -> dict[str, int]:
 
 @torch.inference_mode()
 def inference_speed(
-    model: nn.Module, split, batch_size: int, max_batches: int | None = None, min_seconds: float = 1.0,
+    model: nn.Module,
+    split,
+    batch_size: int,
+    max_batches: int | None = None,
+    min_seconds: float = 1.0,
     warmup: int = 3,
-) -> dict[str, float]:  # fmt: skip
+) -> dict[str, float]:
     """CPU inference speed on ``split`` (an EncodedSplit) in batches of ``batch_size`` (length-sorted, as
     evaluation batches them): ``ms_per_batch`` (median over batches and repeats), ``examples_per_second``
     (total examples / total time), ``batches`` timed. Repeats the batches until ``min_seconds`` have passed."""

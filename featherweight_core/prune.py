@@ -64,11 +64,23 @@ SCOPES = vocab.PRUNE_SCOPES
 SCHEDULES = vocab.PRUNE_SCHEDULES
 GROUPS = ("lstm", "rnn", "linear", "hash_emb", "char_emb", "bpe_emb")
 ALIASES = vocab.MODULE_GROUPS  # embedding, encoder, classifier
-TABLE_6_3: dict[str, float] = {"lstm": 0.5, "rnn": 0.1, "linear": 0.125, "hash_emb": 0.0, "char_emb": 0.3,
-                               "bpe_emb": 0.4}  # fmt: skip
+TABLE_6_3: dict[str, float] = {
+    "lstm": 0.5,
+    "rnn": 0.1,
+    "linear": 0.125,
+    "hash_emb": 0.0,
+    "char_emb": 0.3,
+    "bpe_emb": 0.4,
+}
 # how describe() labels a group: the embedding kind is in the trial's own columns, so *_emb is just "embedding"
-_SHORT = {"lstm": "lstm", "rnn": "rnn", "linear": "linear", "hash_emb": "embedding", "char_emb": "embedding",
-          "bpe_emb": "embedding"}  # fmt: skip
+_SHORT = {
+    "lstm": "lstm",
+    "rnn": "rnn",
+    "linear": "linear",
+    "hash_emb": "embedding",
+    "char_emb": "embedding",
+    "bpe_emb": "embedding",
+}
 
 
 class PruningError(UserError, ValueError):
@@ -293,8 +305,10 @@ def prunable_tensors(model: nn.Module, arch: str, embedding: str) -> list[tuple[
     emb_group = f"{embedding}_emb"
     emb = model.embedding
     if isinstance(emb, HashEmbedding):
-        out += [(emb.importance, "weight", emb_group, "embedding.importance.weight"),
-                (emb.buckets, "weight", emb_group, "embedding.buckets.weight")]  # fmt: skip
+        out += [
+            (emb.importance, "weight", emb_group, "embedding.importance.weight"),
+            (emb.buckets, "weight", emb_group, "embedding.buckets.weight"),
+        ]
     elif isinstance(emb, nn.Embedding):
         out.append((emb, "weight", emb_group, "embedding.weight"))
     else:
@@ -479,8 +493,11 @@ class Pruner:
             imp = [self._importance(s_) for s_ in self.slots]
             flat = torch.cat([i.flatten() for i in imp])
             if self.cfg.method == "magnitude":
-                t = (self.cfg.threshold * fraction if self.cfg.threshold is not None
-                     else magnitude_threshold(flat, self.global_target * fraction))  # fmt: skip
+                t = (
+                    self.cfg.threshold * fraction
+                    if self.cfg.threshold is not None
+                    else magnitude_threshold(flat, self.global_target * fraction)
+                )
                 masks = [(i >= t).float() for i in imp]
             else:
                 m = topv_mask(flat, self.global_target * fraction)
@@ -493,8 +510,11 @@ class Pruner:
             for s_ in self.slots:
                 imp = self._importance(s_)
                 if self.cfg.method == "magnitude":
-                    t = (self.thresholds[s_.group] * fraction if s_.group in self.thresholds
-                         else magnitude_threshold(imp, self.targets[s_.group] * fraction))  # fmt: skip
+                    t = (
+                        self.thresholds[s_.group] * fraction
+                        if s_.group in self.thresholds
+                        else magnitude_threshold(imp, self.targets[s_.group] * fraction)
+                    )
                     masks.append((imp >= t).float())
                 else:
                     masks.append(topv_mask(imp, self.targets[s_.group] * fraction))
@@ -623,8 +643,12 @@ def _fine_tune(model, pruner: Pruner, split, dcfg, pcfg: PruneConfig, before_ste
             total_loss += loss.item() * len(batch.labels)
             seen += len(batch.labels)
             step += 1
-        rec = {"epoch": epoch, "train_loss": total_loss / max(seen, 1), "sparsity_fraction": pruner.fraction,
-               "seconds": time.perf_counter() - t0}  # fmt: skip
+        rec = {
+            "epoch": epoch,
+            "train_loss": total_loss / max(seen, 1),
+            "sparsity_fraction": pruner.fraction,
+            "seconds": time.perf_counter() - t0,
+        }
         log.append(rec)
         if on_epoch is not None:
             on_epoch(rec)

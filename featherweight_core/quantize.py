@@ -81,8 +81,9 @@ class QuantConfig:
             raise QuantizationError("QuantConfig: static_classifier=True needs classifier=True")
         b = self.importance_bits
         if isinstance(b, bool) or not isinstance(b, int) or b not in IMPORTANCE_BITS:
-            raise QuantizationError(f"QuantConfig.importance_bits must be an int in 2..8 (uniform codes) or 16 (float16),"
-                             f" got {b!r}")  # fmt: skip
+            raise QuantizationError(
+                f"QuantConfig.importance_bits must be an int in 2..8 (uniform codes) or 16 (float16), got {b!r}"
+            )
 
     @property
     def enabled(self) -> bool:
@@ -185,8 +186,9 @@ class ElmanRNN(nn.Module):
 
     @classmethod
     def from_rnn(cls, rnn: nn.RNN) -> ElmanRNN:
-        if not (rnn.bidirectional and rnn.batch_first and rnn.num_layers == 1 and rnn.nonlinearity == "tanh"
-                and rnn.bias):  # fmt: skip
+        if not (
+            rnn.bidirectional and rnn.batch_first and rnn.num_layers == 1 and rnn.nonlinearity == "tanh" and rnn.bias
+        ):
             raise TypeError("ElmanRNN.from_rnn expects a 1-layer bidirectional batch_first tanh nn.RNN")
         out = cls(rnn.input_size, rnn.hidden_size)
         with torch.no_grad():
@@ -357,8 +359,11 @@ def _prepare_static_classifier(classifier: nn.Sequential) -> StaticQuantClassifi
 
     body = copy.deepcopy(classifier).eval()
     # Student classifier: Dropout, Linear, ReLU, Dropout, Linear.
-    pairs = [[str(i), str(i + 1)] for i in range(len(body) - 1)
-             if isinstance(body[i], nn.Linear) and isinstance(body[i + 1], nn.ReLU)]  # fmt: skip
+    pairs = [
+        [str(i), str(i + 1)]
+        for i in range(len(body) - 1)
+        if isinstance(body[i], nn.Linear) and isinstance(body[i + 1], nn.ReLU)
+    ]
     if pairs:
         body = fuse_modules(body, pairs)
     wrapped = StaticQuantClassifier(body).eval()

@@ -77,8 +77,15 @@ def run_distillation(
     cfg = cfg.resolved(student.arch, student.pair)
     seed_everything(cfg.seed)
     model = build_student(student, prepared.num_embeddings, prepared.vectors)
-    result = train(model, train_split if train_split is not None else prepared.train, prepared.evals,
-                   prepared.task, cfg, on_epoch, tests=prepared.tests)  # fmt: skip
+    result = train(
+        model,
+        train_split if train_split is not None else prepared.train,
+        prepared.evals,
+        prepared.task,
+        cfg,
+        on_epoch,
+        tests=prepared.tests,
+    )
     model.to("cpu").eval()
     sizes = size_report(model)
     ckpt = None

@@ -31,9 +31,16 @@ from featherweight_core.modelfiles import check_model_files
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5")
 _TOKENIZER_FILES = (
-    "tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt", "spm.model",
-    "sentencepiece.bpe.model", "special_tokens_map.json", "added_tokens.json",
-)  # fmt: skip
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spm.model",
+    "sentencepiece.bpe.model",
+    "special_tokens_map.json",
+    "added_tokens.json",
+)
 _FP_MEMO: dict[tuple, str] = {}
 
 
@@ -105,8 +112,14 @@ class SoftTargetStore:
     ``examples_computed`` how many rows those runs scored. ``root=None`` disables the disk cache.
     """
 
-    def __init__(self, root: str | Path | None, device: str = "auto", batch_size: int = 128, precision: str = "auto",
-                 progress: bool = False) -> None:  # fmt: skip
+    def __init__(
+        self,
+        root: str | Path | None,
+        device: str = "auto",
+        batch_size: int = 128,
+        precision: str = "auto",
+        progress: bool = False,
+    ) -> None:
         self.root = Path(root) if root is not None else None
         self.device = device
         self.batch_size = batch_size
@@ -168,8 +181,9 @@ class SoftTargetStore:
     def has(self, teacher_dir: str | Path, data, split: str | None = "train", keys=None, max_length=None) -> bool:
         """Whether ``get_or_compute`` with these arguments would be served without running the teacher."""
         name, row_keys, texts = _rows(data, split, keys)
-        path = self.path_for(teacher_dir, name, texts_fingerprint(row_keys, texts),
-                             self._teacher_max_length(teacher_dir, max_length))  # fmt: skip
+        path = self.path_for(
+            teacher_dir, name, texts_fingerprint(row_keys, texts), self._teacher_max_length(teacher_dir, max_length)
+        )
         return path is not None and path.is_file()
 
     def _run_teacher(self, teacher_dir: Path, texts: list[tuple[str, ...]], max_length: int) -> np.ndarray:
@@ -180,8 +194,9 @@ class SoftTargetStore:
             self._loaded = {cache_key: load_classifier(teacher_dir)}  # keep one teacher in memory at a time
         model, tokenizer = self._loaded[cache_key]
         device = resolve_device(self.device)
-        logits = predict_logits(model, tokenizer, texts, self.batch_size, max_length, device, self.precision,
-                                self.progress)  # fmt: skip
+        logits = predict_logits(
+            model, tokenizer, texts, self.batch_size, max_length, device, self.precision, self.progress
+        )
         self.model_runs += 1
         self.examples_computed += len(texts)
         return logits

@@ -25,13 +25,16 @@ POOLINGS = vocab.POOLINGS
 
 # Thesis table 6.1. Encoder / classifier sizes are for single-sentence tasks and double for sentence pairs.
 ARCH_DEFAULTS: dict[str, dict] = {
-    "bilstm": dict(hidden=150, classifier_hidden=200, dropout=0.1, optimizer="adadelta", lr=1.0, weight_decay=0.0,
-                   temperature=None),
-    "rnn": dict(hidden=100, classifier_hidden=100, dropout=0.1, optimizer="adam", lr=1e-4, weight_decay=1e-5,
-                temperature=None),
-    "ffn": dict(hidden=0, classifier_hidden=100, dropout=0.2, optimizer="adam", lr=1e-4, weight_decay=0.0,
-                temperature=3.0),
-}  # fmt: skip
+    "bilstm": dict(
+        hidden=150, classifier_hidden=200, dropout=0.1, optimizer="adadelta", lr=1.0, weight_decay=0.0, temperature=None
+    ),
+    "rnn": dict(
+        hidden=100, classifier_hidden=100, dropout=0.1, optimizer="adam", lr=1e-4, weight_decay=1e-5, temperature=None
+    ),
+    "ffn": dict(
+        hidden=0, classifier_hidden=100, dropout=0.2, optimizer="adam", lr=1e-4, weight_decay=0.0, temperature=3.0
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -274,8 +277,15 @@ class Student(nn.Module):
     ids are (B, T) int64, or (B, T, 3) for hash embeddings; lengths (B,) int64, >= 1.
     """
 
-    def __init__(self, embedding: nn.Module, encoder: nn.Module, classifier_hidden: int, num_labels: int,
-                 pair: bool, dropout: float) -> None:  # fmt: skip
+    def __init__(
+        self,
+        embedding: nn.Module,
+        encoder: nn.Module,
+        classifier_hidden: int,
+        num_labels: int,
+        pair: bool,
+        dropout: float,
+    ) -> None:
         super().__init__()
         self.embedding = embedding
         self.encoder = encoder
@@ -292,8 +302,13 @@ class Student(nn.Module):
     def encode(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.encoder(self.embedding(ids), lengths)
 
-    def forward(self, ids_a: torch.Tensor, len_a: torch.Tensor, ids_b: torch.Tensor | None = None,
-                len_b: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
+    def forward(
+        self,
+        ids_a: torch.Tensor,
+        len_a: torch.Tensor,
+        ids_b: torch.Tensor | None = None,
+        len_b: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         u = self.encode(ids_a, len_a)
         if self.pair:
             if ids_b is None or len_b is None:

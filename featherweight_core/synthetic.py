@@ -18,17 +18,47 @@ from __future__ import annotations
 import numpy as np
 
 SUBJECTS = (
-    "the movie", "the film", "this story", "the plot", "the acting", "the cast", "the ending",
-    "the script", "the music", "the direction", "the dialogue", "the pacing",
-)  # fmt: skip
+    "the movie",
+    "the film",
+    "this story",
+    "the plot",
+    "the acting",
+    "the cast",
+    "the ending",
+    "the script",
+    "the music",
+    "the direction",
+    "the dialogue",
+    "the pacing",
+)
 POSITIVE = (
-    "good", "great", "wonderful", "brilliant", "charming", "moving", "clever", "fresh", "delightful",
-    "superb", "funny", "gripping",
-)  # fmt: skip
+    "good",
+    "great",
+    "wonderful",
+    "brilliant",
+    "charming",
+    "moving",
+    "clever",
+    "fresh",
+    "delightful",
+    "superb",
+    "funny",
+    "gripping",
+)
 NEGATIVE = (
-    "bad", "dull", "boring", "awful", "weak", "clumsy", "tedious", "flat", "messy", "poor", "bland",
+    "bad",
+    "dull",
+    "boring",
+    "awful",
+    "weak",
+    "clumsy",
+    "tedious",
+    "flat",
+    "messy",
+    "poor",
+    "bland",
     "predictable",
-)  # fmt: skip
+)
 INTENSIFIERS = ("", "", "very", "really", "quite", "truly", "rather")
 OPENERS = ("", "", "", "honestly ,", "i think", "overall ,", "to be fair ,", "in the end ,")
 # (template, which clause decides the label)

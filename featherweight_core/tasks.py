@@ -61,8 +61,12 @@ class SplitConfig:
             raise ConfigError(f"split.stratify: expected true or false, got {self.stratify!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"dev_fraction": self.dev_fraction, "test_fraction": self.test_fraction, "seed": self.seed,
-                "stratify": self.stratify}  # fmt: skip
+        return {
+            "dev_fraction": self.dev_fraction,
+            "test_fraction": self.test_fraction,
+            "seed": self.seed,
+            "stratify": self.stratify,
+        }
 
     @classmethod
     def from_options(cls, options: Any) -> SplitConfig:
@@ -246,8 +250,9 @@ def get_task(name: str) -> TaskSpec:
 
 def _str_list(key: str, value: Any, lo: int, hi: int | None) -> tuple[str, ...]:
     items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list | tuple) or not all(isinstance(x, str | int) and not isinstance(x, bool)
-                                                      for x in items):  # fmt: skip
+    if not isinstance(items, list | tuple) or not all(
+        isinstance(x, str | int) and not isinstance(x, bool) for x in items
+    ):
         raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
     items = [str(x).strip() for x in items]
     if any(not x for x in items):
@@ -309,8 +314,9 @@ def task_from_options(name: str, options: Mapping[str, Any] | None = None) -> Ta
     if metric not in vocab.TASK_METRICS:
         raise ConfigError(f"metric: {metric!r} is not one of {list(vocab.TASK_METRICS)}")
     if metric == "f1" and len(labels) != 2:
-        raise ConfigError(f"metric: 'f1' (of the positive class) needs a binary task, got {len(labels)} labels;"
-                          " use macro_f1")  # fmt: skip
+        raise ConfigError(
+            f"metric: 'f1' (of the positive class) needs a binary task, got {len(labels)} labels; use macro_f1"
+        )
     split = SplitConfig.from_options(opts.get("split", {}))
     encoding = opts.get("encoding", "utf-8")
     if not isinstance(encoding, str):
@@ -346,5 +352,13 @@ def custom_task(
     (a shorthand for :func:`task_from_options`; ``options``: split, encoding, on_bad_bytes)."""
     if name in TASKS:
         raise ConfigError(f"custom task name {name!r} clashes with a built-in task; choose another name")
-    return task_from_options(name, {"text_columns": list(text_fields), "labels": list(label_names),
-                                    "metric": metric, "label_column": label_column, **options})  # fmt: skip
+    return task_from_options(
+        name,
+        {
+            "text_columns": list(text_fields),
+            "labels": list(label_names),
+            "metric": metric,
+            "label_column": label_column,
+            **options,
+        },
+    )

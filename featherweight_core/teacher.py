@@ -246,8 +246,10 @@ def teacher_baseline(teacher_dir: str | Path) -> dict[str, Any]:
         raise InputFileError(f"{tdir}: teacher directory not found")
     metrics_file = tdir / METRICS_FILE
     if not metrics_file.is_file():
-        raise TeacherError(f"{tdir}: no {METRICS_FILE}; fine-tune the teacher with `featherweight teacher finetune`"
-                           " to measure its dev score")  # fmt: skip
+        raise TeacherError(
+            f"{tdir}: no {METRICS_FILE}; fine-tune the teacher with `featherweight teacher finetune`"
+            " to measure its dev score"
+        )
     try:
         metrics = json.loads(metrics_file.read_text())
     except (ValueError, OSError) as e:
@@ -311,8 +313,15 @@ def tokenize(tokenizer, texts: Sequence[tuple[str, ...]], max_length: int, model
     a = [t[0] for t in texts]
     b = [t[1] for t in texts] if n_fields == 2 else None
     wants_types = model is None or "token_type_ids" in _forward_args(model)
-    enc = tokenizer(a, b, truncation=True, max_length=max_length, padding=False, return_attention_mask=False,
-                    return_token_type_ids=wants_types or None)  # fmt: skip
+    enc = tokenizer(
+        a,
+        b,
+        truncation=True,
+        max_length=max_length,
+        padding=False,
+        return_attention_mask=False,
+        return_token_type_ids=wants_types or None,
+    )
     tt = enc.get("token_type_ids") if wants_types else None
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     return Tokenized(enc["input_ids"], tt, pad_id)
@@ -394,8 +403,11 @@ def predict_logits(
 
     def batches():
         for start in range(0, n, step):
-            tok = tokenized if tokenized is not None else tokenize(tokenizer, texts[start : start + step], max_length,
-                                                                   model)  # fmt: skip
+            tok = (
+                tokenized
+                if tokenized is not None
+                else tokenize(tokenizer, texts[start : start + step], max_length, model)
+            )
             m = len(tok)
             order = np.argsort(-tok.lengths, kind="stable") if sort_by_length else np.arange(m)
             for i in range(0, m, batch_size):
@@ -410,20 +422,23 @@ def predict_logits(
     return out
 
 
-def predict_dev_splits(model, tokenizer, task_data: TaskData, cfg: TeacherConfig, device: torch.device,
-                       progress: bool = False) -> dict[str, np.ndarray]:  # fmt: skip
+def predict_dev_splits(
+    model, tokenizer, task_data: TaskData, cfg: TeacherConfig, device: torch.device, progress: bool = False
+) -> dict[str, np.ndarray]:
     """``{split: predicted label per example}`` of ``model`` on every dev split the task has."""
     out = {}
     for split in task_data.task.eval_splits:
         if split not in task_data.splits:
             continue
         sp = task_data.splits[split]
-        logits = predict_logits(model, tokenizer, sp.texts, cfg.eval_batch_size, cfg.max_length, device,
-                                cfg.precision, progress)  # fmt: skip
+        logits = predict_logits(
+            model, tokenizer, sp.texts, cfg.eval_batch_size, cfg.max_length, device, cfg.precision, progress
+        )
         out[split] = logits.argmax(-1)
     if not out:
-        raise TeacherError(f"task {task_data.task.name!r}: no dev split among {list(task_data.task.eval_splits)} to"
-                           " evaluate on")  # fmt: skip
+        raise TeacherError(
+            f"task {task_data.task.name!r}: no dev split among {list(task_data.task.eval_splits)} to evaluate on"
+        )
     return out
 
 
@@ -442,8 +457,9 @@ def dev_metrics(task_data: TaskData, predictions: dict[str, np.ndarray]) -> dict
     return out
 
 
-def evaluate_teacher(model, tokenizer, task_data: TaskData, cfg: TeacherConfig, device: torch.device,
-                     progress: bool = False) -> dict[str, float]:  # fmt: skip
+def evaluate_teacher(
+    model, tokenizer, task_data: TaskData, cfg: TeacherConfig, device: torch.device, progress: bool = False
+) -> dict[str, float]:
     """Dev metrics (the task's metric + extras, mean over eval splits and per split) of ``model``."""
     return dev_metrics(task_data, predict_dev_splits(model, tokenizer, task_data, cfg, device, progress))
 
@@ -469,8 +485,18 @@ def _save_teacher(model, tokenizer, directory: Path, meta: dict[str, Any]) -> No
         (directory / METRICS_FILE).write_text(json.dumps(meta["metrics"], indent=2) + "\n")
 
 
-def classifier_step(model, batch: dict[str, torch.Tensor], labels: torch.Tensor, opt, scaler, dtype, grad_clip,
-                    params: list, where: str, error: type[TeacherError] = TeacherError) -> tuple[torch.Tensor, bool]:  # fmt: skip
+def classifier_step(
+    model,
+    batch: dict[str, torch.Tensor],
+    labels: torch.Tensor,
+    opt,
+    scaler,
+    dtype,
+    grad_clip,
+    params: list,
+    where: str,
+    error: type[TeacherError] = TeacherError,
+) -> tuple[torch.Tensor, bool]:
     """One optimiser step of a sequence classifier on cross-entropy: forward under autocast (``dtype`` None: fp32),
     a non-finite loss is ``error`` (``where`` says which step), backward through the grad scaler, gradient clipping of
     ``params`` at ``grad_clip`` (None: none), step. Returns ``(loss, updated)``; ``updated`` is False when nothing
@@ -558,8 +584,17 @@ def finetune_teacher(
         batches = length_grouped_batches(lengths, cfg.batch_size, rng)
         running, seen = 0.0, 0
         for idx in _progress(batches, len(batches), f"teacher epoch {epoch}", progress):
-            loss, _ = classifier_step(model, tok.batch(idx), labels[idx], opt, scaler, dtype, cfg.grad_clip,
-                                      list(model.parameters()), f"at step {step} (lr {cfg.lr} too high?)")  # fmt: skip
+            loss, _ = classifier_step(
+                model,
+                tok.batch(idx),
+                labels[idx],
+                opt,
+                scaler,
+                dtype,
+                cfg.grad_clip,
+                list(model.parameters()),
+                f"at step {step} (lr {cfg.lr} too high?)",
+            )
             sched.step()
             step += 1
             running += loss.item() * len(idx)
@@ -568,14 +603,22 @@ def finetune_teacher(
                 m = evaluate_teacher(model, tokenizer, task_data, cfg, device)
                 history.append({"step": step, "train_loss": running / seen, **m})
                 if log:
-                    print(f"step {step}/{total}  loss {running / seen:.4f}  dev {m['score']:.4f}"
-                          f"  {time.perf_counter() - start:.0f}s", file=log, flush=True)  # fmt: skip
+                    print(
+                        f"step {step}/{total}  loss {running / seen:.4f}  dev {m['score']:.4f}"
+                        f"  {time.perf_counter() - start:.0f}s",
+                        file=log,
+                        flush=True,
+                    )
                 model.train()
         metrics = evaluate_teacher(model, tokenizer, task_data, cfg, device)
         history.append({"step": step, "epoch": epoch, "train_loss": running / max(seen, 1), **metrics})
         if log:
-            print(f"epoch {epoch}/{cfg.epochs}  loss {running / max(seen, 1):.4f}  dev {metrics['score']:.4f}"
-                  f"  {time.perf_counter() - start:.0f}s", file=log, flush=True)  # fmt: skip
+            print(
+                f"epoch {epoch}/{cfg.epochs}  loss {running / max(seen, 1):.4f}  dev {metrics['score']:.4f}"
+                f"  {time.perf_counter() - start:.0f}s",
+                file=log,
+                flush=True,
+            )
     seconds = time.perf_counter() - start
     result = {**metrics, "train_seconds": round(seconds, 2), "steps": step, "train_examples": int(len(rows))}
     meta = {

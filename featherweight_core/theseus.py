@@ -92,13 +92,17 @@ class TheseusConfig:
             raise TheseusError(f"replace_rate must be an integer >= 2, got {self.replace_rate!r}")
         checks = [
             (self.replace_rate >= 2, f"replace_rate must be an integer >= 2, got {self.replace_rate}"),
-            (self.schedule in vocab.THESEUS_SCHEDULES,
-             f"schedule must be one of {list(vocab.THESEUS_SCHEDULES)}, got {self.schedule!r}"),
+            (
+                self.schedule in vocab.THESEUS_SCHEDULES,
+                f"schedule must be one of {list(vocab.THESEUS_SCHEDULES)}, got {self.schedule!r}",
+            ),
             (0.0 <= self.p <= 1.0, f"p (replacement probability) must be in [0, 1], got {self.p}"),
             (0.0 <= self.b <= 1.0, f"b (start replacement rate) must be in [0, 1], got {self.b}"),
             (self.k is None or self.k > 0, f"k (replacement rate slope per step) must be > 0, got {self.k}"),
-            (0.0 <= self.replacing_fraction <= 1.0,
-             f"replacing_fraction must be in [0, 1], got {self.replacing_fraction}"),
+            (
+                0.0 <= self.replacing_fraction <= 1.0,
+                f"replacing_fraction must be in [0, 1], got {self.replacing_fraction}",
+            ),
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
@@ -106,12 +110,16 @@ class TheseusConfig:
             (0.0 <= self.warmup_ratio < 1.0, f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}"),
             (self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}"),
             (self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0 or None, got {self.grad_clip}"),
-            (self.precision in vocab.TEACHER_PRECISIONS,
-             f"precision must be one of {list(vocab.TEACHER_PRECISIONS)}, got {self.precision!r}"),
+            (
+                self.precision in vocab.TEACHER_PRECISIONS,
+                f"precision must be one of {list(vocab.TEACHER_PRECISIONS)}, got {self.precision!r}",
+            ),
             (self.eval_batch_size >= 1, f"eval_batch_size must be >= 1, got {self.eval_batch_size}"),
-            (self.max_train_examples is None or self.max_train_examples >= 1,
-             f"max_train_examples must be >= 1 or None, got {self.max_train_examples}"),
-        ]  # fmt: skip
+            (
+                self.max_train_examples is None or self.max_train_examples >= 1,
+                f"max_train_examples must be >= 1 or None, got {self.max_train_examples}",
+            ),
+        ]
         for ok, msg in checks:
             if not ok:
                 raise TheseusError(msg)
@@ -122,11 +130,19 @@ class TheseusConfig:
     def teacher_config(self) -> TeacherConfig:
         """The training/evaluation settings in the form the teacher helpers take."""
         return TeacherConfig(
-            epochs=self.epochs, batch_size=self.batch_size, lr=self.lr, max_length=self.max_length, seed=self.seed,
-            warmup_ratio=self.warmup_ratio, weight_decay=self.weight_decay, grad_clip=self.grad_clip,
-            precision=self.precision, device=self.device, eval_batch_size=self.eval_batch_size,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            max_length=self.max_length,
+            seed=self.seed,
+            warmup_ratio=self.warmup_ratio,
+            weight_decay=self.weight_decay,
+            grad_clip=self.grad_clip,
+            precision=self.precision,
+            device=self.device,
+            eval_batch_size=self.eval_batch_size,
             max_train_examples=self.max_train_examples,
-        )  # fmt: skip
+        )
 
     def replacement_schedule(self, total_steps: int) -> ReplacementSchedule:
         return ReplacementSchedule(self.schedule, total_steps, self.p, self.b, self.k, self.replacing_fraction)
@@ -224,8 +240,10 @@ def find_layer_list(model) -> tuple[nn.Module, str]:
         if parent is not None and isinstance(getattr(parent, "layer", None), nn.ModuleList):
             return parent, "layer"
     kind = getattr(getattr(model, "config", None), "model_type", type(model).__name__)
-    raise TheseusError(f"model type {kind!r}: no encoder layer list found (expected base_model.encoder.layer or"
-                       " base_model.transformer.layer, as in BERT, RoBERTa or DistilBERT)")  # fmt: skip
+    raise TheseusError(
+        f"model type {kind!r}: no encoder layer list found (expected base_model.encoder.layer or"
+        " base_model.transformer.layer, as in BERT, RoBERTa or DistilBERT)"
+    )
 
 
 def check_replace_rate(model, replace_rate: int) -> int:
@@ -236,8 +254,9 @@ def check_replace_rate(model, replace_rate: int) -> int:
         raise TheseusError(f"the teacher has {n} layer; module replacement needs at least 2")
     if replace_rate < 2 or n % replace_rate:
         divisors = [d for d in range(2, n + 1) if n % d == 0]
-        raise TheseusError(f"replace_rate {replace_rate} does not divide the teacher's {n} layers (choose one of"
-                           f" {divisors})")  # fmt: skip
+        raise TheseusError(
+            f"replace_rate {replace_rate} does not divide the teacher's {n} layers (choose one of {divisors})"
+        )
     return n // replace_rate
 
 
@@ -367,8 +386,9 @@ def compress_theseus(
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_classifier(teacher_dir)
     if model.config.num_labels != task.num_labels:
-        raise TheseusError(f"teacher {teacher_dir}: {model.config.num_labels} labels, but task {task.name!r} has"
-                           f" {task.num_labels}")  # fmt: skip
+        raise TheseusError(
+            f"teacher {teacher_dir}: {model.config.num_labels} labels, but task {task.name!r} has {task.num_labels}"
+        )
     check_replace_rate(model, cfg.replace_rate)
     fingerprint = teacher_fingerprint(teacher_dir)
     teacher_params = sum(p.numel() for p in model.parameters())
@@ -394,9 +414,13 @@ def compress_theseus(
     dtype = autocast_dtype(device, cfg.precision)
     scaler = torch.amp.GradScaler("cuda", enabled=dtype == torch.float16)
     if log:
-        print(f"theseus: {teacher_layers} -> {layers} layers, {schedule.schedule} schedule, p {schedule(0):.3f} ->"
-              f" 1.0 after {schedule.replacing_steps}/{total} steps, {theseus.trainable_params:,} trainable"
-              " parameters", file=log, flush=True)  # fmt: skip
+        print(
+            f"theseus: {teacher_layers} -> {layers} layers, {schedule.schedule} schedule, p {schedule(0):.3f} ->"
+            f" 1.0 after {schedule.replacing_steps}/{total} steps, {theseus.trainable_params:,} trainable"
+            " parameters",
+            file=log,
+            flush=True,
+        )
     start = time.perf_counter()
     step, history = 0, []
     for epoch in range(1, cfg.epochs + 1):
@@ -408,20 +432,41 @@ def compress_theseus(
             p = schedule(step)
             theseus.set_p(p)
             p_sum += p
-            loss, updated = classifier_step(model, tok.batch(idx), labels[idx], opt, scaler, dtype, cfg.grad_clip,
-                                            trainable, f"at step {step} (lr {cfg.lr} too high?)", TheseusError)  # fmt: skip
+            loss, updated = classifier_step(
+                model,
+                tok.batch(idx),
+                labels[idx],
+                opt,
+                scaler,
+                dtype,
+                cfg.grad_clip,
+                trainable,
+                f"at step {step} (lr {cfg.lr} too high?)",
+                TheseusError,
+            )
             idle += not updated  # every block drew its frozen predecessor and the head is frozen too
             sched.step()
             step += 1
             running += loss.item() * len(idx)
             seen += len(idx)
         m = evaluate_teacher(model, tokenizer, task_data, tcfg, device)  # eval mode: the successor alone
-        row = {"epoch": epoch, "step": step, "train_loss": running / max(seen, 1), "mean_p": p_sum / len(batches),
-               "steps_without_update": idle, "seconds": round(time.perf_counter() - epoch_start, 2), **m}  # fmt: skip
+        row = {
+            "epoch": epoch,
+            "step": step,
+            "train_loss": running / max(seen, 1),
+            "mean_p": p_sum / len(batches),
+            "steps_without_update": idle,
+            "seconds": round(time.perf_counter() - epoch_start, 2),
+            **m,
+        }
         history.append(row)
         if log:
-            print(f"epoch {epoch}/{cfg.epochs}  loss {row['train_loss']:.4f}  mean p {row['mean_p']:.2f}  dev (successor)"
-                  f" {m['score']:.4f}  {time.perf_counter() - start:.0f}s", file=log, flush=True)  # fmt: skip
+            print(
+                f"epoch {epoch}/{cfg.epochs}  loss {row['train_loss']:.4f}  mean p {row['mean_p']:.2f}  dev (successor)"
+                f" {m['score']:.4f}  {time.perf_counter() - start:.0f}s",
+                file=log,
+                flush=True,
+            )
     train_seconds = time.perf_counter() - start
     model.to("cpu")
     successor = theseus.build_successor()
@@ -434,10 +479,17 @@ def compress_theseus(
     ev = tc.evaluate(final_model, tokenizer, task_data, cfg.max_length, cfg.eval_batch_size, cfg.device)
     dev, test, classes = ev.metrics, ev.test_metrics, ev.class_metrics
     final_model.to("cpu")
-    latency, teacher_latency = tc.latency_with_teacher(final_model, tokenizer, _latency_texts(task_data),
-                                                       cfg.max_length, teacher_dir)  # fmt: skip
-    teacher_info = {"dir": str(teacher_dir), "fingerprint": fingerprint, "score": teacher_score,
-                    "params": teacher_params, "layers": teacher_layers, "latency_ms": teacher_latency}  # fmt: skip
+    latency, teacher_latency = tc.latency_with_teacher(
+        final_model, tokenizer, _latency_texts(task_data), cfg.max_length, teacher_dir
+    )
+    teacher_info = {
+        "dir": str(teacher_dir),
+        "fingerprint": fingerprint,
+        "score": teacher_score,
+        "params": teacher_params,
+        "layers": teacher_layers,
+        "latency_ms": teacher_latency,
+    }
     metrics = {**dev, "train_seconds": round(train_seconds, 2), "steps": step, "train_examples": int(len(rows))}
     base_meta = teacher_meta if teacher_meta else {}
     meta = {
@@ -498,8 +550,12 @@ def compress_theseus(
         teacher=teacher_info,
     )
     if log:
-        print(f"theseus: dev {dev['score']:.4f} (teacher {teacher_score:.4f}), {layers} layers, {sizes['params']:,}"
-              f" parameters, {latency:.1f} ms/example on CPU", file=log, flush=True)  # fmt: skip
+        print(
+            f"theseus: dev {dev['score']:.4f} (teacher {teacher_score:.4f}), {layers} layers, {sizes['params']:,}"
+            f" parameters, {latency:.1f} ms/example on CPU",
+            file=log,
+            flush=True,
+        )
     return result
 
 
@@ -518,11 +574,15 @@ def quantize_successor(float_dir: str | Path, task_data, output_dir: str | Path,
     float_dir, output_dir = Path(float_dir), Path(output_dir)
     meta = tc.read_meta(float_dir)
     if meta["method"] != "theseus" or meta.get("quantized"):
-        raise TheseusError(f"{float_dir}: not a float Theseus successor (method {meta['method']!r},"
-                           f" quantized {bool(meta.get('quantized'))})")  # fmt: skip
+        raise TheseusError(
+            f"{float_dir}: not a float Theseus successor (method {meta['method']!r},"
+            f" quantized {bool(meta.get('quantized'))})"
+        )
     if "trainable_params" not in meta:
-        raise TheseusError(f"{float_dir}: saved without its trainable parameter count (an older version); run"
-                           " compress_theseus with quantize instead")  # fmt: skip
+        raise TheseusError(
+            f"{float_dir}: saved without its trainable parameter count (an older version); run"
+            " compress_theseus with quantize instead"
+        )
     _check_output_dir(output_dir, overwrite)
     model, tokenizer = load_classifier(float_dir)
     q = tc.quantize_int8(model)
@@ -534,19 +594,31 @@ def quantize_successor(float_dir: str | Path, task_data, output_dir: str | Path,
     # timed beside the teacher it came from, as compress_theseus times its outputs (the float sibling's teacher
     # latency, measured in another run, is kept only when that teacher is gone)
     teacher_info = dict(meta.get("teacher") or {})
-    latency, teacher_latency = tc.latency_with_teacher(q, tokenizer, _latency_texts(task_data), max_length,
-                                                       teacher_info.get("dir"))  # fmt: skip
+    latency, teacher_latency = tc.latency_with_teacher(
+        q, tokenizer, _latency_texts(task_data), max_length, teacher_info.get("dir")
+    )
     if teacher_latency is not None:
         teacher_info["latency_ms"] = teacher_latency
-    out_meta = {**meta, "settings": settings, "quantized": True, "quantized_from": str(float_dir), "metrics": dev,
-                "test_metrics": test, "teacher": teacher_info}  # fmt: skip
+    out_meta = {
+        **meta,
+        "settings": settings,
+        "quantized": True,
+        "quantized_from": str(float_dir),
+        "metrics": dev,
+        "test_metrics": test,
+        "teacher": teacher_info,
+    }
     with atomic_dir(output_dir) as tmp:
         tokenizer.save_pretrained(tmp)
         tc.save_int8(q, tmp, out_meta)
     sizes = tc.measure_saved(output_dir)
     if log:
-        print(f"theseus int8 of {float_dir}: dev {dev['score']:.4f}, {sizes['gzip_bytes']:,} gzip bytes,"
-              f" {latency:.1f} ms/example on CPU", file=log, flush=True)  # fmt: skip
+        print(
+            f"theseus int8 of {float_dir}: dev {dev['score']:.4f}, {sizes['gzip_bytes']:,} gzip bytes,"
+            f" {latency:.1f} ms/example on CPU",
+            file=log,
+            flush=True,
+        )
     return tc.CompressedTeacherResult(
         method="theseus",
         output_dir=str(output_dir),

@@ -69,8 +69,9 @@ def train_word_vectors(
         raise DataError("cannot train word vectors: no non-empty sentences")
     if dim < 1 or epochs < 1 or min_count < 1:
         raise DataError(f"dim, epochs and min_count must be >= 1, got {dim}, {epochs}, {min_count}")
-    model = Word2Vec(sentences, vector_size=dim, window=window, min_count=min_count, sg=1, epochs=epochs, seed=seed,
-                     workers=workers)  # fmt: skip
+    model = Word2Vec(
+        sentences, vector_size=dim, window=window, min_count=min_count, sg=1, epochs=epochs, seed=seed, workers=workers
+    )
     return model.wv
 
 
@@ -79,8 +80,9 @@ def save_word_vectors(kv, path: str | Path) -> Path:
     return atomic_write(path, lambda tmp: kv.save_word2vec_format(str(tmp), binary=True))
 
 
-def task_word_vectors(task_data: TaskData, cache_dir: str | Path | None, dim: int = 100, epochs: int = 10,
-                      seed: int = 0) -> tuple[object, Path | None]:  # fmt: skip
+def task_word_vectors(
+    task_data: TaskData, cache_dir: str | Path | None, dim: int = 100, epochs: int = 10, seed: int = 0
+) -> tuple[object, Path | None]:
     """Vectors trained on ``task_data``'s train text, cached as ``{cache_dir}/wordvectors/*.bin``."""
     path = None
     if cache_dir is not None:

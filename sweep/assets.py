@@ -84,14 +84,18 @@ class LabelledOnly(SoftTargetStore):
     bug of the stage, not something to paper over on the driver)."""
 
     def _run_teacher(self, teacher_dir, texts, max_length):
-        raise RuntimeError(f"soft targets of {len(texts)} rows missing from {self.root} for teacher {teacher_dir}:"
-                           " the soft_targets stage should have written them")  # fmt: skip
+        raise RuntimeError(
+            f"soft targets of {len(texts)} rows missing from {self.root} for teacher {teacher_dir}:"
+            " the soft_targets stage should have written them"
+        )
 
 
 def prepare_datasets(
-    spec: SweepSpec, keys: Iterable[tuple[str, str, int | None, int]], assets: dict[str, TaskAssets],
+    spec: SweepSpec,
+    keys: Iterable[tuple[str, str, int | None, int]],
+    assets: dict[str, TaskAssets],
     data: TaskDataCache,
-) -> dict[str, Prepared]:  # fmt: skip
+) -> dict[str, Prepared]:
     """One ``Prepared`` per (task, embedding, vocab_size, emb_dim) in ``keys``, keyed by :func:`data_key`."""
     out: dict[str, Prepared] = {}
     cache = spec.raw["cache_dir"] or DEFAULT_CACHE_DIR
@@ -102,9 +106,18 @@ def prepare_datasets(
         a = assets.get(task, TaskAssets())
         store = LabelledOnly(a.soft_targets) if a.soft_targets and a.teacher else None
         out[key] = prepare(
-            spec.task_spec(task), None, embedding, emb_dim, vocab_size, spec.raw["bpemb_dir"], cache_dir=cache,
-            task_data=data(task), teacher=a.teacher, bootstrap=a.bootstrap, store=store,
-        )  # fmt: skip
+            spec.task_spec(task),
+            None,
+            embedding,
+            emb_dim,
+            vocab_size,
+            spec.raw["bpemb_dir"],
+            cache_dir=cache,
+            task_data=data(task),
+            teacher=a.teacher,
+            bootstrap=a.bootstrap,
+            store=store,
+        )
     return out
 
 

@@ -52,8 +52,9 @@ def crashed_outcome(trial) -> TrialOutcome:
     # where it ran, as far as Tune knows without asking the (dead) worker: the node's IP
     location = getattr(getattr(trial, "temporary_state", None), "location", None)
     ip = getattr(location, "hostname", None) or None
-    return TrialOutcome.failed(err, started_at=getattr(trial, "start_time", None) or now, finished_at=now, node_ip=ip,
-                               node=ip)  # fmt: skip
+    return TrialOutcome.failed(
+        err, started_at=getattr(trial, "start_time", None) or now, finished_at=now, node_ip=ip, node=ip
+    )
 
 
 class DatabaseCallback(tune.Callback):
@@ -146,9 +147,13 @@ class ProgressReporter(tune.Callback):
     gives only a lower bound and says which kind it cannot estimate, instead of guessing from faster kinds."""
 
     def __init__(
-        self, total: int, label: str, trial_of: Callable[[Any], Any], size_measure: str = "gzip_bytes",
+        self,
+        total: int,
+        label: str,
+        trial_of: Callable[[Any], Any],
+        size_measure: str = "gzip_bytes",
         out: Callable[[str], None] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.total, self.label, self.done, self.failed = total, label, 0, 0
         self.first_error: str | None = None
         self.trial_of = trial_of

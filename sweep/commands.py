@@ -27,16 +27,20 @@ def add_parser(sub) -> None:
     r.set_defaults(func=run_cmd)
 
     where = "the sweep is found from --db (its stored spec), else <storage>/NAME/spec.yaml, else the default database"
-    s = ssub.add_parser("resume", help="continue a sweep after a crash or Ctrl-C (finished trials are kept)",
-                        description=f"Continue a sweep; {where}.")  # fmt: skip
+    s = ssub.add_parser(
+        "resume",
+        help="continue a sweep after a crash or Ctrl-C (finished trials are kept)",
+        description=f"Continue a sweep; {where}.",
+    )
     s.add_argument("name", help="sweep name")
     _locate_args(s)
     s.add_argument("--address", default=None, help=ADDRESS_HELP)
     s.add_argument("--verbose", action="store_true", help="show Ray's own logs")
     s.set_defaults(func=resume_cmd)
 
-    st = ssub.add_parser("status", help="trial counts, status and timing of a sweep",
-                         description=f"Show a sweep's status; {where}.")  # fmt: skip
+    st = ssub.add_parser(
+        "status", help="trial counts, status and timing of a sweep", description=f"Show a sweep's status; {where}."
+    )
     st.add_argument("name", help="sweep name")
     _locate_args(st)
     st.set_defaults(func=status_cmd)
@@ -141,9 +145,11 @@ def validate_cmd(args: argparse.Namespace) -> int:
         spec = load_spec(path)
         n = len(spec.distill_trials())
         tc = spec.teacher_compression_size()
-        print(f"{path}: ok ({spec.name}: {len(spec.tasks)} task(s), {n} distillation trials"
-              f"{', compression stage' if spec.compress else ''}"
-              f"{f', {tc} teacher compression trials' if tc else ''})")  # fmt: skip
+        print(
+            f"{path}: ok ({spec.name}: {len(spec.tasks)} task(s), {n} distillation trials"
+            f"{', compression stage' if spec.compress else ''}"
+            f"{f', {tc} teacher compression trials' if tc else ''})"
+        )
     return 0
 
 

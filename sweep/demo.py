@@ -76,9 +76,13 @@ def run_demo(output: Path, address: str | None, say: Callable[[str], None]) -> i
     print(f"  report:   {files.html}  (and {files.markdown}, charts in {report_dir})")
     print("try:")
     print(f"  {fw} sweep status demo --db {db}")
-    print(f'  {fw} query --db {db} "SELECT arch, embedding, alpha, bootstrap, score, gzip_bytes'
-          f' FROM trial_results WHERE stage = \'distill\' ORDER BY score DESC LIMIT 10"')  # fmt: skip
+    print(
+        f'  {fw} query --db {db} "SELECT arch, embedding, alpha, bootstrap, score, gzip_bytes'
+        f" FROM trial_results WHERE stage = 'distill' ORDER BY score DESC LIMIT 10\""
+    )
     print(f"  {fw} query --db {db} \"SELECT * FROM skyline WHERE task = 'synthetic'\"")
-    print(f"  {fw} query --db {db} \"SELECT trial_id, parent_trial_id, pruning, quantization, score,"
-          f' gzip_bytes FROM trial_results WHERE stage = \'compress\' ORDER BY gzip_bytes" --format csv')  # fmt: skip
+    print(
+        f'  {fw} query --db {db} "SELECT trial_id, parent_trial_id, pruning, quantization, score,'
+        f" gzip_bytes FROM trial_results WHERE stage = 'compress' ORDER BY gzip_bytes\" --format csv"
+    )
     return 0

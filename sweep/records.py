@@ -82,9 +82,12 @@ def compress_record(
 
 
 def teacher_compression_record(
-    sweep: str, trial: TeacherCompressionTrial, outcome: TrialOutcome, checkpoint_dir: str | None,
+    sweep: str,
+    trial: TeacherCompressionTrial,
+    outcome: TrialOutcome,
+    checkpoint_dir: str | None,
     teacher: dict[str, Any],
-) -> TrialRecord:  # fmt: skip
+) -> TrialRecord:
     """``teacher`` describes the task's teacher as the driver found it: ``dir`` (the directory compressed),
     ``hidden_size`` and ``vocab_size`` (the record's emb_dim and vocab_size: a transformer's width and its
     tokenizer's vocabulary). The checkpoint is the output directory itself."""
@@ -95,7 +98,7 @@ def teacher_compression_record(
         **{
             **_common(sweep, trial, outcome, checkpoint_dir),
             "checkpoint_path": checkpoint_dir if outcome.finished else None,
-        },  # fmt: skip
+        },
         task=trial.task,
         arch=trial.method,
         embedding="transformer",

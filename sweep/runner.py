@@ -70,9 +70,12 @@ def code_version() -> str:
 
     try:
         sha = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
             cwd=Path(__file__).resolve().parent,
-        ).stdout.strip()  # fmt: skip
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         sha = ""
     try:
@@ -174,10 +177,18 @@ def run_sweep(
         plans = plan_compress_stage(spec, store) if not todo else None
         if not todo and not any(p.remaining for p in plans) and not teacher_compression_pending(spec, store):
             _save_spec(spec)
-            stages = [s for s, on in (("the compression stage", spec.compress),
-                                      ("the teacher compression stage", spec.teacher_compression)) if on]  # fmt: skip
-            say(f"sweep {spec.name}: nothing to do ({len(all_trials)} distillation trials"
-                f"{''.join(' and ' + s for s in stages)} already finished)")  # fmt: skip
+            stages = [
+                s
+                for s, on in (
+                    ("the compression stage", spec.compress),
+                    ("the teacher compression stage", spec.teacher_compression),
+                )
+                if on
+            ]
+            say(
+                f"sweep {spec.name}: nothing to do ({len(all_trials)} distillation trials"
+                f"{''.join(' and ' + s for s in stages)} already finished)"
+            )
             outcome.status = "unchanged"
             return outcome
     # the storage and the database's directory must be writable before Ray starts or anything trains; directories
@@ -207,13 +218,30 @@ def run_sweep(
             status, message = "failed", str(e)
             raise
         for row in teacher_baselines(assets):
-            store.record_teacher(spec.name, row["task"], row["name"], row["score"], row.get("accuracy"),
-                                 row.get("f1"), row["params"], row["disk_bytes"], row.get("gzip_bytes"))  # fmt: skip
+            store.record_teacher(
+                spec.name,
+                row["task"],
+                row["name"],
+                row["score"],
+                row.get("accuracy"),
+                row.get("f1"),
+                row["params"],
+                row["disk_bytes"],
+                row.get("gzip_bytes"),
+            )
         for task, t in spec.tasks.items():  # the user's own reference points for this task
             for b in t.get("baselines") or []:
-                store.record_baseline(spec.name, task, b["name"], b["score"], params=b.get("params"),
-                                      disk_bytes=b.get("disk_bytes"), gzip_bytes=b.get("gzip_bytes"), source="spec",
-                                      note=b.get("note"))  # fmt: skip
+                store.record_baseline(
+                    spec.name,
+                    task,
+                    b["name"],
+                    b["score"],
+                    params=b.get("params"),
+                    disk_bytes=b.get("disk_bytes"),
+                    gzip_bytes=b.get("gzip_bytes"),
+                    source="spec",
+                    note=b.get("note"),
+                )
         if todo:
             r = run_distill_stage(spec, todo, assets, data, say, prefix=prefix)
             outcome.add("distill", r)
@@ -256,15 +284,19 @@ def sync_journal(spec: SweepSpec, store, say: Callable[[str], None]) -> int:
     try:
         return apply_journal(open_store(spec.database, lock_timeout=1.0), journal, spec.name)
     except LockedError as e:
-        say(f"waiting (up to {store.lock_timeout:.0f} s) for the database: {e}; every result is safe in"
-            f" {journal.path}, and `featherweight db sync` applies it later")  # fmt: skip
+        say(
+            f"waiting (up to {store.lock_timeout:.0f} s) for the database: {e}; every result is safe in"
+            f" {journal.path}, and `featherweight db sync` applies it later"
+        )
         return apply_journal(store, journal, spec.name)
 
 
 def _raise_if_stopped(spec: SweepSpec, stage: str, r: StageResult) -> None:
     if r.stopped_early:
-        raise StageStopped(f"interrupted after {r.ran} of {r.planned} {stage} trials; `featherweight sweep resume"
-                           f" {spec.name}` runs the rest")  # fmt: skip
+        raise StageStopped(
+            f"interrupted after {r.ran} of {r.planned} {stage} trials; `featherweight sweep resume"
+            f" {spec.name}` runs the rest"
+        )
 
 
 def _final_status(o: SweepOutcome) -> tuple[str, str | None]:
@@ -282,8 +314,10 @@ def run_and_summarize(spec: SweepSpec, address: str | None, say: Callable[[str],
     ms = sorted(out.db_write_ms)
     write = f", db write median {ms[len(ms) // 2]:.1f} ms" if ms else ""
     teacher = f" + {out.teacher_compression_ran} teacher compression" if out.teacher_compression_ran else ""
-    say(f"sweep {out.name} {out.status} in {out.seconds:.0f}s: {out.distill_ran} distillation + {out.compress_ran}"
-        f" compression{teacher} trials run, {out.failed} failed{write}")  # fmt: skip
+    say(
+        f"sweep {out.name} {out.status} in {out.seconds:.0f}s: {out.distill_ran} distillation + {out.compress_ran}"
+        f" compression{teacher} trials run, {out.failed} failed{write}"
+    )
     if out.message:
         say(out.message)
     say(f"database: {out.database}")

@@ -294,9 +294,15 @@ class SweepSpec:
                     continue
                 for seed, quantize, settings in _tc_grid(method, tc[method]):
                     _check_against_teacher(method, settings, layers, task, tdir)
-                    trial = TeacherCompressionTrial(task=task, method=method, seed=seed, quantize=quantize,
-                                                    settings=settings, teacher_fingerprint=fingerprint,
-                                                    task_definition=definition)  # fmt: skip
+                    trial = TeacherCompressionTrial(
+                        task=task,
+                        method=method,
+                        seed=seed,
+                        quantize=quantize,
+                        settings=settings,
+                        teacher_fingerprint=fingerprint,
+                        task_definition=definition,
+                    )
                     out.setdefault(trial.trial_id, trial)
         return list(out.values())
 
@@ -314,8 +320,10 @@ class SweepSpec:
     def distill_trials(self) -> list[DistillTrial]:
         """The full stage-1 grid, one :class:`DistillTrial` per point (char ignores vocab size, so the product's
         duplicates run once)."""
-        training = {k: self.training[k] for k in ("pooling", "temperature", "max_epochs", "patience", "batch_size",
-                                                  "lr", "optimizer")}  # fmt: skip
+        training = {
+            k: self.training[k]
+            for k in ("pooling", "temperature", "max_epochs", "patience", "batch_size", "lr", "optimizer")
+        }
         out: dict[str, DistillTrial] = {}
         for task in self.tasks:
             g = self.grid_for(task)
@@ -327,8 +335,18 @@ class SweepSpec:
                 allowed_dims = g["dims_by_embedding"].get(emb)
                 if allowed_dims is not None and dim not in allowed_dims:
                     continue
-                trial = DistillTrial(task=task, arch=arch, embedding=emb, emb_dim=dim, vocab_size=vocab, alpha=alpha,
-                                     bootstrap=boot, seed=seed, task_definition=definition, **training)  # fmt: skip
+                trial = DistillTrial(
+                    task=task,
+                    arch=arch,
+                    embedding=emb,
+                    emb_dim=dim,
+                    vocab_size=vocab,
+                    alpha=alpha,
+                    bootstrap=boot,
+                    seed=seed,
+                    task_definition=definition,
+                    **training,
+                )
                 out.setdefault(trial.trial_id, trial)
         return list(out.values())
 
@@ -353,12 +371,15 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
         try:
             task_spec = task_from_options(tname, definition)
         except UserError as e:
-            raise SpecError(f"{where}{'.' if definition and str(e).split(':')[0] in _option_paths(definition) else ': '}"
-                            f"{e}") from None  # fmt: skip
+            raise SpecError(
+                f"{where}{'.' if definition and str(e).split(':')[0] in _option_paths(definition) else ': '}{e}"
+            ) from None
         t.update(definition)
         if task_spec.custom and t["data"] in (None, "hub", "synthetic"):
-            raise SpecError(f"{where}.data: custom task {tname!r} needs its data: a CSV/TSV file, a directory with"
-                            f" train and dev files, or hf:OWNER/NAME; got {t['data']!r}")  # fmt: skip
+            raise SpecError(
+                f"{where}.data: custom task {tname!r} needs its data: a CSV/TSV file, a directory with"
+                f" train and dev files, or hf:OWNER/NAME; got {t['data']!r}"
+            )
         _validate_baselines(t["baselines"], f"{where}.baselines")
         if t["grid"]:
             _check_keys(t["grid"], GRID_KEYS, f"{where}.grid")
@@ -374,8 +395,12 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
                 raise SpecError(f"{where}.data: task {tname!r} is generated; expected 'synthetic', got {t['data']!r}")
         elif not isinstance(t["data"], str | None):
             raise SpecError(f"{where}.data: expected a path, 'hub' or hf:OWNER/NAME, got {t['data']!r}")
-        elif (t["data"] not in (None, "hub") and not t["data"].startswith("hf:") and check_files
-              and not Path(t["data"]).expanduser().exists()):  # fmt: skip
+        elif (
+            t["data"] not in (None, "hub")
+            and not t["data"].startswith("hf:")
+            and check_files
+            and not Path(t["data"]).expanduser().exists()
+        ):
             expected = "a CSV/TSV file or a directory" if task_spec.custom else "'hub' or a local GLUE directory"
             raise SpecError(f"{where}.data: {t['data']!r} does not exist (expected {expected})")
         study = isinstance(t["teacher"], dict) or (
@@ -580,23 +605,28 @@ def _validate_teacher_compression(value: Any, tasks: dict[str, dict]) -> dict:
     _check_keys(value, TC_TOP_KEYS, "teacher_compression")
     methods = [m for m in TEACHER_COMPRESSION_METHODS if m in value]
     if not methods:
-        raise SpecError(f"teacher_compression: expected the settings of theseus and/or bertvision (empty for the"
-                        f" defaults), got {value!r}")  # fmt: skip
+        raise SpecError(
+            f"teacher_compression: expected the settings of theseus and/or bertvision (empty for the"
+            f" defaults), got {value!r}"
+        )
     names = value.get("tasks")
     if names is None:
         names = [t for t, cfg in tasks.items() if cfg.get("teacher")]
         if not names:
-            raise SpecError("teacher_compression.tasks: no task of this spec has a teacher to compress; set"
-                            " tasks.<task>.teacher")  # fmt: skip
+            raise SpecError(
+                "teacher_compression.tasks: no task of this spec has a teacher to compress; set tasks.<task>.teacher"
+            )
     else:
         names = [names] if isinstance(names, str) else _list(names, "teacher_compression.tasks")
         for i, t in enumerate(names):
             if not isinstance(t, str) or t not in tasks:
-                raise SpecError(f"teacher_compression.tasks[{i}]: {t!r} is not a task of this spec; expected one of"
-                                f" {sorted(tasks)}")  # fmt: skip
+                raise SpecError(
+                    f"teacher_compression.tasks[{i}]: {t!r} is not a task of this spec; expected one of {sorted(tasks)}"
+                )
             if not tasks[t].get("teacher"):
-                raise SpecError(f"teacher_compression.tasks[{i}]: task {t!r} has no teacher to compress; set"
-                                f" tasks.{t}.teacher")  # fmt: skip
+                raise SpecError(
+                    f"teacher_compression.tasks[{i}]: task {t!r} has no teacher to compress; set tasks.{t}.teacher"
+                )
         names = list(dict.fromkeys(names))
     out: dict[str, Any] = {"tasks": names}
     for m in methods:  # a method left out stays out (a saved spec validates to itself)
@@ -623,12 +653,16 @@ def teacher_layers(teacher_dir: str | Path) -> int:
 def _check_against_teacher(method: str, settings: dict, layers: int, task: str, teacher: Path) -> None:
     where = f"teacher_compression.{method}"
     if method == "bertvision" and settings.get("layers") is not None and settings["layers"] > layers:
-        raise SpecError(f"{where}.layers: {settings['layers']} is more than the {layers} layers of task {task}'s"
-                        f" teacher ({teacher})")  # fmt: skip
+        raise SpecError(
+            f"{where}.layers: {settings['layers']} is more than the {layers} layers of task {task}'s"
+            f" teacher ({teacher})"
+        )
     r = settings.get("replace_rate")
     if method == "theseus" and r is not None and (r > layers or layers % r):
-        raise SpecError(f"{where}.replace_rate: {r} does not divide the {layers} layers of task {task}'s teacher"
-                        f" ({teacher}) into blocks")  # fmt: skip
+        raise SpecError(
+            f"{where}.replace_rate: {r} does not divide the {layers} layers of task {task}'s teacher"
+            f" ({teacher}) into blocks"
+        )
 
 
 def _validate_report(value: Any) -> dict:
@@ -650,8 +684,9 @@ def _validate_plain_teacher_and_bootstrap(t: dict, where: str, check_files: bool
     """``teacher: DIR | small`` and ``bootstrap: FILE | {n, p, k, ratio, seed}``: built on the driver, as always."""
     if t["teacher"] is not None and t["teacher"] != "small":
         if not isinstance(t["teacher"], str):
-            raise SpecError(f"{where}.teacher: expected a teacher directory, 'small' or {{model, finetune}},"
-                            f" got {t['teacher']!r}")  # fmt: skip
+            raise SpecError(
+                f"{where}.teacher: expected a teacher directory, 'small' or {{model, finetune}}, got {t['teacher']!r}"
+            )
         if check_files and not Path(t["teacher"]).expanduser().is_dir():
             raise SpecError(f"{where}.teacher: {t['teacher']!r} is not a directory (a fine-tuned HF teacher)")
     b = t["bootstrap"]
@@ -699,8 +734,9 @@ def _validate_study_teacher(value: Any, where: str, check_files: bool) -> dict |
     _check_keys(value, TEACHER_KEYS, where)
     model = value.get("model")
     if not isinstance(model, str) or not model.strip():
-        raise SpecError(f"{where}.model: expected 'small', a model directory or a hub id (e.g. roberta-large),"
-                        f" got {model!r}")  # fmt: skip
+        raise SpecError(
+            f"{where}.model: expected 'small', a model directory or a hub id (e.g. roberta-large), got {model!r}"
+        )
     ft = value.get("finetune")
     if ft is None and model == "small":
         ft = {}
@@ -720,8 +756,10 @@ def _validate_study_teacher(value: Any, where: str, check_files: bool) -> dict |
     if model != "small" and check_files:
         path = Path(model).expanduser()
         if ft is None and not path.is_dir():
-            raise SpecError(f"{where}.model: {model!r} is not a directory; a teacher without finetune settings must be"
-                            " a fine-tuned teacher directory (add finetune: {...} to fine-tune a hub model)")  # fmt: skip
+            raise SpecError(
+                f"{where}.model: {model!r} is not a directory; a teacher without finetune settings must be"
+                " a fine-tuned teacher directory (add finetune: {...} to fine-tune a hub model)"
+            )
         _check_model_source(model, f"{where}.model")
     return {"model": model, "finetune": ft}
 
@@ -732,8 +770,9 @@ def _validate_study_bootstrap(value: Any, teacher: dict | None, where: str, chec
     if value is None:
         return None
     if teacher is None:
-        raise SpecError(f"{where}: bootstrap examples are labelled by the teacher; set {where.rsplit('.', 1)[0]}"
-                        ".teacher too")  # fmt: skip
+        raise SpecError(
+            f"{where}: bootstrap examples are labelled by the teacher; set {where.rsplit('.', 1)[0]}.teacher too"
+        )
     if isinstance(value, str):
         if check_files and not Path(value).expanduser().is_file():
             raise SpecError(f"{where}: {value!r} is not a file (write one with `featherweight augment`)")
@@ -743,8 +782,20 @@ def _validate_study_bootstrap(value: Any, teacher: dict | None, where: str, chec
     from featherweight_core.augment import AugmentConfig
 
     d = AugmentConfig()
-    b = _merge({"n": d.n, "p": d.p, "k": d.k, "ratio": d.ratio, "seed": d.seed, "mode": "embedding", "mlm": None,
-                "shards": "auto"}, value, where)  # fmt: skip
+    b = _merge(
+        {
+            "n": d.n,
+            "p": d.p,
+            "k": d.k,
+            "ratio": d.ratio,
+            "seed": d.seed,
+            "mode": "embedding",
+            "mlm": None,
+            "shards": "auto",
+        },
+        value,
+        where,
+    )
     _int(b["n"], f"{where}.n", 1)
     _int(b["k"], f"{where}.k", 1)
     _int(b["seed"], f"{where}.seed", 0)
@@ -764,8 +815,10 @@ def _validate_study_bootstrap(value: Any, teacher: dict | None, where: str, chec
     if not isinstance(b["mlm"], str) or not b["mlm"].strip():
         raise SpecError(f"{where}.mlm: expected 'teacher', a masked-LM directory or a hub id, got {b['mlm']!r}")
     if b["mlm"] == "teacher" and teacher["model"] == "small":
-        raise SpecError(f"{where}.mlm: 'teacher' needs a pre-trained teacher model; the small teacher has no masked"
-                        " LM (give mlm: DIR or a hub id, or use mode embedding)")  # fmt: skip
+        raise SpecError(
+            f"{where}.mlm: 'teacher' needs a pre-trained teacher model; the small teacher has no masked"
+            " LM (give mlm: DIR or a hub id, or use mode embedding)"
+        )
     mlm = teacher["model"] if b["mlm"] == "teacher" else b["mlm"]
     if check_files:
         _check_model_source(mlm, f"{where}.mlm")

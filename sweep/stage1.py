@@ -28,9 +28,13 @@ class StageResult:
 
 
 def run_distill_stage(
-    spec: SweepSpec, todo: list[DistillTrial], assets: dict[str, TaskAssets], data: TaskDataCache,
-    say: Callable[[str], None], prefix: str = "",
-) -> StageResult:  # fmt: skip
+    spec: SweepSpec,
+    todo: list[DistillTrial],
+    assets: dict[str, TaskAssets],
+    data: TaskDataCache,
+    say: Callable[[str], None],
+    prefix: str = "",
+) -> StageResult:
     """Prepare one dataset per (task, encoding) the trials need, put each in Ray's object store once, and run
     ``todo`` through Tune as the experiment ``<prefix>distill`` (the runner's ``run<N>-``). Ray must be
     initialised."""
@@ -49,8 +53,9 @@ def run_distill_stage(
         return DistillTrial.from_dict(tune_trial.config["trial"])
 
     size_measure = spec.compress["size_measure"] if spec.compress else "gzip_bytes"
-    db = DatabaseCallback(spec.database, trial_of, lambda t, o, c: distill_record(spec.name, t, o, c),
-                          spec.journal_path)  # fmt: skip
+    db = DatabaseCallback(
+        spec.database, trial_of, lambda t, o, c: distill_record(spec.name, t, o, c), spec.journal_path
+    )
     progress = ProgressReporter(len(todo), "distill", trial_of, size_measure, say)
     tuner = build_tuner(
         tune.with_parameters(distill_trainable, data=refs),
@@ -62,5 +67,6 @@ def run_distill_stage(
         max_concurrent=spec.resources["max_concurrent"],
     )
     tuner.fit()
-    return StageResult(progress.done, progress.failed, [s * 1000 for s in db.write_seconds], progress.first_error,
-                       planned=len(todo))  # fmt: skip
+    return StageResult(
+        progress.done, progress.failed, [s * 1000 for s in db.write_seconds], progress.first_error, planned=len(todo)
+    )

@@ -94,15 +94,25 @@ def _searcher(spec: SweepSpec, plan: ParentPlan):
         if len(params) != len(dists) or any(not d.low <= params[k] <= d.high for k, d in dists.items()):
             continue
         study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, values=[score, size]))
-    searcher = OptunaSearch(space=dists, metric=["score", "size"], mode=["max", "min"], storage=storage,
-                            study_name=name, seed=s["seed"] + len(plan.history))  # fmt: skip
+    searcher = OptunaSearch(
+        space=dists,
+        metric=["score", "size"],
+        mode=["max", "min"],
+        storage=storage,
+        study_name=name,
+        seed=s["seed"] + len(plan.history),
+    )
     return ConcurrencyLimiter(searcher, max_concurrent=s["max_concurrent"])
 
 
 def run_compress_stage(
-    spec: SweepSpec, plans: list[ParentPlan], assets: dict[str, TaskAssets], data: TaskDataCache,
-    say: Callable[[str], None], prefix: str = "",
-) -> StageResult:  # fmt: skip
+    spec: SweepSpec,
+    plans: list[ParentPlan],
+    assets: dict[str, TaskAssets],
+    data: TaskDataCache,
+    say: Callable[[str], None],
+    prefix: str = "",
+) -> StageResult:
     """Run the remaining samples of every planned parent, each as the experiment ``<prefix>compress-<parent>``.
     Ray must be initialised."""
     from ray import tune
@@ -114,8 +124,10 @@ def run_compress_stage(
     if not todo:
         return out
     c = spec.compress
-    say(f"compression stage: {len(plans)} parent(s) ({c['parents']}), {c['search']['num_samples']} Optuna samples"
-        f" each, {sum(p.remaining for p in todo)} to run")  # fmt: skip
+    say(
+        f"compression stage: {len(plans)} parent(s) ({c['parents']}), {c['search']['num_samples']} Optuna samples"
+        f" each, {sum(p.remaining for p in todo)} to run"
+    )
     import ray
 
     refs: dict[str, Any] = {}  # one dataset in the object store per data key, shared by every parent that uses it
@@ -129,8 +141,9 @@ def run_compress_stage(
         p = key_trial.parent_config
         key = key_trial.data_key
         if key not in refs:
-            prepared = prepare_datasets(spec, [(p["task"], p["embedding"], p["vocab_size"], p["emb_dim"])], assets,
-                                        data)[key]  # fmt: skip
+            prepared = prepare_datasets(
+                spec, [(p["task"], p["embedding"], p["vocab_size"], p["emb_dim"])], assets, data
+            )[key]
             refs[key] = ray.put(prepared.share_bootstrap())
 
         def trial_of(tune_trial, fixed=fixed) -> CompressTrial:

@@ -98,8 +98,12 @@ def teacher_shape(teacher_dir: str | Path) -> dict[str, Any]:
     from sweep.spec import teacher_layers
 
     cfg = json.loads((Path(teacher_dir) / "config.json").read_text(encoding="utf-8"))
-    return {"dir": str(teacher_dir), "hidden_size": int(cfg.get("hidden_size") or cfg.get("dim")),
-            "vocab_size": cfg.get("vocab_size"), "layers": teacher_layers(teacher_dir)}  # fmt: skip
+    return {
+        "dir": str(teacher_dir),
+        "hidden_size": int(cfg.get("hidden_size") or cfg.get("dim")),
+        "vocab_size": cfg.get("vocab_size"),
+        "layers": teacher_layers(teacher_dir),
+    }
 
 
 # ---- resources -------------------------------------------------------------------------------------------------------
@@ -138,18 +142,24 @@ def check_teacher_compression_resources(
         per_node = [float((n.get("Resources") or {}).get(ray_key, 0)) for n in alive]
         if per_node and max(per_node) >= asked:
             continue
-        raise ResourceError(f"resources.{key}: {asked:g} {ray_key} per teacher compression trial asked, the Ray"
-                            f" cluster has {float(cluster.get(ray_key, 0)):g} (largest node:"
-                            f" {max(per_node, default=0):g})")  # fmt: skip
+        raise ResourceError(
+            f"resources.{key}: {asked:g} {ray_key} per teacher compression trial asked, the Ray"
+            f" cluster has {float(cluster.get(ray_key, 0)):g} (largest node:"
+            f" {max(per_node, default=0):g})"
+        )
 
 
 # ---- running -------------------------------------------------------------------------------------------------------
 
 
 def run_teacher_compression_stage(
-    spec: SweepSpec, todo: list[TeacherCompressionTrial], teachers: dict[str, str], data: TaskDataCache,
-    say: Callable[[str], None], prefix: str = "",
-) -> StageResult:  # fmt: skip
+    spec: SweepSpec,
+    todo: list[TeacherCompressionTrial],
+    teachers: dict[str, str],
+    data: TaskDataCache,
+    say: Callable[[str], None],
+    prefix: str = "",
+) -> StageResult:
     """Run ``todo`` through Tune as the experiment ``<prefix>teacher_compression``; each task's data goes into Ray's
     object store once. Ray must be initialised."""
     import ray
@@ -160,8 +170,10 @@ def run_teacher_compression_stage(
     if not todo:
         return StageResult()
     cpus, gpus = trial_resources(spec)
-    say(f"teacher compression: {len(todo)} trial(s) on {', '.join(sorted({t.task for t in todo}))}"
-        f" ({cpus:g} CPU, {gpus:g} GPU each)")  # fmt: skip
+    say(
+        f"teacher compression: {len(todo)} trial(s) on {', '.join(sorted({t.task for t in todo}))}"
+        f" ({cpus:g} CPU, {gpus:g} GPU each)"
+    )
     tasks = sorted({t.task for t in todo})
     refs = {task: ray.put(data(task)) for task in tasks}
     shapes = {task: teacher_shape(teachers[task]) for task in tasks}
@@ -169,14 +181,17 @@ def run_teacher_compression_stage(
     def trial_of(tune_trial) -> TeacherCompressionTrial:
         return TeacherCompressionTrial.from_dict(tune_trial.config["trial"])
 
-    db = DatabaseCallback(spec.database, trial_of,
-                          lambda t, o, c: teacher_compression_record(spec.name, t, o, c, shapes[t.task]),
-                          spec.journal_path)  # fmt: skip
+    db = DatabaseCallback(
+        spec.database,
+        trial_of,
+        lambda t, o, c: teacher_compression_record(spec.name, t, o, c, shapes[t.task]),
+        spec.journal_path,
+    )
     progress = ProgressReporter(len(todo), "teacher compression", trial_of, "gzip_bytes", say)
     cache_dir = spec.storage / spec.name / "assets" / HIDDEN_STATES_DIR
     trainable = tune.with_parameters(
         teacher_compression_trainable, data=refs, teachers={t: teachers[t] for t in tasks}, cache_dir=str(cache_dir)
-    )  # fmt: skip
+    )
     result, expected = StageResult(planned=len(todo)), 0
     for wave, suffix in zip(waves(todo), ("", "_int8"), strict=True):
         if not wave:
@@ -193,8 +208,13 @@ def run_teacher_compression_stage(
             resource_keys=("teacher_compression_cpus", "teacher_compression_gpus"),
         )
         tuner.fit()
-        result = StageResult(progress.done, progress.failed, [s * 1000 for s in db.write_seconds],
-                             progress.first_error, planned=len(todo))  # fmt: skip
+        result = StageResult(
+            progress.done,
+            progress.failed,
+            [s * 1000 for s in db.write_seconds],
+            progress.first_error,
+            planned=len(todo),
+        )
         if progress.done < expected:
             break  # Tune stopped early (Ctrl-C): the runner reports how far the stage got
     return result

@@ -103,8 +103,9 @@ def _amount(n: float, unit: str) -> str:
     return f"{n:g} {unit}{'' if float(n) == 1 else 's'}"
 
 
-def check_stage_resources(spec: SweepSpec, cluster: dict[str, float] | None = None,
-                          nodes: list[dict] | None = None) -> None:  # fmt: skip
+def check_stage_resources(
+    spec: SweepSpec, cluster: dict[str, float] | None = None, nodes: list[dict] | None = None
+) -> None:
     """A stage task's CPUs / GPUs (``resources.teacher_*``, ``bootstrap_*``) must fit on one node of the Ray cluster
     (``ray.cluster_resources()``, the live ``ray.nodes()``; the running cluster when not given). Run right after Ray
     starts, before anything is written: :class:`sweep.tuner.ResourceError` otherwise."""
@@ -113,18 +114,25 @@ def check_stage_resources(spec: SweepSpec, cluster: dict[str, float] | None = No
     if cluster is None or nodes is None:
         cluster, nodes = _cluster()
     alive = [n for n in nodes if n.get("Alive", True)]
-    for key, ray_key in (("teacher_cpus", "CPU"), ("bootstrap_cpus", "CPU"), ("teacher_gpus", "GPU"),
-                         ("bootstrap_gpus", "GPU")):  # fmt: skip
+    for key, ray_key in (
+        ("teacher_cpus", "CPU"),
+        ("bootstrap_cpus", "CPU"),
+        ("teacher_gpus", "GPU"),
+        ("bootstrap_gpus", "GPU"),
+    ):
         asked = spec.resources[key]
         if asked == "auto" or float(asked) <= 0:
             continue
         per_node = [float((n.get("Resources") or {}).get(ray_key, 0)) for n in alive]
         if per_node and max(per_node) >= float(asked):
             continue
-        where = ", ".join(f"{n.get('NodeManagerAddress', '?')}: {_amount(c, ray_key)}"
-                          for n, c in zip(alive, per_node, strict=True))  # fmt: skip
-        raise ResourceError(f"resources.{key}: {_amount(float(asked), ray_key)} per stage task asked, the Ray cluster"
-                            f" has {_amount(float(cluster.get(ray_key, 0)), ray_key)} (nodes: {where})")  # fmt: skip
+        where = ", ".join(
+            f"{n.get('NodeManagerAddress', '?')}: {_amount(c, ray_key)}" for n, c in zip(alive, per_node, strict=True)
+        )
+        raise ResourceError(
+            f"resources.{key}: {_amount(float(asked), ray_key)} per stage task asked, the Ray cluster"
+            f" has {_amount(float(cluster.get(ray_key, 0)), ray_key)} (nodes: {where})"
+        )
 
 
 # ---- the Ray tasks (run on a worker; return where and how long they ran) -----------------------------------------------
@@ -148,8 +156,9 @@ def _threads(cpus: float) -> None:
     torch.set_num_threads(max(1, int(cpus)))
 
 
-def _teacher_task(model: str, task_data: TaskData, output: str, finetune: dict, cpus: float, gpus: float,
-                  progress: str | None = None) -> dict:  # fmt: skip
+def _teacher_task(
+    model: str, task_data: TaskData, output: str, finetune: dict, cpus: float, gpus: float, progress: str | None = None
+) -> dict:
     import dataclasses
 
     from featherweight_core import teacher
@@ -163,10 +172,22 @@ def _teacher_task(model: str, task_data: TaskData, output: str, finetune: dict, 
             _, metrics = teacher.build_demo_teacher(task_data, output, cfg=cfg)
         else:
             cfg = teacher.TeacherConfig(**finetune, device=device)
-            metrics = teacher.finetune_teacher(model, task_data, output, cfg, progress=progress is not None,
-                                               overwrite=True, log=sys.stderr if progress else None)  # fmt: skip
-    return {"start": start, "end": time.time(), "device": recorded, "node": node,
-            "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float)}}  # fmt: skip
+            metrics = teacher.finetune_teacher(
+                model,
+                task_data,
+                output,
+                cfg,
+                progress=progress is not None,
+                overwrite=True,
+                log=sys.stderr if progress else None,
+            )
+    return {
+        "start": start,
+        "end": time.time(),
+        "device": recorded,
+        "node": node,
+        "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float)},
+    }
 
 
 def _vectors_task(task_data: TaskData, cache_dir: str) -> dict:
@@ -179,20 +200,36 @@ def _vectors_task(task_data: TaskData, cache_dir: str) -> dict:
     return {"start": start, "end": time.time(), "device": recorded, "node": node, "path": str(path)}
 
 
-def _shard_task(task_data: TaskData, output: str, cfg: dict, vectors: str, mlm: str | None, rows: tuple[int, int],
-                cpus: float, gpus: float) -> dict:  # fmt: skip
+def _shard_task(
+    task_data: TaskData,
+    output: str,
+    cfg: dict,
+    vectors: str,
+    mlm: str | None,
+    rows: tuple[int, int],
+    cpus: float,
+    gpus: float,
+) -> dict:
     from featherweight_core.augment import AugmentConfig, augment_to_file
 
     _threads(cpus)
     device, recorded, node = _placement(gpus)
     start = time.time()
-    report = augment_to_file(task_data, output, AugmentConfig(**cfg), vectors=vectors, mlm=mlm, device=device,
-                             rows=rows, allow_empty=True)  # fmt: skip
+    report = augment_to_file(
+        task_data, output, AugmentConfig(**cfg), vectors=vectors, mlm=mlm, device=device, rows=rows, allow_empty=True
+    )
     return {"start": start, "end": time.time(), "device": recorded, "node": node, "kept": report.kept}
 
 
-def _label_task(teacher_dir: str, task_data: TaskData, bootstrap: str | None, root: str, cpus: float,
-                gpus: float, progress: str | None = None) -> dict:  # fmt: skip
+def _label_task(
+    teacher_dir: str,
+    task_data: TaskData,
+    bootstrap: str | None,
+    root: str,
+    cpus: float,
+    gpus: float,
+    progress: str | None = None,
+) -> dict:
     from featherweight_core.augment import read_augmented
     from featherweight_core.softtargets import SoftTargetStore
 
@@ -205,8 +242,7 @@ def _label_task(teacher_dir: str, task_data: TaskData, bootstrap: str | None, ro
         if bootstrap is not None:
             aug, _ = read_augmented(bootstrap, task_data.task)
             store.get_or_compute(teacher_dir, aug, f"{task_data.task.name}-bootstrap")
-    return {"start": start, "end": time.time(), "device": recorded, "node": node,
-            "rows": store.examples_computed}  # fmt: skip
+    return {"start": start, "end": time.time(), "device": recorded, "node": node, "rows": store.examples_computed}
 
 
 @contextlib.contextmanager
@@ -301,8 +337,16 @@ class StudyRunner:
             row = self._rows.get((job.task, stage, job.fingerprint))
             if job.done():
                 if row is None or row["status"] not in ("finished", "cached"):
-                    self.store.finish_stage(name, job.task, stage, job.fingerprint, "cached", output=str(job.output),
-                                            message="output found from an earlier run", detail=job.detail)  # fmt: skip
+                    self.store.finish_stage(
+                        name,
+                        job.task,
+                        stage,
+                        job.fingerprint,
+                        "cached",
+                        output=str(job.output),
+                        message="output found from an earlier run",
+                        detail=job.detail,
+                    )
                 self.say(f"{stage} {job.task}: done already ({job.output.name})")
                 continue
             self.store.start_stage(name, job.task, stage, job.fingerprint, str(job.output), job.detail)
@@ -328,9 +372,18 @@ class StudyRunner:
             seconds = max(r["end"] for r in ran) - min(r["start"] for r in ran) if ran else 0.0
             devices = sorted({r["device"] for r in ran})
             nodes = sorted({r["node"] for r in ran})
-            self.store.finish_stage(name, job.task, stage, job.fingerprint, "finished", seconds=round(seconds, 3),
-                                    device=",".join(devices) or None, node=",".join(nodes) or None,
-                                    output=str(job.output), detail=detail)  # fmt: skip
+            self.store.finish_stage(
+                name,
+                job.task,
+                stage,
+                job.fingerprint,
+                "finished",
+                seconds=round(seconds, 3),
+                device=",".join(devices) or None,
+                node=",".join(nodes) or None,
+                output=str(job.output),
+                detail=detail,
+            )
             self.say(f"{stage} {job.task}: finished in {seconds:.1f}s on {','.join(devices)} ({job.output.name})")
         if errors:
             raise errors[0]
@@ -347,8 +400,10 @@ class StudyRunner:
                 break
             elapsed = time.time() - started
             where = last_progress(job.progress) if len(refs) == 1 else f"{len(ready)} of {len(refs)} tasks done"
-            self.say(f"{stage} {job.task}: running for {elapsed // 60:.0f}m{elapsed % 60:02.0f}s"
-                     + (f": {where}" if where else ""))  # fmt: skip
+            self.say(
+                f"{stage} {job.task}: running for {elapsed // 60:.0f}m{elapsed % 60:02.0f}s"
+                + (f": {where}" if where else "")
+            )
         if job.progress is not None:
             job.progress.unlink(missing_ok=True)
 
@@ -369,8 +424,15 @@ class StudyRunner:
             a.teacher = str(Path(t["model"]).expanduser().resolve())
             return None
         td = self.data(task)
-        fp = _fingerprint({"stage": "teacher", "task": td.task.to_dict(), "data": td.fingerprint(),
-                           "model": _model_identity(t["model"]), "finetune": t["finetune"]})  # fmt: skip
+        fp = _fingerprint(
+            {
+                "stage": "teacher",
+                "task": td.task.to_dict(),
+                "data": td.fingerprint(),
+                "model": _model_identity(t["model"]),
+                "finetune": t["finetune"],
+            }
+        )
         out = self.root / task / f"teacher-{fp}"
         progress = out.with_name(f".{out.name}.progress")
         a.teacher = str(out)
@@ -378,14 +440,20 @@ class StudyRunner:
         cpus, gpus = float(self.spec.resources["teacher_cpus"]), stage_gpus(self.spec, "teacher_gpus", cluster)
         ref = self.task_data_ref(task)
         return Job(
-            task, "teacher", fp, out,
+            task,
+            "teacher",
+            fp,
+            out,
             done=lambda: (out / "config.json").is_file() and (out / "featherweight_teacher.json").is_file(),
-            submit=lambda: [_remote(_teacher_task, cpus, gpus).remote(t["model"], ref, str(out), t["finetune"], cpus,
-                                                                       gpus, str(progress))],
+            submit=lambda: [
+                _remote(_teacher_task, cpus, gpus).remote(
+                    t["model"], ref, str(out), t["finetune"], cpus, gpus, str(progress)
+                )
+            ],
             progress=progress,
             finish=lambda results: {"metrics": results[0]["metrics"]},
             detail={"model": t["model"], "finetune": t["finetune"], "cpus": cpus, "gpus": gpus},
-        )  # fmt: skip
+        )
 
     # -- bootstrap -------------------------------------------------------------------------------------------------
 
@@ -402,8 +470,16 @@ class StudyRunner:
         if b["mode"] == "fill-mask":
             mlm = teacher["model"] if b["mlm"] == "teacher" else b["mlm"]
         settings = {k: b[k] for k in ("n", "p", "k", "ratio", "seed", "mode")}
-        fp = _fingerprint({"stage": "bootstrap", "task": td.task.to_dict(), "data": td.fingerprint(), **settings,
-                           "mlm": _model_identity(mlm) if mlm else None, "vectors": "task:100"})  # fmt: skip
+        fp = _fingerprint(
+            {
+                "stage": "bootstrap",
+                "task": td.task.to_dict(),
+                "data": td.fingerprint(),
+                **settings,
+                "mlm": _model_identity(mlm) if mlm else None,
+                "vectors": "task:100",
+            }
+        )
         out = self.root / task / f"bootstrap-{fp}.parquet"
         a.bootstrap = str(out)
         cluster, _ = _cluster()
@@ -430,8 +506,11 @@ class StudyRunner:
 
             vec = ray.get(_remote(_vectors_task, 1, 0).remote(ref, vectors_dir))
             shard = _remote(_shard_task, cpus, gpus)
-            return [ray.put(vec)] + [shard.remote(ref, str(f), cfg, vec["path"], mlm, bounds[i], cpus, gpus)
-                                     for i, f in enumerate(files) if not f.is_file()]  # fmt: skip
+            return [ray.put(vec)] + [
+                shard.remote(ref, str(f), cfg, vec["path"], mlm, bounds[i], cpus, gpus)
+                for i, f in enumerate(files)
+                if not f.is_file()
+            ]
 
         def finish(results: list[dict]) -> dict:
             kept = _concat_shards(files, out, b["ratio"], shards)
@@ -440,9 +519,17 @@ class StudyRunner:
             shutil.rmtree(shard_dir, ignore_errors=True)
             return {"kept": kept, "shards_run": len(results) - 1}
 
-        return Job(task, "bootstrap", fp, out, done=out.is_file, submit=submit, finish=finish,
-                   detail={**settings, "mlm": mlm, "shards": shards, "cpus": cpus, "gpus": gpus},
-                   fault_after_first=True)  # fmt: skip
+        return Job(
+            task,
+            "bootstrap",
+            fp,
+            out,
+            done=out.is_file,
+            submit=submit,
+            finish=finish,
+            detail={**settings, "mlm": mlm, "shards": shards, "cpus": cpus, "gpus": gpus},
+            fault_after_first=True,
+        )
 
     # -- soft targets ----------------------------------------------------------------------------------------------
 
@@ -461,22 +548,32 @@ class StudyRunner:
             aug, _ = read_augmented(a.bootstrap, td.task)
             parts.append((aug, f"{td.task.name}-bootstrap"))
             boot_fp = texts_fingerprint(aug.keys, aug.texts)
-        fp = _fingerprint({"stage": "soft_targets", "teacher": teacher_fingerprint(a.teacher),
-                           "data": td.fingerprint(), "bootstrap": boot_fp})  # fmt: skip
+        fp = _fingerprint(
+            {
+                "stage": "soft_targets",
+                "teacher": teacher_fingerprint(a.teacher),
+                "data": td.fingerprint(),
+                "bootstrap": boot_fp,
+            }
+        )
         cluster, _ = _cluster()
         cpus, gpus = float(self.spec.resources["teacher_cpus"]), stage_gpus(self.spec, "teacher_gpus", cluster)
         ref = self.task_data_ref(task)
         teacher_dir, boot = a.teacher, a.bootstrap
         progress = self.root / task / f".soft_targets-{fp}.progress"
         return Job(
-            task, "soft_targets", fp, root,
+            task,
+            "soft_targets",
+            fp,
+            root,
             done=lambda: all(store.has(teacher_dir, d, split) for d, split in parts),
-            submit=lambda: [_remote(_label_task, cpus, gpus).remote(teacher_dir, ref, boot, str(root), cpus, gpus,
-                                                                     str(progress))],
+            submit=lambda: [
+                _remote(_label_task, cpus, gpus).remote(teacher_dir, ref, boot, str(root), cpus, gpus, str(progress))
+            ],
             progress=progress,
             finish=lambda results: {"rows": results[0]["rows"]},
             detail={"teacher": teacher_dir, "bootstrap": boot, "cpus": cpus, "gpus": gpus},
-        )  # fmt: skip
+        )
 
 
 def _user_error(e: BaseException) -> UserError | None:
@@ -507,8 +604,10 @@ def _concat_shards(files: list[Path], output: Path, ratio: float, shards: int) -
         keep = [i for i in range(table.num_rows) if math.floor((i + 1) * ratio) > math.floor(i * ratio)]
         table = table.take(pa.array(keep, type=pa.int64()))
     if table.num_rows == 0:
-        raise DataError(f"augmentation of task {meta['task'].get('name')!r} produced no examples (no word had"
-                        f" candidates; vectors: {meta.get('vectors')})")  # fmt: skip
+        raise DataError(
+            f"augmentation of task {meta['task'].get('name')!r} produced no examples (no word had"
+            f" candidates; vectors: {meta.get('vectors')})"
+        )
     meta["config"]["ratio"] = ratio
     meta["shards"] = shards
     meta["source_examples"] = sum(json.loads(t.schema.metadata[META_KEY])["source_examples"] for t in tables)

@@ -77,8 +77,10 @@ def check_address(address: object, timeout_s: float = CONNECT_TIMEOUT_S) -> None
     except TimeoutError as e:
         raise ClusterError(f"address {address!r}: no answer from {host}:{port} within {timeout_s:g} s") from e
     except OSError as e:
-        raise ClusterError(f"address {address!r}: cannot reach a Ray head at {host}:{port} ({e.strerror or e};"
-                           f" start one with `ray start --head --port={port}`)") from e  # fmt: skip
+        raise ClusterError(
+            f"address {address!r}: cannot reach a Ray head at {host}:{port} ({e.strerror or e};"
+            f" start one with `ray start --head --port={port}`)"
+        ) from e
 
 
 def init_ray(address: str | None, resources: dict[str, Any], verbose: bool = False) -> bool:
@@ -139,8 +141,12 @@ def check_shared_storage(storage: Path, timeout_s: float = 60.0) -> None:
 
     try:
         task = ray.remote(num_cpus=0, max_retries=0)(read)
-        refs = {n["NodeID"]: task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                .remote(str(marker)) for n in nodes}  # fmt: skip
+        refs = {
+            n["NodeID"]: task.options(
+                scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+            ).remote(str(marker))
+            for n in nodes
+        }
         ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
         blind = []
         for n in nodes:
@@ -372,7 +378,7 @@ def build_tuner(
             "cpus": cpus,
             "gpus": gpus,
             CHECKPOINT_ROOT: str(Path(storage_path).resolve().parent / "checkpoints"),
-        },  # fmt: skip
+        },
         tune_config=tune.TuneConfig(
             reuse_actors=True,
             max_concurrent_trials=max_concurrent,
@@ -399,8 +405,11 @@ def next_run_number(tune_root: Path) -> int:
     """1 + the highest ``run<N>-`` prefix among the experiment directories under ``tune_root``."""
     import re
 
-    nums = [int(m.group(1)) for p in (tune_root.iterdir() if tune_root.is_dir() else [])
-            if (m := re.match(r"run(\d+)-", p.name))]  # fmt: skip
+    nums = [
+        int(m.group(1))
+        for p in (tune_root.iterdir() if tune_root.is_dir() else [])
+        if (m := re.match(r"run(\d+)-", p.name))
+    ]
     return max(nums, default=0) + 1
 
 

@@ -46,7 +46,7 @@ def make_record(
             "nonzero_params": 400_000,
             "disk_bytes": 1_600_000,
             "gzip_bytes": 1_480_000,
-        },  # fmt: skip
+        },
         started_at=now - 10,
         finished_at=now,
         seconds=10.0,
@@ -59,7 +59,7 @@ def make_record(
                 "seconds": 2.0,
                 "samples_per_second": 500.0,
                 "metrics": {"accuracy": 0.8 + e / 100},
-            }  # fmt: skip
+            }
             for e in range(1, 6)
         ],
     )
@@ -81,8 +81,9 @@ def fill_sweep(store: ExperimentStore, sweep: str = "demo", tasks=("sst2", "qqp"
     store.start_sweep(sweep, {"tasks": list(tasks)}, "test", f"/tmp/{sweep}")
     n = 0
     for task in tasks:
-        store.record_teacher(sweep, task, "teacher-small", 0.91, 0.91, 0.88 if task == "qqp" else None,
-                             4_000_000, 16_000_000, 14_900_000)  # fmt: skip
+        store.record_teacher(
+            sweep, task, "teacher-small", 0.91, 0.91, 0.88 if task == "qqp" else None, 4_000_000, 16_000_000, 14_900_000
+        )
         parents = []
         for arch in ("bilstm", "rnn", "ffn"):
             for emb, dim in (("hash", 25), ("bpe", 25), ("bpe", 100)):
@@ -95,11 +96,25 @@ def fill_sweep(store: ExperimentStore, sweep: str = "demo", tasks=("sst2", "qqp"
                         metrics = {"score": acc, "accuracy": acc, "best_epoch": 2, "epochs": 4}
                         if task == "qqp":
                             metrics["f1"] = acc - 0.1 + rng.gauss(0, 0.01)
-                        rec = make_record(sweep, f"{task}-{n:04d}", task=task, arch=arch, embedding=emb, emb_dim=dim,
-                                          alpha=alpha, bootstrap=boot, seed=s, metrics=metrics,
-                                          temperature=3.0 if arch == "ffn" else None,
-                                          sizes={"params": params, "nonzero_params": params, "disk_bytes": params * 4 + 3000,
-                                                 "gzip_bytes": int(params * 3.7) + 2000})  # fmt: skip
+                        rec = make_record(
+                            sweep,
+                            f"{task}-{n:04d}",
+                            task=task,
+                            arch=arch,
+                            embedding=emb,
+                            emb_dim=dim,
+                            alpha=alpha,
+                            bootstrap=boot,
+                            seed=s,
+                            metrics=metrics,
+                            temperature=3.0 if arch == "ffn" else None,
+                            sizes={
+                                "params": params,
+                                "nonzero_params": params,
+                                "disk_bytes": params * 4 + 3000,
+                                "gzip_bytes": int(params * 3.7) + 2000,
+                            },
+                        )
                         store.record_trial(rec)
                         if alpha == 0.5 and s == THESIS_SEEDS[0] and emb == "bpe" and dim == 25:
                             parents.append(rec)
@@ -112,18 +127,47 @@ def fill_sweep(store: ExperimentStore, sweep: str = "demo", tasks=("sst2", "qqp"
             ):
                 shrink = (0.7 if p else 1.0) * (0.27 if q else 1.0)
                 params = parent.sizes["params"]
-                metrics = {k: v - (0.01 if p else 0.0) - (0.002 if q else 0.0) for k, v in parent.metrics.items()
-                           if k in ("score", "accuracy", "f1")}  # fmt: skip
-                rec = make_record(sweep, f"{task}-{n:04d}", stage="compress", parent_trial_id=parent.trial_id, task=task,
-                                  arch=parent.arch, embedding=parent.embedding, emb_dim=parent.emb_dim, alpha=parent.alpha,
-                                  temperature=parent.temperature, bootstrap=True, seed=parent.seed, pruning=p, quantization=q,
-                                  metrics=metrics, history=[],
-                                  sizes={"params": params, "nonzero_params": int(params * (0.5 if p else 1.0)),
-                                         "disk_bytes": parent.sizes["disk_bytes"] * (0.27 if q else 1.0),
-                                         "gzip_bytes": int(parent.sizes["gzip_bytes"] * shrink)})  # fmt: skip
+                metrics = {
+                    k: v - (0.01 if p else 0.0) - (0.002 if q else 0.0)
+                    for k, v in parent.metrics.items()
+                    if k in ("score", "accuracy", "f1")
+                }
+                rec = make_record(
+                    sweep,
+                    f"{task}-{n:04d}",
+                    stage="compress",
+                    parent_trial_id=parent.trial_id,
+                    task=task,
+                    arch=parent.arch,
+                    embedding=parent.embedding,
+                    emb_dim=parent.emb_dim,
+                    alpha=parent.alpha,
+                    temperature=parent.temperature,
+                    bootstrap=True,
+                    seed=parent.seed,
+                    pruning=p,
+                    quantization=q,
+                    metrics=metrics,
+                    history=[],
+                    sizes={
+                        "params": params,
+                        "nonzero_params": int(params * (0.5 if p else 1.0)),
+                        "disk_bytes": parent.sizes["disk_bytes"] * (0.27 if q else 1.0),
+                        "gzip_bytes": int(parent.sizes["gzip_bytes"] * shrink),
+                    },
+                )
                 store.record_trial(rec)
                 n += 1
-    store.record_trial(make_record(sweep, "broken-0001", status="error", error="RuntimeError: NaN loss\ntraceback...",
-                                   metrics={}, sizes={}, history=[]))  # fmt: skip
+    store.record_trial(
+        make_record(
+            sweep,
+            "broken-0001",
+            status="error",
+            error="RuntimeError: NaN loss\ntraceback...",
+            metrics={},
+            sizes={},
+            history=[],
+        )
+    )
     store.finish_sweep(sweep, "finished")
     return n + 1

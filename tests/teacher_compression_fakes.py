@@ -60,9 +60,7 @@ def make_tc_record(
         teacher_latency_ms=teacher_latency_ms,
         layers=layers,
         checkpoint_path=f"/runs/s/teacher_compression/{trial_id}",
-        history=[
-            {"epoch": e, "train_loss": 0.5 / e, "score": score - 0.01 * (2 - e), "seconds": 30.0} for e in (1, 2)
-        ],  # fmt: skip
+        history=[{"epoch": e, "train_loss": 0.5 / e, "score": score - 0.01 * (2 - e), "seconds": 30.0} for e in (1, 2)],
     )
     fields.update(overrides)
     return make_record(sweep, trial_id, **fields)
@@ -73,9 +71,14 @@ TEACHER = ("teacher:teacher-sst2", 0.91, 22_700_000, 90_900_000, 84_000_000)
 
 
 def _student(sweep, trial_id, score, gzip, params, stage="distill", **kw) -> TrialRecord:
-    return make_record(sweep, trial_id, stage=stage, metrics={"score": score, "accuracy": score},
-                       sizes={"params": params, "nonzero_params": params, "disk_bytes": gzip + 100,
-                              "gzip_bytes": gzip}, **kw)  # fmt: skip
+    return make_record(
+        sweep,
+        trial_id,
+        stage=stage,
+        metrics={"score": score, "accuracy": score},
+        sizes={"params": params, "nonzero_params": params, "disk_bytes": gzip + 100, "gzip_bytes": gzip},
+        **kw,
+    )
 
 
 def fill_whole_range(store, sweep: str = "s") -> None:
@@ -90,19 +93,47 @@ def fill_whole_range(store, sweep: str = "s") -> None:
     store.record_teacher(sweep, "sst2", "teacher:other", 0.80, 0.80, None, 1_000, 1_000_000, None)
     for rec in (
         make_tc_record(sweep, "t-th3", "theseus", 3, score=0.88),
-        make_tc_record(sweep, "t-th3-r7", "theseus", 3, score=0.87, seed=2,
-                       settings={"replace_rate": 0.7, "schedule": "constant", "successor_layers": 3}),
-        make_tc_record(sweep, "t-th3q", "theseus", 3, score=0.875, quantize=True, disk_bytes=40_000_000,
-                       gzip_bytes=30_000_000, latency_ms=4.0),
-        make_tc_record(sweep, "t-bv6", "bertvision", 6, score=0.905, params=22_750_000, trainable_params=52_000,
-                       disk_bytes=91_100_000, gzip_bytes=84_200_000, latency_ms=9.0),
+        make_tc_record(
+            sweep,
+            "t-th3-r7",
+            "theseus",
+            3,
+            score=0.87,
+            seed=2,
+            settings={"replace_rate": 0.7, "schedule": "constant", "successor_layers": 3},
+        ),
+        make_tc_record(
+            sweep,
+            "t-th3q",
+            "theseus",
+            3,
+            score=0.875,
+            quantize=True,
+            disk_bytes=40_000_000,
+            gzip_bytes=30_000_000,
+            latency_ms=4.0,
+        ),
+        make_tc_record(
+            sweep,
+            "t-bv6",
+            "bertvision",
+            6,
+            score=0.905,
+            params=22_750_000,
+            trainable_params=52_000,
+            disk_bytes=91_100_000,
+            gzip_bytes=84_200_000,
+            latency_ms=9.0,
+        ),
         # the best score of the sweep: it must still never become a student parent (top_k)
-        make_tc_record(sweep, "t-best", "theseus", 6, score=0.99, params=22_700_000, disk_bytes=95_000_000,
-                       gzip_bytes=95_000_000),
+        make_tc_record(
+            sweep, "t-best", "theseus", 6, score=0.99, params=22_700_000, disk_bytes=95_000_000, gzip_bytes=95_000_000
+        ),
         _student(sweep, "d-tiny", 0.82, 1_100, 300),
         _student(sweep, "d-mid", 0.86, 380_000, 100_000),
         _student(sweep, "d-worse", 0.80, 500_000, 120_000),
-        _student(sweep, "c-mid", 0.85, 100_000, 100_000, stage="compress", parent_trial_id="d-mid",
-                 quantization="int8"),
-    ):  # fmt: skip
+        _student(
+            sweep, "c-mid", 0.85, 100_000, 100_000, stage="compress", parent_trial_id="d-mid", quantization="int8"
+        ),
+    ):
         assert store.record_trial(rec)

@@ -79,8 +79,14 @@ def _env() -> dict[str, str]:
 class _Runner:
     def __init__(self, scratch: Path) -> None:
         self.scratch = scratch
-        self.proc = subprocess.Popen([sys.executable, "-c", RUNNER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     env=_env(), cwd=scratch, text=True)  # fmt: skip
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", RUNNER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=_env(),
+            cwd=scratch,
+            text=True,
+        )
         self.n = 0
 
     def run(self, argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -115,9 +121,31 @@ def assets(runner, tmp_path_factory) -> dict[str, Path]:
     from safetensors.torch import save_file
 
     d = tmp_path_factory.mktemp("assets")
-    rc, _, err = runner.run(["distill", "--task", "synthetic", "--data", "synthetic", "--arch", "ffn", "--embedding",
-                             "hash", "--dim", "8", "--vocab-size", "100", "--max-epochs", "1", "--output", "student",
-                             "--cache-dir", "cache", "--quiet"], d)  # fmt: skip
+    rc, _, err = runner.run(
+        [
+            "distill",
+            "--task",
+            "synthetic",
+            "--data",
+            "synthetic",
+            "--arch",
+            "ffn",
+            "--embedding",
+            "hash",
+            "--dim",
+            "8",
+            "--vocab-size",
+            "100",
+            "--max-epochs",
+            "1",
+            "--output",
+            "student",
+            "--cache-dir",
+            "cache",
+            "--quiet",
+        ],
+        d,
+    )
     assert rc == 0, err
     teacher = d / "teacher"
     teacher.mkdir()
@@ -224,146 +252,346 @@ LOGITS = ["teacher", "logits", "--teacher", "teacher", "--task", "synthetic", "-
 AUG_META = b"featherweight"
 
 SPEC_CASES = [
-    Case("spec-yaml-mapping", ["sweep", "validate", "s.yaml"], "s.yaml:3:12: not valid YAML (mapping values",
-         {"s.yaml": "name: t\nstorage: x\ngrid: archs: [ffn]\n"}),
-    Case("spec-yaml-bracket", ["sweep", "validate", "s.yaml"], "s.yaml:3:1: not valid YAML (expected ','",
-         {"s.yaml": "name: t\narchs: [ffn\n"}),
-    Case("spec-yaml-tab", ["sweep", "validate", "s.yaml"], "s.yaml:2:1: not valid YAML (found character '\\t'",
-         {"s.yaml": "name: t\n\tstorage: x\n"}),
-    Case("spec-yaml-quote", ["sweep", "validate", "s.yaml"], "s.yaml:2:1: not valid YAML",
-         {"s.yaml": 'name: "t\n'}),
-    Case("spec-yaml-control-char", ["sweep", "validate", "s.yaml"], "s.yaml: not valid YAML (unacceptable character",
-         {"s.yaml": "name: t\n\x01\n"}),
-    Case("spec-not-utf8", ["sweep", "validate", "s.yaml"], "s.yaml: not valid UTF-8 (byte 6",
-         {"s.yaml": b"name: \xff\xfe\n"}),
-    Case("spec-top-level-list", ["sweep", "validate", "s.yaml"], "s.yaml: expected a mapping",
-         {"s.yaml": "- a\n- b\n"}),
+    Case(
+        "spec-yaml-mapping",
+        ["sweep", "validate", "s.yaml"],
+        "s.yaml:3:12: not valid YAML (mapping values",
+        {"s.yaml": "name: t\nstorage: x\ngrid: archs: [ffn]\n"},
+    ),
+    Case(
+        "spec-yaml-bracket",
+        ["sweep", "validate", "s.yaml"],
+        "s.yaml:3:1: not valid YAML (expected ','",
+        {"s.yaml": "name: t\narchs: [ffn\n"},
+    ),
+    Case(
+        "spec-yaml-tab",
+        ["sweep", "validate", "s.yaml"],
+        "s.yaml:2:1: not valid YAML (found character '\\t'",
+        {"s.yaml": "name: t\n\tstorage: x\n"},
+    ),
+    Case("spec-yaml-quote", ["sweep", "validate", "s.yaml"], "s.yaml:2:1: not valid YAML", {"s.yaml": 'name: "t\n'}),
+    Case(
+        "spec-yaml-control-char",
+        ["sweep", "validate", "s.yaml"],
+        "s.yaml: not valid YAML (unacceptable character",
+        {"s.yaml": "name: t\n\x01\n"},
+    ),
+    Case(
+        "spec-not-utf8",
+        ["sweep", "validate", "s.yaml"],
+        "s.yaml: not valid UTF-8 (byte 6",
+        {"s.yaml": b"name: \xff\xfe\n"},
+    ),
+    Case(
+        "spec-top-level-list", ["sweep", "validate", "s.yaml"], "s.yaml: expected a mapping", {"s.yaml": "- a\n- b\n"}
+    ),
     Case("spec-empty", ["sweep", "validate", "s.yaml"], "s.yaml: expected a mapping", {"s.yaml": ""}),
     Case("spec-missing", ["sweep", "validate", "nope.yaml"], "nope.yaml: sweep spec not found"),
     Case("spec-directory", ["sweep", "validate", "d.yaml"], "d.yaml", {"d.yaml": _mkdir}),
-    Case("spec-unknown-arch", ["sweep", "validate", "s.yaml"], "transformer",
-         {"s.yaml": SPEC_OK.replace("archs: [ffn]", "archs: [transformer]")}),
-    Case("spec-bad-epochs", ["sweep", "validate", "s.yaml"], "many",
-         {"s.yaml": SPEC_OK.replace("max_epochs: 1", "max_epochs: many")}),
-    Case("spec-negative-dim", ["sweep", "validate", "s.yaml"], "-3",
-         {"s.yaml": SPEC_OK.replace("dims: [8]", "dims: [-3]")}),
-    Case("spec-unknown-key", ["sweep", "validate", "s.yaml"], "colour",
-         {"s.yaml": SPEC_OK + "colour: blue\n"}),
-    Case("spec-unknown-embedding", ["sweep", "validate", "s.yaml"], "glove",
-         {"s.yaml": SPEC_OK.replace("embeddings: [hash]", "embeddings: [glove]")}),
-    Case("spec-teacher-precision", ["sweep", "validate", "s.yaml"],
-         "tasks.synthetic.teacher.finetune.precision: 'fp8' is not one of",
-         {"s.yaml": SPEC_OK.replace("data: synthetic\n", "data: synthetic\n    teacher: {model: small, finetune: {precision: fp8}}\n")}),
-    Case("spec-bootstrap-shards", ["sweep", "validate", "s.yaml"],
-         "tasks.synthetic.bootstrap.shards: expected 'auto' or an integer >= 1, got 0",
-         {"s.yaml": SPEC_OK.replace("data: synthetic\n", "data: synthetic\n    teacher: small\n    bootstrap: {n: 2, shards: 0}\n")}),
-    Case("spec-teacher-hub-not-cached", ["sweep", "validate", "s.yaml"],
-         "tasks.synthetic.teacher.model: model 'featherweight-tests/no-such-model' is not a local directory and is not cached",
-         {"s.yaml": SPEC_OK.replace("data: synthetic\n", "data: synthetic\n    teacher: {model: featherweight-tests/no-such-model, finetune: {}}\n")},
-         env={"HF_HUB_OFFLINE": "1"}),
-]  # fmt: skip
+    Case(
+        "spec-unknown-arch",
+        ["sweep", "validate", "s.yaml"],
+        "transformer",
+        {"s.yaml": SPEC_OK.replace("archs: [ffn]", "archs: [transformer]")},
+    ),
+    Case(
+        "spec-bad-epochs",
+        ["sweep", "validate", "s.yaml"],
+        "many",
+        {"s.yaml": SPEC_OK.replace("max_epochs: 1", "max_epochs: many")},
+    ),
+    Case(
+        "spec-negative-dim",
+        ["sweep", "validate", "s.yaml"],
+        "-3",
+        {"s.yaml": SPEC_OK.replace("dims: [8]", "dims: [-3]")},
+    ),
+    Case("spec-unknown-key", ["sweep", "validate", "s.yaml"], "colour", {"s.yaml": SPEC_OK + "colour: blue\n"}),
+    Case(
+        "spec-unknown-embedding",
+        ["sweep", "validate", "s.yaml"],
+        "glove",
+        {"s.yaml": SPEC_OK.replace("embeddings: [hash]", "embeddings: [glove]")},
+    ),
+    Case(
+        "spec-teacher-precision",
+        ["sweep", "validate", "s.yaml"],
+        "tasks.synthetic.teacher.finetune.precision: 'fp8' is not one of",
+        {
+            "s.yaml": SPEC_OK.replace(
+                "data: synthetic\n", "data: synthetic\n    teacher: {model: small, finetune: {precision: fp8}}\n"
+            )
+        },
+    ),
+    Case(
+        "spec-bootstrap-shards",
+        ["sweep", "validate", "s.yaml"],
+        "tasks.synthetic.bootstrap.shards: expected 'auto' or an integer >= 1, got 0",
+        {
+            "s.yaml": SPEC_OK.replace(
+                "data: synthetic\n", "data: synthetic\n    teacher: small\n    bootstrap: {n: 2, shards: 0}\n"
+            )
+        },
+    ),
+    Case(
+        "spec-teacher-hub-not-cached",
+        ["sweep", "validate", "s.yaml"],
+        "tasks.synthetic.teacher.model: model 'featherweight-tests/no-such-model' is not a local directory and is not cached",
+        {
+            "s.yaml": SPEC_OK.replace(
+                "data: synthetic\n",
+                "data: synthetic\n    teacher: {model: featherweight-tests/no-such-model, finetune: {}}\n",
+            )
+        },
+        env={"HF_HUB_OFFLINE": "1"},
+    ),
+]
 
 DATA_CASES = [
     Case("data-missing", [*DISTILL_OUT, *CUSTOM, "--data", "nope.csv"], "nope.csv"),
     Case("data-empty", [*DISTILL_OUT, *CUSTOM, "--data", "d.csv"], "d.csv", {"d.csv": ""}),
     Case("data-header-only", [*DISTILL_OUT, *CUSTOM, "--data", "d.csv"], "d.csv", {"d.csv": "text,label\n"}),
-    Case("data-wrong-columns", [*DISTILL_OUT, *CUSTOM, "--data", "d.csv"], "text",
-         {"d.csv": CSV_OK.replace("text,label", "sentence,label")}),
-    Case("data-unknown-labels", [*DISTILL_OUT, *CUSTOM, "--data", "d.csv"], "d.csv:2: label 'maybe'",
-         {"d.csv": "text,label\n" + "odd film,maybe\n" * 30}),
-    Case("data-bad-bytes", [*DISTILL_OUT, *CUSTOM, "--data", "d.csv", "--on-bad-bytes", "error"], "d.csv",
-         {"d.csv": CSV_OK.encode() + b"caf\xe9 film,pos\n"}),
-    Case("data-unknown-encoding", [*DISTILL_OUT, *CUSTOM, "--data", "d.csv", "--encoding", "klingon"], "klingon",
-         {"d.csv": CSV_OK}),
+    Case(
+        "data-wrong-columns",
+        [*DISTILL_OUT, *CUSTOM, "--data", "d.csv"],
+        "text",
+        {"d.csv": CSV_OK.replace("text,label", "sentence,label")},
+    ),
+    Case(
+        "data-unknown-labels",
+        [*DISTILL_OUT, *CUSTOM, "--data", "d.csv"],
+        "d.csv:2: label 'maybe'",
+        {"d.csv": "text,label\n" + "odd film,maybe\n" * 30},
+    ),
+    Case(
+        "data-bad-bytes",
+        [*DISTILL_OUT, *CUSTOM, "--data", "d.csv", "--on-bad-bytes", "error"],
+        "d.csv",
+        {"d.csv": CSV_OK.encode() + b"caf\xe9 film,pos\n"},
+    ),
+    Case(
+        "data-unknown-encoding",
+        [*DISTILL_OUT, *CUSTOM, "--data", "d.csv", "--encoding", "klingon"],
+        "klingon",
+        {"d.csv": CSV_OK},
+    ),
     Case("data-dir-without-train", [*DISTILL_OUT, *CUSTOM, "--data", "dd"], "dd", {"dd": _mkdir}),
     Case("data-glue-dir-missing", [*DISTILL_OUT, "--task", "sst2", "--data", "noglue"], "noglue"),
-    Case("data-dev-fraction", [*DISTILL_OUT, *CUSTOM, "--data", "d.csv", "--dev-fraction", "1.5"], "1.5",
-         {"d.csv": CSV_OK}),
+    Case(
+        "data-dev-fraction",
+        [*DISTILL_OUT, *CUSTOM, "--data", "d.csv", "--dev-fraction", "1.5"],
+        "1.5",
+        {"d.csv": CSV_OK},
+    ),
     Case("data-custom-without-data", [*DISTILL_OUT, *CUSTOM], "--data"),
     Case("data-unknown-task", [*DISTILL_OUT, "--task", "nosuchtask"], "nosuchtask"),
-]  # fmt: skip
+]
 
 CHECKPOINT_CASES = [
-    Case("ckpt-truncated-half", COMPRESS, "student.pt: not a featherweight student checkpoint (truncated",
-         {"student.pt": _copy("student", lambda b: b[: len(b) // 2])}),
-    Case("ckpt-truncated-short", COMPRESS, "student.pt: not a featherweight student checkpoint (truncated",
-         {"student.pt": _copy("student", lambda b: b[:3000])}),
-    Case("ckpt-truncated-tail", COMPRESS, "student.pt: not a featherweight student checkpoint (truncated",
-         {"student.pt": _copy("student", lambda b: b[:-40])}),
+    Case(
+        "ckpt-truncated-half",
+        COMPRESS,
+        "student.pt: not a featherweight student checkpoint (truncated",
+        {"student.pt": _copy("student", lambda b: b[: len(b) // 2])},
+    ),
+    Case(
+        "ckpt-truncated-short",
+        COMPRESS,
+        "student.pt: not a featherweight student checkpoint (truncated",
+        {"student.pt": _copy("student", lambda b: b[:3000])},
+    ),
+    Case(
+        "ckpt-truncated-tail",
+        COMPRESS,
+        "student.pt: not a featherweight student checkpoint (truncated",
+        {"student.pt": _copy("student", lambda b: b[:-40])},
+    ),
     Case("ckpt-empty", COMPRESS, "student.pt: not a featherweight student checkpoint", {"student.pt": b""}),
-    Case("ckpt-garbage-text", COMPRESS, "student.pt: not a featherweight student checkpoint",
-         {"student.pt": "garbage\n"}),
-    Case("ckpt-random-bytes", COMPRESS, "student.pt: not a featherweight student checkpoint",
-         {"student.pt": bytes(range(256)) * 8}),
-    Case("ckpt-corrupt-pickle", COMPRESS, "student.pt: not a featherweight student checkpoint",
-         {"student.pt": _copy("student", _corrupt_pickle)}),
-    Case("ckpt-zip-not-torch", COMPRESS, "student.pt: not a featherweight student checkpoint",
-         {"student.pt": _zip_of_text}),
+    Case(
+        "ckpt-garbage-text", COMPRESS, "student.pt: not a featherweight student checkpoint", {"student.pt": "garbage\n"}
+    ),
+    Case(
+        "ckpt-random-bytes",
+        COMPRESS,
+        "student.pt: not a featherweight student checkpoint",
+        {"student.pt": bytes(range(256)) * 8},
+    ),
+    Case(
+        "ckpt-corrupt-pickle",
+        COMPRESS,
+        "student.pt: not a featherweight student checkpoint",
+        {"student.pt": _copy("student", _corrupt_pickle)},
+    ),
+    Case(
+        "ckpt-zip-not-torch",
+        COMPRESS,
+        "student.pt: not a featherweight student checkpoint",
+        {"student.pt": _zip_of_text},
+    ),
     Case("ckpt-json", COMPRESS, "student.pt: not a featherweight student checkpoint", {"student.pt": '{"a": 1}'}),
-    Case("ckpt-foreign-torch-file", COMPRESS, "student.pt: not a featherweight student checkpoint",
-         {"student.pt": _torch_file({"a": 1})}),
-    Case("ckpt-format-without-weights", COMPRESS, "student.pt: not a featherweight student checkpoint",
-         {"student.pt": _torch_file({"format": "featherweight-student/1", "student_config": {}})}),
+    Case(
+        "ckpt-foreign-torch-file",
+        COMPRESS,
+        "student.pt: not a featherweight student checkpoint",
+        {"student.pt": _torch_file({"a": 1})},
+    ),
+    Case(
+        "ckpt-format-without-weights",
+        COMPRESS,
+        "student.pt: not a featherweight student checkpoint",
+        {"student.pt": _torch_file({"format": "featherweight-student/1", "student_config": {}})},
+    ),
     Case("ckpt-directory", COMPRESS, "student.pt: a directory", {"student.pt": _mkdir}),
     Case("ckpt-missing", COMPRESS, "student.pt: checkpoint not found"),
-    Case("ckpt-analyze-truncated", ["analyze", "--checkpoint", "student.pt"], "student.pt: not a featherweight",
-         {"student.pt": _copy("student", lambda b: b[:5000])}),
-]  # fmt: skip
+    Case(
+        "ckpt-analyze-truncated",
+        ["analyze", "--checkpoint", "student.pt"],
+        "student.pt: not a featherweight",
+        {"student.pt": _copy("student", lambda b: b[:5000])},
+    ),
+]
 
 TEACHER_CASES = [
     Case("teacher-missing", LOGITS, "teacher: teacher directory not found"),
     Case("teacher-is-a-file", LOGITS, "teacher", {"teacher": "x"}),
     Case("teacher-empty-dir", LOGITS, "teacher: not a model directory", {"teacher": _mkdir}),
-    Case("teacher-no-config", LOGITS, "teacher: not a model directory",
-         {"teacher": _teacher(lambda d: (d / "config.json").unlink())}),
-    Case("teacher-no-weights", LOGITS, "teacher: not a model directory",
-         {"teacher": _teacher(lambda d: (d / "model.safetensors").unlink())}),
-    Case("teacher-corrupt-safetensors", LOGITS, "model.safetensors: not a readable safetensors",
-         {"teacher": _teacher(lambda d: (d / "model.safetensors").write_bytes(b"garbage" * 9))}),
-    Case("teacher-truncated-safetensors", LOGITS, "model.safetensors: not a readable safetensors",
-         {"teacher": _teacher(lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:20]))}),
-    Case("teacher-corrupt-bin", LOGITS, "pytorch_model.bin: not a readable PyTorch weights file",
-         {"teacher": _teacher(lambda d: (d / "pytorch_model.bin").write_bytes(b"PK\x03\x04 truncated"))}),
-    Case("teacher-bad-config-json", LOGITS, "config.json: not valid JSON",
-         {"teacher": _teacher(lambda d: (d / "config.json").write_text("{model_type: bert"))}),
-    Case("teacher-bad-meta-json", LOGITS, "featherweight_teacher.json: not valid JSON",
-         {"teacher": _teacher(lambda d: (d / "featherweight_teacher.json").write_text("[1, 2"))}),
-    Case("teacher-distill-missing", [*DISTILL_OUT, "--task", "synthetic", "--teacher", "nope", "--alpha", "0.5"],
-         "nope"),
-    Case("teacher-logits-missing", [*DISTILL_OUT, "--task", "synthetic", "--teacher-logits", "l.npy", "--alpha", "0.5"],
-         "l.npy: teacher logits file not found"),
-    Case("teacher-logits-garbage-npy", [*DISTILL_OUT, "--task", "synthetic", "--teacher-logits", "l.npy", "--alpha",
-         "0.5"], "l.npy: not a readable .npy array", {"l.npy": "garbage"}),
-    Case("teacher-logits-garbage-parquet", [*DISTILL_OUT, "--task", "synthetic", "--teacher-logits", "l.parquet",
-         "--alpha", "0.5"], "l.parquet: not a readable Parquet file", {"l.parquet": "garbage"}),
-    Case("teacher-augment-bad", ["augment", "--task", "synthetic", "--output", "out/a.parquet", "--teacher", "t"],
-         "t: not a model directory", {"t": _mkdir}),
-    Case("teacher-finetune-bad-model", ["teacher", "finetune", "--model", "t", "--task", "synthetic", "--output",
-         "out"], "model.safetensors: not a readable safetensors",
-         {"t": _teacher(lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 3))}),
-]  # fmt: skip
+    Case(
+        "teacher-no-config",
+        LOGITS,
+        "teacher: not a model directory",
+        {"teacher": _teacher(lambda d: (d / "config.json").unlink())},
+    ),
+    Case(
+        "teacher-no-weights",
+        LOGITS,
+        "teacher: not a model directory",
+        {"teacher": _teacher(lambda d: (d / "model.safetensors").unlink())},
+    ),
+    Case(
+        "teacher-corrupt-safetensors",
+        LOGITS,
+        "model.safetensors: not a readable safetensors",
+        {"teacher": _teacher(lambda d: (d / "model.safetensors").write_bytes(b"garbage" * 9))},
+    ),
+    Case(
+        "teacher-truncated-safetensors",
+        LOGITS,
+        "model.safetensors: not a readable safetensors",
+        {
+            "teacher": _teacher(
+                lambda d: (d / "model.safetensors").write_bytes((d / "model.safetensors").read_bytes()[:20])
+            )
+        },
+    ),
+    Case(
+        "teacher-corrupt-bin",
+        LOGITS,
+        "pytorch_model.bin: not a readable PyTorch weights file",
+        {"teacher": _teacher(lambda d: (d / "pytorch_model.bin").write_bytes(b"PK\x03\x04 truncated"))},
+    ),
+    Case(
+        "teacher-bad-config-json",
+        LOGITS,
+        "config.json: not valid JSON",
+        {"teacher": _teacher(lambda d: (d / "config.json").write_text("{model_type: bert"))},
+    ),
+    Case(
+        "teacher-bad-meta-json",
+        LOGITS,
+        "featherweight_teacher.json: not valid JSON",
+        {"teacher": _teacher(lambda d: (d / "featherweight_teacher.json").write_text("[1, 2"))},
+    ),
+    Case(
+        "teacher-distill-missing", [*DISTILL_OUT, "--task", "synthetic", "--teacher", "nope", "--alpha", "0.5"], "nope"
+    ),
+    Case(
+        "teacher-logits-missing",
+        [*DISTILL_OUT, "--task", "synthetic", "--teacher-logits", "l.npy", "--alpha", "0.5"],
+        "l.npy: teacher logits file not found",
+    ),
+    Case(
+        "teacher-logits-garbage-npy",
+        [*DISTILL_OUT, "--task", "synthetic", "--teacher-logits", "l.npy", "--alpha", "0.5"],
+        "l.npy: not a readable .npy array",
+        {"l.npy": "garbage"},
+    ),
+    Case(
+        "teacher-logits-garbage-parquet",
+        [*DISTILL_OUT, "--task", "synthetic", "--teacher-logits", "l.parquet", "--alpha", "0.5"],
+        "l.parquet: not a readable Parquet file",
+        {"l.parquet": "garbage"},
+    ),
+    Case(
+        "teacher-augment-bad",
+        ["augment", "--task", "synthetic", "--output", "out/a.parquet", "--teacher", "t"],
+        "t: not a model directory",
+        {"t": _mkdir},
+    ),
+    Case(
+        "teacher-finetune-bad-model",
+        ["teacher", "finetune", "--model", "t", "--task", "synthetic", "--output", "out"],
+        "model.safetensors: not a readable safetensors",
+        {"t": _teacher(lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 3))},
+    ),
+]
 
 AUGMENTED_CASES = [
-    Case("aug-missing", [*LOGITS, "--augmented", "a.parquet"], "a.parquet: augmented data file not found",
-         {"teacher": _teacher()}),
-    Case("aug-not-parquet", [*LOGITS, "--augmented", "a.parquet"], "a.parquet: not a readable Parquet file",
-         {"teacher": _teacher(), "a.parquet": "text,label\n"}),
-    Case("aug-truncated", [*LOGITS, "--augmented", "a.parquet"], "a.parquet: not a readable Parquet file",
-         {"teacher": _teacher(), "a.parquet": lambda p, a: (_parquet(None)(p, a), p.write_bytes(p.read_bytes()[:-30]))}),
-    Case("aug-no-metadata", [*LOGITS, "--augmented", "a.parquet"], "a.parquet: not an augmented-data file",
-         {"teacher": _teacher(), "a.parquet": _parquet(None)}),
-    Case("aug-metadata-not-json", [*LOGITS, "--augmented", "a.parquet"], "a.parquet: not an augmented-data file",
-         {"teacher": _teacher(), "a.parquet": _parquet({AUG_META: b"{nope"})}),
-    Case("aug-metadata-without-fields", [*LOGITS, "--augmented", "a.parquet"], "a.parquet: not an augmented-data",
-         {"teacher": _teacher(), "a.parquet": _parquet({AUG_META: b"{}"})}),
-    Case("aug-missing-column", [*LOGITS, "--augmented", "a.parquet"], "a.parquet: not an augmented-data file",
-         {"teacher": _teacher(), "a.parquet": _parquet({AUG_META: b'{"text_fields": ["sentence"]}'})}),
-    Case("aug-distill-bootstrap", [*DISTILL_OUT, "--task", "synthetic", "--teacher", "teacher", "--alpha", "0.5",
-         "--bootstrap", "a.parquet"], "a.parquet: not an augmented-data file",
-         {"teacher": _teacher(), "a.parquet": _parquet(None)}),
-    Case("aug-a-directory", [*LOGITS, "--augmented", "a.parquet"], "a.parquet",
-         {"teacher": _teacher(), "a.parquet": _mkdir}),
-]  # fmt: skip
+    Case(
+        "aug-missing",
+        [*LOGITS, "--augmented", "a.parquet"],
+        "a.parquet: augmented data file not found",
+        {"teacher": _teacher()},
+    ),
+    Case(
+        "aug-not-parquet",
+        [*LOGITS, "--augmented", "a.parquet"],
+        "a.parquet: not a readable Parquet file",
+        {"teacher": _teacher(), "a.parquet": "text,label\n"},
+    ),
+    Case(
+        "aug-truncated",
+        [*LOGITS, "--augmented", "a.parquet"],
+        "a.parquet: not a readable Parquet file",
+        {"teacher": _teacher(), "a.parquet": lambda p, a: (_parquet(None)(p, a), p.write_bytes(p.read_bytes()[:-30]))},
+    ),
+    Case(
+        "aug-no-metadata",
+        [*LOGITS, "--augmented", "a.parquet"],
+        "a.parquet: not an augmented-data file",
+        {"teacher": _teacher(), "a.parquet": _parquet(None)},
+    ),
+    Case(
+        "aug-metadata-not-json",
+        [*LOGITS, "--augmented", "a.parquet"],
+        "a.parquet: not an augmented-data file",
+        {"teacher": _teacher(), "a.parquet": _parquet({AUG_META: b"{nope"})},
+    ),
+    Case(
+        "aug-metadata-without-fields",
+        [*LOGITS, "--augmented", "a.parquet"],
+        "a.parquet: not an augmented-data",
+        {"teacher": _teacher(), "a.parquet": _parquet({AUG_META: b"{}"})},
+    ),
+    Case(
+        "aug-missing-column",
+        [*LOGITS, "--augmented", "a.parquet"],
+        "a.parquet: not an augmented-data file",
+        {"teacher": _teacher(), "a.parquet": _parquet({AUG_META: b'{"text_fields": ["sentence"]}'})},
+    ),
+    Case(
+        "aug-distill-bootstrap",
+        [*DISTILL_OUT, "--task", "synthetic", "--teacher", "teacher", "--alpha", "0.5", "--bootstrap", "a.parquet"],
+        "a.parquet: not an augmented-data file",
+        {"teacher": _teacher(), "a.parquet": _parquet(None)},
+    ),
+    Case(
+        "aug-a-directory",
+        [*LOGITS, "--augmented", "a.parquet"],
+        "a.parquet",
+        {"teacher": _teacher(), "a.parquet": _mkdir},
+    ),
+]
 
 CLI_CASES = [
     Case("cli-dim-not-int", [*DISTILL, "--task", "synthetic", "--dim", "x"], "'x'"),
@@ -378,47 +606,81 @@ CLI_CASES = [
     Case("cli-importance-bits", ["compress", "s.pt", "--importance-bits", "9"], "'9'"),
     Case("cli-sparsity", ["compress", "s.pt", "--sparsity", "encoder=lots"], "'lots'"),
     Case("cli-quantize-part", ["compress", "s.pt", "--quantize", "everything"], "'everything'"),
-    Case("cli-compress-nothing-to-do", ["compress", "student.pt", "--output", "out"], "--prune",
-         {"student.pt": _copy("student")}),
-    Case("cli-teacher-precision", ["teacher", "finetune", "--model", "m", "--task", "synthetic", "--output", "o",
-         "--precision", "fp64"], "'fp64'"),
+    Case(
+        "cli-compress-nothing-to-do",
+        ["compress", "student.pt", "--output", "out"],
+        "--prune",
+        {"student.pt": _copy("student")},
+    ),
+    Case(
+        "cli-teacher-precision",
+        ["teacher", "finetune", "--model", "m", "--task", "synthetic", "--output", "o", "--precision", "fp64"],
+        "'fp64'",
+    ),
     Case("cli-teacher-subcommand", ["teacher", "distil"], "'distil'"),
     Case("cli-augment-p", ["augment", "--task", "synthetic", "--output", "a.parquet", "-p", "high"], "'high'"),
     Case("cli-augment-not-parquet", ["augment", "--task", "synthetic", "--output", "a.csv"], "a.csv"),
     Case("cli-analyze-missing", ["analyze", "--arch", "ffn"], "--task"),
-]  # fmt: skip
+]
 
 OUTPUT_CASES = [
     Case("out-under-a-file", [*DISTILL, "--task", "synthetic", "--output", "f/sub"], "f/sub", {"f": "x"}),
     Case("out-is-a-file", [*DISTILL, "--task", "synthetic", "--output", "f"], "--output f", {"f": "x"}),
-    Case("out-no-free-space", [*DISTILL_OUT, "--task", "synthetic"], "--output out", env={"FEATHERWEIGHT_MIN_FREE_MB": "1e15"}),
-    Case("out-bad-threshold", [*DISTILL_OUT, "--task", "synthetic"], "FEATHERWEIGHT_MIN_FREE_MB",
-         env={"FEATHERWEIGHT_MIN_FREE_MB": "lots"}),
-    Case("out-compress-no-space", COMPRESS, "--output out", {"student.pt": _copy("student")},
-         env={"FEATHERWEIGHT_MIN_FREE_MB": "1e15"}),
-    Case("out-augment-under-a-file", ["augment", "--task", "synthetic", "--output", "f/a.parquet"], "f/a.parquet",
-         {"f": "x"}),
-    Case("out-teacher-nonempty", ["teacher", "init-small", "--task", "synthetic", "--output", "t"], "t: directory",
-         {"t": _mkdir, "t/keep": "x"}),
-]  # fmt: skip
+    Case(
+        "out-no-free-space",
+        [*DISTILL_OUT, "--task", "synthetic"],
+        "--output out",
+        env={"FEATHERWEIGHT_MIN_FREE_MB": "1e15"},
+    ),
+    Case(
+        "out-bad-threshold",
+        [*DISTILL_OUT, "--task", "synthetic"],
+        "FEATHERWEIGHT_MIN_FREE_MB",
+        env={"FEATHERWEIGHT_MIN_FREE_MB": "lots"},
+    ),
+    Case(
+        "out-compress-no-space",
+        COMPRESS,
+        "--output out",
+        {"student.pt": _copy("student")},
+        env={"FEATHERWEIGHT_MIN_FREE_MB": "1e15"},
+    ),
+    Case(
+        "out-augment-under-a-file",
+        ["augment", "--task", "synthetic", "--output", "f/a.parquet"],
+        "f/a.parquet",
+        {"f": "x"},
+    ),
+    Case(
+        "out-teacher-nonempty",
+        ["teacher", "init-small", "--task", "synthetic", "--output", "t"],
+        "t: directory",
+        {"t": _mkdir, "t/keep": "x"},
+    ),
+]
 
 TRUNC_DB = {"f.duckdb": _copy("db", lambda b: b[: len(b) // 3])}
 GARBAGE_DB = {"f.duckdb": b"this is not a database\n" * 100}
 GOOD_DB = {"f.duckdb": _copy("db")}
 SPEC_ON_DB = {"s.yaml": SPEC_OK + "database: f.duckdb\n"}
 DATABASE_CASES = [
-    *(Case(f"db-{kind}-{name}", argv, "f.duckdb", files)
-      for kind, files in (("truncated", TRUNC_DB), ("garbage", GARBAGE_DB))
-      for name, argv in (
-          ("report", ["report", "s", "--db", "f.duckdb", "--output", "rep"]),
-          ("migrate", ["db", "migrate", "--db", "f.duckdb"]),
-          ("query", ["query", "--db", "f.duckdb", "SELECT 1"]),
-          ("tables", ["db", "tables", "--db", "f.duckdb"]),
-          ("export", ["db", "export", "--db", "f.duckdb", "--output", "exp"]),
-          ("status", ["sweep", "status", "s", "--db", "f.duckdb"]),
-          ("sync", ["db", "sync", "--db", "f.duckdb"]),
-          ("add-baseline", ["db", "add-baseline", "--db", "f.duckdb", "--task", "t", "--name", "n", "--score", "0.5"]),
-      )),
+    *(
+        Case(f"db-{kind}-{name}", argv, "f.duckdb", files)
+        for kind, files in (("truncated", TRUNC_DB), ("garbage", GARBAGE_DB))
+        for name, argv in (
+            ("report", ["report", "s", "--db", "f.duckdb", "--output", "rep"]),
+            ("migrate", ["db", "migrate", "--db", "f.duckdb"]),
+            ("query", ["query", "--db", "f.duckdb", "SELECT 1"]),
+            ("tables", ["db", "tables", "--db", "f.duckdb"]),
+            ("export", ["db", "export", "--db", "f.duckdb", "--output", "exp"]),
+            ("status", ["sweep", "status", "s", "--db", "f.duckdb"]),
+            ("sync", ["db", "sync", "--db", "f.duckdb"]),
+            (
+                "add-baseline",
+                ["db", "add-baseline", "--db", "f.duckdb", "--task", "t", "--name", "n", "--score", "0.5"],
+            ),
+        )
+    ),
     Case("db-sweep-on-truncated", ["sweep", "run", "s.yaml"], "f.duckdb", {**TRUNC_DB, **SPEC_ON_DB}),
     Case("db-sweep-on-garbage", ["sweep", "run", "s.yaml"], "f.duckdb", {**GARBAGE_DB, **SPEC_ON_DB}),
     Case("db-missing-query", ["query", "--db", "nope.duckdb", "SELECT 1"], "nope.duckdb"),
@@ -426,12 +688,44 @@ DATABASE_CASES = [
     Case("db-bad-sql", ["query", "--db", "f.duckdb", "SELEC 1"], "SELEC", GOOD_DB),
     Case("db-query-copy-refused", ["query", "--db", "f.duckdb", "COPY trials TO 'x.csv'"], "refused", GOOD_DB),
     Case("db-query-attach-refused", ["query", "--db", "f.duckdb", "ATTACH 'y.duckdb' AS y"], "refused", GOOD_DB),
-    Case("db-baseline-bad-score", ["db", "add-baseline", "--db", "f.duckdb", "--task", "t", "--name", "n",
-                                   "--score", "91"], "91", GOOD_DB),
-]  # fmt: skip
+    Case(
+        "db-baseline-bad-score",
+        ["db", "add-baseline", "--db", "f.duckdb", "--task", "t", "--name", "n", "--score", "91"],
+        "91",
+        GOOD_DB,
+    ),
+]
 
-CASES = (SPEC_CASES + DATA_CASES + CHECKPOINT_CASES + TEACHER_CASES + AUGMENTED_CASES + CLI_CASES + OUTPUT_CASES
-         + DATABASE_CASES)  # fmt: skip
+# classes of bad input, one list each (filled per class below)
+UNREADABLE_CASES: list[Case] = []  # files that exist but cannot be read (permissions, a directory, too deep)
+SECURITY_CASES: list[Case] = []  # files that would run code or reach the network when loaded
+FOREIGN_DB_CASES: list[Case] = []  # DuckDB files another program wrote
+QUERY_LIMIT_CASES: list[Case] = []  # SQL that hits the time or memory limit, or holds no statement
+DUPLICATE_KEY_CASES: list[Case] = []  # YAML mappings naming a key twice
+IMPOSSIBLE_SIZE_CASES: list[Case] = []  # models or data that cannot fit in memory
+MALFORMED_CASES: list[Case] = []  # data files whose structure is broken (quoting), or that hold a single class
+NONFINITE_CASES: list[Case] = []  # NaN / inf in files and options, options out of range
+OUTPUT_PLACE_CASES: list[Case] = []  # outputs that cannot be written where asked
+
+CASES = (
+    SPEC_CASES
+    + DATA_CASES
+    + CHECKPOINT_CASES
+    + TEACHER_CASES
+    + AUGMENTED_CASES
+    + CLI_CASES
+    + OUTPUT_CASES
+    + DATABASE_CASES
+    + UNREADABLE_CASES
+    + SECURITY_CASES
+    + FOREIGN_DB_CASES
+    + QUERY_LIMIT_CASES
+    + DUPLICATE_KEY_CASES
+    + IMPOSSIBLE_SIZE_CASES
+    + MALFORMED_CASES
+    + NONFINITE_CASES
+    + OUTPUT_PLACE_CASES
+)
 REAL_SUBPROCESS = ("spec-yaml-mapping", "ckpt-truncated-short", "cli-dim-not-int", "data-bad-bytes")
 
 
@@ -478,6 +772,12 @@ def test_bad_input_through_python_m_sweep_cli(case, assets, tmp_path):
     _setup(case, tmp_path, assets)
     before = _listing(tmp_path)
     env = {**_env(), "HOME": str(tmp_path / "home"), **case.env}
-    p = subprocess.run([sys.executable, "-m", "sweep.cli", *case.argv], cwd=tmp_path, env=env, capture_output=True,
-                       text=True, timeout=120)  # fmt: skip
+    p = subprocess.run(
+        [sys.executable, "-m", "sweep.cli", *case.argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     _check(case, p.returncode, p.stdout, p.stderr, before, _listing(tmp_path))

@@ -24,8 +24,14 @@ print(json.dumps({"modules": names, "forbidden": forbidden}))
 
 def _run(code: str) -> dict:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300,
-                          cwd=Path(__file__).resolve().parents[1])  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -33,8 +39,21 @@ def _run(code: str) -> dict:
 def test_core_and_all_submodules_import_no_orchestration():
     result = _run(WALK % (FORBIDDEN,))
     # the walk really covered the package (these exist since the core library landed)
-    for name in ("tasks", "data", "synthetic", "encoders", "students", "batching", "distill", "measure",
-                 "prepare", "run", "checkpoint", "commands.distill", "commands.analyze"):  # fmt: skip
+    for name in (
+        "tasks",
+        "data",
+        "synthetic",
+        "encoders",
+        "students",
+        "batching",
+        "distill",
+        "measure",
+        "prepare",
+        "run",
+        "checkpoint",
+        "commands.distill",
+        "commands.analyze",
+    ):
         assert f"featherweight_core.{name}" in result["modules"]
     assert result["forbidden"] == [], f"featherweight_core imports {result['forbidden']}"
 
@@ -92,8 +111,9 @@ def _import_graph() -> dict[str, set[str]]:
 
 
 def test_packages_import_only_downwards():
-    bad = [(m, d) for m, deps in _import_graph().items() for d in deps
-           if d.split(".")[0] not in ALLOWED[m.split(".")[0]]]  # fmt: skip
+    bad = [
+        (m, d) for m, deps in _import_graph().items() for d in deps if d.split(".")[0] not in ALLOWED[m.split(".")[0]]
+    ]
     assert bad == [], f"imports against the dependency rule: {bad}"
 
 

@@ -34,9 +34,12 @@ def compress_trial(trial: CompressTrial, prepared: Prepared, out_dir: str) -> Tr
     )
     q = trial.quantize
     quant = QuantConfig(
-        embedding=q["embedding"], encoder=q["encoder"], classifier=q["classifier"],
-        static_classifier=q["static_classifier"], importance_bits=q.get("importance_bits", 16),
-    )  # fmt: skip
+        embedding=q["embedding"],
+        encoder=q["encoder"],
+        classifier=q["classifier"],
+        static_classifier=q["static_classifier"],
+        importance_bits=q.get("importance_bits", 16),
+    )
     pc = trial.parent_config
     distill_cfg = DistillConfig(
         alpha=pc["alpha"] if pc.get("alpha") is not None else 1.0,
@@ -44,8 +47,9 @@ def compress_trial(trial: CompressTrial, prepared: Prepared, out_dir: str) -> Tr
         seed=pc.get("seed") or 0,
     )
     train_split = prepared.train_split(bool(pc.get("bootstrap")) and prepared.bootstrap is not None)
-    result = compress_student(model, student_cfg, prune, quant, train_split, prepared.evals, prepared.task,
-                              distill_cfg, tests=prepared.tests)  # fmt: skip
+    result = compress_student(
+        model, student_cfg, prune, quant, train_split, prepared.evals, prepared.task, distill_cfg, tests=prepared.tests
+    )
     save_compressed(f"{out_dir}/{CHECKPOINT_FILE}", result)
     params = result.sizes["params"]
     described = result.describe()
@@ -80,8 +84,12 @@ def compress_trainable(config: dict[str, Any], data: dict[str, Any], fixed: dict
     try:
         setup_torch(config.get("cpus", 1), 0)
         prepared = fetch_prepared(data, trial.data_key)
-        save_and_report(config, trial.trial_id, lambda out: compress_trial(trial, prepared, out),
-                        lambda o: o.to_result(trial.size_measure))  # fmt: skip
+        save_and_report(
+            config,
+            trial.trial_id,
+            lambda out: compress_trial(trial, prepared, out),
+            lambda o: o.to_result(trial.size_measure),
+        )
     except Exception as e:  # recorded as an errored trial; the search goes on
         outcome = TrialOutcome.failed(error_message(e), started, time.time(), **placement("cpu"))
         tune.report(outcome.to_result(trial.size_measure))

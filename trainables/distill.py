@@ -66,10 +66,16 @@ def train_trial(trial: DistillTrial, prepared: Prepared, device: str, out_dir: s
     result = run_distillation(prepared, student, cfg, output_dir=out_dir, train_split=train_split)
     s = result.summary()
     history = [
-        {"epoch": h.epoch, "train_loss": h.train_loss, "score": h.score, "seconds": h.seconds,
-         "samples_per_second": h.samples_per_second, "metrics": h.metrics}
+        {
+            "epoch": h.epoch,
+            "train_loss": h.train_loss,
+            "score": h.score,
+            "seconds": h.seconds,
+            "samples_per_second": h.samples_per_second,
+            "metrics": h.metrics,
+        }
         for h in result.train.history
-    ]  # fmt: skip
+    ]
     params = s["params"]
     return TrialOutcome(
         status="finished",
@@ -130,8 +136,9 @@ def distill_trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
         device = setup_torch(config.get("cpus", 1), config.get("gpus", 0))
         inject_fault(trial.to_dict())
         prepared = fetch_prepared(data, trial.data_key)
-        save_and_report(config, trial.trial_id, lambda out: train_trial(trial, prepared, device, out),
-                        lambda o: o.to_result())  # fmt: skip
+        save_and_report(
+            config, trial.trial_id, lambda out: train_trial(trial, prepared, device, out), lambda o: o.to_result()
+        )
     except Exception as e:  # recorded as an errored trial with its message; the sweep goes on
         outcome = TrialOutcome.failed(error_message(e), started, time.time(), **placement(device))
         tune.report(outcome.to_result())

@@ -48,8 +48,12 @@ def _history(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     metrics."""
     out = []
     for i, r in enumerate(rows):
-        main = {"epoch": r.get("epoch", i + 1), "train_loss": r.get("train_loss"), "score": r.get("score"),
-                "seconds": r.get("seconds")}  # fmt: skip
+        main = {
+            "epoch": r.get("epoch", i + 1),
+            "train_loss": r.get("train_loss"),
+            "score": r.get("score"),
+            "seconds": r.get("seconds"),
+        }
         out.append({**main, "metrics": {k: v for k, v in r.items() if k not in main}})
     return out
 
@@ -73,14 +77,23 @@ def reusable_successor(trial: TeacherCompressionTrial, float_dir: str | Path | N
     except CompressedTeacherError:
         return False
     teacher = meta.get("teacher") or {}
-    return (meta["method"] == "theseus" and not meta.get("quantized") and "trainable_params" in meta
-            and teacher.get("fingerprint") == trial.teacher_fingerprint)  # fmt: skip
+    return (
+        meta["method"] == "theseus"
+        and not meta.get("quantized")
+        and "trainable_params" in meta
+        and teacher.get("fingerprint") == trial.teacher_fingerprint
+    )
 
 
 def run_teacher_compression(
-    trial: TeacherCompressionTrial, task_data: TaskData, teacher_dir: str, device: str, out_dir: str,
-    cache_dir: str | None = None, float_dir: str | None = None,
-) -> TrialOutcome:  # fmt: skip
+    trial: TeacherCompressionTrial,
+    task_data: TaskData,
+    teacher_dir: str,
+    device: str,
+    out_dir: str,
+    cache_dir: str | None = None,
+    float_dir: str | None = None,
+) -> TrialOutcome:
     """One grid point, without Ray: compress ``teacher_dir`` as the trial says into ``out_dir`` (an empty or absent
     directory), return the outcome. An int8 Theseus trial whose float sibling's successor is in ``float_dir``
     quantizes that one instead of training again."""
@@ -90,8 +103,10 @@ def run_teacher_compression(
     started = time.time()
     found = teacher_fingerprint(teacher_dir)
     if found != trial.teacher_fingerprint:
-        raise RuntimeError(f"teacher {teacher_dir} changed since the trial was planned (fingerprint {found}, planned"
-                           f" {trial.teacher_fingerprint}); resume the sweep to plan its trials again")  # fmt: skip
+        raise RuntimeError(
+            f"teacher {teacher_dir} changed since the trial was planned (fingerprint {found}, planned"
+            f" {trial.teacher_fingerprint}); resume the sweep to plan its trials again"
+        )
     cfg = core_config(trial, device)
     if reusable_successor(trial, float_dir):
         from featherweight_core.theseus import quantize_successor
@@ -119,7 +134,7 @@ def run_teacher_compression(
             "disk_bytes": result.disk_bytes,
             "gzip_bytes": result.gzip_bytes,
             "trainable_params": result.trainable_params,
-        },  # fmt: skip
+        },
         history=_history(result.history),
         class_metrics=result.class_metrics,
         resolved={trial.method: result.settings, "task": task_data.task.to_dict()},
@@ -168,10 +183,11 @@ def teacher_compression_trainable(
         sibling, root = float_sibling(trial), config.get(CHECKPOINT_ROOT)
         float_dir = str(checkpoint_dir(root, sibling.trial_id)) if sibling is not None and root else None
         save_and_report(
-            config, trial.trial_id,
+            config,
+            trial.trial_id,
             lambda out: run_teacher_compression(trial, task_data, teacher_dir, device, out, cache_dir, float_dir),
             lambda o: o.to_result("gzip_bytes"),
-        )  # fmt: skip
+        )
     except Exception as e:  # recorded as an errored trial with its message; the sweep goes on
         outcome = TrialOutcome.failed(error_message(e), started, time.time(), **placement(device))
         tune.report(outcome.to_result("gzip_bytes"))

@@ -67,8 +67,11 @@ def _strict_fields(cls, d: dict[str, Any], where: str) -> dict[str, Any]:
     unknown = sorted(set(d) - names - {"trial_id"})
     if unknown:
         raise OutcomeError(f"{where}: unknown field(s) {unknown}; expected {sorted(names)}")
-    missing = sorted(f.name for f in dataclasses.fields(cls) if f.name not in d and f.default is dataclasses.MISSING
-                     and f.default_factory is dataclasses.MISSING)  # fmt: skip
+    missing = sorted(
+        f.name
+        for f in dataclasses.fields(cls)
+        if f.name not in d and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    )
     if missing:
         raise OutcomeError(f"{where}: missing field(s) {missing}")
     return {k: v for k, v in d.items() if k in names}
@@ -98,9 +101,22 @@ class DistillTrial:
     task_definition: str | None = None
 
     V1_FIELDS: ClassVar[tuple[str, ...]] = (
-        "task", "arch", "embedding", "emb_dim", "vocab_size", "alpha", "bootstrap", "seed", "pooling",
-        "temperature", "max_epochs", "patience", "batch_size", "lr", "optimizer",
-    )  # fmt: skip
+        "task",
+        "arch",
+        "embedding",
+        "emb_dim",
+        "vocab_size",
+        "alpha",
+        "bootstrap",
+        "seed",
+        "pooling",
+        "temperature",
+        "max_epochs",
+        "patience",
+        "batch_size",
+        "lr",
+        "optimizer",
+    )
     stage: ClassVar[str] = "distill"
 
     def __post_init__(self) -> None:
@@ -153,9 +169,17 @@ class CompressTrial:
     size_measure: str = "gzip_bytes"
 
     V1_FIELDS: ClassVar[tuple[str, ...]] = (
-        "stage", "parent_trial_id", "parent_checkpoint", "parent_config", "method", "scope", "finetune_epochs",
-        "quantize", "size_measure", "targets",
-    )  # fmt: skip
+        "stage",
+        "parent_trial_id",
+        "parent_checkpoint",
+        "parent_config",
+        "method",
+        "scope",
+        "finetune_epochs",
+        "quantize",
+        "size_measure",
+        "targets",
+    )
     stage: ClassVar[str] = "compress"
 
     def __post_init__(self) -> None:
@@ -219,17 +243,27 @@ class TeacherCompressionTrial:
     task_definition: str | None = None
 
     V1_FIELDS: ClassVar[tuple[str, ...]] = (
-        "stage", "task", "method", "seed", "quantize", "settings", "teacher_fingerprint",
-    )  # fmt: skip
+        "stage",
+        "task",
+        "method",
+        "seed",
+        "quantize",
+        "settings",
+        "teacher_fingerprint",
+    )
     stage: ClassVar[str] = "teacher_compression"
 
     def __post_init__(self) -> None:
         if self.method not in TEACHER_COMPRESSION_METHODS:
-            raise OutcomeError(f"invalid teacher compression trial method={self.method!r}; expected one of"
-                               f" {list(TEACHER_COMPRESSION_METHODS)}")  # fmt: skip
+            raise OutcomeError(
+                f"invalid teacher compression trial method={self.method!r}; expected one of"
+                f" {list(TEACHER_COMPRESSION_METHODS)}"
+            )
         if not isinstance(self.settings, dict) or {"seed", "quantize"} & set(self.settings):
-            raise OutcomeError(f"invalid teacher compression settings {self.settings!r}: a dict without seed and"
-                               " quantize (fields of their own)")  # fmt: skip
+            raise OutcomeError(
+                f"invalid teacher compression settings {self.settings!r}: a dict without seed and"
+                " quantize (fields of their own)"
+            )
         if not isinstance(self.teacher_fingerprint, str) or not self.teacher_fingerprint:
             raise OutcomeError(f"invalid teacher fingerprint {self.teacher_fingerprint!r}")
         object.__setattr__(self, "seed", int(self.seed))
@@ -348,8 +382,10 @@ class TrialOutcome:
 
     def to_result(self, size_measure: str | None = None) -> dict[str, Any]:
         """The dict a trainable passes to ``tune.report``."""
-        out: dict[str, Any] = {OUTCOME_KEY: json.dumps(dataclasses.asdict(self), default=_json_default),
-                               "score": self.score}  # fmt: skip
+        out: dict[str, Any] = {
+            OUTCOME_KEY: json.dumps(dataclasses.asdict(self), default=_json_default),
+            "score": self.score,
+        }
         if size_measure is not None:
             out["size"] = self.size(size_measure)
         return out

@@ -97,8 +97,10 @@ def part_profile(cfg: dict) -> dict:
     td = load_task_data(task, cfg["sst2"])
     t0 = time.perf_counter()
     p = prepare(task, embedding=EMB, emb_dim=DIM, vocab_size=VOCAB, cache_dir=cfg["cache_dir"], task_data=td)
-    say(f"  data: {len(p.train)} train, {len(p.evals['validation'])} dev examples; encoded in "
-        f"{time.perf_counter() - t0:.1f}s")  # fmt: skip
+    say(
+        f"  data: {len(p.train)} train, {len(p.evals['validation'])} dev examples; encoded in "
+        f"{time.perf_counter() - t0:.1f}s"
+    )
     student = student_config_for(p, ARCH)
     dev = {"validation": p.evals["validation"]}
     out: dict = {"train_n": len(p.train), "device_name": device}
@@ -143,13 +145,17 @@ def part_profile(cfg: dict) -> dict:
     if device == "cuda":  # warm-up: CUDA context, cuDNN handles, allocator (untimed)
         epoch("cuda", p.train.take(np.arange(min(2000, len(p.train)))), threads)
         sps, wall, score = epoch("cuda", p.train, threads)
-        say(f"  cuda: one epoch of {len(p.train)}: {sps:,.0f} samples/s (train), {wall:.1f}s with evaluation, "
-            f"dev acc {score:.3f}")  # fmt: skip
+        say(
+            f"  cuda: one epoch of {len(p.train)}: {sps:,.0f} samples/s (train), {wall:.1f}s with evaluation, "
+            f"dev acc {score:.3f}"
+        )
         out.update(device_sps=sps, device_wall=wall)
         legacy = host_batches_epoch(p.train)
         out["host_batches_sps"] = legacy
-        say(f"  cuda, the loop before issue 12 (numpy batches copied per step, loss read per step): {legacy:,.0f} "
-            f"samples/s; device-resident loop {sps / legacy:.2f}x that")  # fmt: skip
+        say(
+            f"  cuda, the loop before issue 12 (numpy batches copied per step, loss read per step): {legacy:,.0f} "
+            f"samples/s; device-resident loop {sps / legacy:.2f}x that"
+        )
     n_cpu = min(cfg["cpu_samples"], len(p.train))
     cpu_split = p.train.take(np.sort(np.random.default_rng(0).choice(len(p.train), n_cpu, replace=False)))
     cpu_sps, cpu_wall, _ = epoch("cpu", cpu_split, 1)
@@ -194,12 +200,21 @@ def part_profile(cfg: dict) -> dict:
             say(f"  device busy (sum of kernel self time / wall, profiler overhead included): {busy:.0%}")
         say(f"  top 10 by device time:\n{avgs.table(sort_by=dev_key, row_limit=10)}")
     say(f"  top 10 by CPU time:\n{avgs.table(sort_by='self_cpu_time_total', row_limit=10)}")
-    watched = ("aten::_local_scalar_dense", "aten::item", "cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpy",
-               "cudaMemcpyAsync", "cudaLaunchKernel")  # fmt: skip
+    watched = (
+        "aten::_local_scalar_dense",
+        "aten::item",
+        "cudaStreamSynchronize",
+        "cudaDeviceSynchronize",
+        "cudaMemcpy",
+        "cudaMemcpyAsync",
+        "cudaLaunchKernel",
+    )
     syncs = {e.key: e.count for e in avgs if e.key in watched}
     out["syncs"] = syncs
-    say(f"  host waits and launches in {n_steps} steps (+ the epoch's loss read and evaluation): "
-        f"{syncs or 'none recorded'}")  # fmt: skip
+    say(
+        f"  host waits and launches in {n_steps} steps (+ the epoch's loss read and evaluation): "
+        f"{syncs or 'none recorded'}"
+    )
     return out
 
 
@@ -209,8 +224,11 @@ def part_profile(cfg: dict) -> dict:
 def sweep_spec(cfg: dict) -> dict:
     frac, device = cfg["fraction"], cfg["device"]
     k = max(1, round(1 / frac))
-    resources = {"cpus_per_trial": 1, "num_cpus": max(os.cpu_count() or 1, k) if device == "cuda" else k,
-                 "pending_timeout_s": 120}  # fmt: skip
+    resources = {
+        "cpus_per_trial": 1,
+        "num_cpus": max(os.cpu_count() or 1, k) if device == "cuda" else k,
+        "pending_timeout_s": 120,
+    }
     if device == "cuda":
         resources.update(gpus_per_trial=frac, num_gpus=1)
     return {
@@ -226,7 +244,7 @@ def sweep_spec(cfg: dict) -> dict:
             "vocab_sizes": [VOCAB],
             "alphas": [1.0],
             "seeds": list(range(cfg["trials"])),
-        },  # fmt: skip
+        },
         "training": {"max_epochs": cfg["max_epochs"], "patience": cfg["max_epochs"]},
         "resources": resources,
     }
@@ -261,8 +279,13 @@ def read_trials(database: str, name: str) -> dict | None:
     r = rows.iloc[0]
     if not r["n"]:
         return {"n": 0}
-    return {"n": int(r["n"]), "t0": float(r["t0"]), "t1": float(r["t1"]), "median_s": float(r["med"]),
-            "devices": r["devices"]}  # fmt: skip
+    return {
+        "n": int(r["n"]),
+        "t0": float(r["t0"]),
+        "t1": float(r["t1"]),
+        "median_s": float(r["med"]),
+        "devices": r["devices"],
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- parent side
@@ -274,10 +297,19 @@ class GpuSampler:
     def __init__(self) -> None:
         self.samples: list[tuple[float, float, float]] = []  # (unix time, util %, memory MiB)
         self.proc = subprocess.Popen(
-            ["nvidia-smi", "-i", "0", "--query-gpu=utilization.gpu,memory.used", "--format=csv,noheader,nounits",
-             "-lms", "500"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
+            [
+                "nvidia-smi",
+                "-i",
+                "0",
+                "--query-gpu=utilization.gpu,memory.used",
+                "--format=csv,noheader,nounits",
+                "-lms",
+                "500",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
 
@@ -307,8 +339,9 @@ def run_child(part: str, cfg: dict, timeout: float, env: dict | None = None) -> 
     """Run ``part`` in a child process (own process group), echo its output, return its result (None on failure or
     timeout: the group is stopped, and a Ray it started is stopped through its session file)."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--part", part, "--part-config", json.dumps(cfg)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+    )
     result: list[dict] = []
 
     def pump() -> None:
@@ -354,15 +387,24 @@ class Budget:
         return max(0.0, min(share, cap) if cap else share)
 
 
-def sweep_row(label: str, frac: float, cfg: dict, sampler: GpuSampler | None, child: dict | None, base: dict | None,
-              k: int) -> dict:  # fmt: skip
+def sweep_row(
+    label: str, frac: float, cfg: dict, sampler: GpuSampler | None, child: dict | None, base: dict | None, k: int
+) -> dict:
     trials = read_trials(cfg["database"], cfg["name"]) or {"n": 0}
-    row = {"label": label, "fraction": frac, "k": k, "n": trials["n"], "planned": cfg["trials"],
-           "wall": child["wall"] if child else None, "failed": child["failed"] if child else None}  # fmt: skip
+    row = {
+        "label": label,
+        "fraction": frac,
+        "k": k,
+        "n": trials["n"],
+        "planned": cfg["trials"],
+        "wall": child["wall"] if child else None,
+        "failed": child["failed"] if child else None,
+    }
     if trials["n"]:
         span = max(1e-6, trials["t1"] - trials["t0"])
-        row.update(span=span, per_hour=trials["n"] / span * 3600, median_s=trials["median_s"],
-                   devices=trials["devices"])  # fmt: skip
+        row.update(
+            span=span, per_hour=trials["n"] / span * 3600, median_s=trials["median_s"], devices=trials["devices"]
+        )
         if sampler is not None:
             w = sampler.window(trials["t0"], trials["t1"])
             if w:
@@ -377,9 +419,11 @@ def fmt_row(r: dict) -> str:
         v = r.get(key)
         return default if v is None else format(v, spec)
 
-    return (f"{r['label']:<16}{r['k']:>4}{r['n']:>4}/{r['planned']:<4}{f('per_hour', ',.0f'):>10}{f('ratio', '.2f'):>7}"
-            f"{f('median_s', '.1f'):>9}{f('util', '.0f'):>6}{f('mem', ',.0f'):>9}{f('wall', '.0f'):>7}"
-            f"  {r.get('devices') or ''}")  # fmt: skip
+    return (
+        f"{r['label']:<16}{r['k']:>4}{r['n']:>4}/{r['planned']:<4}{f('per_hour', ',.0f'):>10}{f('ratio', '.2f'):>7}"
+        f"{f('median_s', '.1f'):>9}{f('util', '.0f'):>6}{f('mem', ',.0f'):>9}{f('wall', '.0f'):>7}"
+        f"  {r.get('devices') or ''}"
+    )
 
 
 HEADER = f"{'gpus_per_trial':<16}{'K':>4}{'done':>9}{'trials/h':>10}{'ratio':>7}{'trial s':>9}{'util%':>6}{'mem MiB':>9}{'wall':>7}"
@@ -397,8 +441,13 @@ def start_mps(env: dict, tmp: Path) -> str | None:
     r = subprocess.run([exe, "-d"], env=env, capture_output=True, text=True, timeout=20)
     if r.returncode != 0:
         return f"nvidia-cuda-mps-control -d failed ({r.returncode}): {(r.stderr or r.stdout).strip()[:300]}"
-    probe = subprocess.run([sys.executable, "-c", "import torch; x = torch.ones(8, device='cuda'); print(float(x.sum()))"],
-                           env=env, capture_output=True, text=True, timeout=90)  # fmt: skip
+    probe = subprocess.run(
+        [sys.executable, "-c", "import torch; x = torch.ones(8, device='cuda'); print(float(x.sum()))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     if probe.returncode != 0 or "8.0" not in probe.stdout:
         stop_mps(env)
         return f"a CUDA client under MPS failed: {(probe.stderr or probe.stdout).strip()[-300:]}"
@@ -426,8 +475,10 @@ def parent(args: argparse.Namespace) -> None:
     cache = tmp / "cache"
     import torch
 
-    say(f"featherweight GPU benchmark: device {device}, torch {torch.__version__}, {os.cpu_count()} CPUs, "
-        f"budget {args.budget_s:.0f}s, load {load_average()}")  # fmt: skip
+    say(
+        f"featherweight GPU benchmark: device {device}, torch {torch.__version__}, {os.cpu_count()} CPUs, "
+        f"budget {args.budget_s:.0f}s, load {load_average()}"
+    )
     if device == "cuda":
         if not torch.cuda.is_available():
             raise SystemExit("error: --device cuda but torch.cuda.is_available() is False (use --device cpu to test)")
@@ -444,10 +495,17 @@ def parent(args: argparse.Namespace) -> None:
     # (a) ------------------------------------------------------------------------------------------------------
     say("\n(a) single trial: BiLSTM hash d25, one SST-2 epoch, device vs one CPU thread")
     parts_left = 2 + len(fractions)
-    prof = run_child("profile", {"device": device, "sst2": str(sst2), "cache_dir": str(cache),
-                                 "cpu_samples": 300 if quick else args.cpu_samples,
-                                 "profile_steps": 4 if quick else 20},
-                     budget.slot(parts_left, cap=0.3 * args.budget_s))  # fmt: skip
+    prof = run_child(
+        "profile",
+        {
+            "device": device,
+            "sst2": str(sst2),
+            "cache_dir": str(cache),
+            "cpu_samples": 300 if quick else args.cpu_samples,
+            "profile_steps": 4 if quick else 20,
+        },
+        budget.slot(parts_left, cap=0.3 * args.budget_s),
+    )
     summary["profile"] = prof
     parts_left -= 1
 
@@ -460,9 +518,17 @@ def parent(args: argparse.Namespace) -> None:
     for i, frac in enumerate(fractions):
         k = max(1, round(1 / frac))
         n = args.trials or max(2 * k, 2 if quick else 4)
-        cfg = {"device": device, "fraction": frac, "trials": n, "max_epochs": 1, "sst2": str(sst2),
-               "cache_dir": str(cache), "name": f"gpu-{i}-{k}", "storage": str(tmp / "runs"),
-               "database": str(tmp / f"bench-{i}.duckdb")}  # fmt: skip
+        cfg = {
+            "device": device,
+            "fraction": frac,
+            "trials": n,
+            "max_epochs": 1,
+            "sst2": str(sst2),
+            "cache_dir": str(cache),
+            "name": f"gpu-{i}-{k}",
+            "storage": str(tmp / "runs"),
+            "database": str(tmp / f"bench-{i}.duckdb"),
+        }
         slot = budget.slot(parts_left)
         if slot < 20:
             say(f"  gpus_per_trial {frac:.4g}: skipped, {budget.left():.0f}s of the budget left")
@@ -505,9 +571,17 @@ def parent(args: argparse.Namespace) -> None:
             say("  MPS control daemon started")
             frac = best["fraction"]
             k = best["k"]
-            cfg = {"device": device, "fraction": frac, "trials": best["planned"], "max_epochs": 1, "sst2": str(sst2),
-                   "cache_dir": str(cache), "name": f"gpu-mps-{k}", "storage": str(tmp / "runs"),
-                   "database": str(tmp / "bench-mps.duckdb")}  # fmt: skip
+            cfg = {
+                "device": device,
+                "fraction": frac,
+                "trials": best["planned"],
+                "max_epochs": 1,
+                "sst2": str(sst2),
+                "cache_dir": str(cache),
+                "name": f"gpu-mps-{k}",
+                "storage": str(tmp / "runs"),
+                "database": str(tmp / "bench-mps.duckdb"),
+            }
             sampler = GpuSampler() if have_smi else None
             try:
                 child = run_child("sweep", cfg, budget.slot(1), env=env)
@@ -525,8 +599,10 @@ def parent(args: argparse.Namespace) -> None:
     say("\nsummary")
     if prof:
         if "ratio" in prof:
-            say(f"  single trial: {prof['device_sps']:,.0f} samples/s on {prof['device_name']} vs {prof['cpu_sps']:,.0f} "
-                f"on one CPU thread = {prof['ratio']:.2f}x (target >= 4x)")  # fmt: skip
+            say(
+                f"  single trial: {prof['device_sps']:,.0f} samples/s on {prof['device_name']} vs {prof['cpu_sps']:,.0f} "
+                f"on one CPU thread = {prof['ratio']:.2f}x (target >= 4x)"
+            )
         else:
             say(f"  single trial: {prof['cpu_sps']:,.0f} samples/s on one CPU thread (no device in CPU mode)")
     else:
@@ -537,8 +613,10 @@ def parent(args: argparse.Namespace) -> None:
             say("  " + fmt_row(r))
         best = max((r for r in rows if r.get("ratio")), key=lambda r: r["ratio"], default=None)
         if best:
-            say(f"  best: gpus_per_trial {best['label']}: {best['ratio']:.2f}x the trials/hour of gpus_per_trial 1 "
-                "(target >= 5x)")  # fmt: skip
+            say(
+                f"  best: gpus_per_trial {best['label']}: {best['ratio']:.2f}x the trials/hour of gpus_per_trial 1 "
+                "(target >= 5x)"
+            )
     say(f"  total {args.budget_s - budget.left():.0f}s of a {args.budget_s:.0f}s budget")
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=1, default=str))

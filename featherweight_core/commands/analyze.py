@@ -17,11 +17,15 @@ from featherweight_core.errors import ConfigError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("analyze", help="parameter counts and sizes of a student configuration (no training)",
-                       description=__doc__)  # fmt: skip
+    p = sub.add_parser(
+        "analyze", help="parameter counts and sizes of a student configuration (no training)", description=__doc__
+    )
     one_line_errors(p)
-    p.add_argument("--checkpoint", default=None,
-                   help="student.pt: analyze this trained student (config and task from the checkpoint; default: none)")  # fmt: skip
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="student.pt: analyze this trained student (config and task from the checkpoint; default: none)",
+    )
     add_task_args(p, recorded="the checkpoint's")
     p.add_argument(
         "--arch", choices=vocab.ARCHS, help="student arch (required without --checkpoint; default: the checkpoint's)"
@@ -37,8 +41,11 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--vocab-size", type=int, default=None, help=f"BPE vocabulary / hash K (default {vocab.DEFAULT_VOCAB_SIZE})"
     )
-    p.add_argument("--bpemb-dir", default=None,
-                   help="accepted for symmetry with distill; sizes do not need the BPEmb files (default: none)")  # fmt: skip
+    p.add_argument(
+        "--bpemb-dir",
+        default=None,
+        help="accepted for symmetry with distill; sizes do not need the BPEmb files (default: none)",
+    )
     p.add_argument("--pooling", choices=vocab.POOLINGS, default="last", help="recurrent output")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
@@ -55,8 +62,15 @@ def run(args: argparse.Namespace) -> int:
         if missing:
             raise ConfigError(f"analyze needs {', '.join(missing)} (or --checkpoint STUDENT.pt)")
         task = resolve_task(args)
-        cfg = StudentConfig(args.arch, args.embedding, args.dim, task.num_labels, pair=task.pair,
-                            vocab_size=args.vocab_size, pooling=args.pooling).resolved()  # fmt: skip
+        cfg = StudentConfig(
+            args.arch,
+            args.embedding,
+            args.dim,
+            task.num_labels,
+            pair=task.pair,
+            vocab_size=args.vocab_size,
+            pooling=args.pooling,
+        ).resolved()
         model = build_student(cfg)
     report = {"task": task.name, "task_spec": task.to_dict(), "config": cfg.to_dict(), **size_report(model)}
     if args.checkpoint:
@@ -68,8 +82,10 @@ def run(args: argparse.Namespace) -> int:
         return 0
     p = report["params"]
     vocab_s = f" vocab {cfg.vocab_size}" if cfg.vocab_size is not None else ""  # char students have none
-    print(f"{task.name}  {cfg.arch} {cfg.embedding} d{cfg.emb_dim}{vocab_s}"
-          f"  {task.num_labels} labels{' (pairs)' if task.pair else ''}")  # fmt: skip
+    print(
+        f"{task.name}  {cfg.arch} {cfg.embedding} d{cfg.emb_dim}{vocab_s}"
+        f"  {task.num_labels} labels{' (pairs)' if task.pair else ''}"
+    )
     for k in ("total", "embedding", "encoder", "classifier", "nonzero"):
         print(f"  params {k:<11}{p[k]:>12,}")
     print(f"  disk bytes        {report['disk_bytes']:>12,}")

@@ -20,30 +20,49 @@ from featherweight_core.errors import ConfigError
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("augment", help="write TinyBERT-style bootstrap data (Parquet) for a task's training split",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = sub.add_parser(
+        "augment",
+        help="write TinyBERT-style bootstrap data (Parquet) for a task's training split",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     one_line_errors(p)
     add_task_args(p)
     p.add_argument("--output", required=True, help="augmented-data file to write (.parquet)")
     g = p.add_argument_group("candidates")
-    g.add_argument("--mode", choices=vocab.AUGMENT_MODES, default="embedding",
-                   help="fill-mask: masked-LM top-K for single-piece words, word vectors otherwise;"
-                        " embedding: word vectors for every word (default; no masked LM needed)")  # fmt: skip
+    g.add_argument(
+        "--mode",
+        choices=vocab.AUGMENT_MODES,
+        default="embedding",
+        help="fill-mask: masked-LM top-K for single-piece words, word vectors otherwise;"
+        " embedding: word vectors for every word (default; no masked LM needed)",
+    )
     g.add_argument(
         "--mlm", default=None, help="masked LM for fill-mask mode: hub id or local directory (default: none)"
     )
-    g.add_argument("--vectors", default="task",
-                   help="word vectors: GloVe/word2vec text (.txt/.vec[.gz]), word2vec .bin, gensim .kv, or 'task'"
-                        " = train word2vec on the task's training text (cached; default)")  # fmt: skip
+    g.add_argument(
+        "--vectors",
+        default="task",
+        help="word vectors: GloVe/word2vec text (.txt/.vec[.gz]), word2vec .bin, gensim .kv, or 'task'"
+        " = train word2vec on the task's training text (cached; default)",
+    )
     g.add_argument("--vectors-dim", type=int, default=100, help="dimension of vectors trained with --vectors task")
     g = p.add_argument_group("sampling")
     g.add_argument("-p", "--p", type=float, default=0.4, help="replacement probability per word (default 0.4)")
     g.add_argument("-n", "--n", type=int, default=20, help="variants tried per example (default 20; thesis 20/29)")
     g.add_argument("-k", "--k", type=int, default=15, help="candidates per word (default 15)")
-    g.add_argument("--ratio", type=float, default=1.0,
-                   help="keep this deterministic fraction of the generated variants (thesis: 0.25 for QQP/MNLI)")  # fmt: skip
-    g.add_argument("--fields", choices=vocab.AUGMENT_FIELDS, default="auto",
-                   help="which side(s) of a sentence pair to augment (auto: first, as TinyBERT)")  # fmt: skip
+    g.add_argument(
+        "--ratio",
+        type=float,
+        default=1.0,
+        help="keep this deterministic fraction of the generated variants (thesis: 0.25 for QQP/MNLI)",
+    )
+    g.add_argument(
+        "--fields",
+        choices=vocab.AUGMENT_FIELDS,
+        default="auto",
+        help="which side(s) of a sentence pair to augment (auto: first, as TinyBERT)",
+    )
     g.add_argument("--seed", type=int, default=0, help="seed of the word replacements")
     g.add_argument(
         "--max-examples", type=int, default=None, help="augment only the first N training examples (default: all)"
@@ -53,8 +72,11 @@ def add_parser(sub) -> None:
     g.add_argument("--chunk-size", type=int, default=512, help="examples per work unit / write (default 512)")
     g.add_argument("--mlm-batch-size", type=int, default=64, help="masked sentences per fill-mask batch")
     g.add_argument("--device", default="cpu", help="device of the masked LM and the teacher (default cpu)")
-    g.add_argument("--teacher", default=None,
-                   help="fine-tuned teacher: label the augmented data now (soft-target store) and report teacher labels (default: none)")  # fmt: skip
+    g.add_argument(
+        "--teacher",
+        default=None,
+        help="fine-tuned teacher: label the augmented data now (soft-target store) and report teacher labels (default: none)",
+    )
     g.add_argument(
         "--cache-dir", default=None, help="word-vector and soft-target cache (default ~/.cache/featherweight)"
     )
@@ -62,9 +84,12 @@ def add_parser(sub) -> None:
     g.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=run)
 
-    w = sub.add_parser("wordvectors", help="train word2vec vectors on a task's training text (for augment --vectors)",
-                       description="Train word2vec vectors on a task's training text and save them (word2vec binary) for"
-                       " `featherweight augment --vectors FILE`; `--vectors task` does the same on the fly.")  # fmt: skip
+    w = sub.add_parser(
+        "wordvectors",
+        help="train word2vec vectors on a task's training text (for augment --vectors)",
+        description="Train word2vec vectors on a task's training text and save them (word2vec binary) for"
+        " `featherweight augment --vectors FILE`; `--vectors task` does the same on the fly.",
+    )
     add_task_args(w)
     w.add_argument("--output", required=True, help="vectors file to write (word2vec binary, .bin)")
     w.add_argument("--dim", type=int, default=100, help="vector dimension")
@@ -88,9 +113,18 @@ def _run(args: argparse.Namespace) -> int:
     from featherweight_core.softtargets import SoftTargetStore
 
     task = resolve_task(args)
-    cfg = AugmentConfig(p=args.p, n=args.n, k=args.k, ratio=args.ratio, seed=args.seed, mode=args.mode,
-                        fields=args.fields, workers=args.workers, chunk_size=args.chunk_size,
-                        mlm_batch_size=args.mlm_batch_size)  # fmt: skip
+    cfg = AugmentConfig(
+        p=args.p,
+        n=args.n,
+        k=args.k,
+        ratio=args.ratio,
+        seed=args.seed,
+        mode=args.mode,
+        fields=args.fields,
+        workers=args.workers,
+        chunk_size=args.chunk_size,
+        mlm_batch_size=args.mlm_batch_size,
+    )
     if args.mode == "fill-mask" and not args.mlm:
         raise ConfigError("--mode fill-mask needs --mlm ID_OR_DIR (a masked LM); use --mode embedding without one")
     if args.mode == "embedding" and args.mlm:
@@ -103,9 +137,18 @@ def _run(args: argparse.Namespace) -> int:
         teacher_fingerprint(args.teacher)  # fail on a bad teacher dir before the long part
     cache = Path(args.cache_dir or DEFAULT_CACHE_DIR)
     task_data = load_task_data(task, args.data)
-    report = augment_to_file(task_data, args.output, cfg, vectors=args.vectors, mlm=args.mlm, cache_dir=cache,
-                             device=args.device, progress=not args.no_progress, vectors_dim=args.vectors_dim,
-                             max_examples=args.max_examples)  # fmt: skip
+    report = augment_to_file(
+        task_data,
+        args.output,
+        cfg,
+        vectors=args.vectors,
+        mlm=args.mlm,
+        cache_dir=cache,
+        device=args.device,
+        progress=not args.no_progress,
+        vectors_dim=args.vectors_dim,
+        max_examples=args.max_examples,
+    )
     if args.teacher:
         aug, _ = read_augmented(args.output, task)
         store = SoftTargetStore(cache / "softtargets", device=args.device, progress=not args.no_progress)
@@ -113,11 +156,16 @@ def _run(args: argparse.Namespace) -> int:
         report.augmented_teacher_labels = logits.argmax(-1)
     if args.json:
         out = {
-            "output": report.path, "source_examples": report.source_examples,
-            "eligible_examples": report.eligible_examples, "generated": report.generated, "kept": report.kept,
-            "seconds": round(report.seconds, 2), "source_examples_per_second": round(report.sentences_per_second, 1),
-            "config": cfg.to_dict(), "label_table": report.label_table(),
-        }  # fmt: skip
+            "output": report.path,
+            "source_examples": report.source_examples,
+            "eligible_examples": report.eligible_examples,
+            "generated": report.generated,
+            "kept": report.kept,
+            "seconds": round(report.seconds, 2),
+            "source_examples_per_second": round(report.sentences_per_second, 1),
+            "config": cfg.to_dict(),
+            "label_table": report.label_table(),
+        }
         print(json.dumps(out))
     else:
         print(report)

@@ -41,18 +41,33 @@ def add_parser(sub) -> None:
     add_task_args(p, recorded="the teacher's")
     p.add_argument("--output", required=True, help="directory to create for the compressed model")
     g = p.add_argument_group("BERT-Vision")
-    g.add_argument("--layers", type=positive_int, default=None,
-                   help="read and keep the teacher's first K transformer layers (default: all of them)")  # fmt: skip
-    g.add_argument("--head", choices=vocab.BERTVISION_HEADS, default="adapter",
-                   help="adapter: a shared per-layer adapter, flattened, then a linear classifier; concat: a learned"
-                        " weighted sum of the layers, then a linear classifier")  # fmt: skip
+    g.add_argument(
+        "--layers",
+        type=positive_int,
+        default=None,
+        help="read and keep the teacher's first K transformer layers (default: all of them)",
+    )
+    g.add_argument(
+        "--head",
+        choices=vocab.BERTVISION_HEADS,
+        default="adapter",
+        help="adapter: a shared per-layer adapter, flattened, then a linear classifier; concat: a learned"
+        " weighted sum of the layers, then a linear classifier",
+    )
     g.add_argument("--adapter-size", type=positive_int, default=128, help="width of the adapter head")
-    g.add_argument("--pooling", choices=vocab.BERTVISION_POOLINGS, default="first",
-                   help="what the head reads of each layer: first = the [CLS] token (as the paper), mean = the mean"
-                        " over the real tokens")  # fmt: skip
-    g.add_argument("--quantize", action="store_true",
-                   help="save the model with int8 dynamic quantization of every Linear layer; the head then trains on the"
-                        " int8 teacher's hidden states, computed one example at a time (slower than the float ones)")  # fmt: skip
+    g.add_argument(
+        "--pooling",
+        choices=vocab.BERTVISION_POOLINGS,
+        default="first",
+        help="what the head reads of each layer: first = the [CLS] token (as the paper), mean = the mean"
+        " over the real tokens",
+    )
+    g.add_argument(
+        "--quantize",
+        action="store_true",
+        help="save the model with int8 dynamic quantization of every Linear layer; the head then trains on the"
+        " int8 teacher's hidden states, computed one example at a time (slower than the float ones)",
+    )
     t = p.add_argument_group("training the head")
     t.add_argument("--epochs", type=positive_int, default=10, help="epochs over the cached hidden states")
     t.add_argument("--batch-size", type=positive_int, default=32, help="training batch size")
@@ -60,18 +75,32 @@ def add_parser(sub) -> None:
     t.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
     t.add_argument("--dropout", type=float, default=0.1, help="dropout before the classifier")
     t.add_argument("--seed", type=int, default=0, help="seed of the head's weights and the batch order")
-    t.add_argument("--max-length", type=int, default=None,
-                   help="truncate inputs to this many tokens (default: the teacher's fine-tuning max length)")  # fmt: skip
-    t.add_argument("--max-train-examples", type=positive_int, default=None,
-                   help="train on a random subset of this size, the same for every --seed (default: all)")  # fmt: skip
+    t.add_argument(
+        "--max-length",
+        type=int,
+        default=None,
+        help="truncate inputs to this many tokens (default: the teacher's fine-tuning max length)",
+    )
+    t.add_argument(
+        "--max-train-examples",
+        type=positive_int,
+        default=None,
+        help="train on a random subset of this size, the same for every --seed (default: all)",
+    )
     r = p.add_argument_group("runtime")
-    r.add_argument("--cache-dir", default=None,
-                   help="hidden states are cached in CACHE_DIR/hiddenstates (default ~/.cache/featherweight)")  # fmt: skip
+    r.add_argument(
+        "--cache-dir",
+        default=None,
+        help="hidden states are cached in CACHE_DIR/hiddenstates (default ~/.cache/featherweight)",
+    )
     r.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
     r.add_argument("--cpu", action="store_true", help="same as --device cpu")
     r.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
-    r.add_argument("--no-teacher-latency", action="store_true",
-                   help="do not time the teacher for the comparison (saves loading it once more)")  # fmt: skip
+    r.add_argument(
+        "--no-teacher-latency",
+        action="store_true",
+        help="do not time the teacher for the comparison (saves loading it once more)",
+    )
     r.add_argument("--no-progress", action="store_true", help="no progress bars or per-epoch lines")
     p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -96,11 +125,21 @@ def _run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = BertVisionConfig(
-        layers=args.layers, head=args.head, adapter_size=args.adapter_size, pooling=args.pooling, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, dropout=args.dropout,
-        seed=args.seed, max_length=args.max_length, max_train_examples=args.max_train_examples,
-        device="cpu" if args.cpu else args.device, quantize=args.quantize,
-    )  # fmt: skip
+        layers=args.layers,
+        head=args.head,
+        adapter_size=args.adapter_size,
+        pooling=args.pooling,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        dropout=args.dropout,
+        seed=args.seed,
+        max_length=args.max_length,
+        max_train_examples=args.max_train_examples,
+        device="cpu" if args.cpu else args.device,
+        quantize=args.quantize,
+    )
     _check_output_dir(Path(args.output), args.overwrite)  # before the teacher and the data are loaded
     teacher = Path(args.teacher)
     if not teacher.exists():
@@ -114,8 +153,17 @@ def _run(args: argparse.Namespace) -> int:
     from featherweight_core.bertvision import HiddenStateCache
 
     store = HiddenStateCache(cache, device=cfg.device, progress=not args.no_progress)
-    result = train_bertvision(teacher, task_data, args.output, cfg, cache_dir=store, progress=not args.no_progress,
-                              log=log, overwrite=args.overwrite, time_teacher=not args.no_teacher_latency)  # fmt: skip
+    result = train_bertvision(
+        teacher,
+        task_data,
+        args.output,
+        cfg,
+        cache_dir=store,
+        progress=not args.no_progress,
+        log=log,
+        overwrite=args.overwrite,
+        time_teacher=not args.no_teacher_latency,
+    )
     if args.json:
         print(json.dumps({**result.to_dict(), "hidden_states_computed": store.model_runs > 0}))
         return 0
@@ -127,17 +175,34 @@ def _run(args: argparse.Namespace) -> int:
     )
     rows = [
         ("", "dev score", "params", "trainable", "gzip MB", "latency ms", "speed-up", "layers"),
-        ("teacher", _f(t.get("score")), f"{t['params']:,}", "", f"{t['gzip_bytes'] / 1e6:.2f}",
-         _f(t.get("latency_ms"), 2), "1.00x" if t.get("latency_ms") else "-", str(t["layers"])),
-        ("bertvision", _f(result.score), f"{result.params:,}", f"{result.trainable_params:,}",
-         f"{result.gzip_bytes / 1e6:.2f}", _f(result.latency_ms, 2),
-         f"{result.speedup:.2f}x" if result.speedup else "-", str(result.layers)),
-    ]  # fmt: skip
+        (
+            "teacher",
+            _f(t.get("score")),
+            f"{t['params']:,}",
+            "",
+            f"{t['gzip_bytes'] / 1e6:.2f}",
+            _f(t.get("latency_ms"), 2),
+            "1.00x" if t.get("latency_ms") else "-",
+            str(t["layers"]),
+        ),
+        (
+            "bertvision",
+            _f(result.score),
+            f"{result.params:,}",
+            f"{result.trainable_params:,}",
+            f"{result.gzip_bytes / 1e6:.2f}",
+            _f(result.latency_ms, 2),
+            f"{result.speedup:.2f}x" if result.speedup else "-",
+            str(result.layers),
+        ),
+    ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
-    print(f"{result.seconds:.1f}s; head on cached states: dev {result.metrics['cache_score']:.4f}, saved model agrees"
-          f" on {result.metrics['cache_agreement']:.1%} of dev")  # fmt: skip
+    print(
+        f"{result.seconds:.1f}s; head on cached states: dev {result.metrics['cache_score']:.4f}, saved model agrees"
+        f" on {result.metrics['cache_agreement']:.1%} of dev"
+    )
     return 0
 
 

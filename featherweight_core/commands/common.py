@@ -41,13 +41,20 @@ def add_task_args(p: argparse.ArgumentParser, required: bool = True, recorded: s
     (e.g. "the checkpoint's"); then --task is optional."""
     g = p.add_argument_group("task and data")
     default = f" (default: {recorded} task)" if recorded else ""
-    g.add_argument("--task", required=required and not recorded, default=None,
-                   help=f"built-in task {sorted(TASKS)} or a name for a custom task{default}")  # fmt: skip
-    g.add_argument("--data", default=None,
-                   help="'hub', 'synthetic', a local GLUE dir (e.g. data/glue), a custom CSV/TSV file or directory"
-                        " (train + dev [+ test] files), or hf:OWNER/NAME[:CONFIG] for a custom task; default:"
-                        " synthetic for synthetic tasks, the HF hub for GLUE tasks"
-                        + (f", {recorded} data for a custom task" if recorded else ""))  # fmt: skip
+    g.add_argument(
+        "--task",
+        required=required and not recorded,
+        default=None,
+        help=f"built-in task {sorted(TASKS)} or a name for a custom task{default}",
+    )
+    g.add_argument(
+        "--data",
+        default=None,
+        help="'hub', 'synthetic', a local GLUE dir (e.g. data/glue), a custom CSV/TSV file or directory"
+        " (train + dev [+ test] files), or hf:OWNER/NAME[:CONFIG] for a custom task; default:"
+        " synthetic for synthetic tasks, the HF hub for GLUE tasks"
+        + (f", {recorded} data for a custom task" if recorded else ""),
+    )
     c = p.add_argument_group("custom task (your own dataset; see docs/tasks.md)")
     c.add_argument(
         "--text-columns",
@@ -55,17 +62,29 @@ def add_task_args(p: argparse.ArgumentParser, required: bool = True, recorded: s
         help="text column(s) in the header, comma-separated: 1 or 2 (default: none; a custom task needs them)",
     )
     c.add_argument("--label-column", default=None, help="label column (default: label)")
-    c.add_argument("--labels", default=None, help="label names as written in the data, comma-separated, in id order (default: none; a custom task"
-                        " needs them)")  # fmt: skip
-    c.add_argument("--metric", default=None, choices=vocab.TASK_METRICS,
-                   help="headline metric (default accuracy; f1 = positive class = the second label, binary only)")  # fmt: skip
+    c.add_argument(
+        "--labels",
+        default=None,
+        help="label names as written in the data, comma-separated, in id order (default: none; a custom task"
+        " needs them)",
+    )
+    c.add_argument(
+        "--metric",
+        default=None,
+        choices=vocab.TASK_METRICS,
+        help="headline metric (default accuracy; f1 = positive class = the second label, binary only)",
+    )
     c.add_argument("--dev-fraction", type=float, default=None, help="one data file: dev share (default 0.1)")
     c.add_argument("--test-fraction", type=float, default=None, help="one data file: test share (default 0)")
     c.add_argument("--split-seed", type=int, default=None, help="one data file: seed of the split (default 0)")
     c.add_argument("--no-stratify", action="store_true", help="one data file: split without keeping class shares")
     c.add_argument("--encoding", default=None, help="text encoding of the data files (default utf-8)")
-    c.add_argument("--on-bad-bytes", default=None, choices=vocab.BAD_BYTES_POLICIES,
-                   help="bytes not valid in the encoding: replace (with U+FFFD, counted; default) or error")  # fmt: skip
+    c.add_argument(
+        "--on-bad-bytes",
+        default=None,
+        choices=vocab.BAD_BYTES_POLICIES,
+        help="bytes not valid in the encoding: replace (with U+FFFD, counted; default) or error",
+    )
 
 
 def task_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -78,8 +97,11 @@ def task_options(args: argparse.Namespace) -> dict[str, Any]:
     for key in ("label_column", "metric", "encoding", "on_bad_bytes"):
         if getattr(args, key, None) is not None:
             opts[key] = getattr(args, key)
-    split = {k: getattr(args, a) for k, a in (("dev_fraction", "dev_fraction"), ("test_fraction", "test_fraction"),
-                                              ("seed", "split_seed")) if getattr(args, a, None) is not None}  # fmt: skip
+    split = {
+        k: getattr(args, a)
+        for k, a in (("dev_fraction", "dev_fraction"), ("test_fraction", "test_fraction"), ("seed", "split_seed"))
+        if getattr(args, a, None) is not None
+    }
     if getattr(args, "no_stratify", False):
         split["stratify"] = False
     if split:
@@ -92,8 +114,9 @@ def _flagged(e: ConfigError) -> ConfigError:
     key = msg.split(":", 1)[0]
     if key in TASK_FLAGS:
         msg = TASK_FLAGS[key] + msg[len(key) :]
-    return ConfigError(msg.replace("needs text_columns and labels (and data)", "needs --text-columns and --labels"
-                                   " (and --data PATH)"))  # fmt: skip
+    return ConfigError(
+        msg.replace("needs text_columns and labels (and data)", "needs --text-columns and --labels (and --data PATH)")
+    )
 
 
 def build_task(name: str, options: dict[str, Any]) -> TaskSpec:
@@ -141,8 +164,9 @@ def load_student_with_task(args: argparse.Namespace):
     cfg = cfg.resolved()
     task = resolve_recorded_task(args, recorded_task_of(meta), f"checkpoint {args.checkpoint}")
     if (task.pair, task.num_labels) != (cfg.pair, cfg.num_labels):
-        raise ConfigError(f"task {task.name!r} does not fit the checkpoint's student ({cfg.num_labels} labels,"
-                          f" pair={cfg.pair})")  # fmt: skip
+        raise ConfigError(
+            f"task {task.name!r} does not fit the checkpoint's student ({cfg.num_labels} labels, pair={cfg.pair})"
+        )
     return model, cfg, meta, task
 
 
@@ -176,14 +200,28 @@ def check_data_fingerprint(task: TaskSpec, recorded: str | None, actual: str, wh
 
 def add_encoder_args(p: argparse.ArgumentParser, required: bool = False) -> None:
     g = p.add_argument_group("embedding")
-    g.add_argument("--embedding", choices=vocab.EMBEDDINGS, default=None if required else "bpe",
-                   required=required, help="embedding type (default: bpe)")  # fmt: skip
-    g.add_argument("--dim", type=int, default=None if required else 25, required=required,
-                   help="embedding dimension (default: 25)")  # fmt: skip
-    g.add_argument("--vocab-size", type=int, default=None,
-                   help=f"BPE vocabulary / hash embedding K (default: {vocab.DEFAULT_VOCAB_SIZE}; char ignores it)")  # fmt: skip
-    g.add_argument("--bpemb-dir", default=None, help="bpemb cache dir holding en/en.wiki.bpe.vs*.{model,d*.w2v.bin} (default: bpemb's own download"
-                        " cache; bpe embeddings only)")  # fmt: skip
+    g.add_argument(
+        "--embedding",
+        choices=vocab.EMBEDDINGS,
+        default=None if required else "bpe",
+        required=required,
+        help="embedding type (default: bpe)",
+    )
+    g.add_argument(
+        "--dim", type=int, default=None if required else 25, required=required, help="embedding dimension (default: 25)"
+    )
+    g.add_argument(
+        "--vocab-size",
+        type=int,
+        default=None,
+        help=f"BPE vocabulary / hash embedding K (default: {vocab.DEFAULT_VOCAB_SIZE}; char ignores it)",
+    )
+    g.add_argument(
+        "--bpemb-dir",
+        default=None,
+        help="bpemb cache dir holding en/en.wiki.bpe.vs*.{model,d*.w2v.bin} (default: bpemb's own download"
+        " cache; bpe embeddings only)",
+    )
 
 
 def output_parent(output: str | None) -> Path | None:

@@ -78,8 +78,12 @@ def _importance_bits_arg(value: str) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("compress", help="prune and/or quantize a trained student; evaluate, measure, save",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = sub.add_parser(
+        "compress",
+        help="prune and/or quantize a trained student; evaluate, measure, save",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     one_line_errors(p)
     p.add_argument("checkpoint", help="student.pt written by `featherweight distill --output`")
     add_task_args(p, recorded="the checkpoint's")
@@ -92,18 +96,23 @@ def add_parser(sub) -> None:
         "--teacher-logits", default=None, help="teacher logits for fine-tuning with --alpha < 1 (default: none)"
     )
     g = p.add_argument_group("pruning (thesis 4.2, 6.2.5; default targets: table 6.3)")
-    g.add_argument("--prune", choices=vocab.PRUNE_METHODS, default=None,
-                   help="pruning method (default: no pruning)")  # fmt: skip
+    g.add_argument("--prune", choices=vocab.PRUNE_METHODS, default=None, help="pruning method (default: no pruning)")
     g.add_argument(
         "--scope",
         choices=vocab.PRUNE_SCOPES,
         default="local",
         help="local: a target per module group; global: one ranking across groups (default local)",
     )
-    g.add_argument("--sparsity", type=_sparsity_arg, action="append", default=[], metavar="GROUP=FRACTION",
-                   help="override table 6.3's targets per module group, e.g. encoder=0.5,classifier=0.125,"
-                        f"embedding=0.4 (groups: {' '.join(vocab.MODULE_GROUPS)}; finer: lstm rnn linear hash_emb"
-                        " char_emb bpe_emb); with --scope global a bare number is the overall target")  # fmt: skip
+    g.add_argument(
+        "--sparsity",
+        type=_sparsity_arg,
+        action="append",
+        default=[],
+        metavar="GROUP=FRACTION",
+        help="override table 6.3's targets per module group, e.g. encoder=0.5,classifier=0.125,"
+        f"embedding=0.4 (groups: {' '.join(vocab.MODULE_GROUPS)}; finer: lstm rnn linear hash_emb"
+        " char_emb bpe_emb); with --scope global a bare number is the overall target",
+    )
     g.add_argument(
         "--threshold",
         type=_sparsity_arg,
@@ -112,11 +121,19 @@ def add_parser(sub) -> None:
         metavar="GROUP=VALUE",
         help="--prune magnitude: absolute |w| thresholds instead of targets (global: a bare number)",
     )
-    g.add_argument("--schedule", choices=vocab.PRUNE_SCHEDULES, default=None,
-                   help="post: prune once after training; gradual: ramp sparsity up while fine-tuning"
-                        " (default: gradual for movement, post otherwise)")  # fmt: skip
-    g.add_argument("--prune-epochs", type=int, default=None,
-                   help="fine-tuning epochs (default: 2 for gradual/movement, 0 for post)")  # fmt: skip
+    g.add_argument(
+        "--schedule",
+        choices=vocab.PRUNE_SCHEDULES,
+        default=None,
+        help="post: prune once after training; gradual: ramp sparsity up while fine-tuning"
+        " (default: gradual for movement, post otherwise)",
+    )
+    g.add_argument(
+        "--prune-epochs",
+        type=int,
+        default=None,
+        help="fine-tuning epochs (default: 2 for gradual/movement, 0 for post)",
+    )
     g.add_argument("--ramp", type=float, default=0.7, help="fraction of fine-tuning over which sparsity ramps up")
     g.add_argument("--score-lr", type=float, default=0.01, help="movement: learning rate of the scores")
     g = p.add_argument_group("quantization (thesis 4.3, 6.1.7)")
@@ -133,10 +150,15 @@ def add_parser(sub) -> None:
         help="static int8 classifier calibrated on training batches (default: dynamic)",
     )
     g.add_argument("--calibration-batches", type=int, default=20, help="training batches for static calibration")
-    g.add_argument("--importance-bits", type=_importance_bits_arg, default=16, metavar="{2..8,16}",
-                   help="hash embeddings: width of the importance scalars; 16 = float16 (default, the thesis),"
-                        " 2..8 = uniform codes over their range (smaller gzip: the importance scalars dominate a"
-                        " quantized hash student's size); 2..8 need embedding quantization")  # fmt: skip
+    g.add_argument(
+        "--importance-bits",
+        type=_importance_bits_arg,
+        default=16,
+        metavar="{2..8,16}",
+        help="hash embeddings: width of the importance scalars; 16 = float16 (default, the thesis),"
+        " 2..8 = uniform codes over their range (smaller gzip: the importance scalars dominate a"
+        " quantized hash student's size); 2..8 need embedding quantization",
+    )
     g = p.add_argument_group("fine-tuning loss (pruning epochs); defaults: the checkpoint's distillation settings")
     g.add_argument(
         "--alpha", type=float, default=None, help="weight of the label CE loss (1 = labels only; default: above)"
@@ -183,11 +205,21 @@ def _configs(args: argparse.Namespace):
             raise PruningError("--sparsity / --threshold / --schedule need --prune METHOD")
     else:
         if overall is not None and args.scope != "global":
-            raise PruningError(f"--sparsity {overall} (one overall target) needs --scope global; "
-                               "local pruning takes GROUP=FRACTION")  # fmt: skip
-        prune = PruneConfig(method=args.prune, scope=args.scope, targets=targets, sparsity=overall,
-                            thresholds=thresholds or None, threshold=one_threshold, schedule=args.schedule,
-                            epochs=args.prune_epochs, ramp=args.ramp, score_lr=args.score_lr)  # fmt: skip
+            raise PruningError(
+                f"--sparsity {overall} (one overall target) needs --scope global; local pruning takes GROUP=FRACTION"
+            )
+        prune = PruneConfig(
+            method=args.prune,
+            scope=args.scope,
+            targets=targets,
+            sparsity=overall,
+            thresholds=thresholds or None,
+            threshold=one_threshold,
+            schedule=args.schedule,
+            epochs=args.prune_epochs,
+            ramp=args.ramp,
+            score_lr=args.score_lr,
+        )
     quant = None
     bits = args.importance_bits
     if bits != 16 and "embedding" not in args.quantize:
@@ -196,10 +228,14 @@ def _configs(args: argparse.Namespace):
         parts = set(args.quantize)
         if args.static_classifier:
             parts.add("classifier")
-        quant = QuantConfig(embedding="embedding" in parts, encoder="encoder" in parts,
-                            classifier="classifier" in parts, static_classifier=args.static_classifier,
-                            calibration_batches=args.calibration_batches,
-                            importance_bits=bits)  # fmt: skip
+        quant = QuantConfig(
+            embedding="embedding" in parts,
+            encoder="encoder" in parts,
+            classifier="classifier" in parts,
+            static_classifier=args.static_classifier,
+            calibration_batches=args.calibration_batches,
+            importance_bits=bits,
+        )
     if prune is None and quant is None:
         raise ConfigError("nothing to do: give --prune METHOD and/or --quantize PARTS")
     return prune, quant
@@ -223,17 +259,32 @@ def _run(args: argparse.Namespace) -> int:
     model, cfg, meta, task = load_student_with_task(args)
     log = None if args.quiet or args.json else sys.stderr
     data = args.data or (meta.get("data_source") if task.custom else None)
-    prepared = prepare(task, data, cfg.embedding, cfg.emb_dim, cfg.vocab_size, args.bpemb_dir,
-                       args.teacher_logits, args.cache_dir or DEFAULT_CACHE_DIR, verbose=log is not None)  # fmt: skip
-    check_data_fingerprint(task, meta.get("data_fingerprint"), prepared.data_fingerprint,
-                           f"checkpoint {args.checkpoint}", log)  # fmt: skip
+    prepared = prepare(
+        task,
+        data,
+        cfg.embedding,
+        cfg.emb_dim,
+        cfg.vocab_size,
+        args.bpemb_dir,
+        args.teacher_logits,
+        args.cache_dir or DEFAULT_CACHE_DIR,
+        verbose=log is not None,
+    )
+    check_data_fingerprint(
+        task, meta.get("data_fingerprint"), prepared.data_fingerprint, f"checkpoint {args.checkpoint}", log
+    )
     if quant is not None and quant.importance_bits != 16 and cfg.embedding != "hash" and log:
-        print(f"warning: --importance-bits applies to hash embeddings only; ignored for this {cfg.embedding}"
-              " student", file=log)  # fmt: skip
+        print(
+            f"warning: --importance-bits applies to hash embeddings only; ignored for this {cfg.embedding} student",
+            file=log,
+        )
     dist = dict(meta.get("distill") or {})
     base = default_distill_config(cfg, prepared.train)
-    overrides = {k: getattr(args, k) for k in ("alpha", "temperature", "optimizer", "lr", "batch_size", "seed")
-                 if getattr(args, k) is not None}  # fmt: skip
+    overrides = {
+        k: getattr(args, k)
+        for k in ("alpha", "temperature", "optimizer", "lr", "batch_size", "seed")
+        if getattr(args, k) is not None
+    }
     fields = {k: dist[k] for k in ("temperature", "optimizer", "lr", "weight_decay", "seed", "grad_clip") if k in dist}
     if "alpha" in dist and (dist["alpha"] >= 1.0 or prepared.train.teacher_logits is not None):
         fields["alpha"] = dist["alpha"]
@@ -243,29 +294,52 @@ def _run(args: argparse.Namespace) -> int:
 
     def on_epoch(r):
         if log:
-            print(f"prune epoch {r['epoch']}  loss {r['train_loss']:.4f}  sparsity x{r['sparsity_fraction']:.2f}"
-                  f"  {r['seconds']:.1f}s", file=log, flush=True)  # fmt: skip
+            print(
+                f"prune epoch {r['epoch']}  loss {r['train_loss']:.4f}  sparsity x{r['sparsity_fraction']:.2f}"
+                f"  {r['seconds']:.1f}s",
+                file=log,
+                flush=True,
+            )
 
-    result = compress_student(model, cfg, prune, quant, prepared.train, prepared.evals, task, dcfg, on_epoch,
-                              tests=prepared.tests)  # fmt: skip
-    parent = {"metrics": evaluate(model, prepared.evals, task), "test_metrics": evaluate(model, prepared.tests, task),
-              "sizes": measure_sizes(model)}  # fmt: skip
-    summary = {"task": task.name, "task_spec": task.to_dict(), "parent": str(args.checkpoint), **result.summary(),
-               "float": parent}  # fmt: skip
+    result = compress_student(
+        model, cfg, prune, quant, prepared.train, prepared.evals, task, dcfg, on_epoch, tests=prepared.tests
+    )
+    parent = {
+        "metrics": evaluate(model, prepared.evals, task),
+        "test_metrics": evaluate(model, prepared.tests, task),
+        "sizes": measure_sizes(model),
+    }
+    summary = {
+        "task": task.name,
+        "task_spec": task.to_dict(),
+        "parent": str(args.checkpoint),
+        **result.summary(),
+        "float": parent,
+    }
     if args.speed:
         from featherweight_core.measure import inference_speed
 
         dev = prepared.evals[next(iter(prepared.evals))]
         summary["speed"] = {
-            name: {"latency_ms": inference_speed(m, dev, 1, max_batches=200)["ms_per_batch"],
-                   "throughput": inference_speed(m, dev, 256)["examples_per_second"]}
+            name: {
+                "latency_ms": inference_speed(m, dev, 1, max_batches=200)["ms_per_batch"],
+                "throughput": inference_speed(m, dev, 256)["examples_per_second"],
+            }
             for name, m in (("float", model), ("compressed", result.model))
-        }  # fmt: skip
+        }
     if args.output:
         out = Path(args.output)
-        ckpt = save_compressed(out / "compressed.pt", result, {"task": task.name, "task_spec": task.to_dict(),
-                               "data_source": prepared.data_source, "data_fingerprint": prepared.data_fingerprint,
-                               "parent": str(args.checkpoint)})  # fmt: skip
+        ckpt = save_compressed(
+            out / "compressed.pt",
+            result,
+            {
+                "task": task.name,
+                "task_spec": task.to_dict(),
+                "data_source": prepared.data_source,
+                "data_fingerprint": prepared.data_fingerprint,
+                "parent": str(args.checkpoint),
+            },
+        )
         summary["checkpoint"] = str(ckpt)
         write_json_atomic(out / "result.json", summary)
     if args.json:
@@ -277,8 +351,10 @@ def _run(args: argparse.Namespace) -> int:
 
 def _print(s: dict) -> None:
     st, f = s["student"], s["float"]
-    print(f"{s['task']}  {st['arch']} {st['embedding']} d{st['emb_dim']}  prune {s['prune_label']}"
-          f"  quant {s['quant_label']}")  # fmt: skip
+    print(
+        f"{s['task']}  {st['arch']} {st['embedding']} d{st['emb_dim']}  prune {s['prune_label']}"
+        f"  quant {s['quant_label']}"
+    )
     for k, v in s["metrics"].items():
         print(f"  {k:<20}{f['metrics'].get(k, float('nan')):>9.4f} -> {v:.4f}")
     for k, v in s.get("test_metrics", {}).items():
@@ -291,9 +367,13 @@ def _print(s: dict) -> None:
     print(f"  sparsity overall {sp['overall']:.3f}  ({mods})")
     if "speed" in s:
         a, b = s["speed"]["float"], s["speed"]["compressed"]
-        print(f"  latency b1  {a['latency_ms']:.3f} ms -> {b['latency_ms']:.3f} ms"
-              f"  ({a['latency_ms'] / b['latency_ms']:.2f}x)")  # fmt: skip
-        print(f"  throughput b256  {a['throughput']:.0f} -> {b['throughput']:.0f} ex/s"
-              f"  ({b['throughput'] / a['throughput']:.2f}x)")  # fmt: skip
+        print(
+            f"  latency b1  {a['latency_ms']:.3f} ms -> {b['latency_ms']:.3f} ms"
+            f"  ({a['latency_ms'] / b['latency_ms']:.2f}x)"
+        )
+        print(
+            f"  throughput b256  {a['throughput']:.0f} -> {b['throughput']:.0f} ex/s"
+            f"  ({b['throughput'] / a['throughput']:.2f}x)"
+        )
     if s.get("checkpoint"):
         print(f"saved {s['checkpoint']}")

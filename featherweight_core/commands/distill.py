@@ -30,8 +30,9 @@ def _temperature(value: str) -> float | str | None:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("distill", help="train one student (optionally distilled from teacher logits)",
-                       description=__doc__)  # fmt: skip
+    p = sub.add_parser(
+        "distill", help="train one student (optionally distilled from teacher logits)", description=__doc__
+    )
     one_line_errors(p)
     add_task_args(p)
     add_encoder_args(p)
@@ -54,12 +55,18 @@ def add_parser(sub) -> None:
     g.add_argument(
         "--teacher-logits", default=None, help="teacher logits: .npy aligned to train rows, or .parquet (default: none)"
     )
-    g.add_argument("--teacher", default=None,
-                   help="fine-tuned teacher directory: its train logits come from the soft-target store"
-                        " (computed once, then cached under --cache-dir; default: none)")  # fmt: skip
-    g.add_argument("--bootstrap", default=None,
-                   help="augmented-data file from `featherweight augment`: train on original + augmented examples"
-                        " (labels and logits from --teacher; default: none)")  # fmt: skip
+    g.add_argument(
+        "--teacher",
+        default=None,
+        help="fine-tuned teacher directory: its train logits come from the soft-target store"
+        " (computed once, then cached under --cache-dir; default: none)",
+    )
+    g.add_argument(
+        "--bootstrap",
+        default=None,
+        help="augmented-data file from `featherweight augment`: train on original + augmented examples"
+        " (labels and logits from --teacher; default: none)",
+    )
     g.add_argument(
         "--teacher-device", default="auto", help="where the teacher runs if its logits are not stored: auto, cpu, cuda"
     )
@@ -67,11 +74,19 @@ def add_parser(sub) -> None:
     g.add_argument("--max-epochs", type=int, default=50, help="epochs at most (the thesis' 50; 3-5 for a quick run)")
     g.add_argument("--patience", type=int, default=7, help="stop after this many epochs without a better dev score")
     g.add_argument("--batch-size", type=int, default=None, help="default: 50, or 256 for sentence pairs")
-    g.add_argument("--optimizer", choices=vocab.OPTIMIZERS, default=None,
-                   help="default: the thesis' per-arch choice (table 6.1): adadelta for bilstm, adam for rnn and ffn")  # fmt: skip
-    g.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default: table 6.1, 1.0 for bilstm/adadelta, 1e-4 for rnn and ffn/adam, tuned for"
-                        " 50 epochs; for short runs of 3-5 epochs use --optimizer adam --lr 3e-3)")  # fmt: skip
+    g.add_argument(
+        "--optimizer",
+        choices=vocab.OPTIMIZERS,
+        default=None,
+        help="default: the thesis' per-arch choice (table 6.1): adadelta for bilstm, adam for rnn and ffn",
+    )
+    g.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate (default: table 6.1, 1.0 for bilstm/adadelta, 1e-4 for rnn and ffn/adam, tuned for"
+        " 50 epochs; for short runs of 3-5 epochs use --optimizer adam --lr 3e-3)",
+    )
     g.add_argument("--weight-decay", type=float, default=None, help="default: table 6.1, 1e-5 for rnn, else 0")
     g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     g.add_argument("--threads", type=positive_int, default=1, help=STUDENT_THREADS_HELP)
@@ -103,10 +118,17 @@ def _run(args: argparse.Namespace) -> int:
     task = resolve_task(args)
     student = student_config_for_args(args, task)
     cfg = DistillConfig(
-        alpha=args.alpha, temperature=resolve_temperature(args.temperature, args.arch), max_epochs=args.max_epochs, patience=args.patience,
-        batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr, weight_decay=args.weight_decay,
-        seed=args.seed, device=args.device,
-    )  # fmt: skip
+        alpha=args.alpha,
+        temperature=resolve_temperature(args.temperature, args.arch),
+        max_epochs=args.max_epochs,
+        patience=args.patience,
+        batch_size=args.batch_size,
+        optimizer=args.optimizer,
+        lr=args.lr,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        device=args.device,
+    )
     if cfg.alpha < 1.0 and args.teacher_logits is None and args.teacher is None:
         raise ConfigError(
             f"--alpha {cfg.alpha} < 1 distils from a teacher: pass --teacher DIR or --teacher-logits FILE"
@@ -115,10 +137,20 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--bootstrap data is labelled by the teacher: pass --teacher DIR too")
     if args.teacher and args.teacher_logits:
         raise ConfigError("pass either --teacher DIR or --teacher-logits FILE, not both")
-    prepared = prepare(task, args.data, args.embedding, args.dim, args.vocab_size, args.bpemb_dir,
-                       args.teacher_logits, args.cache_dir or DEFAULT_CACHE_DIR, verbose=True,
-                       teacher=args.teacher, bootstrap=args.bootstrap,
-                       teacher_device=args.teacher_device)  # fmt: skip
+    prepared = prepare(
+        task,
+        args.data,
+        args.embedding,
+        args.dim,
+        args.vocab_size,
+        args.bpemb_dir,
+        args.teacher_logits,
+        args.cache_dir or DEFAULT_CACHE_DIR,
+        verbose=True,
+        teacher=args.teacher,
+        bootstrap=args.bootstrap,
+        teacher_device=args.teacher_device,
+    )
     student = student_config_for(prepared, args.arch, **student)
     log = None if args.quiet or args.json else sys.stderr
     if log:
@@ -126,14 +158,24 @@ def _run(args: argparse.Namespace) -> int:
 
     def on_epoch(r):
         if log:
-            print(f"epoch {r.epoch:3d}  loss {r.train_loss:.4f}  dev {r.score:.4f}  {r.seconds:.1f}s"
-                  f"  ({r.samples_per_second:.0f} samples/s)", file=log, flush=True)  # fmt: skip
+            print(
+                f"epoch {r.epoch:3d}  loss {r.train_loss:.4f}  dev {r.score:.4f}  {r.seconds:.1f}s"
+                f"  ({r.samples_per_second:.0f} samples/s)",
+                file=log,
+                flush=True,
+            )
 
-    result = run_distillation(prepared, student, cfg, args.output, on_epoch,
-                              train_split=prepared.train_split(args.bootstrap is not None))  # fmt: skip
-    summary = {"task": task.name, "task_spec": task.to_dict(), "split_info": prepared.split_info,
-               **result.summary(), "bootstrap": args.bootstrap,
-               "train_examples": len(prepared.train) + (len(prepared.bootstrap) if prepared.bootstrap else 0)}  # fmt: skip
+    result = run_distillation(
+        prepared, student, cfg, args.output, on_epoch, train_split=prepared.train_split(args.bootstrap is not None)
+    )
+    summary = {
+        "task": task.name,
+        "task_spec": task.to_dict(),
+        "split_info": prepared.split_info,
+        **result.summary(),
+        "bootstrap": args.bootstrap,
+        "train_examples": len(prepared.train) + (len(prepared.bootstrap) if prepared.bootstrap else 0),
+    }
     if args.output:
         write_json_atomic(Path(args.output) / "result.json", summary)
     if args.json:
@@ -144,8 +186,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def student_config_for_args(args: argparse.Namespace, task) -> dict:
-    return {k: v for k, v in {"pooling": args.pooling, "hidden": args.hidden,
-            "classifier_hidden": args.classifier_hidden, "dropout": args.dropout}.items() if v is not None}  # fmt: skip
+    return {
+        k: v
+        for k, v in {
+            "pooling": args.pooling,
+            "hidden": args.hidden,
+            "classifier_hidden": args.classifier_hidden,
+            "dropout": args.dropout,
+        }.items()
+        if v is not None
+    }
 
 
 def _print_summary(s: dict) -> None:
@@ -153,13 +203,17 @@ def _print_summary(s: dict) -> None:
     metrics = "  ".join(f"{k} {v:.4f}" for k, v in s["metrics"].items())
     p = s["params"]
     vocab_s = f" vocab {st['vocab_size']}" if st.get("vocab_size") is not None else ""  # char students have none
-    print(f"{s['task']}  {st['arch']} {st['embedding']} d{st['emb_dim']}{vocab_s}"
-          f"  alpha {s['distill']['alpha']}  seed {s['distill']['seed']}")  # fmt: skip
+    print(
+        f"{s['task']}  {st['arch']} {st['embedding']} d{st['emb_dim']}{vocab_s}"
+        f"  alpha {s['distill']['alpha']}  seed {s['distill']['seed']}"
+    )
     print(f"best epoch {s['best_epoch']}/{s['epochs']}  dev {metrics}")
     if s.get("test_metrics"):
         print("test (best epoch)  " + "  ".join(f"{k} {v:.4f}" for k, v in s["test_metrics"].items()))
-    print(f"params {p['total']:,} (embedding {p['embedding']:,}, encoder {p['encoder']:,},"
-          f" classifier {p['classifier']:,}; non-zero {p['nonzero']:,})")  # fmt: skip
+    print(
+        f"params {p['total']:,} (embedding {p['embedding']:,}, encoder {p['encoder']:,},"
+        f" classifier {p['classifier']:,}; non-zero {p['nonzero']:,})"
+    )
     print(f"size {s['disk_bytes']:,} bytes on disk, {s['gzip_bytes']:,} gzipped")
     if s["checkpoint"]:
         print(f"checkpoint {s['checkpoint']}")

@@ -27,13 +27,20 @@ from featherweight_core.commands.common import (
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("teacher", help="build a small teacher, fine-tune a transformer teacher, store its logits", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = sub.add_parser(
+        "teacher",
+        help="build a small teacher, fine-tune a transformer teacher, store its logits",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     tsub = p.add_subparsers(dest="teacher_command", metavar="SUBCOMMAND", required=True)
 
-    s = tsub.add_parser("init-small", help="build an untrained small BERT teacher offline (tokenizer trained here)",
-                      description="Build an untrained small BERT teacher offline: a WordPiece tokenizer trained on the"
-                      " task's training text and a tiny BERT; fine-tune it with `teacher finetune`.")  # fmt: skip
+    s = tsub.add_parser(
+        "init-small",
+        help="build an untrained small BERT teacher offline (tokenizer trained here)",
+        description="Build an untrained small BERT teacher offline: a WordPiece tokenizer trained on the"
+        " task's training text and a tiny BERT; fine-tune it with `teacher finetune`.",
+    )
     add_task_args(s)
     s.add_argument("--output", required=True, help="model directory to create")
     s.add_argument("--vocab-size", type=int, default=2000, help="WordPiece vocabulary (default 2000)")
@@ -46,9 +53,12 @@ def add_parser(sub) -> None:
     s.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
     s.set_defaults(func=run_init_small)
 
-    f = tsub.add_parser("finetune", help="fine-tune a HF sequence classifier (hub id or directory) on a task",
-                      description="Fine-tune a Hugging Face sequence classifier (hub id or local directory) on a task"
-                      " with AdamW and linear warm-up; writes the model and teacher_metrics.json to --output.")  # fmt: skip
+    f = tsub.add_parser(
+        "finetune",
+        help="fine-tune a HF sequence classifier (hub id or directory) on a task",
+        description="Fine-tune a Hugging Face sequence classifier (hub id or local directory) on a task"
+        " with AdamW and linear warm-up; writes the model and teacher_metrics.json to --output.",
+    )
     f.add_argument("--model", required=True, help="hub id (e.g. roberta-large; needs the hub or the HF cache) or dir")
     add_task_args(f)
     f.add_argument("--output", required=True, help="directory for the fine-tuned teacher and teacher_metrics.json")
@@ -79,8 +89,9 @@ def add_parser(sub) -> None:
     )
     lg.add_argument("--teacher", required=True, help="fine-tuned teacher directory")
     add_task_args(lg, recorded="the teacher's")
-    lg.add_argument("--split", action="append", default=None,
-                    help="split to score (repeatable; default: train and the dev splits)")  # fmt: skip
+    lg.add_argument(
+        "--split", action="append", default=None, help="split to score (repeatable; default: train and the dev splits)"
+    )
     lg.add_argument(
         "--augmented", default=None, help="score this augmented-data file instead of task splits (default: none)"
     )
@@ -101,8 +112,12 @@ def add_parser(sub) -> None:
 def _add_runtime_args(g) -> None:
     g.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
     g.add_argument("--cpu", action="store_true", help="same as --device cpu")
-    g.add_argument("--precision", choices=vocab.TEACHER_PRECISIONS, default="auto",
-                   help="autocast on GPU: auto = bf16 where supported, else fp16; CPU always fp32")  # fmt: skip
+    g.add_argument(
+        "--precision",
+        choices=vocab.TEACHER_PRECISIONS,
+        default="auto",
+        help="autocast on GPU: auto = bf16 where supported, else fp16; CPU always fp32",
+    )
     g.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -126,8 +141,15 @@ def _run_init_small(args: argparse.Namespace) -> int:
 
     _check_output_dir(Path(args.output), args.overwrite)  # before the data is loaded
     task = resolve_task(args)
-    cfg = SmallBertConfig(vocab_size=args.vocab_size, hidden=args.hidden, layers=args.layers, heads=args.heads,
-                          intermediate=args.intermediate, max_length=args.max_length, seed=args.seed)  # fmt: skip
+    cfg = SmallBertConfig(
+        vocab_size=args.vocab_size,
+        hidden=args.hidden,
+        layers=args.layers,
+        heads=args.heads,
+        intermediate=args.intermediate,
+        max_length=args.max_length,
+        seed=args.seed,
+    )
     task_data = load_task_data(task, args.data)
     out = build_small_teacher(task_data, args.output, cfg, overwrite=args.overwrite)
     print(f"small teacher (untrained) in {out}: {cfg.layers} layers, hidden {cfg.hidden}, vocab {cfg.vocab_size}")
@@ -147,20 +169,37 @@ def _run_finetune(args: argparse.Namespace) -> int:
     device = _setup(args)
     task = resolve_task(args)
     cfg = TeacherConfig(
-        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, max_length=args.max_length, seed=args.seed,
-        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, precision=args.precision, device=device,
-        max_train_examples=args.max_train_examples, eval_every=args.eval_every,
-    )  # fmt: skip
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_length=args.max_length,
+        seed=args.seed,
+        warmup_ratio=args.warmup_ratio,
+        weight_decay=args.weight_decay,
+        precision=args.precision,
+        device=device,
+        max_train_examples=args.max_train_examples,
+        eval_every=args.eval_every,
+    )
     task_data = load_task_data(task, args.data)
-    metrics = finetune_teacher(args.model, task_data, args.output, cfg, progress=not args.no_progress,
-                               overwrite=args.overwrite, log=None if args.json else sys.stderr)  # fmt: skip
+    metrics = finetune_teacher(
+        args.model,
+        task_data,
+        args.output,
+        cfg,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+        log=None if args.json else sys.stderr,
+    )
     if args.json:
         print(json.dumps({"task": task.name, "model": args.model, "output": args.output, **metrics}))
     else:
         shown = "  ".join(f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float) and k != "train_seconds")
         print(f"{task.name}  {args.model} -> {args.output}")
-        print(f"dev {shown}  ({metrics['train_examples']:,} examples, {metrics['steps']} steps,"
-              f" {metrics['train_seconds']:.1f}s)")  # fmt: skip
+        print(
+            f"dev {shown}  ({metrics['train_examples']:,} examples, {metrics['steps']} steps,"
+            f" {metrics['train_seconds']:.1f}s)"
+        )
     return 0
 
 
@@ -182,9 +221,13 @@ def _run_logits(args: argparse.Namespace) -> int:
     teacher_fingerprint(args.teacher)  # a bad teacher directory fails here, before any data is read
     task = resolve_recorded_task(args, recorded_task_of(meta), f"teacher {args.teacher}")
     data = args.data or (meta.get("data_source") if task.custom else None)
-    store = SoftTargetStore(Path(args.cache_dir or DEFAULT_CACHE_DIR) / "softtargets", device=device,
-                            batch_size=args.batch_size, precision=args.precision,
-                            progress=not args.no_progress)  # fmt: skip
+    store = SoftTargetStore(
+        Path(args.cache_dir or DEFAULT_CACHE_DIR) / "softtargets",
+        device=device,
+        batch_size=args.batch_size,
+        precision=args.precision,
+        progress=not args.no_progress,
+    )
     jobs = []
     if args.augmented:
         if args.split:

@@ -34,26 +34,47 @@ from featherweight_core.theseus import DEFAULT_REPLACING_FRACTION, DEFAULT_START
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("theseus", help="compress a fine-tuned teacher to fewer layers by module replacement",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = sub.add_parser(
+        "theseus",
+        help="compress a fine-tuned teacher to fewer layers by module replacement",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--teacher", required=True, help="fine-tuned teacher directory (any HF encoder classifier)")
     add_task_args(p, recorded="the teacher's")
     p.add_argument("--output", required=True, help="directory for the compressed teacher")
     r = p.add_argument_group("module replacement")
-    r.add_argument("--replace-rate", type=int, default=2,
-                   help="teacher layers replaced by one successor layer (must divide the teacher's layer count)")  # fmt: skip
-    r.add_argument("--schedule", choices=vocab.THESEUS_SCHEDULES, default="linear",
-                   help="replacement probability: linear p = min(k*step + b, 1), or constant p then 1.0")  # fmt: skip
+    r.add_argument(
+        "--replace-rate",
+        type=int,
+        default=2,
+        help="teacher layers replaced by one successor layer (must divide the teacher's layer count)",
+    )
+    r.add_argument(
+        "--schedule",
+        choices=vocab.THESEUS_SCHEDULES,
+        default="linear",
+        help="replacement probability: linear p = min(k*step + b, 1), or constant p then 1.0",
+    )
     r.add_argument("--p", type=float, default=0.5, help="constant schedule: replacement probability")
     r.add_argument("--b", type=float, default=DEFAULT_START_RATE, help="linear schedule: starting probability")
-    r.add_argument("--k", type=float, default=None,
-                   help="linear schedule: increase of p per step (default: reach 1.0 after --replacing-fraction of"
-                        " the steps)")  # fmt: skip
-    r.add_argument("--replacing-fraction", type=float, default=DEFAULT_REPLACING_FRACTION,
-                   help="share of the steps that replace modules before successor-only fine-tuning")  # fmt: skip
-    r.add_argument("--freeze-classifier", action="store_true",
-                   help="keep the teacher's classifier head (pooler and classifier) as it is; train only the successor"
-                        " layers")  # fmt: skip
+    r.add_argument(
+        "--k",
+        type=float,
+        default=None,
+        help="linear schedule: increase of p per step (default: reach 1.0 after --replacing-fraction of the steps)",
+    )
+    r.add_argument(
+        "--replacing-fraction",
+        type=float,
+        default=DEFAULT_REPLACING_FRACTION,
+        help="share of the steps that replace modules before successor-only fine-tuning",
+    )
+    r.add_argument(
+        "--freeze-classifier",
+        action="store_true",
+        help="keep the teacher's classifier head (pooler and classifier) as it is; train only the successor layers",
+    )
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=positive_int, default=3, help="passes over the training split")
     g.add_argument("--batch-size", type=positive_int, default=32, help="training batch size")
@@ -62,17 +83,28 @@ def add_parser(sub) -> None:
     g.add_argument("--warmup-ratio", type=float, default=0.06, help="linear warm-up fraction")
     g.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
     g.add_argument("--seed", type=int, default=0, help="seed of batch order and replacement draws")
-    g.add_argument("--max-train-examples", type=positive_int, default=None,
-                   help="train on a random subset of this size (default: all)")  # fmt: skip
+    g.add_argument(
+        "--max-train-examples",
+        type=positive_int,
+        default=None,
+        help="train on a random subset of this size (default: all)",
+    )
     g.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
     g.add_argument("--cpu", action="store_true", help="same as --device cpu")
-    g.add_argument("--precision", choices=vocab.TEACHER_PRECISIONS, default="auto",
-                   help="autocast on GPU: auto = bf16 where supported, else fp16; CPU always fp32")  # fmt: skip
+    g.add_argument(
+        "--precision",
+        choices=vocab.TEACHER_PRECISIONS,
+        default="auto",
+        help="autocast on GPU: auto = bf16 where supported, else fp16; CPU always fp32",
+    )
     g.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     o = p.add_argument_group("output")
-    o.add_argument("--quantize", action="store_true",
-                   help="save the successor int8-quantized (dynamic, every Linear) for inference; it is then no"
-                        " longer a teacher directory other commands load")  # fmt: skip
+    o.add_argument(
+        "--quantize",
+        action="store_true",
+        help="save the successor int8-quantized (dynamic, every Linear) for inference; it is then no"
+        " longer a teacher directory other commands load",
+    )
     o.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
     o.add_argument("--no-progress", action="store_true", help="no progress bars")
     o.add_argument("--json", action="store_true", help="print the result as one JSON object")
@@ -94,12 +126,25 @@ def _run(args: argparse.Namespace) -> int:
     from featherweight_core.theseus import TheseusConfig, compress_theseus
 
     cfg = TheseusConfig(
-        replace_rate=args.replace_rate, schedule=args.schedule, p=args.p, b=args.b, k=args.k,
-        replacing_fraction=args.replacing_fraction, train_classifier=not args.freeze_classifier, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, max_length=args.max_length, warmup_ratio=args.warmup_ratio,
-        weight_decay=args.weight_decay, seed=args.seed, max_train_examples=args.max_train_examples,
-        device="cpu" if args.cpu else args.device, precision=args.precision, quantize=args.quantize,
-    )  # fmt: skip
+        replace_rate=args.replace_rate,
+        schedule=args.schedule,
+        p=args.p,
+        b=args.b,
+        k=args.k,
+        replacing_fraction=args.replacing_fraction,
+        train_classifier=not args.freeze_classifier,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_length=args.max_length,
+        warmup_ratio=args.warmup_ratio,
+        weight_decay=args.weight_decay,
+        seed=args.seed,
+        max_train_examples=args.max_train_examples,
+        device="cpu" if args.cpu else args.device,
+        precision=args.precision,
+        quantize=args.quantize,
+    )
     meta = read_teacher_meta(args.teacher)  # a missing teacher fails here, before anything is loaded
     _check_output_dir(Path(args.output), args.overwrite)
     if args.threads:
@@ -107,8 +152,15 @@ def _run(args: argparse.Namespace) -> int:
     task = resolve_recorded_task(args, recorded_task_of(meta), f"teacher {args.teacher}")
     data = args.data or (meta.get("data_source") if task.custom else None)
     task_data = load_task_data(task, data)
-    result = compress_theseus(args.teacher, task_data, args.output, cfg, progress=not args.no_progress,
-                              log=None if args.json else sys.stderr, overwrite=args.overwrite)  # fmt: skip
+    result = compress_theseus(
+        args.teacher,
+        task_data,
+        args.output,
+        cfg,
+        progress=not args.no_progress,
+        log=None if args.json else sys.stderr,
+        overwrite=args.overwrite,
+    )
     teacher_sizes = measure_saved(args.teacher)
     if args.json:
         print(json.dumps({"task": task.name, **result.to_dict(), "teacher": {**result.teacher, **teacher_sizes}}))
@@ -116,10 +168,15 @@ def _run(args: argparse.Namespace) -> int:
     t = result.teacher
     kind = " (int8)" if result.quantized else ""
     print(f"{task.name}  theseus  {args.teacher} -> {args.output}{kind}")
-    print(f"layers {t['layers']} -> {result.layers}  dev {result.score:.4f} (teacher {t['score']:.4f})"
-          + (f"  test {result.test_metrics['score']:.4f}" if result.test_metrics else ""))  # fmt: skip
-    print(f"params {t['params']:,} -> {result.params:,} ({result.trainable_params:,} trained)  gzip"
-          f" {teacher_sizes['gzip_bytes']:,} -> {result.gzip_bytes:,} bytes  CPU latency {t['latency_ms']:.1f} ->"
-          f" {result.latency_ms:.1f} ms" + (f" ({result.speedup:.2f}x faster)" if result.speedup else "")
-          + f"  ({result.seconds:.0f}s)")  # fmt: skip
+    print(
+        f"layers {t['layers']} -> {result.layers}  dev {result.score:.4f} (teacher {t['score']:.4f})"
+        + (f"  test {result.test_metrics['score']:.4f}" if result.test_metrics else "")
+    )
+    print(
+        f"params {t['params']:,} -> {result.params:,} ({result.trainable_params:,} trained)  gzip"
+        f" {teacher_sizes['gzip_bytes']:,} -> {result.gzip_bytes:,} bytes  CPU latency {t['latency_ms']:.1f} ->"
+        f" {result.latency_ms:.1f} ms"
+        + (f" ({result.speedup:.2f}x faster)" if result.speedup else "")
+        + f"  ({result.seconds:.0f}s)"
+    )
     return 0

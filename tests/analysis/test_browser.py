@@ -58,9 +58,21 @@ def test_html_report_renders_in_a_headless_browser(tmp_path):
     store = open_store(tmp_path / "fw.duckdb")
     fill_sweep(store, "demo", tasks=("sst2", "qqp"), n_seeds=2)
     files = build_report(store, "demo", tmp_path / "report", budgets=[32_000])
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-extensions",
-           "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", "--dump-dom",
-           "--virtual-time-budget=10000", files.html.resolve().as_uri()]  # fmt: skip
+    cmd = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-extensions",
+        "--disable-background-networking",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--dump-dom",
+        "--virtual-time-budget=10000",
+        files.html.resolve().as_uri(),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert r.returncode == 0, r.stderr[-2000:]
     console = [line for line in r.stderr.splitlines() if ":CONSOLE" in line]
@@ -69,8 +81,11 @@ def test_html_report_renders_in_a_headless_browser(tmp_path):
     parser.feed(r.stdout)
     assert set(parser.symbols) == {"vis_pareto_sst2", "vis_pareto_qqp"}
     for task in ("sst2", "qqp"):
-        n = store.query("SELECT count(*) AS n FROM pareto_points WHERE sweep = 'demo' AND task = ? AND score_measure "
-                        "= 'score' AND size_measure = 'gzip_bytes' AND size_value > 0", [task])["n"][0]  # fmt: skip
+        n = store.query(
+            "SELECT count(*) AS n FROM pareto_points WHERE sweep = 'demo' AND task = ? AND score_measure "
+            "= 'score' AND size_measure = 'gzip_bytes' AND size_value > 0",
+            [task],
+        )["n"][0]
         drawn = parser.symbols[f"vis_pareto_{task}"]
         assert drawn >= n, f"{task}: {drawn} symbols drawn for {n} points"
     assert "dev accuracy (%)" in r.stdout and "skyline (Pareto front)" in r.stdout  # axis title and legend drawn

@@ -27,12 +27,17 @@ def test_parse_size_units_and_errors():
         with pytest.raises(BudgetError, match="budget"):
             parse_size(bad)
     assert (size_label(32_000), size_label(49_152), size_label(1_500_000), size_label(500)) == (
-        "32 KB", "48 KiB", "1.5 MB", "500 B")  # fmt: skip
+        "32 KB",
+        "48 KiB",
+        "1.5 MB",
+        "500 B",
+    )
 
 
 def test_spec_report_budgets():
-    spec = validate({"name": "x", "tasks": {"synthetic": {}}, "report": {"budgets": ["32KB", "48KB"]}},
-                    check_files=False)  # fmt: skip
+    spec = validate(
+        {"name": "x", "tasks": {"synthetic": {}}, "report": {"budgets": ["32KB", "48KB"]}}, check_files=False
+    )
     assert spec_budgets(spec.raw) == [32_000, 48_000]
     assert validate({"name": "x", "tasks": {"synthetic": {}}}, check_files=False).raw["report"] is None
     with pytest.raises(SpecError, match=r"^report.budgets\[1\]: budget '48XB'"):
@@ -45,10 +50,17 @@ def test_pareto_frame_percent_stages_and_links(store):
     df = pareto_frame(store, "two", "sst2", "score", "gzip_bytes")
     trials = df[df["kind"] == "trial"]
     assert (df["y"] - df["score_value"] * 100).abs().max() < 1e-9
-    assert set(df["stage_label"]) == {"distilled", "pruned", "quantized", "pruned + quantized", "teacher baseline",
-                                      "literature/user baseline"}  # fmt: skip
+    assert set(df["stage_label"]) == {
+        "distilled",
+        "pruned",
+        "quantized",
+        "pruned + quantized",
+        "teacher baseline",
+        "literature/user baseline",
+    }
     assert set(trials["color_key"]) == {"bilstm", "rnn", "ffn"} and set(df[df["kind"] == "baseline"]["color_key"]) == {
-        "baseline"}  # fmt: skip
+        "baseline"
+    }
     links = link_frame(df)
     children = trials[trials["stage"] == "compress"]
     assert len(links) == len(children) == 6  # every compressed trial joined to its parent
@@ -57,8 +69,10 @@ def test_pareto_frame_percent_stages_and_links(store):
 
 def test_params_axis_counts_non_zero_parameters(store):
     df = pareto_frame(store, "two", "sst2", "score", "params")
-    rows = store.query("SELECT trial_id, params, nonzero_params FROM trial_results WHERE sweep = 'two' "
-                       "AND stage = 'compress' AND pruning IS NOT NULL")  # fmt: skip
+    rows = store.query(
+        "SELECT trial_id, params, nonzero_params FROM trial_results WHERE sweep = 'two' "
+        "AND stage = 'compress' AND pruning IS NOT NULL"
+    )
     got = df.set_index("trial_id")["size_value"]
     for r in rows.itertuples():
         assert got[r.trial_id] == r.nonzero_params < r.params  # pruned: at its kept count, not its parent's
@@ -87,8 +101,12 @@ def test_task_chart_panels_by_arch_and_budget_rules(store):
     titles = [panel["title"] for row in rows for panel in row["hconcat"]]
     assert titles == [f"sst2: dev accuracy vs gzip size (arch {a})" for a in ("bilstm", "ffn", "rnn")]
     layers = rows[0]["hconcat"][0]["layer"]
-    assert any(layer.get("mark", {}).get("type") == "rule" and layer["encoding"]["x"]["field"] == "x"
-               and "y" not in layer["encoding"] for layer in layers)  # fmt: skip
+    assert any(
+        layer.get("mark", {}).get("type") == "rule"
+        and layer["encoding"]["x"]["field"] == "x"
+        and "y" not in layer["encoding"]
+        for layer in layers
+    )
     one = task_chart(store, "two", "sst2").to_dict()
     x = next(layer["encoding"]["x"] for layer in one["layer"] if "x" in layer.get("encoding", {}))
     y = next(layer["encoding"]["y"] for layer in one["layer"] if "y" in layer.get("encoding", {}))

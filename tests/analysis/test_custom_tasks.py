@@ -10,8 +10,13 @@ from sweep.cli import main
 from tests.db.test_custom_tasks import tweet_classes
 from tests.fakes import make_record
 
-SPEC = {"name": "mix", "tasks": {"tweets": {"data": "tweets.csv", "metric": "macro_f1",
-                                            "labels": ["negative", "neutral", "positive"]}, "sst2": {}}}  # fmt: skip
+SPEC = {
+    "name": "mix",
+    "tasks": {
+        "tweets": {"data": "tweets.csv", "metric": "macro_f1", "labels": ["negative", "neutral", "positive"]},
+        "sst2": {},
+    },
+}
 
 
 @pytest.fixture
@@ -20,10 +25,18 @@ def store(tmp_path):
     store.start_sweep("mix", SPEC, "test", "/tmp/mix")
     # tweets: score = macro-F1; (size, macro-F1): t1 small and weak, t2 large and strong, t3 dominated by t2
     for tid, f1, size, test in (("t1", 0.55, 100_000, 0.52), ("t2", 0.70, 400_000, 0.66), ("t3", 0.60, 500_000, None)):
-        store.record_trial(make_record("mix", tid, task="tweets", metrics={"score": f1, "accuracy": f1 + 0.05},
-                                       macro_f1=f1, test={"score": test, "macro_f1": test} if test else None,
-                                       sizes={"params": size // 4, "disk_bytes": size, "gzip_bytes": size},
-                                       class_metrics=tweet_classes() if tid == "t2" else None))  # fmt: skip
+        store.record_trial(
+            make_record(
+                "mix",
+                tid,
+                task="tweets",
+                metrics={"score": f1, "accuracy": f1 + 0.05},
+                macro_f1=f1,
+                test={"score": test, "macro_f1": test} if test else None,
+                sizes={"params": size // 4, "disk_bytes": size, "gzip_bytes": size},
+                class_metrics=tweet_classes() if tid == "t2" else None,
+            )
+        )
     store.record_trial(make_record("mix", "s1", task="sst2"))
     return store
 
@@ -39,8 +52,25 @@ def test_trial_results_and_seed_summary_carry_dev_and_test(store):
 
 def test_class_results_view(store):
     c = store.query("SELECT * FROM class_results ORDER BY split, label_id")
-    assert list(c.columns) == ["sweep", "trial_id", "stage", "task", "label", "arch", "embedding", "emb_dim", "seed",
-                               "split", "label_id", "class", "precision", "recall", "f1", "support", "predicted"]  # fmt: skip
+    assert list(c.columns) == [
+        "sweep",
+        "trial_id",
+        "stage",
+        "task",
+        "label",
+        "arch",
+        "embedding",
+        "emb_dim",
+        "seed",
+        "split",
+        "label_id",
+        "class",
+        "precision",
+        "recall",
+        "f1",
+        "support",
+        "predicted",
+    ]
     assert set(c["trial_id"]) == {"t2"} and c["task"].unique().tolist() == ["tweets"]
     dev = c[c["split"] == "validation"]
     assert dev["class"].tolist() == ["negative", "neutral", "positive"] and dev["label"].iloc[0] == "BiLSTM_BPE25"
@@ -48,8 +78,7 @@ def test_class_results_view(store):
 
 
 def test_custom_task_skyline_has_no_thesis_rows_and_user_baselines_stay_on_their_task(store, tmp_path):
-    store.record_baseline(None, "tweets", "logistic regression", 0.62, params=30_000, disk_bytes=120_000,
-                          macro_f1=0.62)  # fmt: skip
+    store.record_baseline(None, "tweets", "logistic regression", 0.62, params=30_000, disk_bytes=120_000, macro_f1=0.62)
     store.record_baseline("other", "tweets", "another sweep's", 0.99, disk_bytes=1)  # not this sweep's
     p = store.query("SELECT * FROM pareto_points WHERE sweep = 'mix'")
     tweets = p[p["task"] == "tweets"]
@@ -57,13 +86,17 @@ def test_custom_task_skyline_has_no_thesis_rows_and_user_baselines_stay_on_their
     assert set(tweets.loc[tweets["kind"] == "baseline", "name"]) == {"logistic regression"}
     assert "logistic regression" not in set(p.loc[p["task"] == "sst2", "name"])
     assert "RoBERTa-large" in set(p.loc[p["task"] == "sst2", "name"])
-    sky = store.query("SELECT name, trial_id, score_value FROM skyline WHERE task = 'tweets' AND "
-                      "score_measure = 'macro_f1' AND size_measure = 'disk_bytes' ORDER BY skyline_rank")  # fmt: skip
+    sky = store.query(
+        "SELECT name, trial_id, score_value FROM skyline WHERE task = 'tweets' AND "
+        "score_measure = 'macro_f1' AND size_measure = 'disk_bytes' ORDER BY skyline_rank"
+    )
     assert sky["name"].tolist()[0] == "BiLSTM_BPE25" and sky["trial_id"].tolist()[0] == "t1"
     assert sky["name"].tolist()[1:] == ["logistic regression", "BiLSTM_BPE25"]
     assert sky["trial_id"].tolist()[2] == "t2"  # t3 is dominated
-    stage = store.query("SELECT trial_id FROM pareto_points WHERE task = 'tweets' AND score_measure = 'macro_f1' "
-                        "AND size_measure = 'disk_bytes' AND on_stage_skyline ORDER BY trial_id")  # fmt: skip
+    stage = store.query(
+        "SELECT trial_id FROM pareto_points WHERE task = 'tweets' AND score_measure = 'macro_f1' "
+        "AND size_measure = 'disk_bytes' AND on_stage_skyline ORDER BY trial_id"
+    )
     assert stage["trial_id"].tolist() == ["t1", "t2"]
 
 
@@ -81,8 +114,24 @@ def run_cli(argv, capsys):
 
 def test_add_baseline_cli(store, capsys):
     db = str(store.path)
-    argv = ["db", "add-baseline", "--db", db, "--task", "tweets", "--name", "fastText", "--score", "0.65",
-            "--params", "2000000", "--disk-bytes", "8000000", "--note", "ours"]  # fmt: skip
+    argv = [
+        "db",
+        "add-baseline",
+        "--db",
+        db,
+        "--task",
+        "tweets",
+        "--name",
+        "fastText",
+        "--score",
+        "0.65",
+        "--params",
+        "2000000",
+        "--disk-bytes",
+        "8000000",
+        "--note",
+        "ours",
+    ]
     rc, out, err = run_cli(argv, capsys)
     assert rc == 0, err
     assert "fastText" in out and "tweets" in out
@@ -98,8 +147,9 @@ def test_add_baseline_cli(store, capsys):
 @pytest.mark.parametrize("score", ["87", "-0.1", "nan"])
 def test_add_baseline_bad_score_is_one_line_error(tmp_path, capsys, score):
     db = tmp_path / "none.duckdb"
-    rc, out, err = run_cli(["db", "add-baseline", "--db", str(db), "--task", "t", "--name", "n", "--score", score],
-                           capsys)  # fmt: skip
+    rc, out, err = run_cli(
+        ["db", "add-baseline", "--db", str(db), "--task", "t", "--name", "n", "--score", score], capsys
+    )
     assert rc == 2
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "fraction in [0, 1]" in lines[0], err

@@ -33,15 +33,23 @@ def sweep_db(tmp_path_factory):
     checkpoint: the parent's says), each with the sizes the trainables record."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("sweep")
-    cfg = StudentConfig(arch="ffn", embedding="hash", emb_dim=8, num_labels=2, vocab_size=200,
-                        classifier_hidden=8).resolved()  # fmt: skip
+    cfg = StudentConfig(
+        arch="ffn", embedding="hash", emb_dim=8, num_labels=2, vocab_size=200, classifier_hidden=8
+    ).resolved()
     torch.manual_seed(0)
     model = build_student(cfg).eval()
     parent = save_checkpoint(root / "d-1" / "student.pt", model, cfg, 200, META)
     data = load_synthetic(TASK, n_train=100, n_dev=20)
     enc = build_encoder("hash", 200)
-    res = compress_student(model, cfg, None, QuantConfig(), encode_split(enc, data.train),
-                           {"validation": encode_split(enc, data.splits["validation"])}, TASK)  # fmt: skip
+    res = compress_student(
+        model,
+        cfg,
+        None,
+        QuantConfig(),
+        encode_split(enc, data.train),
+        {"validation": encode_split(enc, data.splits["validation"])},
+        TASK,
+    )
     child = save_compressed(root / "c-1" / "compressed.pt", res)
     db = root / "fw.duckdb"
     store = open_store(db)
@@ -49,10 +57,16 @@ def sweep_db(tmp_path_factory):
     common = dict(task="synthetic", arch="ffn", embedding="hash", emb_dim=8, vocab_size=200)
     sizes = measure_source(_load_source(parent))
     store.record_trial(make_record("s", "d-1", checkpoint_path=str(parent), sizes=sizes, **common))
-    csizes = {"params": res.sizes["params"]["total"], "disk_bytes": res.sizes["disk_bytes"],
-              "gzip_bytes": res.sizes["gzip_bytes"]}  # fmt: skip
-    store.record_trial(make_record("s", "c-1", stage="compress", parent_trial_id="d-1", checkpoint_path=str(child),
-                                   sizes=csizes, **common))  # fmt: skip
+    csizes = {
+        "params": res.sizes["params"]["total"],
+        "disk_bytes": res.sizes["disk_bytes"],
+        "gzip_bytes": res.sizes["gzip_bytes"],
+    }
+    store.record_trial(
+        make_record(
+            "s", "c-1", stage="compress", parent_trial_id="d-1", checkpoint_path=str(child), sizes=csizes, **common
+        )
+    )
     store.record_trial(make_record("s", "d-gone", checkpoint_path=str(root / "gone.pt"), **common))
     store.record_trial(make_record("s", "d-none", checkpoint_path=None, **common))
     store.record_trial(make_record("s", "d-err", status="error", error="boom", **common))
@@ -98,8 +112,9 @@ def test_export_a_compress_trial_finds_its_task_through_the_parent(sweep_db, tmp
 def test_export_a_model_path_without_a_database(sweep_db, tmp_path, capsys):
     _, parent, _ = sweep_db
     out = tmp_path / "art"
-    rc, stdout, _ = run_cli(["export", "--model", str(parent), "--output", str(out), "--format", "torchscript",
-                             "--json"], capsys)  # fmt: skip
+    rc, stdout, _ = run_cli(
+        ["export", "--model", str(parent), "--output", str(out), "--format", "torchscript", "--json"], capsys
+    )
     assert rc == 0
     rep = json.loads(stdout)
     assert rep["format"] == "torchscript" and rep["recorded_size_check"] == {} and rep["fallback_reason"] is None
@@ -136,8 +151,19 @@ def test_a_checkpoint_changed_since_recorded_is_an_error(sweep_db, tmp_path, cap
     torch.save(payload, changed)
     store = open_store(db)
     store.start_sweep("s3", {}, "test", str(tmp_path))
-    store.record_trial(make_record("s3", "d-1", checkpoint_path=str(changed), sizes=measure_source(_load_source(parent)),
-                                   task="synthetic", arch="ffn", embedding="hash", emb_dim=8, vocab_size=200))  # fmt: skip
+    store.record_trial(
+        make_record(
+            "s3",
+            "d-1",
+            checkpoint_path=str(changed),
+            sizes=measure_source(_load_source(parent)),
+            task="synthetic",
+            arch="ffn",
+            embedding="hash",
+            emb_dim=8,
+            vocab_size=200,
+        )
+    )
     rc = main(["export", "d-1", "--sweep", "s3", "--db", str(db), "--output", str(tmp_path / "art")])
     err = capsys.readouterr().err
     assert rc == 2 and "changed since it was recorded" in err and "gzip_bytes recorded" in err
@@ -147,14 +173,21 @@ def test_a_checkpoint_changed_since_recorded_is_an_error(sweep_db, tmp_path, cap
 def test_data_moved_is_an_error_naming_the_option(tmp_path, capsys):
     """A custom task's data that is no longer where the checkpoint recorded it: --data names its new place."""
     csv = tmp_path / "mood.csv"
-    csv.write_text("text,label\n" + "".join(f"{'good day' if i % 2 else 'bad day'} {i},{'pos' if i % 2 else 'neg'}\n"
-                                            for i in range(40)))  # fmt: skip
+    csv.write_text(
+        "text,label\n"
+        + "".join(f"{'good day' if i % 2 else 'bad day'} {i},{'pos' if i % 2 else 'neg'}\n" for i in range(40))
+    )
     from featherweight_core.tasks import custom_task
 
     task = custom_task("mood", ["text"], ["neg", "pos"])
     cfg = StudentConfig(arch="ffn", embedding="char", emb_dim=8, num_labels=2, classifier_hidden=8)
-    ckpt = save_checkpoint(tmp_path / "s.pt", build_student(cfg), cfg, 35,
-                           {"task": "mood", "task_spec": task.to_dict(), "data_source": str(tmp_path / "old.csv")})  # fmt: skip
+    ckpt = save_checkpoint(
+        tmp_path / "s.pt",
+        build_student(cfg),
+        cfg,
+        35,
+        {"task": "mood", "task_spec": task.to_dict(), "data_source": str(tmp_path / "old.csv")},
+    )
     rc = main(["export", "--model", str(ckpt), "--output", str(tmp_path / "a")])
     err = capsys.readouterr().err
     assert rc == 2 and "old.csv" in err and "--data" in err
@@ -180,9 +213,21 @@ def test_export_a_teacher_compression_trial(tmp_path, capsys):
     store = open_store(db)
     store.start_sweep("s", {}, "test", str(tmp_path))
     sizes = {"params": res.params, "disk_bytes": res.disk_bytes, "gzip_bytes": res.gzip_bytes}
-    store.record_trial(make_record("s", "t-1", stage="teacher_compression", task="synthetic", arch="bertvision",
-                                   embedding="transformer", emb_dim=32, vocab_size=None, checkpoint_path=str(out),
-                                   sizes=sizes, teacher=str(tmp_path / "teacher")))  # fmt: skip
+    store.record_trial(
+        make_record(
+            "s",
+            "t-1",
+            stage="teacher_compression",
+            task="synthetic",
+            arch="bertvision",
+            embedding="transformer",
+            emb_dim=32,
+            vocab_size=None,
+            checkpoint_path=str(out),
+            sizes=sizes,
+            teacher=str(tmp_path / "teacher"),
+        )
+    )
     rc, stdout, err = run_cli(["export", "t-1", "--db", str(db), "--output", str(tmp_path / "art"), "--json"], capsys)
     assert rc == 0, err
     rep = json.loads(stdout)

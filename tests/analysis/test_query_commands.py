@@ -95,8 +95,20 @@ def test_export_writes_every_table_and_view(db_path, tmp_path, capsys):
     rc, out, _ = run_cli(["db", "export", "--db", str(db_path), "--output", str(tmp_path / "export")], capsys)
     assert rc == 0
     files = {p.stem: p for p in (tmp_path / "export").glob("*.parquet")}
-    expected = {"sweeps", "trials", "results", "epochs", "baselines", "schema_version", "meta", "trial_results",
-                "seed_summary", "pareto_points", "skyline", "compression"}  # fmt: skip
+    expected = {
+        "sweeps",
+        "trials",
+        "results",
+        "epochs",
+        "baselines",
+        "schema_version",
+        "meta",
+        "trial_results",
+        "seed_summary",
+        "pareto_points",
+        "skyline",
+        "compression",
+    }
     assert expected <= set(files)
     assert len(pd.read_parquet(files["trials"])) == 4
     assert len(pd.read_parquet(files["epochs"])) == 20
@@ -166,7 +178,7 @@ def test_query_while_another_process_writes(tmp_path):
                 str(path),
                 "--format",
                 "csv",
-            ],  # fmt: skip
+            ],
             capture_output=True,
             text=True,
             env=env,

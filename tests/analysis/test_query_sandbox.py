@@ -91,8 +91,21 @@ def test_sandbox_keeps_temporary_views_and_export(db_path, tmp_path, capsys):
     assert {"trials.parquet", "trial_results.parquet", "skyline.parquet"} <= {
         p.name for p in (tmp_path / "export").iterdir()
     }
-    assert main(["query", "SELECT * FROM trial_results", "--db", str(db_path), "--format", "parquet",
-                 "-o", str(tmp_path / "t.parquet")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "query",
+                "SELECT * FROM trial_results",
+                "--db",
+                str(db_path),
+                "--format",
+                "parquet",
+                "-o",
+                str(tmp_path / "t.parquet"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "t.parquet").stat().st_size > 0
     assert sha256(db_path) == before
     capsys.readouterr()

@@ -59,8 +59,15 @@ def test_report_markdown(report_dir):
     _, out = report_dir
     md = (out / "report.md").read_text()
     assert md.startswith("# Featherweight sweep report: demo")
-    for heading in ("## Task sst2", "## Task qqp", "### Distillation (mean and sd over seeds)", "### Compression",
-                    "### Skyline: accuracy vs gzip_bytes", "### Skyline: f1 vs gzip_bytes", "## Failed trials"):  # fmt: skip
+    for heading in (
+        "## Task sst2",
+        "## Task qqp",
+        "### Distillation (mean and sd over seeds)",
+        "### Compression",
+        "### Skyline: accuracy vs gzip_bytes",
+        "### Skyline: f1 vs gzip_bytes",
+        "## Failed trials",
+    ):
         assert heading in md, heading
     assert "| no distill mean | sd | alpha 0.5 + b mean | sd | alpha 0 + b mean | sd |" in md  # thesis 7.1 columns
     assert "BiLSTM_BPE25 + p + q" in md and "RoBERTa-large" in md and "TinyBERT-6" in md
@@ -83,8 +90,20 @@ def test_report_output_option_and_size_measure(report_dir, tmp_path):
     db, _ = report_dir
     umask = os.umask(0o022)
     try:
-        rc = main(["report", "demo", "--db", str(db), "--output", str(tmp_path / "r"), "--size-measure", "params",
-                   "--by", "embedding"])  # fmt: skip
+        rc = main(
+            [
+                "report",
+                "demo",
+                "--db",
+                str(db),
+                "--output",
+                str(tmp_path / "r"),
+                "--size-measure",
+                "params",
+                "--by",
+                "embedding",
+            ]
+        )
     finally:
         os.umask(umask)
     assert rc == 0
@@ -113,8 +132,13 @@ def test_report_budgets(report_dir, tmp_path, capsys):
 
 def test_report_cli_subprocess_unknown_sweep(report_dir):
     db, _ = report_dir
-    r = subprocess.run([sys.executable, "-m", "sweep.cli", "report", "missing", "--db", str(db)],
-                       capture_output=True, text=True, cwd=REPO, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "sweep.cli", "report", "missing", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
     assert r.returncode == 2 and r.stderr.strip() == "error: unknown sweep 'missing' (known: demo)"
 
 

@@ -28,15 +28,39 @@ DISTILL = [
 def store(tmp_path_factory):
     store = open_store(tmp_path_factory.mktemp("selection") / "fw.duckdb")
     for tid, task, size, score in DISTILL:
-        store.record_trial(make_record("s", tid, task=task, metrics={"score": score, "accuracy": score},
-                                       sizes={"gzip_bytes": size, "disk_bytes": 4 * size, "params": size},
-                                       checkpoint_path=f"/ckpt/{tid}.pt", config={"trial_id": tid}))  # fmt: skip
+        store.record_trial(
+            make_record(
+                "s",
+                tid,
+                task=task,
+                metrics={"score": score, "accuracy": score},
+                sizes={"gzip_bytes": size, "disk_bytes": 4 * size, "params": size},
+                checkpoint_path=f"/ckpt/{tid}.pt",
+                config={"trial_id": tid},
+            )
+        )
     # noise that must not count: a failed trial, a compress child that dominates everything, another sweep
     store.record_trial(make_record("s", "d-failed", task="synthetic", status="error", error="x", metrics={}, sizes={}))
-    store.record_trial(make_record("s", "c-child", stage="compress", parent_trial_id="d-big", task="synthetic",
-                                   metrics={"score": 0.99}, sizes={"gzip_bytes": 10, "disk_bytes": 10, "params": 10}))  # fmt: skip
-    store.record_trial(make_record("other-sweep", "d-x", task="synthetic", metrics={"score": 0.99},
-                                   sizes={"gzip_bytes": 1, "disk_bytes": 1, "params": 1}))  # fmt: skip
+    store.record_trial(
+        make_record(
+            "s",
+            "c-child",
+            stage="compress",
+            parent_trial_id="d-big",
+            task="synthetic",
+            metrics={"score": 0.99},
+            sizes={"gzip_bytes": 10, "disk_bytes": 10, "params": 10},
+        )
+    )
+    store.record_trial(
+        make_record(
+            "other-sweep",
+            "d-x",
+            task="synthetic",
+            metrics={"score": 0.99},
+            sizes={"gzip_bytes": 1, "disk_bytes": 1, "params": 1},
+        )
+    )
     return store
 
 
@@ -49,8 +73,15 @@ def test_skyline_parents_are_the_skyline_views_distill_trials(store):
     # with only distill trials on a task the thesis has no baselines for, the report's skyline is the same set
     store2 = open_store(store.path.with_name("distill_only.duckdb"))
     for tid, task, size, score in DISTILL:
-        store2.record_trial(make_record("s", tid, task=task, metrics={"score": score, "accuracy": score},
-                                        sizes={"gzip_bytes": size, "disk_bytes": 4 * size, "params": size}))  # fmt: skip
+        store2.record_trial(
+            make_record(
+                "s",
+                tid,
+                task=task,
+                metrics={"score": score, "accuracy": score},
+                sizes={"gzip_bytes": size, "disk_bytes": 4 * size, "params": size},
+            )
+        )
     sky = store2.query(
         "SELECT trial_id FROM skyline WHERE sweep = 's' AND score_measure = 'score' AND size_measure = 'gzip_bytes' "
         "AND kind = 'trial' AND stage = 'distill'"

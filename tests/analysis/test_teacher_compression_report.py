@@ -50,8 +50,14 @@ def test_frame_stage_labels_colours_and_configuration(store):
     assert trials.loc["t-th3q", "stage_label"] == "teacher compressed + quantized"
     assert trials.loc["t-bv6", "color_key"] == "bertvision" and trials.loc["t-th3", "color_key"] == "theseus"
     cfg = trials.loc["t-th3q", "configuration"]
-    for part in ("Theseus 3 layers", "replace_rate 0.5", "schedule constant", "int8 dynamic (Linear)",
-                 "trainable 5.3M params", "CPU latency 4.00 ms"):  # fmt: skip
+    for part in (
+        "Theseus 3 layers",
+        "replace_rate 0.5",
+        "schedule constant",
+        "int8 dynamic (Linear)",
+        "trainable 5.3M params",
+        "CPU latency 4.00 ms",
+    ):
         assert part in cfg, (part, cfg)
     assert "head adapter" in trials.loc["t-bv6", "configuration"] and trials.loc["t-bv6", "trainable_text"] == "52k"
     assert trials.loc["t-bv6", "latency_text"] == "9.00 ms (1.44x faster)"  # the teacher took 13 ms beside it
@@ -89,15 +95,36 @@ def test_report_has_the_teacher_compression_table(store, tmp_path):
     assert "### Teacher compression (Theseus, BERT-Vision)" in md
     section = md.split("### Teacher compression (Theseus, BERT-Vision)")[1].split("###")[0]
     lines = [line for line in section.splitlines() if line.startswith("|")]
-    assert lines[0].split(" | ")[2:] == ["method", "settings", "layers", "accuracy %", "retained %", "params",
-                                         "trainable", "gzip (MB)", "latency (ms)", "speed-up |"]  # fmt: skip
+    assert lines[0].split(" | ")[2:] == [
+        "method",
+        "settings",
+        "layers",
+        "accuracy %",
+        "retained %",
+        "params",
+        "trainable",
+        "gzip (MB)",
+        "latency (ms)",
+        "speed-up |",
+    ]
     rows = {line.split(" | ")[1]: line for line in lines[2:]}
     assert rows["-"].startswith("| teacher:teacher-sst2 | - | teacher")  # the teacher heads the table
     assert rows["-"].endswith("| 13.00 | 1.00x |")  # the median of the teacher timings beside its trials
     th3q = rows["t-th3q"]
     # 87.5 of 91.0 retained; 1.7e+7 params, 5.3e+6 trainable; 30 MB gzip; 4 ms, the teacher 13 ms beside it
-    for cell in ("Theseus-3L + q", "Theseus", "replace_rate 0.5, schedule constant, successor_layers 3", " 3 ",
-                 "87.50", "96.2", "1.7e+7", "5.3e+6", "30.000", "4.00", "3.25x"):  # fmt: skip
+    for cell in (
+        "Theseus-3L + q",
+        "Theseus",
+        "replace_rate 0.5, schedule constant, successor_layers 3",
+        " 3 ",
+        "87.50",
+        "96.2",
+        "1.7e+7",
+        "5.3e+6",
+        "30.000",
+        "4.00",
+        "3.25x",
+    ):
         assert cell in th3q, (cell, th3q)
     assert "BERT-Vision" in rows["t-bv6"] and "5.2e+4" in rows["t-bv6"] and "99.5" in rows["t-bv6"]
     assert len(rows) == 1 + 5  # the teacher and five teacher-compression trials, no students
@@ -145,8 +172,7 @@ def test_placed_labels_stay_apart_and_inside_the_plot(seed):
     rng = random.Random(seed)
     xs = [10 ** rng.uniform(-1.0, -0.6) for _ in range(12)] + [10 ** rng.uniform(-2, 3) for _ in range(8)]
     ys = [rng.uniform(70, 73) for _ in range(12)] + [rng.uniform(60, 95) for _ in range(8)]
-    names = [rng.choice(["BiLSTM_BPE25 + p + q", "FFN_BPE25 + p + q", "RNN_Hash100", "Theseus-3L + q"])
-             for _ in xs]  # fmt: skip
+    names = [rng.choice(["BiLSTM_BPE25 + p + q", "FFN_BPE25 + p + q", "RNN_Hash100", "Theseus-3L + q"]) for _ in xs]
     geometry = ([5e-3, 5e3], [55, 100], 620, 380)
     places = place_labels(xs, ys, names, *geometry, list(zip(xs, ys, strict=True)))
     boxes = [p.box(*_pixels(x, y, *geometry), n) for p, x, y, n in zip(places, xs, ys, names, strict=True) if p]

@@ -28,11 +28,18 @@ def points(store, size="gzip_bytes"):
 
 
 def test_labels_and_columns(store):
-    got = store.query("SELECT trial_id, label, layers, trainable_params, latency_ms, teacher, settings "
-                      "FROM trial_results WHERE stage = 'teacher_compression' ORDER BY trial_id")  # fmt: skip
+    got = store.query(
+        "SELECT trial_id, label, layers, trainable_params, latency_ms, teacher, settings "
+        "FROM trial_results WHERE stage = 'teacher_compression' ORDER BY trial_id"
+    )
     labels = dict(zip(got["trial_id"], got["label"], strict=True))
-    assert labels == {"t-bv6": "BERT-Vision-6L adapter", "t-th3": "Theseus-3L", "t-th3-r7": "Theseus-3L",
-                      "t-th3q": "Theseus-3L + q", "t-best": "Theseus-6L"}  # fmt: skip
+    assert labels == {
+        "t-bv6": "BERT-Vision-6L adapter",
+        "t-th3": "Theseus-3L",
+        "t-th3-r7": "Theseus-3L",
+        "t-th3q": "Theseus-3L + q",
+        "t-best": "Theseus-6L",
+    }
     assert set(got["teacher"]) == {"assets/teacher-sst2"}
     assert '"replace_rate":0.7' in got.set_index("trial_id").loc["t-th3-r7", "settings"]
 
@@ -48,8 +55,10 @@ def test_one_skyline_across_the_whole_size_range(store):
     bv = p.set_index("trial_id").loc["t-bv6"]
     assert not bv["on_skyline"] and bv["on_stage_skyline"]  # best of its own stage
     assert bv["trainable_params"] == 52_000 and bv["latency_ms"] == pytest.approx(9.0) and bv["layers"] == 6
-    sky = store.query("SELECT * FROM skyline WHERE sweep = 's' AND task = 'sst2' AND score_measure = 'score' "
-                      "AND size_measure = 'gzip_bytes' ORDER BY skyline_rank")  # fmt: skip
+    sky = store.query(
+        "SELECT * FROM skyline WHERE sweep = 's' AND task = 'sst2' AND score_measure = 'score' "
+        "AND size_measure = 'gzip_bytes' ORDER BY skyline_rank"
+    )
     assert {"distill", "compress", "teacher_compression"} <= set(sky["stage"].dropna())
     assert sky["trial_id"].tolist()[-1] == "t-best" and "TinyBERT-6" not in set(sky["name"])
 
@@ -63,8 +72,13 @@ def test_params_size_is_the_total_not_the_trainable_count(store):
 def test_stage_skyline_of_teacher_compression_is_its_own(store):
     p = points(store)
     tc = p[p["stage"] == "teacher_compression"].set_index("trial_id")
-    assert tc["on_stage_skyline"].to_dict() == {"t-th3": True, "t-th3-r7": False, "t-th3q": True, "t-bv6": True,
-                                                "t-best": True}  # fmt: skip
+    assert tc["on_stage_skyline"].to_dict() == {
+        "t-th3": True,
+        "t-th3-r7": False,
+        "t-th3q": True,
+        "t-bv6": True,
+        "t-best": True,
+    }
     assert not tc.loc["t-bv6", "on_skyline"]  # on its stage's frontier only
     # the students' frontier is theirs alone: c-mid (compress) does not knock d-mid off the distill frontier
     distill = p[p["stage"] == "distill"].set_index("trial_id")
@@ -103,7 +117,8 @@ def test_compression_ratios_against_the_teacher(store):
 
 
 def test_seed_summary_keeps_settings_apart(store):
-    s = store.query("SELECT * FROM seed_summary WHERE sweep = 's' AND stage = 'teacher_compression' "
-                    "AND label = 'Theseus-3L'")  # fmt: skip
+    s = store.query(
+        "SELECT * FROM seed_summary WHERE sweep = 's' AND stage = 'teacher_compression' AND label = 'Theseus-3L'"
+    )
     assert len(s) == 2 and set(s["n_seeds"]) == {1} and set(s["method"]) == {"theseus"}
     assert s["settings"].str.contains('"replace_rate":0.7').sum() == 1

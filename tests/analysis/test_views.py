@@ -119,11 +119,25 @@ def test_skyline_matches_python(random_store):
 
 def test_skyline_on_fixed_points(tmp_path):
     store = open_store(tmp_path / "fw.duckdb")
-    rows = {"small": (100, 0.70), "dominated": (200, 0.69), "tie1": (300, 0.80), "tie2": (300, 0.80),
-            "same_size_worse": (300, 0.75), "big": (1000, 0.95), "equal_score_bigger": (2000, 0.95)}  # fmt: skip
+    rows = {
+        "small": (100, 0.70),
+        "dominated": (200, 0.69),
+        "tie1": (300, 0.80),
+        "tie2": (300, 0.80),
+        "same_size_worse": (300, 0.75),
+        "big": (1000, 0.95),
+        "equal_score_bigger": (2000, 0.95),
+    }
     for tid, (size, acc) in rows.items():
-        store.record_trial(make_record("s", tid, task="synthetic", metrics={"score": acc, "accuracy": acc},
-                                       sizes={"disk_bytes": size, "gzip_bytes": size, "params": size}))  # fmt: skip
+        store.record_trial(
+            make_record(
+                "s",
+                tid,
+                task="synthetic",
+                metrics={"score": acc, "accuracy": acc},
+                sizes={"disk_bytes": size, "gzip_bytes": size, "params": size},
+            )
+        )
     sky = store.query(
         "SELECT trial_id FROM skyline WHERE score_measure = 'score' AND size_measure = 'disk_bytes' ORDER BY skyline_rank"
     )
@@ -134,8 +148,20 @@ def test_seed_summary_matches_pandas(tmp_path):
     store = open_store(tmp_path / "fw.duckdb")
     fill_sweep(store, "demo", tasks=("qqp",), n_seeds=4)
     trials = store.query("SELECT * FROM trial_results WHERE sweep = 'demo'")
-    keys = ["stage", "task", "arch", "embedding", "emb_dim", "vocab_size", "alpha", "temperature", "bootstrap",
-            "pooling", "pruning", "quantization"]  # fmt: skip
+    keys = [
+        "stage",
+        "task",
+        "arch",
+        "embedding",
+        "emb_dim",
+        "vocab_size",
+        "alpha",
+        "temperature",
+        "bootstrap",
+        "pooling",
+        "pruning",
+        "quantization",
+    ]
     expected = (
         trials.groupby(keys, dropna=False)
         .agg(
@@ -145,7 +171,7 @@ def test_seed_summary_matches_pandas(tmp_path):
             f1_mean=("f1", "mean"),
             f1_sd=("f1", "std"),
             disk=("disk_bytes", "mean"),
-        )  # fmt: skip
+        )
         .reset_index()
     )
     got = store.query("SELECT * FROM seed_summary WHERE sweep = 'demo'")
@@ -168,11 +194,24 @@ def test_compression_ratios(tmp_path):
     store = open_store(tmp_path / "fw.duckdb")
     store.record_teacher("s", "sst2", "roberta-base", 0.93, 0.93, None, 125_000_000, 500_000_000, 460_000_000)
     store.record_teacher("s", "sst2", "other-teacher", 0.80, 0.80, None, 1, 1_000_000, None)
-    parent = make_record("s", "p", config={"teacher": "roberta-base"}, metrics={"score": 0.9, "accuracy": 0.9},
-                         sizes={"params": 1_000_000, "nonzero_params": 1_000_000, "disk_bytes": 4_000_000, "gzip_bytes": 3_700_000})  # fmt: skip
-    child = make_record("s", "c", stage="compress", parent_trial_id="p", pruning="magnitude 0.5", quantization="int8",
-                        config={"teacher": "roberta-base"}, metrics={"score": 0.88, "accuracy": 0.88},
-                        sizes={"params": 1_000_000, "nonzero_params": 500_000, "disk_bytes": 1_100_000, "gzip_bytes": 500_000})  # fmt: skip
+    parent = make_record(
+        "s",
+        "p",
+        config={"teacher": "roberta-base"},
+        metrics={"score": 0.9, "accuracy": 0.9},
+        sizes={"params": 1_000_000, "nonzero_params": 1_000_000, "disk_bytes": 4_000_000, "gzip_bytes": 3_700_000},
+    )
+    child = make_record(
+        "s",
+        "c",
+        stage="compress",
+        parent_trial_id="p",
+        pruning="magnitude 0.5",
+        quantization="int8",
+        config={"teacher": "roberta-base"},
+        metrics={"score": 0.88, "accuracy": 0.88},
+        sizes={"params": 1_000_000, "nonzero_params": 500_000, "disk_bytes": 1_100_000, "gzip_bytes": 500_000},
+    )
     store.record_trial(parent)
     store.record_trial(child)
     c = store.query("SELECT * FROM compression WHERE kind = 'trial'").set_index("trial_id")
@@ -197,10 +236,39 @@ def test_compression_ratios(tmp_path):
 
 def test_trial_results_columns(random_store):
     cols = set(random_store.query("SELECT * FROM trial_results LIMIT 0").columns)
-    required = {"sweep", "trial_id", "parent_trial_id", "stage", "task", "arch", "embedding", "emb_dim", "vocab_size",
-                "alpha", "bootstrap", "seed", "pruning", "quantization", "status", "score", "accuracy", "f1", "params",
-                "nonzero_params", "disk_bytes", "gzip_bytes", "accuracy_matched", "accuracy_mismatched",
-                "ideal_bytes", "temperature", "checkpoint_path", "label", "config", "device", "node"}  # fmt: skip
+    required = {
+        "sweep",
+        "trial_id",
+        "parent_trial_id",
+        "stage",
+        "task",
+        "arch",
+        "embedding",
+        "emb_dim",
+        "vocab_size",
+        "alpha",
+        "bootstrap",
+        "seed",
+        "pruning",
+        "quantization",
+        "status",
+        "score",
+        "accuracy",
+        "f1",
+        "params",
+        "nonzero_params",
+        "disk_bytes",
+        "gzip_bytes",
+        "accuracy_matched",
+        "accuracy_mismatched",
+        "ideal_bytes",
+        "temperature",
+        "checkpoint_path",
+        "label",
+        "config",
+        "device",
+        "node",
+    }
     assert required <= cols
     assert random_store.query("SELECT DISTINCT status FROM trial_results")["status"].tolist() == ["finished"]
 
@@ -274,17 +342,27 @@ def test_views_install_in_declared_order_not_file_order(tmp_path):
 @pytest.mark.parametrize(
     "files, message",
     [
-        ({"01_a.sql": "-- depends on: none\nselect 1 as x", "02_b.sql": "-- depends on: none\nselect * from a"},
-         "02_b.sql: reads view(s) a without declaring"),
-        ({"01_a.sql": "-- depends on: none\nselect 1 as x", "02_b.sql": "-- depends on: a\nselect * from main.a join c using (x)",
-          "03_c.sql": "-- depends on: none\nselect 1 as x"}, "02_b.sql: reads view(s) c without declaring"),
-        ({"01_a.sql": "-- depends on: b\nselect * from b", "02_b.sql": "-- depends on: a\nselect * from a"},
-         "dependency cycle among views: a, b"),
+        (
+            {"01_a.sql": "-- depends on: none\nselect 1 as x", "02_b.sql": "-- depends on: none\nselect * from a"},
+            "02_b.sql: reads view(s) a without declaring",
+        ),
+        (
+            {
+                "01_a.sql": "-- depends on: none\nselect 1 as x",
+                "02_b.sql": "-- depends on: a\nselect * from main.a join c using (x)",
+                "03_c.sql": "-- depends on: none\nselect 1 as x",
+            },
+            "02_b.sql: reads view(s) c without declaring",
+        ),
+        (
+            {"01_a.sql": "-- depends on: b\nselect * from b", "02_b.sql": "-- depends on: a\nselect * from a"},
+            "dependency cycle among views: a, b",
+        ),
         ({"01_a.sql": "-- depends on: nope\nselect 1 as x"}, "unknown view(s) nope"),
         ({"01_a.sql": "select 1 as x"}, "must start with '-- depends on:"),
         ({"a.sql": "-- depends on: none\nselect 1"}, "named NN_name.sql"),
     ],
-)  # fmt: skip
+)
 def test_view_dependency_mistakes_are_caught(tmp_path, files, message):
     d = _write_views(tmp_path / "sql", files)
     with pytest.raises(ViewDefinitionError, match=re.escape(message)):
@@ -292,10 +370,13 @@ def test_view_dependency_mistakes_are_caught(tmp_path, files, message):
 
 
 def test_comments_and_strings_are_no_references(tmp_path):
-    d = _write_views(tmp_path / "sql", {
-        "01_a.sql": "-- depends on: none\nselect 1 as x",
-        "02_b.sql": "-- depends on: none\n-- unlike a, this reads no view\nselect 'a' as name, 2 as a_count /* a */",
-    })  # fmt: skip
+    d = _write_views(
+        tmp_path / "sql",
+        {
+            "01_a.sql": "-- depends on: none\nselect 1 as x",
+            "02_b.sql": "-- depends on: none\n-- unlike a, this reads no view\nselect 'a' as name, 2 as a_count /* a */",
+        },
+    )
     assert [n for n, _ in load_views(d)] == ["a", "b"]
 
 

@@ -53,15 +53,19 @@ def test_lock_timeout_names_the_file(tmp_path):
     path = tmp_path / "fw.duckdb"
     ExperimentStore(path)
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import duckdb, sys, time
             con = duckdb.connect({str(path)!r})
             print("held", flush=True)
             time.sleep(30)
-        """)],
+        """),
+        ],
         stdout=subprocess.PIPE,
         text=True,
-    )  # fmt: skip
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         with pytest.raises(StoreError, match="locked by another process"):

@@ -56,8 +56,15 @@ def test_migration_003_upgrades_a_version_2_database_and_keeps_its_rows(tmp_path
 
 def test_record_trial_writes_metrics_and_class_rows(tmp_path):
     store = ExperimentStore(tmp_path / "fw.duckdb")
-    rec = make_record("s", "t1", task="tweets", metrics={"score": 0.72, "accuracy": 0.74}, macro_f1=0.72,
-                      test={"score": 0.7, "accuracy": 0.71, "macro_f1": 0.7}, class_metrics=tweet_classes())  # fmt: skip
+    rec = make_record(
+        "s",
+        "t1",
+        task="tweets",
+        metrics={"score": 0.72, "accuracy": 0.74},
+        macro_f1=0.72,
+        test={"score": 0.7, "accuracy": 0.71, "macro_f1": 0.7},
+        class_metrics=tweet_classes(),
+    )
     assert store.record_trial(rec)
     r = store.query("SELECT * FROM results").iloc[0]
     assert (r["macro_f1"], r["test_score"], r["test_accuracy"], r["test_macro_f1"]) == (0.72, 0.7, 0.71, 0.7)

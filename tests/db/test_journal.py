@@ -42,8 +42,13 @@ def test_db_sync_command(tmp_path):
     store = open_store(db)
     store.start_sweep("demo", {}, "test", str(tmp_path / "s"))
     Journal(tmp_path / "s" / JOURNAL_NAME).append(make_record(sweep="demo", trial_id="d-x"))
-    r = subprocess.run([sys.executable, "-m", "sweep.cli", "db", "sync", "--db", str(db)], capture_output=True,
-                       text=True, cwd=ROOT, timeout=120)  # fmt: skip
+    r = subprocess.run(
+        [sys.executable, "-m", "sweep.cli", "db", "sync", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert "demo: 1 journaled result(s) applied" in r.stdout
     assert open_store(db, read_only=True).finished_trial_ids("demo") == {"d-x"}

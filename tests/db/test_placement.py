@@ -18,11 +18,26 @@ from db.schema import latest_schema_version, migrate
 from db.store import ExperimentStore
 from tests.fakes import make_record
 
-GPU = {"device": "cuda:3", "node": "10.0.0.7/5e1f00aa", "node_id": "5e1f00aa" * 7, "host": "gpu-host-1",
-       "node_ip": "10.0.0.7", "gpu_model": "NVIDIA H100 80GB HBM3", "torch_version": "2.13.0+cu126",
-       "cuda_version": "12.6"}  # fmt: skip
-CPU = {"device": "cpu", "node": "10.0.0.8/77aa0011", "node_id": "77aa0011" * 7, "host": "cpu-host-2",
-       "node_ip": "10.0.0.8", "gpu_model": None, "torch_version": "2.13.0+cpu", "cuda_version": None}  # fmt: skip
+GPU = {
+    "device": "cuda:3",
+    "node": "10.0.0.7/5e1f00aa",
+    "node_id": "5e1f00aa" * 7,
+    "host": "gpu-host-1",
+    "node_ip": "10.0.0.7",
+    "gpu_model": "NVIDIA H100 80GB HBM3",
+    "torch_version": "2.13.0+cu126",
+    "cuda_version": "12.6",
+}
+CPU = {
+    "device": "cpu",
+    "node": "10.0.0.8/77aa0011",
+    "node_id": "77aa0011" * 7,
+    "host": "cpu-host-2",
+    "node_ip": "10.0.0.8",
+    "gpu_model": None,
+    "torch_version": "2.13.0+cpu",
+    "cuda_version": None,
+}
 
 
 def test_placement_round_trips_through_trials_and_trial_results(tmp_path):
@@ -35,8 +50,9 @@ def test_placement_round_trips_through_trials_and_trial_results(tmp_path):
         rows = [{k: (None if v != v else v) for k, v in r.items()} for r in got.to_dict("records")]  # NaN -> None
         assert rows == [{"trial_id": "t1", **GPU}, {"trial_id": "t2", **CPU}], relation
     # telling a mixed cluster apart in SQL
-    by = store.query("SELECT host, coalesce(gpu_model, 'cpu') AS hw, count(*) AS n FROM trial_results "
-                     "GROUP BY ALL ORDER BY host")  # fmt: skip
+    by = store.query(
+        "SELECT host, coalesce(gpu_model, 'cpu') AS hw, count(*) AS n FROM trial_results GROUP BY ALL ORDER BY host"
+    )
     assert by.values.tolist() == [["cpu-host-2", "cpu", 1], ["gpu-host-1", "NVIDIA H100 80GB HBM3", 1]]
 
 

@@ -21,8 +21,18 @@ def test_sweep_status_and_sweeps(store):
     store.record_trial(make_record("s1", "t3", status="error", error="x", metrics={}, sizes={}))
     store.finish_sweep("s1", "failed", "1 of 3 trials failed; first error: x")
     st = store.sweep_status("s1")
-    assert set(st) == {"name", "status", "message", "started_at", "finished_at", "code_version", "storage_path",
-                       "trials", "by_status", "by_stage"}  # fmt: skip
+    assert set(st) == {
+        "name",
+        "status",
+        "message",
+        "started_at",
+        "finished_at",
+        "code_version",
+        "storage_path",
+        "trials",
+        "by_status",
+        "by_stage",
+    }
     assert st["trials"] == 3 and st["by_status"] == {"finished": 2, "error": 1}
     assert st["by_stage"] == {"distill": {"finished": 1, "error": 1}, "compress": {"finished": 1}}
     assert st["message"] == "1 of 3 trials failed; first error: x"
@@ -54,11 +64,17 @@ def test_finished_trial_ids_per_stage(store):
 
 def test_compress_history(store):
     def child(tid, parent, sweep="s", status="finished", targets=0.5, score=0.8, gzip=1000, finished_at=None):
-        return make_record(sweep, tid, stage="compress", parent_trial_id=parent, status=status,
-                           config={"targets": {"encoder": targets}, "trial_id": tid},
-                           metrics={"score": score, "accuracy": score} if status == "finished" else {},
-                           sizes={"gzip_bytes": gzip, "disk_bytes": 2 * gzip, "params": gzip // 4}
-                           if status == "finished" else {}, finished_at=finished_at)  # fmt: skip
+        return make_record(
+            sweep,
+            tid,
+            stage="compress",
+            parent_trial_id=parent,
+            status=status,
+            config={"targets": {"encoder": targets}, "trial_id": tid},
+            metrics={"score": score, "accuracy": score} if status == "finished" else {},
+            sizes={"gzip_bytes": gzip, "disk_bytes": 2 * gzip, "params": gzip // 4} if status == "finished" else {},
+            finished_at=finished_at,
+        )
 
     store.record_trial(make_record("s", "p1"))
     store.record_trial(child("c2", "p1", targets=0.7, score=0.75, gzip=800, finished_at=2_000_000_000))
@@ -67,8 +83,10 @@ def test_compress_history(store):
     store.record_trial(child("c4", "p2"))
     store.record_trial(child("c1", "p1", sweep="other", targets=0.1))  # same ids in another sweep: not mixed in
     got = store.compress_history("s", "p1", "gzip_bytes")
-    assert got == [({"targets": {"encoder": 0.5}, "trial_id": "c1"}, 0.8, 1000.0),
-                   ({"targets": {"encoder": 0.7}, "trial_id": "c2"}, 0.75, 800.0)]  # fmt: skip
+    assert got == [
+        ({"targets": {"encoder": 0.5}, "trial_id": "c1"}, 0.8, 1000.0),
+        ({"targets": {"encoder": 0.7}, "trial_id": "c2"}, 0.75, 800.0),
+    ]
     assert [size for _, _, size in store.compress_history("s", "p1", "params")] == [250.0, 200.0]
     assert store.compress_history("s", "nobody", "gzip_bytes") == []
     with pytest.raises(StoreError, match="size measure"):

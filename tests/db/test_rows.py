@@ -72,7 +72,7 @@ def test_values_are_cleaned(store):
             "params": {"total": 100, "embedding": 60, "encoder": 30, "classifier": 10, "nonzero": 90},
             "disk_bytes": np.int64(400),
             "gzip_bytes": 300,
-        },  # fmt: skip  # the core's size_report shape
+        },  # the core's size_report shape
         config={"arr": np.arange(3), "nan": float("nan"), "path": Path("/x")},
     )
     store.record_trial(rec)

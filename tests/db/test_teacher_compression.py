@@ -31,8 +31,11 @@ def test_teacher_compression_row_round_trips_through_trial_results(tmp_path):
     store = open_store(tmp_path / "fw.duckdb")
     store.start_sweep("s", {}, "test", str(tmp_path / "s"))
     assert store.record_trial(make_tc_record(trial_id="tc-th", method="theseus", layers=3))
-    assert store.record_trial(make_tc_record(trial_id="tc-bv", method="bertvision", layers=4, quantize=True,
-                                             trainable_params=52_000, params=22_800_000))  # fmt: skip
+    assert store.record_trial(
+        make_tc_record(
+            trial_id="tc-bv", method="bertvision", layers=4, quantize=True, trainable_params=52_000, params=22_800_000
+        )
+    )
     assert store.record_trial(make_record("s", "d-1"))
     th = _row(store, "tc-th")
     assert th["stage"] == "teacher_compression" and th["label"] == "Theseus-3L"
@@ -100,8 +103,10 @@ def test_migration_006_keeps_version_5_rows(tmp_path):
         "now(), 'cpu')"
     )
     con.execute("INSERT INTO results (sweep, trial_id, score, params) VALUES ('old', 't1', 0.8, 1000)")
-    con.execute("INSERT INTO stages (sweep, task, stage, fingerprint, status) VALUES ('old', 'sst2', 'teacher', "
-                "'abc', 'finished')")  # fmt: skip
+    con.execute(
+        "INSERT INTO stages (sweep, task, stage, fingerprint, status) VALUES ('old', 'sst2', 'teacher', "
+        "'abc', 'finished')"
+    )
     con.close()
     with pytest.raises(StoreError, match="schema version 5, older than"):
         ExperimentStore(path, read_only=True)
@@ -117,8 +122,14 @@ def test_migration_006_keeps_version_5_rows(tmp_path):
 
 def test_bertvision_label_reads_the_resolved_head_when_the_spec_left_it_out(tmp_path):
     store = open_store(tmp_path / "fw.duckdb")
-    config = {"task": "sst2", "method": "bertvision", "seed": 0, "quantize": False, "settings": {"layers": 2},
-              "resolved": {"bertvision": {"layers": 2, "head": "concat", "adapter_size": 8}}}  # fmt: skip
+    config = {
+        "task": "sst2",
+        "method": "bertvision",
+        "seed": 0,
+        "quantize": False,
+        "settings": {"layers": 2},
+        "resolved": {"bertvision": {"layers": 2, "head": "concat", "adapter_size": 8}},
+    }
     store.record_trial(make_tc_record(trial_id="tc-c", method="bertvision", layers=2, config=config))
     store.record_trial(make_tc_record(trial_id="tc-none", method="bertvision", layers=None, settings={}))
     assert _row(store, "tc-c")["label"] == "BERT-Vision-2L concat"

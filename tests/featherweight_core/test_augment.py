@@ -155,8 +155,12 @@ def test_pair_structure(tmp_path, pair_data, vectors, fields, changed_sides):
 
 def test_fill_mask_mode_with_a_local_masked_lm(tmp_path, data, vectors):
     texts = [row[0] for row in data.train.texts]
-    mlm = build_small_bert(texts, tmp_path / "mlm", SmallBertConfig(vocab_size=200, hidden=16, layers=1, heads=2,
-                                                                     intermediate=32), head="masked-lm")  # fmt: skip
+    mlm = build_small_bert(
+        texts,
+        tmp_path / "mlm",
+        SmallBertConfig(vocab_size=200, hidden=16, layers=1, heads=2, intermediate=32),
+        head="masked-lm",
+    )
     fm = FillMask(mlm, k=3, batch_size=8)
     assert fm.single_piece("movie")
     cands = fm.candidates([(["the", "movie", "was", "good", "."], 1), (["the", "plot", "was", "dull", "."], 3)])
@@ -177,8 +181,9 @@ def test_missing_vectors_file(tmp_path, data):
 
 
 def test_empty_dataset(tmp_path, data, vectors):
-    empty = TaskData(data.task, {"train": Split([], np.zeros(0), []), "validation": data.splits["validation"]},
-                     data.report, "empty")  # fmt: skip
+    empty = TaskData(
+        data.task, {"train": Split([], np.zeros(0), []), "validation": data.splits["validation"]}, data.report, "empty"
+    )
     with pytest.raises(DataError, match="train split is empty"):
         augment_to_file(empty, tmp_path / "x.parquet", AugmentConfig(n=2), vectors=vectors)
     assert list(tmp_path.iterdir()) == []
@@ -187,8 +192,13 @@ def test_empty_dataset(tmp_path, data, vectors):
 def test_unknown_masked_lm_offline(tmp_path, data, vectors, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(TeacherError, match="pass a local model directory"):
-        augment_to_file(data, tmp_path / "x.parquet", AugmentConfig(n=2, mode="fill-mask"), vectors=vectors,
-                        mlm="no-such-org/no-such-mlm")  # fmt: skip
+        augment_to_file(
+            data,
+            tmp_path / "x.parquet",
+            AugmentConfig(n=2, mode="fill-mask"),
+            vectors=vectors,
+            mlm="no-such-org/no-such-mlm",
+        )
     with pytest.raises(ValueError, match="needs a masked LM"):
         augment_to_file(data, tmp_path / "x.parquet", AugmentConfig(n=2, mode="fill-mask"), vectors=vectors)
     assert list(tmp_path.iterdir()) == []
@@ -227,13 +237,37 @@ def test_label_report_and_cli(tmp_path, capsys):
     table = format_label_distribution(("neg", "pos"), {"original": np.array([0, 1, 1, 1]), "aug": np.array([0, 0])})
     assert "75.0%" in table and "100.0%" in table
     out = tmp_path / "aug.parquet"
-    rc = main(["augment", "--task", "synthetic", "--output", str(out), "-n", "2", "--max-examples", "100",
-               "--cache-dir", str(tmp_path / "cache"), "--no-progress"])  # fmt: skip
+    rc = main(
+        [
+            "augment",
+            "--task",
+            "synthetic",
+            "--output",
+            str(out),
+            "-n",
+            "2",
+            "--max-examples",
+            "100",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--no-progress",
+        ]
+    )
     assert rc == 0 and out.is_file()
     text = capsys.readouterr().out
     assert "original" in text and "augmented (source label)" in text
-    rc = main(["augment", "--task", "synthetic", "--output", str(tmp_path / "y.parquet"), "--vectors",
-               str(tmp_path / "missing.txt"), "--no-progress"])  # fmt: skip
+    rc = main(
+        [
+            "augment",
+            "--task",
+            "synthetic",
+            "--output",
+            str(tmp_path / "y.parquet"),
+            "--vectors",
+            str(tmp_path / "missing.txt"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("error: ") and "missing.txt" in err and "\n" not in err
     assert not (tmp_path / "y.parquet").exists()

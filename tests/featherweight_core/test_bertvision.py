@@ -166,8 +166,12 @@ def test_truncation_drops_layers_from_the_saved_model(trained, teacher):
 
 
 def test_head_param_formulas_match_the_modules():
-    for kind, depth, hidden, labels, a in [("adapter", 4, 64, 2, 128), ("adapter", 13, 768, 3, 8),
-                                           ("concat", 4, 64, 2, 0), ("concat", 25, 1024, 3, 0)]:  # fmt: skip
+    for kind, depth, hidden, labels, a in [
+        ("adapter", 4, 64, 2, 128),
+        ("adapter", 13, 768, 3, 8),
+        ("concat", 4, 64, 2, 0),
+        ("concat", 25, 1024, 3, 0),
+    ]:
         head = build_head(kind, depth, hidden, labels, a or 1)
         assert sum(p.numel() for p in head.parameters()) == head_param_count(kind, depth, hidden, labels, a or 1)
         stored = sum(t.numel() for t in head.state_dict().values())
@@ -196,14 +200,16 @@ def test_saved_model_predicts_what_the_in_memory_one_does(trained, teacher, data
     # the head learned: at least about as good as the teacher it reads (chance is 0.5)
     assert result.score >= result.teacher["score"] - 0.05 and result.score > 0.55
     model2, _, _ = load_compressed(out)
-    np.testing.assert_allclose(predict_logits(model2, tok, dev.texts[:20], 32, 48, "cpu", "fp32"), logits[:20],
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        predict_logits(model2, tok, dev.texts[:20], 32, 48, "cpu", "fp32"), logits[:20], atol=1e-6
+    )
 
 
 def test_second_run_reads_the_cache_and_concat_head(tmp_path, trained, teacher, data, cache):
     runs = cache.model_runs
-    result = train_bertvision(teacher, data, tmp_path / "concat", BertVisionConfig(layers=1, head="concat", **FAST),
-                              cache_dir=cache)  # fmt: skip
+    result = train_bertvision(
+        teacher, data, tmp_path / "concat", BertVisionConfig(layers=1, head="concat", **FAST), cache_dir=cache
+    )
     assert cache.model_runs == runs  # every k slices the same cached states
     assert result.trainable_params == head_param_count("concat", 2, 64, 2) == 2 + 64 * 2 + 2
     from transformers import AutoConfig
@@ -213,8 +219,9 @@ def test_second_run_reads_the_cache_and_concat_head(tmp_path, trained, teacher, 
 
 def test_mean_pooling_end_to_end(tmp_path, teacher, data, cache):
     out = tmp_path / "mean"
-    result = train_bertvision(teacher, data, out, BertVisionConfig(layers=1, head="concat", pooling="mean", **FAST),
-                              cache_dir=cache)  # fmt: skip
+    result = train_bertvision(
+        teacher, data, out, BertVisionConfig(layers=1, head="concat", pooling="mean", **FAST), cache_dir=cache
+    )
     model, tok, meta = load_bertvision_model(out)
     assert model.pooling == "mean" and meta["head"]["pooling"] == "mean"
     assert result.metrics["cache_agreement"] >= 0.97
@@ -302,19 +309,64 @@ def test_layer_states_do_not_depend_on_batching(teacher, data, pooling):
 
 def test_cli_trains_and_prints_json(tmp_path, teacher, capsys):
     out = tmp_path / "bv"
-    rc = main(["bertvision", "--teacher", str(teacher), "--task", "synthetic", "--output", str(out),
-               "--layers", "1", "--head", "concat", "--epochs", "2", "--max-train-examples", "300",
-               "--cache-dir", str(tmp_path / "cache"), "--cpu", "--threads", "1", "--no-progress",
-               "--no-teacher-latency", "--json"])  # fmt: skip
+    rc = main(
+        [
+            "bertvision",
+            "--teacher",
+            str(teacher),
+            "--task",
+            "synthetic",
+            "--output",
+            str(out),
+            "--layers",
+            "1",
+            "--head",
+            "concat",
+            "--epochs",
+            "2",
+            "--max-train-examples",
+            "300",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--cpu",
+            "--threads",
+            "1",
+            "--no-progress",
+            "--no-teacher-latency",
+            "--json",
+        ]
+    )
     assert rc == 0
     got = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert got["method"] == "bertvision" and got["layers"] == 1 and got["settings"]["head"] == "concat"
     assert got["teacher"]["latency_ms"] is None and got["latency_ms"] > 0  # the teacher was not timed
     assert got["trainable_params"] == head_param_count("concat", 2, 64, 2)
     assert (out / tc.COMPRESSED_META).is_file() and (tmp_path / "cache" / "hiddenstates").is_dir()
-    rc = main(["bertvision", "--teacher", str(teacher), "--task", "synthetic", "--output", str(tmp_path / "bv2"),
-               "--layers", "2", "--epochs", "1", "--max-train-examples", "300", "--seed", "1", "--cache-dir",
-               str(tmp_path / "cache"), "--cpu", "--threads", "1", "--no-progress"])  # fmt: skip
+    rc = main(
+        [
+            "bertvision",
+            "--teacher",
+            str(teacher),
+            "--task",
+            "synthetic",
+            "--output",
+            str(tmp_path / "bv2"),
+            "--layers",
+            "2",
+            "--epochs",
+            "1",
+            "--max-train-examples",
+            "300",
+            "--seed",
+            "1",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--cpu",
+            "--threads",
+            "1",
+            "--no-progress",
+        ]
+    )
     text = capsys.readouterr().out
     assert rc == 0 and "teacher" in text and "served from the cache" in text and "speed-up" in text
     teacher_row = next(line for line in text.splitlines() if line.lstrip().startswith("teacher"))
@@ -332,8 +384,20 @@ def test_cli_trains_and_prints_json(tmp_path, teacher, capsys):
 def test_cli_bad_input_is_one_line_and_writes_nothing(tmp_path, teacher, capsys, extra, message):
     import re
 
-    args = ["bertvision", "--teacher", str(teacher), "--task", "synthetic", "--output", str(tmp_path / "out"),
-            "--cache-dir", str(tmp_path / "cache"), "--cpu", "--no-progress", *extra]  # fmt: skip
+    args = [
+        "bertvision",
+        "--teacher",
+        str(teacher),
+        "--task",
+        "synthetic",
+        "--output",
+        str(tmp_path / "out"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--cpu",
+        "--no-progress",
+        *extra,
+    ]
     if "MISSING" in extra:
         args[args.index("MISSING")] = str(tmp_path / "MISSING")
     try:

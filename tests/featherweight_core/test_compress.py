@@ -173,9 +173,17 @@ def test_ideal_size_counts_importance_codes_at_their_bit_width():
     m.imp = CodedEmbedding.from_float(src, 4)
     rep = ideal_size(m)
     # 30 codes x 4 bits = 15 bytes (dense: 27 non-zeros are far too many for COO), float32 scale and offset: 4 each
-    assert rep["tensors"]["imp.codes"] == {"dense": 15, "coo": int(np.ceil((2 * 8 + 0.5) * 27)), "bytes": 15,
-                                           "format": "dense", "numel": 30, "nonzero": 27, "ndim": 2,
-                                           "elem_bytes": 0.5, "qparams": 0}  # fmt: skip
+    assert rep["tensors"]["imp.codes"] == {
+        "dense": 15,
+        "coo": int(np.ceil((2 * 8 + 0.5) * 27)),
+        "bytes": 15,
+        "format": "dense",
+        "numel": 30,
+        "nonzero": 27,
+        "ndim": 2,
+        "elem_bytes": 0.5,
+        "qparams": 0,
+    }
     assert rep["tensors"]["imp.scale"]["bytes"] == 4 and rep["tensors"]["imp.offset"]["bytes"] == 4
     assert rep["ideal_bytes"] == 15 + 4 + 4
     m.imp = CodedEmbedding.from_float(src, 3)  # 90 bits -> 12 bytes (rounded up)
@@ -224,8 +232,22 @@ def cli(*args):
 def test_cli_prunes_quantizes_and_saves(parent_ckpt, tmp_path, synthetic, capsys):
     out = tmp_path / "out"
     cache = tmp_path / "cache"
-    rc = cli(parent_ckpt, "--data", "synthetic", "--cache-dir", cache, "--prune", "topv", "--sparsity",
-             "lstm=0.6,embedding=0.1", "--quantize", "all", "--output", out, "--json")  # fmt: skip
+    rc = cli(
+        parent_ckpt,
+        "--data",
+        "synthetic",
+        "--cache-dir",
+        cache,
+        "--prune",
+        "topv",
+        "--sparsity",
+        "lstm=0.6,embedding=0.1",
+        "--quantize",
+        "all",
+        "--output",
+        out,
+        "--json",
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["prune_label"] == "topv-local(lstm=0.6,linear=0.125,embedding=0.1)"
@@ -241,8 +263,20 @@ def test_cli_prunes_quantizes_and_saves(parent_ckpt, tmp_path, synthetic, capsys
 
 def test_cli_importance_bits(parent_ckpt, tmp_path, synthetic, capsys):
     out = tmp_path / "out"
-    rc = cli(parent_ckpt, "--data", "synthetic", "--cache-dir", tmp_path / "cache", "--quantize", "all",
-             "--importance-bits", "6", "--output", out, "--json")  # fmt: skip
+    rc = cli(
+        parent_ckpt,
+        "--data",
+        "synthetic",
+        "--cache-dir",
+        tmp_path / "cache",
+        "--quantize",
+        "all",
+        "--importance-bits",
+        "6",
+        "--output",
+        out,
+        "--json",
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["quant_label"] == "int8-dyn(enc,cls)+emb-u8/u6" and summary["quant"]["importance_bits"] == 6
@@ -296,8 +330,21 @@ def test_cli_bad_arguments_exit_2_and_write_nothing(parent_ckpt, tmp_path, capsy
 
 def test_cli_refuses_to_quantize_a_compressed_student(parent_ckpt, tmp_path, capsys):
     out = tmp_path / "out"
-    assert cli(parent_ckpt, "--data", "synthetic", "--cache-dir", tmp_path / "c", "--quantize", "all",
-               "--output", out, "--quiet") == 0  # fmt: skip
+    assert (
+        cli(
+            parent_ckpt,
+            "--data",
+            "synthetic",
+            "--cache-dir",
+            tmp_path / "c",
+            "--quantize",
+            "all",
+            "--output",
+            out,
+            "--quiet",
+        )
+        == 0
+    )
     capsys.readouterr()
     assert cli(out / "compressed.pt", "--data", "synthetic", "--quantize", "all", "--output", tmp_path / "o2") == 2
     assert "compressed student" in capsys.readouterr().err

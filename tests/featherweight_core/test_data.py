@@ -271,7 +271,8 @@ def _messy_csv(path: Path) -> Path:
     """30 good rows (lines 2-31) then one row per kind of trouble; see the expectations below."""
     good = b"".join(b"g%d,row number %d,%s,extra\n" % (i, i, (b"neg", b"neu", b"pos")[i % 3]) for i in range(30))
     path.write_bytes(
-        b"id,text,label,notes\n" + good
+        b"id,text,label,notes\n"
+        + good
         + b"x1,caf\xe9 au lait,pos,z\n"  # 32: latin-1 byte, kept with U+FFFD
         + b"x2,\xff\xfe broken,neg,z\n"  # 33: undecodable, kept
         + b"x3,too,many,cols,here\n"  # 34: wrong column count
@@ -281,7 +282,7 @@ def _messy_csv(path: Path) -> Path:
         + b"x7,  ,pos,z\n"  # 38: empty text
         + b'x8,"multi\nline",neg,z\n'  # 39-40: quoted newline, kept
         + b"x9,\xc3\x28 bad and ragged\n"  # 41: undecodable and wrong column count
-    )  # fmt: skip
+    )
     return path
 
 
@@ -291,8 +292,13 @@ def test_messy_csv_counts_every_kind_with_first_line(tmp_path):
     path = _messy_csv(tmp_path / "tweets.csv")
     data = load_task_data(task_from_options("tweets", THREE_CLASS), path)
     rep = data.report.splits["all"]
-    expect = {"bad_bytes": (3, 32), "wrong_columns": (3, 34), "missing_label": (1, 36), "unknown_label": (1, 37),
-              "empty_text": (1, 38)}  # fmt: skip
+    expect = {
+        "bad_bytes": (3, 32),
+        "wrong_columns": (3, 34),
+        "missing_label": (1, 36),
+        "unknown_label": (1, 37),
+        "empty_text": (1, 38),
+    }
     for kind, (count, line) in expect.items():
         assert getattr(rep, kind) == count, kind
         assert rep.first[kind] == f"{path}:{line}", kind
@@ -338,12 +344,20 @@ def test_stratified_split_proportions_and_seed(tmp_path):
         per_class = np.bincount(data.splits[name].labels, minlength=3)
         for c, n in enumerate(counts.values()):
             assert abs(per_class[c] - frac * n) <= 1, (name, c)
-    assert data.split_info == {"mode": "held_out", "dev_fraction": 0.15, "test_fraction": 0.2, "seed": 3,
-                               "stratify": True, "sizes": {k: len(v) for k, v in data.splits.items()}}  # fmt: skip
+    assert data.split_info == {
+        "mode": "held_out",
+        "dev_fraction": 0.15,
+        "test_fraction": 0.2,
+        "seed": 3,
+        "stratify": True,
+        "sizes": {k: len(v) for k, v in data.splits.items()},
+    }
     again = load_task_data(task, path)
     assert all(again.splits[n].keys == data.splits[n].keys for n in data.splits)
-    other = load_task_data(task_from_options("abc", {"text_columns": ["text"], "labels": list(counts),
-                                                      "split": {**split, "seed": 4}}), path)  # fmt: skip
+    other = load_task_data(
+        task_from_options("abc", {"text_columns": ["text"], "labels": list(counts), "split": {**split, "seed": 4}}),
+        path,
+    )
     assert other.splits["test"].keys != data.splits["test"].keys
     assert other.fingerprint() != data.fingerprint()
 
@@ -353,8 +367,9 @@ def test_sentence_pair_custom_task_tsv(tmp_path):
 
     rows = "".join(f"{i}\tquestion {i}?\tquestion {i + 1}?\t{'same' if i % 2 else 'diff'}\n" for i in range(20))
     path = _write(tmp_path / "pairs.tsv", "id\tq1\tq2\tis_dup\n" + rows)
-    task = task_from_options("dups", {"text_columns": ["q1", "q2"], "labels": ["diff", "same"],
-                                      "label_column": "is_dup", "metric": "f1"})  # fmt: skip
+    task = task_from_options(
+        "dups", {"text_columns": ["q1", "q2"], "labels": ["diff", "same"], "label_column": "is_dup", "metric": "f1"}
+    )
     data = load_task_data(task, path)
     assert task.pair and all(len(t) == 2 for t in data.train.texts)
     assert ("question 1?", "question 2?") in data.train.texts + data.splits["validation"].texts

@@ -43,8 +43,14 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def synthetic():
     task = get_task("synthetic")
-    return prepare(task, embedding="hash", emb_dim=16, vocab_size=1000, cache_dir=None,
-                   task_data=load_synthetic(task, n_train=600, n_dev=200))  # fmt: skip
+    return prepare(
+        task,
+        embedding="hash",
+        emb_dim=16,
+        vocab_size=1000,
+        cache_dir=None,
+        task_data=load_synthetic(task, n_train=600, n_dev=200),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +80,10 @@ def _recorded_cases(p):
     sub.teacher_logits = np.random.default_rng(5).normal(size=(600, 2)).astype(np.float32)
     return {
         "bilstm_last": ("bilstm", {}, dict(max_epochs=2, seed=3), None),
-        "bilstm_max_alpha05": ("bilstm", {"pooling": "max"},
-                               dict(max_epochs=2, seed=1, alpha=0.5, grad_clip=1.0), sub),
+        "bilstm_max_alpha05": ("bilstm", {"pooling": "max"}, dict(max_epochs=2, seed=1, alpha=0.5, grad_clip=1.0), sub),
         "ffn_t3": ("ffn", {}, dict(max_epochs=2, seed=2, alpha=0.0, temperature=3.0, optimizer="adam", lr=1e-2), sub),
         "rnn_last": ("rnn", {}, dict(max_epochs=2, seed=0), None),
-    }  # fmt: skip
+    }
 
 
 @pytest.mark.parametrize("name", sorted(RECORDED))
@@ -140,8 +145,19 @@ def test_to_device_is_the_identity_on_cpu_and_for_a_split_already_there(syntheti
 
 def test_bucket_length_pads_to_few_shapes():
     assert [bucket_length(t) for t in (1, 5, 8, 9, 16, 17, 64, 65, 96, 97, 256, 257)] == [
-        1, 5, 8, 16, 16, 24, 64, 96, 96, 128, 256, 384,
-    ]  # fmt: skip
+        1,
+        5,
+        8,
+        16,
+        16,
+        24,
+        64,
+        96,
+        96,
+        128,
+        256,
+        384,
+    ]
     assert len({bucket_length(t) for t in range(1, 1001)}) < 40
     assert all(bucket_length(t) >= t for t in range(1, 1001))
 

@@ -197,8 +197,9 @@ def test_evaluate_mnli_mean_of_matched_and_mismatched():
 
 
 def test_evaluate_qqp_reports_f1():
-    out = evaluate(FirstIdClassifier(2), {"validation": _toy_split([[1], [1], [0], [0]], [1, 0, 1, 0])},
-                   get_task("qqp"))  # fmt: skip
+    out = evaluate(
+        FirstIdClassifier(2), {"validation": _toy_split([[1], [1], [0], [0]], [1, 0, 1, 0])}, get_task("qqp")
+    )
     assert out == {"accuracy": 0.5, "macro_f1": 0.5, "f1": 0.5, "score": 0.5}
 
 
@@ -249,8 +250,9 @@ def test_early_stopping_restores_best_epoch(synthetic, monkeypatch):
 def test_training_is_deterministic_under_a_seed(synthetic):
     def run(seed):
         sub = synthetic.train.take(np.arange(600))
-        r = run_distillation(synthetic, _small(synthetic, "bilstm"), DistillConfig(max_epochs=2, seed=seed),
-                             train_split=sub)  # fmt: skip
+        r = run_distillation(
+            synthetic, _small(synthetic, "bilstm"), DistillConfig(max_epochs=2, seed=seed), train_split=sub
+        )
         return r.model.state_dict(), [h.train_loss for h in r.train.history], r.train.metrics
 
     a, b, c = run(3), run(3), run(4)
@@ -279,8 +281,9 @@ def test_distillation_from_teacher_logits(synthetic):
 
 def test_bilstm_beats_ffn_on_word_order_task(synthetic):
     adam = {"optimizer": "adam", "lr": 1e-2, "max_epochs": 5}
-    bilstm = run_distillation(synthetic, _small(synthetic, "bilstm", hidden=32, classifier_hidden=32),
-                              DistillConfig(**adam))  # fmt: skip
+    bilstm = run_distillation(
+        synthetic, _small(synthetic, "bilstm", hidden=32, classifier_hidden=32), DistillConfig(**adam)
+    )
     ffn = run_distillation(synthetic, _small(synthetic, "ffn", classifier_hidden=32), DistillConfig(**adam))
     # measured: bilstm 1.00 on every seed tried, ffn 0.77-0.79 (a bag of words cannot order clauses)
     assert bilstm.train.metrics["score"] >= 0.95
@@ -297,8 +300,13 @@ def test_pair_task_trains(tmp_path):
 
 
 def test_checkpoint_roundtrip(synthetic, tmp_path):
-    r = run_distillation(synthetic, _small(synthetic, "bilstm"), DistillConfig(max_epochs=1),
-                         output_dir=tmp_path, train_split=synthetic.train.take(np.arange(200)))  # fmt: skip
+    r = run_distillation(
+        synthetic,
+        _small(synthetic, "bilstm"),
+        DistillConfig(max_epochs=1),
+        output_dir=tmp_path,
+        train_split=synthetic.train.take(np.arange(200)),
+    )
     payload = torch.load(r.checkpoint, weights_only=True)
     assert payload["format"] == "featherweight-student/1"
     model, cfg, meta = load_checkpoint(r.checkpoint)
@@ -323,8 +331,15 @@ def test_custom_task_test_split_scored_at_best_epoch(tmp_path):
     words = ("good fine", "meh so so", "bad awful")
     rows = "".join(f"{words[i % 3]} {i},{('pos', 'neu', 'neg')[i % 3]}\n" for i in range(90))
     (tmp_path / "d.csv").write_text("text,label\n" + rows)
-    task = task_from_options("mood", {"text_columns": "text", "labels": ["neg", "neu", "pos"], "metric": "macro_f1",
-                                      "split": {"dev_fraction": 0.2, "test_fraction": 0.2}})  # fmt: skip
+    task = task_from_options(
+        "mood",
+        {
+            "text_columns": "text",
+            "labels": ["neg", "neu", "pos"],
+            "metric": "macro_f1",
+            "split": {"dev_fraction": 0.2, "test_fraction": 0.2},
+        },
+    )
     data = load_task_data(task, tmp_path / "d.csv")
     p = prepare(task, embedding="char", emb_dim=8, cache_dir=tmp_path / "c", task_data=data)
     assert set(p.tests) == {"test"} and len(p.tests["test"]) == 18 and set(p.evals) == {"validation"}

@@ -36,8 +36,9 @@ def _hash_ids_in_subprocess(seed: str) -> list:
         "print(json.dumps([enc.encode(t).tolist() for t in json.loads(sys.argv[1])]))\n"
     )
     env = {**os.environ, "PYTHONHASHSEED": seed}
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(TEXTS)], env=env, capture_output=True, text=True,
-                         check=True)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(TEXTS)], env=env, capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout)
 
 

@@ -23,11 +23,18 @@ def _error_classes():
 
     assert AugmentDataError is DataError
     return [
-        (DataError, ValueError), (EncoderError, ValueError), (TeacherError, ValueError), (PruningError, ValueError),
-        (QuantizationError, ValueError), (VectorsError, ValueError), (TrainingError, RuntimeError),
-        (CheckpointError, ValueError), (WeightsFileError, ValueError), (ConfigError, ValueError),
+        (DataError, ValueError),
+        (EncoderError, ValueError),
+        (TeacherError, ValueError),
+        (PruningError, ValueError),
+        (QuantizationError, ValueError),
+        (VectorsError, ValueError),
+        (TrainingError, RuntimeError),
+        (CheckpointError, ValueError),
+        (WeightsFileError, ValueError),
+        (ConfigError, ValueError),
         (InputFileError, FileNotFoundError),
-    ]  # fmt: skip
+    ]
 
 
 def test_every_core_error_class_is_a_user_error_and_keeps_its_builtin_base():

@@ -54,8 +54,16 @@ def data():
 
 
 def _cfg(arch: str, emb: str, pooling: str = "last") -> StudentConfig:
-    return StudentConfig(arch=arch, embedding=emb, emb_dim=8, num_labels=2, vocab_size=200 if emb == "hash" else None,
-                         hidden=8, classifier_hidden=8, pooling=pooling).resolved()  # fmt: skip
+    return StudentConfig(
+        arch=arch,
+        embedding=emb,
+        emb_dim=8,
+        num_labels=2,
+        vocab_size=200 if emb == "hash" else None,
+        hidden=8,
+        classifier_hidden=8,
+        pooling=pooling,
+    ).resolved()
 
 
 def _student(tmp: Path, arch: str, emb: str, seed: int = 0) -> tuple[Path, torch.nn.Module, StudentConfig]:
@@ -76,8 +84,11 @@ def _compressed(tmp: Path, data, arch: str, emb: str, quant: QuantConfig, poolin
     prune = PruneConfig(method="magnitude", scope="global", sparsity=0.4)
     res = compress_student(model, cfg, prune, quant, train, evals, TASK, DistillConfig(alpha=1.0, batch_size=64))
     path = save_compressed(tmp / f"{arch}-{emb}-compressed.pt", res, META)
-    recorded = {"params": res.sizes["params"]["total"], "disk_bytes": res.sizes["disk_bytes"],
-                "gzip_bytes": res.sizes["gzip_bytes"]}  # fmt: skip
+    recorded = {
+        "params": res.sizes["params"]["total"],
+        "disk_bytes": res.sizes["disk_bytes"],
+        "gzip_bytes": res.sizes["gzip_bytes"],
+    }
     return path, recorded
 
 
@@ -121,8 +132,14 @@ print(json.dumps(out))
 def run_standalone(artefact: Path, texts: list[tuple[str, ...]]) -> dict:
     """The artefact and its encoder in ``python -I`` (no project directory, PYTHONPATH or user site on sys.path),
     one example at a time."""
-    proc = subprocess.run([sys.executable, "-I", "-c", STANDALONE, str(artefact)], input=json.dumps(texts),
-                          capture_output=True, text=True, timeout=120, cwd=artefact)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", STANDALONE, str(artefact)],
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=artefact,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(proc.stdout)
 
@@ -274,8 +291,16 @@ def test_pair_student_round_trip(tmp_path):
     """Sentence-pair students take ids_a, lengths_a, ids_b, lengths_b; encode.batch takes (a, b) tuples."""
     task = get_task("synthetic_pair")
     pair = load_synthetic(task, n_train=50, n_dev=30)
-    cfg = StudentConfig(arch="bilstm", embedding="hash", emb_dim=8, num_labels=task.num_labels, pair=True,
-                        vocab_size=200, hidden=8, classifier_hidden=8).resolved()  # fmt: skip
+    cfg = StudentConfig(
+        arch="bilstm",
+        embedding="hash",
+        emb_dim=8,
+        num_labels=task.num_labels,
+        pair=True,
+        vocab_size=200,
+        hidden=8,
+        classifier_hidden=8,
+    ).resolved()
     torch.manual_seed(0)
     model = build_student(cfg).eval()
     meta = {"task": task.name, "task_spec": task.to_dict(), "data_source": "synthetic"}
@@ -303,8 +328,9 @@ def test_bpe_encoder_matches_the_project(tmp_path, shared_data, kind):
     if not (bpemb_dir / "en" / "en.wiki.bpe.vs1000.model").is_file():
         pytest.skip("no BPEmb vs1000 files in the shared data")
     data = load_synthetic(TASK, n_train=50, n_dev=30)
-    cfg = StudentConfig(arch="ffn", embedding="bpe", emb_dim=25, num_labels=2, vocab_size=1000,
-                        classifier_hidden=8).resolved()  # fmt: skip
+    cfg = StudentConfig(
+        arch="ffn", embedding="bpe", emb_dim=25, num_labels=2, vocab_size=1000, classifier_hidden=8
+    ).resolved()
     torch.manual_seed(0)
     path = save_checkpoint(tmp_path / "bpe.pt", build_student(cfg), cfg, 1001, META)
     rep = export_model(path, tmp_path / "out", data, bpemb_dir=bpemb_dir)
@@ -325,8 +351,9 @@ def test_the_docs_snippet_runs_as_written(tmp_path, data):
     assert 'art = "exported/best"' in snippet
     path, _, _ = _student(tmp_path, "ffn", "hash")
     export_model(path, tmp_path / "exported" / "best", data)
-    proc = subprocess.run([sys.executable, "-I", "-c", snippet], capture_output=True, text=True, timeout=120,
-                          cwd=tmp_path)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", snippet], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     labels = ast.literal_eval(proc.stdout.strip().splitlines()[-1])  # the printed list of label names
     assert len(labels) == 2 and set(labels) <= {"negative", "positive"}

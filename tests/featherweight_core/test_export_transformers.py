@@ -61,16 +61,25 @@ def test_teacher_dir_round_trip_onnx_with_tokenizer(tmp_path, data, teacher_dir)
     np.testing.assert_allclose(np.array(got["logits"]), want, atol=1e-4)
 
 
-@pytest.mark.parametrize("method,quantize", [("theseus", False), ("theseus", True), ("bertvision", False),
-                                             ("bertvision", True)])  # fmt: skip
+@pytest.mark.parametrize(
+    "method,quantize", [("theseus", False), ("theseus", True), ("bertvision", False), ("bertvision", True)]
+)
 def test_compressed_teacher_round_trip(tmp_path, data, teacher_dir, method, quantize):
     """Theseus successors and BERT-Vision models as their methods save them: float -> ONNX, int8 -> TorchScript;
     the sizes the method reported are the ones the export measures."""
     if method == "theseus":
         from featherweight_core.theseus import TheseusConfig, compress_theseus
 
-        cfg = TheseusConfig(epochs=1, batch_size=32, lr=2e-3, max_length=48, device="cpu", warmup_ratio=0.0,
-                            max_train_examples=64, quantize=quantize)  # fmt: skip
+        cfg = TheseusConfig(
+            epochs=1,
+            batch_size=32,
+            lr=2e-3,
+            max_length=48,
+            device="cpu",
+            warmup_ratio=0.0,
+            max_train_examples=64,
+            quantize=quantize,
+        )
         result = compress_theseus(teacher_dir, data, tmp_path / "src", cfg)
     else:
         from featherweight_core.bertvision import BertVisionConfig, train_bertvision
@@ -79,8 +88,12 @@ def test_compressed_teacher_round_trip(tmp_path, data, teacher_dir, method, quan
         result = train_bertvision(teacher_dir, data, tmp_path / "src", cfg)
     recorded = {"params": result.params, "disk_bytes": result.disk_bytes, "gzip_bytes": result.gzip_bytes}
     # BERT-Vision float: the task and data its directory (or its teacher's) records; the others: the test's dev split
-    rep = export_model(tmp_path / "src", tmp_path / "out", None if (method, quantize) == ("bertvision", False) else data,
-                       recorded=recorded)  # fmt: skip
+    rep = export_model(
+        tmp_path / "src",
+        tmp_path / "out",
+        None if (method, quantize) == ("bertvision", False) else data,
+        recorded=recorded,
+    )
     assert rep.examples_checked == (500 if (method, quantize) == ("bertvision", False) else 40)
     assert rep.source_kind == "compressed_teacher" and rep.predictions_agree == 1.0
     assert rep.recorded_size_check == {k: (v, v) for k, v in recorded.items()}

@@ -78,8 +78,9 @@ def test_docstring_examples():
 
 def _model(seed: int = 0, **kw) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_student(StudentConfig(**{"arch": "bilstm", "embedding": "bpe", "emb_dim": 8, "num_labels": 2,
-                                          "vocab_size": 100, **kw}))  # fmt: skip
+    return build_student(
+        StudentConfig(**{"arch": "bilstm", "embedding": "bpe", "emb_dim": 8, "num_labels": 2, "vocab_size": 100, **kw})
+    )
 
 
 def test_param_counts_groups_and_nonzero():

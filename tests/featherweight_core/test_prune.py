@@ -84,7 +84,10 @@ def test_module_group_aliases_are_the_vocabulary():
     assert ALIASES == vocab.MODULE_GROUPS
     assert {g: vocab.PRUNE_GROUP_OF_MODULE_GROUP[g] for g in vocab.MODULE_GROUPS} == {g: g for g in ALIASES}
     assert PruneConfig(targets=dict.fromkeys(vocab.MODULE_GROUPS, 0.2)).group_targets("rnn", "hash") == {
-        "rnn": 0.2, "linear": 0.2, "hash_emb": 0.2}  # fmt: skip
+        "rnn": 0.2,
+        "linear": 0.2,
+        "hash_emb": 0.2,
+    }
 
 
 @pytest.mark.parametrize("method", ["topv", "magnitude"])
@@ -186,8 +189,10 @@ def test_movement_scores_are_learned_and_masks_follow_topv_of_scores():
 def test_gradual_and_movement_reach_targets_via_prune_student():
     split = random_split()
     dcfg = DistillConfig(alpha=1.0, batch_size=32, seed=0).resolved("rnn", False)
-    for cfg in (PruneConfig(method="topv", schedule="gradual", epochs=1, targets={"rnn": 0.4}),
-                PruneConfig(method="movement", epochs=1, scope="global", sparsity=0.3)):  # fmt: skip
+    for cfg in (
+        PruneConfig(method="topv", schedule="gradual", epochs=1, targets={"rnn": 0.4}),
+        PruneConfig(method="movement", epochs=1, scope="global", sparsity=0.3),
+    ):
         model, _ = tiny("rnn", "bpe")
         model, log = prune_student(model, cfg, "rnn", "bpe", split, dcfg)
         rep = sparsity_report(model, "rnn", "bpe")

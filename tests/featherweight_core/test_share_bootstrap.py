@@ -20,9 +20,19 @@ def _split(n: int, start: int, prefix: str) -> EncodedSplit:
 
 
 def _prepared() -> Prepared:
-    return Prepared(task=get_task("synthetic"), embedding="hash", vocab_size=100, emb_dim=4, num_embeddings=100,
-                    vectors=None, train=_split(5, 0, "t"), evals={"dev": _split(3, 50, "d")}, data_fingerprint="x",
-                    encoder_fingerprint="y", bootstrap=_split(7, 100, "b"))  # fmt: skip
+    return Prepared(
+        task=get_task("synthetic"),
+        embedding="hash",
+        vocab_size=100,
+        emb_dim=4,
+        num_embeddings=100,
+        vectors=None,
+        train=_split(5, 0, "t"),
+        evals={"dev": _split(3, 50, "d")},
+        data_fingerprint="x",
+        encoder_fingerprint="y",
+        bootstrap=_split(7, 100, "b"),
+    )
 
 
 def _same(a: EncodedSplit, b: EncodedSplit) -> None:

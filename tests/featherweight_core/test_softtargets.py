@@ -102,8 +102,16 @@ def test_prepare_attaches_teacher_logits_and_bootstrap(tmp_path, teacher, data):
     aug = tmp_path / "aug.parquet"
     augment_to_file(data, aug, AugmentConfig(n=3, seed=1), cache_dir=tmp_path / "cache")
     store = SoftTargetStore(tmp_path / "cache" / "softtargets", device="cpu")
-    p = prepare(data.task, embedding="char", emb_dim=8, cache_dir=tmp_path / "cache", task_data=data,
-                teacher=teacher, bootstrap=aug, store=store)  # fmt: skip
+    p = prepare(
+        data.task,
+        embedding="char",
+        emb_dim=8,
+        cache_dir=tmp_path / "cache",
+        task_data=data,
+        teacher=teacher,
+        bootstrap=aug,
+        store=store,
+    )
     assert store.model_runs == 2  # train split + augmented set
     assert p.train.teacher_logits.shape == (300, 2)
     _, direct = store.get_or_compute(teacher, data, "train")
@@ -114,8 +122,16 @@ def test_prepare_attaches_teacher_logits_and_bootstrap(tmp_path, teacher, data):
     assert len(both) == 300 + len(p.bootstrap) and both.teacher_logits.shape == (len(both), 2)
     assert p.train_split(False) is p.train
     # a second prepare (e.g. the next sweep) runs no teacher at all
-    again = prepare(data.task, embedding="char", emb_dim=8, cache_dir=tmp_path / "cache", task_data=data,
-                    teacher=teacher, bootstrap=aug, store=store)  # fmt: skip
+    again = prepare(
+        data.task,
+        embedding="char",
+        emb_dim=8,
+        cache_dir=tmp_path / "cache",
+        task_data=data,
+        teacher=teacher,
+        bootstrap=aug,
+        store=store,
+    )
     assert store.model_runs == 2
     np.testing.assert_array_equal(again.bootstrap.teacher_logits, p.bootstrap.teacher_logits)
 
@@ -131,23 +147,116 @@ def test_cli_logits_then_distill_with_teacher_and_bootstrap(tmp_path, teacher, d
     small = dataclasses.replace(data)  # the CLI loads the task itself: make it load our tiny split
     monkeypatch.setattr(fdata, "load_synthetic", lambda task, **kw: small)
     cache = tmp_path / "cache"
-    assert main(["teacher", "logits", "--teacher", str(teacher), "--task", "synthetic", "--cache-dir", str(cache),
-                 "--split", "train", "--no-progress", "--json", "--cpu"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "teacher",
+                "logits",
+                "--teacher",
+                str(teacher),
+                "--task",
+                "synthetic",
+                "--cache-dir",
+                str(cache),
+                "--split",
+                "train",
+                "--no-progress",
+                "--json",
+                "--cpu",
+            ]
+        )
+        == 0
+    )
     first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["results"][0]
     assert first["rows"] == 300 and first["computed"]
-    assert main(["teacher", "logits", "--teacher", str(teacher), "--task", "synthetic", "--cache-dir", str(cache),
-                 "--split", "train", "--no-progress", "--json", "--cpu"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "teacher",
+                "logits",
+                "--teacher",
+                str(teacher),
+                "--task",
+                "synthetic",
+                "--cache-dir",
+                str(cache),
+                "--split",
+                "train",
+                "--no-progress",
+                "--json",
+                "--cpu",
+            ]
+        )
+        == 0
+    )
     assert not json.loads(capsys.readouterr().out.strip().splitlines()[-1])["results"][0]["computed"]
     aug = tmp_path / "aug.parquet"
-    assert main(["augment", "--task", "synthetic", "--output", str(aug), "-n", "2", "--teacher", str(teacher),
-                 "--cache-dir", str(cache), "--no-progress"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "augment",
+                "--task",
+                "synthetic",
+                "--output",
+                str(aug),
+                "-n",
+                "2",
+                "--teacher",
+                str(teacher),
+                "--cache-dir",
+                str(cache),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "augmented (teacher argmax)" in capsys.readouterr().out
-    rc = main(["distill", "--task", "synthetic", "--embedding", "char", "--dim", "8", "--hidden", "8",
-               "--classifier-hidden", "8", "--alpha", "0.5", "--teacher", str(teacher), "--bootstrap", str(aug),
-               "--cache-dir", str(cache), "--max-epochs", "1", "--json", "--threads", "1"])  # fmt: skip
+    rc = main(
+        [
+            "distill",
+            "--task",
+            "synthetic",
+            "--embedding",
+            "char",
+            "--dim",
+            "8",
+            "--hidden",
+            "8",
+            "--classifier-hidden",
+            "8",
+            "--alpha",
+            "0.5",
+            "--teacher",
+            str(teacher),
+            "--bootstrap",
+            str(aug),
+            "--cache-dir",
+            str(cache),
+            "--max-epochs",
+            "1",
+            "--json",
+            "--threads",
+            "1",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["train_examples"] > 300 and out["bootstrap"] == str(aug)
-    rc = main(["distill", "--task", "synthetic", "--embedding", "char", "--dim", "8", "--bootstrap", str(aug),
-               "--cache-dir", str(cache), "--max-epochs", "1"])  # fmt: skip
+    rc = main(
+        [
+            "distill",
+            "--task",
+            "synthetic",
+            "--embedding",
+            "char",
+            "--dim",
+            "8",
+            "--bootstrap",
+            str(aug),
+            "--cache-dir",
+            str(cache),
+            "--max-epochs",
+            "1",
+        ]
+    )
     assert rc == 2 and "--teacher" in capsys.readouterr().err

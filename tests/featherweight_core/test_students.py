@@ -44,8 +44,9 @@ def _ids(embedding: str, lengths: list[int], vocab: int, seed: int = 0) -> tuple
 @pytest.mark.parametrize("pair", [False, True])
 def test_output_shapes(arch, embedding, pooling, pair):
     num_labels = 3 if pair else 2
-    cfg = StudentConfig(arch, embedding, 8, num_labels, pair=pair, vocab_size=50, hidden=6, classifier_hidden=5,
-                        pooling=pooling)  # fmt: skip
+    cfg = StudentConfig(
+        arch, embedding, 8, num_labels, pair=pair, vocab_size=50, hidden=6, classifier_hidden=5, pooling=pooling
+    )
     model = build_student(cfg).eval()
     assert [name for name, _ in model.named_children()] == ["embedding", "encoder", "classifier"]
     a, la = _ids(embedding, [4, 1, 7], 50, seed=1)
@@ -114,8 +115,12 @@ def test_exact_counts_spelled_out():
     """The arithmetic behind the table, for the two configurations the README quotes."""
     bilstm = build_student(StudentConfig("bilstm", "bpe", 25, 2, vocab_size=5000))  # padding row is zero
     assert param_counts(bilstm) == {
-        "total": 398_027, "embedding": 125_025, "encoder": 212_400, "classifier": 60_602, "nonzero": 398_002,
-    }  # fmt: skip
+        "total": 398_027,
+        "embedding": 125_025,
+        "encoder": 212_400,
+        "classifier": 60_602,
+        "nonzero": 398_002,
+    }
     ffn = build_student(StudentConfig("ffn", "hash", 25, 2, vocab_size=2500))
     counts = param_counts(ffn)
     assert counts["total"] == 16_552 and counts["embedding"] == 13_750  # 83 % embeddings (thesis fig. 7.1)
@@ -158,8 +163,9 @@ def test_padded_fast_path_equals_packed(cell, pooling):
     slow = enc._forward_packed(x, lengths)
     torch.testing.assert_close(fast, slow, atol=1e-5, rtol=1e-5)
     params = [x, *enc.parameters()]
-    for g_fast, g_slow in zip(torch.autograd.grad(fast.sum(), params), torch.autograd.grad(slow.sum(), params),
-                              strict=True):  # fmt: skip
+    for g_fast, g_slow in zip(
+        torch.autograd.grad(fast.sum(), params), torch.autograd.grad(slow.sum(), params), strict=True
+    ):
         torch.testing.assert_close(g_fast, g_slow, atol=1e-5, rtol=1e-4)
     # padding content must not matter
     x2 = x.detach().clone()

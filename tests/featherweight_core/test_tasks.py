@@ -35,10 +35,13 @@ def test_custom_task_defaults():
     [
         THREE,
         {**THREE, "metric": "macro_f1", "label_column": "y", "encoding": "latin-1", "on_bad_bytes": "error"},
-        {"text_columns": ["a", "b"], "labels": ["x", "y"], "split": {"dev_fraction": 0.2, "test_fraction": 0.1,
-                                                                   "seed": 7, "stratify": False}},
+        {
+            "text_columns": ["a", "b"],
+            "labels": ["x", "y"],
+            "split": {"dev_fraction": 0.2, "test_fraction": 0.1, "seed": 7, "stratify": False},
+        },
     ],
-)  # fmt: skip
+)
 def test_to_dict_from_dict_round_trip(options):
     t = task_from_options("mine", options)
     d = json.loads(json.dumps(t.to_dict()))  # JSON-able
@@ -96,8 +99,9 @@ def test_unknown_name_without_definition():
 
 def test_custom_task_shorthand_and_from_dict_errors():
     t = custom_task("reviews", ["text"], ["bad", "good"], split={"test_fraction": 0.2})
-    assert t == task_from_options("reviews", {"text_columns": ["text"], "labels": ["bad", "good"],
-                                              "split": {"test_fraction": 0.2}})  # fmt: skip
+    assert t == task_from_options(
+        "reviews", {"text_columns": ["text"], "labels": ["bad", "good"], "split": {"test_fraction": 0.2}}
+    )
     assert t.extra_metrics == ("f1",)
     with pytest.raises(ConfigError, match="clashes"):
         custom_task("sst2", ["text"], ["a", "b"])

@@ -63,8 +63,9 @@ def test_predict_matches_saved_metrics_and_naive_batching(teacher_dir, tiny_data
     model, tok = load_classifier(d)
     dev = tiny_data.splits["validation"]
     sorted_logits = predict_logits(model, tok, dev.texts, batch_size=16, max_length=48, device="cpu")
-    naive = predict_logits(model, tok, dev.texts, batch_size=16, max_length=48, device="cpu",
-                           sort_by_length=False, fixed_length=True)  # fmt: skip
+    naive = predict_logits(
+        model, tok, dev.texts, batch_size=16, max_length=48, device="cpu", sort_by_length=False, fixed_length=True
+    )
     assert sorted_logits.shape == (100, 2) and sorted_logits.dtype == np.float32
     np.testing.assert_allclose(sorted_logits, naive, atol=1e-4)
     acc = float((sorted_logits.argmax(-1) == dev.labels).mean())
@@ -136,8 +137,12 @@ def test_directory_without_config_is_rejected(tmp_path):
 
 
 def test_empty_dataset_leaves_nothing(tmp_path, tiny_data, teacher_dir):
-    empty = TaskData(tiny_data.task, {"train": Split([], np.zeros(0), []), **{"validation": tiny_data.splits["validation"]}},
-                     tiny_data.report, "empty")  # fmt: skip
+    empty = TaskData(
+        tiny_data.task,
+        {"train": Split([], np.zeros(0), []), **{"validation": tiny_data.splits["validation"]}},
+        tiny_data.report,
+        "empty",
+    )
     with pytest.raises(TeacherError, match="train split is empty"):
         finetune_teacher(teacher_dir[0], empty, tmp_path / "out", FAST, progress=False)
     with pytest.raises(TeacherError, match="train split is empty"):
@@ -164,8 +169,19 @@ def test_config_validation():
 
 def test_cli_finetune_unknown_model_is_one_line_error(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    rc = main(["teacher", "finetune", "--model", "roberta-large-nonexistent", "--task", "synthetic",
-               "--output", str(tmp_path / "out"), "--no-progress"])  # fmt: skip
+    rc = main(
+        [
+            "teacher",
+            "finetune",
+            "--model",
+            "roberta-large-nonexistent",
+            "--task",
+            "synthetic",
+            "--output",
+            str(tmp_path / "out"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert rc == 2 and err.startswith("error: ") and "\n" not in err and "roberta-large-nonexistent" in err
     assert not (tmp_path / "out").exists()
@@ -174,11 +190,50 @@ def test_cli_finetune_unknown_model_is_one_line_error(tmp_path, capsys, monkeypa
 def test_cli_init_small_and_finetune(tmp_path, capsys):
     torch.set_num_threads(1)
     small = tmp_path / "small"
-    assert main(["teacher", "init-small", "--task", "synthetic", "--output", str(small), "--vocab-size", "300",
-                 "--hidden", "32", "--layers", "1", "--intermediate", "64"]) == 0  # fmt: skip
-    rc = main(["teacher", "finetune", "--model", str(small), "--task", "synthetic", "--output", str(tmp_path / "ft"),
-               "--epochs", "1", "--lr", "1e-3", "--max-length", "48", "--max-train-examples", "300", "--cpu",
-               "--no-progress", "--json"])  # fmt: skip
+    assert (
+        main(
+            [
+                "teacher",
+                "init-small",
+                "--task",
+                "synthetic",
+                "--output",
+                str(small),
+                "--vocab-size",
+                "300",
+                "--hidden",
+                "32",
+                "--layers",
+                "1",
+                "--intermediate",
+                "64",
+            ]
+        )
+        == 0
+    )
+    rc = main(
+        [
+            "teacher",
+            "finetune",
+            "--model",
+            str(small),
+            "--task",
+            "synthetic",
+            "--output",
+            str(tmp_path / "ft"),
+            "--epochs",
+            "1",
+            "--lr",
+            "1e-3",
+            "--max-length",
+            "48",
+            "--max-train-examples",
+            "300",
+            "--cpu",
+            "--no-progress",
+            "--json",
+        ]
+    )
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["train_examples"] == 300 and 0 <= out["accuracy"] <= 1
@@ -197,9 +252,15 @@ def test_teacher_baseline_measures_the_teacher_like_a_student(teacher_dir, tmp_p
     raw = (d / "model.safetensors").read_bytes()
     with safe_open(str(d / "model.safetensors"), "pt") as f:
         params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118
-    assert row == {"name": "teacher:ft", "score": metrics["score"], "accuracy": metrics["accuracy"],
-                   "f1": metrics.get("f1"), "params": params, "disk_bytes": len(raw),
-                   "gzip_bytes": len(gzip.compress(raw, 9))}  # fmt: skip
+    assert row == {
+        "name": "teacher:ft",
+        "score": metrics["score"],
+        "accuracy": metrics["accuracy"],
+        "f1": metrics.get("f1"),
+        "params": params,
+        "disk_bytes": len(raw),
+        "gzip_bytes": len(gzip.compress(raw, 9)),
+    }
     # the same teacher saved as pytorch_model.bin has the same parameter count (it used to be measured as 0)
     model, _ = load_classifier(d)
     as_bin = tmp_path / "teacher"

@@ -144,9 +144,19 @@ def test_latencies_are_timed_interleaved_and_a_gone_teacher_is_not_timed(teacher
 
 def test_result_round_trips_and_checks_the_method():
     r = tc.CompressedTeacherResult(
-        method="theseus", output_dir="x", metrics={"score": 0.5}, test_metrics=None, params=10, trainable_params=4,
-        disk_bytes=40, gzip_bytes=30, latency_ms=1.0, layers=1, quantized=False, seconds=2.0,
-    )  # fmt: skip
+        method="theseus",
+        output_dir="x",
+        metrics={"score": 0.5},
+        test_metrics=None,
+        params=10,
+        trainable_params=4,
+        disk_bytes=40,
+        gzip_bytes=30,
+        latency_ms=1.0,
+        layers=1,
+        quantized=False,
+        seconds=2.0,
+    )
     assert tc.CompressedTeacherResult.from_dict(r.to_dict()) == r and r.score == 0.5
     assert r.speedup is None  # the teacher was not timed
     assert dataclasses.replace(r, teacher={"latency_ms": 3.0}).speedup == 3.0

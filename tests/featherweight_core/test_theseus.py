@@ -195,8 +195,11 @@ def test_only_successor_layers_and_optionally_the_head_train(teacher, data, trai
         opt.zero_grad()
         loss.backward()
         opt.step()
-    changed = {k.split(".")[0] if k.startswith("classifier") else k.split(".")[1]
-               for k, p in params.items() if not torch.equal(p, before[k])}  # fmt: skip
+    changed = {
+        k.split(".")[0] if k.startswith("classifier") else k.split(".")[1]
+        for k, p in params.items()
+        if not torch.equal(p, before[k])
+    }
     assert changed == ({"classifier", "pooler"} if train_classifier else set())
     for j, block in enumerate(th.blocks):  # every successor weight moved away from its initialisation
         for name, p in block.successor.named_parameters():
@@ -256,7 +259,11 @@ def test_quantizing_a_saved_successor_equals_training_with_quantize(compressed, 
     reused = quantize_successor(float_dir, data, tmp_path / "reused")
     assert reused.metrics == trained.metrics and reused.quantized
     assert (reused.params, reused.disk_bytes, reused.trainable_params, reused.layers) == (
-        trained.params, trained.disk_bytes, trained.trainable_params, trained.layers)  # fmt: skip
+        trained.params,
+        trained.disk_bytes,
+        trained.trainable_params,
+        trained.layers,
+    )
     assert reused.history == float_result.history and reused.settings == trained.settings
     # the teacher is timed again beside the int8 model (not the float sibling's timing, from another measurement)
     assert reused.teacher["latency_ms"] > 0 and reused.teacher["latency_ms"] != float_result.teacher["latency_ms"]
@@ -288,9 +295,34 @@ def test_successor_teaches_a_student_through_distill(compressed, data, tmp_path,
     out, _ = compressed
     monkeypatch.setattr(fdata, "load_synthetic", lambda task, **kw: data)  # the CLI's own load: our small split
     cache = tmp_path / "cache"
-    rc = main(["distill", "--task", "synthetic", "--embedding", "char", "--dim", "8", "--hidden", "8",
-               "--classifier-hidden", "8", "--alpha", "0.5", "--teacher", str(out), "--cache-dir", str(cache),
-               "--max-epochs", "1", "--json", "--threads", "1", "--teacher-device", "cpu"])  # fmt: skip
+    rc = main(
+        [
+            "distill",
+            "--task",
+            "synthetic",
+            "--embedding",
+            "char",
+            "--dim",
+            "8",
+            "--hidden",
+            "8",
+            "--classifier-hidden",
+            "8",
+            "--alpha",
+            "0.5",
+            "--teacher",
+            str(out),
+            "--cache-dir",
+            str(cache),
+            "--max-epochs",
+            "1",
+            "--json",
+            "--threads",
+            "1",
+            "--teacher-device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["distill"]["alpha"] == 0.5 and summary["train_examples"] == 300
@@ -314,8 +346,24 @@ def test_compress_refuses_bad_inputs_and_writes_nothing(tmp_path, teacher, data)
 
 
 def _cli(teacher, out, *extra):
-    return ["theseus", "--teacher", str(teacher), "--output", str(out), "--epochs", "1", "--lr", "2e-3",
-            "--max-length", "48", "--cpu", "--threads", "1", "--no-progress", *extra]  # fmt: skip
+    return [
+        "theseus",
+        "--teacher",
+        str(teacher),
+        "--output",
+        str(out),
+        "--epochs",
+        "1",
+        "--lr",
+        "2e-3",
+        "--max-length",
+        "48",
+        "--cpu",
+        "--threads",
+        "1",
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_cli_compresses_the_teacher_of_its_recorded_task(tmp_path, teacher, data, capsys, monkeypatch):
@@ -367,15 +415,22 @@ def _tiny(kind: str):
     import transformers as tf
 
     if kind == "roberta":
-        cfg = tf.RobertaConfig(vocab_size=50, hidden_size=16, num_hidden_layers=4, num_attention_heads=2,
-                               intermediate_size=32, max_position_embeddings=40, num_labels=3)  # fmt: skip
+        cfg = tf.RobertaConfig(
+            vocab_size=50,
+            hidden_size=16,
+            num_hidden_layers=4,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=40,
+            num_labels=3,
+        )
         return tf.RobertaForSequenceClassification(cfg)
     if kind == "distilbert":
-        cfg = tf.DistilBertConfig(vocab_size=50, dim=16, n_layers=4, n_heads=2, hidden_dim=32,
-                                  max_position_embeddings=40, num_labels=3)  # fmt: skip
+        cfg = tf.DistilBertConfig(
+            vocab_size=50, dim=16, n_layers=4, n_heads=2, hidden_dim=32, max_position_embeddings=40, num_labels=3
+        )
         return tf.DistilBertForSequenceClassification(cfg)
-    cfg = tf.GPT2Config(vocab_size=50, n_embd=16, n_layer=2, n_head=2, n_positions=40, num_labels=3,
-                        pad_token_id=0)  # fmt: skip
+    cfg = tf.GPT2Config(vocab_size=50, n_embd=16, n_layer=2, n_head=2, n_positions=40, num_labels=3, pad_token_id=0)
     return tf.GPT2ForSequenceClassification(cfg)
 
 

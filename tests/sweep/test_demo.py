@@ -21,8 +21,7 @@ VENV_BIN = Path(sys.executable).parent
 def _env_without_venv_on_path() -> dict[str, str]:
     """The environment of a shell in which the README's `.venv` is not activated."""
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONHOME")}
-    keep = [d for d in env.get("PATH", "").split(os.pathsep)
-            if d and not (Path(d) / "featherweight").exists()]  # fmt: skip
+    keep = [d for d in env.get("PATH", "").split(os.pathsep) if d and not (Path(d) / "featherweight").exists()]
     env["PATH"] = os.pathsep.join(keep or ["/usr/bin", "/bin"])
     env["PYTHONUNBUFFERED"] = "1"
     return env
@@ -57,8 +56,14 @@ def test_demo_end_to_end_and_its_printed_commands_run_as_printed(tmp_path):
         assert q.returncode == 0, (line, q.stderr)
         assert q.stdout.strip()
     # and the sweep is findable with no flags at all
-    s = subprocess.run([*argv[: argv.index("demo")], "sweep", "status", "demo"], capture_output=True, text=True,
-                       cwd=tmp_path, env=env, timeout=120)  # fmt: skip
+    s = subprocess.run(
+        [*argv[: argv.index("demo")], "sweep", "status", "demo"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=120,
+    )
     assert s.returncode == 0 and "finished" in s.stdout, s.stderr
 
 

@@ -36,7 +36,7 @@ def _spec(tmp_path: Path, name: str, seeds: list[int], archs=("bilstm", "ffn"), 
             "vocab_sizes": [500],
             "alphas": [1.0],
             "seeds": seeds,
-        },  # fmt: skip
+        },
         "training": {"max_epochs": epochs, "patience": 1},
         "resources": {"cpus_per_trial": 1, "num_cpus": 2},
     }
@@ -50,8 +50,14 @@ def _env(**extra: str) -> dict:
 
 
 def _featherweight(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweep.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env or _env(), timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "sweep.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env or _env(),
+        timeout=timeout,
+    )
 
 
 def test_sweep_records_results_and_failures(tmp_path):
@@ -77,8 +83,15 @@ def test_sweep_records_results_and_failures(tmp_path):
     hist = store.query("SELECT count(*) FROM epochs").iloc[0, 0]
     assert hist >= 3  # per-epoch history of the finished trials
     # the CLI query path, read-only, as a user would run it
-    q = _featherweight("query", "--db", str(db), "--format", "json",
-                       "SELECT arch, count(*) AS n FROM trial_results GROUP BY arch ORDER BY arch", cwd=tmp_path)  # fmt: skip
+    q = _featherweight(
+        "query",
+        "--db",
+        str(db),
+        "--format",
+        "json",
+        "SELECT arch, count(*) AS n FROM trial_results GROUP BY arch ORDER BY arch",
+        cwd=tmp_path,
+    )
     assert q.returncode == 0, q.stderr
     assert json.loads(q.stdout) == [{"arch": "bilstm", "n": 2}, {"arch": "ffn", "n": 1}]
     # a re-run (resume) retries the failed trial only, and does not duplicate finished ones
@@ -96,8 +109,14 @@ N_KILLED_GRID = 32  # grid points: enough that trials finishing during one slow 
 def test_resume_after_kill_and_query_while_running(tmp_path, kill_after):
     spec = _spec(tmp_path, "killed", seeds=list(range(N_KILLED_GRID)), archs=("bilstm",), epochs=4)
     db = tmp_path / "runs" / "featherweight.duckdb"
-    proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec)], cwd=tmp_path, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec)],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     queried = False
     try:
         deadline = time.time() + 240
@@ -106,8 +125,15 @@ def test_resume_after_kill_and_query_while_running(tmp_path, kill_after):
             time.sleep(0.3)
             if not db.exists():
                 continue
-            q = _featherweight("query", "--db", str(db), "--format", "csv",
-                               "SELECT trial_id FROM trial_results WHERE status = 'finished'", cwd=tmp_path)  # fmt: skip
+            q = _featherweight(
+                "query",
+                "--db",
+                str(db),
+                "--format",
+                "csv",
+                "SELECT trial_id FROM trial_results WHERE status = 'finished'",
+                cwd=tmp_path,
+            )
             assert q.returncode == 0, q.stderr  # readers get in between the writer's short transactions
             queried = True
             finished = q.stdout.strip().splitlines()[1:]
@@ -153,8 +179,14 @@ def test_a_reader_holding_the_database_never_fails_a_trial(tmp_path):
 
     spec = _spec(tmp_path, "held", seeds=[0, 1, 2, 3], archs=("ffn",), epochs=2)
     db = tmp_path / "runs" / "featherweight.duckdb"
-    proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec)], cwd=tmp_path, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec)],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     held = False
     try:
         deadline = time.time() + 240
@@ -202,9 +234,15 @@ def test_ctrl_c_stops_the_sweep_interrupted_and_resume_finishes_it(tmp_path):
     raw["compress"] = {"parents": "skyline", "search": {"num_samples": 1, "max_concurrent": 1}}
     spec.write_text(yaml.safe_dump(raw))
     db = tmp_path / "runs" / "featherweight.duckdb"
-    proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec)], cwd=tmp_path, env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec)],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     # Ctrl-C the moment the second trial's progress line appears, as a user watching it would: polling the database
     # from another process raced the sweep (on a quiet machine it finished during one slow query)
     lines: queue.Queue = queue.Queue()

@@ -37,7 +37,7 @@ def _spec(tmp_path: Path, **top) -> Path:
             "vocab_sizes": [500],
             "alphas": [1.0],
             "seeds": list(range(N_TRIALS)),
-        },  # fmt: skip
+        },
         "training": {"max_epochs": 1, "patience": 1},
         "resources": {"cpus_per_trial": 1},
         **top,
@@ -52,8 +52,14 @@ def _env() -> dict:
 
 
 def _featherweight(tmp_path: Path, *args: str, timeout: int = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweep.cli", *args], capture_output=True, text=True, cwd=tmp_path,
-                          env=_env(), timeout=timeout)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "sweep.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=_env(),
+        timeout=timeout,
+    )
 
 
 def _free_port() -> int:
@@ -66,10 +72,16 @@ def _free_port() -> int:
 
 
 def test_check_address_names_the_bad_value():
-    for bad, match in ((None, "expected HOST:PORT"), ("", "expected HOST:PORT"), ("nonsense", "'nonsense': expected"),
-                       ("host:port", "expected HOST:PORT"), ("ray://10.0.0.5:10001", "Ray Client .* not supported"), ("10.0.0.5:99999", "expected HOST:PORT"),
-                       ("no-such-host.invalid:6379", "unknown host 'no-such-host.invalid'"),
-                       (f"127.0.0.1:{_free_port()}", "cannot reach a Ray head at 127.0.0.1:")):  # fmt: skip
+    for bad, match in (
+        (None, "expected HOST:PORT"),
+        ("", "expected HOST:PORT"),
+        ("nonsense", "'nonsense': expected"),
+        ("host:port", "expected HOST:PORT"),
+        ("ray://10.0.0.5:10001", "Ray Client .* not supported"),
+        ("10.0.0.5:99999", "expected HOST:PORT"),
+        ("no-such-host.invalid:6379", "unknown host 'no-such-host.invalid'"),
+        (f"127.0.0.1:{_free_port()}", "cannot reach a Ray head at 127.0.0.1:"),
+    ):
         with pytest.raises(ClusterError, match=match):
             check_address(bad, timeout_s=2)
     check_address("auto")  # left to Ray
@@ -134,9 +146,14 @@ def test_sweep_on_a_two_node_cluster_survives_losing_a_node(tmp_path, monkeypatc
         cluster.wait_for_nodes()
         spec_path = _spec(tmp_path)
         journal = tmp_path / "runs" / "multi" / "journal.jsonl"
-        proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec_path), "--address",
-                                 cluster.address], cwd=tmp_path, env=_env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)  # fmt: skip
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec_path), "--address", cluster.address],
+            cwd=tmp_path,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         # wait until the worker node has finished a trial: its (reused) trial actor then runs the next one
         deadline = time.time() + 150
         while worker.node_id not in _journal_node_ids(journal):
@@ -159,8 +176,17 @@ def test_sweep_on_a_two_node_cluster_survives_losing_a_node(tmp_path, monkeypatc
         trials = ExperimentStore(db, read_only=True).query("SELECT trial_id, status, error FROM trials")
         if not (trials.status == "finished").all():  # retries exhausted: recorded with the reason, then resumed
             assert trials[trials.status == "error"].error.notna().all()
-            r = _featherweight(tmp_path, "sweep", "resume", "multi", "--storage", str(tmp_path / "runs"),
-                               "--address", cluster.address, timeout=180)  # fmt: skip
+            r = _featherweight(
+                tmp_path,
+                "sweep",
+                "resume",
+                "multi",
+                "--storage",
+                str(tmp_path / "runs"),
+                "--address",
+                cluster.address,
+                timeout=180,
+            )
             assert r.returncode == 0, r.stderr[-3000:]
         store = ExperimentStore(db, read_only=True)
         done = store.query("SELECT trial_id, node_id, host, device, torch_version FROM trial_results")
@@ -202,16 +228,33 @@ def test_a_node_that_cannot_see_the_storage_is_one_error_line(tmp_path, monkeypa
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     node = None
     try:
-        ports = " ".join(f"--{k}={_free_port()}" for k in (
-            "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port",
-            "node-manager-port", "object-manager-port"))  # fmt: skip
+        ports = " ".join(
+            f"--{k}={_free_port()}"
+            for k in (
+                "dashboard-agent-listen-port",
+                "dashboard-agent-grpc-port",
+                "runtime-env-agent-port",
+                "metrics-export-port",
+                "node-manager-port",
+                "object-manager-port",
+            )
+        )
         ray_bin = Path(sys.executable).with_name("ray")
         node = subprocess.Popen(
-            ["unshare", "-m", "--propagation", "private", "sh", "-c",
-             f"mount -t tmpfs tmpfs '{storage}' && exec '{ray_bin}' start --address={cluster.address} --num-cpus=1"
-             f" {ports} --disable-usage-stats --block"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
+            [
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                f"mount -t tmpfs tmpfs '{storage}' && exec '{ray_bin}' start --address={cluster.address} --num-cpus=1"
+                f" {ports} --disable-usage-stats --block",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.time() + 90
         while len([n for n in cluster.global_state.node_table() if n["Alive"]]) < 2:
             assert node.poll() is None and time.time() < deadline, "the second node did not join"

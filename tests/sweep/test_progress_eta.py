@@ -9,18 +9,21 @@ from trainables.trial import TrialOutcome
 
 
 def _trial(arch: str, bootstrap: bool = False):
-    return SimpleNamespace(task="synthetic", arch=arch, bootstrap=bootstrap, stage="distill",
-                           describe=lambda: f"synthetic {arch}")  # fmt: skip
+    return SimpleNamespace(
+        task="synthetic", arch=arch, bootstrap=bootstrap, stage="distill", describe=lambda: f"synthetic {arch}"
+    )
 
 
 def _tune(arch: str, status: str, started: float | None = None, bootstrap: bool = False):
-    return SimpleNamespace(status=status, trial=_trial(arch, bootstrap),
-                           run_metadata=SimpleNamespace(start_time=started))  # fmt: skip
+    return SimpleNamespace(
+        status=status, trial=_trial(arch, bootstrap), run_metadata=SimpleNamespace(start_time=started)
+    )
 
 
 def _outcome(seconds: float) -> TrialOutcome:
-    return TrialOutcome(status="finished", started_at=0.0, finished_at=seconds, metrics={"score": 0.5},
-                        sizes={"gzip_bytes": 1000})  # fmt: skip
+    return TrialOutcome(
+        status="finished", started_at=0.0, finished_at=seconds, metrics={"score": 0.5}, sizes={"gzip_bytes": 1000}
+    )
 
 
 def test_no_estimate_until_a_trial_of_each_remaining_kind_finished():

@@ -35,8 +35,9 @@ def _raw(tmp_path: Path, name: str, resources: dict, seeds=(0,)) -> dict:
 
 def _featherweight(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     e = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **env}
-    return subprocess.run([sys.executable, "-m", "sweep.cli", *args], capture_output=True, text=True, cwd=tmp_path,
-                          env=e, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "sweep.cli", *args], capture_output=True, text=True, cwd=tmp_path, env=e, timeout=300
+    )
 
 
 NODE = {"Alive": True, "NodeManagerAddress": "10.0.0.1", "Resources": {"CPU": 4.0}}
@@ -44,8 +45,11 @@ NODE = {"Alive": True, "NodeManagerAddress": "10.0.0.1", "Resources": {"CPU": 4.
 
 def test_check_resources_names_what_was_asked_and_what_the_cluster_has():
     check_resources({"cpus_per_trial": 4, "gpus_per_trial": 0}, {"CPU": 4.0}, [NODE])
-    with pytest.raises(ResourceError, match=r"^resources\.cpus_per_trial: 5 CPUs per trial asked, the Ray cluster has "
-                                            r"4 CPUs \(nodes: 10\.0\.0\.1: 4 CPUs\)$"):  # fmt: skip
+    with pytest.raises(
+        ResourceError,
+        match=r"^resources\.cpus_per_trial: 5 CPUs per trial asked, the Ray cluster has "
+        r"4 CPUs \(nodes: 10\.0\.0\.1: 4 CPUs\)$",
+    ):
         check_resources({"cpus_per_trial": 5, "gpus_per_trial": 0}, {"CPU": 4.0}, [NODE])
     with pytest.raises(ResourceError, match=r"^resources\.gpus_per_trial: 0\.5 GPUs per trial asked, .* has 0 GPUs"):
         check_resources({"cpus_per_trial": 1, "gpus_per_trial": 0.5}, {"CPU": 4.0}, [NODE])
@@ -117,8 +121,9 @@ def test_a_stuck_tune_run_stops_with_pending_timeout(tmp_path):
             tune.report({"score": 1.0})
 
         res = {"cpus_per_trial": 1, "gpus_per_trial": 0, "pending_timeout_s": 2}
-        tuner = build_tuner(trainable, resources=res, param_space={}, storage_path=tmp_path / "tune", name="stuck",
-                            callbacks=[])  # fmt: skip
+        tuner = build_tuner(
+            trainable, resources=res, param_space={}, storage_path=tmp_path / "tune", name="stuck", callbacks=[]
+        )
         with pytest.raises(PendingTimeout, match="none running"):
             tuner.fit()
     finally:
@@ -151,12 +156,16 @@ def test_a_stuck_sweep_is_marked_failed_with_the_message(tmp_path):
 @pytest.mark.parametrize(
     "resources, message",
     [
-        ({"num_cpus": 2, "cpus_per_trial": 4}, "error: resources.cpus_per_trial: 4 CPUs per trial asked, the Ray "
-                                               "cluster has 2 CPUs (nodes: "),
-        ({"num_cpus": 2, "num_gpus": 0, "gpus_per_trial": 1}, "error: resources.gpus_per_trial: 1 GPU per trial "
-                                                              "asked, the Ray cluster has 0 GPUs (nodes: "),
+        (
+            {"num_cpus": 2, "cpus_per_trial": 4},
+            "error: resources.cpus_per_trial: 4 CPUs per trial asked, the Ray cluster has 2 CPUs (nodes: ",
+        ),
+        (
+            {"num_cpus": 2, "num_gpus": 0, "gpus_per_trial": 1},
+            "error: resources.gpus_per_trial: 1 GPU per trial asked, the Ray cluster has 0 GPUs (nodes: ",
+        ),
     ],
-)  # fmt: skip
+)
 def test_unsatisfiable_resources_fail_before_anything_is_written(tmp_path, resources, message):
     spec = tmp_path / "spec.yaml"
     spec.write_text(yaml.safe_dump(_raw(tmp_path, "greedy", resources)))

@@ -14,10 +14,20 @@ def _raw(tmp_path: Path, **task) -> dict:
     data = tmp_path / "tweets.csv"
     if not data.exists():
         data.write_text("sentiment,text\nnegative,bad day\nneutral,a day\npositive,great day\n")
-    t = {"data": str(data), "text_columns": ["text"], "label_column": "sentiment",
-         "labels": ["negative", "neutral", "positive"], "metric": "macro_f1", **task}  # fmt: skip
-    return {"name": "tw", "storage": str(tmp_path / "runs"), "tasks": {"tweets": t},
-            "grid": {"archs": ["ffn"], "embeddings": ["hash"], "dims": [8], "vocab_sizes": [100]}}  # fmt: skip
+    t = {
+        "data": str(data),
+        "text_columns": ["text"],
+        "label_column": "sentiment",
+        "labels": ["negative", "neutral", "positive"],
+        "metric": "macro_f1",
+        **task,
+    }
+    return {
+        "name": "tw",
+        "storage": str(tmp_path / "runs"),
+        "tasks": {"tweets": t},
+        "grid": {"archs": ["ffn"], "embeddings": ["hash"], "dims": [8], "vocab_sizes": [100]},
+    }
 
 
 def test_custom_task_validates_and_defines_the_task(tmp_path):

@@ -36,7 +36,7 @@ def _raw(teacher=None, bootstrap=None, **resources) -> dict:
             "vocab_sizes": [100],
             "alphas": [0.5],
             "bootstrap": [False, True] if bootstrap is not None else [False],
-        },  # fmt: skip
+        },
         "resources": resources,
     }
 
@@ -51,10 +51,28 @@ def _offline(monkeypatch, tmp_path):
 def test_teacher_mapping_filled_in_and_stable():
     spec = validate(_raw({"model": "small", "finetune": {"epochs": 1}}, {"n": 2, "shards": 2}))
     t = spec.tasks["synthetic"]
-    assert t["teacher"] == {"model": "small", "finetune": {"epochs": 1, "lr": 0.002, "batch_size": 32, "max_length": 64,
-                                                           "precision": "auto", "seed": 0, "max_train_examples": None}}  # fmt: skip
-    assert t["bootstrap"] == {"n": 2, "p": 0.4, "k": 15, "ratio": 1.0, "seed": 0, "mode": "embedding", "mlm": None,
-                              "shards": 2}  # fmt: skip
+    assert t["teacher"] == {
+        "model": "small",
+        "finetune": {
+            "epochs": 1,
+            "lr": 0.002,
+            "batch_size": 32,
+            "max_length": 64,
+            "precision": "auto",
+            "seed": 0,
+            "max_train_examples": None,
+        },
+    }
+    assert t["bootstrap"] == {
+        "n": 2,
+        "p": 0.4,
+        "k": 15,
+        "ratio": 1.0,
+        "seed": 0,
+        "mode": "embedding",
+        "mlm": None,
+        "shards": 2,
+    }
     assert spec.is_study("synthetic")
     assert spec.resources["teacher_gpus"] == "auto" and spec.resources["teacher_cpus"] == 1
     again = validate(yaml.safe_load(yaml.safe_dump(spec.raw)))  # the stored spec validates to the same
@@ -95,62 +113,139 @@ def test_a_model_directory(tmp_path):
     )
 
 
-HUB_MISSING = ("model 'roberta-large' is not a local directory and is not cached, and the Hugging Face hub is"
-               " unreachable (offline); pass a local model directory instead")  # fmt: skip
+HUB_MISSING = (
+    "model 'roberta-large' is not a local directory and is not cached, and the Hugging Face hub is"
+    " unreachable (offline); pass a local model directory instead"
+)
 BAD = [
-    ({"model": "small", "colour": 1}, None, {},
-     f"{W}.teacher.colour: unknown key; expected one of ['finetune', 'model']"),
-    ({"finetune": {}}, None, {},
-     f"{W}.teacher.model: expected 'small', a model directory or a hub id (e.g. roberta-large), got None"),
-    ({"model": ""}, None, {}, f"{W}.teacher.model: expected 'small', a model directory or a hub id (e.g. roberta-large), got ''"),
+    (
+        {"model": "small", "colour": 1},
+        None,
+        {},
+        f"{W}.teacher.colour: unknown key; expected one of ['finetune', 'model']",
+    ),
+    (
+        {"finetune": {}},
+        None,
+        {},
+        f"{W}.teacher.model: expected 'small', a model directory or a hub id (e.g. roberta-large), got None",
+    ),
+    (
+        {"model": ""},
+        None,
+        {},
+        f"{W}.teacher.model: expected 'small', a model directory or a hub id (e.g. roberta-large), got ''",
+    ),
     (42, None, {}, f"{W}.teacher: expected a teacher directory, 'small' or {{model, finetune}}, got 42"),
     ({"model": "small", "finetune": {"epochs": 0}}, None, {}, f"{W}.teacher.finetune.epochs: 0 must be >= 1"),
     ({"model": "small", "finetune": {"lr": 0}}, None, {}, f"{W}.teacher.finetune.lr: expected a number > 0, got 0"),
-    ({"model": "small", "finetune": {"lr": "fast"}}, None, {},
-     f"{W}.teacher.finetune.lr: expected a number > 0, got 'fast'"),
-    ({"model": "small", "finetune": {"batch_size": "x"}}, None, {},
-     f"{W}.teacher.finetune.batch_size: expected an integer, got 'x'"),
+    (
+        {"model": "small", "finetune": {"lr": "fast"}},
+        None,
+        {},
+        f"{W}.teacher.finetune.lr: expected a number > 0, got 'fast'",
+    ),
+    (
+        {"model": "small", "finetune": {"batch_size": "x"}},
+        None,
+        {},
+        f"{W}.teacher.finetune.batch_size: expected an integer, got 'x'",
+    ),
     ({"model": "small", "finetune": {"max_length": 4}}, None, {}, f"{W}.teacher.finetune.max_length: 4 must be >= 8"),
-    ({"model": "small", "finetune": {"precision": "fp8"}}, None, {},
-     f"{W}.teacher.finetune.precision: 'fp8' is not one of ['auto', 'fp32', 'bf16', 'fp16']"),
+    (
+        {"model": "small", "finetune": {"precision": "fp8"}},
+        None,
+        {},
+        f"{W}.teacher.finetune.precision: 'fp8' is not one of ['auto', 'fp32', 'bf16', 'fp16']",
+    ),
     ({"model": "small", "finetune": {"seed": -1}}, None, {}, f"{W}.teacher.finetune.seed: -1 must be >= 0"),
-    ({"model": "small", "finetune": {"max_train_examples": 0}}, None, {},
-     f"{W}.teacher.finetune.max_train_examples: 0 must be >= 1"),
-    ({"model": "small", "finetune": {"warmup": 0.1}}, None, {},
-     f"{W}.teacher.finetune.warmup: unknown key; expected one of ['batch_size', 'epochs', 'lr', 'max_length',"
-     " 'max_train_examples', 'precision', 'seed']"),
+    (
+        {"model": "small", "finetune": {"max_train_examples": 0}},
+        None,
+        {},
+        f"{W}.teacher.finetune.max_train_examples: 0 must be >= 1",
+    ),
+    (
+        {"model": "small", "finetune": {"warmup": 0.1}},
+        None,
+        {},
+        f"{W}.teacher.finetune.warmup: unknown key; expected one of ['batch_size', 'epochs', 'lr', 'max_length',"
+        " 'max_train_examples', 'precision', 'seed']",
+    ),
     ({"model": "small", "finetune": "fast"}, None, {}, f"{W}.teacher.finetune: expected a mapping, got str 'fast'"),
     ({"model": "roberta-large", "finetune": {}}, None, {}, f"{W}.teacher.model: {HUB_MISSING}"),
-    ({"model": "roberta-large"}, None, {},
-     f"{W}.teacher.model: 'roberta-large' is not a directory; a teacher without finetune settings must be a"
-     " fine-tuned teacher directory (add finetune: {...} to fine-tune a hub model)"),
-    ("small", {"n": 2, "mode": "synonyms"}, {}, f"{W}.bootstrap.mode: 'synonyms' is not one of ['embedding', 'fill-mask']"),
+    (
+        {"model": "roberta-large"},
+        None,
+        {},
+        f"{W}.teacher.model: 'roberta-large' is not a directory; a teacher without finetune settings must be a"
+        " fine-tuned teacher directory (add finetune: {...} to fine-tune a hub model)",
+    ),
+    (
+        "small",
+        {"n": 2, "mode": "synonyms"},
+        {},
+        f"{W}.bootstrap.mode: 'synonyms' is not one of ['embedding', 'fill-mask']",
+    ),
     ("small", {"shards": 0}, {}, f"{W}.bootstrap.shards: expected 'auto' or an integer >= 1, got 0"),
     ("small", {"shards": "many"}, {}, f"{W}.bootstrap.shards: expected 'auto' or an integer >= 1, got 'many'"),
     ("small", {"shards": True}, {}, f"{W}.bootstrap.shards: expected 'auto' or an integer >= 1, got True"),
     ("small", {"shards": 2, "p": 0}, {}, f"{W}.bootstrap.p: expected a number in (0, 1], got 0"),
     ("small", {"shards": 2, "ratio": 1.5}, {}, f"{W}.bootstrap.ratio: expected a number in (0, 1], got 1.5"),
     ("small", {"shards": 2, "n": 0}, {}, f"{W}.bootstrap.n: 0 must be >= 1"),
-    ("small", {"shards": 2, "colour": 1}, {},
-     f"{W}.bootstrap.colour: unknown key; expected one of ['k', 'mlm', 'mode', 'n', 'p', 'ratio', 'seed', 'shards']"),
-    ("small", {"mlm": "bert-base-uncased"}, {},
-     f"{W}.bootstrap.mlm: only mode fill-mask uses a masked LM, got 'bert-base-uncased' with mode embedding"),
-    ("small", {"mode": "fill-mask"}, {},
-     f"{W}.bootstrap.mlm: 'teacher' needs a pre-trained teacher model; the small teacher has no masked LM (give mlm:"
-     " DIR or a hub id, or use mode embedding)"),
-    ("small", {"mode": "fill-mask", "mlm": 3}, {},
-     f"{W}.bootstrap.mlm: expected 'teacher', a masked-LM directory or a hub id, got 3"),
+    (
+        "small",
+        {"shards": 2, "colour": 1},
+        {},
+        f"{W}.bootstrap.colour: unknown key; expected one of ['k', 'mlm', 'mode', 'n', 'p', 'ratio', 'seed', 'shards']",
+    ),
+    (
+        "small",
+        {"mlm": "bert-base-uncased"},
+        {},
+        f"{W}.bootstrap.mlm: only mode fill-mask uses a masked LM, got 'bert-base-uncased' with mode embedding",
+    ),
+    (
+        "small",
+        {"mode": "fill-mask"},
+        {},
+        f"{W}.bootstrap.mlm: 'teacher' needs a pre-trained teacher model; the small teacher has no masked LM (give mlm:"
+        " DIR or a hub id, or use mode embedding)",
+    ),
+    (
+        "small",
+        {"mode": "fill-mask", "mlm": 3},
+        {},
+        f"{W}.bootstrap.mlm: expected 'teacher', a masked-LM directory or a hub id, got 3",
+    ),
     ("small", {"mode": "fill-mask", "mlm": "roberta-large"}, {}, f"{W}.bootstrap.mlm: {HUB_MISSING}"),
     (None, {"shards": 2}, {}, f"{W}.bootstrap: bootstrap examples are labelled by the teacher; set {W}.teacher too"),
-    ({"model": "small"}, None, {"teacher_gpus": "lots"},
-     "resources.teacher_gpus: expected 'auto' or a number of GPUs >= 0, got 'lots'"),
-    ({"model": "small"}, None, {"bootstrap_gpus": -1},
-     "resources.bootstrap_gpus: expected 'auto' or a number of GPUs >= 0, got -1"),
-    ({"model": "small"}, None, {"teacher_gpus": 1.5},
-     "resources.teacher_gpus: 1.5 GPUs: more than one GPU must be a whole number"),
+    (
+        {"model": "small"},
+        None,
+        {"teacher_gpus": "lots"},
+        "resources.teacher_gpus: expected 'auto' or a number of GPUs >= 0, got 'lots'",
+    ),
+    (
+        {"model": "small"},
+        None,
+        {"bootstrap_gpus": -1},
+        "resources.bootstrap_gpus: expected 'auto' or a number of GPUs >= 0, got -1",
+    ),
+    (
+        {"model": "small"},
+        None,
+        {"teacher_gpus": 1.5},
+        "resources.teacher_gpus: 1.5 GPUs: more than one GPU must be a whole number",
+    ),
     ({"model": "small"}, None, {"teacher_cpus": 0}, "resources.teacher_cpus: 0 must be >= 0.01"),
-    ({"model": "small"}, None, {"bootstrap_cpus": "two"}, "resources.bootstrap_cpus: expected a finite number, got 'two'"),
-]  # fmt: skip
+    (
+        {"model": "small"},
+        None,
+        {"bootstrap_cpus": "two"},
+        "resources.bootstrap_cpus: expected a finite number, got 'two'",
+    ),
+]
 
 
 @pytest.mark.parametrize("teacher,bootstrap,resources,message", BAD, ids=lambda v: None)
@@ -187,14 +282,16 @@ def test_stage_gpus_auto():
 def test_shards_concatenated_are_the_unsharded_output(tmp_path, ratio):
     td = load_task_data(task_from_options("synthetic", {}), None, n_train=120, n_dev=20)
     _, vectors = task_word_vectors(td, tmp_path)
-    whole = augment_to_file(td, tmp_path / "whole.parquet", AugmentConfig(n=3, k=4, ratio=ratio, chunk_size=16),
-                            vectors=str(vectors))  # fmt: skip
+    whole = augment_to_file(
+        td, tmp_path / "whole.parquet", AugmentConfig(n=3, k=4, ratio=ratio, chunk_size=16), vectors=str(vectors)
+    )
     bounds = [(0, 37), (37, 80), (80, 120)]
     files = []
     for i, rows in enumerate(bounds):
         f = tmp_path / f"shard-{i}.parquet"
-        augment_to_file(td, f, AugmentConfig(n=3, k=4, chunk_size=16), vectors=str(vectors), rows=rows,
-                        allow_empty=True)  # fmt: skip
+        augment_to_file(
+            td, f, AugmentConfig(n=3, k=4, chunk_size=16), vectors=str(vectors), rows=rows, allow_empty=True
+        )
         files.append(f)
     kept = _concat_shards(files, tmp_path / "joined.parquet", ratio, len(files))
     import pyarrow.parquet as pq
@@ -215,10 +312,14 @@ def test_stage_resources_must_fit_a_node():
     check_stage_resources(validate(_raw("small", teacher_gpus=1)), {"CPU": 4.0}, [node])  # not a study task
     with pytest.raises(ResourceError) as e:
         check_stage_resources(validate(_raw({"model": "small"}, teacher_gpus=1)), {"CPU": 4.0}, [node])
-    assert str(e.value) == ("resources.teacher_gpus: 1 GPU per stage task asked, the Ray cluster has 0 GPUs"
-                            " (nodes: 10.0.0.1: 0 GPUs)")  # fmt: skip
-    with pytest.raises(ResourceError, match=r"^resources\.bootstrap_cpus: 6 CPUs per stage task asked, the Ray "
-                                            r"cluster has 4 CPUs \(nodes: 10\.0\.0\.1: 4 CPUs\)$"):  # fmt: skip
+    assert str(e.value) == (
+        "resources.teacher_gpus: 1 GPU per stage task asked, the Ray cluster has 0 GPUs (nodes: 10.0.0.1: 0 GPUs)"
+    )
+    with pytest.raises(
+        ResourceError,
+        match=r"^resources\.bootstrap_cpus: 6 CPUs per stage task asked, the Ray "
+        r"cluster has 4 CPUs \(nodes: 10\.0\.0\.1: 4 CPUs\)$",
+    ):
         check_stage_resources(validate(_raw({"model": "small"}, bootstrap_cpus=6)), {"CPU": 4.0}, [node])
 
 
@@ -246,8 +347,17 @@ def test_stage_rows_attempts_and_cached(tmp_path):
     (row,) = store.stages("s")
     assert row["status"] == "running" and row["attempts"] == 1 and row["finished_at"] is None
     store.start_stage("s", "sst2", "teacher", "fp1")  # the run after a killed one
-    store.finish_stage("s", "sst2", "teacher", "fp1", "finished", seconds=2.5, device="cpu", node="n",
-                       detail={"model": "small", "metrics": {"score": 0.9}})  # fmt: skip
+    store.finish_stage(
+        "s",
+        "sst2",
+        "teacher",
+        "fp1",
+        "finished",
+        seconds=2.5,
+        device="cpu",
+        node="n",
+        detail={"model": "small", "metrics": {"score": 0.9}},
+    )
     (row,) = store.stages("s")
     assert row["status"] == "finished" and row["attempts"] == 2 and row["seconds"] == 2.5
     assert row["output"] == "/out/teacher-fp1" and row["detail"]["metrics"] == {"score": 0.9}

@@ -34,7 +34,7 @@ def _spec(tmp_path: Path, name: str, num_samples: int, method: str = "magnitude"
             "vocab_sizes": [500],
             "alphas": [1.0],
             "seeds": [0],
-        },  # fmt: skip
+        },
         "training": {"max_epochs": 2, "patience": 1},
         "resources": {"cpus_per_trial": 1, "num_cpus": 2},
         "compress": {
@@ -44,7 +44,7 @@ def _spec(tmp_path: Path, name: str, num_samples: int, method: str = "magnitude"
                 "max_concurrent": 1,
                 "method": method,
                 "targets": {"embedding": [0.0, 0.5], "encoder": [0.0, 0.5], "classifier": [0.0, 0.5]},
-            },  # fmt: skip
+            },
         },
     }
     path = tmp_path / f"{name}.yaml"
@@ -57,8 +57,9 @@ def _env() -> dict:
 
 
 def _featherweight(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "sweep.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env=_env(), timeout=400)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "sweep.cli", *args], capture_output=True, text=True, cwd=cwd, env=_env(), timeout=400
+    )
 
 
 def _compress_rows(db: Path, sweep: str):
@@ -110,8 +111,14 @@ def test_stage2_records_parents_and_resumes_after_raising_num_samples(tmp_path):
 def test_stage2_resume_after_kill(tmp_path, kill_after):
     spec = _spec(tmp_path, "s2kill", num_samples=10)
     db = tmp_path / "runs" / "featherweight.duckdb"
-    proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec)], cwd=tmp_path, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec)],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 300
         n = 0

@@ -39,7 +39,7 @@ def _spec(tmp_path: Path) -> Path:
             "vocab_sizes": [100],
             "alphas": [0.5],
             "bootstrap": [False, True],
-        },  # fmt: skip
+        },
         "training": {"max_epochs": 1, "patience": 1},
         "resources": {"cpus_per_trial": 1, "num_cpus": 2},
     }
@@ -54,8 +54,15 @@ def _featherweight(*args: str, cwd: Path, fault: str | None = None) -> tuple[int
     env.pop("FEATHERWEIGHT_FAULT_STAGE", None)
     if fault:
         env["FEATHERWEIGHT_FAULT_STAGE"] = fault
-    proc = subprocess.Popen([sys.executable, "-m", "sweep.cli", *args], cwd=cwd, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         out, _ = proc.communicate(timeout=240)
     finally:
@@ -150,8 +157,9 @@ def test_fill_mask_shards_run_their_masked_lm(tmp_path):
     rc, out = _featherweight("sweep", "run", "study.yaml", cwd=tmp_path)
     assert rc == 0, out[-3000:]
     rows = _stages(tmp_path / "runs" / "featherweight.duckdb")
-    assert {s: r["status"] for s, r in rows.items()} == dict.fromkeys(("teacher", "bootstrap", "soft_targets"),
-                                                                        "finished")  # fmt: skip
+    assert {s: r["status"] for s, r in rows.items()} == dict.fromkeys(
+        ("teacher", "bootstrap", "soft_targets"), "finished"
+    )
     boot = rows["bootstrap"]
     assert boot["detail"]["mlm"] == str(mlm) and boot["detail"]["shards_run"] == 2 and boot["device"] == "cpu"
     aug, meta = read_augmented(boot["output"], td.task)

@@ -68,13 +68,23 @@ def tuned(tmp_path_factory, teacher):
 
 
 def test_section_is_validated_and_filled():
-    spec = _validate({"theseus": {"r": 2, "schedule": ["constant", "linear"], "p": [0.3, 0.5, 0.3], "k": 0.01,
-                                  "epochs": 1},
-                      "bertvision": {"k": [1, 2], "quantize": [False, True], "lr": 1e-3}})  # fmt: skip
+    spec = _validate(
+        {
+            "theseus": {"r": 2, "schedule": ["constant", "linear"], "p": [0.3, 0.5, 0.3], "k": 0.01, "epochs": 1},
+            "bertvision": {"k": [1, 2], "quantize": [False, True], "lr": 1e-3},
+        }
+    )
     tc = spec.teacher_compression
     assert tc["tasks"] == ["synthetic"]  # default: every task with a teacher
-    assert tc["theseus"] == {"replace_rate": [2], "schedule": ["constant", "linear"], "p": [0.3, 0.5], "k": [0.01],
-                             "epochs": 1, "seeds": [0], "quantize": [False]}  # fmt: skip
+    assert tc["theseus"] == {
+        "replace_rate": [2],
+        "schedule": ["constant", "linear"],
+        "p": [0.3, 0.5],
+        "k": [0.01],
+        "epochs": 1,
+        "seeds": [0],
+        "quantize": [False],
+    }
     assert tc["bertvision"] == {"layers": [1, 2], "quantize": [False, True], "lr": 0.001, "seeds": [0]}
     assert spec.teacher_compression_size() == 3 + 4  # theseus: constant x 2 p, linear; bertvision: 2 k x 2 quantize
     assert spec.resources["teacher_compression_cpus"] == 1 and spec.resources["teacher_compression_gpus"] == "auto"
@@ -121,7 +131,7 @@ def test_section_is_validated_and_filled():
         ({"tasks": ["sst2"], "theseus": {}}, "teacher_compression.tasks[0]: 'sst2' is not a task of this spec"),
         ({"tasks": 3, "theseus": {}}, "teacher_compression.tasks: expected a non-empty list, got 3"),
     ],
-)  # fmt: skip
+)
 def test_bad_keys_and_values_name_the_key_and_the_value(tc, message):
     with pytest.raises(SpecError) as e:
         _validate(tc)
@@ -143,16 +153,21 @@ def test_tasks_need_a_teacher():
 
 
 def test_grid_against_the_teacher(teacher):
-    spec = _validate({"theseus": {"r": [2, 4], "schedule": ["constant", "linear"], "p": [0.3, 0.5], "k": 0.01,
-                                  "epochs": 1},
-                      "bertvision": {"layers": [1, 4], "seeds": [0, 1], "quantize": [True]}})  # fmt: skip
+    spec = _validate(
+        {
+            "theseus": {"r": [2, 4], "schedule": ["constant", "linear"], "p": [0.3, 0.5], "k": 0.01, "epochs": 1},
+            "bertvision": {"layers": [1, 4], "seeds": [0, 1], "quantize": [True]},
+        }
+    )
     trials = spec.teacher_compression_trials({"synthetic": str(teacher)})
     theseus = [t for t in trials if t.method == "theseus"]
     bertvision = [t for t in trials if t.method == "bertvision"]
     # per r: constant x 2 p values (no k), linear (no p): the knobs of the other schedule are left out
     assert len(theseus) == 2 * 3
-    assert {tuple(sorted(t.settings)) for t in theseus} == {("epochs", "p", "replace_rate", "schedule"),
-                                                            ("epochs", "k", "replace_rate", "schedule")}  # fmt: skip
+    assert {tuple(sorted(t.settings)) for t in theseus} == {
+        ("epochs", "p", "replace_rate", "schedule"),
+        ("epochs", "k", "replace_rate", "schedule"),
+    }
     assert len(bertvision) == 4 and all(t.quantize for t in bertvision)
     assert {(t.settings["layers"], t.seed) for t in bertvision} == {(1, 0), (1, 1), (4, 0), (4, 1)}
     fp = teacher_fingerprint(teacher)
@@ -180,8 +195,9 @@ def test_a_grid_that_does_not_fit_the_teacher_is_one_error_line(teacher, tc, mes
         spec.teacher_compression_trials({"synthetic": str(teacher)})
     assert str(e.value).startswith(message) and str(teacher) in str(e.value) and "\n" not in str(e.value)
     # the runner's check before Ray starts, for a teacher that exists: the same error
-    with_dir = validate({**BASE, "tasks": {"synthetic": {"teacher": str(teacher)}}, "teacher_compression": tc},
-                        check_files=False)  # fmt: skip
+    with_dir = validate(
+        {**BASE, "tasks": {"synthetic": {"teacher": str(teacher)}}, "teacher_compression": tc}, check_files=False
+    )
     with pytest.raises(SpecError, match=f"^{message.replace('.', '[.]')}"):
         check_teacher_compression_grid(with_dir)
 
@@ -189,16 +205,22 @@ def test_a_grid_that_does_not_fit_the_teacher_is_one_error_line(teacher, tc, mes
 def test_known_teachers_finds_only_existing_ones(tmp_path, teacher):
     spec = _validate({"theseus": {}}, storage=str(tmp_path))
     assert known_teachers(spec) == {}  # the small teacher is not built yet
-    d = validate({**BASE, "tasks": {"synthetic": {"teacher": str(teacher)}}, "teacher_compression": {"theseus": {}}},
-                 check_files=False)  # fmt: skip
+    d = validate(
+        {**BASE, "tasks": {"synthetic": {"teacher": str(teacher)}}, "teacher_compression": {"theseus": {}}},
+        check_files=False,
+    )
     assert known_teachers(d) == {"synthetic": str(teacher.resolve())}
 
 
 def test_known_teachers_of_a_study_task_come_from_its_teacher_stage(tmp_path, teacher):
     from db.store import ExperimentStore
 
-    raw = {**BASE, "storage": str(tmp_path), "tasks": {"synthetic": {"teacher": {"model": "small"}}},
-           "teacher_compression": {"bertvision": {}}}  # fmt: skip
+    raw = {
+        **BASE,
+        "storage": str(tmp_path),
+        "tasks": {"synthetic": {"teacher": {"model": "small"}}},
+        "teacher_compression": {"bertvision": {}},
+    }
     spec = validate(raw, check_files=False)
     store = ExperimentStore(tmp_path / "db.duckdb")
     store.start_sweep("tc", spec.raw, "test", str(tmp_path))
@@ -232,10 +254,17 @@ def test_trial_body_and_record_into_the_database(tmp_path, tuned):
     from analysis.views import open_store
 
     teacher_dir, data = tuned
-    spec = validate({**BASE, "tasks": {"synthetic": {"teacher": str(teacher_dir)}},
-                     "teacher_compression": {"theseus": {"r": 2, "epochs": 1, "max_length": 32, "quantize": True},
-                                             "bertvision": {"k": 1, "epochs": 1, "max_length": 32}}},
-                    check_files=False)  # fmt: skip
+    spec = validate(
+        {
+            **BASE,
+            "tasks": {"synthetic": {"teacher": str(teacher_dir)}},
+            "teacher_compression": {
+                "theseus": {"r": 2, "epochs": 1, "max_length": 32, "quantize": True},
+                "bertvision": {"k": 1, "epochs": 1, "max_length": 32},
+            },
+        },
+        check_files=False,
+    )
     trials = spec.teacher_compression_trials({"synthetic": str(teacher_dir)})
     assert [t.method for t in trials] == ["theseus", "bertvision"]
     shape = teacher_shape(teacher_dir)
@@ -259,8 +288,10 @@ def test_trial_body_and_record_into_the_database(tmp_path, tuned):
     assert (rows.teacher_latency_ms > 0).all()  # both methods time the teacher beside their model
     assert [Path(p).name for p in rows.checkpoint_path] == [t.trial_id for t in trials]
     # per-class metrics as students record them: one row per dev class, supports summing to the dev split
-    classes = store.query("SELECT trial_id, split, sum(support) AS n, count(*) AS k, bool_and(f1 BETWEEN 0 AND 1) AS ok"
-                          " FROM class_metrics WHERE sweep = 'tc' GROUP BY ALL ORDER BY trial_id")  # fmt: skip
+    classes = store.query(
+        "SELECT trial_id, split, sum(support) AS n, count(*) AS k, bool_and(f1 BETWEEN 0 AND 1) AS ok"
+        " FROM class_metrics WHERE sweep = 'tc' GROUP BY ALL ORDER BY trial_id"
+    )
     assert sorted(classes.trial_id) == sorted(t.trial_id for t in trials)
     assert (classes.split == "validation").all() and (classes.n == len(data.splits["validation"])).all()
     assert (classes.k == data.task.num_labels).all() and classes.ok.all()
@@ -274,12 +305,17 @@ def test_trial_body_and_record_into_the_database(tmp_path, tuned):
 
 def test_int8_theseus_trial_quantizes_its_float_sibling_instead_of_training(tmp_path, tuned):
     teacher_dir, data = tuned
-    spec = validate({**BASE, "tasks": {"synthetic": {"teacher": str(teacher_dir)}},
-                     "teacher_compression": {"theseus": {"r": 2, "epochs": 1, "max_length": 32,
-                                                         "quantize": [False, True]},
-                                             "bertvision": {"k": 1, "epochs": 1, "max_length": 32,
-                                                            "quantize": [False, True]}}},
-                    check_files=False)  # fmt: skip
+    spec = validate(
+        {
+            **BASE,
+            "tasks": {"synthetic": {"teacher": str(teacher_dir)}},
+            "teacher_compression": {
+                "theseus": {"r": 2, "epochs": 1, "max_length": 32, "quantize": [False, True]},
+                "bertvision": {"k": 1, "epochs": 1, "max_length": 32, "quantize": [False, True]},
+            },
+        },
+        check_files=False,
+    )
     trials = spec.teacher_compression_trials({"synthetic": str(teacher_dir)})
     first, second = waves(trials)
     assert [(t.method, t.quantize) for t in second] == [("theseus", True)]  # BERT-Vision int8 trains its own head
@@ -294,7 +330,8 @@ def test_int8_theseus_trial_quantizes_its_float_sibling_instead_of_training(tmp_
     assert reused.metrics["score"] == trained.metrics["score"] and reused.sizes == trained.sizes
     meta = json.loads((tmp_path / "reused" / COMPRESSED_META).read_text())
     assert meta["quantized_from"] == str(f_out) and "quantized_from" not in json.loads(
-        (tmp_path / "trained" / COMPRESSED_META).read_text())  # fmt: skip
+        (tmp_path / "trained" / COMPRESSED_META).read_text()
+    )
     # a float directory of another teacher is not reused
     other = TeacherCompressionTrial.from_dict({**q.to_dict(), "teacher_fingerprint": "0" * 16})
     assert not reusable_successor(other, f_out) and reusable_successor(q, f_out)
@@ -306,8 +343,9 @@ def test_int8_theseus_trial_quantizes_its_float_sibling_instead_of_training(tmp_
 
 def _featherweight(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **env}
-    return subprocess.run([sys.executable, "-m", "sweep.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          env=env, timeout=600)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "sweep.cli", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+    )
 
 
 @pytest.mark.slow
@@ -345,8 +383,10 @@ def test_both_methods_in_a_synthetic_sweep_into_the_database(tmp_path):
     assert "0 distillation + 0 compression + 1 teacher compression trials run, 0 failed" in r.stderr, r.stderr[-3000:]
 
     store = open_store(db, read_only=True)
-    rows = store.query("SELECT t.*, r.* EXCLUDE (sweep, trial_id) FROM trials t JOIN results r USING (sweep, trial_id)"
-                       " WHERE t.stage = 'teacher_compression' ORDER BY t.arch, r.layers, t.quantization NULLS FIRST")  # fmt: skip
+    rows = store.query(
+        "SELECT t.*, r.* EXCLUDE (sweep, trial_id) FROM trials t JOIN results r USING (sweep, trial_id)"
+        " WHERE t.stage = 'teacher_compression' ORDER BY t.arch, r.layers, t.quantization NULLS FIRST"
+    )
     assert len(rows) == 4 and (rows.status == "finished").all()
     teacher = tmp_path / "runs" / "tc" / "assets" / "synthetic" / "teacher"
     assert (rows.teacher == str(teacher)).all() and rows.parent_trial_id.isna().all()
@@ -370,8 +410,9 @@ def test_both_methods_in_a_synthetic_sweep_into_the_database(tmp_path):
     config = json.loads(rows.config.iloc[2])
     assert config["stage"] == "teacher_compression" and config["settings"]["replace_rate"] == 2
     assert config["teacher_fingerprint"] == teacher_fingerprint(teacher)
-    epochs = store.query("SELECT count(*) FROM epochs e JOIN trials t USING (sweep, trial_id)"
-                         " WHERE t.stage = 'teacher_compression'").iloc[0, 0]  # fmt: skip
+    epochs = store.query(
+        "SELECT count(*) FROM epochs e JOIN trials t USING (sweep, trial_id) WHERE t.stage = 'teacher_compression'"
+    ).iloc[0, 0]
     assert epochs == 2 + 2 + 1 + 1  # the int8 successor carries its float sibling's history
     tr = store.query("SELECT * FROM trial_results WHERE stage = 'teacher_compression'")
     assert len(tr) == 4

@@ -20,8 +20,14 @@ from trainables.trial import CompressTrial, DistillTrial, TrialOutcome
 @pytest.fixture(scope="module")
 def prepared():
     task = get_task("synthetic")
-    return prepare(task, embedding="hash", emb_dim=8, vocab_size=200, cache_dir=None,
-                   task_data=load_synthetic(task, n_train=200, n_dev=50))  # fmt: skip
+    return prepare(
+        task,
+        embedding="hash",
+        emb_dim=8,
+        vocab_size=200,
+        cache_dir=None,
+        task_data=load_synthetic(task, n_train=200, n_dev=50),
+    )
 
 
 def _cpu_placement(o: TrialOutcome) -> None:
@@ -32,18 +38,31 @@ def _cpu_placement(o: TrialOutcome) -> None:
 
 
 def test_a_synthetic_trial_outcome_carries_its_placement(prepared, tmp_path):
-    trial = DistillTrial(task="synthetic", arch="ffn", embedding="hash", emb_dim=8, vocab_size=200, alpha=1.0,
-                         bootstrap=False, seed=0, max_epochs=1, patience=1)  # fmt: skip
+    trial = DistillTrial(
+        task="synthetic",
+        arch="ffn",
+        embedding="hash",
+        emb_dim=8,
+        vocab_size=200,
+        alpha=1.0,
+        bootstrap=False,
+        seed=0,
+        max_epochs=1,
+        patience=1,
+    )
     o = train_trial(trial, prepared, "cpu", str(tmp_path / "d"))
     assert o.finished
     _cpu_placement(o)
     back = TrialOutcome.from_result(o.to_result())  # it crosses Ray in the outcome JSON
     assert {f: getattr(back, f) for f in PLACEMENT_FIELDS} == {f: getattr(o, f) for f in PLACEMENT_FIELDS}
     # a compression of it, which runs on the CPU whatever the parent trained on
-    c = CompressTrial(parent_trial_id=trial.trial_id, parent_checkpoint=str(tmp_path / "d" / o.checkpoint_file),
-                      parent_config=trial.to_dict(), targets={"encoder": 0.5},
-                      quantize={"embedding": False, "encoder": False, "classifier": False,
-                                "static_classifier": False})  # fmt: skip
+    c = CompressTrial(
+        parent_trial_id=trial.trial_id,
+        parent_checkpoint=str(tmp_path / "d" / o.checkpoint_file),
+        parent_config=trial.to_dict(),
+        targets={"encoder": 0.5},
+        quantize={"embedding": False, "encoder": False, "classifier": False, "static_classifier": False},
+    )
     (tmp_path / "c").mkdir()
     oc = compress_trial(c, prepared, str(tmp_path / "c"))
     assert oc.finished

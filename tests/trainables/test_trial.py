@@ -19,20 +19,41 @@ from trainables.trial import (
     trial_from_dict,
 )
 
-PARENT = DistillTrial(task="synthetic", arch="bilstm", embedding="hash", emb_dim=25, vocab_size=1000, alpha=0.5,
-                      bootstrap=False, seed=0, max_epochs=5, patience=2, lr=0.003, optimizer="adam")  # fmt: skip
+PARENT = DistillTrial(
+    task="synthetic",
+    arch="bilstm",
+    embedding="hash",
+    emb_dim=25,
+    vocab_size=1000,
+    alpha=0.5,
+    bootstrap=False,
+    seed=0,
+    max_epochs=5,
+    patience=2,
+    lr=0.003,
+    optimizer="adam",
+)
 QUANT = {"embedding": True, "encoder": True, "classifier": True, "static_classifier": False}
 
 
-THESEUS = TeacherCompressionTrial(task="sst2", method="theseus", seed=0, quantize=False,
-                                  settings={"schedule": "linear", "replace_rate": 2, "epochs": 1},
-                                  teacher_fingerprint="0123456789abcdef")  # fmt: skip
+THESEUS = TeacherCompressionTrial(
+    task="sst2",
+    method="theseus",
+    seed=0,
+    quantize=False,
+    settings={"schedule": "linear", "replace_rate": 2, "epochs": 1},
+    teacher_fingerprint="0123456789abcdef",
+)
 
 
 def _compress(**kw) -> CompressTrial:
-    args = {"parent_trial_id": PARENT.trial_id, "parent_checkpoint": "/runs/x/student.pt",
-            "parent_config": PARENT.to_dict(), "targets": {"embedding": 0.25, "encoder": 0.5, "classifier": 0.1},
-            "quantize": QUANT}  # fmt: skip
+    args = {
+        "parent_trial_id": PARENT.trial_id,
+        "parent_checkpoint": "/runs/x/student.pt",
+        "parent_config": PARENT.to_dict(),
+        "targets": {"embedding": 0.25, "encoder": 0.5, "classifier": 0.1},
+        "quantize": QUANT,
+    }
     return CompressTrial(**{**args, **kw})
 
 
@@ -53,10 +74,13 @@ def test_teacher_compression_ids():
     same = dataclasses.replace(THESEUS, settings={"epochs": 1, "replace_rate": 2, "schedule": "linear"})
     assert same.trial_id == THESEUS.trial_id and list(same.settings) == ["epochs", "replace_rate", "schedule"]
     # a changed knob, seed, quantization or teacher is a new trial
-    for changed in (dataclasses.replace(THESEUS, settings={**THESEUS.settings, "replace_rate": 3}),
-                    dataclasses.replace(THESEUS, seed=1), dataclasses.replace(THESEUS, quantize=True),
-                    dataclasses.replace(THESEUS, teacher_fingerprint="fedcba9876543210"),
-                    dataclasses.replace(THESEUS, method="bertvision")):  # fmt: skip
+    for changed in (
+        dataclasses.replace(THESEUS, settings={**THESEUS.settings, "replace_rate": 3}),
+        dataclasses.replace(THESEUS, seed=1),
+        dataclasses.replace(THESEUS, quantize=True),
+        dataclasses.replace(THESEUS, teacher_fingerprint="fedcba9876543210"),
+        dataclasses.replace(THESEUS, method="bertvision"),
+    ):
         assert changed.trial_id != THESEUS.trial_id and changed.trial_id.startswith("t-")
     assert dataclasses.replace(THESEUS, task_definition=None).trial_id == THESEUS.trial_id
     assert THESEUS.arch == "theseus" and THESEUS.stage == "teacher_compression"
@@ -82,8 +106,16 @@ def test_outcome_teacher_compression_fields_decode_old_outcomes():
     old = {"status": "finished", "started_at": 1.0, "finished_at": 2.0, "metrics": {"score": 0.5}}
     back = TrialOutcome.from_result({OUTCOME_KEY: json.dumps(old)})
     assert back.trainable_params is None and back.latency_ms is None and back.layers is None and back.teacher == {}
-    new = TrialOutcome(status="finished", started_at=1.0, finished_at=2.0, metrics={"score": 0.5},
-                       trainable_params=10, latency_ms=1.5, layers=2, teacher={"dir": "t", "layers": 4})  # fmt: skip
+    new = TrialOutcome(
+        status="finished",
+        started_at=1.0,
+        finished_at=2.0,
+        metrics={"score": 0.5},
+        trainable_params=10,
+        latency_ms=1.5,
+        layers=2,
+        teacher={"dir": "t", "layers": 4},
+    )
     assert TrialOutcome.from_result(new.to_result()) == new
 
 
@@ -126,9 +158,16 @@ def test_round_trips_and_strictness():
 
 
 def test_outcome_round_trip():
-    o = TrialOutcome(status="finished", started_at=10.0, finished_at=12.5, device="cpu", node="10.0.0.1/abcd",
-                     metrics={"score": 0.9, "accuracy": 0.9}, sizes={"params": 100, "nonzero_params": 80,
-                     "gzip_bytes": 300}, history=[{"epoch": 1, "score": 0.8}])  # fmt: skip
+    o = TrialOutcome(
+        status="finished",
+        started_at=10.0,
+        finished_at=12.5,
+        device="cpu",
+        node="10.0.0.1/abcd",
+        metrics={"score": 0.9, "accuracy": 0.9},
+        sizes={"params": 100, "nonzero_params": 80, "gzip_bytes": 300},
+        history=[{"epoch": 1, "score": 0.8}],
+    )
     result = o.to_result("params")
     assert result["score"] == 0.9 and result["size"] == 80.0  # params: what pruning leaves
     assert isinstance(result[OUTCOME_KEY], str)  # one JSON string: Tune flattens nested dicts
@@ -150,10 +189,12 @@ def test_outcome_round_trip():
         ({OUTCOME_KEY: json.dumps({"status": "finished", "started_at": 1, "finished_at": 2})}, "numeric"),
         ({OUTCOME_KEY: json.dumps({"status": "done", "started_at": 1, "finished_at": 2})}, "status 'done'"),
         ({OUTCOME_KEY: json.dumps({"status": "error", "started_at": 1, "finished_at": 2})}, "error message"),
-        ({OUTCOME_KEY: json.dumps({"status": "error", "error": "x", "started_at": 1, "finished_at": 2, "z": 1})},
-         "unknown field"),
+        (
+            {OUTCOME_KEY: json.dumps({"status": "error", "error": "x", "started_at": 1, "finished_at": 2, "z": 1})},
+            "unknown field",
+        ),
     ],
-)  # fmt: skip
+)
 def test_outcome_decoding_is_strict(result, match):
     with pytest.raises(OutcomeError, match=match):
         TrialOutcome.from_result(result)

@@ -32,15 +32,37 @@ def _env() -> dict[str, str]:
 def test_distill_end_to_end_subprocess(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run(
-        [*_cli(), *BASE, "--arch", "bilstm", "--max-epochs", "2", "--output", str(out),
-         "--cache-dir", str(tmp_path / "cache")],
-        capture_output=True, text=True, env=_env(), timeout=300,
-    )  # fmt: skip
+        [
+            *_cli(),
+            *BASE,
+            "--arch",
+            "bilstm",
+            "--max-epochs",
+            "2",
+            "--output",
+            str(out),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     result = json.loads((out / "result.json").read_text())
     assert result["task"] == "synthetic"
-    assert {"student", "distill", "best_epoch", "epochs", "metrics", "params", "disk_bytes", "gzip_bytes",
-            "checkpoint"} <= set(result)  # fmt: skip
+    assert {
+        "student",
+        "distill",
+        "best_epoch",
+        "epochs",
+        "metrics",
+        "params",
+        "disk_bytes",
+        "gzip_bytes",
+        "checkpoint",
+    } <= set(result)
     assert result["student"]["arch"] == "bilstm" and result["student"]["embedding"] == "hash"
     assert 1 <= result["best_epoch"] <= result["epochs"] <= 2
     assert 0.5 < result["metrics"]["score"] <= 1.0
@@ -57,8 +79,13 @@ def test_distill_end_to_end_subprocess(tmp_path):
 
 def test_bad_input_subprocess_exit_code(tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.run([*_cli(), *BASE, "--alpha", "1.5", "--output", str(out)], capture_output=True,
-                          text=True, env=_env(), timeout=120)  # fmt: skip
+    proc = subprocess.run(
+        [*_cli(), *BASE, "--alpha", "1.5", "--output", str(out)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=120,
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "1.5" in lines[0]
@@ -155,8 +182,26 @@ def test_bad_input_one_line_error(extra, expect, tmp_path, capsys):
 
 
 def test_custom_task_bad_header_and_label(tmp_path, capsys):
-    args = ["distill", "--task", "reviews", "--text-columns", "text", "--labels", "bad,good", "--embedding", "char",
-            "--dim", "8", "--arch", "ffn", "--max-epochs", "1", "--quiet", "--cache-dir", str(tmp_path / "c")]  # fmt: skip
+    args = [
+        "distill",
+        "--task",
+        "reviews",
+        "--text-columns",
+        "text",
+        "--labels",
+        "bad,good",
+        "--embedding",
+        "char",
+        "--dim",
+        "8",
+        "--arch",
+        "ffn",
+        "--max-epochs",
+        "1",
+        "--quiet",
+        "--cache-dir",
+        str(tmp_path / "c"),
+    ]
     bad_header = _write(tmp_path / "h.tsv", "sentence\tlabel\nhi\tgood\n")
     assert main([*args, "--data", str(bad_header)]) == 2
     err = capsys.readouterr().err.strip()
@@ -174,9 +219,34 @@ def test_custom_task_csv_runs(tmp_path, capsys):
     rows = [f"{'great fun' if y else 'dull mess'} {rng.integers(100)},{y}" for y in rng.integers(0, 2, 120)]
     data = _write(tmp_path / "reviews.csv", "text,label\n" + "\n".join(rows) + "\n")
     out = tmp_path / "run"
-    rc = main(["distill", "--task", "reviews", "--text-columns", "text", "--labels", "neg,pos", "--data", str(data),
-               "--embedding", "char", "--dim", "8", "--arch", "ffn", "--max-epochs", "2", "--lr", "0.01",
-               "--output", str(out), "--json", "--cache-dir", str(tmp_path / "c")])  # fmt: skip
+    rc = main(
+        [
+            "distill",
+            "--task",
+            "reviews",
+            "--text-columns",
+            "text",
+            "--labels",
+            "neg,pos",
+            "--data",
+            str(data),
+            "--embedding",
+            "char",
+            "--dim",
+            "8",
+            "--arch",
+            "ffn",
+            "--max-epochs",
+            "2",
+            "--lr",
+            "0.01",
+            "--output",
+            str(out),
+            "--json",
+            "--cache-dir",
+            str(tmp_path / "c"),
+        ]
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["task"] == "reviews" and "f1" in summary["metrics"]
@@ -190,8 +260,25 @@ def test_analyze_json(capsys):
     assert set(report["params"]) == {"total", "embedding", "encoder", "classifier", "nonzero"}
     assert report["task"] == "sst2" and report["config"]["vocab_size"] == 5000
     assert report["params"]["total"] == 398_027 and report["gzip_bytes"] < report["disk_bytes"]
-    assert main(["analyze", "--task", "qqp", "--arch", "ffn", "--embedding", "hash", "--dim", "25",
-                 "--vocab-size", "2500", "--json"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "analyze",
+                "--task",
+                "qqp",
+                "--arch",
+                "ffn",
+                "--embedding",
+                "hash",
+                "--dim",
+                "25",
+                "--vocab-size",
+                "2500",
+                "--json",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["config"]["pair"] and report["params"]["classifier"] == 100 * 200 + 200 + 200 * 2 + 2
 
@@ -226,8 +313,22 @@ def _mood_csv(path: Path) -> Path:
     return path
 
 
-MOOD = ["--task", "mood", "--text-columns", "text", "--labels", "neg,neu,pos", "--metric", "macro_f1",
-        "--test-fraction", "0.2", "--dev-fraction", "0.2", "--split-seed", "1"]  # fmt: skip
+MOOD = [
+    "--task",
+    "mood",
+    "--text-columns",
+    "text",
+    "--labels",
+    "neg,neu,pos",
+    "--metric",
+    "macro_f1",
+    "--test-fraction",
+    "0.2",
+    "--dev-fraction",
+    "0.2",
+    "--split-seed",
+    "1",
+]
 
 
 @pytest.fixture(scope="module")
@@ -235,9 +336,29 @@ def mood_student(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mood")
     data = _mood_csv(tmp / "mood.csv")
     out = tmp / "run"
-    rc = main(["distill", *MOOD, "--data", str(data), "--embedding", "char", "--dim", "8", "--arch", "ffn",
-               "--max-epochs", "2", "--lr", "0.01", "--output", str(out), "--quiet",
-               "--cache-dir", str(tmp / "c")])  # fmt: skip
+    rc = main(
+        [
+            "distill",
+            *MOOD,
+            "--data",
+            str(data),
+            "--embedding",
+            "char",
+            "--dim",
+            "8",
+            "--arch",
+            "ffn",
+            "--max-epochs",
+            "2",
+            "--lr",
+            "0.01",
+            "--output",
+            str(out),
+            "--quiet",
+            "--cache-dir",
+            str(tmp / "c"),
+        ]
+    )
     assert rc == 0
     return tmp, data, out / "student.pt"
 
@@ -249,8 +370,25 @@ def test_distill_custom_task_reports_test_and_macro_f1(mood_student, capsys):
     assert set(result["test_metrics"]) == set(result["metrics"]) == {"accuracy", "macro_f1", "score"}
     assert set(result["class_metrics"]) == {"validation", "test"}
     assert result["split_info"]["test_fraction"] == 0.2 and result["split_info"]["seed"] == 1
-    rc = main(["distill", *MOOD, "--data", str(data), "--embedding", "char", "--dim", "8", "--arch", "ffn",
-               "--max-epochs", "1", "--cache-dir", str(tmp / "c"), "--quiet"])  # fmt: skip
+    rc = main(
+        [
+            "distill",
+            *MOOD,
+            "--data",
+            str(data),
+            "--embedding",
+            "char",
+            "--dim",
+            "8",
+            "--arch",
+            "ffn",
+            "--max-epochs",
+            "1",
+            "--cache-dir",
+            str(tmp / "c"),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr()
     assert "macro_f1" in out.out and "test (best epoch)" in out.out
@@ -260,10 +398,25 @@ def test_distill_custom_task_reports_test_and_macro_f1(mood_student, capsys):
 def test_compress_custom_checkpoint_needs_no_task_options(mood_student, tmp_path):
     tmp, _, ckpt = mood_student
     proc = subprocess.run(
-        [*_cli(), "compress", str(ckpt), "--prune", "magnitude", "--json", "--threads", "1",
-         "--cache-dir", str(tmp / "c"), "--output", str(tmp_path / "pq")],
-        capture_output=True, text=True, env=_env(), timeout=300,
-    )  # fmt: skip
+        [
+            *_cli(),
+            "compress",
+            str(ckpt),
+            "--prune",
+            "magnitude",
+            "--json",
+            "--threads",
+            "1",
+            "--cache-dir",
+            str(tmp / "c"),
+            "--output",
+            str(tmp_path / "pq"),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     s = json.loads(proc.stdout.strip().splitlines()[-1])
     assert s["task"] == "mood" and s["task_spec"]["labels"] == ["neg", "neu", "pos"]
@@ -297,12 +450,27 @@ def test_compress_mismatching_task_is_one_error_line(mood_student, extra, expect
 
 
 def test_custom_task_flag_errors(tmp_path, capsys):
-    args = ["analyze", "--arch", "ffn", "--embedding", "char", "--dim", "8", "--task", "mood",
-            "--text-columns", "text", "--labels", "a,b,c"]  # fmt: skip
+    args = [
+        "analyze",
+        "--arch",
+        "ffn",
+        "--embedding",
+        "char",
+        "--dim",
+        "8",
+        "--task",
+        "mood",
+        "--text-columns",
+        "text",
+        "--labels",
+        "a,b,c",
+    ]
     assert main([*args, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["config"]["num_labels"] == 3
-    for extra, expect in ((["--dev-fraction", "1.5"], "error: --dev-fraction: expected a number in (0, 1)"),
-                          (["--encoding", "utf-9"], "error: --encoding: unknown text encoding"),
-                          (["--metric", "f1"], "error: --metric: 'f1' (of the positive class) needs a binary")):  # fmt: skip
+    for extra, expect in (
+        (["--dev-fraction", "1.5"], "error: --dev-fraction: expected a number in (0, 1)"),
+        (["--encoding", "utf-9"], "error: --encoding: unknown text encoding"),
+        (["--metric", "f1"], "error: --metric: 'f1' (of the positive class) needs a binary"),
+    ):
         assert main([*args, *extra]) == 2
         assert capsys.readouterr().err.strip().startswith(expect)
