@@ -4,6 +4,19 @@ Every loader returns a :class:`TaskData`: per split, the text columns, integer l
 example (used to align teacher logits and bootstrap data). Rows that are malformed (wrong column count, missing or
 unknown label) are skipped and counted in a :class:`LoadReport`; a file whose header is wrong, or whose labels are
 mostly not in the task's label set, is a :class:`DataError` naming the file, line and value.
+
+A data file is refused (not trained on with what is left) when its structure is broken:
+
+* malformed quoting: a quote that never closes where it should turns the rest of the file into one field. A row
+  whose fields hold line breaks is a legal quoted multi-line text, unless two or more of the lines inside it would
+  be complete rows on their own (the header's column count and a known label in the label column): then it is a
+  runaway quote, reported with the line where that row starts;
+* most of the content vanished: fewer than half of the rows read are usable (wrong column count, missing or
+  unknown label, empty text), reported with the counts;
+* a training split that holds a single class: a classifier needs at least two (checked by :func:`load_task_data`
+  for data read from files or the hub).
+
+A file that exists but cannot be read (permission denied, a directory) is an ``InputFileError`` naming it.
 """
 
 from __future__ import annotations
@@ -23,11 +36,16 @@ from pathlib import Path
 import numpy as np
 
 from featherweight_core.errors import ConfigError, UserError
+from featherweight_core.readable import read_input_bytes
 from featherweight_core.synthetic import generate_synthetic
 from featherweight_core.tasks import SplitConfig, TaskSpec
 
 # A label set is "wrong" (not merely a few bad rows) when more than this fraction of rows have unknown labels.
 _MAX_UNKNOWN_LABEL_FRACTION = 0.1
+# A file is broken (not merely a few bad rows) when fewer than this fraction of its rows are usable.
+_MIN_KEPT_FRACTION = 0.5
+# A multi-line field holding at least this many lines that are complete rows of their own is a runaway quote.
+_MAX_EMBEDDED_ROWS = 2
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
@@ -182,7 +200,7 @@ def _ascii_compatible(encoding: str) -> bool:
 def _decode_lines(path: Path, encoding: str, on_bad_bytes: str) -> tuple[list[str], set[int]]:
     """The file's lines (1-based line i is ``lines[i-1]``, newline kept) and the line numbers that held bytes
     not valid in ``encoding`` (replaced by U+FFFD), or a DataError at the first such line with ``error``."""
-    raw = path.read_bytes()
+    raw = read_input_bytes(path, "data file")
     if encoding.lower().replace("_", "-") in ("utf-8", "utf8") and raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8) :]
     bad: set[int] = set()
@@ -285,6 +303,8 @@ def read_table(
         line_no, end = end + 1, reader.line_num
         if not row:  # a blank line
             continue
+        if end > line_no and quoting != csv.QUOTE_NONE:
+            _check_quoting(path, row, line_no, end, delimiter, len(header), label_idx, labels_by_name)
         report.rows += 1
         where = f"{path}:{line_no}"
         if any(n in bad_lines for n in range(line_no, end + 1)):
@@ -319,7 +339,40 @@ def read_table(
         )
     if report.kept == 0:
         raise DataError(f"{path}: no usable rows ({report})")
+    if report.kept < _MIN_KEPT_FRACTION * report.rows:
+        raise DataError(
+            f"{path}: most rows are unusable, refusing to go on with what is left: {str(report)[len(str(path)) + 2 :]};"
+            " check the delimiter, the quoting and the column count"
+        )
     return Split(texts, np.array(labels, dtype=np.int64), keys), report
+
+
+def _check_quoting(
+    path: Path,
+    row: list[str],
+    start: int,
+    end: int,
+    delimiter: str,
+    n_columns: int,
+    label_idx: int,
+    labels_by_name: dict[str, int],
+) -> None:
+    """A DataError when the row read from lines ``start..end`` holds a field whose lines would be complete rows of
+    their own (at least ``_MAX_EMBEDDED_ROWS`` of them): a quote opened at ``start`` swallowed the rows after it."""
+    embedded = 0
+    for value in row:
+        if "\n" not in value:
+            continue
+        for piece in value.split("\n"):
+            parsed = next(csv.reader([piece], delimiter=delimiter), [])
+            if len(parsed) == n_columns and parsed[label_idx].strip() in labels_by_name:
+                embedded += 1
+    if embedded >= _MAX_EMBEDDED_ROWS:
+        raise DataError(
+            f"{path}:{start}: malformed quoting: a quote opened in the row at line {start} runs on to line"
+            f" {end}, so {embedded} lines that are rows of their own became part of one field; remove the stray"
+            ' quote, or quote the whole field and double the quotes inside it ("say ""hi""")'
+        )
 
 
 def load_glue_dir(task: TaskSpec, root: str | Path) -> TaskData:
@@ -610,8 +663,8 @@ def load_task_data(task: TaskSpec, source: str | Path | None = None, **kwargs) -
                 f" CSV/TSV file, a directory with train and dev files, or hf:OWNER/NAME (got {source!r})"
             )
         if str(source).startswith("hf:"):
-            return load_hf_custom(task, str(source), **kwargs)
-        return load_custom(task, source, **kwargs)
+            return check_train_classes(load_hf_custom(task, str(source), **kwargs))
+        return check_train_classes(load_custom(task, source, **kwargs))
     if source is None or source == "hub":
         data = load_hub(task, **kwargs)
     elif source == "synthetic":
@@ -619,6 +672,23 @@ def load_task_data(task: TaskSpec, source: str | Path | None = None, **kwargs) -
     elif task.glue_files:
         data = load_glue_dir(task, source)
     else:
-        return load_custom(task, source, **kwargs)
+        return check_train_classes(load_custom(task, source, **kwargs))
     data.split_info = {"mode": "predefined", "sizes": {k: len(v) for k, v in data.splits.items()}}
+    return check_train_classes(data)
+
+
+def check_train_classes(data: TaskData) -> TaskData:
+    """``data`` itself, or a DataError when its training split holds a single class: nothing can be learnt from it
+    (every student would score its dev accuracy by predicting that one class)."""
+    train = data.splits.get("train")
+    present = np.unique(train.labels) if train is not None else np.array([])
+    if len(present) == 1:
+        rep = data.report.splits.get("train") or data.report.splits.get("all")
+        where = rep.source if rep is not None else data.source
+        name = data.task.label_names[int(present[0])]
+        raise DataError(
+            f"{where}: the training split holds a single class ({name!r}, all {len(train)} rows) of task"
+            f" {data.task.name!r}; at least two classes are needed to train a classifier (labels:"
+            f" {list(data.task.label_names)})"
+        )
     return data

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import random
 import time
 from collections.abc import Callable
@@ -61,8 +62,8 @@ class DistillConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.alpha, int | float) or not 0.0 <= self.alpha <= 1.0:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha!r}")
-        if self.temperature is not None and not self.temperature > 0:
-            raise ConfigError(f"temperature must be > 0 or None, got {self.temperature!r}")
+        if self.temperature is not None and not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ConfigError(f"temperature must be a finite number > 0 or None, got {self.temperature!r}")
         if self.max_epochs < 1:
             raise ConfigError(f"max_epochs must be >= 1, got {self.max_epochs}")
         if self.patience < 1:
@@ -71,8 +72,14 @@ class DistillConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
-        if self.lr is not None and not self.lr > 0:
-            raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"lr must be a finite number > 0, got {self.lr}")
+        if self.weight_decay is not None and not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        if self.grad_clip is not None and not (self.grad_clip > 0 and math.isfinite(self.grad_clip)):
+            raise ConfigError(f"grad_clip must be a finite number > 0 or None, got {self.grad_clip}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not 0 <= self.seed < 2**32:
+            raise ConfigError(f"seed must be an integer in 0..{2**32 - 1}, got {self.seed!r}")
 
     def resolved(self, arch: str, pair: bool) -> DistillConfig:
         d = ARCH_DEFAULTS[arch]

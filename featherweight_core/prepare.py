@@ -145,7 +145,11 @@ def load_teacher_logits(path: str | Path) -> tuple[list[str] | None, np.ndarray]
             raise DataError(f"{path}: not a readable .npy array ({type(e).__name__}: {str(e).strip()[:200]})") from None
         if arr.ndim != 2:
             raise DataError(f"{path}: teacher logits must be a 2-D (N, C) array, got shape {arr.shape}")
-        return None, arr.astype(np.float32)
+        if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
+            raise DataError(f"{path}: teacher logits must be real numbers, got dtype {arr.dtype}")
+        arr = arr.astype(np.float32)
+        check_finite_logits(arr, str(path))
+        return None, arr
     if path.suffix == ".parquet":
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -160,8 +164,30 @@ def load_teacher_logits(path: str | Path) -> tuple[list[str] | None, np.ndarray]
         if missing:
             raise DataError(f"{path}: missing column(s) {sorted(missing)}; expected 'key' and 'logits'")
         keys = table.column("key").to_pylist()
-        return keys, np.asarray(table.column("logits").to_pylist(), dtype=np.float32)
+        try:
+            arr = np.asarray(table.column("logits").to_pylist(), dtype=np.float32)
+        except (TypeError, ValueError):  # ragged rows, nulls, strings
+            raise DataError(
+                f"{path}: column 'logits' must hold one list of numbers per row, all of one length"
+            ) from None
+        if arr.ndim != 2:
+            raise DataError(f"{path}: column 'logits' must hold one list of numbers per row, got shape {arr.shape}")
+        check_finite_logits(arr, str(path), keys)
+        return keys, arr
     raise DataError(f"{path}: unknown teacher logits format {path.suffix!r}; expected .npy or .parquet")
+
+
+def check_finite_logits(logits: np.ndarray, source: str, keys: list | None = None) -> None:
+    """A DataError naming ``source`` and its first row holding NaN or inf: such logits would train every student on
+    a non-finite loss."""
+    bad = np.flatnonzero(~np.isfinite(logits).all(axis=-1)) if logits.size else np.array([], dtype=np.int64)
+    if len(bad):
+        i = int(bad[0])
+        key = f", key {keys[i]!r}" if keys is not None and i < len(keys) else ""
+        raise DataError(
+            f"{source}: teacher logits are not finite: row {i} (counting from 0{key}) holds"
+            f" {logits[i].tolist()}; {len(bad)} of {len(logits)} rows hold NaN or inf"
+        )
 
 
 def align_logits(
@@ -173,7 +199,9 @@ def align_logits(
     if keys is None:
         if len(logits) != len(split):
             raise DataError(f"{source}: {len(logits)} teacher logit rows for {len(split)} training examples")
+        check_finite_logits(logits, source)
         return logits
+    check_finite_logits(logits, source, keys)
     index = {k: i for i, k in enumerate(keys)}
     missing = [k for k in split.keys if k not in index]
     if missing:

@@ -11,6 +11,7 @@ from featherweight_core.commands.common import (
     add_task_args,
     load_student_with_task,
     one_line_errors,
+    positive_int,
     resolve_task,
 )
 from featherweight_core.errors import ConfigError
@@ -36,10 +37,15 @@ def add_parser(sub) -> None:
         help="embedding (required without --checkpoint; default: the checkpoint's)",
     )
     p.add_argument(
-        "--dim", type=int, help="embedding dimension (required without --checkpoint; default: the checkpoint's)"
+        "--dim",
+        type=positive_int,
+        help="embedding dimension (required without --checkpoint; default: the checkpoint's)",
     )
     p.add_argument(
-        "--vocab-size", type=int, default=None, help=f"BPE vocabulary / hash K (default {vocab.DEFAULT_VOCAB_SIZE})"
+        "--vocab-size",
+        type=positive_int,
+        default=None,
+        help=f"BPE vocabulary / hash K (default {vocab.DEFAULT_VOCAB_SIZE})",
     )
     p.add_argument(
         "--bpemb-dir",
@@ -52,7 +58,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from featherweight_core.measure import size_report
+    from featherweight_core.measure import MEASURING_COPIES, check_student_fits, size_report
     from featherweight_core.students import StudentConfig, build_student
 
     if args.checkpoint:
@@ -71,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
             vocab_size=args.vocab_size,
             pooling=args.pooling,
         ).resolved()
+        # counted without allocating first: a size that cannot be built and measured here is one error line
+        check_student_fits(cfg, _sizes_given(args, cfg), copies=MEASURING_COPIES)
         model = build_student(cfg)
     report = {"task": task.name, "task_spec": task.to_dict(), "config": cfg.to_dict(), **size_report(model)}
     if args.checkpoint:
@@ -95,3 +103,9 @@ def run(args: argparse.Namespace) -> int:
             shown = "  ".join(f"{k} {v:.4f}" for k, v in report[name].items() if isinstance(v, float))
             print(f"  {'dev' if name == 'metrics' else 'test'}  {shown}")
     return 0
+
+
+def _sizes_given(args: argparse.Namespace, cfg) -> str:
+    """The options that size the student, as given: ``--dim 8 --vocab-size 100 (arch ffn, embedding hash)``."""
+    vocab_s = f" --vocab-size {args.vocab_size}" if args.vocab_size is not None else ""
+    return f"--dim {args.dim}{vocab_s} (arch {cfg.arch}, embedding {cfg.embedding})"

@@ -15,7 +15,17 @@ import sys
 
 from featherweight_core import vocab
 from featherweight_core.atomic import checked_output_dir
-from featherweight_core.commands.common import add_task_args, one_line_errors, output_parent, resolve_task
+from featherweight_core.commands.common import (
+    add_task_args,
+    device_or_auto,
+    float_in,
+    fraction,
+    one_line_errors,
+    output_parent,
+    positive_int,
+    resolve_task,
+    seed_int,
+)
 from featherweight_core.errors import ConfigError
 
 
@@ -43,17 +53,21 @@ def add_parser(sub) -> None:
     g.add_argument(
         "--vectors",
         default="task",
-        help="word vectors: GloVe/word2vec text (.txt/.vec[.gz]), word2vec .bin, gensim .kv, or 'task'"
-        " = train word2vec on the task's training text (cached; default)",
+        help="word vectors: GloVe/word2vec text (.txt/.vec[.gz]) or word2vec binary (.bin[.gz]); pickles such as"
+        " gensim .kv are refused; or 'task' = train word2vec on the task's training text (cached; default)",
     )
-    g.add_argument("--vectors-dim", type=int, default=100, help="dimension of vectors trained with --vectors task")
+    g.add_argument(
+        "--vectors-dim", type=positive_int, default=100, help="dimension of vectors trained with --vectors task"
+    )
     g = p.add_argument_group("sampling")
-    g.add_argument("-p", "--p", type=float, default=0.4, help="replacement probability per word (default 0.4)")
-    g.add_argument("-n", "--n", type=int, default=20, help="variants tried per example (default 20; thesis 20/29)")
-    g.add_argument("-k", "--k", type=int, default=15, help="candidates per word (default 15)")
+    g.add_argument("-p", "--p", type=fraction, default=0.4, help="replacement probability per word (default 0.4)")
+    g.add_argument(
+        "-n", "--n", type=positive_int, default=20, help="variants tried per example (default 20; thesis 20/29)"
+    )
+    g.add_argument("-k", "--k", type=positive_int, default=15, help="candidates per word (default 15)")
     g.add_argument(
         "--ratio",
-        type=float,
+        type=float_in(0, 1, lo_open=True),
         default=1.0,
         help="keep this deterministic fraction of the generated variants (thesis: 0.25 for QQP/MNLI)",
     )
@@ -63,15 +77,23 @@ def add_parser(sub) -> None:
         default="auto",
         help="which side(s) of a sentence pair to augment (auto: first, as TinyBERT)",
     )
-    g.add_argument("--seed", type=int, default=0, help="seed of the word replacements")
+    g.add_argument("--seed", type=seed_int, default=0, help="seed of the word replacements")
     g.add_argument(
-        "--max-examples", type=int, default=None, help="augment only the first N training examples (default: all)"
+        "--max-examples",
+        type=positive_int,
+        default=None,
+        help="augment only the first N training examples (default: all)",
     )
     g = p.add_argument_group("runtime")
-    g.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
-    g.add_argument("--chunk-size", type=int, default=512, help="examples per work unit / write (default 512)")
-    g.add_argument("--mlm-batch-size", type=int, default=64, help="masked sentences per fill-mask batch")
-    g.add_argument("--device", default="cpu", help="device of the masked LM and the teacher (default cpu)")
+    g.add_argument("--workers", type=positive_int, default=1, help="worker processes (default 1)")
+    g.add_argument("--chunk-size", type=positive_int, default=512, help="examples per work unit / write (default 512)")
+    g.add_argument("--mlm-batch-size", type=positive_int, default=64, help="masked sentences per fill-mask batch")
+    g.add_argument(
+        "--device",
+        type=device_or_auto,
+        default="cpu",
+        help="device of the masked LM and the teacher: auto, cpu, cuda or cuda:N (default cpu)",
+    )
     g.add_argument(
         "--teacher",
         default=None,
@@ -87,14 +109,17 @@ def add_parser(sub) -> None:
     w = sub.add_parser(
         "wordvectors",
         help="train word2vec vectors on a task's training text (for augment --vectors)",
-        description="Train word2vec vectors on a task's training text and save them (word2vec binary) for"
-        " `featherweight augment --vectors FILE`; `--vectors task` does the same on the fly.",
+        description="Train word2vec vectors on a task's training text and save them (word2vec binary, or text"
+        " for a .txt/.vec name) for `featherweight augment --vectors FILE`; `--vectors task` does the same on"
+        " the fly.",
     )
     add_task_args(w)
-    w.add_argument("--output", required=True, help="vectors file to write (word2vec binary, .bin)")
-    w.add_argument("--dim", type=int, default=100, help="vector dimension")
-    w.add_argument("--epochs", type=int, default=10, help="word2vec training epochs")
-    w.add_argument("--seed", type=int, default=0, help="word2vec seed")
+    w.add_argument(
+        "--output", required=True, help="vectors file to write: word2vec binary (.bin) or text (.txt/.vec), [.gz]"
+    )
+    w.add_argument("--dim", type=positive_int, default=100, help="vector dimension")
+    w.add_argument("--epochs", type=positive_int, default=10, help="word2vec training epochs")
+    w.add_argument("--seed", type=seed_int, default=0, help="word2vec seed")
     w.set_defaults(func=run_wordvectors)
     one_line_errors(w)
 
@@ -179,8 +204,14 @@ def run_wordvectors(args: argparse.Namespace) -> int:
 
 def _run_wordvectors(args: argparse.Namespace) -> int:
     from featherweight_core.data import load_task_data
-    from featherweight_core.wordvectors import corpus_sentences, save_word_vectors, train_word_vectors
+    from featherweight_core.wordvectors import (
+        corpus_sentences,
+        output_is_binary,
+        save_word_vectors,
+        train_word_vectors,
+    )
 
+    output_is_binary(args.output)  # a name the loader reads, checked before training
     task = resolve_task(args)
     task_data = load_task_data(task, args.data)
     kv = train_word_vectors(corpus_sentences(task_data), dim=args.dim, epochs=args.epochs, seed=args.seed)

@@ -22,11 +22,16 @@ from featherweight_core import vocab
 from featherweight_core.atomic import checked_output_dir
 from featherweight_core.commands.common import (
     add_task_args,
+    device_or_auto,
+    dropout_rate,
+    nonnegative_float,
     one_line_errors,
     output_parent,
+    positive_float,
     positive_int,
     recorded_task_of,
     resolve_recorded_task,
+    seed_int,
 )
 
 
@@ -71,13 +76,13 @@ def add_parser(sub) -> None:
     t = p.add_argument_group("training the head")
     t.add_argument("--epochs", type=positive_int, default=10, help="epochs over the cached hidden states")
     t.add_argument("--batch-size", type=positive_int, default=32, help="training batch size")
-    t.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
-    t.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
-    t.add_argument("--dropout", type=float, default=0.1, help="dropout before the classifier")
-    t.add_argument("--seed", type=int, default=0, help="seed of the head's weights and the batch order")
+    t.add_argument("--lr", type=positive_float, default=1e-3, help="AdamW learning rate")
+    t.add_argument("--weight-decay", type=nonnegative_float, default=0.01, help="AdamW weight decay")
+    t.add_argument("--dropout", type=dropout_rate, default=0.1, help="dropout before the classifier")
+    t.add_argument("--seed", type=seed_int, default=0, help="seed of the head's weights and the batch order")
     t.add_argument(
         "--max-length",
-        type=int,
+        type=positive_int,
         default=None,
         help="truncate inputs to this many tokens (default: the teacher's fine-tuning max length)",
     )
@@ -93,7 +98,7 @@ def add_parser(sub) -> None:
         default=None,
         help="hidden states are cached in CACHE_DIR/hiddenstates (default ~/.cache/featherweight)",
     )
-    r.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
+    r.add_argument("--device", type=device_or_auto, default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
     r.add_argument("--cpu", action="store_true", help="same as --device cpu")
     r.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)")
     r.add_argument(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,9 +76,9 @@ def add_task_args(p: argparse.ArgumentParser, required: bool = True, recorded: s
         choices=vocab.TASK_METRICS,
         help="headline metric (default accuracy; f1 = positive class = the second label, binary only)",
     )
-    c.add_argument("--dev-fraction", type=float, default=None, help="one data file: dev share (default 0.1)")
-    c.add_argument("--test-fraction", type=float, default=None, help="one data file: test share (default 0)")
-    c.add_argument("--split-seed", type=int, default=None, help="one data file: seed of the split (default 0)")
+    c.add_argument("--dev-fraction", type=fraction, default=None, help="one data file: dev share (default 0.1)")
+    c.add_argument("--test-fraction", type=fraction, default=None, help="one data file: test share (default 0)")
+    c.add_argument("--split-seed", type=seed_int, default=None, help="one data file: seed of the split (default 0)")
     c.add_argument("--no-stratify", action="store_true", help="one data file: split without keeping class shares")
     c.add_argument("--encoding", default=None, help="text encoding of the data files (default utf-8)")
     c.add_argument(
@@ -208,11 +210,15 @@ def add_encoder_args(p: argparse.ArgumentParser, required: bool = False) -> None
         help="embedding type (default: bpe)",
     )
     g.add_argument(
-        "--dim", type=int, default=None if required else 25, required=required, help="embedding dimension (default: 25)"
+        "--dim",
+        type=positive_int,
+        default=None if required else 25,
+        required=required,
+        help="embedding dimension (default: 25)",
     )
     g.add_argument(
         "--vocab-size",
-        type=int,
+        type=positive_int,
         default=None,
         help=f"BPE vocabulary / hash embedding K (default: {vocab.DEFAULT_VOCAB_SIZE}; char ignores it)",
     )
@@ -229,15 +235,98 @@ def output_parent(output: str | None) -> Path | None:
     return None if output is None else Path(output).expanduser().absolute().parent
 
 
-def positive_int(value: str) -> int:
-    """argparse type: an integer >= 1 (thread counts, epochs)."""
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return n
+# argparse types of the numeric options. argparse prefixes their messages with the option ("argument --lr: ..."),
+# so every bad number is one error line naming the option, the value and the range expected. Floats must be
+# finite: "inf" and "nan" parse as floats but no setting means them.
+
+
+def int_in(lo: int, hi: int | None = None, what: str | None = None) -> Callable[[str], int]:
+    """argparse type: an integer in ``lo..hi`` (no upper bound without ``hi``)."""
+    expected = what or (f"an integer >= {lo}" if hi is None else f"an integer in {lo}..{hi}")
+
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+        if n < lo or (hi is not None and n > hi):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+        return n
+
+    parse.__name__ = "int"
+    return parse
+
+
+def float_in(
+    lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False
+) -> Callable[[str], float]:
+    """argparse type: a finite number between ``lo`` and ``hi`` (each bound closed unless ``*_open``; None: none)."""
+    if lo is not None and hi is not None:
+        expected = f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+    elif lo is not None:
+        expected = f"a number {'>' if lo_open else '>='} {lo:g}"
+    elif hi is not None:
+        expected = f"a number {'<' if hi_open else '<='} {hi:g}"
+    else:
+        expected = "a finite number"
+
+    def parse(value: str) -> float:
+        try:
+            x = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+        if not math.isfinite(x):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r} (not a finite number)")
+        if lo is not None and (x < lo or (lo_open and x == lo)):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+        if hi is not None and (x > hi or (hi_open and x == hi)):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+        return x
+
+    parse.__name__ = "float"
+    return parse
+
+
+positive_int = int_in(1, what="a positive integer")  # thread counts, epochs, sizes
+nonnegative_int = int_in(0)  # counts where 0 means "none" / "off"
+seed_int = int_in(0, 2**32 - 1, what="a seed in 0..4294967295")  # numpy's seed range, which every seed reaches
+positive_float = float_in(0, lo_open=True)  # learning rates, temperatures
+nonnegative_float = float_in(0)  # weight decay
+fraction = float_in(0, 1)  # loss weights, probabilities, shares
+dropout_rate = float_in(0, 1, hi_open=True)  # 1 would drop everything
+
+
+DEVICE_HELP = "cpu, cuda or cuda:N (checked: CUDA must be available and N one of its devices)"
+
+
+def device_arg(value: str, allow_auto: bool = False) -> str:
+    """argparse check of a ``--device``: ``cpu``, ``cuda``, ``cuda:N`` (and ``auto`` where ``allow_auto``) -
+    what every command's device handling supports; ``cuda`` must be available here and N one of its devices."""
+    expected = ("auto, " if allow_auto else "") + "cpu, cuda or cuda:N"
+    v = value.strip().lower()
+    if v == "cpu" or (allow_auto and v == "auto"):
+        return v
+    head, sep, index = v.partition(":")
+    if head != "cuda" or (sep and not index.isdigit()):
+        raise argparse.ArgumentTypeError(f"unknown device {value!r}; expected {expected}")
+    import torch
+
+    if not torch.cuda.is_available():
+        instead = "cpu or auto" if allow_auto else "cpu"
+        raise argparse.ArgumentTypeError(f"{value!r}: CUDA is not available on this machine; use {instead}")
+    if sep and int(index) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(
+            f"{value!r}: this machine has {torch.cuda.device_count()} CUDA device(s) (cuda:0..)"
+        )
+    return v
+
+
+def device_or_auto(value: str) -> str:
+    """argparse type: :func:`device_arg` that also accepts ``auto`` (a GPU if there is one, else the CPU)."""
+    return device_arg(value, allow_auto=True)
+
+
+device_arg.__name__ = device_or_auto.__name__ = "device"
 
 
 STUDENT_THREADS_HELP = (

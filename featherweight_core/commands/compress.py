@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -23,9 +24,14 @@ from featherweight_core.commands.common import (
     STUDENT_THREADS_HELP,
     add_task_args,
     check_data_fingerprint,
+    float_in,
+    fraction,
     load_student_with_task,
+    nonnegative_int,
     one_line_errors,
+    positive_float,
     positive_int,
+    seed_int,
 )
 from featherweight_core.errors import ConfigError
 
@@ -36,7 +42,7 @@ def _sparsity_arg(value: str) -> dict[str, float] | float:
     """``0.5`` (one overall target, global scope) or ``group=fraction[,group=fraction...]``."""
     value = value.strip()
     try:
-        return float(value)
+        return _finite(float(value), value)
     except ValueError:
         pass
     out: dict[str, float] = {}
@@ -47,10 +53,16 @@ def _sparsity_arg(value: str) -> dict[str, float] | float:
         if not sep:
             raise argparse.ArgumentTypeError(f"expected GROUP=FRACTION (e.g. encoder=0.5), got {item!r}")
         try:
-            out[key.strip()] = float(num)
+            out[key.strip()] = _finite(float(num), num)
         except ValueError:
             raise argparse.ArgumentTypeError(f"sparsity for {key.strip()!r} must be a number, got {num!r}") from None
     return out
+
+
+def _finite(x: float, text: str) -> float:
+    if not math.isfinite(x) or x < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text.strip()!r}")
+    return x
 
 
 def _quant_arg(value: str) -> tuple[str, ...]:
@@ -130,12 +142,17 @@ def add_parser(sub) -> None:
     )
     g.add_argument(
         "--prune-epochs",
-        type=int,
+        type=nonnegative_int,
         default=None,
         help="fine-tuning epochs (default: 2 for gradual/movement, 0 for post)",
     )
-    g.add_argument("--ramp", type=float, default=0.7, help="fraction of fine-tuning over which sparsity ramps up")
-    g.add_argument("--score-lr", type=float, default=0.01, help="movement: learning rate of the scores")
+    g.add_argument(
+        "--ramp",
+        type=float_in(0, 1, lo_open=True),
+        default=0.7,
+        help="fraction of fine-tuning over which sparsity ramps up",
+    )
+    g.add_argument("--score-lr", type=positive_float, default=0.01, help="movement: learning rate of the scores")
     g = p.add_argument_group("quantization (thesis 4.3, 6.1.7)")
     g.add_argument(
         "--quantize",
@@ -149,7 +166,9 @@ def add_parser(sub) -> None:
         action="store_true",
         help="static int8 classifier calibrated on training batches (default: dynamic)",
     )
-    g.add_argument("--calibration-batches", type=int, default=20, help="training batches for static calibration")
+    g.add_argument(
+        "--calibration-batches", type=positive_int, default=20, help="training batches for static calibration"
+    )
     g.add_argument(
         "--importance-bits",
         type=_importance_bits_arg,
@@ -161,15 +180,15 @@ def add_parser(sub) -> None:
     )
     g = p.add_argument_group("fine-tuning loss (pruning epochs); defaults: the checkpoint's distillation settings")
     g.add_argument(
-        "--alpha", type=float, default=None, help="weight of the label CE loss (1 = labels only; default: above)"
+        "--alpha", type=fraction, default=None, help="weight of the label CE loss (1 = labels only; default: above)"
     )
     g.add_argument(
-        "--temperature", type=float, default=None, help="softmax temperature before the MSE (default: above)"
+        "--temperature", type=positive_float, default=None, help="softmax temperature before the MSE (default: above)"
     )
     g.add_argument("--optimizer", choices=vocab.OPTIMIZERS, default=None, help="default: above")
-    g.add_argument("--lr", type=float, default=None, help="learning rate (default: above)")
-    g.add_argument("--batch-size", type=int, default=None, help="default: above")
-    g.add_argument("--seed", type=int, default=None, help="seed of the fine-tuning (default: above)")
+    g.add_argument("--lr", type=positive_float, default=None, help="learning rate (default: above)")
+    g.add_argument("--batch-size", type=positive_int, default=None, help="default: above")
+    g.add_argument("--seed", type=seed_int, default=None, help="seed of the fine-tuning (default: above)")
     g = p.add_argument_group("output")
     g.add_argument(
         "--output", default=None, help="directory for compressed.pt and result.json (default: none, nothing is saved)"

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 from featherweight_core import vocab
 from featherweight_core.atomic import checked_output_dir, write_json_atomic
 from featherweight_core.commands.common import (
+    DEVICE_HELP,
     STUDENT_THREADS_HELP,
     add_encoder_args,
     add_task_args,
+    device_arg,
+    device_or_auto,
+    dropout_rate,
+    fraction,
+    nonnegative_float,
     one_line_errors,
+    positive_float,
     positive_int,
     resolve_task,
+    seed_int,
 )
 from featherweight_core.errors import ConfigError
 
@@ -24,9 +33,12 @@ def _temperature(value: str) -> float | str | None:
     if value in ("auto", "none"):
         return value
     try:
-        return float(value)
+        t = float(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"temperature must be a number, 'auto' or 'none', got {value!r}") from None
+        t = math.nan
+    if not (math.isfinite(t) and t > 0):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, 'auto' or 'none', got {value!r}")
+    return t
 
 
 def add_parser(sub) -> None:
@@ -39,13 +51,17 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("student")
     g.add_argument("--arch", choices=vocab.ARCHS, default="bilstm", help="student architecture")
     g.add_argument("--pooling", choices=vocab.POOLINGS, default="last", help="recurrent output (default: last)")
-    g.add_argument("--hidden", type=int, default=None, help="encoder hidden size (default: table 6.1)")
-    g.add_argument("--classifier-hidden", type=int, default=None, help="classifier hidden size (default: table 6.1)")
+    g.add_argument("--hidden", type=positive_int, default=None, help="encoder hidden size (default: table 6.1)")
     g.add_argument(
-        "--dropout", type=float, default=None, help="dropout rate (default: table 6.1, 0.1 recurrent, 0.2 ffn)"
+        "--classifier-hidden", type=positive_int, default=None, help="classifier hidden size (default: table 6.1)"
+    )
+    g.add_argument(
+        "--dropout", type=dropout_rate, default=None, help="dropout rate (default: table 6.1, 0.1 recurrent, 0.2 ffn)"
     )
     g = p.add_argument_group("distillation and training")
-    g.add_argument("--alpha", type=float, default=1.0, help="weight of the label CE loss; 1 = no teacher (default 1)")
+    g.add_argument(
+        "--alpha", type=fraction, default=1.0, help="weight of the label CE loss; 1 = no teacher (default 1)"
+    )
     g.add_argument(
         "--temperature",
         type=_temperature,
@@ -68,12 +84,19 @@ def add_parser(sub) -> None:
         " (labels and logits from --teacher; default: none)",
     )
     g.add_argument(
-        "--teacher-device", default="auto", help="where the teacher runs if its logits are not stored: auto, cpu, cuda"
+        "--teacher-device",
+        type=device_or_auto,
+        default="auto",
+        help="where the teacher runs if its logits are not stored: auto, cpu, cuda",
     )
-    g.add_argument("--seed", type=int, default=0, help="seed of initialisation and batch order")
-    g.add_argument("--max-epochs", type=int, default=50, help="epochs at most (the thesis' 50; 3-5 for a quick run)")
-    g.add_argument("--patience", type=int, default=7, help="stop after this many epochs without a better dev score")
-    g.add_argument("--batch-size", type=int, default=None, help="default: 50, or 256 for sentence pairs")
+    g.add_argument("--seed", type=seed_int, default=0, help="seed of initialisation and batch order")
+    g.add_argument(
+        "--max-epochs", type=positive_int, default=50, help="epochs at most (the thesis' 50; 3-5 for a quick run)"
+    )
+    g.add_argument(
+        "--patience", type=positive_int, default=7, help="stop after this many epochs without a better dev score"
+    )
+    g.add_argument("--batch-size", type=positive_int, default=None, help="default: 50, or 256 for sentence pairs")
     g.add_argument(
         "--optimizer",
         choices=vocab.OPTIMIZERS,
@@ -82,13 +105,15 @@ def add_parser(sub) -> None:
     )
     g.add_argument(
         "--lr",
-        type=float,
+        type=positive_float,
         default=None,
         help="learning rate (default: table 6.1, 1.0 for bilstm/adadelta, 1e-4 for rnn and ffn/adam, tuned for"
         " 50 epochs; for short runs of 3-5 epochs use --optimizer adam --lr 3e-3)",
     )
-    g.add_argument("--weight-decay", type=float, default=None, help="default: table 6.1, 1e-5 for rnn, else 0")
-    g.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    g.add_argument(
+        "--weight-decay", type=nonnegative_float, default=None, help="default: table 6.1, 1e-5 for rnn, else 0"
+    )
+    g.add_argument("--device", type=device_arg, default="cpu", help=DEVICE_HELP)
     g.add_argument("--threads", type=positive_int, default=1, help=STUDENT_THREADS_HELP)
     g = p.add_argument_group("output")
     g.add_argument(

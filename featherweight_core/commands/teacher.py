@@ -17,12 +17,18 @@ from featherweight_core import vocab
 from featherweight_core.atomic import checked_output_dir
 from featherweight_core.commands.common import (
     add_task_args,
+    device_or_auto,
+    float_in,
+    nonnegative_float,
+    nonnegative_int,
     one_line_errors,
     output_parent,
+    positive_float,
     positive_int,
     recorded_task_of,
     resolve_recorded_task,
     resolve_task,
+    seed_int,
 )
 
 
@@ -43,13 +49,13 @@ def add_parser(sub) -> None:
     )
     add_task_args(s)
     s.add_argument("--output", required=True, help="model directory to create")
-    s.add_argument("--vocab-size", type=int, default=2000, help="WordPiece vocabulary (default 2000)")
-    s.add_argument("--hidden", type=int, default=64, help="hidden size (default 64)")
-    s.add_argument("--layers", type=int, default=2, help="transformer layers (default 2)")
-    s.add_argument("--heads", type=int, default=2, help="attention heads (default 2)")
-    s.add_argument("--intermediate", type=int, default=128, help="feed-forward size (default 128)")
-    s.add_argument("--max-length", type=int, default=128, help="max positions (default 128)")
-    s.add_argument("--seed", type=int, default=0, help="seed of the initial weights")
+    s.add_argument("--vocab-size", type=positive_int, default=2000, help="WordPiece vocabulary (default 2000)")
+    s.add_argument("--hidden", type=positive_int, default=64, help="hidden size (default 64)")
+    s.add_argument("--layers", type=positive_int, default=2, help="transformer layers (default 2)")
+    s.add_argument("--heads", type=positive_int, default=2, help="attention heads (default 2)")
+    s.add_argument("--intermediate", type=positive_int, default=128, help="feed-forward size (default 128)")
+    s.add_argument("--max-length", type=positive_int, default=128, help="max positions (default 128)")
+    s.add_argument("--seed", type=seed_int, default=0, help="seed of the initial weights")
     s.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
     s.set_defaults(func=run_init_small)
 
@@ -63,18 +69,28 @@ def add_parser(sub) -> None:
     add_task_args(f)
     f.add_argument("--output", required=True, help="directory for the fine-tuned teacher and teacher_metrics.json")
     g = f.add_argument_group("training")
-    g.add_argument("--epochs", type=int, default=1, help="default 1")
-    g.add_argument("--batch-size", type=int, default=32, help="default 32")
-    g.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
-    g.add_argument("--max-length", type=int, default=128, help="truncate inputs to this many tokens (default 128)")
-    g.add_argument("--warmup-ratio", type=float, default=0.06, help="linear warm-up fraction (default 0.06)")
-    g.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay (default 0.01)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the classifier head and batch order")
+    g.add_argument("--epochs", type=positive_int, default=1, help="default 1")
+    g.add_argument("--batch-size", type=positive_int, default=32, help="default 32")
+    g.add_argument("--lr", type=positive_float, default=5e-5, help="peak learning rate (default 5e-5)")
     g.add_argument(
-        "--max-train-examples", type=int, default=None, help="train on a random subset of this size (default: all)"
+        "--max-length", type=positive_int, default=128, help="truncate inputs to this many tokens (default 128)"
     )
     g.add_argument(
-        "--eval-every", type=int, default=0, help="also print dev metrics every N steps (default: per epoch)"
+        "--warmup-ratio", type=float_in(0, 1, hi_open=True), default=0.06, help="linear warm-up fraction (default 0.06)"
+    )
+    g.add_argument("--weight-decay", type=nonnegative_float, default=0.01, help="AdamW weight decay (default 0.01)")
+    g.add_argument("--seed", type=seed_int, default=0, help="seed of the classifier head and batch order")
+    g.add_argument(
+        "--max-train-examples",
+        type=positive_int,
+        default=None,
+        help="train on a random subset of this size (default: all)",
+    )
+    g.add_argument(
+        "--eval-every",
+        type=nonnegative_int,
+        default=0,
+        help="also print dev metrics every N steps (default: per epoch)",
     )
     _add_runtime_args(g)
     f.add_argument("--overwrite", action="store_true", help="replace an existing non-empty output directory")
@@ -101,8 +117,10 @@ def add_parser(sub) -> None:
     lg.add_argument(
         "--cache-dir", default=None, help="store root is CACHE_DIR/softtargets (default ~/.cache/featherweight)"
     )
-    lg.add_argument("--batch-size", type=int, default=128, help="inference batch size (default 128)")
-    lg.add_argument("--max-length", type=int, default=None, help="default: the teacher's fine-tuning max length")
+    lg.add_argument("--batch-size", type=positive_int, default=128, help="inference batch size (default 128)")
+    lg.add_argument(
+        "--max-length", type=positive_int, default=None, help="default: the teacher's fine-tuning max length"
+    )
     _add_runtime_args(lg)
     lg.add_argument("--json", action="store_true", help="print one JSON object")
     lg.set_defaults(func=run_logits)
@@ -110,7 +128,7 @@ def add_parser(sub) -> None:
 
 
 def _add_runtime_args(g) -> None:
-    g.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
+    g.add_argument("--device", type=device_or_auto, default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
     g.add_argument("--cpu", action="store_true", help="same as --device cpu")
     g.add_argument(
         "--precision",

@@ -24,11 +24,18 @@ from featherweight_core import vocab
 from featherweight_core.atomic import checked_output_dir
 from featherweight_core.commands.common import (
     add_task_args,
+    device_or_auto,
+    float_in,
+    fraction,
+    int_in,
+    nonnegative_float,
     one_line_errors,
     output_parent,
+    positive_float,
     positive_int,
     recorded_task_of,
     resolve_recorded_task,
+    seed_int,
 )
 from featherweight_core.theseus import DEFAULT_REPLACING_FRACTION, DEFAULT_START_RATE
 
@@ -46,7 +53,7 @@ def add_parser(sub) -> None:
     r = p.add_argument_group("module replacement")
     r.add_argument(
         "--replace-rate",
-        type=int,
+        type=int_in(2),
         default=2,
         help="teacher layers replaced by one successor layer (must divide the teacher's layer count)",
     )
@@ -56,17 +63,17 @@ def add_parser(sub) -> None:
         default="linear",
         help="replacement probability: linear p = min(k*step + b, 1), or constant p then 1.0",
     )
-    r.add_argument("--p", type=float, default=0.5, help="constant schedule: replacement probability")
-    r.add_argument("--b", type=float, default=DEFAULT_START_RATE, help="linear schedule: starting probability")
+    r.add_argument("--p", type=fraction, default=0.5, help="constant schedule: replacement probability")
+    r.add_argument("--b", type=fraction, default=DEFAULT_START_RATE, help="linear schedule: starting probability")
     r.add_argument(
         "--k",
-        type=float,
+        type=positive_float,
         default=None,
         help="linear schedule: increase of p per step (default: reach 1.0 after --replacing-fraction of the steps)",
     )
     r.add_argument(
         "--replacing-fraction",
-        type=float,
+        type=fraction,
         default=DEFAULT_REPLACING_FRACTION,
         help="share of the steps that replace modules before successor-only fine-tuning",
     )
@@ -78,18 +85,20 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("training")
     g.add_argument("--epochs", type=positive_int, default=3, help="passes over the training split")
     g.add_argument("--batch-size", type=positive_int, default=32, help="training batch size")
-    g.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (AdamW, linear warm-up and decay)")
-    g.add_argument("--max-length", type=int, default=128, help="truncate inputs to this many tokens")
-    g.add_argument("--warmup-ratio", type=float, default=0.06, help="linear warm-up fraction")
-    g.add_argument("--weight-decay", type=float, default=0.01, help="AdamW weight decay")
-    g.add_argument("--seed", type=int, default=0, help="seed of batch order and replacement draws")
+    g.add_argument(
+        "--lr", type=positive_float, default=5e-5, help="peak learning rate (AdamW, linear warm-up and decay)"
+    )
+    g.add_argument("--max-length", type=positive_int, default=128, help="truncate inputs to this many tokens")
+    g.add_argument("--warmup-ratio", type=float_in(0, 1, hi_open=True), default=0.06, help="linear warm-up fraction")
+    g.add_argument("--weight-decay", type=nonnegative_float, default=0.01, help="AdamW weight decay")
+    g.add_argument("--seed", type=seed_int, default=0, help="seed of batch order and replacement draws")
     g.add_argument(
         "--max-train-examples",
         type=positive_int,
         default=None,
         help="train on a random subset of this size (default: all)",
     )
-    g.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
+    g.add_argument("--device", type=device_or_auto, default="auto", help="auto (GPU if present), cpu, cuda or cuda:N")
     g.add_argument("--cpu", action="store_true", help="same as --device cpu")
     g.add_argument(
         "--precision",

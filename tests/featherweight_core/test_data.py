@@ -129,7 +129,7 @@ def test_custom_csv_int_labels_dir(tmp_path):
 
 def test_malformed_rows_are_counted(tmp_path):
     task = custom_task("reviews", ["text"], ["bad", "good"])
-    lines = ["text\tlabel"] + [f"ok {i}\tgood" for i in range(30)]
+    lines = ["text\tlabel"] + [f"ok {i}\t{'good' if i % 2 else 'bad'}" for i in range(30)]
     lines += ["too\tmany\tcolumns", "missing label\t", "dash\t-", "only one column", "typo\tgoood"]
     data = load_task_data(task, _write(tmp_path / "all.tsv", "\n".join(lines) + "\n"))
     rep = data.report.splits["all"]

@@ -1,0 +1,49 @@
+"""Opening the input files a user names (data files, teacher logits, student checkpoints, augmented data).
+
+A file that exists but cannot be read - permission denied, a directory where a file belongs, an I/O error - is an
+:class:`~featherweight_core.errors.InputFileError` naming the file and the reason, never a traceback. Every loader
+of such a file opens it through :func:`check_readable` or :func:`read_input_bytes` first.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+from featherweight_core.errors import InputFileError
+
+
+def unreadable(path: str | Path, what: str, e: OSError) -> InputFileError:
+    """The one-line error for ``what`` at ``path`` that ``e`` stopped from being read."""
+    if isinstance(e, IsADirectoryError) or e.errno == errno.EISDIR:
+        reason = f"a directory, not a {what}"
+    elif isinstance(e, PermissionError):
+        reason = f"permission denied: this user may not read the {what}"
+    else:
+        reason = f"cannot read the {what} ({e.strerror or type(e).__name__})"
+    return InputFileError(f"{path}: {reason}")
+
+
+def check_readable(path: str | Path, what: str) -> None:
+    """Open ``path`` for reading and close it again (non-blocking: a FIFO does not hang); an InputFileError if that
+    fails for any reason other than the file being absent (each loader words "not found" itself)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise unreadable(path, what, e) from None
+    os.close(fd)
+    if Path(path).is_dir():
+        raise InputFileError(f"{path}: a directory, not a {what}")
+
+
+def read_input_bytes(path: str | Path, what: str) -> bytes:
+    """The bytes of ``path``; an InputFileError naming it when it cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise unreadable(path, what, e) from None
