@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from featherweight_core import vocab
-from featherweight_core.errors import InputFileError, UserError
+from featherweight_core.errors import ConfigError, InputFileError, UserError
 
 GROUPS = vocab.MODULE_GROUPS
 # Weight files of a saved Hugging Face model, in the order they are looked for
@@ -480,3 +480,108 @@ def inference_speed(
         "examples_per_second": examples / float(np.sum(times)),
         "batches": len(times),
     }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Will it fit? Parameter counts without allocating, against the machine's memory
+
+FLOAT_BYTES = 4  # float32 weights
+# Training holds the weights, their gradients and up to two optimizer states per weight (Adam's and AdamW's two
+# moments, Adadelta's two running averages; SGD keeps at most one): 4 float32 copies of every parameter.
+TRAINING_COPIES = 4
+# Measuring a built student (analyze, a trial's size report) holds the weights, the saved state_dict and its bytes
+# read back: 3 copies.
+MEASURING_COPIES = 3
+# A lower estimate of what one text example costs in memory once loaded (its text as Python objects, its label and
+# key; encoding adds more): the built-in synthetic sentences take about 250 bytes each, pairs about 350.
+EXAMPLE_BYTES = 200
+
+
+class TooLargeError(ConfigError):
+    """A model or data size that cannot fit in this machine's memory; the message names the value, what it needs and
+    what the machine has."""
+
+
+def memory_bytes() -> int:
+    """This machine's memory: total RAM, or the control group's limit when a container sets a lower one."""
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        with contextlib.suppress(OSError, ValueError):
+            limit = int(Path(limit_file).read_text().strip())  # "max" (no limit) is not an int
+            if 0 < limit < total:
+                total = limit
+    return total
+
+
+def human_bytes(n: float) -> str:
+    """``12.3 GB``-style (powers of 1000)."""
+    for unit in ("B", "KB", "MB", "GB", "TB", "PB"):
+        if n < 1000 or unit == "PB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+_META_MAX_SIZE = 2**31  # below this, a failed build on the meta device is a bug, not a size
+
+
+def student_param_counts(cfg, num_embeddings: int | None = None) -> dict[str, int]:
+    """Exact parameter counts (``total`` and per module group) of ``build_student(cfg, num_embeddings)``, from the
+    student built on PyTorch's ``meta`` device: shapes only, nothing allocated, whatever the sizes. A size so large
+    that no tensor of it can even be described raises :class:`TooLargeError`."""
+    from featherweight_core.students import build_student, default_num_embeddings
+
+    cfg = cfg.resolved()
+    rows = num_embeddings if num_embeddings is not None else default_num_embeddings(cfg)
+    try:
+        with torch.device("meta"):
+            model = build_student(cfg, rows)
+    except (RuntimeError, TypeError):
+        sizes = (cfg.emb_dim, cfg.vocab_size or 0, cfg.hash_buckets or 0, rows)
+        if max(sizes) < _META_MAX_SIZE:
+            raise
+        raise TooLargeError(
+            f"a student with embedding dim {cfg.emb_dim} and {rows} embedding rows has more than 2^63 parameters"
+        ) from None
+    counts = dict.fromkeys(("total", *GROUPS), 0)
+    for name, p in model.named_parameters():
+        counts["total"] += p.numel()
+        group = _group_of(name)
+        if group in counts:
+            counts[group] += p.numel()
+    return counts
+
+
+def check_student_fits(
+    cfg, where: str, copies: int = TRAINING_COPIES, num_embeddings: int | None = None, memory: int | None = None
+) -> dict[str, int]:
+    """The student's parameter counts (:func:`student_param_counts`); :class:`TooLargeError` naming ``where`` (the
+    option or key and its value) when ``copies`` float32 copies of its parameters exceed the machine's memory."""
+    try:
+        counts = student_param_counts(cfg, num_embeddings)
+    except TooLargeError as e:
+        raise TooLargeError(f"{where}: {e}, more than any machine's memory") from None
+    need = counts["total"] * FLOAT_BYTES * copies
+    have = memory if memory is not None else memory_bytes()
+    if need > have:
+        why = {
+            TRAINING_COPIES: "weights, gradients and 2 optimizer states",
+            MEASURING_COPIES: "the weights, their saved file and its bytes read back",
+        }.get(copies, "of the weights")
+        raise TooLargeError(
+            f"{where}: a student of {counts['total']:,} parameters needs about {human_bytes(need)}"
+            f" ({copies} float32 copies: {why}), more than this machine's {human_bytes(have)} of memory"
+        )
+    return counts
+
+
+def check_examples_fit(n_examples: int, where: str, memory: int | None = None) -> None:
+    """:class:`TooLargeError` naming ``where`` when ``n_examples`` text examples (:data:`EXAMPLE_BYTES` each, a lower
+    estimate) exceed the machine's memory."""
+    need = n_examples * EXAMPLE_BYTES
+    have = memory if memory is not None else memory_bytes()
+    if need > have:
+        raise TooLargeError(
+            f"{where}: {n_examples:,} examples need at least {human_bytes(need)} in memory (about {EXAMPLE_BYTES}"
+            f" bytes each), more than this machine's {human_bytes(have)}"
+        )

@@ -14,7 +14,7 @@ import torch
 
 from featherweight_core.checkpoint import save_checkpoint
 from featherweight_core.distill import DistillConfig, EpochRecord, TrainResult, seed_everything, train
-from featherweight_core.measure import size_report
+from featherweight_core.measure import check_student_fits, size_report
 from featherweight_core.prepare import Prepared
 from featherweight_core.students import Student, StudentConfig, build_student
 
@@ -75,6 +75,12 @@ def run_distillation(
     """
     student = student.resolved()
     cfg = cfg.resolved(student.arch, student.pair)
+    # counted on the meta device first: a student too large to train here is one error naming its sizes
+    check_student_fits(
+        student,
+        f"embedding dim {student.emb_dim} ({student.arch}, {student.embedding}, {prepared.num_embeddings} embedding rows)",
+        num_embeddings=prepared.num_embeddings,
+    )
     seed_everything(cfg.seed)
     model = build_student(student, prepared.num_embeddings, prepared.vectors)
     result = train(

@@ -85,8 +85,9 @@ def locate_sweep(name: str, storage: str | None, db: str | None):
     """``(spec or None, database path)`` of sweep ``name``: from ``db`` (the spec stored in it), else
     ``<storage>/<name>/spec.yaml``, else the default database. UserError listing what was tried."""
     from db.store import default_db_path
-    from sweep.spec import load_spec
+    from sweep.spec import check_sweep_name, load_spec
 
+    check_sweep_name(name, "NAME")  # as a spec's name: <storage>/NAME stays under the storage
     tried = []
     if db is None:
         path = Path(storage or DEFAULT_STORAGE) / name / "spec.yaml"

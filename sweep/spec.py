@@ -8,6 +8,7 @@ reference of every key.
 from __future__ import annotations
 
 import copy
+import inspect
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -351,12 +352,18 @@ class SweepSpec:
         return list(out.values())
 
 
+def check_sweep_name(name: Any, where: str) -> str:
+    """A sweep's name is a directory under the storage: letters, digits, '-', '_' and '.', not '.' or '..' (so
+    ``<storage>/<name>`` never leaves the storage). SpecError naming ``where`` and the value otherwise."""
+    if not isinstance(name, str) or not name or name in (".", "..") or not all(c.isalnum() or c in "-_." for c in name):
+        raise SpecError(f"{where}: expected a non-empty name of letters, digits, '-', '_' or '.', got {name!r}")
+    return name
+
+
 def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> SweepSpec:
     """Validate a parsed spec and fill defaults. Raises SpecError naming the first bad key and value."""
     spec = _merge(TOP_KEYS, raw, "")
-    name = spec["name"]
-    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "-_." for c in name):
-        raise SpecError(f"name: expected a non-empty name of letters, digits, '-', '_' or '.', got {name!r}")
+    name = check_sweep_name(spec["name"], "name")
     if not spec["tasks"]:
         raise SpecError(f"tasks: expected a mapping of task names to settings, got {spec['tasks']!r}")
     _check_keys(spec["tasks"], {t: None for t in spec["tasks"]}, "tasks")
@@ -491,7 +498,74 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
     result = SweepSpec(name=name, raw=spec, path=path, tasks=tasks)
     if check_files:
         _check_bpemb(result)
+    _check_sizes(result)
     return result
+
+
+def _check_sizes(spec: SweepSpec) -> None:
+    """What a trial will hold in memory must fit this machine's memory: every student of the grid (its parameters
+    counted without building it, times 4 float32 copies for training: featherweight_core.measure) and the synthetic
+    and bootstrap examples the spec asks to generate (a lower estimate per example). The error names the key and the
+    value that does not fit."""
+    from featherweight_core.data import load_synthetic
+    from featherweight_core.measure import TooLargeError, check_examples_fit, check_student_fits, memory_bytes
+    from featherweight_core.students import StudentConfig
+
+    memory = memory_bytes()
+    synthetic_defaults = {k: p.default for k, p in inspect.signature(load_synthetic).parameters.items()}
+    for task, t in spec.tasks.items():
+        where = f"tasks.{task}"
+        opts = t["data_options"] or {}
+        for key in ("n_train", "n_dev"):
+            if key in opts:
+                check_examples_fit(opts[key], f"{where}.data_options.{key}: {opts[key]}", memory)
+        b = t["bootstrap"]
+        if isinstance(b, dict):
+            from featherweight_core.augment import AugmentConfig
+
+            n, ratio = b.get("n", AugmentConfig.n), b.get("ratio", AugmentConfig.ratio)
+            # each training example yields up to n x ratio variants; a task read from files has at least one
+            base = opts.get("n_train", synthetic_defaults["n_train"]) if task.startswith("synthetic") else 1
+            check_examples_fit(
+                base + math.ceil(base * n * ratio),
+                f"{where}.bootstrap.n: {n} ({base:,} training example(s) x {n} variants x ratio {ratio})",
+                memory,
+            )
+    seen: set[tuple] = set()
+    for trial in spec.distill_trials():
+        ts = spec.task_spec(trial.task)
+        point = (ts.num_labels, ts.pair, trial.arch, trial.embedding, trial.emb_dim, trial.vocab_size)
+        if point in seen:
+            continue
+        seen.add(point)
+
+        def student(dim: int, vocab_size: int, trial: DistillTrial = trial, ts: TaskSpec = ts) -> StudentConfig:
+            return StudentConfig(trial.arch, trial.embedding, dim, ts.num_labels, pair=ts.pair, vocab_size=vocab_size)
+
+        g = spec.grid_for(trial.task)
+        dims_key, dims = _grid_key(spec, trial.task, "dims")
+        vocab_key, vocab_sizes = _grid_key(spec, trial.task, "vocab_sizes")
+        try:
+            check_student_fits(student(trial.emb_dim, trial.vocab_size), "", memory=memory)
+        except TooLargeError as e:
+            # blame the vocabulary size when the smallest vocabulary of the grid would have fitted
+            try:
+                check_student_fits(student(trial.emb_dim, min(g["vocab_sizes"])), "", memory=memory)
+                key = f"{vocab_key}[{vocab_sizes.index(trial.vocab_size)}]: {trial.vocab_size}"
+            except TooLargeError:
+                key = f"{dims_key}[{dims.index(trial.emb_dim)}]: {trial.emb_dim}"
+            context = f"task {trial.task}, arch {trial.arch}, embedding {trial.embedding}, dim {trial.emb_dim}"
+            if trial.embedding != "char":
+                context += f", vocab size {trial.vocab_size}"
+            raise SpecError(f"{key} ({context}){e}") from None
+
+
+def _grid_key(spec: SweepSpec, task: str, key: str) -> tuple[str, list]:
+    """Where a task's grid list ``key`` comes from (``tasks.T.grid.dims`` or ``grid.dims``) and the list itself."""
+    task_grid = spec.tasks[task].get("grid") or {}
+    if key in task_grid:
+        return f"tasks.{task}.grid.{key}", task_grid[key]
+    return f"grid.{key}", spec.raw["grid"][key]
 
 
 def _tc_value(method: str, key: str, value: Any, where: str) -> Any:
@@ -896,16 +970,79 @@ def _yaml_error(path: Path, e: yaml.YAMLError) -> str:
     return f"{where}: not valid YAML ({problem})"
 
 
+MAX_YAML_DEPTH = 100  # nested mappings / lists; a real spec nests fewer than 10
+
+
+class _SpecYamlError(yaml.YAMLError):
+    """A YAML document that parses but is refused: a key given twice in one mapping, or nesting too deep."""
+
+    def __init__(self, mark: yaml.Mark, message: str) -> None:
+        super().__init__(message)
+        self.mark, self.message = mark, message
+
+
+class SpecLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (YAML leaves that to the loader, and
+    PyYAML keeps the last) and nesting deeper than ``MAX_YAML_DEPTH`` (PyYAML recurses once per level). Merge keys
+    (``<<: *anchor``) may still be overridden by the mapping's own keys, as YAML defines."""
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                raise _SpecYamlError(mark, f"nested deeper than {MAX_YAML_DEPTH} levels")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, yaml.Mark] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    seen = first.get(key)
+                except TypeError:  # an unhashable key: SafeConstructor reports it
+                    continue
+                if seen is not None:
+                    raise _SpecYamlError(
+                        key_node.start_mark, f"key {key!r} appears twice (first at line {seen.line + 1})"
+                    )
+                first[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str, where: str | Path) -> Any:
+    """Parse the YAML ``text`` of file ``where`` with :class:`SpecLoader`; every problem is one SpecError line
+    ``FILE:LINE:COL: ...``. Every YAML file the tool reads goes through here."""
+    try:
+        return yaml.load(text, Loader=SpecLoader)  # noqa: S506 (a SafeLoader subclass)
+    except _SpecYamlError as e:
+        raise SpecError(f"{where}:{e.mark.line + 1}:{e.mark.column + 1}: {e.message}") from None
+    except yaml.YAMLError as e:
+        raise SpecError(_yaml_error(Path(where), e)) from None
+    except RecursionError:  # a bound above should stop it first; a traceback here would say nothing useful
+        raise SpecError(f"{where}: nested deeper than {MAX_YAML_DEPTH} levels") from None
+
+
 def load_spec(path: str | Path, check_files: bool = True) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: sweep spec not found")
     try:
-        raw = yaml.safe_load(path.read_bytes().decode("utf-8"))
+        data = path.read_bytes()
+    except OSError as e:
+        raise SpecError(f"{path}: cannot read the sweep spec ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise SpecError(f"{path}: not valid UTF-8 (byte {e.start}: {e.object[e.start : e.start + 1]!r})") from None
-    except yaml.YAMLError as e:
-        raise SpecError(_yaml_error(path, e)) from None
+    raw = load_yaml(text, path)
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     # Relative paths in a spec are relative to the directory the command runs in (documented), not the spec file.
