@@ -37,6 +37,7 @@ import numpy as np
 from featherweight_core.atomic import atomic_write
 from featherweight_core.data import DataError, Split, TaskData, recorded_source
 from featherweight_core.errors import ConfigError
+from featherweight_core.readable import check_readable
 from featherweight_core.tasks import TaskSpec
 from featherweight_core.vocab import AUGMENT_FIELDS, AUGMENT_MODES
 
@@ -526,6 +527,7 @@ def check_augmented(path: str | Path, task: TaskSpec | None = None) -> dict[str,
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: augmented data file not found (write one with `featherweight augment`)")
+    check_readable(path, "augmented data file")
     try:
         schema = pq.read_schema(path)
     except (pa.ArrowException, OSError) as e:  # ArrowInvalid: not Parquet / truncated

@@ -16,6 +16,7 @@ from torch import nn
 
 from featherweight_core.atomic import atomic_write
 from featherweight_core.errors import InputFileError, UserError
+from featherweight_core.readable import check_readable
 from featherweight_core.students import Student, StudentConfig, build_student
 
 FORMAT = "featherweight-student/1"
@@ -78,6 +79,7 @@ def _check_file(path: Path, what: str) -> None:
         raise CheckpointError(f"{path}: a directory, not a {what} file")
     if not path.is_file():
         raise InputFileError(f"{path}: {what} not found")
+    check_readable(path, what)
 
 
 def _safe_load(path: Path) -> Any:

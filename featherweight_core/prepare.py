@@ -24,6 +24,7 @@ from featherweight_core.atomic import atomic_write
 from featherweight_core.batching import EncodedSplit
 from featherweight_core.data import DataError, Split, TaskData, load_task_data, recorded_source
 from featherweight_core.encoders import Encoder, Ragged, build_encoder
+from featherweight_core.readable import check_readable
 from featherweight_core.tasks import TEST, TaskSpec
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("FEATHERWEIGHT_CACHE", Path.home() / ".cache" / "featherweight"))
@@ -136,8 +137,9 @@ def _load_encoded(path: Path, names: list[str], n_fields: int) -> dict[str, Enco
 def load_teacher_logits(path: str | Path) -> tuple[list[str] | None, np.ndarray]:
     """Read teacher logits: ``.npy`` (N, C) in training-row order, or Parquet with ``key`` and ``logits`` columns."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise DataError(f"{path}: teacher logits file not found")
+    check_readable(path, "teacher logits file")
     if path.suffix == ".npy":
         try:
             arr = np.load(path, allow_pickle=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 
 from featherweight_core.errors import InputFileError
@@ -18,8 +19,6 @@ def unreadable(path: str | Path, what: str, e: OSError) -> InputFileError:
     """The one-line error for ``what`` at ``path`` that ``e`` stopped from being read."""
     if isinstance(e, IsADirectoryError) or e.errno == errno.EISDIR:
         reason = f"a directory, not a {what}"
-    elif isinstance(e, PermissionError):
-        reason = f"permission denied: this user may not read the {what}"
     else:
         reason = f"cannot read the {what} ({e.strerror or type(e).__name__})"
     return InputFileError(f"{path}: {reason}")
@@ -34,9 +33,14 @@ def check_readable(path: str | Path, what: str) -> None:
         raise
     except OSError as e:
         raise unreadable(path, what, e) from None
-    os.close(fd)
-    if Path(path).is_dir():
+    try:
+        mode = os.fstat(fd).st_mode
+    finally:
+        os.close(fd)
+    if stat.S_ISDIR(mode):
         raise InputFileError(f"{path}: a directory, not a {what}")
+    if not stat.S_ISREG(mode):
+        raise InputFileError(f"{path}: not a regular file (a pipe, socket or device); expected a {what}")
 
 
 def read_input_bytes(path: str | Path, what: str) -> bytes:

@@ -696,15 +696,303 @@ DATABASE_CASES = [
     ),
 ]
 
+
+def _file(content: bytes | str | Callable[[Path, dict[str, Path]], None], unreadable: bool = False):
+    """Writes ``content`` (parent directories made); ``unreadable``: then chmod 000 - which does not stop root, so
+    such a case is skipped when the tests run as root (tests/featherweight_core/test_readable.py reads the same
+    kinds of file as an unprivileged user instead)."""
+
+    def make(path: Path, assets: dict[str, Path]) -> None:
+        if unreadable and os.geteuid() == 0:
+            pytest.skip("running as root: chmod 000 does not stop root from reading")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if callable(content):
+            content(path, assets)
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+        if unreadable:
+            path.chmod(0)
+
+    return make
+
+
+def _npy(rows: list[list[float]]):
+    def make(path: Path, assets: dict[str, Path]) -> None:
+        import numpy as np
+
+        with path.open("wb") as f:  # np.save(path) would add .npy to a name without it
+            np.save(f, np.asarray(rows, dtype=np.float32))
+
+    return make
+
+
+def _logits_parquet(rows: list[list[float]]):
+    def make(path: Path, assets: dict[str, Path]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"key": [f"train:{i}" for i in range(len(rows))], "logits": rows}), path)
+
+    return make
+
+
+# a stray quote at the start of line 4 swallows every row after it into one field
+CSV_RUNAWAY = "text,label\n" + "".join(
+    ('"' if i == 2 else "") + f"film number {i},{'pos' if i % 2 else 'neg'}\n" for i in range(120)
+)
+CSV_MOSTLY_BROKEN = "text,label\n" + "good film,pos\nbad, sad film,neg\nugly, dull, film,neg\nodd,film,pos\n" * 10
+TSV_MOSTLY_BROKEN = "text\tlabel\n" + "good film\tpos\nbad\tsad film\tneg\nugly\tdull\tfilm\tneg\n" * 10
+CSV_ONE_CLASS = "text,label\n" + "good film,pos\nfine film,pos\n" * 20
+GLUE_ONE_CLASS = "sentence\tlabel\n" + "a good film\t1\n" * 20
+GLUE_DEV = "sentence\tlabel\n" + "a good film\t1\na bad film\t0\n" * 5
+LOGITS_OK = [[0.5, -0.5]] * 40
+LOGITS_NAN = [[float("nan"), 0.0]] * 40
+LOGITS_INF = [[0.5, -0.5]] * 3 + [[float("inf"), 0.0]] + [[0.5, -0.5]] * 36
+DISTILL_LOGITS = [*DISTILL_OUT, "--task", "synthetic", "--alpha", "0.5", "--teacher-logits"]
+FINETUNE = ["teacher", "finetune", "--model", "m", "--task", "synthetic", "--output", "o"]
+THESEUS = ["theseus", "--teacher", "t", "--output", "o"]
+BERTVISION = ["bertvision", "--teacher", "t", "--output", "o"]
+AUGMENT = ["augment", "--task", "synthetic", "--output", "a.parquet"]
+
+
+def _option_case(name: str, argv: list[str], option: str, value: str) -> Case:
+    """A numeric option out of its range: the error names the option and the value."""
+    return Case(f"nf-{name}", [*argv, option, value], f"{option}: expected")
+
+
 # classes of bad input, one list each (filled per class below)
-UNREADABLE_CASES: list[Case] = []  # files that exist but cannot be read (permissions, a directory, too deep)
+UNREADABLE_CASES: list[Case] = [
+    Case(
+        "unreadable-data-csv",
+        [*DISTILL_OUT, *CUSTOM, "--data", "d.csv"],
+        "d.csv: cannot read the data file (Permission denied)",
+        {"d.csv": _file(CSV_OK, unreadable=True)},
+    ),
+    Case(
+        "unreadable-data-dir-train",
+        [*DISTILL_OUT, *CUSTOM, "--data", "dd"],
+        "train.csv: cannot read the data file",
+        {"dd/train.csv": _file(CSV_OK, unreadable=True), "dd/dev.csv": CSV_OK},
+    ),
+    Case(
+        "unreadable-glue-dev",
+        [*DISTILL_OUT, "--task", "sst2", "--data", "glue"],
+        "dev.tsv: cannot read the data file",
+        {"glue/SST-2/train.tsv": _file(GLUE_DEV), "glue/SST-2/dev.tsv": _file(GLUE_DEV, unreadable=True)},
+    ),
+    Case(
+        "unreadable-logits-npy",
+        [*DISTILL_LOGITS, "l.npy"],
+        "l.npy: cannot read the teacher logits file",
+        {"l.npy": _file(_npy(LOGITS_OK), unreadable=True)},
+    ),
+    Case(
+        "unreadable-logits-parquet",
+        [*DISTILL_LOGITS, "l.parquet"],
+        "l.parquet: cannot read the teacher logits file",
+        {"l.parquet": _file(_logits_parquet(LOGITS_OK), unreadable=True)},
+    ),
+    Case(
+        "unreadable-logits-directory",
+        [*DISTILL_LOGITS, "l.npy"],
+        "l.npy: a directory, not a teacher logits file",
+        {"l.npy": _mkdir},
+    ),
+    Case(
+        "unreadable-checkpoint",
+        COMPRESS,
+        "student.pt: cannot read the checkpoint",
+        {"student.pt": _file(_copy("student"), unreadable=True)},
+    ),
+    Case(
+        "unreadable-checkpoint-analyze",
+        ["analyze", "--checkpoint", "student.pt"],
+        "student.pt: cannot read the checkpoint",
+        {"student.pt": _file(_copy("student"), unreadable=True)},
+    ),
+    Case(
+        "unreadable-augmented",
+        [*LOGITS, "--augmented", "a.parquet"],
+        "a.parquet: cannot read the augmented data file",
+        {"teacher": _teacher(), "a.parquet": _file(_parquet({AUG_META: b"{}"}), unreadable=True)},
+    ),
+]  # files that exist but cannot be read (permissions, a directory, too deep)
 SECURITY_CASES: list[Case] = []  # files that would run code or reach the network when loaded
 FOREIGN_DB_CASES: list[Case] = []  # DuckDB files another program wrote
 QUERY_LIMIT_CASES: list[Case] = []  # SQL that hits the time or memory limit, or holds no statement
 DUPLICATE_KEY_CASES: list[Case] = []  # YAML mappings naming a key twice
 IMPOSSIBLE_SIZE_CASES: list[Case] = []  # models or data that cannot fit in memory
-MALFORMED_CASES: list[Case] = []  # data files whose structure is broken (quoting), or that hold a single class
-NONFINITE_CASES: list[Case] = []  # NaN / inf in files and options, options out of range
+MALFORMED_CASES: list[Case] = [  # data files whose structure is broken (quoting), or that hold a single class
+    Case(
+        "malformed-runaway-quote-csv",
+        [*DISTILL_OUT, *CUSTOM, "--data", "d.csv"],
+        "d.csv:4: malformed quoting",
+        {"d.csv": CSV_RUNAWAY},
+    ),
+    Case(
+        "malformed-runaway-quote-dir",
+        [*DISTILL_OUT, *CUSTOM, "--data", "dd"],
+        "train.csv:4: malformed quoting",
+        {"dd/train.csv": _file(CSV_RUNAWAY), "dd/dev.csv": CSV_OK},
+    ),
+    Case(
+        "malformed-most-rows-lost-csv",
+        [*DISTILL_OUT, *CUSTOM, "--data", "d.csv"],
+        "d.csv: most rows are unusable, refusing to go on with what is left: 10/40 rows kept",
+        {"d.csv": CSV_MOSTLY_BROKEN},
+    ),
+    Case(
+        "malformed-most-rows-lost-tsv",
+        [*DISTILL_OUT, *CUSTOM, "--data", "d.tsv"],
+        "d.tsv: most rows are unusable, refusing to go on with what is left: 10/30 rows kept",
+        {"d.tsv": TSV_MOSTLY_BROKEN},
+    ),
+    Case(
+        "malformed-single-class-csv",
+        [*DISTILL_OUT, *CUSTOM, "--data", "d.csv"],
+        "d.csv: the training split holds a single class ('pos'",
+        {"d.csv": CSV_ONE_CLASS},
+    ),
+    Case(
+        "malformed-single-class-dir",
+        [*DISTILL_OUT, *CUSTOM, "--data", "dd"],
+        "train.csv: the training split holds a single class ('pos'",
+        {"dd/train.csv": _file(CSV_ONE_CLASS), "dd/dev.csv": CSV_OK},
+    ),
+    Case(
+        "malformed-single-class-glue",
+        [*DISTILL_OUT, "--task", "sst2", "--data", "glue"],
+        "train.tsv: the training split holds a single class ('positive'",
+        {"glue/SST-2/train.tsv": _file(GLUE_ONE_CLASS), "glue/SST-2/dev.tsv": GLUE_DEV},
+    ),
+    Case(
+        "malformed-single-class-teacher-init",
+        ["teacher", "init-small", *CUSTOM, "--data", "d.csv", "--output", "t"],
+        "the training split holds a single class",
+        {"d.csv": CSV_ONE_CLASS},
+    ),
+]
+NONFINITE_CASES: list[Case] = [  # NaN / inf in files and options, options out of range
+    Case(
+        "nf-logits-nan-npy",
+        [*DISTILL_LOGITS, "l.npy"],
+        "l.npy: teacher logits are not finite: row 0",
+        {"l.npy": _npy(LOGITS_NAN)},
+    ),
+    Case(
+        "nf-logits-inf-parquet",
+        [*DISTILL_LOGITS, "l.parquet"],
+        "l.parquet: teacher logits are not finite: row 3 (counting from 0, key 'train:3')",
+        {"l.parquet": _logits_parquet(LOGITS_INF)},
+    ),
+    Case(
+        "nf-logits-ragged-parquet",
+        [*DISTILL_LOGITS, "l.parquet"],
+        "l.parquet: column 'logits' must hold",
+        {"l.parquet": _logits_parquet([[0.5, -0.5], [1.0]])},
+    ),
+    *(
+        _option_case(name, [*DISTILL, "--task", "synthetic"], option, value)
+        for name, option, value in (
+            ("distill-lr-inf", "--lr", "inf"),
+            ("distill-lr-nan", "--lr", "nan"),
+            ("distill-lr-zero", "--lr", "0"),
+            ("distill-lr-negative", "--lr", "-0.1"),
+            ("distill-weight-decay-negative", "--weight-decay", "-1e-5"),
+            ("distill-weight-decay-inf", "--weight-decay", "inf"),
+            ("distill-seed-negative", "--seed", "-1"),
+            ("distill-seed-too-large", "--seed", str(2**32)),
+            ("distill-alpha-above-one", "--alpha", "1.5"),
+            ("distill-alpha-nan", "--alpha", "nan"),
+            ("distill-dropout-one", "--dropout", "1"),
+            ("distill-hidden-zero", "--hidden", "0"),
+            ("distill-batch-size-zero", "--batch-size", "0"),
+            ("distill-patience-zero", "--patience", "0"),
+            ("distill-max-epochs-negative", "--max-epochs", "-3"),
+            ("distill-dim-zero", "--dim", "0"),
+            ("distill-vocab-size-negative", "--vocab-size", "-100"),
+            ("distill-dev-fraction-nan", "--dev-fraction", "nan"),
+            ("distill-split-seed-negative", "--split-seed", "-2"),
+        )
+    ),
+    Case("nf-distill-temperature-zero", [*DISTILL, "--task", "synthetic", "--temperature", "0"], "--temperature"),
+    Case("nf-distill-temperature-inf", [*DISTILL, "--task", "synthetic", "--temperature", "inf"], "'inf'"),
+    Case("nf-distill-device-tpu", [*DISTILL, "--task", "synthetic", "--device", "tpu"], "unknown device 'tpu'"),
+    Case(
+        "nf-distill-teacher-device-tpu",
+        [*DISTILL, "--task", "synthetic", "--teacher-device", "tpu"],
+        "unknown device 'tpu'",
+    ),
+    Case("nf-distill-device-cuda-x", [*DISTILL, "--task", "synthetic", "--device", "cuda:x"], "'cuda:x'"),
+    *(
+        _option_case(name, ["compress", "s.pt"], option, value)
+        for name, option, value in (
+            ("compress-lr-inf", "--lr", "inf"),
+            ("compress-alpha-negative", "--alpha", "-0.5"),
+            ("compress-temperature-nan", "--temperature", "nan"),
+            ("compress-seed-negative", "--seed", "-1"),
+            ("compress-ramp-zero", "--ramp", "0"),
+            ("compress-score-lr-inf", "--score-lr", "inf"),
+            ("compress-prune-epochs-negative", "--prune-epochs", "-1"),
+            ("compress-calibration-batches-zero", "--calibration-batches", "0"),
+            ("compress-sparsity-nan", "--sparsity", "nan"),
+            ("compress-sparsity-group-inf", "--sparsity", "encoder=inf"),
+            ("compress-threshold-negative", "--threshold", "-0.5"),
+        )
+    ),
+    *(
+        _option_case(name, FINETUNE, option, value)
+        for name, option, value in (
+            ("finetune-lr-inf", "--lr", "inf"),
+            ("finetune-weight-decay-negative", "--weight-decay", "-0.01"),
+            ("finetune-warmup-ratio-one", "--warmup-ratio", "1"),
+            ("finetune-seed-negative", "--seed", "-1"),
+            ("finetune-epochs-zero", "--epochs", "0"),
+            ("finetune-eval-every-negative", "--eval-every", "-5"),
+            ("finetune-max-length-zero", "--max-length", "0"),
+        )
+    ),
+    Case("nf-finetune-device-tpu", [*FINETUNE, "--device", "tpu"], "unknown device 'tpu'"),
+    _option_case("logits-batch-size-zero", LOGITS, "--batch-size", "0"),
+    _option_case("init-small-heads-zero", ["teacher", "init-small", "--task", "synthetic"], "--heads", "0"),
+    *(
+        _option_case(name, THESEUS, option, value)
+        for name, option, value in (
+            ("theseus-p-inf", "--p", "inf"),
+            ("theseus-b-above-one", "--b", "2"),
+            ("theseus-k-zero", "--k", "0"),
+            ("theseus-replace-rate-one", "--replace-rate", "1"),
+            ("theseus-replacing-fraction-nan", "--replacing-fraction", "nan"),
+            ("theseus-lr-nan", "--lr", "nan"),
+            ("theseus-seed-negative", "--seed", "-1"),
+        )
+    ),
+    *(
+        _option_case(name, BERTVISION, option, value)
+        for name, option, value in (
+            ("bertvision-lr-inf", "--lr", "inf"),
+            ("bertvision-dropout-negative", "--dropout", "-0.1"),
+            ("bertvision-weight-decay-nan", "--weight-decay", "nan"),
+            ("bertvision-max-length-zero", "--max-length", "0"),
+        )
+    ),
+    *(
+        _option_case(name, AUGMENT, option, value)
+        for name, option, value in (
+            ("augment-p-nan", "--p", "nan"),
+            ("augment-ratio-zero", "--ratio", "0"),
+            ("augment-n-zero", "--n", "0"),
+            ("augment-workers-zero", "--workers", "0"),
+            ("augment-seed-negative", "--seed", "-1"),
+        )
+    ),
+    _option_case(
+        "wordvectors-epochs-zero", ["wordvectors", "--task", "synthetic", "--output", "v.bin"], "--epochs", "0"
+    ),
+    _option_case("analyze-vocab-size-zero", ["analyze", "--arch", "ffn", "--task", "synthetic"], "--vocab-size", "0"),
+]
 OUTPUT_PLACE_CASES: list[Case] = []  # outputs that cannot be written where asked
 
 CASES = (
