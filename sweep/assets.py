@@ -8,6 +8,9 @@ Everything built lands under ``<storage>/<sweep>/assets`` and is reused on resum
 from __future__ import annotations
 
 import logging
+import os
+import re
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,3 +145,59 @@ def teacher_baselines(assets: dict[str, TaskAssets]) -> list[dict[str, Any]]:
         except Exception as e:  # a teacher without saved metrics still teaches; it just has no baseline row
             log.warning("no baseline row for teacher %s: %s", a.teacher, e)
     return rows
+
+
+# ---- what a killed run leaves behind ---------------------------------------------------------------------------------
+
+# Dot-named temporaries under <storage>/<sweep>/ that only a running writer uses: a directory or file being written
+# atomically (``featherweight_core.atomic``: ``.NAME.<8 random>.tmp[.suffix]``, and ``.NAME.<8 random>.old`` during the
+# swap), a small teacher being built (``.teacher.init<pid>``, ``featherweight_core.teacher.build_demo_teacher``) and
+# a running stage task's progress file (``.teacher-<fp>.progress``, ``.soft_targets-<fp>.progress``, sweep.study).
+LEFTOVER = re.compile(r"^\..+\.(?:init(?P<pid>\d+)|[a-z0-9_]{8}\.(?:tmp|old)(?:\.[A-Za-z0-9]+)*|progress)$")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine (one we may not signal counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(sweep_dir: Path, say: Callable[[str], None] | None = None) -> list[Path]:
+    """Remove the temporaries (:data:`LEFTOVER`) an earlier, killed run of the sweep left under ``sweep_dir`` (Tune's
+    own experiment directories, ``tune/``, are left alone). Call it only while holding the sweep's driver lock
+    (``sweep.runner.SweepLock``): no other driver of the sweep runs then, so no live writer owns them. A name that
+    carries the pid of a process still alive on this machine is kept anyway. Returns what was removed."""
+    removed: list[Path] = []
+    if not sweep_dir.is_dir():
+        return removed
+    for root, dirs, files in os.walk(sweep_dir):
+        here = Path(root)
+        if here == sweep_dir:
+            dirs[:] = [d for d in dirs if d != "tune"]
+        for name in [*dirs, *files]:
+            m = LEFTOVER.match(name)
+            if not m or (m.group("pid") and pid_alive(int(m.group("pid")))):
+                continue
+            path = here / name
+            try:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                log.warning("could not remove %s left by an earlier run: %s", path, e)
+                continue
+            removed.append(path)
+        dirs[:] = [d for d in dirs if (here / d).is_dir()]  # not into what was just removed
+    if removed and say is not None:
+        names = ", ".join(str(p.relative_to(sweep_dir)) for p in removed[:3])
+        more = f" and {len(removed) - 3} more" if len(removed) > 3 else ""
+        say(f"removed {len(removed)} temporary file(s) an earlier, stopped run left: {names}{more}")
+    return removed

@@ -9,6 +9,7 @@ DuckDB file per write, so ``featherweight query`` can read while a sweep runs). 
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -57,6 +58,57 @@ def crashed_outcome(trial) -> TrialOutcome:
     )
 
 
+class JournalNotice:
+    """Says once per sweep that results are waiting in the journal because another process holds the database (the
+    sweep slows down meanwhile: each write waits for the lock a moment), and once when they have been written."""
+
+    def __init__(self, journal_path: str | Path, say: Callable[[str], None] | None = None) -> None:
+        self.journal_path = Path(journal_path)
+        self.say = say or (lambda s: print(s, file=sys.stderr, flush=True))
+        self.waiting_since: float | None = None
+        self.said_waiting = self.said_written = False
+
+    @property
+    def waiting(self) -> bool:
+        return self.waiting_since is not None
+
+    def locked(self, error: BaseException) -> None:
+        """A write found the database locked (``error``: the store's ``LockedError``, naming the holder)."""
+        if self.waiting_since is None:
+            self.waiting_since = time.time()
+        if self.said_waiting:
+            return
+        self.said_waiting = True
+        m = re.search(r"is locked by (.+?) \(gave up", str(error))
+        holder = m.group(1) if m else "another process"
+        self.say(
+            f"the database is held by {holder}: results are waiting in {self.journal_path} for it to let go"
+            " (trials go on; the sweep runs slower meanwhile)"
+        )
+
+    def written(self) -> None:
+        """Everything the journal held back is in the database now."""
+        if self.waiting_since is None:
+            return
+        waited, self.waiting_since = time.time() - self.waiting_since, None
+        if self.said_written:
+            return
+        self.said_written = True
+        self.say(f"the database is free again: the results that waited in the journal ({waited:.0f} s) are written")
+
+
+_NOTICES: dict[str, JournalNotice] = {}
+
+
+def journal_notice(journal_path: str | Path, say: Callable[[str], None] | None = None) -> JournalNotice:
+    """The sweep's :class:`JournalNotice` (one per journal, shared by every stage's callback); given ``say``, a new
+    one (the runner's, at the start of a run)."""
+    key = str(Path(journal_path))
+    if say is not None or key not in _NOTICES:
+        _NOTICES[key] = JournalNotice(journal_path, say)
+    return _NOTICES[key]
+
+
 class DatabaseCallback(tune.Callback):
     """Writes each trial's row: first to the sweep's journal (fsync'd, so the result is safe), then to the database
     with a short lock wait. While another process holds the database the rows stay pending, are retried at the next
@@ -77,6 +129,7 @@ class DatabaseCallback(tune.Callback):
         self.trial_of = trial_of
         self.to_record = to_record
         self.journal = Journal(journal_path)
+        self.notice = journal_notice(journal_path)
         self.recorded: set[str] = set()
         self.pending: list[TrialRecord] = []
         self.write_seconds: list[float] = []
@@ -104,10 +157,12 @@ class DatabaseCallback(tune.Callback):
             t0 = time.perf_counter()
             try:
                 ExperimentStore(self.db_path, lock_timeout=self.LOCK_WAIT_S).record_trial(self.pending[0])
-            except LockedError:
+            except LockedError as e:
+                self.notice.locked(e)
                 return
             self.write_seconds.append(time.perf_counter() - t0)
             self.pending.pop(0)
+        self.notice.written()
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         self._write(trial, outcome_of(trial))

@@ -73,9 +73,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         rc = args.func(args)
-    except KeyboardInterrupt as e:  # Ctrl-C; a sweep's StageStopped says how far it got and how to resume
-        print(f"interrupted: {e}" if str(e) else "interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C or a sweep's SIGTERM; its StageStopped says how far it got, how to resume
+        from sweep.stopping import exit_status, how_stopped
+
+        print(str(e) or how_stopped(), file=sys.stderr)
+        return exit_status()
     except UserError as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         print(f"error: {msg}", file=sys.stderr)

@@ -141,9 +141,11 @@ def status_cmd(args: argparse.Namespace) -> int:
 
 def validate_cmd(args: argparse.Namespace) -> int:
     from sweep.spec import load_spec
+    from sweep.teacher_fit import check_grid_against_teacher_configs
 
     for path in args.spec:
         spec = load_spec(path)
+        check_grid_against_teacher_configs(spec)  # a teacher-compression grid that cannot fit the teacher
         n = len(spec.distill_trials())
         tc = spec.teacher_compression_size()
         print(

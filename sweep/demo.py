@@ -8,7 +8,6 @@ with Pareto charts. The spec is ``sweeps/demo.yaml`` with ``storage`` pointed at
 from __future__ import annotations
 
 import shlex
-import sys
 import time
 from collections.abc import Callable
 from importlib.resources import files
@@ -16,31 +15,14 @@ from pathlib import Path
 
 import yaml
 
+from sweep.stopping import featherweight_command
+
 
 def demo_spec_raw(output: Path) -> dict:
     raw = yaml.safe_load(files("sweeps").joinpath("demo.yaml").read_text())
     raw["storage"] = str(output)
     raw["database"] = str(output / "featherweight.duckdb")
     return raw
-
-
-def featherweight_command() -> str:
-    """How to run ``featherweight`` as printed: the bare name when it is on PATH as this very program (an activated
-    environment), otherwise the path of the one next to this Python - relative to the working directory when it is
-    under it (``.venv/bin/featherweight`` from the project root), else absolute."""
-    import shutil
-
-    here = Path(sys.executable).parent / "featherweight"
-    on_path = shutil.which("featherweight")
-    if on_path and (not here.is_file() or Path(on_path).resolve() == here.resolve()):
-        return "featherweight"
-    if not here.is_file():
-        return f"{shlex.quote(sys.executable)} -m sweep.cli"
-    try:  # shorter when the environment is under the working directory: .venv/bin/featherweight
-        rel = str(here.absolute().relative_to(Path.cwd().absolute()))
-        return shlex.quote(rel if "/" in rel else f"./{rel}")
-    except ValueError:
-        return shlex.quote(str(here))
 
 
 def run_demo(output: Path, address: str | None, say: Callable[[str], None]) -> int:

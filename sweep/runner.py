@@ -8,14 +8,17 @@ resume with nothing left to run changes nothing, not even the sweep's ``finished
 
 Statuses a sweep row ends with: ``finished`` (its message says how many trials failed, if any), ``failed`` (every
 trial of the run failed; the message says how many and the first error; the command exits non-zero),
-``interrupted`` (Ctrl-C, a crash, a killed driver: resume it). Resources no node of the Ray cluster has stop the
+``interrupted`` (Ctrl-C or SIGTERM: the message says how far it got and the command that resumes it; a crash, a
+killed driver: resume it). Resources no node of the Ray cluster has stop the
 run before anything is written (``sweep.tuner.ResourceError``); a trial left PENDING longer than
 ``resources.pending_timeout_s`` ends the sweep ``failed`` with that message (``sweep.tuner.PendingTimeout``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import subprocess
 import time
 from collections.abc import Callable
@@ -26,8 +29,9 @@ from analysis.views import open_store
 from db.errors import LockedError
 from db.journal import Journal, apply_journal
 from featherweight_core.atomic import checked_output_dir
-from featherweight_core.errors import UserError
-from sweep.assets import TaskDataCache, materialize_assets, teacher_baselines
+from featherweight_core.errors import OutputError, UserError
+from sweep.assets import TaskDataCache, materialize_assets, remove_leftovers, teacher_baselines
+from sweep.callback import journal_notice
 from sweep.spec import SweepSpec
 from sweep.stage1 import StageResult, run_distill_stage
 from sweep.stage2 import plan_compress_stage, run_compress_stage
@@ -39,6 +43,7 @@ from sweep.stage_teacher import (
     teacher_compression_pending,
     teachers_from_assets,
 )
+from sweep.stopping import StageStopped, db_command, how_stopped, resume_command, sigterm_as_interrupt
 from sweep.study import check_stage_resources, run_study
 from sweep.tuner import (
     SESSION_FILE,
@@ -56,12 +61,63 @@ from sweep.tuner import (
 log = logging.getLogger("featherweight.sweep")
 
 
-class StageStopped(KeyboardInterrupt):
-    """A stage ended before all its trials ran: Tune stops gracefully on Ctrl-C and returns instead of raising, so
-    the runner raises this to stop there (no later stage starts) and record the sweep ``interrupted``."""
-
-
 DB_WAIT_S = 600.0  # how long the driver waits for a reader holding the database (results are journaled meanwhile)
+
+
+LOCK_FILE = "driver.lock"
+
+
+class SweepBusy(UserError):
+    """Another driver runs the same sweep (it holds the sweep's driver lock)."""
+
+
+class SweepLock:
+    """``<storage>/<name>/driver.lock``, held (``flock``) by the one driver that runs the sweep, for as long as it runs:
+    a second ``sweep run`` / ``resume`` of the same sweep stops with :class:`SweepBusy` instead of running its trials
+    twice, and whoever holds the lock knows that every temporary file under the sweep's directory belongs to a dead
+    run (``sweep.assets.remove_leftovers``). The kernel releases the lock when the driver dies, however it dies; the
+    file stays (it holds the last driver's pid)."""
+
+    def __init__(self, sweep_dir: Path, name: str) -> None:
+        self.path, self.name = sweep_dir / LOCK_FILE, name
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        if self.fd is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise SweepBusy(
+                f"sweep {self.name}: another driver{f' (PID {pid})' if pid.isdigit() else ''} is running it"
+                f" ({self.path} is locked); wait for it to end or stop it first"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor releases the flock
+            self.fd = None
+
+
+def check_database_path(database: Path) -> None:
+    """The database must be a file this process can write, or not exist yet: one error line before Ray starts or
+    anything is written (the directory itself is checked by ``checked_output_dir``)."""
+    if database.is_dir():
+        raise OutputError(f"database: {database} is a directory; expected a DuckDB file (or a path where one can go)")
+    if database.exists() and not database.is_file():
+        raise OutputError(f"database: {database} is not a regular file; expected a DuckDB file")
+    if database.is_file() and not os.access(database, os.R_OK | os.W_OK):
+        raise OutputError(f"database: {database} cannot be written (permission denied)")
 
 
 def code_version() -> str:
@@ -159,14 +215,26 @@ def run_sweep(
     """Run (or continue) ``spec``: stage 1 distillation grid, then stage 2 compression if the spec has one.
 
     Order: plan from the database (when it exists; nothing to do returns here), start Ray and check the resources
-    (a :class:`sweep.tuner.ResourceError` leaves no file behind), then the spec copy, the sweep row, the assets and
-    the stages."""
+    (a :class:`sweep.tuner.ResourceError` leaves no file behind), take the sweep's driver lock (:class:`SweepLock`)
+    and remove what a killed run left, then the spec copy, the sweep row, the assets and the stages."""
+    lock = SweepLock(spec.storage / spec.name, spec.name)
+    try:
+        return _run_sweep(spec, address, say, verbose, lock)
+    finally:
+        lock.release()
+
+
+def _run_sweep(
+    spec: SweepSpec, address: str | None, say: Callable[[str], None], verbose: bool, lock: SweepLock
+) -> SweepOutcome:
     t0 = time.time()
+    journal_notice(spec.journal_path, say)  # this run's: says once when a reader holds the database
     address = address or spec.raw.get("address")  # --address wins over the spec's address
     outcome = SweepOutcome(spec.name, spec.database)
     all_trials = spec.distill_trials()
     outcome.distill_total = len(all_trials)
     check_teacher_compression_grid(spec)  # against the teachers that exist: one error line, nothing written
+    check_database_path(spec.database)
     todo, plans = all_trials, None
     if spec.database.is_file():
         # installs (or updates) the analysis views the stage-2 selection reads; waits for a reader holding the file
@@ -176,6 +244,8 @@ def run_sweep(
         todo = [t for t in all_trials if t.trial_id not in done]
         plans = plan_compress_stage(spec, store) if not todo else None
         if not todo and not any(p.remaining for p in plans) and not teacher_compression_pending(spec, store):
+            lock.acquire()
+            remove_leftovers(spec.storage / spec.name, say)  # what a run killed after its last trial left
             _save_spec(spec)
             stages = [
                 s
@@ -191,6 +261,8 @@ def run_sweep(
             )
             outcome.status = "unchanged"
             return outcome
+    if lock.path.is_file():  # a resume: another driver of this sweep stops us before Ray starts
+        lock.acquire()
     # the storage and the database's directory must be writable before Ray starts or anything trains; directories
     # this check creates are removed again if Ray or the resource check fails
     with (
@@ -201,14 +273,18 @@ def run_sweep(
     say(f"sweep {spec.name}: {len(all_trials)} distillation trials, {len(all_trials) - len(todo)} already finished")
     spec.storage.mkdir(parents=True, exist_ok=True)
     spec.database.parent.mkdir(parents=True, exist_ok=True)
+    lock.acquire()
+    remove_leftovers(spec.storage / spec.name, say)  # no other driver runs this sweep: they belong to dead runs
     _save_spec(spec)
     store = open_store(spec.database, lock_timeout=DB_WAIT_S)
     store.start_sweep(spec.name, spec.raw, code_version(), str(spec.storage / spec.name))
     prefix = f"run{next_run_number(spec.storage / spec.name / 'tune')}-"  # each run its own Tune experiment dirs
     status, message = "interrupted", None
+    phase = "building the assets"
     try:
         data = TaskDataCache(spec, say)
         assets = materialize_assets(spec, say, data)
+        phase = "the study stages"
         try:  # the teacher, bootstrap and soft-target stages of "whole study" tasks, as Ray tasks
             assets.update(run_study(spec, store, data, say))
             # planned now that the teachers exist: a grid that does not fit a teacher fails before anything trains
@@ -243,16 +319,19 @@ def run_sweep(
                     note=b.get("note"),
                 )
         if todo:
+            phase = "the distillation stage"
             r = run_distill_stage(spec, todo, assets, data, say, prefix=prefix)
             outcome.add("distill", r)
             _raise_if_stopped(spec, "distillation", r)
             sync_journal(spec, store, say)  # stage 2 plans from every stage-1 row
         if spec.compress:
+            phase = "the compression stage"
             plans = plan_compress_stage(spec, store) if plans is None else plans
             r = run_compress_stage(spec, plans, assets, data, say, prefix=prefix)
             outcome.add("compress", r)
             _raise_if_stopped(spec, "compression", r)
         if tc_todo:
+            phase = "the teacher compression stage"
             r = run_teacher_compression_stage(spec, tc_todo, teachers, data, say, prefix=prefix)
             outcome.add("teacher_compression", r)
             _raise_if_stopped(spec, "teacher compression", r)
@@ -260,6 +339,9 @@ def run_sweep(
     except StageStopped as e:
         message = str(e)
         raise
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM outside Tune (which stops gracefully and returns instead)
+        message = f"{how_stopped()} during {phase}; `{resume_command(spec)}` runs the rest"
+        raise StageStopped(message) from None
     except PendingTimeout as e:
         status, message = "failed", str(e)
         raise
@@ -281,21 +363,24 @@ def sync_journal(spec: SweepSpec, store, say: Callable[[str], None]) -> int:
     journal = Journal(spec.journal_path)
     if not journal.path.is_file():
         return 0
+    notice = journal_notice(spec.journal_path)
     try:
-        return apply_journal(open_store(spec.database, lock_timeout=1.0), journal, spec.name)
+        n = apply_journal(open_store(spec.database, lock_timeout=1.0), journal, spec.name)
     except LockedError as e:
+        notice.locked(e)
         say(
             f"waiting (up to {store.lock_timeout:.0f} s) for the database: {e}; every result is safe in"
-            f" {journal.path}, and `featherweight db sync` applies it later"
+            f" {journal.path}, and `{db_command(spec, 'sync')}` applies it later"
         )
-        return apply_journal(store, journal, spec.name)
+        n = apply_journal(store, journal, spec.name)
+    notice.written()
+    return n
 
 
 def _raise_if_stopped(spec: SweepSpec, stage: str, r: StageResult) -> None:
     if r.stopped_early:
         raise StageStopped(
-            f"interrupted after {r.ran} of {r.planned} {stage} trials; `featherweight sweep resume"
-            f" {spec.name}` runs the rest"
+            f"{how_stopped()} after {r.ran} of {r.planned} {stage} trials; `{resume_command(spec)}` runs the rest"
         )
 
 
@@ -307,8 +392,9 @@ def _final_status(o: SweepOutcome) -> tuple[str, str | None]:
 
 def run_and_summarize(spec: SweepSpec, address: str | None, say: Callable[[str], None], verbose: bool = False) -> int:
     """Run the sweep (which saves the spec beside it), print a summary; returns the exit status (1 when every
-    trial of the run failed)."""
-    out = run_sweep(spec, address=address, say=say, verbose=verbose)
+    trial of the run failed). SIGTERM stops it as Ctrl-C does (``sweep.stopping``)."""
+    with sigterm_as_interrupt():
+        out = run_sweep(spec, address=address, say=say, verbose=verbose)
     if out.status == "unchanged":
         return 0
     ms = sorted(out.db_write_ms)

@@ -4,7 +4,8 @@ module replacement, BERT-Vision heads over the first k layers), one Tune trial p
 
 It depends on the teacher only, not on any student: the runner plans it as soon as the teachers exist (after the
 assets and study stages; a grid that does not fit a teacher, such as a BERT-Vision ``layers`` above its layer count,
-fails the sweep there, before any student trains) and runs it after the student stages, so a spec that adds a
+fails before Ray starts when the teacher's config tells (``sweep.teacher_fit``), else there, before any student
+trains) and runs it after the student stages, so a spec that adds a
 ``teacher_compression`` section to a finished sweep runs just this stage on resume. Planning is driven by the
 database like the other stages: grid points without a finished row run; nothing left is a no-op. Trials run on a
 GPU when ``resources.teacher_compression_gpus`` gives them one (``auto``: one each when the Ray cluster has a GPU);
@@ -23,6 +24,7 @@ from sweep.callback import DatabaseCallback, ProgressReporter
 from sweep.records import teacher_compression_record
 from sweep.spec import SweepSpec
 from sweep.stage1 import StageResult
+from sweep.teacher_fit import check_grid_against_teacher_configs
 from sweep.tuner import ResourceError, build_tuner
 from trainables.trial import TeacherCompressionTrial
 
@@ -75,10 +77,13 @@ def plan_teacher_compression(spec: SweepSpec, store, teachers: dict[str, str]) -
 
 def check_teacher_compression_grid(spec: SweepSpec) -> None:
     """Check the grid against every teacher that exists already (a directory, a small teacher an earlier run built):
-    :class:`sweep.spec.SpecError` before Ray starts and anything is written. Teachers this run builds are checked
-    when planned, right after they are built."""
+    :class:`sweep.spec.SpecError` before Ray starts and anything is written. A teacher this run builds is checked
+    against the config it will have (``sweep.teacher_fit``: the small teacher's, a local model directory's), and
+    again when planned, right after it is built."""
     if spec.teacher_compression:
-        spec.teacher_compression_trials(known_teachers(spec))
+        known = known_teachers(spec)
+        spec.teacher_compression_trials(known)
+        check_grid_against_teacher_configs(spec, skip=set(known))
 
 
 def teacher_compression_pending(spec: SweepSpec, store) -> bool:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from featherweight_core.errors import UserError
+from sweep.stopping import reclaim_sigterm
 
 log = logging.getLogger("featherweight.sweep")
 
@@ -109,6 +110,7 @@ def init_ray(address: str | None, resources: dict[str, Any], verbose: bool = Fal
         # "local": always a fresh Ray of this sweep's own, never a cluster that `ray start` (or another sweep's
         # test) happens to run on this machine; joining one is what --address / the spec's address are for
         ray.init(address="local", num_cpus=resources.get("num_cpus"), num_gpus=resources.get("num_gpus"), **kwargs)
+    reclaim_sigterm()  # ray.init installed its own SIGTERM handlers (exit 15, after a native stack dump)
     for name in ("ray.tune", "ray.train", "ray.air"):
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.CRITICAL)
     return True
