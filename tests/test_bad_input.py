@@ -993,7 +993,14 @@ NONFINITE_CASES: list[Case] = [  # NaN / inf in files and options, options out o
     ),
     _option_case("analyze-vocab-size-zero", ["analyze", "--arch", "ffn", "--task", "synthetic"], "--vocab-size", "0"),
 ]
-OUTPUT_PLACE_CASES: list[Case] = []  # outputs that cannot be written where asked
+OUTPUT_PLACE_CASES: list[Case] = [  # outputs that cannot be written where asked
+    Case(
+        "sweep-database-is-a-directory",
+        ["sweep", "run", "s.yaml"],
+        "d is a directory",
+        {"s.yaml": SPEC_OK + "database: d\n", "d": _mkdir},
+    ),
+]
 
 CASES = (
     SPEC_CASES
