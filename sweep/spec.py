@@ -548,9 +548,10 @@ def _check_sizes(spec: SweepSpec) -> None:
         try:
             check_student_fits(student(trial.emb_dim, trial.vocab_size), "", memory=memory)
         except TooLargeError as e:
-            # blame the vocabulary size when the smallest vocabulary of the grid would have fitted
+            # blame the vocabulary size when the dim fits with the grid's smallest or the default vocabulary
             try:
-                check_student_fits(student(trial.emb_dim, min(g["vocab_sizes"])), "", memory=memory)
+                small = min(*g["vocab_sizes"], DEFAULT_VOCAB_SIZE)
+                check_student_fits(student(trial.emb_dim, small), "", memory=memory)
                 key = f"{vocab_key}[{vocab_sizes.index(trial.vocab_size)}]: {trial.vocab_size}"
             except TooLargeError:
                 key = f"{dims_key}[{dims.index(trial.emb_dim)}]: {trial.emb_dim}"

@@ -229,6 +229,28 @@ def _mkdir(path: Path, assets: dict[str, Path]) -> None:
     path.mkdir()
 
 
+def _at(text: str):
+    """A file whose parent directories are made first (``runs/t/spec.yaml``)."""
+
+    def make(path: Path, assets: dict[str, Path]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    return make
+
+
+def _unreadable(text: str):
+    """A file its owner cannot read (mode 000); root reads any file, so the case is skipped there."""
+
+    def make(path: Path, assets: dict[str, Path]) -> None:
+        if os.geteuid() == 0:
+            pytest.skip("running as root, which reads a file whatever its mode")
+        path.write_text(text)
+        path.chmod(0)
+
+    return make
+
+
 SPEC_OK = """name: t
 storage: runs/t
 tasks:
@@ -345,6 +367,12 @@ SPEC_CASES = [
             )
         },
         env={"HF_HUB_OFFLINE": "1"},
+    ),
+    Case(
+        "spec-resume-name-outside-storage",
+        ["sweep", "resume", "../other/x", "--storage", "st"],
+        "NAME: expected a non-empty name of letters, digits, '-', '_' or '.', got '../other/x'",
+        {"st/.keep": _at(""), "other/x/spec.yaml": _at(SPEC_OK.replace("name: t", "name: x"))},
     ),
 ]
 
@@ -764,6 +792,25 @@ def _option_case(name: str, argv: list[str], option: str, value: str) -> Case:
 
 # classes of bad input, one list each (filled per class below)
 UNREADABLE_CASES: list[Case] = [
+    Case("spec-unreadable", ["sweep", "validate", "s.yaml"], "s.yaml: cannot read", {"s.yaml": _unreadable(SPEC_OK)}),
+    Case(
+        "spec-nested-lists",
+        ["sweep", "validate", "s.yaml"],
+        "s.yaml:1:101: nested deeper than 100 levels",
+        {"s.yaml": "[" * 20000 + "]" * 20000},
+    ),
+    Case(
+        "spec-nested-mappings",
+        ["sweep", "validate", "s.yaml"],
+        "s.yaml:2:",
+        {"s.yaml": "name: t\nx: " + "{a: " * 20000 + "1" + "}" * 20000 + "\n"},
+    ),
+    Case(
+        "spec-nested-blocks",
+        ["sweep", "validate", "s.yaml"],
+        "nested deeper than 100 levels",
+        {"s.yaml": "".join("  " * i + "a:\n" for i in range(3000))},
+    ),
     Case(
         "unreadable-data-csv",
         [*DISTILL_OUT, *CUSTOM, "--data", "d.csv"],
@@ -822,8 +869,108 @@ UNREADABLE_CASES: list[Case] = [
 SECURITY_CASES: list[Case] = []  # files that would run code or reach the network when loaded
 FOREIGN_DB_CASES: list[Case] = []  # DuckDB files another program wrote
 QUERY_LIMIT_CASES: list[Case] = []  # SQL that hits the time or memory limit, or holds no statement
-DUPLICATE_KEY_CASES: list[Case] = []  # YAML mappings naming a key twice
-IMPOSSIBLE_SIZE_CASES: list[Case] = []  # models or data that cannot fit in memory
+DUPLICATE_KEY_CASES: list[Case] = [
+    Case(
+        "dup-key-name",
+        ["sweep", "validate", "s.yaml"],
+        "s.yaml:2:1: key 'name' appears twice (first at line 1)",
+        {"s.yaml": "name: u\n" + SPEC_OK},
+    ),
+    Case(
+        "dup-key-max-epochs",
+        ["sweep", "validate", "s.yaml"],
+        "s.yaml:13:3: key 'max_epochs' appears twice (first at line 12)",
+        {"s.yaml": SPEC_OK + "  max_epochs: 2\n"},
+    ),
+    Case(
+        "dup-key-flow-mapping",
+        ["sweep", "validate", "s.yaml"],
+        "key 'dims' appears twice",
+        {
+            "s.yaml": SPEC_OK.replace(
+                "    data: synthetic\n", "    data: synthetic\n    grid: {dims: [8], dims: [16]}\n"
+            )
+        },
+    ),
+    Case(
+        "dup-key-saved-spec-on-resume",
+        ["sweep", "resume", "t"],
+        "spec.yaml:13:3: key 'max_epochs' appears twice",
+        {"runs/t/spec.yaml": _at(SPEC_OK + "  max_epochs: 2\n")},
+    ),
+    Case(
+        "dup-key-run",
+        ["sweep", "run", "s.yaml"],
+        "s.yaml:2:1: key 'name' appears twice",
+        {"s.yaml": "name: u\n" + SPEC_OK},
+    ),
+]  # YAML mappings naming a key twice
+IMPOSSIBLE_SIZE_CASES: list[Case] = [
+    Case(
+        "size-spec-dims",
+        ["sweep", "validate", "s.yaml"],
+        "grid.dims[1]: 1000000000 (task synthetic, arch ffn, embedding hash",
+        {"s.yaml": SPEC_OK.replace("dims: [8]", "dims: [8, 1000000000]")},
+    ),
+    Case(
+        "size-spec-vocab",
+        ["sweep", "validate", "s.yaml"],
+        "grid.vocab_sizes[0]: 100000000000 (",
+        {"s.yaml": SPEC_OK.replace("vocab_sizes: [100]", "vocab_sizes: [100000000000]")},
+    ),
+    Case(
+        "size-spec-task-grid-dims",
+        ["sweep", "validate", "s.yaml"],
+        "tasks.synthetic.grid.dims[0]: 100000000000000000000 (",
+        {
+            "s.yaml": SPEC_OK.replace(
+                "    data: synthetic\n", "    data: synthetic\n    grid: {dims: [100000000000000000000]}\n"
+            )
+        },
+    ),
+    Case(
+        "size-spec-n-train",
+        ["sweep", "validate", "s.yaml"],
+        "tasks.synthetic.data_options.n_train: 10000000000",
+        {
+            "s.yaml": SPEC_OK.replace(
+                "    data: synthetic\n", "    data: synthetic\n    data_options: {n_train: 10000000000}\n"
+            )
+        },
+    ),
+    Case(
+        "size-spec-bootstrap-n",
+        ["sweep", "validate", "s.yaml"],
+        "tasks.synthetic.bootstrap.n: 100000000000",
+        {
+            "s.yaml": SPEC_OK.replace(
+                "    data: synthetic\n", "    data: synthetic\n    teacher: small\n    bootstrap: {n: 100000000000}\n"
+            )
+        },
+    ),
+    Case(
+        "size-run-dims",
+        ["sweep", "run", "s.yaml"],
+        "grid.dims[0]: 1000000000",
+        {"s.yaml": SPEC_OK.replace("dims: [8]", "dims: [1000000000]")},
+    ),
+    Case(
+        "size-analyze-dim",
+        ["analyze", "--task", "synthetic", "--arch", "bilstm", "--embedding", "bpe", "--dim", "1000000000000"],
+        "--dim 1000000000000 (arch bilstm, embedding bpe): a student of 6,201,000,000,243,002 parameters",
+    ),
+    Case(
+        "size-analyze-vocab",
+        ["analyze", "--task", "synthetic", "--arch", "ffn", "--embedding", "hash", "--dim", "8"]
+        + ["--vocab-size", "1000000000000"],
+        "--vocab-size 1000000000000",
+    ),
+    Case(
+        "size-analyze-beyond-int64",
+        ["analyze", "--task", "synthetic", "--arch", "rnn", "--embedding", "char", "--dim", "10" + "0" * 20],
+        "--dim 1" + "0" * 20,
+    ),
+]  # models or data that cannot fit in memory
 MALFORMED_CASES: list[Case] = [  # data files whose structure is broken (quoting), or that hold a single class
     Case(
         "malformed-runaway-quote-csv",
