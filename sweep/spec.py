@@ -518,7 +518,7 @@ def _check_sizes(spec: SweepSpec) -> None:
         opts = t["data_options"] or {}
         for key in ("n_train", "n_dev"):
             if key in opts:
-                check_examples_fit(opts[key], f"{where}.data_options.{key}: {opts[key]}", memory)
+                _fits(check_examples_fit, opts[key], f"{where}.data_options.{key}: {opts[key]}", memory)
         b = t["bootstrap"]
         if isinstance(b, dict):
             from featherweight_core.augment import AugmentConfig
@@ -526,7 +526,8 @@ def _check_sizes(spec: SweepSpec) -> None:
             n, ratio = b.get("n", AugmentConfig.n), b.get("ratio", AugmentConfig.ratio)
             # each training example yields up to n x ratio variants; a task read from files has at least one
             base = opts.get("n_train", synthetic_defaults["n_train"]) if task.startswith("synthetic") else 1
-            check_examples_fit(
+            _fits(
+                check_examples_fit,
                 base + math.ceil(base * n * ratio),
                 f"{where}.bootstrap.n: {n} ({base:,} training example(s) x {n} variants x ratio {ratio})",
                 memory,
@@ -559,6 +560,16 @@ def _check_sizes(spec: SweepSpec) -> None:
             if trial.embedding != "char":
                 context += f", vocab size {trial.vocab_size}"
             raise SpecError(f"{key} ({context}){e}") from None
+
+
+def _fits(check, *args) -> None:
+    """A size check of featherweight_core.measure, its error as a SpecError (the message names key and value)."""
+    from featherweight_core.measure import TooLargeError
+
+    try:
+        check(*args)
+    except TooLargeError as e:
+        raise SpecError(str(e)) from None
 
 
 def _grid_key(spec: SweepSpec, task: str, key: str) -> tuple[str, list]:

@@ -234,3 +234,53 @@ def test_per_class_metrics_confusion_and_zero_division():
     assert m["recall"] == pytest.approx([2 / 3, 0.5, 1.0, 0.0])
     assert m["f1"] == pytest.approx([2 / 3, 2 / 3, 2 / 3, 0.0])
     assert json.loads(json.dumps(m)) == m  # plain JSON values
+
+
+# ---- will it fit: parameter counts without allocating, against the machine's memory
+
+
+@pytest.mark.parametrize("arch", ["bilstm", "rnn", "ffn"])
+@pytest.mark.parametrize("embedding", ["bpe", "hash", "char"])
+@pytest.mark.parametrize("pair", [False, True])
+def test_student_param_counts_equal_the_built_students(arch, embedding, pair):
+    cfg = StudentConfig(arch, embedding, 12, 3, pair=pair, vocab_size=300)
+    built = param_counts(build_student(cfg))
+    assert measure.student_param_counts(cfg) == {k: built[k] for k in ("total", "embedding", "encoder", "classifier")}
+    assert measure.student_param_counts(cfg, num_embeddings=50) == {
+        k: v for k, v in param_counts(build_student(cfg, 50)).items() if k != "nonzero"
+    }
+
+
+def test_counting_a_huge_student_allocates_nothing():
+    # 6.2e15 parameters (25 PB of float32) counted from shapes only
+    counts = measure.student_param_counts(StudentConfig("bilstm", "bpe", 10**12, 2))
+    assert counts["total"] == 6_201_000_000_243_002
+    assert counts["embedding"] == (measure.vocab.DEFAULT_VOCAB_SIZE + 1) * 10**12
+    with pytest.raises(measure.TooLargeError, match=r"embedding dim 10{20} and 35 embedding rows has more than 2\^63"):
+        measure.student_param_counts(StudentConfig("rnn", "char", 10**20, 2))
+
+
+def test_check_student_fits_bounds_four_float32_copies_for_training():
+    cfg = StudentConfig("ffn", "hash", 8, 2, vocab_size=100)
+    total = measure.student_param_counts(cfg)["total"]
+    need = total * measure.FLOAT_BYTES * measure.TRAINING_COPIES
+    assert measure.check_student_fits(cfg, "x", memory=need)["total"] == total
+    with pytest.raises(measure.TooLargeError) as e:
+        measure.check_student_fits(cfg, "--dim 8", memory=need - 1)
+    assert str(e.value) == (
+        f"--dim 8: a student of {total:,} parameters needs about {measure.human_bytes(need)} (4 float32 copies:"
+        f" weights, gradients and 2 optimizer states), more than this machine's {measure.human_bytes(need - 1)} of memory"
+    )
+    measure.check_student_fits(cfg, "x", copies=measure.MEASURING_COPIES, memory=need - 1)  # 3 copies fit
+    assert isinstance(e.value, measure.ConfigError)  # a UserError: one error line on the command line
+
+
+def test_check_examples_fit_and_memory_bytes():
+    import os
+
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert 0 < measure.memory_bytes() <= total
+    measure.check_examples_fit(1000, "n", memory=1000 * measure.EXAMPLE_BYTES)
+    with pytest.raises(measure.TooLargeError, match=r"^n: 1,001 examples need at least 200\.2 KB in memory"):
+        measure.check_examples_fit(1001, "n", memory=1000 * measure.EXAMPLE_BYTES)
+    assert measure.human_bytes(999) == "999 B" and measure.human_bytes(2.5e12) == "2.5 TB"
