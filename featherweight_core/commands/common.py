@@ -76,8 +76,8 @@ def add_task_args(p: argparse.ArgumentParser, required: bool = True, recorded: s
         choices=vocab.TASK_METRICS,
         help="headline metric (default accuracy; f1 = positive class = the second label, binary only)",
     )
-    c.add_argument("--dev-fraction", type=fraction, default=None, help="one data file: dev share (default 0.1)")
-    c.add_argument("--test-fraction", type=fraction, default=None, help="one data file: test share (default 0)")
+    c.add_argument("--dev-fraction", type=finite_float, default=None, help="one data file: dev share (default 0.1)")
+    c.add_argument("--test-fraction", type=finite_float, default=None, help="one data file: test share (default 0)")
     c.add_argument("--split-seed", type=seed_int, default=None, help="one data file: seed of the split (default 0)")
     c.add_argument("--no-stratify", action="store_true", help="one data file: split without keeping class shares")
     c.add_argument("--encoding", default=None, help="text encoding of the data files (default utf-8)")
@@ -290,6 +290,7 @@ def float_in(
 positive_int = int_in(1, what="a positive integer")  # thread counts, epochs, sizes
 nonnegative_int = int_in(0)  # counts where 0 means "none" / "off"
 seed_int = int_in(0, 2**32 - 1, what="a seed in 0..4294967295")  # numpy's seed range, which every seed reaches
+finite_float = float_in()  # the range is checked where the value is used (named the same)
 positive_float = float_in(0, lo_open=True)  # learning rates, temperatures
 nonnegative_float = float_in(0)  # weight decay
 fraction = float_in(0, 1)  # loss weights, probabilities, shares

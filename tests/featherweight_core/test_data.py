@@ -138,6 +138,68 @@ def test_malformed_rows_are_counted(tmp_path):
     assert "30/35 rows kept" in str(rep) and "2 wrong column count" in str(rep)
 
 
+REVIEWS = custom_task("reviews", ["text"], ["bad", "good"])
+
+
+def _rows(n: int, start: int = 0) -> list[str]:
+    return [f"review {i},{'good' if i % 2 else 'bad'}" for i in range(start, start + n)]
+
+
+def test_a_runaway_quote_is_malformed_quoting_at_its_line(tmp_path):
+    lines = ["text,label", *_rows(3), '"review 3 starts a quote,good', *_rows(30, 4)]
+    path = _write(tmp_path / "all.csv", "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=r"all\.csv:5: malformed quoting: a quote opened in the row at line 5 runs on"):
+        load_task_data(REVIEWS, path)
+    # closed again further down (the quote swallows rows 6..15 only): still malformed, same line
+    lines[15] = 'review 14",good'
+    with pytest.raises(DataError, match=r"all\.csv:5: malformed quoting.* to line 16, so 11 lines"):
+        load_task_data(REVIEWS, _write(path, "\n".join(lines) + "\n"))
+
+
+def test_quoted_multi_line_texts_are_not_malformed(tmp_path):
+    """Line breaks inside a quoted field are legal; a few lines of prose that hold the delimiter are not rows."""
+    review = '"first line, with a comma\nsecond line, also good\nthird"'
+    lines = ["text,label", *(f"{review},{'good' if i % 2 else 'bad'}" for i in range(20))]
+    data = load_task_data(REVIEWS, _write(tmp_path / "all.csv", "\n".join(lines) + "\n"))
+    assert data.report.splits["all"].kept == 20
+    assert data.train.texts[0][0].startswith("first line, with a comma\nsecond line")
+
+
+def test_quotes_are_plain_characters_in_tsv(tmp_path):
+    lines = [
+        "text\tlabel",
+        *(r.replace(",", "\t") for r in _rows(10)),
+        '"a quote\tgood',
+        *(r.replace(",", "\t") for r in _rows(10, 10)),
+    ]
+    data = load_task_data(REVIEWS, _write(tmp_path / "all.tsv", "\n".join(lines) + "\n"))
+    assert data.report.splits["all"].kept == 21
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_a_file_that_lost_most_rows_does_not_load(tmp_path, suffix):
+    d = "," if suffix == ".csv" else "\t"
+    lines = [f"text{d}label"] + [f"ok{d}good", f"x{d}y{d}bad", f"a{d}b{d}c{d}bad"] * 10
+    path = _write(tmp_path / f"all{suffix}", "\n".join(lines) + "\n")
+    with pytest.raises(DataError, match=rf"all\{suffix}: most rows are unusable.*10/30 rows kept \(skipped: 20 wrong"):
+        load_task_data(REVIEWS, path)
+
+
+def test_a_single_class_training_split_is_refused(tmp_path):
+    path = _write(tmp_path / "all.csv", "text,label\n" + "nice,good\n" * 20)
+    with pytest.raises(DataError, match=r"all\.csv: the training split holds a single class \('good', all 18 rows\)"):
+        load_task_data(REVIEWS, path)
+    (tmp_path / "dir").mkdir()
+    _write(tmp_path / "dir" / "train.csv", "text,label\n" + "nice,good\n" * 20)
+    _write(tmp_path / "dir" / "dev.csv", "text,label\nnice,good\nnasty,bad\n")
+    with pytest.raises(DataError, match=r"train\.csv: the training split holds a single class"):
+        load_task_data(REVIEWS, tmp_path / "dir")
+    # a dev split of one class is legal (a small dev set may hold one)
+    _write(tmp_path / "dir" / "train.csv", "text,label\nnice,good\nnasty,bad\n")
+    _write(tmp_path / "dir" / "dev.csv", "text,label\nnice,good\n")
+    assert len(load_task_data(REVIEWS, tmp_path / "dir").train) == 2
+
+
 def test_wrong_header_names_file_line_and_value(tmp_path):
     task = custom_task("reviews", ["text"], ["bad", "good"])
     path = _write(tmp_path / "all.tsv", "sentence\tlabel\nhello\tgood\n")

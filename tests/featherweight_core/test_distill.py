@@ -112,6 +112,15 @@ def test_distill_config_resolved_defaults():
         ({"batch_size": 0}, "batch_size"),
         ({"optimizer": "rmsprop"}, "rmsprop"),
         ({"lr": 0}, "lr"),
+        ({"lr": math.inf}, "lr must be a finite number > 0"),
+        ({"lr": math.nan}, "lr must be a finite number > 0"),
+        ({"temperature": math.inf}, "temperature must be a finite number"),
+        ({"weight_decay": -1e-5}, "weight_decay must be a finite number >= 0"),
+        ({"weight_decay": math.inf}, "weight_decay"),
+        ({"grad_clip": math.nan}, "grad_clip"),
+        ({"seed": -1}, "seed must be an integer in 0..4294967295"),
+        ({"seed": 2**32}, "seed"),
+        ({"seed": 1.5}, "seed"),
     ],
 )
 def test_distill_config_validation(kwargs, match):
@@ -359,3 +368,32 @@ def test_custom_task_test_split_scored_at_best_epoch(tmp_path):
     q = prepare(syn, embedding="char", emb_dim=8, cache_dir=None, task_data=load_synthetic(syn, 100, 30))
     assert q.tests == {}
     assert run_distillation(q, _small(q, "ffn"), DistillConfig(max_epochs=1)).summary()["test_metrics"] == {}
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".parquet"])
+def test_non_finite_teacher_logits_name_the_file_and_row(tmp_path, suffix):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from featherweight_core.data import DataError
+    from featherweight_core.prepare import load_teacher_logits
+
+    logits = np.zeros((6, 2), dtype=np.float32)
+    logits[2, 1] = np.nan
+    logits[4, 0] = np.inf
+    path = tmp_path / f"logits{suffix}"
+    if suffix == ".npy":
+        np.save(path, logits)
+    else:
+        pq.write_table(pa.table({"key": [f"train:{i}" for i in range(6)], "logits": logits.tolist()}), path)
+    with pytest.raises(DataError, match=r"logits\.\w+: teacher logits are not finite: row 2 .*2 of 6 rows hold NaN"):
+        load_teacher_logits(path)
+
+
+def test_a_teacher_logits_file_of_strings_is_refused(tmp_path):
+    from featherweight_core.data import DataError
+    from featherweight_core.prepare import load_teacher_logits
+
+    np.save(tmp_path / "l.npy", np.array([["a", "b"]]))
+    with pytest.raises(DataError, match="l.npy: teacher logits must be real numbers"):
+        load_teacher_logits(tmp_path / "l.npy")

@@ -101,11 +101,15 @@ def _write(path: Path, text: str) -> Path:
 BAD_DISTILL_INPUT = [
     (["--alpha", "-0.5"], "-0.5"),
     (["--alpha", "0.5"], "--teacher-logits"),
-    (["--max-epochs", "0"], "max_epochs must be >= 1, got 0"),
-    (["--batch-size", "0"], "batch_size must be >= 1, got 0"),
-    (["--dim", "0"], "got 0"),
-    (["--vocab-size", "0"], "vocab_size must be a positive int, got 0"),
-    (["--hidden", "0"], "hidden must be a positive int, got 0"),
+    (["--max-epochs", "0"], "--max-epochs: expected a positive integer, got '0'"),
+    (["--batch-size", "0"], "--batch-size: expected a positive integer, got '0'"),
+    (["--dim", "0"], "--dim: expected a positive integer, got '0'"),
+    (["--vocab-size", "0"], "--vocab-size: expected a positive integer, got '0'"),
+    (["--hidden", "0"], "--hidden: expected a positive integer, got '0'"),
+    (["--lr", "inf"], "--lr: expected a number > 0, got 'inf'"),
+    (["--weight-decay", "-1"], "--weight-decay: expected a number >= 0, got '-1'"),
+    (["--seed", "-1"], "--seed: expected a seed in 0..4294967295, got '-1'"),
+    (["--device", "tpu"], "--device: unknown device 'tpu'; expected cpu, cuda or cuda:N"),
     (["--lr", "-1"], "-1"),
     (["--dropout", "1.5"], "1.5"),
     (["--temperature", "0"], "temperature"),
@@ -132,19 +136,25 @@ def _core_parser():
 
 
 @pytest.mark.parametrize(("extra", "expect"), BAD_DISTILL_INPUT)
-def test_bad_input_is_a_one_line_user_error(extra, expect, tmp_path):
+def test_bad_input_is_a_one_line_user_error(extra, expect, tmp_path, capsys):
     """Every bad-input case raises a featherweight_core.errors.UserError: what the command line prints as one
-    ``error:`` line with exit status 2 (anything else shows a traceback, as a bug)."""
+    ``error:`` line with exit status 2 (anything else shows a traceback, as a bug) - or, for an option's value
+    out of its range, is refused while parsing, with one such line."""
     from featherweight_core.errors import UserError
 
-    if extra[:1] == ["--device"] and torch.cuda.is_available():
+    if extra[:1] == ["--device"] and extra[1].startswith("cuda") and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     extra = [x.replace("MISSING", str(tmp_path / "missing")).replace("EMPTY", str(tmp_path)) for x in extra]
     expect = expect.replace("MISSING", str(tmp_path / "missing"))
     out = tmp_path / "run"
-    args = _core_parser().parse_args(
-        [*BASE, "--max-epochs", "1", "--output", str(out), "--cache-dir", str(tmp_path / "cache"), *extra]
-    )
+    try:
+        args = _core_parser().parse_args(
+            [*BASE, "--max-epochs", "1", "--output", str(out), "--cache-dir", str(tmp_path / "cache"), *extra]
+        )
+    except SystemExit as exc:  # the option's argparse type refused the value
+        err = capsys.readouterr().err
+        assert exc.code == 2 and err.count("\n") == 1 and err.startswith("error: ") and expect in err, err
+        return
     with pytest.raises(UserError) as e:
         args.func(args)
     assert "\n" not in str(e.value).strip() and expect in str(e.value)
@@ -166,13 +176,16 @@ def test_unknown_choice_exits_2_listing_the_vocabulary(flag, value, capsys):
 
 @pytest.mark.parametrize(("extra", "expect"), BAD_DISTILL_INPUT)
 def test_bad_input_one_line_error(extra, expect, tmp_path, capsys):
-    if extra[:1] == ["--device"] and torch.cuda.is_available():
+    if extra[:1] == ["--device"] and extra[1].startswith("cuda") and torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     extra = [x.replace("MISSING", str(tmp_path / "missing")).replace("EMPTY", str(tmp_path)) for x in extra]
     expect = expect.replace("MISSING", str(tmp_path / "missing"))
     out = tmp_path / "run"
     # later flags win in argparse, so --task/--embedding overrides in `extra` replace the BASE ones
-    rc = main([*BASE, "--max-epochs", "1", "--output", str(out), "--cache-dir", str(tmp_path / "cache"), *extra])
+    try:
+        rc = main([*BASE, "--max-epochs", "1", "--output", str(out), "--cache-dir", str(tmp_path / "cache"), *extra])
+    except SystemExit as exc:  # refused while parsing the options
+        rc = exc.code
     err = capsys.readouterr().err
     assert rc == 2, err
     lines = [line for line in err.strip().splitlines() if not line.startswith("warning:")]
@@ -474,3 +487,69 @@ def test_custom_task_flag_errors(tmp_path, capsys):
     ):
         assert main([*args, *extra]) == 2
         assert capsys.readouterr().err.strip().startswith(expect)
+
+
+def _all_core_actions():
+    """(command, action) for every option of every single-run command (subcommands included)."""
+    import argparse
+    import importlib
+
+    parser = argparse.ArgumentParser(prog="featherweight")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("distill", "analyze", "compress", "teacher", "augment", "theseus", "bertvision"):
+        importlib.import_module(f"featherweight_core.commands.{name}").add_parser(sub)
+    todo = [("featherweight", parser)]
+    while todo:
+        prog, p = todo.pop()
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                todo.extend(action.choices.items())
+            elif action.option_strings:
+                yield prog, action
+
+
+def test_every_numeric_option_rejects_non_finite_and_out_of_range_values():
+    """No numeric option of a single-run command takes a bare int/float: each has a type that refuses NaN, inf and
+    values outside its range, with a message naming the value."""
+    import argparse
+
+    bare = [(cmd, a.option_strings[-1]) for cmd, a in _all_core_actions() if a.type in (int, float)]
+    assert not bare, f"options without a range-checked type: {bare}"
+    numeric = [(cmd, a) for cmd, a in _all_core_actions() if getattr(a.type, "__name__", "") in ("int", "float")]
+    assert len(numeric) > 60
+    for cmd, action in numeric:
+        for value in ("nan", "inf", "-inf"):
+            with pytest.raises(argparse.ArgumentTypeError, match=f"got '{value}'"):
+                action.type(value)
+        if action.default is not None and not isinstance(action.default, str):
+            assert action.type(str(action.default)) == action.default, (cmd, action.option_strings)
+
+
+def test_seeds_are_numpys_range():
+    from featherweight_core.commands.common import seed_int
+
+    assert seed_int("0") == 0 and seed_int(str(2**32 - 1)) == 2**32 - 1
+    for bad in ("-1", str(2**32), "1.5"):
+        with pytest.raises(Exception, match="expected a seed in 0..4294967295"):
+            seed_int(bad)
+
+
+def test_device_option_accepts_what_the_code_runs_on():
+    import argparse
+
+    from featherweight_core.commands.common import device_arg, device_or_auto
+
+    assert device_arg("cpu") == "cpu" and device_or_auto("auto") == "auto" and device_arg("CPU") == "cpu"
+    for bad in ("tpu", "mps", "cuda:", "cuda:x", "gpu", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="unknown device"):
+            device_arg(bad)
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown device 'auto'"):
+        device_arg("auto")  # distill's students run where they are told
+    if not torch.cuda.is_available():
+        for value in ("cuda", "cuda:0"):
+            with pytest.raises(argparse.ArgumentTypeError, match="CUDA is not available on this machine; use cpu"):
+                device_arg(value)
+    else:
+        assert device_arg("cuda:0") == "cuda:0"
+        with pytest.raises(argparse.ArgumentTypeError, match="CUDA device"):
+            device_arg(f"cuda:{torch.cuda.device_count()}")
