@@ -25,8 +25,9 @@ def unreadable(path: str | Path, what: str, e: OSError) -> InputFileError:
 
 
 def check_readable(path: str | Path, what: str) -> None:
-    """Open ``path`` for reading and close it again (non-blocking: a FIFO does not hang); an InputFileError if that
-    fails for any reason other than the file being absent (each loader words "not found" itself)."""
+    """Open ``path`` and read its first byte (non-blocking: a FIFO does not hang); an InputFileError if that fails
+    for any reason other than the file being absent (each loader words "not found" itself), or if ``path`` is not a
+    regular file."""
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
@@ -35,6 +36,10 @@ def check_readable(path: str | Path, what: str) -> None:
         raise unreadable(path, what, e) from None
     try:
         mode = os.fstat(fd).st_mode
+        if stat.S_ISREG(mode):
+            os.read(fd, 1)  # an I/O error shows on the first read, not on open
+    except OSError as e:
+        raise unreadable(path, what, e) from None
     finally:
         os.close(fd)
     if stat.S_ISDIR(mode):

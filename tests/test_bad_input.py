@@ -746,6 +746,14 @@ def _file(content: bytes | str | Callable[[Path, dict[str, Path]], None], unread
     return make
 
 
+def _io_error(path: Path, assets: dict[str, Path]) -> None:
+    """A link to /proc/self/mem: opens, but its first read fails (EIO) - unreadable for root too."""
+    if not Path("/proc/self/mem").exists():
+        pytest.skip("no /proc/self/mem here")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.symlink_to("/proc/self/mem")
+
+
 def _npy(rows: list[list[float]]):
     def make(path: Path, assets: dict[str, Path]) -> None:
         import numpy as np
@@ -864,6 +872,37 @@ UNREADABLE_CASES: list[Case] = [
         [*LOGITS, "--augmented", "a.parquet"],
         "a.parquet: cannot read the augmented data file",
         {"teacher": _teacher(), "a.parquet": _file(_parquet({AUG_META: b"{}"}), unreadable=True)},
+    ),
+    Case(
+        "unreadable-io-data-csv",
+        [*DISTILL_OUT, *CUSTOM, "--data", "d.csv"],
+        "d.csv: cannot read the data file (Input/output error)",
+        {"d.csv": _io_error},
+    ),
+    Case(
+        "unreadable-io-data-dir-dev",
+        [*DISTILL_OUT, *CUSTOM, "--data", "dd"],
+        "dev.csv: cannot read the data file",
+        {"dd/train.csv": _file(CSV_OK), "dd/dev.csv": _io_error},
+    ),
+    Case(
+        "unreadable-io-glue-train",
+        [*DISTILL_OUT, "--task", "sst2", "--data", "glue"],
+        "train.tsv: cannot read the data file",
+        {"glue/SST-2/train.tsv": _io_error, "glue/SST-2/dev.tsv": _file(GLUE_DEV)},
+    ),
+    Case(
+        "unreadable-io-logits",
+        [*DISTILL_LOGITS, "l.npy"],
+        "l.npy: cannot read the teacher logits file",
+        {"l.npy": _io_error},
+    ),
+    Case("unreadable-io-checkpoint", COMPRESS, "student.pt: cannot read the checkpoint", {"student.pt": _io_error}),
+    Case(
+        "unreadable-io-augmented",
+        [*LOGITS, "--augmented", "a.parquet"],
+        "a.parquet: cannot read the augmented data file",
+        {"teacher": _teacher(), "a.parquet": _io_error},
     ),
 ]  # files that exist but cannot be read (permissions, a directory, too deep)
 SECURITY_CASES: list[Case] = []  # files that would run code or reach the network when loaded

@@ -151,3 +151,19 @@ def test_check_readable_refuses_directories_and_pipes(tmp_path):
         read_input_bytes(tmp_path, "data file")
     with pytest.raises(FileNotFoundError):  # absent: each loader words "not found" itself
         check_readable(tmp_path / "absent", "data file")
+
+
+@pytest.mark.skipif(not Path("/proc/self/mem").exists(), reason="no /proc/self/mem here")
+def test_an_io_error_on_the_first_read_names_the_file(tmp_path):
+    """/proc/self/mem opens but cannot be read from its start (EIO), whoever reads it: every loader says so."""
+    mem = Path("/proc/self/mem")
+    for path_name, load, what in (
+        ("d.csv", lambda p: load_task_data(TASK, p), "data file"),
+        ("l.npy", load_teacher_logits, "teacher logits file"),
+        ("s.pt", load_checkpoint, "checkpoint"),
+        ("a.parquet", check_augmented, "augmented data file"),
+    ):
+        link = tmp_path / path_name
+        link.symlink_to(mem)
+        with pytest.raises(InputFileError, match=rf"^{link}: cannot read the {what} \(Input/output error\)$"):
+            load(link)
