@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from db.limits import add_limit_args, limits_from_args
 from featherweight_core.vocab import SIZE_MEASURES
 
 FACETS = ("task", "embedding", "arch")  # as analysis.charts.FACETS (not imported here: --help stays light)
@@ -42,6 +43,7 @@ def add_parser(sub) -> None:
         help="a hardware budget drawn as a vertical rule on the charts, e.g. 32KB, 48KiB, 1.5MB or 4096 "
         "(bytes); repeat for several; replaces the spec's report.budgets (default: the spec's, else none)",
     )
+    add_limit_args(p)
     p.set_defaults(func=run)
 
 
@@ -55,10 +57,13 @@ def run(args: argparse.Namespace) -> int:
     from analysis.views import open_store
 
     budgets = [parse_size(b) for b in args.budget] if args.budget else None  # a bad size: one error line, exit 2
-    store = open_store(args.db, read_only=True)
+    from featherweight_core.atomic import checked_output_dir
+
+    store = open_store(args.db, read_only=True, limits=limits_from_args(args))
     store.sweep_status(args.sweep)  # unknown sweep: one-line error before anything is written
     out = Path(args.output) if args.output else default_output_dir(store.path, args.sweep)
-    files = build_report(store, args.sweep, out, size_measure=args.size_measure, by=args.by, budgets=budgets)
+    with checked_output_dir(out, f"--output {out}"):  # a file there, or no room to write: one line, nothing made
+        files = build_report(store, args.sweep, out, size_measure=args.size_measure, by=args.by, budgets=budgets)
     print(f"report: {files.markdown}")
     print(f"        {files.html}")
     for task, paths in files.charts.items():

@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from db.limits import add_limit_args, limits_from_args
+
 DESCRIPTION = """Write a trial's model (a distilled or compressed student, or a compressed teacher) or a model you name
 with --model (a student.pt / compressed.pt file, a fine-tuned teacher directory, a Theseus or BERT-Vision output
 directory) as a deployable artefact: ONNX where the model exports (checked with onnxruntime), otherwise TorchScript.
@@ -88,17 +90,18 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--json", action="store_true", help="print the export report as one JSON object")
+    add_limit_args(p)
     p.set_defaults(func=run)
 
 
-def resolve_trial(db: str | None, trial_id: str, sweep: str | None = None) -> dict:
+def resolve_trial(db: str | None, trial_id: str, sweep: str | None = None, limits=None) -> dict:
     """The trial's row (featherweight's db.reads.trial_artefacts) from the database opened read-only; a trial
     that is not there, is in several sweeps, did not finish, or has no checkpoint on disk is a StoreError."""
     from analysis.views import open_store
     from db import reads
     from db.errors import StoreError
 
-    store = open_store(db, read_only=True)
+    store = open_store(db, read_only=True, limits=limits)
     with store.connect() as con:
         rows = reads.trial_artefacts(con, trial_id, sweep)
     where = f" in sweep {sweep!r}" if sweep else ""
@@ -119,17 +122,30 @@ def resolve_trial(db: str | None, trial_id: str, sweep: str | None = None) -> di
 
 
 def run(args: argparse.Namespace) -> int:
-    from featherweight_core.errors import ConfigError
-    from featherweight_core.export import export_model
+    from featherweight_core.atomic import checked_output_dir
+    from featherweight_core.commands.common import output_parent
+    from featherweight_core.errors import ConfigError, OutputError
 
     if (args.trial_id is None) == (args.model is None):
         raise ConfigError("give a TRIAL_ID or --model PATH (one of them)")
+    out = Path(args.output).expanduser()
+    if (out.exists() or out.is_symlink()) and not out.is_dir():
+        raise OutputError(f"--output {args.output}: exists and is not a directory")
+
+    # where the artefact goes is checked before the database and the model are read (a file in the way, no room)
+    with checked_output_dir(output_parent(args.output), f"--output {args.output}"):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     import torch
+
+    from featherweight_core.export import export_model
 
     torch.set_num_threads(args.threads)
     recorded, parent_meta, source = None, None, args.model
     if args.trial_id is not None:
-        row = resolve_trial(args.db, args.trial_id, args.sweep)
+        row = resolve_trial(args.db, args.trial_id, args.sweep, limits_from_args(args))
         source = row["checkpoint_path"]
         recorded = {k: row[k] for k in ("params", "disk_bytes", "gzip_bytes")}
         parent = row.get("parent_checkpoint_path")

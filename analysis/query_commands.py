@@ -3,8 +3,11 @@
 The database is opened read-only for ``query``, ``db export`` and ``db tables`` (retrying while a running sweep holds
 the file), so they never change it. ``query`` is sandboxed: its connection reaches no file but its database and no
 network, and statements that would write elsewhere, attach other databases, load extensions or change settings
-(ATTACH, DETACH, COPY, EXPORT, IMPORT, INSTALL, LOAD, SET, RESET, USE, config PRAGMAs) are refused before they run; ``db migrate`` opens it writable and installs the analysis views. The documented
-tables and views are listed in docs/database.md. These commands live in ``analysis`` because they need its views.
+(ATTACH, DETACH, COPY, EXPORT, IMPORT, INSTALL, LOAD, SET, RESET, USE, config PRAGMAs) are refused before they run;
+``db migrate`` opens it writable and installs the analysis views. The read-only commands run under a time and a
+memory limit (``--timeout``, ``--memory-limit``: ``db.limits``), and check where they write before they read. The
+documented tables and views are listed in docs/database.md. These commands live in ``analysis`` because they need its
+views.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import argparse
 import re
 import sys
 from pathlib import Path
+
+from db.limits import add_limit_args, limits_from_args
 
 FORMATS = ("table", "csv", "json", "parquet")
 REFUSED_HINT = "featherweight query only reads its database (use `featherweight db export` to write Parquet)"
@@ -42,7 +47,9 @@ QUERY_DESCRIPTION = """Run one SQL statement against the experiment database and
 a Parquet file with --output). The database is opened read-only, retrying while a running sweep holds it, so a query
 works while a sweep runs and never changes it. The query is sandboxed: it reaches no file but its database and no
 network; statements that would write, attach other databases, load extensions or change settings (ATTACH, DETACH,
-COPY, EXPORT, IMPORT, INSTALL, LOAD, SET, RESET, USE, config PRAGMAs) are refused before they run."""
+COPY, EXPORT, IMPORT, INSTALL, LOAD, SET, RESET, USE, config PRAGMAs) are refused before they run, and so is SQL
+holding no statement or several. A query that runs longer than --timeout or needs more memory than --memory-limit
+(for its work or its result) is stopped with one error line; the file is free again at once."""
 QUERY_EPILOG = """Tables and views (trial_results, seed_summary, skyline, compression, class_results, sweeps, ...) are
 documented in docs/database.md. Example: featherweight query "SELECT label, score, gzip_bytes FROM skyline" """
 DB_DESCRIPTION = """Experiment database maintenance. `db export` writes every table and view as Parquet, `db tables`
@@ -66,6 +73,7 @@ def add_parser(sub) -> None:
     )
     q.add_argument("sql", help="one SQL statement, e.g. \"SELECT * FROM skyline WHERE task = 'sst2'\"")
     _db_arg(q)
+    add_limit_args(q)
     q.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     q.add_argument(
         "--output",
@@ -84,12 +92,14 @@ def add_parser(sub) -> None:
     e = dsub.add_parser("export", help="write every table and view as Parquet (one file each) into a directory")
     _db_arg(e)
     e.add_argument("--output", "-o", required=True, help="directory to write <name>.parquet files into")
+    add_limit_args(e)
     e.set_defaults(func=run_export)
     m = dsub.add_parser("migrate", help="create the database or bring its schema and the analysis views up to date")
     _db_arg(m)
     m.set_defaults(func=run_migrate)
     t = dsub.add_parser("tables", help="list the tables and views with their row counts")
     _db_arg(t)
+    add_limit_args(t)
     t.set_defaults(func=run_tables)
     b = dsub.add_parser("add-baseline", help="record a reference model on a task's skyline (your own baseline)")
     _db_arg(b)
@@ -110,10 +120,13 @@ def add_parser(sub) -> None:
     y.set_defaults(func=run_sync)
 
 
-def _open(db: str | None, read_only: bool = True):
+def _open(db: str | None, read_only: bool = True, args: argparse.Namespace | None = None):
+    """The store, with the analysis views; read-only with the time and memory limits of ``args``."""
     from analysis.views import open_store
 
-    return open_store(db, read_only=read_only)
+    if not read_only:
+        return open_store(db, read_only=False)
+    return open_store(db, read_only=True, limits=limits_from_args(args) if args is not None else None)
 
 
 def format_frame(df, fmt: str) -> str:
@@ -157,6 +170,39 @@ def check_read_only_sql(sql: str) -> None:
         raise StoreError(f"query refused: {word} statement ({shown}); {REFUSED_HINT}")
 
 
+def check_one_statement(sql: str) -> None:
+    """StoreError unless ``sql`` holds exactly one statement: only comments, blanks or semicolons is no statement
+    (DuckDB would run nothing), and several would run one after another with only the last one's rows shown. SQL
+    DuckDB cannot parse is left to the query itself, which reports the parser's error."""
+    import duckdb
+
+    from db.errors import StoreError
+    from db.reads import NO_STATEMENT
+
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error:
+        return
+    if not statements:
+        raise StoreError(NO_STATEMENT)
+    if len(statements) > 1:
+        raise StoreError(
+            f"{len(statements)} SQL statements in the query; featherweight query runs exactly one (run them one at a "
+            "time, or combine them into one SELECT)"
+        )
+
+
+def output_file_dir(output: str) -> Path:
+    """The directory ``--output FILE`` is written in (``checked_output_dir`` then checks it takes a new file);
+    OutputError naming the option when FILE is an existing directory."""
+    from featherweight_core.errors import OutputError
+
+    path = Path(output).expanduser()
+    if path.is_dir():
+        raise OutputError(f"--output {output}: is a directory (expected a file name)")
+    return path.absolute().parent
+
+
 def _refused_if_sandboxed(e: Exception) -> Exception:
     """A query that failed on the sandbox (file or network access, a locked setting) as a 'query refused' error."""
     import duckdb
@@ -172,14 +218,27 @@ def _refused_if_sandboxed(e: Exception) -> Exception:
 
 def run_query(args: argparse.Namespace) -> int:
     from db.errors import StoreError
-    from featherweight_core.atomic import atomic_write, write_text_atomic
+    from featherweight_core.atomic import checked_output_dir
 
     if args.format == "parquet" and not args.output:
         raise StoreError("--format parquet writes a binary file: pass --output FILE")
     if not args.sql.strip():
         raise StoreError("empty SQL statement")
     check_read_only_sql(args.sql)
-    store = _open(args.db)
+    check_one_statement(args.sql)
+    if args.output:
+        with checked_output_dir(
+            output_file_dir(args.output), f"--output {args.output}"
+        ):  # checked before the query runs
+            return _run_query(args)
+    return _run_query(args)
+
+
+def _run_query(args: argparse.Namespace) -> int:
+    from db.errors import StoreError
+    from featherweight_core.atomic import atomic_write, write_text_atomic
+
+    store = _open(args.db, args=args)
     try:
         result = store.arrow(args.sql) if args.format == "parquet" else store.query(args.sql)
     except StoreError as e:
@@ -220,8 +279,12 @@ def export_parquet(store, out_dir: str | Path) -> list[Path]:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    store = _open(args.db)
-    for path in export_parquet(store, args.output):
+    from featherweight_core.atomic import checked_output_dir
+
+    with checked_output_dir(args.output, f"--output {args.output}"):  # before the database is read
+        store = _open(args.db, args=args)
+        written = export_parquet(store, args.output)
+    for path in written:
         print(path)
     return 0
 
@@ -255,7 +318,7 @@ def run_add_baseline(args: argparse.Namespace) -> int:
 
 
 def run_tables(args: argparse.Namespace) -> int:
-    store = _open(args.db)
+    store = _open(args.db, args=args)
     for name, kind in store.relations():
         n = store.query(f'SELECT count(*) AS n FROM "{name}"')["n"].iloc[0]
         print(f"{name:<16} {kind:<6} {n:>8} rows")

@@ -14,3 +14,12 @@ class StoreError(UserError, ValueError):
 
 class LockedError(StoreError):
     """Another process held the database file for longer than this opener was willing to wait."""
+
+
+class QueryLimitError(StoreError):
+    """A read-only query ran past its time limit or needed more than its memory limit (``db.limits``)."""
+
+
+class ForeignDatabaseError(StoreError):
+    """The file is not a Featherweight experiment database (another program's DuckDB file, or not DuckDB at all):
+    it is left untouched."""

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from db.connection import first_line
-from db.errors import StoreError
+from db.errors import QueryLimitError, StoreError
+from db.limits import QueryLimits
 from featherweight_core.vocab import SIZE_MEASURES, STAGES
 
 if TYPE_CHECKING:  # pandas and pyarrow are imported lazily: the writer never needs them
@@ -20,23 +21,61 @@ if TYPE_CHECKING:  # pandas and pyarrow are imported lazily: the writer never ne
     import pyarrow
 
 
-def query(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None) -> pandas.DataFrame:
-    """Run one SQL statement and return its rows as a DataFrame. Bad SQL -> StoreError with DuckDB's message."""
+def query(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None, limits: QueryLimits | None = None
+) -> pandas.DataFrame:
+    """Run one SQL statement and return its rows as a DataFrame. Bad SQL, or SQL without a statement (only a
+    comment) -> StoreError with DuckDB's message. With ``limits``, the rows are fetched in chunks and a result larger
+    than the memory limit is a QueryLimitError (DuckDB's own memory limit does not count what it hands over)."""
     try:
-        return con.execute(sql, params).df() if params is not None else con.execute(sql).df()
+        result = con.execute(sql, params) if params is not None else con.execute(sql)
+        if result is None:  # DuckDB parsed no statement at all
+            raise StoreError(NO_STATEMENT)
+        return result.df() if limits is None else _bounded_frame(result, limits)
     except duckdb.Error as e:
         raise StoreError(f"query failed: {first_line(e)}") from e
 
 
-def arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None) -> pyarrow.Table:
+NO_STATEMENT = "no SQL statement in the query (only comments, blanks or semicolons)"
+_CHUNK_VECTORS = 16  # DuckDB vectors (2048 rows each) fetched at a time when the result is bounded
+
+
+def _bounded_frame(result: duckdb.DuckDBPyConnection, limits: QueryLimits) -> pandas.DataFrame:
+    import pandas as pd
+
+    chunks, total = [], 0
+    while True:
+        chunk = result.fetch_df_chunk(_CHUNK_VECTORS)
+        if not chunks or len(chunk):  # the first chunk, even empty, carries the columns
+            chunks.append(chunk)
+        if not len(chunk):
+            break
+        total += int(chunk.memory_usage(deep=True, index=False).sum())
+        if total > limits.memory_bytes:
+            raise QueryLimitError(limits.memory_message("query result"))
+    return chunks[0] if len(chunks) == 1 else pd.concat(chunks, ignore_index=True)
+
+
+def arrow(
+    con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None = None, limits: QueryLimits | None = None
+) -> pyarrow.Table:
     """Like ``query`` but returns a pyarrow Table (keeps DuckDB's types exactly, e.g. for Parquet export)."""
+    import pyarrow as pa
+
     try:
         # a relation (con.sql) converts to Arrow without the extra copy a DB-API result makes
         rel = con.sql(sql, params=params) if params is not None else con.sql(sql)
         if rel is None:  # a statement without a result
-            import pyarrow as pa
-
             return pa.table({})
+        if limits is not None:
+            reader = _arrow_reader(rel)
+            batches, total = [], 0
+            for batch in reader:
+                batches.append(batch)
+                total += batch.nbytes
+                if total > limits.memory_bytes:
+                    raise QueryLimitError(limits.memory_message("query result"))
+            return pa.Table.from_batches(batches, schema=reader.schema)
         for method in ("to_arrow_table", "fetch_arrow_table", "arrow"):  # the name moved across DuckDB versions
             if hasattr(rel, method):
                 table = getattr(rel, method)()
@@ -44,6 +83,13 @@ def arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list | dict | None =
         raise RuntimeError("this DuckDB cannot return Arrow tables")
     except duckdb.Error as e:
         raise StoreError(f"query failed: {first_line(e)}") from e
+
+
+def _arrow_reader(rel: duckdb.DuckDBPyRelation) -> pyarrow.RecordBatchReader:
+    for method in ("to_arrow_reader", "fetch_arrow_reader", "record_batch"):  # the name moved across versions
+        if hasattr(rel, method):
+            return getattr(rel, method)(_CHUNK_VECTORS * 2048)
+    raise RuntimeError("this DuckDB cannot stream Arrow batches")
 
 
 def relations(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str]]:

@@ -14,7 +14,10 @@ Contract (the sweep driver and every reader rely on it):
   ``schema_version``). The store owns no view SQL: it installs the ``views`` it is given as persistent views (so any
   DuckDB client sees them), and a read-only store given views shadows differing installed ones with temporary views
   for its own connections. Given no views, it never touches installed ones. ``analysis.views.open_store`` passes the
-  analysis views. A read-only open never changes the file.
+  analysis views. A read-only open never changes the file, and each of its connections runs under ``limits`` (time and
+  memory, ``db.limits``; defaults when not given).
+- A file that is not a Featherweight database (another program's DuckDB file with tables of its own, a SQLite file) is
+  refused by every opener and never changed; an empty DuckDB file is adopted by a writable open.
 - Everything reaches the database through this class's methods; user-fixable problems raise ``StoreError``.
 
 The work is split by job: ``db.connection`` (opening, lock retries, transactions), ``db.schema`` (migrations, view
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from db import reads, rows, schema
 from db.connection import DB_ENV_VAR, DEFAULT_DB_PATH, Connector, default_db_path
 from db.errors import StoreError
+from db.limits import QueryLimits
 from db.rows import SWEEP_STATUSES, TrialRecord, class_metric_rows, flatten_sizes
 from db.schema import latest_schema_version
 
@@ -68,6 +72,7 @@ class ExperimentStore:
         read_only: bool = False,
         lock_timeout: float = 10.0,
         views: Sequence[tuple[str, str]] = (),
+        limits: QueryLimits | None = None,
     ):
         self.path = Path(path) if path is not None else default_db_path()
         self.read_only = read_only
@@ -75,7 +80,8 @@ class ExperimentStore:
         self.views: tuple[tuple[str, str], ...] = tuple((str(n), str(sql)) for n, sql in views)
         self._views_hash = schema.views_hash(self.views) if self.views else None
         self._shadow_views = False  # read-only open of a file whose installed views differ from self.views
-        self._connector = Connector(self.path, read_only, self.lock_timeout, on_open=self._on_open)
+        self._connector = Connector(self.path, read_only, self.lock_timeout, on_open=self._on_open, limits=limits)
+        self.limits = self._connector.limits  # None when writable
         if read_only:
             if not self.path.is_file():
                 raise StoreError(
@@ -236,12 +242,12 @@ class ExperimentStore:
     def query(self, sql: str, params: list | dict | None = None) -> pandas.DataFrame:
         """Run one SQL statement and return its rows as a DataFrame. Bad SQL -> StoreError with DuckDB's message."""
         with self.connect() as con:
-            return reads.query(con, sql, params)
+            return reads.query(con, sql, params, limits=self.limits)
 
     def arrow(self, sql: str, params: list | dict | None = None) -> pyarrow.Table:
         """Like ``query`` but returns a pyarrow Table (keeps DuckDB's types exactly, e.g. for Parquet export)."""
         with self.connect() as con:
-            return reads.arrow(con, sql, params)
+            return reads.arrow(con, sql, params, limits=self.limits)
 
     def relations(self) -> list[tuple[str, str]]:
         """``[(name, "table" | "view"), ...]`` of the user-visible tables and views."""

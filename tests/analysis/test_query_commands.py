@@ -194,3 +194,161 @@ def test_query_while_another_process_writes(tmp_path):
     assert len(counts) == 4 and counts == sorted(counts)  # every read succeeded and saw a consistent, growing table
     assert counts[-1] > 0 and written > counts[0]
     assert open_store(path, read_only=True).query("SELECT count(*) AS n FROM trials")["n"][0] == written
+
+
+def run_cli_exit(argv, capsys):
+    """Like run_cli, also for command-line mistakes (argparse exits)."""
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def one_error_line(rc: int, err: str) -> str:
+    lines = err.strip().splitlines()
+    assert rc == 2 and len(lines) == 1 and lines[0].startswith("error: "), (rc, err)
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "sql, message",
+    [
+        ("-- hi", "no SQL statement"),
+        ("/* x */", "no SQL statement"),
+        (";", "no SQL statement"),
+        (" ; ;\n", "no SQL statement"),
+        ("-- a comment\n;", "no SQL statement"),
+        ("SELECT 1; SELECT 2", "2 SQL statements"),
+        ("SELECT 1; SELECT 2; -- three?", "2 SQL statements"),
+    ],
+)
+def test_sql_without_exactly_one_statement_is_one_line(db_path, tmp_path, capsys, sql, message):
+    for fmt in ("table", "parquet"):
+        argv = ["query", sql, "--db", str(db_path), "--format", fmt, "-o", str(tmp_path / "r")]
+        line = one_error_line(*run_cli(argv, capsys)[::2])
+        assert message in line and "exactly one" in line if "statements" in message else message in line
+    assert list(tmp_path.iterdir()) == []
+    rc, out, _ = run_cli(["query", "SELECT 1 AS one;  -- trailing comment", "--db", str(db_path)], capsys)
+    assert rc == 0 and "(1 row)" in out  # one statement with a semicolon and a comment is fine
+
+
+SLOW_SQL = "SELECT sum(range % 7) FROM range(1000000000000)"  # hours of work
+
+
+def test_time_limit_stops_the_query_and_frees_the_file_for_a_writer(db_path, tmp_path):
+    path = tmp_path / "fw.duckdb"
+    path.write_bytes(db_path.read_bytes())
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-m", "sweep.cli", "query", SLOW_SQL, "--db", str(path), "--timeout", "1"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,  # the query stops after 1 s; only a query that ignored its limit would get near this
+    )
+    line = one_error_line(done.returncode, done.stderr)
+    assert line == "error: query stopped after the 1 s time limit (--timeout)"
+    # the file is free at once: a writer (as the sweep's) gets in without waiting
+    ExperimentStore(path, lock_timeout=0).record_trial(make_record("s", "after", seed=9))
+    assert len(open_store(path, read_only=True).query("SELECT * FROM trials WHERE trial_id = 'after'")) == 1
+
+
+def test_time_limit_applies_to_every_read_only_open(db_path):
+    from db.errors import QueryLimitError
+    from db.limits import QueryLimits
+
+    store = open_store(db_path, read_only=True, limits=QueryLimits(timeout_s=0.5))
+    with pytest.raises(QueryLimitError, match=r"0\.5 s time limit \(--timeout\)"):
+        store.query(SLOW_SQL)
+    with pytest.raises(QueryLimitError, match="time limit"):
+        store.arrow(SLOW_SQL)
+    assert store.query("SELECT count(*) AS n FROM trials")["n"][0] == 4  # the next connection has its own time
+
+
+@pytest.mark.parametrize(
+    "sql, what",
+    [
+        ("SELECT len(list(range)) FROM range(400000000)", "error: query exceeded"),  # DuckDB's own memory
+        ("SELECT range FROM range(400000000)", "error: query result exceeded"),  # the rows handed over
+    ],
+)
+def test_memory_limit_stops_the_query(db_path, tmp_path, capsys, sql, what):
+    for fmt in ("csv", "parquet"):
+        argv = ["query", sql, "--db", str(db_path), "--memory-limit", "100MB", "--format", fmt]
+        line = one_error_line(*run_cli([*argv, "-o", str(tmp_path / "r")], capsys)[::2])
+        assert line.startswith(what) and line.endswith("the memory limit of 100MB (--memory-limit)"), line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_read_only_connections_are_limited_and_spill_nothing(db_path):
+    from db.limits import QueryLimits
+
+    store = open_store(db_path, read_only=True, limits=QueryLimits(memory_limit="100MB"))
+    settings = store.query(
+        "SELECT current_setting('memory_limit') AS m, current_setting('temp_directory') AS t,"
+        " current_setting('autoinstall_known_extensions') AS i, current_setting('autoload_known_extensions') AS l"
+    ).to_dict("records")[0]
+    assert settings == {"m": "95.3 MiB", "t": "", "i": False, "l": False}
+    default = open_store(db_path, read_only=True).query("SELECT current_setting('memory_limit') AS m")["m"][0]
+    assert default == "953.6 MiB"  # 1GB
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("--timeout", "0"),
+        ("--timeout", "-1"),
+        ("--timeout", "inf"),
+        ("--timeout", "soon"),
+        ("--memory-limit", "lots"),
+        ("--memory-limit", "1KB"),
+        ("--memory-limit", "-5MB"),
+        ("--memory-limit", "12XB"),
+    ],
+)
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["query", "SELECT 1"],
+        ["report", "s"],
+        ["db", "tables"],
+        ["db", "export", "-o", "x"],
+        ["export", "t0", "-o", "x"],
+    ],
+    ids=["query", "report", "tables", "db-export", "export"],
+)
+def test_limit_options_are_checked(db_path, capsys, option, value, command):
+    line = one_error_line(*run_cli_exit([*command, "--db", str(db_path), f"{option}={value}"], capsys)[::2])
+    assert option in line and repr(value) in line, line
+
+
+def test_query_output_place_is_checked_before_the_query(db_path, tmp_path, capsys):
+    (tmp_path / "x").write_text("a file")
+    (tmp_path / "d").mkdir()
+    for output, names in (("x/sub.csv", "exists and is not a directory"), ("d", "is a directory")):
+        for fmt in ("csv", "parquet"):
+            argv = ["query", SLOW_SQL, "--db", str(db_path), "--format", fmt, "-o", str(tmp_path / output)]
+            line = one_error_line(*run_cli(argv, capsys)[::2])  # no time spent on the query: checked first
+            assert f"--output {tmp_path / output}: " in line and names in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "x"] and not list((tmp_path / "d").iterdir())
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to a read-only directory anyway")
+def test_unwritable_output_directory_is_one_line(db_path, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o555)
+    try:
+        for argv in (
+            ["query", "SELECT 1", "-o", str(locked / "r.csv")],
+            ["report", "s", "-o", str(locked / "rep")],
+            ["report", "s", "-o", str(locked)],
+            ["db", "export", "-o", str(locked)],
+        ):
+            line = one_error_line(*run_cli([*argv, "--db", str(db_path)], capsys)[::2])
+            assert "--output" in line and str(locked) in line, line
+        assert list(locked.iterdir()) == []
+    finally:
+        locked.chmod(0o755)

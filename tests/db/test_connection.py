@@ -44,7 +44,13 @@ def test_transaction_commits_or_rolls_back(tmp_path):
 def test_unreadable_file_is_one_line_store_error(tmp_path):
     garbage = tmp_path / "garbage.duckdb"
     garbage.write_bytes(b"not a database" * 100)
-    with pytest.raises(StoreError, match="cannot open") as e, Connector(garbage, True, lock_timeout=1).connect():
+    with pytest.raises(StoreError, match="not a DuckDB database") as e, Connector(garbage, True, 1).connect():
+        pass
+    assert "\n" not in str(e.value)
+    truncated = tmp_path / "truncated.duckdb"  # a DuckDB header, then nothing: DuckDB's own message
+    ExperimentStore(tmp_path / "fw.duckdb")
+    truncated.write_bytes((tmp_path / "fw.duckdb").read_bytes()[:5000])
+    with pytest.raises(StoreError, match="cannot open") as e, Connector(truncated, True, lock_timeout=1).connect():
         pass
     assert "\n" not in str(e.value)
 
@@ -75,3 +81,33 @@ def test_lock_timeout_names_the_file(tmp_path):
         holder.wait()
     assert ExperimentStore(path, read_only=True).schema_version() >= 1  # lock gone: fine again
     duckdb.connect(str(path)).close()
+
+
+def test_sqlite_file_is_refused_without_reaching_for_an_extension(tmp_path):
+    """DuckDB would try to download (or load) its sqlite extension for a SQLite file: refused before that."""
+    import sqlite3
+
+    from db.errors import ForeignDatabaseError
+
+    lite = tmp_path / "lite.db"
+    con = sqlite3.connect(lite)
+    con.execute("CREATE TABLE t (a INTEGER)")
+    con.commit()
+    con.close()
+    before = lite.read_bytes()
+    for read_only in (True, False):
+        with pytest.raises(ForeignDatabaseError) as e, Connector(lite, read_only, lock_timeout=1).connect():
+            pass
+        msg = str(e.value)
+        assert msg == f"{lite} is not a DuckDB database (it is a SQLite database); featherweight leaves it untouched"
+        assert "extension" not in msg.lower() and "download" not in msg.lower()
+    assert lite.read_bytes() == before
+
+
+def test_every_connection_has_extension_autoloading_off(tmp_path):
+    path = tmp_path / "fw.duckdb"
+    ExperimentStore(path)
+    sql = "SELECT current_setting('autoinstall_known_extensions'), current_setting('autoload_known_extensions')"
+    for read_only in (False, True):
+        with Connector(path, read_only, lock_timeout=1).connect() as con:
+            assert con.execute(sql).fetchone() == (False, False), read_only

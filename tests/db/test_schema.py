@@ -122,5 +122,79 @@ def test_read_only_errors(tmp_path):
         ExperimentStore(other, read_only=True)
     garbage = tmp_path / "garbage.duckdb"
     garbage.write_bytes(b"not a database" * 100)
-    with pytest.raises(StoreError, match="cannot open"):
+    with pytest.raises(StoreError, match="not a DuckDB database"):
         ExperimentStore(garbage, read_only=True)
+
+
+def _foreign(path, *, own_schema_version: bool = False, pending_wal: bool = False) -> None:
+    """Another program's DuckDB file: a table, a view, maybe a schema_version table of its own, maybe rows still in
+    its write-ahead log."""
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE customers (id INTEGER, name VARCHAR)")
+    con.execute("INSERT INTO customers VALUES (1, 'a'), (2, 'b')")
+    con.execute("CREATE VIEW named AS SELECT name FROM customers")
+    if own_schema_version:
+        con.execute("CREATE TABLE schema_version (version INTEGER, name VARCHAR, applied_at TIMESTAMP)")
+        con.execute("INSERT INTO schema_version VALUES (1, 'create customers', now()), (2, 'more', now())")
+    con.execute("CHECKPOINT")
+    if pending_wal:
+        con.execute("SET checkpoint_threshold = '1GB'")
+        con.execute("INSERT INTO customers VALUES (3, 'c')")
+        os_copy = {p.name: p.read_bytes() for p in path.parent.iterdir()}  # as a killed program left them
+        con.close()
+        for name, data in os_copy.items():
+            (path.parent / name).write_bytes(data)
+        for p in list(path.parent.iterdir()):
+            if p.name not in os_copy:
+                p.unlink()
+        return
+    con.close()
+
+
+def _snapshot(path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(path.parent.iterdir())}
+
+
+@pytest.mark.parametrize(
+    "kind", [{}, {"own_schema_version": True}, {"pending_wal": True}], ids=["tables", "own-schema-version", "wal"]
+)
+def test_foreign_database_is_refused_and_never_changed(tmp_path, kind):
+    from analysis.views import open_store
+    from db.errors import ForeignDatabaseError
+
+    path = tmp_path / "theirs.duckdb"
+    _foreign(path, **kind)
+    before = _snapshot(path)
+    for open_it in (
+        lambda: ExperimentStore(path),
+        lambda: open_store(path),
+        lambda: migrate(Connector(path, read_only=False, lock_timeout=5), views=()),
+        lambda: ExperimentStore(path, read_only=True),
+        lambda: open_store(path, read_only=True),
+    ):
+        with pytest.raises(ForeignDatabaseError, match="not a featherweight experiment database") as e:
+            open_it()
+        assert str(path) in str(e.value) and "customers" in str(e.value) and "\n" not in str(e.value)
+        assert _snapshot(path) == before  # not a byte changed, its log not folded in
+    con = duckdb.connect(str(path), read_only=True)
+    tables = sorted(r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall())
+    con.close()
+    assert tables == sorted(["customers", "named"] + (["schema_version"] if kind.get("own_schema_version") else []))
+
+
+def test_empty_duckdb_file_is_adopted_by_a_writer_only(tmp_path):
+    path = tmp_path / "empty.duckdb"
+    duckdb.connect(str(path)).close()
+    with pytest.raises(StoreError, match="empty DuckDB file"):
+        ExperimentStore(path, read_only=True)
+    assert ExperimentStore(path).schema_version() == latest_schema_version()
+    assert ExperimentStore(path, read_only=True).schema_version() == latest_schema_version()
+
+
+def test_interrupted_first_migration_is_still_ours(tmp_path):
+    """A first open killed between creating schema_version and migration 001: the empty table alone is ours."""
+    path = tmp_path / "fw.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, name VARCHAR, applied_at TIMESTAMP)")
+    con.close()
+    assert ExperimentStore(path).schema_version() == latest_schema_version()
