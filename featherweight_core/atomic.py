@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -62,9 +63,38 @@ def write_json_atomic(path: str | Path, obj: Any, indent: int | None = 2) -> Pat
 
 
 def _umask() -> int:
-    umask = os.umask(0)
+    """The process umask: read from ``/proc`` where there is one (setting it to read it back would, for a moment,
+    give files other threads create a umask of 0)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o077)
     os.umask(umask)
     return umask
+
+
+def follow_umask(root: str | Path) -> None:
+    """Give ``root`` and everything under it the mode a plain ``open(path, "w")`` / ``mkdir`` would have given them
+    (``0o666`` / ``0o777`` less the umask; files with an execute bit keep it): some writers (safetensors, ``mkstemp``,
+    ``mkdtemp``) create private ``0o600`` files, and every output should follow the umask as the user set it."""
+    umask = _umask()
+    root = Path(root)
+    if root.is_symlink():
+        return
+    if root.is_dir():
+        os.chmod(root, 0o777 & ~umask)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            if stat.S_ISDIR(st.st_mode):
+                os.chmod(p, 0o777 & ~umask)
+            elif stat.S_ISREG(st.st_mode):
+                os.chmod(p, (0o777 if st.st_mode & 0o111 else 0o666) & ~umask)
 
 
 @contextlib.contextmanager
@@ -74,7 +104,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     On leaving the block normally, an existing ``path`` is renamed aside, the new directory renamed to ``path``
     and the old one deleted: a reader finds the old directory or the complete new one, never a half-written one
     (between the two renames, ``path`` is briefly absent). If the block raises, ``path`` is left as it was and the
-    temporary directory is deleted. Whether an existing ``path`` may be replaced is the caller's decision.
+    temporary directory is deleted. Whether an existing ``path`` may be replaced is the caller's decision. The
+    directory and its files get the modes the umask gives (:func:`follow_umask`), whatever wrote them.
 
     >>> import tempfile, pathlib
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "model"
@@ -89,6 +120,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # as a plain mkdir would make it (mkdtemp makes it private)
         yield tmp
+        follow_umask(tmp)  # files written 0600 (safetensors weights) get the umask's mode like every other output
         old = None
         if path.exists() or path.is_symlink():
             old = tmp.with_name(tmp.name[: -len(".tmp")] + ".old")  # unique: tmp's random name

@@ -112,15 +112,16 @@ class FillMask:
         import torch
         from transformers import AutoModelForMaskedLM
 
+        from featherweight_core.modelfiles import load_pretrained
         from featherweight_core.teacher import TeacherError, load_tokenizer, quiet_transformers, resolve_device
         from featherweight_core.teacher import resolve_model_source as _resolve
 
         quiet_transformers()
         source, local_only = _resolve(name_or_dir)
-        try:
-            self.model = AutoModelForMaskedLM.from_pretrained(source, local_files_only=local_only)
-        except (OSError, ValueError, KeyError) as e:
-            raise TeacherError(f"{source}: cannot load a masked LM ({type(e).__name__}: {e})") from None
+        # every tensor of the masked LM must be in the checkpoint: a fresh prediction head would propose noise
+        self.model = load_pretrained(
+            AutoModelForMaskedLM, source, TeacherError, "a masked LM", local_files_only=local_only
+        )
         self.tokenizer = load_tokenizer(source, local_only)
         if self.tokenizer.mask_token is None:
             raise TeacherError(f"{source}: tokenizer has no mask token; fill-mask needs a masked LM")

@@ -489,18 +489,28 @@ class BertVisionClassifier(nn.Module):
         return SequenceClassifierOutput(logits=self.head(states))
 
 
-def _auto_backbone(source: str | Path, config, weights: bool):
-    """AutoModel (no task head) from ``config``: with the checkpoint's weights (``weights``) or uninitialised;
-    without a pooler where the architecture has the option (BERT, RoBERTa: the head does not use it)."""
+def _auto_backbone(source: str | Path, config, weights: bool, error: type[Exception] | None = None):
+    """AutoModel (no task head) from ``config``: with the checkpoint's weights (``weights``; every tensor of the
+    backbone must be in the checkpoint, else ``error``, default :class:`TeacherError`) or uninitialised; without a
+    pooler where the architecture has the option (BERT, RoBERTa: the head does not use it)."""
     from transformers import AutoModel
 
-    from featherweight_core.teacher import quiet_transformers
+    from featherweight_core.modelfiles import load_pretrained
+    from featherweight_core.teacher import TeacherError, quiet_transformers
 
     quiet_transformers()
     for kwargs in ({"add_pooling_layer": False}, {}):
         try:
             if weights:
-                return AutoModel.from_pretrained(source, config=config, local_files_only=True, **kwargs)
+                return load_pretrained(
+                    AutoModel,
+                    source,
+                    error or TeacherError,
+                    "a transformer backbone",
+                    config=config,
+                    local_files_only=True,
+                    **kwargs,
+                )
             return AutoModel.from_config(config, **kwargs)
         except TypeError:
             if not kwargs:
@@ -842,18 +852,24 @@ def load_bertvision_model(output_dir: str | Path, quantized: bool | None = None)
         config = AutoConfig.from_pretrained(str(output_dir), local_files_only=True)
         skeleton = BertVisionClassifier(_auto_backbone(str(output_dir), config, weights=False), head, pooling)
         model = tc.quantize_int8(skeleton)
-        with tc.quiet_storage_warning():
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-        model.load_state_dict(state)
+        tc.load_int8_state(model, weights)
     else:
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
+
+        from featherweight_core.modelfiles import first_line, load_state_strictly
 
         if not (output_dir / tc.HEAD_WEIGHTS).is_file():
             raise InputFileError(f"{output_dir}: no {tc.HEAD_WEIGHTS} (saved quantized? it holds {tc.INT8_WEIGHTS})")
         from transformers import AutoConfig
 
         config = AutoConfig.from_pretrained(str(output_dir), local_files_only=True)
-        backbone = _auto_backbone(str(output_dir), config, weights=True)
-        head.load_state_dict(load_file(str(output_dir / tc.HEAD_WEIGHTS)))
+        backbone = _auto_backbone(str(output_dir), config, weights=True, error=tc.CompressedTeacherError)
+        head_file = output_dir / tc.HEAD_WEIGHTS
+        try:
+            state = load_file(str(head_file))
+        except (OSError, SafetensorError) as e:
+            raise tc.CompressedTeacherError(f"{head_file}: not a readable weights file ({first_line(e)})") from None
+        load_state_strictly(head, state, head_file, tc.CompressedTeacherError, "the head its metadata describes")
         model = BertVisionClassifier(backbone, head, pooling)
     return model.eval(), load_tokenizer(str(output_dir), True), meta

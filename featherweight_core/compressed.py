@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from featherweight_core.teacher_compression import (
     INT8_WEIGHTS,
     CompressedTeacherError,
+    load_int8_state,
     quantize_int8,
-    quiet_storage_warning,
     read_meta,
 )
 
@@ -40,7 +38,5 @@ def load_compressed(directory: str | Path):
         raise CompressedTeacherError(f"{d}: quantized output without {INT8_WEIGHTS}")
     model = AutoModelForSequenceClassification.from_config(AutoConfig.from_pretrained(d, local_files_only=True))
     model = quantize_int8(model)
-    with quiet_storage_warning():
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    load_int8_state(model, weights)
     return model.eval(), load_tokenizer(str(d)), meta

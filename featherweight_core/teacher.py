@@ -183,11 +183,14 @@ def load_classifier(
     num_labels: int | None = None,
     label_names: Sequence[str] | None = None,
 ):
-    """Load ``(model, tokenizer)`` for sequence classification. With ``num_labels``, a checkpoint without a (matching)
-    classification head gets a fresh one; without it, the checkpoint's own head is used (an already fine-tuned teacher).
+    """Load ``(model, tokenizer)`` for sequence classification. With ``num_labels`` (a fine-tuning start), a checkpoint
+    without a (matching) classification head gets a fresh one (and a fresh pooler where it has none); without it, the
+    checkpoint's own head is used (an already fine-tuned teacher) and every tensor must be in the checkpoint: one left
+    newly initialised (a config naming another architecture than the weights) is a :class:`TeacherError`.
     """
-    from safetensors import SafetensorError
     from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    from featherweight_core.modelfiles import is_task_head, load_pretrained
 
     quiet_transformers()
     source, local_only = resolve_model_source(name_or_dir)
@@ -201,13 +204,20 @@ def load_classifier(
         }
     try:
         config = AutoConfig.from_pretrained(source, local_files_only=local_only, **kwargs)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            source, config=config, local_files_only=local_only, ignore_mismatched_sizes=num_labels is not None
-        )
-    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as e:  # RuntimeError: torch.load
+    except (OSError, ValueError, KeyError) as e:
         raise TeacherError(
             f"{source}: cannot load a sequence classifier ({type(e).__name__}: {_first_line(e)})"
         ) from None
+    model = load_pretrained(
+        AutoModelForSequenceClassification,
+        source,
+        TeacherError,
+        "a sequence classifier",
+        new_ok=is_task_head if num_labels is not None else None,
+        config=config,
+        local_files_only=local_only,
+        ignore_mismatched_sizes=num_labels is not None,
+    )
     return model, load_tokenizer(source, local_only)
 
 

@@ -313,6 +313,26 @@ def save_int8(model: nn.Module, directory: str | Path, meta: dict[str, Any]) -> 
     write_meta(d, {**meta, "quantized": True})
 
 
+def load_int8_state(model: nn.Module, weights: str | Path) -> None:
+    """Load :data:`INT8_WEIGHTS` into ``model``, the quantized skeleton its config describes, through torch's
+    ``weights_only`` loader (tensors and plain values, never code). A file that is unreadable, whose pickle names
+    anything else, or whose tensors do not fit the skeleton is a :class:`CompressedTeacherError` naming it."""
+    import pickle
+
+    from featherweight_core.modelfiles import first_line, load_state_strictly, unpickling_message
+
+    try:
+        with quiet_storage_warning():
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CompressedTeacherError(unpickling_message(weights, e)) from None
+    except (EOFError, RuntimeError, OSError, IndexError, KeyError, TypeError, ValueError, AttributeError) as e:
+        raise CompressedTeacherError(
+            f"{weights}: not a readable int8 weights file ({type(e).__name__}: {first_line(e)})"
+        ) from None
+    load_state_strictly(model, state, weights, CompressedTeacherError, "the int8 model its config.json describes")
+
+
 def read_meta(directory: str | Path) -> dict[str, Any]:
     """The :data:`COMPRESSED_META` of a compressed-teacher directory (one error line when absent or malformed)."""
     d = Path(directory)

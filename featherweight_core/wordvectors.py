@@ -1,13 +1,18 @@
 """Word vectors for the embedding path of the bootstrap augmentation: load GloVe/word2vec files or train vectors on
 a task's own training text (offline), and precompute each word's K nearest neighbours.
 
-Formats read by :func:`load_word_vectors`: gensim ``KeyedVectors.save`` files (``.kv``/``.model``), word2vec binary
-(``.bin``), word2vec text with a ``count dim`` header or GloVe text without one (``.txt``/``.vec``, optionally ``.gz``).
+Formats read by :func:`load_word_vectors`: word2vec binary (``.bin``), word2vec text with a ``count dim`` header or
+GloVe text without one (``.txt``/``.vec``), each optionally gzipped (``.gz``). These are parsed as data. Pickled
+files (gensim ``KeyedVectors.save`` ``.kv``/``.model`` files, ``torch.save`` or joblib files) are refused without
+being opened as pickles: unpickling a file can run any code it names.
 """
 
 from __future__ import annotations
 
+import codecs
+import gzip
 import hashlib
+import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -15,33 +20,103 @@ import numpy as np
 
 from featherweight_core.atomic import atomic_write
 from featherweight_core.data import DataError, TaskData
+from featherweight_core.errors import ConfigError
+
+ACCEPTED_FORMATS = "word2vec binary (.bin) or word2vec/GloVe text (.txt/.vec), optionally gzipped (.gz)"
+TEXT_SUFFIXES = (".txt", ".vec")
+BINARY_SUFFIXES = (".bin",)
+PICKLE_SUFFIXES = (".kv", ".model", ".pkl", ".pickle", ".joblib", ".pt", ".pth", ".npy", ".npz")
+_SNIFF_BYTES = 1 << 16
 
 
 class VectorsError(DataError):
-    """A word-vector file that is missing or unreadable."""
+    """A word-vector file that is missing, unreadable, or in a format that is not read (a pickle)."""
+
+
+def _plain_name(path: Path) -> str:
+    return path.name[:-3] if path.name.endswith(".gz") else path.name
+
+
+def _head(path: Path) -> bytes:
+    """The first bytes of the file's content (decompressed when it is gzipped)."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(_SNIFF_BYTES)
+        if raw[:2] == b"\x1f\x8b":
+            with gzip.open(path, "rb") as f:
+                return f.read(_SNIFF_BYTES)
+    except (OSError, EOFError) as e:
+        raise VectorsError(f"{path}: cannot read word vectors ({type(e).__name__}: {e})") from None
+    return raw
+
+
+def _refuse_pickles(path: Path, head: bytes) -> None:
+    """A pickle (protocol 2+ starts with 0x80; gensim's ``.kv``/``.model``, joblib) or a zip archive (``torch.save``:
+    a ``data.pkl`` inside) is refused on its first bytes: nothing of it is unpickled."""
+    what = None
+    if head[:1] == b"\x80":
+        what = "a Python pickle (such as a gensim .kv/.model save)"
+    elif head[:4] == b"PK\x03\x04":
+        what = "a zip archive"
+        try:
+            with zipfile.ZipFile(path) as z:
+                pickles = [n for n in z.namelist() if n.endswith(".pkl")]
+            if pickles:
+                what = f"a zip archive holding a Python pickle ({pickles[0]}, as torch.save writes)"
+        except (zipfile.BadZipFile, OSError, EOFError):
+            pass
+    elif Path(_plain_name(path)).suffix in PICKLE_SUFFIXES and not _has_header(head):
+        what = f"a {Path(_plain_name(path)).suffix} file (a pickle format)"
+    if what:
+        raise VectorsError(
+            f"{path}: {what}; pickles are never loaded (they can run code). Word vectors are read from"
+            f" {ACCEPTED_FORMATS}; convert with gensim's KeyedVectors.save_word2vec_format"
+        )
+
+
+def _has_header(head: bytes) -> bool:
+    """The file starts with word2vec's ``count dim`` line."""
+    first = head.split(b"\n", 1)[0].split()
+    return len(first) == 2 and all(x.isdigit() for x in first)
+
+
+def _is_binary(path: Path, head: bytes) -> bool:
+    """word2vec binary or text: by the suffix (``.bin`` / ``.txt``, ``.vec``), else by the bytes after the header line
+    (binary vectors are raw float32: not UTF-8 text)."""
+    suffix = Path(_plain_name(path)).suffix
+    if suffix in BINARY_SUFFIXES:
+        return True
+    if suffix in TEXT_SUFFIXES:
+        return False
+    body = head.split(b"\n", 1)[1] if b"\n" in head else b""
+    try:  # final=False: a multi-byte character cut at the end of the sniffed part is not binary data
+        text = codecs.getincrementaldecoder("utf-8")().decode(body, final=False)
+    except UnicodeDecodeError:
+        return True
+    return "\0" in text
 
 
 def load_word_vectors(path: str | Path):
-    """Load gensim ``KeyedVectors`` from ``path`` (format by suffix, see the module docstring)."""
+    """Load gensim ``KeyedVectors`` from a word2vec binary or text file (see the module docstring); a pickled file is
+    refused with a :class:`VectorsError` before anything of it is unpickled."""
     from gensim.models import KeyedVectors
 
     path = Path(path)
     if not path.is_file():
-        raise VectorsError(f"{path}: word-vectors file not found (expected GloVe/word2vec text, .bin or gensim .kv)")
-    name = path.name[:-3] if path.name.endswith(".gz") else path.name
-    suffix = Path(name).suffix
+        what = "a directory" if path.is_dir() else "word-vectors file not found"
+        raise VectorsError(f"{path}: {what} (expected {ACCEPTED_FORMATS})")
+    head = _head(path)
+    _refuse_pickles(path, head)
     try:
-        if suffix in (".kv", ".model"):
-            return KeyedVectors.load(str(path))
-        if suffix == ".bin":
+        if _is_binary(path, head):
             return KeyedVectors.load_word2vec_format(str(path), binary=True)
-        opener = __import__("gzip").open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-            first = f.readline().split()
-        has_header = len(first) == 2 and all(x.isdigit() for x in first)
-        return KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=not has_header)
-    except Exception as e:  # gensim raises ValueError, UnicodeDecodeError, EOFError, pickle errors ...
-        raise VectorsError(f"{path}: cannot read word vectors ({type(e).__name__}: {e})") from None
+        return KeyedVectors.load_word2vec_format(str(path), binary=False, no_header=not _has_header(head))
+    except Exception as e:  # gensim raises ValueError, UnicodeDecodeError, EOFError ... on malformed files
+        lines = str(e).strip().splitlines()
+        raise VectorsError(
+            f"{path}: cannot read word vectors ({type(e).__name__}: {lines[0] if lines else ''});"
+            f" expected {ACCEPTED_FORMATS}"
+        ) from None
 
 
 def corpus_sentences(task_data: TaskData) -> list[list[str]]:
@@ -75,9 +150,24 @@ def train_word_vectors(
     return model.wv
 
 
+def output_is_binary(path: str | Path) -> bool:
+    """Whether :func:`save_word_vectors` writes ``path`` as word2vec binary (``.bin``) or text (``.txt``/``.vec``),
+    each optionally ``.gz``; any other name is a :class:`ConfigError` (the loader reads only these formats)."""
+    suffix = Path(_plain_name(Path(path))).suffix
+    if suffix in BINARY_SUFFIXES or suffix in TEXT_SUFFIXES:
+        return suffix in BINARY_SUFFIXES
+    raise ConfigError(
+        f"{path}: a word-vectors file is written as word2vec binary (.bin) or text (.txt/.vec), optionally"
+        " gzipped (.gz); name it with one of these suffixes"
+    )
+
+
 def save_word_vectors(kv, path: str | Path) -> Path:
-    """Write word2vec binary (one file) atomically."""
-    return atomic_write(path, lambda tmp: kv.save_word2vec_format(str(tmp), binary=True))
+    """Write word2vec binary (``.bin``) or text (``.txt``/``.vec``; ``.gz``: gzipped) atomically, in a format
+    :func:`load_word_vectors` reads."""
+    binary = output_is_binary(path)
+    gz = Path(path).name.endswith(".gz")
+    return atomic_write(path, lambda tmp: kv.save_word2vec_format(str(tmp), binary=binary), suffix=".gz" if gz else "")
 
 
 def task_word_vectors(

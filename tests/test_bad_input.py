@@ -562,7 +562,29 @@ TEACHER_CASES = [
         "model.safetensors: not a readable safetensors",
         {"t": _teacher(lambda d: (d / "model.safetensors").write_bytes(b"\x00" * 3))},
     ),
+    Case(
+        "teacher-weights-miss-tensors",
+        LOGITS,
+        "teacher: 25 tensor(s) of the bert model its config.json describes are not in its weights",
+        {"teacher": _teacher(lambda d: _tiny_config(d, "bert"))},
+    ),
+    Case(
+        "teacher-config-other-architecture",
+        ["theseus", "--teacher", "teacher", "--task", "synthetic", "--output", "out"],
+        "of the gpt2 model its config.json describes are not in its weights and would be newly initialised",
+        {"teacher": _teacher(lambda d: _tiny_config(d, "gpt2"))},
+    ),
 ]
+
+
+def _tiny_config(d: Path, model_type: str) -> None:
+    """A tiny model of ``model_type`` over the asset teacher's weights (one tensor ``w``): its tensors are missing."""
+    if model_type == "gpt2":
+        config = {"n_embd": 8, "n_layer": 1, "n_head": 2, "n_positions": 16}
+    else:
+        config = {"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8}
+    (d / "config.json").write_text(json.dumps({"model_type": model_type, "vocab_size": 10, "num_labels": 2, **config}))
+
 
 AUGMENTED_CASES = [
     Case(
@@ -905,7 +927,114 @@ UNREADABLE_CASES: list[Case] = [
         {"teacher": _teacher(), "a.parquet": _io_error},
     ),
 ]  # files that exist but cannot be read (permissions, a directory, too deep)
-SECURITY_CASES: list[Case] = []  # files that would run code or reach the network when loaded
+
+
+class _Payload:
+    """Unpickling this creates the file PWNED in the working directory (``open("PWNED", "w")``): the listing
+    check then sees that a loader ran the pickle's code."""
+
+    def __reduce__(self):
+        import builtins
+
+        return (builtins.open, ("PWNED", "w"))
+
+
+def _pickled(zip_format: bool = False):
+    def make(path: Path, assets: dict[str, Path]) -> None:
+        import pickle
+
+        import torch
+
+        if zip_format:
+            torch.save({"w": _Payload()}, path)
+        else:
+            path.write_bytes(pickle.dumps({"w": _Payload()}, protocol=4))
+
+    return make
+
+
+def _gensim_kv(path: Path, assets: dict[str, Path]) -> None:
+    from featherweight_core.wordvectors import train_word_vectors
+
+    train_word_vectors([["good", "bad", "film"]] * 5, dim=4, epochs=1).save(str(path))
+
+
+def _payload_teacher(zip_format: bool = False):
+    def mutate(d: Path) -> None:
+        (d / "model.safetensors").unlink()
+        _pickled(zip_format)(d / "pytorch_model.bin", {})
+
+    return _teacher(mutate)
+
+
+def _int8_payload(path: Path, assets: dict[str, Path]) -> None:
+    path.mkdir()
+    tiny = {"hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 8}
+    (path / "config.json").write_text(json.dumps({"model_type": "bert", "vocab_size": 10, **tiny}))
+    (path / "featherweight_compressed.json").write_text(json.dumps({"method": "theseus", "quantized": True}))
+    _pickled(True)(path / "model_int8.pt", assets)
+
+
+AUGMENT = ["augment", "--task", "synthetic", "--output", "out/a.parquet", "--no-progress"]
+REFUSED = "pytorch_model.bin: refused: "
+SECURITY_CASES: list[Case] = [
+    Case("security-vectors-kv-pickle", [*AUGMENT, "--vectors", "v.kv"], "v.kv: a Python pickle", {"v.kv": _pickled()}),
+    Case("security-vectors-gensim-kv", [*AUGMENT, "--vectors", "g.kv"], "g.kv: a Python pickle", {"g.kv": _gensim_kv}),
+    Case(
+        "security-vectors-bin-pickle", [*AUGMENT, "--vectors", "v.bin"], "v.bin: a Python pickle", {"v.bin": _pickled()}
+    ),
+    Case(
+        "security-vectors-torch-zip",
+        [*AUGMENT, "--vectors", "v.bin"],
+        "v.bin: a zip archive holding a Python pickle",
+        {"v.bin": _pickled(True)},
+    ),
+    Case("security-teacher-logits-bin", LOGITS, REFUSED, {"teacher": _payload_teacher()}),
+    Case("security-teacher-logits-bin-zip", LOGITS, REFUSED, {"teacher": _payload_teacher(True)}),
+    Case(
+        "security-distill-teacher-bin",
+        [*DISTILL_OUT, "--task", "synthetic", "--teacher", "teacher", "--alpha", "0.5"],
+        REFUSED,
+        {"teacher": _payload_teacher(True)},
+    ),
+    Case(
+        "security-finetune-model-bin",
+        ["teacher", "finetune", "--model", "teacher", "--task", "synthetic", "--output", "out"],
+        REFUSED,
+        {"teacher": _payload_teacher(True)},
+    ),
+    Case(
+        "security-theseus-teacher-bin",
+        ["theseus", "--teacher", "teacher", "--task", "synthetic", "--output", "out"],
+        REFUSED,
+        {"teacher": _payload_teacher(True)},
+    ),
+    Case(
+        "security-bertvision-teacher-bin",
+        ["bertvision", "--teacher", "teacher", "--task", "synthetic", "--output", "out", "--cache-dir", "cache"],
+        REFUSED,
+        {"teacher": _payload_teacher(True)},
+    ),
+    Case("security-augment-teacher-bin", [*AUGMENT, "--teacher", "teacher"], REFUSED, {"teacher": _payload_teacher()}),
+    Case(
+        "security-augment-mlm-bin",
+        [*AUGMENT, "--mode", "fill-mask", "--mlm", "teacher"],
+        REFUSED,
+        {"teacher": _payload_teacher(True)},
+    ),
+    Case(
+        "security-export-teacher-bin",
+        ["export", "--model", "teacher", "--output", "out"],
+        REFUSED,
+        {"teacher": _payload_teacher(True)},
+    ),
+    Case(
+        "security-export-int8-pickle",
+        ["export", "--model", "c", "--output", "out"],
+        "model_int8.pt: refused: its pickle names",
+        {"c": _int8_payload},
+    ),
+]  # files that would run code or reach the network when loaded
 FOREIGN_DB_CASES: list[Case] = []  # DuckDB files another program wrote
 QUERY_LIMIT_CASES: list[Case] = []  # SQL that hits the time or memory limit, or holds no statement
 DUPLICATE_KEY_CASES: list[Case] = [
