@@ -7,6 +7,7 @@ import json
 import os
 import queue
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -213,6 +214,12 @@ def test_a_reader_holding_the_database_never_fails_a_trial(tmp_path):
     assert proc.returncode == 0, out[-3000:]
     st = ExperimentStore(db, read_only=True).sweep_status("held")
     assert st["status"] == "finished" and st["by_status"] == {"finished": 4}, st
+    # the slow-down is explained once, naming the reader, and its end once (not once per trial)
+    waiting = [ln for ln in out.splitlines() if "results are waiting in" in ln]
+    assert len(waiting) == 1, out[-3000:]
+    assert waiting[0].startswith("the database is held by another process (") and f"PID {os.getpid()})" in waiting[0]
+    assert "journal.jsonl for it to let go" in waiting[0], waiting
+    assert sum("the database is free again" in ln for ln in out.splitlines()) == 1, out[-3000:]
 
 
 N_CTRL_C_GRID = 16
@@ -285,3 +292,85 @@ def test_ctrl_c_stops_the_sweep_interrupted_and_resume_finishes_it(tmp_path):
     assert (rows[rows.stage == "distill"].status == "finished").sum() == N_CTRL_C_GRID
     assert (rows.stage == "compress").sum() >= 1
     assert store.query("SELECT status FROM sweeps WHERE name = 'ctrlc'").iloc[0, 0] == "finished"
+
+
+def _interrupt_at_second_trial(proc: subprocess.Popen, total: int, sig: int, group: bool) -> str:
+    """Send ``sig`` (to the process group, or to the driver alone) the moment the second trial's progress line
+    appears; returns the whole output once the driver has exited."""
+    lines: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=_pump, args=(proc.stdout, lines), daemon=True)
+    reader.start()
+    seen: list[str] = []
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            assert line is not None, "sweep ended before it could be stopped:\n" + "".join(seen[-40:])
+            seen.append(line)
+            if re.match(rf"\[distill +2/{total} ", line):
+                break
+        else:
+            raise AssertionError("no second trial within 240 s:\n" + "".join(seen[-40:]))
+        (os.killpg if group else os.kill)(proc.pid, sig)
+        proc.wait(timeout=180)
+        reader.join(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+    while not lines.empty():
+        seen.append(lines.get_nowait() or "")
+    return "".join(seen)
+
+
+def test_sigterm_stops_like_ctrl_c_and_the_printed_resume_command_finishes_it(tmp_path):
+    """`kill PID` of the driver in stage 1, with the spec's own storage (not the default): one clean line saying it
+    was terminated and how to resume, exit 143, the sweep recorded `interrupted` with that message; the resume
+    command it printed, run exactly as printed from the same directory, removes what the stopped run left and
+    finishes the sweep."""
+    spec = _spec(tmp_path, "termed", seeds=list(range(N_CTRL_C_GRID)), archs=("bilstm",), epochs=4)
+    raw = yaml.safe_load(spec.read_text())
+    raw["storage"] = "own runs"  # relative to where the sweep runs, and a name the shell must quote
+    spec.write_text(yaml.safe_dump(raw))
+    storage = tmp_path / "own runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sweep.cli", "sweep", "run", spec.name],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    out = _interrupt_at_second_trial(proc, N_CTRL_C_GRID, signal.SIGTERM, group=False)
+    assert proc.returncode == 143, out[-3000:]
+    for dump in ("Traceback", "Stack trace", "Fatal Python error", "SIGTERM received", "PC: @"):
+        assert dump not in out, out[-3000:]
+    stopped = [ln for ln in out.splitlines() if ln.startswith("terminated")]
+    assert len(stopped) == 1 and stopped[0].startswith("terminated (SIGTERM) after "), out[-3000:]
+    resume = re.search(r"`([^`]* sweep resume termed [^`]*)` runs the rest", stopped[0])
+    assert resume, stopped[0]
+    db = storage / "featherweight.duckdb"
+    sweep = ExperimentStore(db, read_only=True).query("SELECT status, message FROM sweeps WHERE name = 'termed'")
+    assert sweep.status.iloc[0] == "interrupted" and sweep.message.iloc[0] == stopped[0], sweep
+    # what a killed run would have left: a half-saved checkpoint, a small teacher half built by a dead process
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    leftovers = [
+        storage / "termed" / "checkpoints" / ".d-0123456789.abcd_123.tmp",
+        storage / "termed" / "assets" / "synthetic" / f".teacher.init{dead.pid}",
+    ]
+    for p in leftovers:
+        p.mkdir(parents=True)
+    r = subprocess.run(
+        shlex.split(resume.group(1)), capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=600
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "removed 2 temporary file(s)" in r.stderr and not any(p.exists() for p in leftovers), r.stderr[-3000:]
+    store = ExperimentStore(db, read_only=True)
+    rows = store.query("SELECT status FROM trials WHERE sweep = 'termed'")
+    assert len(rows) == N_CTRL_C_GRID and (rows.status == "finished").all()
+    assert store.query("SELECT status FROM sweeps WHERE name = 'termed'").iloc[0, 0] == "finished"
