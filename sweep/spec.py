@@ -352,6 +352,12 @@ class SweepSpec:
         return list(out.values())
 
 
+def _short(value: Any) -> str:
+    """A value for an error line: its repr, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else f"{text[:77]}..."
+
+
 def check_sweep_name(name: Any, where: str) -> str:
     """A sweep's name is a directory under the storage: letters, digits, '-', '_' and '.', not '.' or '..' (so
     ``<storage>/<name>`` never leaves the storage). SpecError naming ``where`` and the value otherwise."""
@@ -364,6 +370,8 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
     """Validate a parsed spec and fill defaults. Raises SpecError naming the first bad key and value."""
     spec = _merge(TOP_KEYS, raw, "")
     name = check_sweep_name(spec["name"], "name")
+    if not isinstance(spec["description"], str | None):
+        raise SpecError(f"description: expected text, got {_short(spec['description'])}")
     if not spec["tasks"]:
         raise SpecError(f"tasks: expected a mapping of task names to settings, got {spec['tasks']!r}")
     _check_keys(spec["tasks"], {t: None for t in spec["tasks"]}, "tasks")
@@ -944,6 +952,8 @@ def _validate_baselines(baselines: Any, where: str) -> None:
         for k in ("params", "disk_bytes", "gzip_bytes"):
             if b.get(k) is not None:
                 _int(b[k], f"{w}.{k}", 1)
+        if b.get("note") is not None and not isinstance(b["note"], str):
+            raise SpecError(f"{w}.note: expected text, got {_short(b['note'])}")
 
 
 def _check_bpemb(spec: SweepSpec) -> None:
@@ -983,6 +993,7 @@ def _yaml_error(path: Path, e: yaml.YAMLError) -> str:
 
 
 MAX_YAML_DEPTH = 100  # nested mappings / lists; a real spec nests fewer than 10
+MAX_YAML_VALUES = 100_000  # values once aliases are expanded (the spec is stored expanded); a real spec has < 1,000
 
 
 class _SpecYamlError(yaml.YAMLError):
@@ -1029,17 +1040,59 @@ class SpecLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def _check_aliases(root: yaml.Node) -> None:
+    """Aliases (``*name``) share a node: refuse a value that contains itself (it cannot be stored), one that nests
+    deeper than ``MAX_YAML_DEPTH`` through aliases, and a document that expands to more than ``MAX_YAML_VALUES``
+    values (a few lines of aliases can stand for billions)."""
+    seen: dict[int, tuple[int, int]] = {}  # node -> (values once expanded, levels)
+    active: set[int] = set()
+
+    def measure(node: yaml.Node) -> tuple[int, int]:
+        # an alias names an earlier node, measured before, so this recursion is only as deep as the document's text
+        key = id(node)
+        if key in seen:
+            return seen[key]
+        if key in active:
+            raise _SpecYamlError(node.start_mark, "a value contains itself through an alias")
+        active.add(key)
+        children = node.value if isinstance(node, yaml.SequenceNode) else []
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        size, levels = 1, 1
+        for child in children:
+            child_size, child_levels = measure(child)
+            size, levels = size + child_size, max(levels, child_levels + 1)
+            if levels > MAX_YAML_DEPTH:
+                raise _SpecYamlError(node.start_mark, f"nested deeper than {MAX_YAML_DEPTH} levels (through aliases)")
+            if size > MAX_YAML_VALUES:
+                raise _SpecYamlError(
+                    node.start_mark, f"expands to more than {MAX_YAML_VALUES:,} values (through aliases)"
+                )
+        active.discard(key)
+        seen[key] = (size, levels)
+        return seen[key]
+
+    measure(root)
+
+
 def load_yaml(text: str, where: str | Path) -> Any:
     """Parse the YAML ``text`` of file ``where`` with :class:`SpecLoader`; every problem is one SpecError line
     ``FILE:LINE:COL: ...``. Every YAML file the tool reads goes through here."""
+    loader = SpecLoader(text)
     try:
-        return yaml.load(text, Loader=SpecLoader)  # noqa: S506 (a SafeLoader subclass)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_aliases(node)
+        return loader.construct_document(node)
     except _SpecYamlError as e:
         raise SpecError(f"{where}:{e.mark.line + 1}:{e.mark.column + 1}: {e.message}") from None
     except yaml.YAMLError as e:
         raise SpecError(_yaml_error(Path(where), e)) from None
     except RecursionError:  # a bound above should stop it first; a traceback here would say nothing useful
         raise SpecError(f"{where}: nested deeper than {MAX_YAML_DEPTH} levels") from None
+    finally:
+        loader.dispose()
 
 
 def load_spec(path: str | Path, check_files: bool = True) -> SweepSpec:

@@ -574,6 +574,12 @@ TEACHER_CASES = [
         "of the gpt2 model its config.json describes are not in its weights and would be newly initialised",
         {"teacher": _teacher(lambda d: _tiny_config(d, "gpt2"))},
     ),
+    Case(
+        "teacher-distill-incomplete",
+        [*DISTILL_OUT, "--task", "synthetic", "--teacher", "teacher", "--alpha", "0.5"],
+        "teacher: 25 tensor(s) of the bert model",
+        {"teacher": _teacher(lambda d: _tiny_config(d, "bert"))},
+    ),
 ]
 
 
@@ -842,6 +848,15 @@ UNREADABLE_CASES: list[Case] = [
         {"s.yaml": "".join("  " * i + "a:\n" for i in range(3000))},
     ),
     Case(
+        "spec-aliases-expand",
+        ["sweep", "validate", "s.yaml"],
+        "s.yaml:4:5: expands to more than 100,000 values (through aliases)",
+        {
+            "s.yaml": "name: t\na0: &a0 [v, v, v, v, v, v, v, v, v, v]\n"
+            + "".join(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 100)}]\n" for i in range(1, 3))
+        },
+    ),
+    Case(
         "unreadable-data-csv",
         [*DISTILL_OUT, *CUSTOM, "--data", "d.csv"],
         "d.csv: cannot read the data file (Permission denied)",
@@ -1035,8 +1050,113 @@ SECURITY_CASES: list[Case] = [
         {"c": _int8_payload},
     ),
 ]  # files that would run code or reach the network when loaded
-FOREIGN_DB_CASES: list[Case] = []  # DuckDB files another program wrote
-QUERY_LIMIT_CASES: list[Case] = []  # SQL that hits the time or memory limit, or holds no statement
+
+
+def _foreign_duckdb(own_schema_version: bool = False):
+    """Another program's DuckDB file: a table and a view (and, maybe, a schema_version table of its own)."""
+
+    def make(path: Path, assets: dict[str, Path]) -> None:
+        import duckdb
+
+        con = duckdb.connect(str(path))
+        con.execute("CREATE TABLE customers (id INTEGER, name VARCHAR)")
+        con.execute("INSERT INTO customers VALUES (1, 'a'), (2, 'b')")
+        con.execute("CREATE VIEW named AS SELECT name FROM customers")
+        if own_schema_version:
+            con.execute("CREATE TABLE schema_version (version INTEGER, name VARCHAR, applied_at TIMESTAMP)")
+            con.execute("INSERT INTO schema_version VALUES (1, 'customers', now()), (2, 'names', now())")
+        con.close()
+
+    return make
+
+
+def _sqlite_file(path: Path, assets: dict[str, Path]) -> None:
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE t (a INTEGER)")
+    con.commit()
+    con.close()
+
+
+def _empty_duckdb(path: Path, assets: dict[str, Path]) -> None:
+    import duckdb
+
+    duckdb.connect(str(path)).close()
+
+
+FOREIGN_OPENERS = (
+    ("migrate", ["db", "migrate", "--db", "f.duckdb"]),
+    ("sweep-run", ["sweep", "run", "s.yaml"]),
+    ("query", ["query", "--db", "f.duckdb", "SELECT * FROM trials"]),
+    ("report", ["report", "s", "--db", "f.duckdb", "--output", "rep"]),
+    ("tables", ["db", "tables", "--db", "f.duckdb"]),
+    ("status", ["sweep", "status", "s", "--db", "f.duckdb"]),
+    ("export", ["db", "export", "--db", "f.duckdb", "--output", "exp"]),
+    ("sync", ["db", "sync", "--db", "f.duckdb"]),
+    ("add-baseline", ["db", "add-baseline", "--db", "f.duckdb", "--task", "t", "--name", "n", "--score", "0.5"]),
+    ("export-trial", ["export", "d-1", "--db", "f.duckdb", "--output", "out"]),
+)
+FOREIGN_DB_CASES: list[Case] = [  # DuckDB files another program wrote (and a SQLite file)
+    *(
+        Case(f"foreign-{kind}-{name}", argv, f"f.duckdb is not a {what}", {"f.duckdb": make, **SPEC_ON_DB})
+        for kind, make, what in (
+            ("duckdb", _foreign_duckdb(), "featherweight experiment database"),
+            ("schema-version", _foreign_duckdb(own_schema_version=True), "featherweight experiment database"),
+            ("sqlite", _sqlite_file, "DuckDB database (it is a SQLite database)"),
+        )
+        for name, argv in FOREIGN_OPENERS
+    ),
+    *(
+        Case(f"foreign-empty-{name}", argv, "empty DuckDB file", {"f.duckdb": _empty_duckdb})
+        for name, argv in FOREIGN_OPENERS
+        if name in ("query", "report", "tables", "status", "export")
+    ),
+]
+SLOW_SQL = "SELECT sum(range % 7) FROM range(1000000000000)"  # hours of work without a time limit
+BIG_LIST_SQL = "SELECT len(list(range)) FROM range(400000000)"  # 6.9 GB without a memory limit
+BIG_RESULT_SQL = "SELECT range FROM range(400000000)"  # 3.2 GB of rows handed over
+QUERY_LIMIT_CASES: list[Case] = [  # SQL that hits the time or memory limit, or holds no statement
+    Case(
+        "limit-timeout",
+        ["query", "--db", "f.duckdb", "--timeout", "1", SLOW_SQL],
+        "1 s time limit (--timeout)",
+        GOOD_DB,
+    ),
+    Case(
+        "limit-timeout-parquet",
+        ["query", "--db", "f.duckdb", "--timeout", "1", "--format", "parquet", "-o", "q.parquet", SLOW_SQL],
+        "1 s time limit (--timeout)",
+        GOOD_DB,
+    ),
+    Case(
+        "limit-memory-list",
+        ["query", "--db", "f.duckdb", "--memory-limit", "100MB", BIG_LIST_SQL],
+        "memory limit of 100MB (--memory-limit)",
+        GOOD_DB,
+    ),
+    Case(
+        "limit-memory-result",
+        ["query", "--db", "f.duckdb", "--memory-limit", "100MB", "--format", "csv", "-o", "q.csv", BIG_RESULT_SQL],
+        "memory limit of 100MB (--memory-limit)",
+        GOOD_DB,
+    ),
+    Case("limit-timeout-zero", ["query", "--db", "f.duckdb", "--timeout", "0", "SELECT 1"], "--timeout", GOOD_DB),
+    Case("limit-timeout-negative", ["report", "s", "--db", "f.duckdb", "--timeout", "-1"], "'-1'", GOOD_DB),
+    Case("limit-timeout-word", ["db", "tables", "--db", "f.duckdb", "--timeout", "soon"], "'soon'", GOOD_DB),
+    Case("limit-memory-word", ["query", "--db", "f.duckdb", "--memory-limit", "lots", "SELECT 1"], "'lots'", GOOD_DB),
+    Case(
+        "limit-memory-tiny",
+        ["db", "export", "--db", "f.duckdb", "--output", "exp", "--memory-limit", "1KB"],
+        "'1KB'",
+        GOOD_DB,
+    ),
+    *(
+        Case(f"limit-no-statement-{name}", ["query", "--db", "f.duckdb", sql], "no SQL statement", GOOD_DB)
+        for name, sql in (("line-comment", "-- hi"), ("block-comment", "/* x */"), ("semicolon", ";"))
+    ),
+    Case("limit-two-statements", ["query", "--db", "f.duckdb", "SELECT 1; SELECT 2"], "2 SQL statements", GOOD_DB),
+]
 DUPLICATE_KEY_CASES: list[Case] = [
     Case(
         "dup-key-name",
@@ -1314,6 +1434,41 @@ OUTPUT_PLACE_CASES: list[Case] = [  # outputs that cannot be written where asked
         ["sweep", "run", "s.yaml"],
         "d is a directory",
         {"s.yaml": SPEC_OK + "database: d\n", "d": _mkdir},
+    ),
+    *(  # the analysis commands check where they write before they read the database
+        Case(f"place-{name}-{where}", [*argv, "--output", out], f"--output {out}", files, env)
+        for name, argv in (
+            ("query", ["query", "--db", "f.duckdb", "SELECT 1", "--format", "csv"]),
+            ("query-parquet", ["query", "--db", "f.duckdb", "SELECT 1", "--format", "parquet"]),
+            ("report", ["report", "s", "--db", "f.duckdb"]),
+            ("db-export", ["db", "export", "--db", "f.duckdb"]),
+            ("export-trial", ["export", "d-1", "--db", "f.duckdb"]),
+            ("export-model", ["export", "--model", "student.pt"]),
+        )
+        for where, out, files, env in (
+            ("under-a-file", "x/sub", {**GOOD_DB, "x": "a file", "student.pt": _copy("student")}, {}),
+            ("no-free-space", "o", {**GOOD_DB, "student.pt": _copy("student")}, {"FEATHERWEIGHT_MIN_FREE_MB": "1e15"}),
+        )
+    ),
+    *(
+        Case(f"place-{name}-is-a-file", [*argv, "--output", "x"], "--output x", {**GOOD_DB, "x": "a file"})
+        for name, argv in (
+            ("report", ["report", "s", "--db", "f.duckdb"]),
+            ("db-export", ["db", "export", "--db", "f.duckdb"]),
+            ("export-trial", ["export", "d-1", "--db", "f.duckdb"]),
+        )
+    ),
+    Case(
+        "place-query-is-a-directory",
+        ["query", "--db", "f.duckdb", "SELECT 1", "-o", "d"],
+        "--output d",
+        {**GOOD_DB, "d": _mkdir},
+    ),
+    Case(
+        "place-report-default-under-a-file",
+        ["report", "s", "--db", "f.duckdb"],
+        "reports/s",
+        {**GOOD_DB, "reports": "a file"},
     ),
 ]
 

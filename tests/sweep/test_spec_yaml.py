@@ -145,3 +145,45 @@ def test_sizes_that_fit_pass():
     )
     assert memory_bytes() > 2 * 10**9  # the students above need well under 1 GB to train
     assert len(validate(raw).distill_trials()) == 3 * 2 * 2
+
+
+LAUGHS = "x: &a0 [v, v, v, v, v, v, v, v, v, v]\n" + "".join(
+    f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 10)
+)  # 10 lines that stand for 10^10 values
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (LAUGHS, "s.yaml:5:5: expands to more than 100,000 values (through aliases)"),
+        ("a: &a [*a]\n", "s.yaml:1:4: a value contains itself through an alias"),
+        ("a: &a {b: [1, *a]}\n", "s.yaml:1:4: a value contains itself through an alias"),
+        (
+            "".join(f"a{i}: &a{i} [{f'*a{i - 1}' if i else 'x'}]\n" for i in range(150)),
+            "s.yaml:1:1: nested deeper than 100 levels (through aliases)",
+        ),
+    ],
+    ids=["billion-laughs", "self-list", "self-mapping", "alias-chain"],
+)
+def test_aliases_that_expand_without_bound_or_contain_themselves_are_refused(text, message):
+    with pytest.raises(SpecError) as e:
+        load_yaml(text, "s.yaml")
+    assert str(e.value) == message
+
+
+def test_shared_values_within_the_bound_load():
+    text = "x: &x [1, 2, 3]\n" + "".join(f"k{i}: *x\n" for i in range(1000))
+    loaded = load_yaml(text, "s.yaml")
+    assert loaded["k999"] == [1, 2, 3]
+
+
+def test_free_text_keys_hold_text(tmp_path):
+    huge = SPEC.replace("name: t", "name: t\ndescription: [1, 2]")
+    with pytest.raises(SpecError, match=r"^description: expected text, got \[1, 2\]$"):
+        validate(load_yaml(huge, "s.yaml"))
+    note = SPEC.replace(
+        "    data: synthetic\n", "    data: synthetic\n    baselines: [{name: b, score: 0.5, note: {a: 1}}]\n"
+    )
+    with pytest.raises(SpecError, match=r"^tasks\.synthetic\.baselines\[0\]\.note: expected text, got \{'a': 1\}$"):
+        validate(load_yaml(note, "s.yaml"))
+    assert validate(load_yaml(SPEC.replace("name: t", "name: t\ndescription:"), "s.yaml")).raw["description"] is None
