@@ -250,6 +250,14 @@ def prepare(
         check_augmented(bootstrap, task)
     if task_data is None:
         task_data = load_task_data(task, data)
+    if teacher is not None:
+        if store is None:
+            from featherweight_core.softtargets import SoftTargetStore
+
+            root = Path(cache_dir) / "softtargets" if cache_dir is not None else None
+            store = SoftTargetStore(root, device=teacher_device, progress=verbose)
+        if not store.has(teacher, task_data, "train"):
+            store.load_teacher(teacher)  # a teacher that cannot teach fails before anything is encoded or cached
     if verbose and (task_data.report.skipped or task_data.report.bad_bytes):
         print(f"data: bad rows\n{task_data.report}", file=sys.stderr)
     encoder = build_encoder(embedding, vocab_size, emb_dim, bpemb_dir)
@@ -279,11 +287,6 @@ def prepare(
         train_split.teacher_logits = align_logits(train_split, keys, arr, task.num_labels, str(teacher_logits))
     boot = None
     if teacher is not None:
-        if store is None:
-            from featherweight_core.softtargets import SoftTargetStore
-
-            root = Path(cache_dir) / "softtargets" if cache_dir is not None else None
-            store = SoftTargetStore(root, device=teacher_device, progress=verbose)
         keys, arr = store.get_or_compute(teacher, task_data, "train")
         train_split.teacher_logits = align_logits(train_split, keys, arr, task.num_labels, f"teacher {teacher}")
         if bootstrap is not None:

@@ -186,13 +186,20 @@ class SoftTargetStore:
         )
         return path is not None and path.is_file()
 
-    def _run_teacher(self, teacher_dir: Path, texts: list[tuple[str, ...]], max_length: int) -> np.ndarray:
-        from featherweight_core.teacher import load_classifier, predict_logits, resolve_device
+    def load_teacher(self, teacher_dir: str | Path) -> tuple[Any, Any]:
+        """``(model, tokenizer)`` of the teacher, loaded once and kept for the next computation (one teacher in
+        memory at a time). Loading first fails early on a teacher that cannot teach (unreadable, incomplete)."""
+        from featherweight_core.teacher import load_classifier
 
         cache_key = teacher_fingerprint(teacher_dir)  # by content: a retrained teacher at the same path reloads
         if cache_key not in self._loaded:
-            self._loaded = {cache_key: load_classifier(teacher_dir)}  # keep one teacher in memory at a time
-        model, tokenizer = self._loaded[cache_key]
+            self._loaded = {cache_key: load_classifier(teacher_dir)}
+        return self._loaded[cache_key]
+
+    def _run_teacher(self, teacher_dir: Path, texts: list[tuple[str, ...]], max_length: int) -> np.ndarray:
+        from featherweight_core.teacher import predict_logits, resolve_device
+
+        model, tokenizer = self.load_teacher(teacher_dir)
         device = resolve_device(self.device)
         logits = predict_logits(
             model, tokenizer, texts, self.batch_size, max_length, device, self.precision, self.progress
