@@ -18,6 +18,7 @@ import dataclasses
 import math
 import numbers
 import random
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,6 +79,8 @@ class DistillConfig:
             raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         if self.grad_clip is not None and not (self.grad_clip > 0 and math.isfinite(self.grad_clip)):
             raise ConfigError(f"grad_clip must be a finite number > 0 or None, got {self.grad_clip}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device):
+            raise ConfigError(f"unknown device {self.device!r}; expected cpu, cuda or cuda:N")
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not 0 <= self.seed < 2**32:
             raise ConfigError(f"seed must be an integer in 0..{2**32 - 1}, got {self.seed!r}")
 

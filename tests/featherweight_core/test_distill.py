@@ -121,6 +121,7 @@ def test_distill_config_resolved_defaults():
         ({"seed": -1}, "seed must be an integer in 0..4294967295"),
         ({"seed": 2**32}, "seed"),
         ({"seed": 1.5}, "seed"),
+        ({"device": "tpu"}, "unknown device 'tpu'"),
     ],
 )
 def test_distill_config_validation(kwargs, match):

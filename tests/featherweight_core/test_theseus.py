@@ -388,8 +388,9 @@ def test_cli_compresses_the_teacher_of_its_recorded_task(tmp_path, teacher, data
     ("extra", "message"),
     [
         (["--replace-rate", "3"], "replace_rate 3 does not divide the teacher's 4 layers"),
-        (["--p", "1.5"], "p (replacement probability) must be in [0, 1], got 1.5"),
-        (["--replacing-fraction", "-1"], "replacing_fraction must be in [0, 1], got -1.0"),
+        (["--p", "1.5"], "argument --p: expected a number in [0, 1], got '1.5'"),
+        (["--replacing-fraction", "-1"], "argument --replacing-fraction: expected a number in [0, 1], got '-1'"),
+        (["--lr", "inf"], "argument --lr: expected a number > 0, got 'inf'"),
     ],
 )
 def test_cli_bad_input_is_one_error_line_and_no_output(tmp_path, teacher, data, capsys, monkeypatch, extra, message):
@@ -397,7 +398,11 @@ def test_cli_bad_input_is_one_error_line_and_no_output(tmp_path, teacher, data, 
 
     monkeypatch.setattr(fdata, "load_synthetic", lambda task, **kw: data)
     out = tmp_path / "out"
-    assert main(_cli(teacher, out, *extra)) == 2
+    try:
+        rc = main(_cli(teacher, out, *extra))
+    except SystemExit as e:  # an option's value refused while parsing
+        rc = e.code
+    assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
     assert not out.exists()
