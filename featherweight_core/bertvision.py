@@ -284,7 +284,7 @@ class HiddenStateCache:
         path = self.path_for(teacher_dir, name, texts_fingerprint(list(keys), texts), max_length, pooling, int8)
         if path is not None and path.is_file():
             try:
-                with np.load(path) as f:
+                with np.load(path, allow_pickle=False) as f:
                     states = HiddenStates(f["centered"], f["offset"])
             except (ValueError, OSError, KeyError):
                 states = None  # a damaged file: compute again and replace it

@@ -123,7 +123,7 @@ def _save_encoded(path: Path, splits: dict[str, EncodedSplit]) -> None:
 
 
 def _load_encoded(path: Path, names: list[str], n_fields: int) -> dict[str, EncodedSplit]:
-    with np.load(path) as z:
+    with np.load(path, allow_pickle=False) as z:
         return {
             name: EncodedSplit(
                 tuple(Ragged(z[f"{name}/f{i}/ids"], z[f"{name}/f{i}/offsets"]) for i in range(n_fields)),
