@@ -184,10 +184,13 @@ def _save_spec(spec: SweepSpec) -> None:
     write_text_atomic(spec.storage / spec.name / "spec.yaml", yaml.safe_dump(spec.raw, sort_keys=False))
 
 
-def _start_ray(spec: SweepSpec, address: str | None, say: Callable[[str], None], verbose: bool) -> None:
+def _start_ray(
+    spec: SweepSpec, address: str | None, say: Callable[[str], None], verbose: bool, lock: SweepLock
+) -> None:
     """Stop what a killed driver's local Ray left (recorded in ``<storage>/<name>/ray_session.json``), start or join
     Ray, and check the spec's per-trial resources against it: nothing is written before the check passes (a local
-    Ray this call started is shut down when it fails)."""
+    Ray this call started is shut down when it fails). Then take the sweep's driver ``lock`` (before recording this
+    run's Ray session: a driver refused the lock must not overwrite the running one's record)."""
     import ray
 
     session_file = spec.storage / spec.name / SESSION_FILE
@@ -200,7 +203,8 @@ def _start_ray(spec: SweepSpec, address: str | None, say: Callable[[str], None],
         check_teacher_compression_resources(spec)
         if address:
             check_shared_storage(spec.storage)  # on a cluster every node must see the storage at the same path
-    except (ResourceError, ClusterError):
+        lock.acquire()
+    except (ResourceError, ClusterError, SweepBusy):
         if started:
             ray.shutdown()
         raise
@@ -269,12 +273,11 @@ def _run_sweep(
         checked_output_dir(spec.storage, f"storage {spec.storage}"),
         checked_output_dir(spec.database.parent, f"database directory {spec.database.parent}"),
     ):
-        _start_ray(spec, address, say, verbose)
+        _start_ray(spec, address, say, verbose, lock)
     say(f"sweep {spec.name}: {len(all_trials)} distillation trials, {len(all_trials) - len(todo)} already finished")
     spec.storage.mkdir(parents=True, exist_ok=True)
     spec.database.parent.mkdir(parents=True, exist_ok=True)
-    lock.acquire()
-    remove_leftovers(spec.storage / spec.name, say)  # no other driver runs this sweep: they belong to dead runs
+    remove_leftovers(spec.storage / spec.name, say)  # we hold the lock: no other driver runs this sweep
     _save_spec(spec)
     store = open_store(spec.database, lock_timeout=DB_WAIT_S)
     store.start_sweep(spec.name, spec.raw, code_version(), str(spec.storage / spec.name))

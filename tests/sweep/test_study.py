@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from db.store import ExperimentStore
+from sweep.assets import LEFTOVER
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -134,6 +135,10 @@ def test_whole_study_stages_resume_after_a_kill_in_each(tmp_path):
     assert store.sweep_status("study")["status"] == "finished"
     teachers = store.query("SELECT name FROM baselines WHERE sweep = 'study'")
     assert list(teachers.name) == [f"teacher:{teacher_dir.name}"]
+    # nothing the killed runs left behind (a half-built teacher, progress files, half-written files) is still there
+    sweep_dir = runs / "study"
+    left = [p for p in sweep_dir.rglob(".*") if LEFTOVER.match(p.name) and p.relative_to(sweep_dir).parts[0] != "tune"]
+    assert not left, left
 
     # nothing left: no stage runs again, nothing changes
     rc, out = _featherweight(*resume, cwd=tmp_path)
