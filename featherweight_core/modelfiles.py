@@ -150,10 +150,14 @@ def load_pretrained(
     if new:
         shown = ", ".join(new[:5]) + (", ..." if len(new) > 5 else "")
         kind = getattr(model.config, "model_type", None) or type(model).__name__
+        why = (
+            f"the checkpoint lacks the head {what} needs (a bare backbone or another task's model: fine-tune it first)"
+            if all(is_task_head(model, k) for k in new)
+            else "the config does not match the weights (another architecture, or tensors missing)"
+        )
         raise error(
             f"{source}: {len(new)} tensor(s) of the {kind} model its config.json describes are not in its weights"
-            f" and would be newly initialised ({shown}); the config does not match the weights (another"
-            " architecture, or tensors missing), so the model would compute noise"
+            f" and would be newly initialised ({shown}); {why}, so the model would compute noise"
         )
     return model
 

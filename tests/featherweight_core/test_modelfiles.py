@@ -142,7 +142,7 @@ def _drop_tensors(d):
 def test_a_config_naming_another_architecture_is_refused(tmp_path, bert):
     d = _copy(bert, tmp_path / "t", _as_gpt2)
     with pytest.raises(
-        TeacherError, match=r"t: \d+ tensor\(s\) of the gpt2 model .* newly initialised \(.*transformer\."
+        TeacherError, match=r"t: \d+ tensor\(s\) of the gpt2 model .* newly initialised \(.*transformer\..*not match"
     ):
         load_classifier(d)
     with pytest.raises(TeacherError, match="gpt2 model"):  # fine-tuning from it: the whole backbone would be new
@@ -166,7 +166,7 @@ def test_a_complete_teacher_loads_and_a_backbone_may_lack_only_its_head(tmp_path
     mlm = build_small_bert(texts, tmp_path / "mlm", TINY, head="masked-lm")  # no pooler, no classifier
     model, _ = load_classifier(mlm, num_labels=3)  # the fine-tuning start: a fresh head (and pooler) is fine
     assert model.config.num_labels == 3
-    with pytest.raises(TeacherError, match=r"classifier\.weight"):
+    with pytest.raises(TeacherError, match=r"classifier\.weight.*lacks the head .* fine-tune it first"):
         load_classifier(mlm)  # but as a teacher it would teach from a random head
     model, _ = load_classifier(bert, num_labels=3)  # a head of another size is replaced when fine-tuning
     assert model.classifier.out_features == 3
