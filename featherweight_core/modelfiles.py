@@ -26,7 +26,8 @@ from typing import Any
 def check_model_files(d: Path, error: type[Exception]) -> None:
     """A model directory's files are what they claim to be (cheap: headers only): ``config.json`` (and
     ``featherweight_teacher.json``, if any) parse as JSON objects, ``*.safetensors`` have a readable header, torch
-    ``*.bin`` / ``*.pt`` files are zip archives or pickles. Raises ``error`` naming the first bad file."""
+    ``*.bin`` / ``*.pt`` files are zip archives or pickles that hold only tensors and plain values
+    (:func:`check_torch_pickle`). Raises ``error`` naming the first bad file."""
     for name in ("config.json", "featherweight_teacher.json"):
         p = d / name
         if not p.is_file():
@@ -80,7 +81,10 @@ def check_torch_pickle(p: Path, error: type[Exception]) -> None:
         # ScriptObject: registered torchbind classes only (packed int8 weights), as featherweight_core.checkpoint
         with torch.serialization.safe_globals([torch.ScriptObject, TorchVersion]), warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning)
-            torch.load(p, map_location="meta", weights_only=True)
+            try:
+                torch.load(p, map_location="meta", weights_only=True)
+            except NotImplementedError:  # quantized tensors have no meta form: read them (int8 files are small)
+                torch.load(p, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
     except pickle.UnpicklingError as e:
         raise error(unpickling_message(p, e)) from None
     except _LOAD_ERRORS as e:

@@ -237,3 +237,13 @@ def test_model_directories_follow_the_umask(tmp_path, texts):
     for p in [*d.rglob("*"), *(tmp_path / "w").rglob("*")]:
         assert p.stat().st_mode & 0o777 == (0o755 if p.is_dir() else 0o644), p
     assert (d.stat().st_mode & 0o777, (tmp_path / "w").stat().st_mode & 0o777) == (0o755, 0o755)
+
+
+def test_int8_weights_pass_the_pickle_check(tmp_path):
+    """Quantized tensors have no meta-device form: the check reads them instead, still through weights_only."""
+    from featherweight_core.teacher_compression import quantize_int8
+
+    model = quantize_int8(torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2)))
+    torch.save(model.state_dict(), tmp_path / INT8_WEIGHTS)
+    (tmp_path / "config.json").write_text("{}")
+    check_model_files(tmp_path, TeacherError)
