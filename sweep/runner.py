@@ -118,6 +118,8 @@ def check_database_path(database: Path) -> None:
         raise OutputError(f"database: {database} is not a regular file; expected a DuckDB file")
     if database.is_file() and not os.access(database, os.R_OK | os.W_OK):
         raise OutputError(f"database: {database} cannot be written (permission denied)")
+    if database.is_file() and not os.access(database.parent, os.W_OK | os.X_OK):  # DuckDB writes its WAL beside it
+        raise OutputError(f"database: {database.parent} cannot be written (permission denied)")
 
 
 def code_version() -> str:

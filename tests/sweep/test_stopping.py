@@ -214,3 +214,40 @@ def test_a_grid_that_cannot_fit_a_local_model_to_fine_tune_fails_validation(tmp_
         f"error: teacher_compression.theseus.replace_rate: 3 does not divide the 4 layers of task synthetic's"
         f" teacher ({model}) into blocks"
     )
+
+
+# ---- a reader holding the database -----------------------------------------------------------------------------------
+
+
+def test_a_reader_holding_the_database_is_said_once_per_sweep_with_its_name(tmp_path):
+    """A real read-only DuckDB connection from another process holds the file: the callbacks of every stage keep
+    their rows in the journal, and the sweep says so once (naming the holder), then once when they are written."""
+    from sweep.callback import DatabaseCallback, journal_notice
+
+    db = tmp_path / "f.duckdb"
+    open_store(db).start_sweep("s", {}, "test", str(tmp_path))
+    said: list[str] = []
+    journal_notice(tmp_path / "journal.jsonl", said.append)  # the runner's, at the start of the sweep
+    hold = f"import duckdb, sys; c = duckdb.connect({str(db)!r}, read_only=True); print('ready', flush=True); sys.stdin.read()"
+    reader = subprocess.Popen([sys.executable, "-c", hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "ready"
+        stages = [DatabaseCallback(db, None, None, tmp_path / "journal.jsonl") for _ in range(2)]  # one per stage
+        for n, cb in enumerate(stages):
+            cb.LOCK_WAIT_S = 0.2
+            for i in range(3):  # what _write does with each finished trial
+                rec = make_record(sweep="s", trial_id=f"d-{n}{i}")
+                cb.journal.append(rec)
+                cb.pending.append(rec)
+                cb.flush()
+            assert len(cb.pending) == 3
+    finally:
+        reader.stdin.close()
+        reader.wait(timeout=60)
+    for cb in stages:
+        cb.flush()
+    assert all(not cb.pending for cb in stages)
+    waiting = [s for s in said if "results are waiting in" in s]
+    assert len(waiting) == 1 and f"PID {reader.pid})" in waiting[0], said
+    assert sum("the database is free again" in s for s in said) == 1, said
+    assert len(said) == 2, said
