@@ -13,6 +13,8 @@ ADDRESS_HELP = "join an existing Ray cluster: HOST:PORT of its head, or auto (de
 
 
 def add_parser(sub) -> None:
+    from db.limits import add_limit_args
+
     p = sub.add_parser("sweep", help="run, resume, inspect or validate a sweep", description=__doc__)
     ssub = p.add_subparsers(dest="sweep_command", metavar="ACTION", required=True)
 
@@ -43,6 +45,7 @@ def add_parser(sub) -> None:
     )
     st.add_argument("name", help="sweep name")
     _locate_args(st)
+    add_limit_args(st)
     st.set_defaults(func=status_cmd)
 
     v = ssub.add_parser("validate", help="check a spec without running anything")
@@ -130,9 +133,10 @@ def resume_cmd(args: argparse.Namespace) -> int:
 
 def status_cmd(args: argparse.Namespace) -> int:
     from analysis.views import open_store
+    from db.limits import limits_from_args
 
     _, db = locate_sweep(args.name, args.storage, args.db)
-    st = open_store(db, read_only=True).sweep_status(args.name)
+    st = open_store(db, read_only=True, limits=limits_from_args(args)).sweep_status(args.name)
     for k, v in st.items():
         if v is not None:
             print(f"{k:>16}: {v}")

@@ -316,8 +316,9 @@ def test_read_only_connections_are_limited_and_spill_nothing(db_path):
         ["db", "tables"],
         ["db", "export", "-o", "x"],
         ["export", "t0", "-o", "x"],
+        ["sweep", "status", "s"],
     ],
-    ids=["query", "report", "tables", "db-export", "export"],
+    ids=["query", "report", "tables", "db-export", "export", "status"],
 )
 def test_limit_options_are_checked(db_path, capsys, option, value, command):
     line = one_error_line(*run_cli_exit([*command, "--db", str(db_path), f"{option}={value}"], capsys)[::2])
