@@ -121,7 +121,7 @@ class Watchdog:
         self._thread.start()
 
     def _run(self) -> None:
-        if self._stop.wait(self.timeout_s):
+        if self._stop.wait(min(self.timeout_s, threading.TIMEOUT_MAX)):  # a year or a century: the same
             return
         self.fired = True
         while not self._stop.is_set():

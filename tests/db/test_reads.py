@@ -117,3 +117,20 @@ def test_arrow_keeps_types(store):
     store.record_trial(make_record("s", "t1"))
     table = store.arrow("SELECT trial_id, seed FROM trials")
     assert table.num_rows == 1 and str(table.schema.field("seed").type) == "int64"
+
+
+def test_sql_without_a_statement_is_a_store_error(tmp_path):
+    ExperimentStore(tmp_path / "fw.duckdb")
+    for read_only in (False, True):
+        store = ExperimentStore(tmp_path / "fw.duckdb", read_only=read_only)
+        for sql in ("-- hi", "/* x */", ";"):
+            with pytest.raises(StoreError, match="no SQL statement"):
+                store.query(sql)
+
+
+def test_a_huge_timeout_is_no_timeout(tmp_path):
+    from db.limits import QueryLimits
+
+    ExperimentStore(tmp_path / "fw.duckdb")
+    store = ExperimentStore(tmp_path / "fw.duckdb", read_only=True, limits=QueryLimits(timeout_s=1e300))
+    assert store.query("SELECT 42 AS a")["a"][0] == 42
