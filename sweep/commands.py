@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from featherweight_core.errors import UserError
+from sweep.stopping import DEFAULT_STORAGE  # where resume / status look without --storage (and what they print)
 
-DEFAULT_STORAGE = "runs"
 ADDRESS_HELP = "join an existing Ray cluster: HOST:PORT of its head, or auto (default: start a local Ray)"
 
 

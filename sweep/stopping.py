@@ -100,7 +100,7 @@ def featherweight_command() -> str:
         return shlex.quote(str(here))
 
 
-DEFAULT_STORAGE = "runs"  # what `sweep resume` / `sweep status` look in without --storage (sweep.commands)
+DEFAULT_STORAGE = "runs"  # where `sweep resume` / `sweep status` look without --storage (sweep.commands)
 
 
 def _path_arg(raw: str, resolved: Path) -> str:
