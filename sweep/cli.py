@@ -74,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = args.func(args)
     except KeyboardInterrupt as e:  # Ctrl-C or a sweep's SIGTERM; its StageStopped says how far it got, how to resume
-        from sweep.stopping import exit_status, how_stopped
+        from sweep.stopping import exit_now_if_ray_was_terminated, exit_status, how_stopped
 
         print(str(e) or how_stopped(), file=sys.stderr)
+        exit_now_if_ray_was_terminated(exit_status())
         return exit_status()
     except UserError as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -357,7 +357,7 @@ def _run_sweep(
         try:
             sync_journal(spec, store, say)
             store.finish_sweep(spec.name, status, message)
-        except Exception as e:  # never mask the original error
+        except BaseException as e:  # never mask the original error (nor stop at a second Ctrl-C here)
             log.warning("could not mark sweep %s as %s: %s", spec.name, status, e)
     return outcome
 

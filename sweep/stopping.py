@@ -13,18 +13,21 @@ a C++ stack trace first); :func:`sigterm_as_interrupt` installs ours and :func:`
 
 from __future__ import annotations
 
+import _thread
 import contextlib
+import os
 import shlex
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 
-_state = {"installed": False, "terminated": False}
+_state = {"installed": False, "terminated": False, "ray_lost": False}
 
 
 class StageStopped(KeyboardInterrupt):
@@ -46,13 +49,75 @@ def exit_status() -> int:
     return EXIT_TERMINATED if terminated() else EXIT_INTERRUPTED
 
 
+def _local_ray_processes() -> list:
+    """The processes (``subprocess.Popen``) of the local Ray this driver started; none when it joined a cluster or
+    has not started Ray."""
+    try:
+        import ray
+
+        node = ray._private.worker._global_node
+        return [i.process for infos in node.all_processes.values() for i in infos if i.process is not None]
+    except Exception:
+        return []
+
+
+def _ray_lost(procs: list, within_s: float) -> bool:
+    """Whether one of ``procs`` ends within ``within_s`` (returns as soon as one has)."""
+    deadline = time.monotonic() + within_s
+    while True:
+        if any(p.poll() is not None for p in procs):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+def _watch_ray(procs: list, within_s: float = 60.0) -> None:
+    """While Tune stops gracefully: should the local Ray still go (its processes were slow to die of the same
+    SIGTERM), interrupt the main thread instead of letting it wait for a GCS that no longer answers."""
+
+    def watch() -> None:
+        if _ray_lost(procs, within_s) and _state["installed"]:
+            _state["ray_lost"] = True
+            _thread.interrupt_main()
+
+    threading.Thread(target=watch, name="featherweight-ray-watch", daemon=True).start()
+
+
 def _on_sigterm(signum, frame) -> None:
+    """SIGTERM as Ctrl-C. A SIGTERM sent to the whole process group (a service manager, a batch scheduler) reaches
+    the local Ray's own processes too (they ignore Ctrl-C, not SIGTERM): its services die and its GCS stops serving,
+    and Tune could not stop gracefully; the driver then stops at once (the runner still records the sweep)."""
     _state["terminated"] = True
+    procs = _local_ray_processes()
+    if _ray_lost(procs, 1.0 if procs else 0.0):
+        _state["ray_lost"] = True
+        raise KeyboardInterrupt
     on_sigint = signal.getsignal(signal.SIGINT)
     if callable(on_sigint) and on_sigint is not signal.default_int_handler:
+        if procs:
+            _watch_ray(procs)
         on_sigint(signal.SIGINT, frame)  # Tune's handler while it runs trials: stop gracefully, as on Ctrl-C
         return
     raise KeyboardInterrupt
+
+
+def exit_now_if_ray_was_terminated(status: int) -> None:
+    """After a SIGTERM that reached the local Ray's own processes too, Ray's shutdown at exit would wait a minute for
+    a GCS that no longer answers and then fail: kill what is left of that Ray and exit with ``status`` at once (the
+    sweep is recorded by then). Returns when Ray was not hit."""
+    if not _state.get("ray_lost"):
+        return
+    procs = _local_ray_processes()
+    for p in procs:
+        with contextlib.suppress(OSError):
+            p.kill()
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.wait(timeout=10)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def reclaim_sigterm() -> None:
@@ -69,7 +134,7 @@ def sigterm_as_interrupt() -> Iterator[None]:
         yield
         return
     previous = signal.getsignal(signal.SIGTERM)
-    _state.update(installed=True, terminated=False)
+    _state.update(installed=True, terminated=False, ray_lost=False)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         yield

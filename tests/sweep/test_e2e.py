@@ -326,11 +326,13 @@ def _interrupt_at_second_trial(proc: subprocess.Popen, total: int, sig: int, gro
     return "".join(seen)
 
 
-def test_sigterm_stops_like_ctrl_c_and_the_printed_resume_command_finishes_it(tmp_path):
-    """`kill PID` of the driver in stage 1, with the spec's own storage (not the default): one clean line saying it
-    was terminated and how to resume, exit 143, the sweep recorded `interrupted` with that message; the resume
-    command it printed, run exactly as printed from the same directory, removes what the stopped run left and
-    finishes the sweep."""
+@pytest.mark.parametrize("group", [False, True], ids=["driver", "process-group"])
+def test_sigterm_stops_like_ctrl_c_and_the_printed_resume_command_finishes_it(tmp_path, group):
+    """`kill PID` of the driver in stage 1 (or of its whole process group, as a service manager or batch scheduler
+    does: Ray's own processes get it too), with the spec's own storage (not the default): one clean line saying it
+    was terminated and how to resume, exit 143 at once, the sweep recorded `interrupted` with that message; the
+    resume command it printed, run exactly as printed from the same directory, removes what the stopped run left
+    and finishes the sweep."""
     spec = _spec(tmp_path, "termed", seeds=list(range(N_CTRL_C_GRID)), archs=("bilstm",), epochs=4)
     raw = yaml.safe_load(spec.read_text())
     raw["storage"] = "own runs"  # relative to where the sweep runs, and a name the shell must quote
@@ -345,12 +347,13 @@ def test_sigterm_stops_like_ctrl_c_and_the_printed_resume_command_finishes_it(tm
         text=True,
         start_new_session=True,
     )
-    out = _interrupt_at_second_trial(proc, N_CTRL_C_GRID, signal.SIGTERM, group=False)
+    out = _interrupt_at_second_trial(proc, N_CTRL_C_GRID, signal.SIGTERM, group=group)
     assert proc.returncode == 143, out[-3000:]
-    for dump in ("Traceback", "Stack trace", "Fatal Python error", "SIGTERM received", "PC: @"):
+    for dump in ("Traceback", "Stack trace", "Fatal Python error", "SIGTERM received", "PC: @", "GCS"):
         assert dump not in out, out[-3000:]
     stopped = [ln for ln in out.splitlines() if ln.startswith("terminated")]
-    assert len(stopped) == 1 and stopped[0].startswith("terminated (SIGTERM) after "), out[-3000:]
+    assert len(stopped) == 1 and stopped[0].startswith("terminated (SIGTERM) "), out[-3000:]
+    assert " distillation " in stopped[0] and stopped[0] == out.strip().splitlines()[-1], out[-3000:]
     resume = re.search(r"`([^`]* sweep resume termed [^`]*)` runs the rest", stopped[0])
     assert resume, stopped[0]
     db = storage / "featherweight.duckdb"
