@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -110,7 +111,7 @@ def check_featherweight(con: duckdb.DuckDBPyConnection, path: Path, empty_ok: bo
             return
         raise ForeignDatabaseError(
             f"{path} is not a featherweight experiment database (it is an empty DuckDB file: run a sweep on it or "
-            "`featherweight db migrate` first)"
+            f"`featherweight db migrate --db {shlex.quote(str(path))}` first)"
         )
     if is_featherweight(con, relations):
         return
@@ -197,7 +198,8 @@ def check_readable(connector: Connector, views: Sequence[View]) -> bool:
         if version < latest:
             raise StoreError(
                 f"{connector.path} has schema version {version}, older than {latest}; "
-                "open it once for writing (featherweight db migrate) to upgrade it"
+                f"open it once for writing (`featherweight db migrate --db {shlex.quote(str(connector.path))}`) to "
+                "upgrade it"
             )
         if version > latest:
             raise StoreError(

@@ -348,8 +348,8 @@ def _run_sweep(
         message = f"{how_stopped()} during {phase}; `{resume_command(spec)}` runs the rest"
         raise StageStopped(message) from None
     except PendingTimeout as e:
-        status, message = "failed", str(e)
-        raise
+        status, message = "failed", f"{e}: `{resume_command(spec)}`"
+        raise PendingTimeout(message) from None
     finally:
         outcome.seconds = time.time() - t0
         outcome.status = status

@@ -1078,7 +1078,10 @@ def _check_aliases(root: yaml.Node) -> None:
 def load_yaml(text: str, where: str | Path) -> Any:
     """Parse the YAML ``text`` of file ``where`` with :class:`SpecLoader`; every problem is one SpecError line
     ``FILE:LINE:COL: ...``. Every YAML file the tool reads goes through here."""
-    loader = SpecLoader(text)
+    try:
+        loader = SpecLoader(text)  # the reader checks the characters here (a control character: ReaderError)
+    except yaml.YAMLError as e:
+        raise SpecError(_yaml_error(Path(where), e)) from None
     try:
         node = loader.get_single_node()
         if node is None:

@@ -313,7 +313,7 @@ class PendingWatch:
                 f"resources.pending_timeout_s: trials waited {waited:.0f}s (> {self.timeout_s:g}s) with none running"
                 f" for {_amount(r['cpus_per_trial'], 'CPU')} and {_amount(r['gpus_per_trial'], 'GPU')} per trial;"
                 f" the Ray cluster has {_cluster_summary()} -- free them, lower resources.{self.keys[0]} /"
-                f" {self.keys[1]}, or raise resources.pending_timeout_s; resume to run the rest"
+                f" {self.keys[1]}, or raise resources.pending_timeout_s, then resume to run the rest"
             )
 
     def raise_if_timed_out(self) -> None:

@@ -144,12 +144,15 @@ def test_a_stuck_sweep_is_marked_failed_with_the_message(tmp_path):
     init_ray(None, spec.resources)
     try:
         hog = _hog_the_only_cpu()  # noqa: F841 (held until ray.shutdown)
-        with pytest.raises(PendingTimeout, match="none running"):
+        with pytest.raises(PendingTimeout, match="none running") as raised:
             run_sweep(spec, say=lambda s: None)
     finally:
         ray.shutdown()
     st = ExperimentStore(spec.database, read_only=True).sweep_status("stuck")
     assert st["status"] == "failed" and st["message"].startswith("resources.pending_timeout_s: trials waited")
+    # the message ends with the command that resumes this sweep, storage included, as it can be run
+    assert st["message"] == str(raised.value)
+    assert st["message"].endswith(f"sweep resume stuck --storage {spec.raw['storage']}`"), st["message"]
 
 
 @pytest.mark.slow
