@@ -178,7 +178,10 @@ def test_a_reader_holding_the_database_never_fails_a_trial(tmp_path):
     # and reach the database when the reader lets go; every trial finishes and the sweep exits 0.
     import duckdb
 
-    spec = _spec(tmp_path, "held", seeds=[0, 1, 2, 3], archs=("ffn",), epochs=2)
+    # 12 trials: the reader takes hold right after the first is recorded, while most are still to come (a 4-trial
+    # grid of 1 s trials could finish between the reader's poll and its connect, leaving nothing to wait for)
+    n = 12
+    spec = _spec(tmp_path, "held", seeds=list(range(n)), archs=("ffn",), epochs=2)
     db = tmp_path / "runs" / "featherweight.duckdb"
     proc = subprocess.Popen(
         [sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec)],
@@ -188,7 +191,7 @@ def test_a_reader_holding_the_database_never_fails_a_trial(tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
     )
-    held = False
+    held, recorded_at_hold = False, None
     try:
         deadline = time.time() + 240
         while time.time() < deadline and proc.poll() is None and not held:
@@ -200,7 +203,8 @@ def test_a_reader_holding_the_database_never_fails_a_trial(tmp_path):
             except duckdb.Error:
                 continue  # the writer holds it this instant
             try:
-                if con.execute("SELECT count(*) FROM trials WHERE sweep = 'held'").fetchone()[0] < 1:
+                recorded_at_hold = con.execute("SELECT count(*) FROM trials WHERE sweep = 'held'").fetchone()[0]
+                if recorded_at_hold < 1:
                     continue
                 held = True
                 time.sleep(15)  # longer than any lock wait the writer had before the journal
@@ -211,9 +215,10 @@ def test_a_reader_holding_the_database_never_fails_a_trial(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert held, "the sweep ended before a reader could hold the database"
+    assert recorded_at_hold < n, f"all {n} trials were recorded before the reader took hold: nothing had to wait"
     assert proc.returncode == 0, out[-3000:]
     st = ExperimentStore(db, read_only=True).sweep_status("held")
-    assert st["status"] == "finished" and st["by_status"] == {"finished": 4}, st
+    assert st["status"] == "finished" and st["by_status"] == {"finished": n}, st
     # the slow-down is explained once, naming the reader, and its end once (not once per trial)
     waiting = [ln for ln in out.splitlines() if "results are waiting in" in ln]
     assert len(waiting) == 1, out[-3000:]
