@@ -1,4 +1,4 @@
-"""Compression benchmark on real students (issue 4): prints figures, not pass/fail.
+"""Compression benchmark on real students: prints figures, not pass/fail.
 
 For each parent checkpoint (e.g. SST-2 BiLSTM bpe vs1000 d25, FFN hash d25 from ``featherweight distill``):
 

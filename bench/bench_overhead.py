@@ -235,7 +235,7 @@ PRESTART = "RAY_prestart_worker_first_driver"  # Ray's own spelling of its setti
 
 @contextlib.contextmanager
 def legacy_checkpoints():
-    """The sweep as it ran before issue 12 (the "before" figures): trials report a Tune checkpoint of a temporary
+    """The sweep as it ran before trials stopped reporting Tune checkpoints (the "before" figures): trials report a Tune checkpoint of a temporary
     directory (Tune copies it into its experiment directory, and ``CheckpointConfig(num_to_keep=1)`` forces an
     experiment-state snapshot per trial) and Ray prestarts one idle worker per CPU. Done by renaming the config key
     under which ``build_tuner`` passes the checkpoint root, so the trainables (in their own processes) do not find

@@ -1,6 +1,6 @@
 """Real SST-2 dev accuracy without a teacher (alpha=1), one seed, thesis table 6.1 defaults unless overridden.
 
-Targets (issue 2): BiLSTM bpe (vs1000, d25) >= 80 %, FFN hash d25 >= 72 %. Thesis table 7.1 ("No distill",
+Targets: BiLSTM bpe (vs1000, d25) >= 80 %, FFN hash d25 >= 72 %. Thesis table 7.1 ("No distill",
 vocab 5000, mean of four seeds): BiLSTM bpe25 82.9, BiLSTM hash25 78.5, RNN bpe25 79.9, RNN hash25 75.0,
 FFN bpe25 81.3, FFN hash25* (K=2500) 74.8, BiLSTM char100 72.9, RNN char100 79.1, FFN char100 59.5.
 

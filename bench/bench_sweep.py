@@ -7,7 +7,7 @@ a local Ray with ``--workers`` CPUs, one CPU per trial, data shipped through the
 trial checkpointed into Tune's storage and written to DuckDB by the driver-side callback. Its wall time includes
 Ray's start, data preparation and the database writes; the sequential wall time includes data preparation.
 
-Printed: both wall times and the speed-up (issue 5 target: >= 1.8x with 2 workers, i.e. at most 10 % lost to the
+Printed: both wall times and the speed-up (target: >= 1.8x with 2 workers, i.e. at most 10 % lost to the
 framework), the framework's cost per trial in CPU-seconds, how much slower a trial itself runs inside Ray, the
 database write latency per trial, and whether both sides produced the same scores (CPU training is deterministic
 under a seed, so they must).

@@ -1,4 +1,6 @@
-"""BERT-Vision: a small head on the hidden states of every layer of a fine-tuned teacher (seed paper 004).
+"""BERT-Vision: a small head on the hidden states of every layer of a fine-tuned teacher.
+
+After "A High Performance Compression Approach for Transformer-Based NLP Tasks" (Jiang et al.).
 
 A fine-tuned transformer computes a hidden state per layer and position; plain inference uses only the last one.
 BERT-Vision keeps the teacher frozen, collects the hidden states of *every* layer once, and trains a small head on

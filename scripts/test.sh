@@ -5,9 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-if [ -z "${FEATHERWEIGHT_SHARED_DATA:-}" ] && [ -d ../shared/data ]; then
-  export FEATHERWEIGHT_SHARED_DATA="$(cd ../shared/data && pwd)"
-fi
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -11,10 +11,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
-    """../shared/data, located through FEATHERWEIGHT_SHARED_DATA (set by .ci/run); skips when unset."""
+    """The real datasets, located through FEATHERWEIGHT_SHARED_DATA (set by .ci/run); skips when unset."""
     value = os.environ.get("FEATHERWEIGHT_SHARED_DATA")
     if not value:
-        pytest.skip("FEATHERWEIGHT_SHARED_DATA is not set (needs ../shared/data; .ci/run sets it)")
+        pytest.skip("FEATHERWEIGHT_SHARED_DATA is not set (the directory of the real datasets; .ci/run sets it)")
     path = Path(value)
     if not path.is_dir():
         pytest.skip(f"FEATHERWEIGHT_SHARED_DATA={value} is not a directory")

@@ -117,7 +117,7 @@ def part_profile(cfg: dict) -> dict:
         return r.history[0].samples_per_second, time.perf_counter() - s0, r.history[0].score
 
     def host_batches_epoch(split) -> float:
-        """The loop as it was before issue 12, for comparison on the same device: numpy batches copied to the
+        """The loop as it was before the device-resident rewrite, for comparison on the same device: numpy batches copied to the
         device every step, the loss read (and checked) every step. Train samples/s."""
         from featherweight_core.batching import iter_batches
         from featherweight_core.distill import distill_loss, make_optimizer
@@ -153,7 +153,7 @@ def part_profile(cfg: dict) -> dict:
         legacy = host_batches_epoch(p.train)
         out["host_batches_sps"] = legacy
         say(
-            f"  cuda, the loop before issue 12 (numpy batches copied per step, loss read per step): {legacy:,.0f} "
+            f"  cuda, the loop before the rewrite (numpy batches copied per step, loss read per step): {legacy:,.0f} "
             f"samples/s; device-resident loop {sps / legacy:.2f}x that"
         )
     n_cpu = min(cfg["cpu_samples"], len(p.train))

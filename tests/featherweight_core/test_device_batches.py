@@ -1,4 +1,4 @@
-"""The accelerator path of training (issue 12) and that the CPU path did not move.
+"""The accelerator path of training (device-resident batches) and that the CPU path did not move.
 
 * CPU training is bit-identical to the loop before device-resident batches existed: an inline copy of that loop
   gives the same weights and losses, and the figures recorded with the old code still come out.
@@ -96,7 +96,7 @@ def test_cpu_training_reproduces_figures_recorded_before_the_change(synthetic, n
 
 
 def _old_train_loop(model, split, cfg):
-    """The training loop as it was before issue 12 (CPU), without evaluation: weights and per-epoch mean losses."""
+    """The training loop as it was before device-resident batches (CPU), without evaluation: weights and per-epoch mean losses."""
     optimizer = make_optimizer(model, cfg)
     rng = np.random.default_rng(cfg.seed)
     torch.manual_seed(cfg.seed)
