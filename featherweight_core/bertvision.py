@@ -347,7 +347,7 @@ def layer_states(
     """Pooled ``(N, L + 1, H)`` states after the embeddings and after each layer (:func:`pool_layers`) of a Hugging
     Face model that returns ``hidden_states``; batches sorted by length and padded to their longest row. The
     offset is the mean of the first batch."""
-    from featherweight_core.teacher import _progress, autocast_dtype, tokenize
+    from featherweight_core.teacher import autocast_dtype, progress_bar, tokenize
 
     device = torch.device(device) if isinstance(device, str) else device
     model.to(device).eval()
@@ -358,7 +358,7 @@ def layer_states(
     out: np.ndarray | None = None
     offset: np.ndarray | None = None
     starts = range(0, n, batch_size)
-    for s in _progress(starts, len(starts), "hidden states", progress):
+    for s in progress_bar(starts, len(starts), "hidden states", progress):
         idx = order[s : s + batch_size]
         inputs = {k: v.to(device) for k, v in tok.batch(idx).items()}
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
@@ -638,14 +638,14 @@ def train_bertvision(
     from safetensors.torch import save_file
 
     from featherweight_core import teacher_compression as tc
-    from featherweight_core.teacher import _check_output_dir, resolve_device
+    from featherweight_core.teacher import check_model_output_dir, resolve_device
 
     cfg = cfg or BertVisionConfig()
     start = time.perf_counter()
     teacher_dir = Path(teacher_dir)
     output_dir = Path(output_dir)
     task = task_data.task
-    _check_output_dir(output_dir, overwrite)
+    check_model_output_dir(output_dir, overwrite)
     tconfig = _check_teacher(teacher_dir, task)
     total_layers = _num_layers(tconfig)
     k = cfg.layers if cfg.layers is not None else total_layers

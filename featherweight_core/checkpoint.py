@@ -48,7 +48,7 @@ def save_checkpoint(
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     _check_file(path, "checkpoint")
-    payload = _safe_load(path)
+    payload = load_weights_only(path)
     if isinstance(payload, dict) and payload.get("format") == COMPRESSED_FORMAT:
         raise CheckpointError(f"{path}: a compressed student; load it with checkpoint.load_compressed")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
@@ -82,7 +82,7 @@ def _check_file(path: Path, what: str) -> None:
     check_readable(path, what)
 
 
-def _safe_load(path: Path) -> Any:
+def load_weights_only(path: Path) -> Any:
     # ScriptObject unpickles only registered torchbind classes (packed quantized weights), not arbitrary code;
     # never fall back to weights_only=False.
     # TorchVersion (a str subclass) is allow-listed because checkpoints written before run.py stored
@@ -184,7 +184,7 @@ def load_compressed(path: str | Path) -> tuple[nn.Module, StudentConfig, dict[st
     ``meta["prune"]`` / ``meta["quant"]`` hold the configs it was compressed with."""
     path = Path(path)
     _check_file(path, "compressed student")
-    payload = _safe_load(path)
+    payload = load_weights_only(path)
     if isinstance(payload, dict) and payload.get("format") == FORMAT:
         raise CheckpointError(f"{path}: a float student checkpoint, not a compressed one; use load_checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != COMPRESSED_FORMAT:

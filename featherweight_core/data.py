@@ -408,7 +408,7 @@ def load_glue_dir(task: TaskSpec, root: str | Path) -> TaskData:
     return TaskData(task, splits, report, source=str(task_dir))
 
 
-def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
+def hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
     try:
         with socket.create_connection((host, 443), timeout=timeout):
             return True
@@ -425,7 +425,7 @@ def load_hub(task: TaskSpec, cache_dir: str | None = None) -> TaskData:
         f" pass --data PATH with a local GLUE directory (e.g. data/glue) instead"
     )
     offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
-    if not offline and not _hub_reachable():
+    if not offline and not hub_reachable():
         raise DataError(hint)
     try:
         import datasets  # heavy import, only when the hub is used
@@ -561,7 +561,7 @@ def load_hf_custom(task: TaskSpec, source: str, cache_dir: str | None = None) ->
         " directory of train/dev files instead"
     )
     offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
-    if not offline and not _hub_reachable():
+    if not offline and not hub_reachable():
         raise DataError(hint)
     try:
         import datasets

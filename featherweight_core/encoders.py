@@ -212,9 +212,9 @@ class BPEEncoder(Encoder):
             if model_file.is_file() and emb_file.is_file():
                 self.bpemb = BPEmb(lang=None, model_file=model_file, emb_file=emb_file, dim=dim)
             else:
-                from featherweight_core.data import _hub_reachable
+                from featherweight_core.data import hub_reachable
 
-                if not _hub_reachable("bpemb.h-its.org"):
+                if not hub_reachable("bpemb.h-its.org"):
                     raise EncoderError(
                         f"BPEmb files for vocab_size={vocab_size}, dim={dim} not found: expected {model_file} and"
                         f" {emb_file} (offline, so they cannot be downloaded); pass --bpemb-dir with a directory"

@@ -120,7 +120,7 @@ def _load_source(source: str | Path) -> _Source:
 
     path = Path(source)
     if path.is_file():
-        payload = ck._safe_load(path)
+        payload = ck.load_weights_only(path)
         fmt = payload.get("format") if isinstance(payload, dict) else None
         if fmt == ck.COMPRESSED_FORMAT:
             model, cfg, meta = ck.load_compressed(path)

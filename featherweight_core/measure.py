@@ -212,7 +212,7 @@ class WeightsFileError(UserError, ValueError):
     """A weight file that cannot be read as safetensors or as a ``torch.save`` state dict."""
 
 
-def _safetensors_params(raw: bytes, path: Path) -> int:
+def safetensors_params(raw: bytes, path: Path) -> int:
     """Element count of every tensor in a safetensors file, read from its JSON header (no tensor is loaded)."""
     header = None
     n = int.from_bytes(raw[:8], "little") if len(raw) >= 8 else -1
@@ -225,7 +225,7 @@ def _safetensors_params(raw: bytes, path: Path) -> int:
     return sum(math.prod(v["shape"]) for v in entries)
 
 
-def _torch_params(raw: bytes, path: Path) -> int:
+def torch_params(raw: bytes, path: Path) -> int:
     """Element count of every tensor in a ``torch.save``d state dict; tensors sharing storage (tied weights) are
     counted once, as safetensors stores them once."""
     try:
@@ -275,7 +275,7 @@ def saved_model_sizes(path: str | Path) -> dict[str, int]:
     else:
         raise InputFileError(f"{path}: no such model directory or weights file")
     raw = weights.read_bytes()
-    params = _safetensors_params(raw, weights) if weights.suffix == ".safetensors" else _torch_params(raw, weights)
+    params = safetensors_params(raw, weights) if weights.suffix == ".safetensors" else torch_params(raw, weights)
     return {"params": params, "disk_bytes": len(raw), "gzip_bytes": gzip_bytes(raw)}
 
 

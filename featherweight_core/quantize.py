@@ -404,7 +404,7 @@ def quantized_groups(model: nn.Module) -> dict[str, bool]:
 # Entry points
 
 
-def _quiet_torch_ao() -> None:
+def quiet_torch_ao() -> None:
     """torch.ao.quantization is deprecated upstream but works; keep its warnings out of users' logs."""
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -434,7 +434,7 @@ def quantize_student(
     if cfg.static_classifier and calibrate and calibration_split is None:
         raise QuantizationError("static_classifier needs calibration_split (training data) to calibrate on")
     with warnings.catch_warnings():
-        _quiet_torch_ao()
+        quiet_torch_ao()
         q = copy.deepcopy(model).cpu().eval()
         if cfg.embedding:
             q.embedding = _quantize_embedding(q.embedding, cfg.importance_bits)

@@ -150,9 +150,9 @@ def resolve_model_source(name_or_dir: str | Path) -> tuple[str, bool]:
     cached = try_to_load_from_cache(text, "config.json")
     if isinstance(cached, str):
         return text, hub_offline()
-    from featherweight_core.data import _hub_reachable
+    from featherweight_core.data import hub_reachable
 
-    if hub_offline() or not _hub_reachable():
+    if hub_offline() or not hub_reachable():
         raise TeacherError(
             f"model {text!r} is not a local directory and is not cached, and the Hugging Face hub is unreachable"
             " (offline); pass a local model directory instead (a model saved with `save_pretrained` while online,"
@@ -365,7 +365,7 @@ def length_grouped_batches(lengths: np.ndarray, batch_size: int, rng: np.random.
     return [batches[i] for i in perm]
 
 
-def _progress(iterable, total: int, desc: str, enabled: bool):
+def progress_bar(iterable, total: int, desc: str, enabled: bool):
     if not enabled:
         return iterable
     from tqdm.auto import tqdm
@@ -424,7 +424,7 @@ def predict_logits(
                 yield start, tok, order[i : i + batch_size]
 
     total = sum(math.ceil(min(step, n - s) / batch_size) for s in range(0, n, step))
-    for start, tok, idx in _progress(batches(), total, "teacher logits", progress):
+    for start, tok, idx in progress_bar(batches(), total, "teacher logits", progress):
         inputs = {k: v.to(device) for k, v in tok.batch(idx, max_length if fixed_length else None).items()}
         with torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
             logits = model(**inputs).logits
@@ -478,7 +478,7 @@ def evaluate_teacher(
 # fine-tuning
 
 
-def _check_output_dir(output_dir: Path, overwrite: bool) -> None:
+def check_model_output_dir(output_dir: Path, overwrite: bool) -> None:
     """Refuse to replace a file, or a non-empty directory unless ``overwrite``; the save itself is atomic
     (:func:`featherweight_core.atomic.atomic_dir`)."""
     if output_dir.exists() and not output_dir.is_dir():
@@ -573,7 +573,7 @@ def finetune_teacher(
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_classifier(model_name_or_dir, task.num_labels, task.label_names)
-    _check_output_dir(output_dir, overwrite)
+    check_model_output_dir(output_dir, overwrite)
     rng = np.random.default_rng(cfg.seed)
     rows = training_rows(len(train), cfg.max_train_examples, rng)
     texts = [train.texts[i] for i in rows]
@@ -593,7 +593,7 @@ def finetune_teacher(
         model.train()
         batches = length_grouped_batches(lengths, cfg.batch_size, rng)
         running, seen = 0.0, 0
-        for idx in _progress(batches, len(batches), f"teacher epoch {epoch}", progress):
+        for idx in progress_bar(batches, len(batches), f"teacher epoch {epoch}", progress):
             loss, _ = classifier_step(
                 model,
                 tok.batch(idx),
@@ -746,7 +746,7 @@ def build_small_bert(
     )
     torch.manual_seed(cfg.seed)
     model = (BertForSequenceClassification if head == "classification" else BertForMaskedLM)(config)
-    _check_output_dir(output_dir, overwrite)
+    check_model_output_dir(output_dir, overwrite)
     with atomic_dir(output_dir) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -37,7 +37,7 @@ from torch import nn
 
 from featherweight_core import vocab
 from featherweight_core.errors import InputFileError, UserError
-from featherweight_core.measure import WEIGHT_FILES, _safetensors_params, _torch_params, gzip_bytes
+from featherweight_core.measure import WEIGHT_FILES, gzip_bytes, safetensors_params, torch_params
 
 METHODS = vocab.TEACHER_COMPRESSION_METHODS
 COMPRESSED_META = "featherweight_compressed.json"
@@ -115,9 +115,9 @@ class CompressedTeacherResult:
 
 def _file_params(path: Path, raw: bytes) -> int:
     if path.suffix == ".safetensors":
-        return _safetensors_params(raw, path)
+        return safetensors_params(raw, path)
     with quiet_storage_warning():
-        return _torch_params(raw, path)
+        return torch_params(raw, path)
 
 
 @contextlib.contextmanager
@@ -290,9 +290,9 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     quantized on the fly); embeddings and LayerNorms stay float. The original is untouched."""
     from torch.ao.quantization import quantize_dynamic
 
-    from featherweight_core.quantize import _quiet_torch_ao
+    from featherweight_core.quantize import quiet_torch_ao
 
-    _quiet_torch_ao()
+    quiet_torch_ao()
     q = copy.deepcopy(model).cpu().eval()
     return quantize_dynamic(q, {nn.Linear}, dtype=torch.qint8)
 

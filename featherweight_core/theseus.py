@@ -358,15 +358,15 @@ def compress_theseus(
     from featherweight_core.data import recorded_source
     from featherweight_core.softtargets import teacher_fingerprint
     from featherweight_core.teacher import (
-        _check_output_dir,
         _optimizer,
-        _progress,
         _save_teacher,
         autocast_dtype,
+        check_model_output_dir,
         classifier_step,
         evaluate_teacher,
         length_grouped_batches,
         load_classifier,
+        progress_bar,
         read_teacher_meta,
         resolve_device,
         tokenize,
@@ -378,7 +378,7 @@ def compress_theseus(
     task = task_data.task
     output_dir = Path(output_dir)
     teacher_meta = read_teacher_meta(teacher_dir)
-    _check_output_dir(output_dir, overwrite)
+    check_model_output_dir(output_dir, overwrite)
     train = task_data.train
     if len(train) == 0:
         raise TheseusError(f"task {task.name!r}: the train split is empty")
@@ -428,7 +428,7 @@ def compress_theseus(
         model.train()
         batches = length_grouped_batches(lengths, cfg.batch_size, rng)
         running, seen, p_sum, idle = 0.0, 0, 0.0, 0
-        for idx in _progress(batches, len(batches), f"theseus epoch {epoch}", progress):
+        for idx in progress_bar(batches, len(batches), f"theseus epoch {epoch}", progress):
             p = schedule(step)
             theseus.set_p(p)
             p_sum += p
@@ -568,7 +568,7 @@ def quantize_successor(float_dir: str | Path, task_data, output_dir: str | Path,
     cost (a sweep's ``quantize: [false, true]`` trains once)."""
     from featherweight_core import teacher_compression as tc
     from featherweight_core.atomic import atomic_dir
-    from featherweight_core.teacher import _check_output_dir, load_classifier
+    from featherweight_core.teacher import check_model_output_dir, load_classifier
 
     start = time.perf_counter()
     float_dir, output_dir = Path(float_dir), Path(output_dir)
@@ -583,7 +583,7 @@ def quantize_successor(float_dir: str | Path, task_data, output_dir: str | Path,
             f"{float_dir}: saved without its trainable parameter count (an older version); run"
             " compress_theseus with quantize instead"
         )
-    _check_output_dir(output_dir, overwrite)
+    check_model_output_dir(output_dir, overwrite)
     model, tokenizer = load_classifier(float_dir)
     q = tc.quantize_int8(model)
     del model

@@ -269,7 +269,9 @@ class SweepSpec:
         tc = self.teacher_compression
         if not tc:
             return 0
-        return len(tc["tasks"]) * sum(len(_tc_grid(m, tc[m])) for m in TEACHER_COMPRESSION_METHODS if m in tc)
+        return len(tc["tasks"]) * sum(
+            len(teacher_compression_grid(m, tc[m])) for m in TEACHER_COMPRESSION_METHODS if m in tc
+        )
 
     def teacher_compression_trials(self, teachers: dict[str, str | Path]) -> list[TeacherCompressionTrial]:
         """The teacher-compression grid of every task in ``teachers`` (task -> its fine-tuned teacher directory;
@@ -293,8 +295,8 @@ class SweepSpec:
             for method in TEACHER_COMPRESSION_METHODS:
                 if method not in tc:
                     continue
-                for seed, quantize, settings in _tc_grid(method, tc[method]):
-                    _check_against_teacher(method, settings, layers, task, tdir)
+                for seed, quantize, settings in teacher_compression_grid(method, tc[method]):
+                    check_against_teacher(method, settings, layers, task, tdir)
                     trial = TeacherCompressionTrial(
                         task=task,
                         method=method,
@@ -647,7 +649,7 @@ def _validate_tc_method(method: str, value: Any) -> dict:
             out[key] = _tc_value(method, key, v, w)
     out.setdefault("seeds", [0])
     out.setdefault("quantize", [False])
-    for seed, quantize, settings in _tc_grid(method, out):
+    for seed, quantize, settings in teacher_compression_grid(method, out):
         _check_core_config(method, settings, seed, quantize, where)
     return out
 
@@ -665,7 +667,7 @@ def _check_core_config(method: str, settings: dict, seed: int, quantize: bool, w
         raise SpecError(f"{where}: {e}") from None
 
 
-def _tc_grid(method: str, section: dict) -> list[tuple[int, bool, dict]]:
+def teacher_compression_grid(method: str, section: dict) -> list[tuple[int, bool, dict]]:
     """``(seed, quantize, settings)`` per grid point of a validated method section; Theseus points leave out the
     knobs of the schedule they do not run."""
     grid_keys = [k for k in TC_GRID_KEYS[method] if k not in _TC_COMMON_GRID and k in section]
@@ -744,7 +746,7 @@ def teacher_layers(teacher_dir: str | Path) -> int:
     return layers
 
 
-def _check_against_teacher(method: str, settings: dict, layers: int, task: str, teacher: Path) -> None:
+def check_against_teacher(method: str, settings: dict, layers: int, task: str, teacher: Path) -> None:
     where = f"teacher_compression.{method}"
     if method == "bertvision" and settings.get("layers") is not None and settings["layers"] > layers:
         raise SpecError(

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sweep.spec import TEACHER_COMPRESSION_METHODS, SweepSpec, _check_against_teacher, _tc_grid, teacher_layers
+from sweep.spec import (
+    TEACHER_COMPRESSION_METHODS,
+    SweepSpec,
+    check_against_teacher,
+    teacher_compression_grid,
+    teacher_layers,
+)
 
 
 def planned_teacher_layers(spec: SweepSpec, task: str) -> tuple[int, str] | None:
@@ -45,5 +51,5 @@ def check_grid_against_teacher_configs(spec: SweepSpec, skip: set[str] | frozens
         layers, what = planned
         for method in TEACHER_COMPRESSION_METHODS:
             if method in tc:
-                for _, _, settings in _tc_grid(method, tc[method]):
-                    _check_against_teacher(method, settings, layers, task, what)
+                for _, _, settings in teacher_compression_grid(method, tc[method]):
+                    check_against_teacher(method, settings, layers, task, what)

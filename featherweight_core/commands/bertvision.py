@@ -125,7 +125,7 @@ def _run(args: argparse.Namespace) -> int:
     from featherweight_core.data import load_task_data
     from featherweight_core.prepare import DEFAULT_CACHE_DIR
     from featherweight_core.softtargets import teacher_fingerprint
-    from featherweight_core.teacher import TeacherError, _check_output_dir, read_teacher_meta
+    from featherweight_core.teacher import TeacherError, check_model_output_dir, read_teacher_meta
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -145,7 +145,7 @@ def _run(args: argparse.Namespace) -> int:
         device="cpu" if args.cpu else args.device,
         quantize=args.quantize,
     )
-    _check_output_dir(Path(args.output), args.overwrite)  # before the teacher and the data are loaded
+    check_model_output_dir(Path(args.output), args.overwrite)  # before the teacher and the data are loaded
     teacher = Path(args.teacher)
     if not teacher.exists():
         raise TeacherError(f"{teacher}: teacher directory not found")

@@ -155,9 +155,9 @@ def run_init_small(args: argparse.Namespace) -> int:
 
 def _run_init_small(args: argparse.Namespace) -> int:
     from featherweight_core.data import load_task_data
-    from featherweight_core.teacher import SmallBertConfig, _check_output_dir, build_small_teacher
+    from featherweight_core.teacher import SmallBertConfig, build_small_teacher, check_model_output_dir
 
-    _check_output_dir(Path(args.output), args.overwrite)  # before the data is loaded
+    check_model_output_dir(Path(args.output), args.overwrite)  # before the data is loaded
     task = resolve_task(args)
     cfg = SmallBertConfig(
         vocab_size=args.vocab_size,
@@ -181,9 +181,9 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 def _run_finetune(args: argparse.Namespace) -> int:
     from featherweight_core.data import load_task_data
-    from featherweight_core.teacher import TeacherConfig, _check_output_dir, finetune_teacher
+    from featherweight_core.teacher import TeacherConfig, check_model_output_dir, finetune_teacher
 
-    _check_output_dir(Path(args.output), args.overwrite)  # before the model and data are loaded
+    check_model_output_dir(Path(args.output), args.overwrite)  # before the model and data are loaded
     device = _setup(args)
     task = resolve_task(args)
     cfg = TeacherConfig(

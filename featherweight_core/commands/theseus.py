@@ -130,7 +130,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from featherweight_core.data import load_task_data
-    from featherweight_core.teacher import _check_output_dir, read_teacher_meta
+    from featherweight_core.teacher import check_model_output_dir, read_teacher_meta
     from featherweight_core.teacher_compression import measure_saved
     from featherweight_core.theseus import TheseusConfig, compress_theseus
 
@@ -155,7 +155,7 @@ def _run(args: argparse.Namespace) -> int:
         quantize=args.quantize,
     )
     meta = read_teacher_meta(args.teacher)  # a missing teacher fails here, before anything is loaded
-    _check_output_dir(Path(args.output), args.overwrite)
+    check_model_output_dir(Path(args.output), args.overwrite)
     if args.threads:
         torch.set_num_threads(args.threads)
     task = resolve_recorded_task(args, recorded_task_of(meta), f"teacher {args.teacher}")

@@ -259,7 +259,7 @@ def test_hub_unreachable_fails_fast(monkeypatch):
 
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(data_mod, "_hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(data_mod, "hub_reachable", lambda *a, **k: False)
     t0 = time.perf_counter()
     with pytest.raises(DataError, match="--data PATH"):
         load_task_data(get_task("qqp"), None)  # the default source of GLUE tasks is the hub
@@ -477,7 +477,7 @@ def test_sniffed_delimiter_and_hf_source_offline(tmp_path, monkeypatch):
 
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(data_mod, "_hub_reachable", lambda *a, **k: False)
+    monkeypatch.setattr(data_mod, "hub_reachable", lambda *a, **k: False)
     with pytest.raises(DataError) as err:
         load_task_data(task, "hf:someone/tweets:default")
     assert "someone/tweets:default" in str(err.value) and "local CSV/TSV" in str(err.value)
