@@ -152,14 +152,15 @@ def _tensor_items(model: nn.Module):
                     yield f"{name}.{i}", v.dequantize() if v.is_quantized else v
 
 
-def param_counts(model: nn.Module) -> dict[str, int]:
+def param_counts(model: nn.Module, nonzero: bool = True) -> dict[str, int]:
     """Parameter counts: ``total``, per group (``embedding``, ``encoder``, ``classifier``) and ``nonzero``.
 
     Counts trainable parameters for float models. Buffers (e.g. masks) are not parameters and are not counted.
+    ``nonzero=False`` leaves the ``nonzero`` count out and reads no tensor data (a float model on the meta device).
     """
     if _has_quantized(model):  # packed / float16 weights are not Parameters; partly quantized models mix both
         return stored_param_counts(model)
-    counts = dict.fromkeys(("total", *GROUPS, "nonzero"), 0)
+    counts = dict.fromkeys(("total", *GROUPS, *(("nonzero",) if nonzero else ())), 0)
     params = list(model.named_parameters())
     if not params:  # quantized models hold packed weights, not Parameters
         params = [(n, t) for n, t in _tensor_items(model) if not n.endswith(("scale", "zero_point"))]
@@ -169,7 +170,8 @@ def param_counts(model: nn.Module) -> dict[str, int]:
         group = _group_of(name)
         if group in counts:
             counts[group] += n
-        counts["nonzero"] += int(torch.count_nonzero(p.detach()).item())
+        if nonzero:
+            counts["nonzero"] += int(torch.count_nonzero(p.detach()).item())
     return counts
 
 
@@ -543,13 +545,7 @@ def student_param_counts(cfg, num_embeddings: int | None = None) -> dict[str, in
         raise TooLargeError(
             f"a student with embedding dim {cfg.emb_dim} and {rows} embedding rows has more than 2^63 parameters"
         ) from None
-    counts = dict.fromkeys(("total", *GROUPS), 0)
-    for name, p in model.named_parameters():
-        counts["total"] += p.numel()
-        group = _group_of(name)
-        if group in counts:
-            counts[group] += p.numel()
-    return counts
+    return param_counts(model, nonzero=False)
 
 
 def check_student_fits(
