@@ -143,13 +143,15 @@ def migrate(connector: Connector, views: Sequence[View], target: int | None = No
     if connector.read_only:
         raise StoreError("cannot migrate a database opened read-only")
     latest = latest_schema_version()
-    if connector.path.is_file() and connector.path.stat().st_size > 0:
+    looked = connector.path.is_file() and connector.path.stat().st_size > 0
+    if looked:
         # look before opening for writing: a writable open alone may change another program's file (it folds the
         # file's write-ahead log into it)
         with Connector(connector.path, read_only=True, lock_timeout=connector.lock_timeout).connect() as con:
             check_featherweight(con, connector.path, empty_ok=True)
     with connector.connect() as con:
-        check_featherweight(con, connector.path, empty_ok=True)
+        if not looked:  # a file another program created since the look
+            check_featherweight(con, connector.path, empty_ok=True)
 
         def current_version() -> int:
             con.execute(
