@@ -124,9 +124,7 @@ def _open(db: str | None, read_only: bool = True, args: argparse.Namespace | Non
     """The store, with the analysis views; read-only with the time and memory limits of ``args``."""
     from analysis.views import open_store
 
-    if not read_only:
-        return open_store(db, read_only=False)
-    return open_store(db, read_only=True, limits=limits_from_args(args) if args is not None else None)
+    return open_store(db, read_only=read_only, limits=limits_from_args(args) if args is not None else None)
 
 
 def format_frame(df, fmt: str) -> str:
@@ -195,12 +193,12 @@ def check_one_statement(sql: str) -> None:
 def output_file_dir(output: str) -> Path:
     """The directory ``--output FILE`` is written in (``checked_output_dir`` then checks it takes a new file);
     OutputError naming the option when FILE is an existing directory."""
+    from featherweight_core.commands.common import output_parent
     from featherweight_core.errors import OutputError
 
-    path = Path(output).expanduser()
-    if path.is_dir():
+    if Path(output).expanduser().is_dir():
         raise OutputError(f"--output {output}: is a directory (expected a file name)")
-    return path.absolute().parent
+    return output_parent(output)
 
 
 def _refused_if_sandboxed(e: Exception) -> Exception:
