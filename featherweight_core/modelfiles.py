@@ -66,7 +66,7 @@ def check_model_files(d: Path, error: type[Exception]) -> None:
 
 
 # What torch.load raises on a file it cannot read (see featherweight_core.checkpoint.LOAD_ERRORS).
-_LOAD_ERRORS = (EOFError, RuntimeError, OSError, IndexError, KeyError, TypeError, ValueError, AttributeError)
+TORCH_LOAD_ERRORS = (EOFError, RuntimeError, OSError, IndexError, KeyError, TypeError, ValueError, AttributeError)
 _GLOBAL_RE = re.compile(r"GLOBAL ([\w.]+)")
 
 
@@ -87,7 +87,7 @@ def check_torch_pickle(p: Path, error: type[Exception]) -> None:
                 torch.load(p, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(p))
     except pickle.UnpicklingError as e:
         raise error(unpickling_message(p, e)) from None
-    except _LOAD_ERRORS as e:
+    except TORCH_LOAD_ERRORS as e:
         raise error(f"{p}: not a readable PyTorch weights file ({type(e).__name__}: {first_line(e)})") from None
 
 

@@ -319,14 +319,14 @@ def load_int8_state(model: nn.Module, weights: str | Path) -> None:
     anything else, or whose tensors do not fit the skeleton is a :class:`CompressedTeacherError` naming it."""
     import pickle
 
-    from featherweight_core.modelfiles import first_line, load_state_strictly, unpickling_message
+    from featherweight_core.modelfiles import TORCH_LOAD_ERRORS, first_line, load_state_strictly, unpickling_message
 
     try:
         with quiet_storage_warning():
             state = torch.load(weights, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CompressedTeacherError(unpickling_message(weights, e)) from None
-    except (EOFError, RuntimeError, OSError, IndexError, KeyError, TypeError, ValueError, AttributeError) as e:
+    except TORCH_LOAD_ERRORS as e:
         raise CompressedTeacherError(
             f"{weights}: not a readable int8 weights file ({type(e).__name__}: {first_line(e)})"
         ) from None
