@@ -292,11 +292,11 @@ class SweepSpec:
             fingerprint = teacher_fingerprint(tdir)
             ts = self.task_spec(task)
             definition = ts.definition_fingerprint() if ts.custom else None
+            check_grid_against_teacher(tc, layers, task, tdir)
             for method in TEACHER_COMPRESSION_METHODS:
                 if method not in tc:
                     continue
                 for seed, quantize, settings in teacher_compression_grid(method, tc[method]):
-                    check_against_teacher(method, settings, layers, task, tdir)
                     trial = TeacherCompressionTrial(
                         task=task,
                         method=method,
@@ -746,7 +746,16 @@ def teacher_layers(teacher_dir: str | Path) -> int:
     return layers
 
 
-def check_against_teacher(method: str, settings: dict, layers: int, task: str, teacher: Path) -> None:
+def check_grid_against_teacher(tc: dict, layers: int, task: str, teacher: str | Path) -> None:
+    """Every point of the ``teacher_compression`` section ``tc`` against a teacher of ``layers`` layers
+    (:func:`_check_against_teacher`; ``teacher`` names it in the error)."""
+    for method in TEACHER_COMPRESSION_METHODS:
+        if method in tc:
+            for _, _, settings in teacher_compression_grid(method, tc[method]):
+                _check_against_teacher(method, settings, layers, task, teacher)
+
+
+def _check_against_teacher(method: str, settings: dict, layers: int, task: str, teacher: str | Path) -> None:
     where = f"teacher_compression.{method}"
     if method == "bertvision" and settings.get("layers") is not None and settings["layers"] > layers:
         raise SpecError(

@@ -13,13 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sweep.spec import (
-    TEACHER_COMPRESSION_METHODS,
-    SweepSpec,
-    check_against_teacher,
-    teacher_compression_grid,
-    teacher_layers,
-)
+from sweep.spec import SweepSpec, check_grid_against_teacher, teacher_layers
 
 
 def planned_teacher_layers(spec: SweepSpec, task: str) -> tuple[int, str] | None:
@@ -49,7 +43,4 @@ def check_grid_against_teacher_configs(spec: SweepSpec, skip: set[str] | frozens
         if planned is None:
             continue
         layers, what = planned
-        for method in TEACHER_COMPRESSION_METHODS:
-            if method in tc:
-                for _, _, settings in teacher_compression_grid(method, tc[method]):
-                    check_against_teacher(method, settings, layers, task, what)
+        check_grid_against_teacher(tc, layers, task, what)
