@@ -332,12 +332,9 @@ class SweepSpec:
             g = self.grid_for(task)
             ts = self.task_spec(task)
             definition = ts.definition_fingerprint() if ts.custom else None
-            for arch, emb, dim, vocab, alpha, boot, seed in itertools.product(
-                g["archs"], g["embeddings"], g["dims"], g["vocab_sizes"], g["alphas"], g["bootstrap"], g["seeds"]
+            for (arch, emb, dim, vocab), alpha, boot, seed in itertools.product(
+                _student_points(g), g["alphas"], g["bootstrap"], g["seeds"]
             ):
-                allowed_dims = g["dims_by_embedding"].get(emb)
-                if allowed_dims is not None and dim not in allowed_dims:
-                    continue
                 trial = DistillTrial(
                     task=task,
                     arch=arch,
@@ -352,6 +349,16 @@ class SweepSpec:
                 )
                 out.setdefault(trial.trial_id, trial)
         return list(out.values())
+
+
+def _student_points(g: dict) -> list[tuple[str, str, int, int]]:
+    """``(arch, embedding, dim, vocab_size)`` of a task's grid ``g`` in grid order, without the dims that
+    ``dims_by_embedding`` leaves out: the students the grid trains (each for every alpha, bootstrap and seed)."""
+    return [
+        (arch, emb, dim, vocab)
+        for arch, emb, dim, vocab in itertools.product(g["archs"], g["embeddings"], g["dims"], g["vocab_sizes"])
+        if g["dims_by_embedding"].get(emb) is None or dim in g["dims_by_embedding"][emb]
+    ]
 
 
 def _short(value: Any) -> str:
@@ -542,34 +549,37 @@ def _check_sizes(spec: SweepSpec) -> None:
                 f"{where}.bootstrap.n: {n} ({base:,} training example(s) x {n} variants x ratio {ratio})",
                 memory,
             )
+    # each student the grid trains, counted once (not once per alpha, bootstrap and seed; char ignores vocab size)
     seen: set[tuple] = set()
-    for trial in spec.distill_trials():
-        ts = spec.task_spec(trial.task)
-        point = (ts.num_labels, ts.pair, trial.arch, trial.embedding, trial.emb_dim, trial.vocab_size)
-        if point in seen:
-            continue
-        seen.add(point)
+    for task in spec.tasks:
+        ts = spec.task_spec(task)
+        g = spec.grid_for(task)
+        for arch, emb, dim, vocab in _student_points(g):
+            vocab = None if emb == "char" else vocab
+            point = (ts.num_labels, ts.pair, arch, emb, dim, vocab)
+            if point in seen:
+                continue
+            seen.add(point)
 
-        def student(dim: int, vocab_size: int, trial: DistillTrial = trial, ts: TaskSpec = ts) -> StudentConfig:
-            return StudentConfig(trial.arch, trial.embedding, dim, ts.num_labels, pair=ts.pair, vocab_size=vocab_size)
+            def student(dim: int, vocab_size: int | None, arch: str = arch, emb: str = emb, ts: TaskSpec = ts):
+                return StudentConfig(arch, emb, dim, ts.num_labels, pair=ts.pair, vocab_size=vocab_size)
 
-        g = spec.grid_for(trial.task)
-        dims_key, dims = _grid_key(spec, trial.task, "dims")
-        vocab_key, vocab_sizes = _grid_key(spec, trial.task, "vocab_sizes")
-        try:
-            check_student_fits(student(trial.emb_dim, trial.vocab_size), "", memory=memory)
-        except TooLargeError as e:
-            # blame the vocabulary size when the dim fits with the grid's smallest or the default vocabulary
             try:
-                small = min(*g["vocab_sizes"], DEFAULT_VOCAB_SIZE)
-                check_student_fits(student(trial.emb_dim, small), "", memory=memory)
-                key = f"{vocab_key}[{vocab_sizes.index(trial.vocab_size)}]: {trial.vocab_size}"
-            except TooLargeError:
-                key = f"{dims_key}[{dims.index(trial.emb_dim)}]: {trial.emb_dim}"
-            context = f"task {trial.task}, arch {trial.arch}, embedding {trial.embedding}, dim {trial.emb_dim}"
-            if trial.embedding != "char":
-                context += f", vocab size {trial.vocab_size}"
-            raise SpecError(f"{key} ({context}){e}") from None
+                check_student_fits(student(dim, vocab), "", memory=memory)
+            except TooLargeError as e:
+                dims_key, dims = _grid_key(spec, task, "dims")
+                vocab_key, vocab_sizes = _grid_key(spec, task, "vocab_sizes")
+                # blame the vocabulary size when the dim fits with the grid's smallest or the default vocabulary
+                try:
+                    small = min(*g["vocab_sizes"], DEFAULT_VOCAB_SIZE)
+                    check_student_fits(student(dim, small), "", memory=memory)
+                    key = f"{vocab_key}[{vocab_sizes.index(vocab)}]: {vocab}"
+                except TooLargeError:
+                    key = f"{dims_key}[{dims.index(dim)}]: {dim}"
+                context = f"task {task}, arch {arch}, embedding {emb}, dim {dim}"
+                if emb != "char":
+                    context += f", vocab size {vocab}"
+                raise SpecError(f"{key} ({context}){e}") from None
 
 
 def _fits(check, *args) -> None:
