@@ -236,9 +236,13 @@ class SweepSpec:
         return Path(self.raw["storage"]).expanduser().resolve()
 
     @property
+    def database_as_written(self) -> str:
+        """The database path as the spec gives it (default: ``<storage>/featherweight.duckdb``), unresolved."""
+        return self.raw["database"] or str(Path(self.raw["storage"]) / "featherweight.duckdb")
+
+    @property
     def database(self) -> Path:
-        db = self.raw["database"] or str(Path(self.raw["storage"]) / "featherweight.duckdb")
-        return Path(db).expanduser().resolve()
+        return Path(self.database_as_written).expanduser().resolve()
 
     @property
     def journal_path(self) -> Path:

@@ -197,5 +197,4 @@ def resume_command(spec) -> str:
 
 def db_command(spec, action: str) -> str:
     """``featherweight db ACTION`` with ``--db`` when the spec's database is not the default one."""
-    raw = spec.raw.get("database") or str(Path(spec.raw["storage"]) / "featherweight.duckdb")
-    return f"{featherweight_command()} db {action}{db_args(raw, spec.database)}"
+    return f"{featherweight_command()} db {action}{db_args(spec.database_as_written, spec.database)}"
