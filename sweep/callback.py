@@ -68,10 +68,6 @@ class JournalNotice:
         self.waiting_since: float | None = None
         self.said_waiting = self.said_written = False
 
-    @property
-    def waiting(self) -> bool:
-        return self.waiting_since is not None
-
     def locked(self, error: BaseException) -> None:
         """A write found the database locked (``error``: the store's ``LockedError``, naming the holder)."""
         if self.waiting_since is None:
