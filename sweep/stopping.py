@@ -85,9 +85,10 @@ def _watch_ray(procs: list, within_s: float = 60.0) -> None:
 
 
 def _on_sigterm(signum, frame) -> None:
-    """SIGTERM as Ctrl-C. A SIGTERM sent to the whole process group (a service manager, a batch scheduler) reaches
-    the local Ray's own processes too (they ignore Ctrl-C, not SIGTERM): its services die and its GCS stops serving,
-    and Tune could not stop gracefully; the driver then stops at once (the runner still records the sweep)."""
+    """SIGTERM as Ctrl-C. The local Ray runs in a process group of its own (``sweep.tuner``), so a SIGTERM sent to
+    the driver's process group reaches the driver alone. One sent to every process of the job (a cgroup kill) reaches
+    Ray's processes too (they ignore Ctrl-C, not SIGTERM): its services die and its GCS stops serving, and Tune could
+    not stop gracefully; the driver then stops at once (the runner still records the sweep)."""
     _state["terminated"] = True
     procs = _local_ray_processes()
     if _ray_lost(procs, 1.0 if procs else 0.0):

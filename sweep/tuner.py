@@ -7,7 +7,9 @@ import json
 import logging
 import os
 import signal
+import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,39 @@ def check_address(address: object, timeout_s: float = CONNECT_TIMEOUT_S) -> None
         ) from e
 
 
+@contextlib.contextmanager
+def ray_processes_in_own_group() -> Iterator[None]:
+    """Start the local Ray's processes (GCS, raylet, and through the raylet the trial workers) in a process group of
+    their own, as Ray itself does on Windows. A SIGTERM sent to the driver's process group (a service manager, a batch
+    scheduler, ``kill -TERM -PGID``) then reaches the driver alone, which stops the sweep as on Ctrl-C and shuts its
+    Ray down itself; were Ray's processes hit too, the raylet would die mid-stop and Ray's native code end the driver
+    with exit 1 before the sweep is recorded. Ray still ends these processes with the driver: they are started with
+    the kernel's parent-death signal (Ray's fate sharing), so this is done only where Ray detects that support (else
+    Ray's reaper cleans up by process group, which must stay the driver's)."""
+    try:
+        import ray._private.services as services
+        from ray._private.utils import detect_fate_sharing_support
+
+        base = services.ConsolePopen
+        supported = sys.platform.startswith("linux") and detect_fate_sharing_support()
+    except (ImportError, AttributeError):  # another Ray layout: leave its processes where Ray puts them
+        supported = False
+    if not supported:
+        yield
+        return
+
+    class OwnGroupPopen(base):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("process_group", 0)
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = OwnGroupPopen
+    try:
+        yield
+    finally:
+        services.ConsolePopen = base
+
+
 def init_ray(address: str | None, resources: dict[str, Any], verbose: bool = False) -> bool:
     """Join ``address`` (an existing cluster: :class:`ClusterError` when it is malformed or unreachable) or start a
     local Ray of its own with the spec's ``num_cpus`` / ``num_gpus`` (never a cluster already running on this machine).
@@ -109,7 +144,8 @@ def init_ray(address: str | None, resources: dict[str, Any], verbose: bool = Fal
         os.environ.setdefault("RAY_worker_niceness", "0")
         # "local": always a fresh Ray of this sweep's own, never a cluster that `ray start` (or another sweep's
         # test) happens to run on this machine; joining one is what --address / the spec's address are for
-        ray.init(address="local", num_cpus=resources.get("num_cpus"), num_gpus=resources.get("num_gpus"), **kwargs)
+        with ray_processes_in_own_group():
+            ray.init(address="local", num_cpus=resources.get("num_cpus"), num_gpus=resources.get("num_gpus"), **kwargs)
     reclaim_sigterm()  # ray.init installed its own SIGTERM handlers (exit 15, after a native stack dump)
     for name in ("ray.tune", "ray.train", "ray.air"):
         logging.getLogger(name).setLevel(logging.INFO if verbose else logging.CRITICAL)

@@ -334,7 +334,8 @@ def _interrupt_at_second_trial(proc: subprocess.Popen, total: int, sig: int, gro
 @pytest.mark.parametrize("group", [False, True], ids=["driver", "process-group"])
 def test_sigterm_stops_like_ctrl_c_and_the_printed_resume_command_finishes_it(tmp_path, group):
     """`kill PID` of the driver in stage 1 (or of its whole process group, as a service manager or batch scheduler
-    does: Ray's own processes get it too), with the spec's own storage (not the default): one clean line saying it
+    does; the local Ray runs in a process group of its own, so it is the driver that stops it, under load too), with
+    the spec's own storage (not the default): one clean line saying it
     was terminated and how to resume, exit 143 at once, the sweep recorded `interrupted` with that message; the
     resume command it printed, run exactly as printed from the same directory, removes what the stopped run left
     and finishes the sweep."""

@@ -251,3 +251,30 @@ def test_a_reader_holding_the_database_is_said_once_per_sweep_with_its_name(tmp_
     assert len(waiting) == 1 and f"PID {reader.pid})" in waiting[0], said
     assert sum("the database is free again" in s for s in said) == 1, said
     assert len(said) == 2, said
+
+
+def test_the_local_rays_processes_start_in_a_process_group_of_their_own():
+    """A SIGTERM to the driver's process group must not reach the local Ray's processes (the raylet dying mid-stop
+    ends the driver from native code, exit 1, before the sweep is recorded): they are started through Ray's own
+    process launcher in a group of their own, with Ray's parent-death fate sharing kept; the launcher is put back
+    afterwards."""
+    import ray._private.services as services
+    from ray._private.utils import detect_fate_sharing_support
+
+    from sweep.tuner import ray_processes_in_own_group
+
+    if not detect_fate_sharing_support():
+        pytest.skip("this kernel has no parent-death signal: Ray's reaper needs its processes in the driver's group")
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    before = services.ConsolePopen
+    with ray_processes_in_own_group():
+        own = services.start_ray_process(sleeper, "test", fate_share=True).process
+    plain = services.start_ray_process(sleeper, "test", fate_share=True).process  # outside the block: Ray's default
+    try:
+        assert services.ConsolePopen is before
+        assert os.getpgid(own.pid) == own.pid != os.getpgid(0)
+        assert os.getpgid(plain.pid) == os.getpgid(0)
+    finally:
+        for p in (own, plain):
+            p.kill()
+            p.wait(timeout=60)
