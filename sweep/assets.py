@@ -1,6 +1,7 @@
 """What trials train on, built on the driver through the core APIs: the teacher and bootstrap data a spec asks
-for (``featherweight_core.teacher`` / ``augment``), then one ``Prepared`` dataset per (task, encoding)
-(``featherweight_core.prepare``), and the teachers as measured baseline rows.
+for outside the study stages (``featherweight_core.teacher`` / ``augment``), then one ``Prepared`` dataset per
+(task, encoding) (``featherweight_core.prepare``), and the teachers as measured baseline rows. Every teacher labels
+in the ``soft_targets`` stage (:mod:`sweep.study`); ``prepare()`` here only reads the soft targets it stored.
 
 Everything built lands under ``<storage>/<sweep>/assets`` and is reused on resume.
 """
@@ -29,7 +30,8 @@ log = logging.getLogger("featherweight.sweep")
 class TaskAssets:
     teacher: str | None = None  # fine-tuned teacher directory
     bootstrap: str | None = None  # augmented-data file
-    soft_targets: str | None = None  # soft-target store the soft_targets stage filled (sweep.study); None: prepare()'s
+    # the soft-target store the soft_targets stage filled (sweep.study); None: prepare()'s own, which labels itself
+    soft_targets: str | None = None
 
 
 class TaskDataCache:
@@ -50,8 +52,35 @@ class TaskDataCache:
         return self._data[task]
 
 
+def plain_assets(spec: SweepSpec, task: str) -> TaskAssets:
+    """Where the teacher and bootstrap data of a task outside the study stages are (built or not): a teacher
+    directory as given, ``small`` under ``assets/<task>/teacher``, generated bootstrap data under
+    ``assets/<task>/bootstrap.parquet``, an augmented file as given."""
+    t = spec.tasks[task]
+    root = spec.storage / spec.name / "assets"
+    a = TaskAssets()
+    if t["teacher"] == "small":
+        a.teacher = str(root / task / "teacher")
+    elif t["teacher"]:
+        a.teacher = str(Path(t["teacher"]).expanduser().resolve())
+    b = t["bootstrap"]
+    if isinstance(b, dict):
+        a.bootstrap = str(root / task / "bootstrap.parquet")
+    elif b:
+        a.bootstrap = str(Path(b).expanduser().resolve())
+    return a
+
+
+def driver_soft_targets(spec: SweepSpec) -> Path:
+    """The soft-target store of the teachers of tasks outside the study stages: ``<cache_dir>/softtargets``, the
+    driver's cache, shared by every sweep that uses the same cache (the store ``prepare()`` defaults to)."""
+    return Path(spec.raw["cache_dir"] or DEFAULT_CACHE_DIR) / "softtargets"
+
+
 def materialize_assets(spec: SweepSpec, say: Callable[[str], None], data: TaskDataCache) -> dict[str, TaskAssets]:
-    """Build what the spec asks to be built (the small teacher, bootstrap data); idempotent, reused on resume."""
+    """Build what the spec asks to be built (the small teacher, bootstrap data) for the tasks outside the study
+    stages, on the driver; idempotent, reused on resume. Their teachers label in the ``soft_targets`` stage
+    (:mod:`sweep.study`), which fills in ``soft_targets``."""
     from featherweight_core import augment, teacher
 
     assets: dict[str, TaskAssets] = {}
@@ -59,25 +88,15 @@ def materialize_assets(spec: SweepSpec, say: Callable[[str], None], data: TaskDa
     for tname, t in spec.tasks.items():
         if spec.is_study(tname):  # built by the stages of sweep.study
             continue
-        a = TaskAssets()
-        if t["teacher"] == "small":
-            tdir = root / tname / "teacher"
-            if not (tdir / "config.json").is_file():
-                say(f"building the small teacher for {tname} in {tdir}")
-                teacher.build_demo_teacher(data(tname), tdir)
-            a.teacher = str(tdir)
-        elif t["teacher"]:
-            a.teacher = str(Path(t["teacher"]).expanduser().resolve())
+        a = plain_assets(spec, tname)
+        if t["teacher"] == "small" and not (Path(a.teacher) / "config.json").is_file():
+            say(f"building the small teacher for {tname} in {a.teacher}")
+            teacher.build_demo_teacher(data(tname), Path(a.teacher))
         b = t["bootstrap"]
-        if isinstance(b, dict):
-            bfile = root / tname / "bootstrap.parquet"
-            if not bfile.is_file():
-                say(f"generating bootstrap data for {tname} in {bfile}")
-                cfg = augment.AugmentConfig(mode="embedding", **b)
-                say(str(augment.augment_to_file(data(tname), bfile, cfg, cache_dir=root / tname)))
-            a.bootstrap = str(bfile)
-        elif b:
-            a.bootstrap = str(Path(b).expanduser().resolve())
+        if isinstance(b, dict) and not Path(a.bootstrap).is_file():
+            say(f"generating bootstrap data for {tname} in {a.bootstrap}")
+            cfg = augment.AugmentConfig(mode="embedding", **b)
+            say(str(augment.augment_to_file(data(tname), Path(a.bootstrap), cfg, cache_dir=root / tname)))
         assets[tname] = a
     return assets
 

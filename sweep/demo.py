@@ -39,8 +39,9 @@ def run_demo(output: Path, address: str | None, say: Callable[[str], None]) -> i
 
     import torch
 
-    # the driver builds the small teacher and labels the data: one torch thread, as the trials use. With torch's
-    # default (a thread per core) the teacher took 107 s instead of 17 s on 2 cores while one was busy elsewhere.
+    # the driver builds the small teacher, and the soft_targets stage labels with the driver's torch threads: one, as
+    # the trials use. With torch's default (a thread per core) the teacher took 107 s instead of 17 s on 2 cores while
+    # one was busy elsewhere.
     torch.set_num_threads(1)
     output = output.expanduser().resolve()
     spec = validate(demo_spec_raw(output))

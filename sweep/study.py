@@ -16,12 +16,18 @@ For a task whose spec has a teacher mapping (``{model, finetune}``) or bootstrap
   teacher into the soft-target store ``assets/softtargets``, the store ``prepare()`` then reads on the driver: the
   driver never runs the teacher.
 
+Every other task with a teacher (a teacher directory, ``small``: built on the driver by
+:func:`sweep.assets.materialize_assets`, like plain bootstrap settings) goes through the same ``soft_targets``
+stage, into the store ``prepare()`` used for them before, the driver's ``<cache_dir>/softtargets``
+(:func:`sweep.assets.driver_soft_targets`): labels an earlier run or another sweep stored there are found, and its
+Ray task runs on the driver's node, the one that has that cache.
+
 Each stage's output is named by a fingerprint of what it depends on (task definition, data, the stage's settings,
 the fingerprints upstream); an output that exists is not built again, so a resumed sweep never fine-tunes or labels
 twice, and a killed bootstrap stage keeps its finished shards. Every stage is a row of the ``stages`` table
 (``db/migrations/005_stages.sql``): ``running`` when it starts (a killed driver leaves it so), then ``finished``,
 ``cached`` or ``failed``. The storage must be a filesystem every Ray node shares: the tasks write there and the driver
-reads what they wrote.
+reads what they wrote. What runs inside the Ray tasks is :mod:`sweep.study_tasks`.
 
 ``FEATHERWEIGHT_FAULT_STAGE=<stage>`` SIGKILLs the driver inside that stage (after its Ray tasks are submitted; in
 the bootstrap stage once the first shard is done), to test that a resume picks up where it stopped.
@@ -29,24 +35,22 @@ the bootstrap stage once the first shard is done), to test that a resume picks u
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
-import re
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from featherweight_core.data import DataError, TaskData
+from featherweight_core.data import DataError
 from featherweight_core.errors import UserError
-from sweep.assets import TaskAssets, TaskDataCache
+from sweep.assets import TaskAssets, TaskDataCache, driver_soft_targets, plain_assets
 from sweep.spec import SweepSpec
+from sweep.study_tasks import label_task, last_progress, remote, shard_task, teacher_task, vectors_task
 from sweep.tuner import ResourceError
 
 STUDY_VERSION = 1  # part of every fingerprint: bump when a stage's output for the same inputs changes
@@ -99,6 +103,23 @@ def stage_gpus(spec: SweepSpec, key: str, cluster: dict[str, float], shards: int
     return max(0.01, math.floor(min(1.0, gpus / max(shards, 1)) * 100) / 100)
 
 
+def _on_driver_node(spec: SweepSpec) -> tuple[str, float, float, int]:
+    """``(node id, CPUs, GPUs, torch threads)`` for a stage task that must run on the driver's node: ``teacher_cpus``
+    and ``teacher_gpus`` capped at what that node has (``auto``: 1 GPU when it has one), so it never waits for a node
+    that cannot take it, and the driver's own torch thread count: on a CPU the teacher's logits depend on it (in the
+    last bits), and the driver labelled with it when it ran the teacher itself."""
+    import ray
+    import torch  # deferred: heavy, and only this stage needs it on the driver
+
+    node = ray.get_runtime_context().get_node_id()
+    have = next((n.get("Resources") or {} for n in ray.nodes() if n.get("NodeID") == node), {})
+    cpus = min(float(spec.resources["teacher_cpus"]), float(have.get("CPU", 0)))
+    gpus_here = float(have.get("GPU", 0))
+    asked = spec.resources["teacher_gpus"]
+    gpus = (1.0 if gpus_here >= 1 else 0.0) if asked == "auto" else min(float(asked), gpus_here)
+    return node, cpus, gpus, torch.get_num_threads()
+
+
 def _amount(n: float, unit: str) -> str:
     return f"{n:g} {unit}{'' if float(n) == 1 else 's'}"
 
@@ -135,148 +156,6 @@ def check_stage_resources(
         )
 
 
-# ---- the Ray tasks (run on a worker; return where and how long they ran) -----------------------------------------------
-
-
-def _placement(gpus: float) -> tuple[str, str, str]:
-    """``(device for torch, device as recorded: cpu | cuda:N)`` and the node as ``ip/node-id prefix``."""
-    import ray
-
-    ctx = ray.get_runtime_context()
-    node = f"{ray.util.get_node_ip_address()}/{ctx.get_node_id()[:8]}"
-    if gpus > 0:
-        ids = ray.get_gpu_ids()
-        return "cuda", (f"cuda:{int(ids[0])}" if ids else "cuda:0"), node
-    return "cpu", "cpu", node
-
-
-def _threads(cpus: float) -> None:
-    import torch
-
-    torch.set_num_threads(max(1, int(cpus)))
-
-
-def _teacher_task(
-    model: str, task_data: TaskData, output: str, finetune: dict, cpus: float, gpus: float, progress: str | None = None
-) -> dict:
-    import dataclasses
-
-    from featherweight_core import teacher
-
-    _threads(cpus)
-    device, recorded, node = _placement(gpus)
-    start = time.time()
-    with _progress_to(progress):
-        if model == "small":
-            cfg = dataclasses.replace(teacher.SMALL_TEACHER_FINETUNE, **finetune, device=device)
-            _, metrics = teacher.build_demo_teacher(task_data, output, cfg=cfg)
-        else:
-            cfg = teacher.TeacherConfig(**finetune, device=device)
-            metrics = teacher.finetune_teacher(
-                model,
-                task_data,
-                output,
-                cfg,
-                progress=progress is not None,
-                overwrite=True,
-                log=sys.stderr if progress else None,
-            )
-    return {
-        "start": start,
-        "end": time.time(),
-        "device": recorded,
-        "node": node,
-        "metrics": {k: v for k, v in metrics.items() if isinstance(v, int | float)},
-    }
-
-
-def _vectors_task(task_data: TaskData, cache_dir: str) -> dict:
-    from featherweight_core.wordvectors import task_word_vectors
-
-    _threads(1)
-    device, recorded, node = _placement(0)
-    start = time.time()
-    _, path = task_word_vectors(task_data, cache_dir)
-    return {"start": start, "end": time.time(), "device": recorded, "node": node, "path": str(path)}
-
-
-def _shard_task(
-    task_data: TaskData,
-    output: str,
-    cfg: dict,
-    vectors: str,
-    mlm: str | None,
-    rows: tuple[int, int],
-    cpus: float,
-    gpus: float,
-) -> dict:
-    from featherweight_core.augment import AugmentConfig, augment_to_file
-
-    _threads(cpus)
-    device, recorded, node = _placement(gpus)
-    start = time.time()
-    report = augment_to_file(
-        task_data, output, AugmentConfig(**cfg), vectors=vectors, mlm=mlm, device=device, rows=rows, allow_empty=True
-    )
-    return {"start": start, "end": time.time(), "device": recorded, "node": node, "kept": report.kept}
-
-
-def _label_task(
-    teacher_dir: str,
-    task_data: TaskData,
-    bootstrap: str | None,
-    root: str,
-    cpus: float,
-    gpus: float,
-    progress: str | None = None,
-) -> dict:
-    from featherweight_core.augment import read_augmented
-    from featherweight_core.softtargets import SoftTargetStore
-
-    _threads(cpus)
-    device, recorded, node = _placement(gpus)
-    start = time.time()
-    store = SoftTargetStore(root, device=device, progress=progress is not None)
-    with _progress_to(progress):
-        store.get_or_compute(teacher_dir, task_data, "train")  # what prepare() reads, under the same names
-        if bootstrap is not None:
-            aug, _ = read_augmented(bootstrap, task_data.task)
-            store.get_or_compute(teacher_dir, aug, f"{task_data.task.name}-bootstrap")
-    return {"start": start, "end": time.time(), "device": recorded, "node": node, "rows": store.examples_computed}
-
-
-@contextlib.contextmanager
-def _progress_to(path: str | None):
-    """A stage task's progress bars and epoch lines (written to stderr) go to ``path``, which the driver reads while
-    it waits (:func:`last_progress`): a Ray worker's own output does not reach the user's terminal."""
-    if path is None:
-        yield
-        return
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", buffering=1) as f, contextlib.redirect_stderr(f):
-        yield
-
-
-def last_progress(path: str | Path | None) -> str | None:
-    """The last line (or progress-bar update) a stage task wrote to its progress file, if any."""
-    if path is None:
-        return None
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, os.path.getsize(path) - 4096))
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    parts = [p.strip() for p in re.split(r"[\r\n]", text) if p.strip()]
-    return parts[-1] if parts else None
-
-
-def _remote(fn: Callable, cpus: float, gpus: float):
-    import ray
-
-    return ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(fn)
-
-
 # ---- the stage runner ---------------------------------------------------------------------------------------------------
 
 
@@ -298,12 +177,15 @@ class Job:
 
 
 class StudyRunner:
-    """Runs the stages of :mod:`sweep.study` for the spec's study tasks and records them in ``store``."""
+    """Runs the stages of :mod:`sweep.study` for the spec's study tasks (and the ``soft_targets`` stage for its other
+    tasks with a teacher) and records them in ``store``."""
 
     def __init__(self, spec: SweepSpec, store, data: TaskDataCache, say: Callable[[str], None]) -> None:
         self.spec, self.store, self.data, self.say = spec, store, data, say
         self.root = spec.storage / spec.name / "assets"
         self.tasks = [t for t in spec.tasks if spec.is_study(t)]
+        # tasks with a teacher outside the study stages: only their soft_targets stage runs here
+        self.plain = [t for t in spec.tasks if not spec.is_study(t) and spec.tasks[t]["teacher"]]
         self._refs: dict[str, Any] = {}
         self._rows = {(r["task"], r["stage"], r["fingerprint"]): r for r in store.stages(spec.name)}
 
@@ -315,12 +197,18 @@ class StudyRunner:
         return self._refs[task]
 
     def run(self) -> dict[str, TaskAssets]:
-        if not self.tasks:
+        if not self.tasks and not self.plain:
             return {}
         assets = {t: TaskAssets(soft_targets=str(self.root / SOFT_TARGETS_DIR)) for t in self.tasks}
         self._run_stage("teacher", [self._teacher_job(t, assets[t]) for t in self.tasks])
         self._run_stage("bootstrap", [self._bootstrap_job(t, assets[t]) for t in self.tasks])
-        self._run_stage("soft_targets", [self._label_job(t, assets[t]) for t in self.tasks])
+        for t in self.plain:  # built on the driver (sweep.assets.materialize_assets); labelled in the driver's cache
+            assets[t] = plain_assets(self.spec, t)
+            assets[t].soft_targets = str(driver_soft_targets(self.spec))
+        self._run_stage(
+            "soft_targets",
+            [self._label_job(t, assets[t], on_driver=t in self.plain) for t in self.spec.tasks if t in assets],
+        )
         return assets
 
     # -- the generic part: skip what exists, record, submit, wait, record -----------------------------------------
@@ -446,7 +334,7 @@ class StudyRunner:
             out,
             done=lambda: (out / "config.json").is_file() and (out / "featherweight_teacher.json").is_file(),
             submit=lambda: [
-                _remote(_teacher_task, cpus, gpus).remote(
+                remote(teacher_task, cpus, gpus).remote(
                     t["model"], ref, str(out), t["finetune"], cpus, gpus, str(progress)
                 )
             ],
@@ -504,8 +392,8 @@ class StudyRunner:
         def submit() -> list:
             import ray
 
-            vec = ray.get(_remote(_vectors_task, 1, 0).remote(ref, vectors_dir))
-            shard = _remote(_shard_task, cpus, gpus)
+            vec = ray.get(remote(vectors_task, 1, 0).remote(ref, vectors_dir))
+            shard = remote(shard_task, cpus, gpus)
             return [ray.put(vec)] + [
                 shard.remote(ref, str(f), cfg, vec["path"], mlm, bounds[i], cpus, gpus)
                 for i, f in enumerate(files)
@@ -533,14 +421,18 @@ class StudyRunner:
 
     # -- soft targets ----------------------------------------------------------------------------------------------
 
-    def _label_job(self, task: str, a: TaskAssets) -> Job | None:
+    def _label_job(self, task: str, a: TaskAssets, on_driver: bool = False) -> Job | None:
+        """Label the train split and the bootstrap rows with the teacher into ``a.soft_targets``. ``on_driver``: that
+        store is the driver's cache (:func:`sweep.assets.driver_soft_targets`), so the Ray task runs on the driver's
+        node, with the GPU share ``teacher_gpus`` asks for if that node has it (``auto``: 1 when it has a GPU) and the
+        driver's torch threads (:func:`_on_driver_node`): the logits the driver computed when it labelled itself."""
         if a.teacher is None:
             return None
         from featherweight_core.augment import read_augmented
         from featherweight_core.softtargets import SoftTargetStore, teacher_fingerprint, texts_fingerprint
 
         td = self.data(task)
-        root = self.root / SOFT_TARGETS_DIR
+        root = Path(a.soft_targets)
         store = SoftTargetStore(root)
         parts: list[tuple[Any, str]] = [(td, "train")]
         boot_fp = None
@@ -556,8 +448,12 @@ class StudyRunner:
                 "bootstrap": boot_fp,
             }
         )
-        cluster, _ = _cluster()
-        cpus, gpus = float(self.spec.resources["teacher_cpus"]), stage_gpus(self.spec, "teacher_gpus", cluster)
+        node = threads = None
+        if on_driver:
+            node, cpus, gpus, threads = _on_driver_node(self.spec)
+        else:
+            cluster, _ = _cluster()
+            cpus, gpus = float(self.spec.resources["teacher_cpus"]), stage_gpus(self.spec, "teacher_gpus", cluster)
         ref = self.task_data_ref(task)
         teacher_dir, boot = a.teacher, a.bootstrap
         progress = self.root / task / f".soft_targets-{fp}.progress"
@@ -568,11 +464,19 @@ class StudyRunner:
             root,
             done=lambda: all(store.has(teacher_dir, d, split) for d, split in parts),
             submit=lambda: [
-                _remote(_label_task, cpus, gpus).remote(teacher_dir, ref, boot, str(root), cpus, gpus, str(progress))
+                remote(label_task, cpus, gpus, node).remote(
+                    teacher_dir, ref, boot, str(root), cpus, gpus, str(progress), threads
+                )
             ],
             progress=progress,
             finish=lambda results: {"rows": results[0]["rows"]},
-            detail={"teacher": teacher_dir, "bootstrap": boot, "cpus": cpus, "gpus": gpus},
+            detail={
+                "teacher": teacher_dir,
+                "bootstrap": boot,
+                "cpus": cpus,
+                "gpus": gpus,
+                **({"threads": threads} if on_driver else {}),
+            },
         )
 
 
@@ -617,6 +521,7 @@ def _concat_shards(files: list[Path], output: Path, ratio: float, shards: int) -
 
 
 def run_study(spec: SweepSpec, store, data: TaskDataCache, say: Callable[[str], None]) -> dict[str, TaskAssets]:
-    """Run the teacher, bootstrap and soft-target stages of the spec's study tasks (Ray must be initialised);
-    returns their assets (the teacher directory, the bootstrap file, the soft-target store prepare() reads)."""
+    """Run the teacher, bootstrap and soft-target stages of the spec's study tasks, and the soft-target stage of its
+    other tasks with a teacher (after :func:`sweep.assets.materialize_assets`; Ray must be initialised); returns
+    their assets (the teacher directory, the bootstrap file, the soft-target store prepare() reads)."""
     return StudyRunner(spec, store, data, say).run()

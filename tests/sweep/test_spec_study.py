@@ -373,12 +373,12 @@ def test_stage_progress_file_reports_the_last_update(tmp_path):
     """A stage task's stderr (tqdm bars rewrite their line with carriage returns) goes to a file the driver reads."""
     import sys
 
-    from sweep.study import _progress_to, last_progress
+    from sweep.study_tasks import last_progress, progress_to
 
     path = tmp_path / "assets" / ".teacher-x.progress"
     assert last_progress(path) is None and last_progress(None) is None
     before = sys.stderr
-    with _progress_to(str(path)):
+    with progress_to(str(path)):
         print("epoch 1/2  loss 0.41  dev 0.8800", file=sys.stderr)
         sys.stderr.write("teacher epoch 2:  10%|#  | 21/210\rteacher epoch 2:  50%|#####  | 105/210\r")
     assert last_progress(path) == "teacher epoch 2:  50%|#####  | 105/210"

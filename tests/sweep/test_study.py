@@ -184,3 +184,71 @@ def test_stage_resources_no_node_has_fail_before_anything_is_written(tmp_path):
         .startswith("error: resources.teacher_gpus: 1 GPU per stage task asked, the Ray cluster has 0 GPUs (nodes: ")
     ), out
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # no storage, database or spec copy
+
+
+def test_a_teacher_directory_labels_in_the_soft_targets_stage(tmp_path):
+    """A task whose teacher is a directory (not a study task: bootstrap generated on the driver) labels through the
+    ``soft_targets`` stage as a Ray task into the driver's cache, the store prepare() used before: the same logits
+    the driver computed before, a resume after a kill inside the stage labels once, and another sweep on a cache the
+    driver filled (the old way) finds its labels there."""
+    import numpy as np
+
+    from featherweight_core.augment import read_augmented
+    from featherweight_core.data import load_task_data
+    from featherweight_core.softtargets import SoftTargetStore
+    from featherweight_core.tasks import task_from_options
+    from featherweight_core.teacher import SmallBertConfig, build_small_teacher
+
+    td = load_task_data(task_from_options("synthetic", {}), None, n_train=200, n_dev=50)
+    small = SmallBertConfig(vocab_size=300, hidden=16, layers=2, heads=2, intermediate=32, max_length=32)
+    teacher = build_small_teacher(td, tmp_path / "teacher", small)
+    raw = yaml.safe_load(_spec(tmp_path).read_text())
+    raw["name"] = "plain"
+    raw["tasks"]["synthetic"] = {
+        "data_options": {"n_train": 200, "n_dev": 50},
+        "teacher": str(teacher),
+        "bootstrap": {"n": 2, "k": 4},
+    }
+    (tmp_path / "plain.yaml").write_text(yaml.safe_dump(raw))
+    runs, cache = tmp_path / "runs", tmp_path / "cache"
+    db = runs / "featherweight.duckdb"
+
+    def stage(sweep: str) -> dict:
+        (row,) = ExperimentStore(db, read_only=True).stages(sweep)
+        return row
+
+    rc, out = _featherweight("sweep", "run", "plain.yaml", cwd=tmp_path, fault="soft_targets")
+    assert rc == -signal.SIGKILL, out[-3000:]
+    assert "soft_targets synthetic: running (softtargets)" in out and stage("plain")["status"] == "running"
+
+    rc, out = _featherweight("sweep", "resume", "plain", "--storage", str(runs), cwd=tmp_path)
+    assert rc == 0, out[-3000:]
+    lines = out.splitlines()
+    labelled = next(i for i, s in enumerate(lines) if s.startswith("soft_targets synthetic: finished in"))
+    assert lines[labelled].endswith("on cpu (softtargets)")
+    assert labelled < lines.index("preparing data (encoded once per task and encoding, shared with all trials)")
+    row = stage("plain")
+    aug, _ = read_augmented(runs / "plain" / "assets" / "synthetic" / "bootstrap.parquet", td.task)
+    assert row["status"] == "finished" and row["attempts"] == 2 and row["device"] == "cpu"
+    assert row["output"] == str(cache / "softtargets") and row["detail"]["rows"] == 200 + len(aug)
+    trials = ExperimentStore(db, read_only=True).query("SELECT status FROM trials WHERE sweep = 'plain'")
+    assert len(trials) == 2 and (trials.status == "finished").all()
+
+    # the logits the driver computed before: prepare()'s own store, device auto, on this process
+    before = SoftTargetStore(tmp_path / "old-cache" / "softtargets")
+    stage_store = SoftTargetStore(cache / "softtargets")
+    for data, split in ((td, "train"), (aug, "synthetic-bootstrap")):
+        keys, logits = before.get_or_compute(teacher, data, split)
+        assert stage_store.has(teacher, data, split)
+        stored_keys, stored = stage_store.get_or_compute(teacher, data, split)
+        assert stored_keys == keys and np.array_equal(stored, logits)
+    assert stage_store.model_runs == 0 and before.model_runs == 2
+
+    # another sweep on the cache the driver filled: its stage is done already, nothing is labelled again
+    raw["name"], raw["cache_dir"] = "other", str(tmp_path / "old-cache")
+    (tmp_path / "other.yaml").write_text(yaml.safe_dump(raw))
+    rc, out = _featherweight("sweep", "run", "other.yaml", cwd=tmp_path)
+    assert rc == 0, out[-3000:]
+    assert "soft_targets synthetic: done already (softtargets)" in out
+    row = stage("other")
+    assert row["status"] == "cached" and row["output"] == str(tmp_path / "old-cache" / "softtargets")
