@@ -93,6 +93,33 @@ def test_old_forms_unchanged():
     assert spec.tasks["synthetic"]["teacher"]["model"] == "small" and spec.is_study("synthetic")
 
 
+def test_old_forms_label_where_prepare_did(tmp_path):
+    """The plain forms' assets are where the driver builds them, and their soft_targets stage fills the store
+    prepare() fills on its own (``<cache_dir>/softtargets``): labels stored before are found there."""
+    from featherweight_core.prepare import DEFAULT_CACHE_DIR
+    from sweep.assets import driver_soft_targets, plain_assets
+
+    raw = {**_raw("small", {"n": 2, "p": 0.4, "k": 8, "seed": 0}), "storage": str(tmp_path / "runs")}
+    spec = validate(raw)
+    a = plain_assets(spec, "synthetic")
+    assets = tmp_path / "runs" / "s" / "assets" / "synthetic"
+    assert (a.teacher, a.bootstrap, a.soft_targets) == (
+        str(assets / "teacher"),
+        str(assets / "bootstrap.parquet"),
+        None,
+    )
+    assert driver_soft_targets(spec) == DEFAULT_CACHE_DIR / "softtargets"
+    teacher, boot = tmp_path / "teacher", tmp_path / "aug.parquet"
+    teacher.mkdir()
+    boot.touch()
+    raw.update(cache_dir=str(tmp_path / "cache"))
+    raw["tasks"]["synthetic"].update(teacher=str(teacher), bootstrap=str(boot))
+    spec = validate(raw, check_files=False)
+    a = plain_assets(spec, "synthetic")
+    assert (a.teacher, a.bootstrap) == (str(teacher), str(boot))
+    assert driver_soft_targets(spec) == tmp_path / "cache" / "softtargets"
+
+
 def test_fill_mask_defaults_to_the_teacher_model():
     raw = _raw({"model": "roberta-large", "finetune": {"epochs": 2}}, {"mode": "fill-mask"})
     b = validate(raw, check_files=False).tasks["synthetic"]["bootstrap"]
