@@ -10,22 +10,32 @@
   range, from kilobyte students to the teacher (the log axis labels each decade).
 - A thin line from each compressed trial to its distilled parent; for configurations with several seeds, a hollow
   mean marker with an error bar of +- one sample sd (``seed_summary``).
-- Optional hardware budgets (e.g. L1/L2 cache sizes) as labelled vertical rules: :func:`parse_size` reads them.
+- Optional hardware budgets (e.g. L1/L2 cache sizes) as labelled vertical rules (``chart_frames.parse_size`` reads
+  them).
 - Interactive in HTML: tooltips with the whole configuration (for a teacher-compressed model: its method settings,
   trainable parameters and CPU latency), zoom and pan (scroll, drag), click a legend entry to
   show one architecture only. Legends sit under the plot, never over a label.
+
+The rows come from ``analysis.chart_frames``, the names' places from ``analysis.chart_labels``.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import re
-from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from featherweight_core.errors import UserError
-from featherweight_core.vocab import SIZE_MEASURES
+from analysis.chart_frames import (
+    METRIC_NAMES,
+    SKYLINE_SERIES,
+    link_frame,
+    pareto_frame,
+    seed_frame,
+    size_label,
+    sweep_task_metric,
+)
+from analysis.chart_labels import LABEL_DX, LABEL_DYS, one_per_cluster, place_labels
+from featherweight_core.atomic import atomic_write
 
 if TYPE_CHECKING:
     import altair as alt
@@ -33,17 +43,12 @@ if TYPE_CHECKING:
 
     from db.store import ExperimentStore
 
-SCORE_MEASURES = ("score", "accuracy", "f1", "macro_f1")
 SIZE_TITLES = {
     "disk_bytes": "size on disk (MB, log scale)",
     "gzip_bytes": "gzip size (MB, log scale)",
     "params": "parameters, non-zero (log scale)",
 }
 SCORE_TITLES = {"score": "score", "accuracy": "accuracy", "f1": "F1", "macro_f1": "macro-F1"}
-# What a task's ``score`` is: the metric a custom task names in its spec (tasks.<task>.metric), else the built-in one
-METRIC_NAMES = {"accuracy": "accuracy", "f1": "F1", "macro_f1": "macro-F1"}
-BUILTIN_METRICS = {"sst2": "accuracy", "qqp": "accuracy", "mnli": "accuracy"}
-DEFAULT_METRIC = "accuracy"
 FACETS = ("task", "embedding", "arch")
 TOOLTIP_FIELDS = (
     ("name", "model"),
@@ -58,8 +63,6 @@ TEACHER_COMPRESSION_TOOLTIPS = (("trainable_text", "trainable params"), ("latenc
 # colour-blind-safe (Okabe-Ito), far from black (the skyline and the baselines); theseus and bertvision are the
 # transformers teacher compression makes (featherweight_core.vocab.TEACHER_COMPRESSION_METHODS)
 ARCH_COLORS = {"bilstm": "#0072b2", "rnn": "#e69f00", "ffn": "#cc79a7", "theseus": "#009e73", "bertvision": "#d55e00"}
-# how a teacher-compression method is written in charts and tables
-METHOD_NAMES = {"theseus": "Theseus", "bertvision": "BERT-Vision"}
 BASELINE_COLOR = "#222222"
 STAGE_SHAPES = {
     "distilled": "circle",
@@ -75,271 +78,7 @@ STAGE_SHAPES = {
     "teacher baseline": "diamond",
     "literature/user baseline": "cross",
 }
-SKYLINE_SERIES = "skyline (Pareto front)"
 DOMINATED_OPACITY = 0.35
-_SIZE_UNITS = {
-    "b": 1,
-    "byte": 1,
-    "bytes": 1,
-    "kb": 1e3,
-    "mb": 1e6,
-    "gb": 1e9,
-    "kib": 1024,
-    "mib": 1024**2,
-    "gib": 1024**3,
-}
-
-
-class BudgetError(UserError, ValueError):
-    """A hardware budget that is not a size (``32KB``, ``1.5MB``, ``48KiB``, ``4096`` bytes)."""
-
-
-def parse_size(text: str | int | float) -> int:
-    """A size with an optional unit (B/bytes, KB/MB/GB = 10^3/10^6/10^9, KiB/MiB/GiB = 2^10/2^20/2^30) -> bytes.
-
-    >>> parse_size("32KB"), parse_size("48 KiB"), parse_size("1.5MB"), parse_size(4096)
-    (32000, 49152, 1500000, 4096)
-    """
-    if isinstance(text, bool):
-        raise BudgetError(f"budget {text!r}: expected a size such as 32KB, 48KiB, 1.5MB or 4096 (bytes)")
-    if isinstance(text, (int, float)):
-        value, unit = float(text), "b"
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s*", str(text))
-        if not m or m.group(2).lower() not in ("", *_SIZE_UNITS):
-            raise BudgetError(f"budget {text!r}: expected a size such as 32KB, 48KiB, 1.5MB or 4096 (bytes)")
-        value, unit = float(m.group(1)), (m.group(2).lower() or "b")
-    size = value * _SIZE_UNITS[unit]
-    if not math.isfinite(size) or size <= 0:
-        raise BudgetError(f"budget {text!r}: expected a size > 0")
-    return int(round(size))
-
-
-def size_label(n_bytes: int) -> str:
-    """32000 -> '32 KB', 49152 -> '48 KiB', 1500000 -> '1.5 MB' (the unit the number is round in)."""
-    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-        if n_bytes >= factor and n_bytes % factor == 0 and n_bytes % (factor * 1000 // 1024) != 0:
-            return f"{n_bytes // factor} {unit}"
-    for unit, factor in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n_bytes >= factor:
-            return f"{n_bytes / factor:g} {unit}"
-    return f"{n_bytes} B"
-
-
-def task_metric(spec: dict | None, task: str) -> str:
-    """The metric a task's ``score`` is (``accuracy`` | ``f1`` | ``macro_f1``), from the sweep's stored spec.
-
-    >>> task_metric({"tasks": {"tweets": {"metric": "macro_f1"}}}, "tweets"), task_metric({}, "qqp")
-    ('macro_f1', 'accuracy')
-    """
-    tasks = spec.get("tasks") if isinstance(spec, dict) else None
-    cfg = tasks.get(task) if isinstance(tasks, dict) else None
-    metric = cfg.get("metric") if isinstance(cfg, dict) else None
-    if metric in METRIC_NAMES:
-        return metric
-    return BUILTIN_METRICS.get(task, DEFAULT_METRIC)
-
-
-def sweep_task_metric(store: ExperimentStore, sweep: str, task: str) -> str:
-    """``task_metric`` of the spec ``sweep`` was last started with (the default when it has none)."""
-    from db.errors import StoreError
-
-    try:
-        spec = store.sweep_spec(sweep)
-    except StoreError:
-        spec = None
-    return task_metric(spec, task)
-
-
-def spec_budgets(spec: dict | None) -> list[int]:
-    """The hardware budgets (bytes) of a stored spec's ``report.budgets``; [] when it has none."""
-    report = spec.get("report") if isinstance(spec, dict) else None
-    budgets = report.get("budgets") if isinstance(report, dict) else None
-    return [parse_size(b) for b in budgets or []]
-
-
-def _size_divisor(size_measure: str) -> float:
-    return 1e6 if size_measure.endswith("_bytes") else 1.0
-
-
-def _stage_label(row) -> str:
-    if row["kind"] == "baseline":
-        return "teacher baseline" if row.get("source") == "measured" else "literature/user baseline"
-    if row.get("stage") == "teacher_compression":
-        quantized = isinstance(row.get("quantization"), str) and bool(row.get("quantization"))
-        return "teacher compressed + quantized" if quantized else "teacher compressed"
-    if row.get("stage") != "compress":
-        return "distilled"
-    pruned = isinstance(row.get("pruning"), str) and bool(row.get("pruning"))
-    quantized = isinstance(row.get("quantization"), str) and bool(row.get("quantization"))
-    if pruned and quantized:
-        return "pruned + quantized"
-    return "quantized" if quantized else "pruned"
-
-
-def _present(v) -> bool:
-    """Not None, NaN, NaT or pandas.NA (nullable integer columns come back with pandas.NA)."""
-    import pandas as pd
-
-    if v is None:
-        return False
-    try:
-        return not bool(pd.isna(v))
-    except (TypeError, ValueError):  # list-like
-        return True
-
-
-def method_settings(settings) -> str:
-    """A teacher-compression trial's settings (JSON text or dict) as ``key value`` pairs in key order.
-
-    >>> method_settings('{"schedule": "linear", "replace_rate": 0.3}')
-    'replace_rate 0.3, schedule linear'
-    """
-    if isinstance(settings, str):
-        try:
-            settings = json.loads(settings)
-        except ValueError:
-            return settings
-    if not isinstance(settings, dict):
-        return ""
-    return ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in sorted(settings.items()))
-
-
-def count_text(n) -> str:
-    """A parameter count in a tooltip or table: 5300000 -> '5.3M', 52000 -> '52k', 300 -> '300'.
-
-    >>> count_text(5_300_000), count_text(52_000), count_text(300), count_text(None)
-    ('5.3M', '52k', '300', '-')
-    """
-    if not _present(n):
-        return "-"
-    n = float(n)
-    for unit, factor in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
-        if n >= factor:
-            return f"{n / factor:.3g}{unit}"
-    return f"{n:.0f}"
-
-
-def layers_text(n) -> str:
-    """1 -> '1 layer', 3 -> '3 layers'."""
-    return f"{int(n)} layer" + ("" if int(n) == 1 else "s")
-
-
-def _teacher_compression_configuration(row) -> str:
-    layers = row.get("layers")
-    parts = [METHOD_NAMES.get(row["arch"], str(row["arch"])) + (f" {layers_text(layers)}" if _present(layers) else "")]
-    settings = method_settings(row.get("settings"))
-    if settings:
-        parts.append(settings)
-    if _present(row.get("seed")):
-        parts.append(f"seed {row['seed']}")
-    if isinstance(row.get("quantization"), str) and row.get("quantization"):
-        parts.append(str(row["quantization"]))
-    parts.append(f"trainable {count_text(row.get('trainable_params'))} params")
-    if _present(row.get("latency_ms")):
-        parts.append(f"CPU latency {float(row['latency_ms']):.2f} ms (batch 1)")
-    return ", ".join(parts)
-
-
-def _latency_text(row) -> str:
-    """A teacher-compressed point's CPU latency for the tooltip, with its speed-up over the teacher when measured."""
-    if not _present(row.get("latency_ms")):
-        return "-"
-    speedup = row.get("speedup_vs_teacher")
-    return f"{float(row['latency_ms']):.2f} ms" + (f" ({float(speedup):.2f}x faster)" if _present(speedup) else "")
-
-
-def _configuration(row) -> str:
-    if row["kind"] == "baseline":
-        return str(row.get("source") or "")
-    if row.get("stage") == "teacher_compression":
-        return _teacher_compression_configuration(row)
-    parts = [f"{row['arch']} {row['embedding']} d{row['emb_dim']}"]
-    for col, name in (("vocab_size", "vocab"), ("alpha", "alpha"), ("temperature", "T"), ("seed", "seed")):
-        v = row.get(col)
-        if v is not None and v == v:
-            parts.append(f"{name} {v:g}" if isinstance(v, float) else f"{name} {v}")
-    if row.get("bootstrap") is True:
-        parts.append("bootstrap")
-    for col in ("pruning", "quantization"):
-        if isinstance(row.get(col), str) and row.get(col):
-            parts.append(str(row[col]))
-    return ", ".join(parts)
-
-
-def pareto_frame(store: ExperimentStore, sweep: str, task: str, score_measure: str, size_measure: str) -> pd.DataFrame:
-    """Rows of ``pareto_points`` for one chart panel, with ``x`` (MB or parameter count), ``y`` (percent),
-    ``stage_label``, ``color_key`` (arch, or ``baseline``), ``frontier`` and ``configuration`` added (``store`` needs
-    the analysis views: ``analysis.views.open_store``)."""
-    if score_measure not in SCORE_MEASURES:
-        raise ValueError(f"score measure must be one of {SCORE_MEASURES}, got {score_measure!r}")
-    if size_measure not in SIZE_MEASURES:
-        raise ValueError(f"size measure must be one of {SIZE_MEASURES}, got {size_measure!r}")
-    df = store.query(
-        "SELECT * FROM pareto_points WHERE sweep = ? AND task = ? AND score_measure = ? AND size_measure = ? "
-        "AND size_value > 0 ORDER BY size_value, score_value DESC",
-        [sweep, task, score_measure, size_measure],
-    )
-    df["x"] = df["size_value"] / _size_divisor(size_measure)
-    df["y"] = df["score_value"].astype(float) * 100
-    records = df.to_dict("records")
-    df["stage_label"] = [_stage_label(r) for r in records]
-    df["configuration"] = [_configuration(r) for r in records]
-    df["color_key"] = [r["arch"] if r["kind"] == "trial" else "baseline" for r in records]
-    compressed = [r.get("stage") == "teacher_compression" for r in records]
-    df["trainable_text"] = [
-        count_text(r.get("trainable_params")) if c else "-" for r, c in zip(records, compressed, strict=True)
-    ]
-    df["latency_text"] = [_latency_text(r) if c else "-" for r, c in zip(records, compressed, strict=True)]
-    df["frontier"] = ["skyline" if r["on_skyline"] else "dominated" for r in records]
-    df["series"] = SKYLINE_SERIES
-    return df
-
-
-def seed_frame(store: ExperimentStore, sweep: str, task: str, score_measure: str, size_measure: str) -> pd.DataFrame:
-    """Configurations with several seeds (``seed_summary``): x at the mean size, ``y`` the mean score in percent and
-    ``y_lo``/``y_hi`` mean -+ one sample sd."""
-    col = "score" if score_measure == "score" else score_measure
-    size_col = "nonzero_params" if size_measure == "params" else size_measure
-    df = store.query(
-        f"SELECT stage, label, arch, embedding, emb_dim, vocab_size, alpha, bootstrap, method, settings, n_seeds, "
-        f"coalesce({size_col}, params) AS size_value, {col}_mean AS mean, {col}_sd AS sd "
-        f"FROM seed_summary WHERE sweep = ? AND task = ? AND n_seeds > 1 AND {col}_mean IS NOT NULL",
-        [sweep, task],
-    )
-    df = df[df["size_value"].astype(float) > 0].copy()
-    df["x"] = df["size_value"].astype(float) / _size_divisor(size_measure)
-    df["y"] = df["mean"].astype(float) * 100
-    sd = df["sd"].astype(float).fillna(0.0) * 100
-    df["y_lo"], df["y_hi"] = df["y"] - sd, df["y"] + sd
-    df["color_key"] = df["arch"]
-    df["configuration"] = [
-        (
-            f"{r['label']}, {method_settings(r['settings'])}"
-            if r["stage"] == "teacher_compression"
-            else f"{r['arch']} {r['embedding']} d{r['emb_dim']}, {r['method']}"
-        )
-        + f", mean of {r['n_seeds']} seeds"
-        for r in df.to_dict("records")
-    ]
-    return df
-
-
-def link_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per compressed trial whose parent is a point of ``df``: the child's x/y and the parent's x_parent,
-    y_parent."""
-    import pandas as pd
-
-    trials = df[df["kind"] == "trial"]
-    parents = trials[["trial_id", "x", "y"]].rename(
-        columns={"trial_id": "parent_trial_id", "x": "x_parent", "y": "y_parent"}
-    )
-    children = trials[trials["parent_trial_id"].notna()][
-        ["trial_id", "parent_trial_id", "x", "y", "color_key", "arch", "embedding"]
-    ]
-    if children.empty:
-        return pd.DataFrame(columns=["trial_id", "parent_trial_id", "x", "y", "x_parent", "y_parent", "color_key"])
-    return children.merge(parents, on="parent_trial_id", how="inner")
 
 
 def _plain(df: pd.DataFrame) -> pd.DataFrame:
@@ -359,137 +98,6 @@ def _domains(frames: list[pd.DataFrame], budgets_x: list[float]) -> tuple[list[f
     ylo, yhi = min(ys), max(ys)
     ypad = max((yhi - ylo) * 0.08, 0.5)
     return [lo / pad, hi * pad], [ylo - ypad, yhi + ypad]
-
-
-_LABEL_CHAR_PX = 5.8  # mean width of a character of the 10 px label font
-_MARKER_RADIUS_PX = 5.0  # half the size of a point's marker (mark size 75 px^2)
-# a label's baseline offsets from its point, in px: just above / below it, then one line further out; its box spans
-# 9 px above the baseline to 2 px below
-_LABEL_DYS = (-8.0, 9.0, -19.0, 20.0)
-_LABEL_ASCENT, _LABEL_DESCENT = 9.0, 2.0
-_LABEL_DX = 8.0  # px between a point and the near end of its label
-_LINE_HALF_PX = 1.5  # half the width the skyline line counts as, for labels crossing it
-# what a label overlapping each kind of obstacle costs, per px^2: another label (unreadable) far more than a marker
-# (hidden, but hoverable) or the skyline line (crossed)
-_COST_LABEL, _COST_MARKER, _COST_LINE = 4.0, 1.0, 0.5
-_MAX_LABEL_OVERLAP = 0.1  # a label overlapping placed labels by more than this fraction of its box is left out
-
-
-@dataclass(frozen=True)
-class LabelPlace:
-    """Where a point's name goes: ``right`` of the point (else left of it, ending there), its baseline ``dy`` px
-    below the point (negative: above it)."""
-
-    right: bool
-    dy: float
-
-    def box(self, px: float, py: float, name: str) -> tuple[float, float, float, float]:
-        """(left, right, top, bottom) in px of ``name`` placed so for a point at (px, py)."""
-        tw = _LABEL_CHAR_PX * len(name)
-        left = px + _LABEL_DX if self.right else px - _LABEL_DX - tw
-        return left, left + tw, py + self.dy - _LABEL_ASCENT, py + self.dy + _LABEL_DESCENT
-
-
-def place_labels(
-    xs: list[float],
-    ys: list[float],
-    names: list[str],
-    xdom,
-    ydom,
-    width: int,
-    height: int,
-    points: list[tuple[float, float]] = (),
-    line: list[tuple[float, float]] = (),
-) -> list[LabelPlace | None]:
-    """A place for each point's name, in the order given (the first are placed first: pass the most important
-    first), or None where every place would overlap names already placed (the point keeps its tooltip).
-
-    Each name tries right/left of its point x just above/below it or one line further out, preferring right in the
-    left 72% of the axis and left beyond (so names do not run off the plot), above/below alternating from one name to
-    the next; it takes the place that costs least: overlap with names placed before it, with the markers of
-    ``points`` (every drawn (x, y)), with the skyline ``line`` (its points, joined as the chart draws it: step after),
-    and with the plot's edges, all estimated in pixels on the log x / linear y axes.
-
-    A name at the right edge goes left of its point; the next name at its height takes the other side of the line:
-
-    >>> place_labels([1.0, 900.0, 920.0], [50, 50, 50], ["BiLSTM_BPE25", "teacher", "Theseus-3L"], [0.1, 1000],
-    ...              [40, 60], 600, 300)
-    [LabelPlace(right=True, dy=-8.0), LabelPlace(right=False, dy=9.0), LabelPlace(right=False, dy=-8.0)]
-    """
-    lx0, lx1 = math.log(xdom[0]), math.log(xdom[1])
-
-    def pixels(xv: float, yv: float) -> tuple[float, float]:
-        return width * (math.log(xv) - lx0) / (lx1 - lx0), height * (1 - (yv - ydom[0]) / (ydom[1] - ydom[0]))
-
-    def area(a, b) -> float:
-        return max(0.0, min(a[1], b[1]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[2], b[2]))
-
-    r = _MARKER_RADIUS_PX
-    markers = [(px - r, px + r, py - r, py + r) for px, py in (pixels(a, b) for a, b in points)]
-    segments = []
-    steps = [pixels(a, b) for a, b in sorted(line)]
-    h = _LINE_HALF_PX
-    for (x0, y0), (x1, y1) in zip(steps, steps[1:], strict=False):
-        segments.append((x0, x1, y0 - h, y0 + h))  # along, at the left point's height
-        segments.append((x1 - h, x1 + h, min(y0, y1), max(y0, y1)))  # then up (or down) to the next point
-    cut = 0.72 * width
-    placed: list[tuple[float, float, float, float]] = []
-    out: list[LabelPlace | None] = []
-    for i, (xv, yv, name) in enumerate(zip(xs, ys, names, strict=True)):
-        px, py = pixels(xv, yv)
-        prefer_right, prefer_above = px <= cut, i % 2 == 0
-        best = None
-        for right in (prefer_right, not prefer_right):
-            for dy in _LABEL_DYS:
-                place = LabelPlace(right, dy)
-                box = place.box(px, py, name)
-                on_labels = sum(area(box, b) for b in placed)
-                outside = (box[1] - box[0]) * (box[3] - box[2]) - area(box, (0.0, float(width), 0.0, float(height)))
-                cost = (
-                    _COST_LABEL * (on_labels + outside)
-                    + _COST_MARKER * sum(area(box, b) for b in markers)
-                    + _COST_LINE * sum(area(box, b) for b in segments)
-                    + 2.0 * (right != prefer_right)
-                    + 1.0 * ((dy < 0) != prefer_above)
-                    + 3.0 * (abs(dy) > 10)
-                )
-                if best is None or cost < best[0]:
-                    best = (cost, on_labels, box, place)
-        _, on_labels, box, place = best
-        if on_labels > _MAX_LABEL_OVERLAP * (box[1] - box[0]) * (box[3] - box[2]):
-            out.append(None)
-            continue
-        placed.append(box)
-        out.append(place)
-    return out
-
-
-_NAME_CLUSTER_DECADES = 0.15  # same-named points closer than this in size (~1.4x) ...
-_NAME_CLUSTER_SCORE = 0.05  # ... and than this fraction of the panel's score range carry one name
-
-
-def _one_per_cluster(names: list[str], xs: list[float], ys: list[float]) -> list[bool]:
-    """Which points are named: a point is left unnamed when a better-scoring point of the same name lies within
-    ``_NAME_CLUSTER_DECADES`` in size and ``_NAME_CLUSTER_SCORE`` of the score range (seeds and near-identical
-    compression settings of one model otherwise stack one name several times); same-named points further apart
-    keep their own names.
-
-    >>> _one_per_cluster(["a", "a", "a", "b", "a", "a"], [0.20, 0.21, 0.22, 0.21, 1.0, 0.19],
-    ...                  [72.2, 72.3, 72.6, 70.0, 72.7, 60.0])
-    [False, False, True, True, True, True]
-    """
-    tol = _NAME_CLUSTER_SCORE * ((max(ys) - min(ys)) if ys else 0.0)
-    kept: list[int] = []
-    keep = [False] * len(names)
-    for i in sorted(range(len(names)), key=lambda j: -ys[j]):
-        if any(
-            names[k] == names[i] and abs(math.log10(xs[i] / xs[k])) <= _NAME_CLUSTER_DECADES and ys[k] - ys[i] <= tol
-            for k in kept
-        ):
-            continue
-        kept.append(i)
-        keep[i] = True
-    return keep
 
 
 def pareto_chart(
@@ -628,7 +236,7 @@ def pareto_chart(
     layers.append(points)
     named = df[df["on_skyline"].astype(bool) | (df["kind"] == "baseline")].copy()
     named = named[
-        _one_per_cluster(
+        one_per_cluster(
             named["name"].astype(str).tolist(), named["x"].astype(float).tolist(), named["y"].astype(float).tolist()
         )
     ]
@@ -650,7 +258,7 @@ def pareto_chart(
         named["_right"] = [p.right if p else None for p in places]
         named["_dy"] = [p.dy if p else None for p in places]
         for right in (True, False):
-            for dy in _LABEL_DYS:
+            for dy in LABEL_DYS:
                 part = named[(named["_right"] == right) & (named["_dy"] == dy)]
                 if part.empty:
                     continue
@@ -658,7 +266,7 @@ def pareto_chart(
                     alt.Chart(_plain(part[["x", "y", "name", "frontier", "color_key"]]))
                     .mark_text(
                         align="left" if right else "right",
-                        dx=_LABEL_DX if right else -_LABEL_DX,
+                        dx=LABEL_DX if right else -LABEL_DX,
                         dy=dy,
                         fontSize=10,
                         color="#333333",
@@ -763,10 +371,6 @@ def task_chart(
 
 def save_static(chart, path_stem, scale_factor: float = 2.0) -> dict[str, str]:
     """Write ``<stem>.png`` and ``<stem>.svg`` through vl-convert (offline); returns {"png": path, "svg": path}."""
-    from pathlib import Path
-
-    from featherweight_core.atomic import atomic_write
-
     out = {}
     stem = Path(path_stem)
     for fmt in ("png", "svg"):

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from db.limits import add_limit_args, limits_from_args
+from featherweight_core.atomic import checked_output_dir
 from featherweight_core.vocab import SIZE_MEASURES
 
 FACETS = ("task", "embedding", "arch")  # as analysis.charts.FACETS (not imported here: --help stays light)
@@ -52,13 +53,13 @@ def default_output_dir(db_path: Path, sweep: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from analysis.charts import parse_size
+    # imported here, not at the top: `featherweight --help` imports this module to build its parser and needs none
+    # of them (the views load duckdb, the report its chart and table modules)
+    from analysis.chart_frames import parse_size
     from analysis.report import build_report
     from analysis.views import open_store
 
     budgets = [parse_size(b) for b in args.budget] if args.budget else None  # a bad size: one error line, exit 2
-    from featherweight_core.atomic import checked_output_dir
-
     store = open_store(args.db, read_only=True, limits=limits_from_args(args))
     store.sweep_status(args.sweep)  # unknown sweep: one-line error before anything is written
     out = Path(args.output) if args.output else default_output_dir(store.path, args.sweep)

@@ -13,7 +13,11 @@ import json
 import sys
 from pathlib import Path
 
+from db.errors import StoreError
 from db.limits import add_limit_args, limits_from_args
+from featherweight_core.atomic import checked_output_dir
+from featherweight_core.commands.common import output_parent, positive_int
+from featherweight_core.errors import ConfigError, OutputError, UserError
 
 DESCRIPTION = """Write a trial's model (a distilled or compressed student, or a compressed teacher) or a model you name
 with --model (a student.pt / compressed.pt file, a fine-tuned teacher directory, a Theseus or BERT-Vision output
@@ -33,8 +37,6 @@ FORMATS = ("auto", "onnx", "torchscript")  # featherweight_core.export.FORMATS, 
 
 
 def add_parser(sub) -> None:
-    from featherweight_core.commands.common import positive_int
-
     p = sub.add_parser(
         "export",
         help="write a trial's model as a checked ONNX / TorchScript artefact",
@@ -97,9 +99,9 @@ def add_parser(sub) -> None:
 def resolve_trial(db: str | None, trial_id: str, sweep: str | None = None, limits=None) -> dict:
     """The trial's row (featherweight's db.reads.trial_artefacts) from the database opened read-only; a trial
     that is not there, is in several sweeps, did not finish, or has no checkpoint on disk is a StoreError."""
+    # imported here: both load duckdb, which building the parser (`featherweight --help`) does not need
     from analysis.views import open_store
     from db import reads
-    from db.errors import StoreError
 
     store = open_store(db, read_only=True, limits=limits)
     with store.connect() as con:
@@ -122,10 +124,6 @@ def resolve_trial(db: str | None, trial_id: str, sweep: str | None = None, limit
 
 
 def run(args: argparse.Namespace) -> int:
-    from featherweight_core.atomic import checked_output_dir
-    from featherweight_core.commands.common import output_parent
-    from featherweight_core.errors import ConfigError, OutputError
-
     if (args.trial_id is None) == (args.model is None):
         raise ConfigError("give a TRIAL_ID or --model PATH (one of them)")
     out = Path(args.output).expanduser()
@@ -138,8 +136,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # imported here: torch (and the core modules built on it) load only when a model is exported
     import torch
 
+    from featherweight_core.checkpoint import load_checkpoint
     from featherweight_core.export import export_model
 
     torch.set_num_threads(args.threads)
@@ -150,9 +150,6 @@ def _run(args: argparse.Namespace) -> int:
         recorded = {k: row[k] for k in ("params", "disk_bytes", "gzip_bytes")}
         parent = row.get("parent_checkpoint_path")
         if parent and Path(parent).is_file():
-            from featherweight_core.checkpoint import load_checkpoint
-            from featherweight_core.errors import UserError
-
             try:
                 parent_meta = load_checkpoint(parent)[2]
             except UserError:

@@ -17,7 +17,11 @@ import re
 import sys
 from pathlib import Path
 
+from db.errors import StoreError
 from db.limits import add_limit_args, limits_from_args
+from featherweight_core.atomic import atomic_write, checked_output_dir, write_text_atomic
+from featherweight_core.commands.common import output_parent
+from featherweight_core.errors import OutputError
 
 FORMATS = ("table", "csv", "json", "parquet")
 REFUSED_HINT = "featherweight query only reads its database (use `featherweight db export` to write Parquet)"
@@ -122,6 +126,7 @@ def add_parser(sub) -> None:
 
 def _open(db: str | None, read_only: bool = True, args: argparse.Namespace | None = None):
     """The store, with the analysis views; read-only with the time and memory limits of ``args``."""
+    # imported here: it loads duckdb, which building the parser (`featherweight --help`) does not need
     from analysis.views import open_store
 
     return open_store(db, read_only=read_only, limits=limits_from_args(args) if args is not None else None)
@@ -148,8 +153,6 @@ def check_read_only_sql(sql: str) -> None:
     guard (writes to the database fail there, other files are out of reach); this names the common attempts early."""
     import duckdb
 
-    from db.errors import StoreError
-
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error:
@@ -174,8 +177,7 @@ def check_one_statement(sql: str) -> None:
     DuckDB cannot parse is left to the query itself, which reports the parser's error."""
     import duckdb
 
-    from db.errors import StoreError
-    from db.reads import NO_STATEMENT
+    from db.reads import NO_STATEMENT  # imported here as duckdb is: `featherweight --help` loads neither
 
     try:
         statements = duckdb.extract_statements(sql)
@@ -193,8 +195,6 @@ def check_one_statement(sql: str) -> None:
 def output_file_dir(output: str) -> Path:
     """The directory ``--output FILE`` is written in (``checked_output_dir`` then checks it takes a new file);
     OutputError naming the option when FILE is an existing directory."""
-    from featherweight_core.commands.common import output_parent
-    from featherweight_core.errors import OutputError
 
     if Path(output).expanduser().is_dir():
         raise OutputError(f"--output {output}: is a directory (expected a file name)")
@@ -205,8 +205,6 @@ def _refused_if_sandboxed(e: Exception) -> Exception:
     """A query that failed on the sandbox (file or network access, a locked setting) as a 'query refused' error."""
     import duckdb
 
-    from db.errors import StoreError
-
     cause = e.__cause__
     if isinstance(cause, duckdb.PermissionException) or "configuration has been locked" in str(cause):
         msg = str(e).removeprefix("query failed: ")
@@ -215,8 +213,6 @@ def _refused_if_sandboxed(e: Exception) -> Exception:
 
 
 def run_query(args: argparse.Namespace) -> int:
-    from db.errors import StoreError
-    from featherweight_core.atomic import checked_output_dir
 
     if args.format == "parquet" and not args.output:
         raise StoreError("--format parquet writes a binary file: pass --output FILE")
@@ -233,8 +229,6 @@ def run_query(args: argparse.Namespace) -> int:
 
 
 def _run_query(args: argparse.Namespace) -> int:
-    from db.errors import StoreError
-    from featherweight_core.atomic import atomic_write, write_text_atomic
 
     store = _open(args.db, args=args)
     try:
@@ -261,9 +255,6 @@ def export_parquet(store, out_dir: str | Path) -> list[Path]:
     """Write every table and view of ``store`` to ``out_dir/<name>.parquet``; returns the paths written."""
     import pyarrow.parquet as pq
 
-    from db.errors import StoreError
-    from featherweight_core.atomic import atomic_write
-
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise StoreError(f"--output {out_dir} exists and is not a directory")
@@ -277,7 +268,6 @@ def export_parquet(store, out_dir: str | Path) -> list[Path]:
 
 
 def run_export(args: argparse.Namespace) -> int:
-    from featherweight_core.atomic import checked_output_dir
 
     with checked_output_dir(args.output, f"--output {args.output}"):  # before the database is read
         store = _open(args.db, args=args)
@@ -294,7 +284,7 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 
 def run_add_baseline(args: argparse.Namespace) -> int:
-    from db.rows import baseline_row
+    from db.baseline_rows import baseline_row  # imported here: `featherweight --help` needs no row modules
 
     values = dict(
         sweep=args.sweep,
@@ -325,7 +315,7 @@ def run_tables(args: argparse.Namespace) -> int:
 
 def run_sync(args: argparse.Namespace) -> int:
     """Every sweep in the database: apply ``<storage_path>/journal.jsonl`` records the database lacks."""
-    from db.journal import JOURNAL_NAME, Journal, apply_journal
+    from db.journal import JOURNAL_NAME, Journal, apply_journal  # imported here: `featherweight --help` needs none
 
     store = _open(args.db, read_only=False)
     for _, row in store.sweeps().iterrows():

@@ -14,7 +14,8 @@ import json
 import os
 from pathlib import Path
 
-from db.rows import TrialRecord, to_json
+from db.rows import TrialRecord
+from db.values import to_json
 
 JOURNAL_NAME = "journal.jsonl"
 

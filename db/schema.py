@@ -21,7 +21,7 @@ import duckdb
 
 from db.connection import Connector, first_line, run_in_transaction
 from db.errors import ForeignDatabaseError, StoreError
-from db.rows import utc_now
+from db.values import utc_now
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 _MIGRATION_FILE = re.compile(r"^(\d+)_(.+)\.sql$")

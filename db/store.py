@@ -21,7 +21,9 @@ Contract (the sweep driver and every reader rely on it):
 - Everything reaches the database through this class's methods; user-fixable problems raise ``StoreError``.
 
 The work is split by job: ``db.connection`` (opening, lock retries, transactions), ``db.schema`` (migrations, view
-installation), ``db.rows`` (TrialRecord, value cleaning, writes), ``db.reads`` (queries and typed reads).
+installation), ``db.rows`` (TrialRecord and the trial writes), ``db.sweep_rows`` and ``db.baseline_rows`` (the writes of
+sweeps and baselines), ``db.values`` (value cleaning), ``db.columns`` (each table's written columns), ``db.reads``
+(queries and typed reads).
 """
 
 from __future__ import annotations
@@ -32,11 +34,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from db import reads, rows, schema
+from db import baseline_rows, reads, rows, schema, sweep_rows, values
+from db.columns import SWEEP_STATUSES
 from db.connection import DB_ENV_VAR, DEFAULT_DB_PATH, Connector, default_db_path
 from db.errors import StoreError
 from db.limits import QueryLimits
-from db.rows import SWEEP_STATUSES, TrialRecord, class_metric_rows, flatten_sizes
+from db.rows import TrialRecord, class_metric_rows, flatten_sizes
 from db.schema import latest_schema_version
 
 if TYPE_CHECKING:
@@ -134,12 +137,12 @@ class ExperimentStore:
     def start_sweep(self, name: str, spec: dict, code_version: str, storage_path: str) -> None:
         """Create the sweep row (status 'running'), or mark an existing one running again: a resume keeps the original
         start time and clears finished_at and message."""
-        self._connector.transaction(lambda con: rows.start_sweep(con, name, spec, code_version, storage_path))
+        self._connector.transaction(lambda con: sweep_rows.start_sweep(con, name, spec, code_version, storage_path))
 
     def finish_sweep(self, name: str, status: str, message: str | None = None) -> None:
         """Record the outcome: ``status`` 'finished' | 'failed' | 'interrupted', a human-readable ``message`` (e.g.
         "12 of 12 trials failed; first error: ..."), and finished_at; then checkpoint the file."""
-        self._connector.transaction(lambda con: rows.finish_sweep(con, name, status, message))
+        self._connector.transaction(lambda con: sweep_rows.finish_sweep(con, name, status, message))
         self.checkpoint()
 
     def record_trial(self, rec: TrialRecord) -> bool:
@@ -181,7 +184,7 @@ class ExperimentStore:
             accuracy_mismatched,
             note,
         )
-        self._connector.transaction(lambda con: rows.record_teacher(con, *args))
+        self._connector.transaction(lambda con: baseline_rows.record_teacher(con, *args))
 
     def record_baseline(
         self,
@@ -201,10 +204,10 @@ class ExperimentStore:
         """A user reference point on ``task``'s skyline: ``source`` 'user' (``featherweight db add-baseline``) or
         'spec' (a sweep spec's baselines); ``sweep`` None applies to every sweep with trials on ``task``. Scores are
         fractions in [0, 1] (anything else: StoreError). Re-recording (sweep, task, name, source) replaces it."""
-        row = rows.baseline_row(
+        row = baseline_rows.baseline_row(
             sweep, task, name, score, params, disk_bytes, gzip_bytes, accuracy, f1, macro_f1, source, note
         )
-        self._connector.transaction(lambda con: rows.insert_baseline(con, row))
+        self._connector.transaction(lambda con: baseline_rows.insert_baseline(con, row))
 
     def start_stage(
         self, sweep: str, task: str, stage: str, fingerprint: str, output: str | None = None, detail: dict | None = None
@@ -302,14 +305,14 @@ def _check_stage_args(stage: str, status: str) -> None:  # the runner passes lit
 def _start_stage(con, sweep, task, stage, fingerprint, output, detail) -> None:
     """A new ``running`` row, or the same row running again (a run after a killed or failed one): attempts + 1."""
     _check_stage_args(stage, "running")
-    detail_json = rows.to_json(detail) if detail is not None else None
+    detail_json = values.to_json(detail) if detail is not None else None
     con.execute(
         "INSERT INTO stages (sweep, task, stage, fingerprint, status, started_at, output, detail, attempts)"
         " VALUES (?, ?, ?, ?, 'running', ?, ?, ?, 1) ON CONFLICT (sweep, task, stage, fingerprint) DO UPDATE SET"
         " status = 'running', started_at = excluded.started_at, finished_at = NULL, seconds = NULL, device = NULL,"
         " node = NULL, message = NULL, output = coalesce(excluded.output, stages.output),"
         " detail = coalesce(excluded.detail, stages.detail), attempts = stages.attempts + 1",
-        [sweep, task, stage, fingerprint, rows.utc_now(), output, detail_json],
+        [sweep, task, stage, fingerprint, values.utc_now(), output, detail_json],
     )
 
 
@@ -318,8 +321,8 @@ def _finish_stage(con, sweep, task, stage, fingerprint, status, seconds, device,
     if status == "running":
         raise ValueError("finish_stage needs a final status, not 'running'")
     _check_stage_args(stage, status)
-    now = rows.utc_now()
-    detail_json = rows.to_json(detail) if detail is not None else None
+    now = values.utc_now()
+    detail_json = values.to_json(detail) if detail is not None else None
     con.execute(
         "INSERT INTO stages (sweep, task, stage, fingerprint, status, started_at, finished_at, seconds, device, node,"
         " output, message, detail, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from db.rows import PLACEMENT_COLUMNS, class_metric_rows
+from db.columns import PLACEMENT_COLUMNS
+from db.rows import class_metric_rows
 from db.store import TrialRecord
 from trainables.trial import CompressTrial, DistillTrial, TeacherCompressionTrial, TrialOutcome
 

@@ -786,7 +786,7 @@ def _check_against_teacher(method: str, settings: dict, layers: int, task: str, 
 
 def _validate_report(value: Any) -> dict:
     """``report: {budgets: [32KB, 48KB]}``: hardware budgets the report's charts draw as vertical rules."""
-    from analysis.charts import parse_size
+    from analysis.chart_frames import parse_size
 
     r = _merge({"budgets": []}, value, "report")
     if not isinstance(r["budgets"], list):

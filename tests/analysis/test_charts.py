@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from analysis.charts import BudgetError, link_frame, pareto_frame, parse_size, seed_frame, size_label, spec_budgets
-from analysis.report import seed_table
+from analysis.chart_frames import (
+    BudgetError,
+    link_frame,
+    pareto_frame,
+    parse_size,
+    seed_frame,
+    size_label,
+    spec_budgets,
+)
+from analysis.report_tables import seed_table
 from analysis.views import open_store
 from sweep.spec import SpecError, validate
 from tests.fakes import fill_sweep

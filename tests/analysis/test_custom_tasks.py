@@ -179,9 +179,10 @@ def test_report_names_the_metric_shows_test_and_per_class(store, tmp_path, capsy
 def test_docstring_examples():
     import doctest
 
-    import analysis.charts
-    import analysis.report
+    import analysis.chart_frames
+    import analysis.chart_labels
+    import analysis.report_blocks
 
-    for mod in (analysis.charts, analysis.report):
+    for mod in (analysis.chart_frames, analysis.chart_labels, analysis.report_blocks):
         result = doctest.testmod(mod)
         assert result.attempted > 0 and result.failed == 0, mod.__name__

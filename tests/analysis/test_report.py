@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from analysis.report import Bold, Table, build_blocks, mb, pct, render_markdown, sci, times
+from analysis.report import build_blocks
+from analysis.report_blocks import Bold, Table, mb, pct, sci, times
+from analysis.report_render import render_markdown
 from analysis.views import open_store
 from sweep.cli import main
 from tests.fakes import fill_sweep, make_record

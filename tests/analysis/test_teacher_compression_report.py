@@ -10,16 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from analysis.charts import (
-    ARCH_COLORS,
-    STAGE_SHAPES,
-    LabelPlace,
-    count_text,
-    method_settings,
-    pareto_frame,
-    place_labels,
-    task_chart,
-)
+from analysis.chart_frames import count_text, method_settings, pareto_frame
+from analysis.chart_labels import LabelPlace, place_labels
+from analysis.charts import ARCH_COLORS, STAGE_SHAPES, task_chart
 from analysis.report import build_report
 from analysis.views import open_store
 from tests.fakes import make_record

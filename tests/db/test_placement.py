@@ -10,10 +10,10 @@ import duckdb
 import pytest
 
 from analysis.views import open_store
+from db.columns import PLACEMENT_COLUMNS
 from db.connection import Connector
 from db.errors import StoreError
 from db.journal import Journal
-from db.rows import PLACEMENT_COLUMNS
 from db.schema import latest_schema_version, migrate
 from db.store import ExperimentStore
 from tests.fakes import make_record

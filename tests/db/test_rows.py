@@ -1,4 +1,5 @@
-"""db.rows: TrialRecord, idempotent trial writes, value cleaning, validation, sweeps and teachers (no Ray)."""
+"""db.rows, db.values, db.sweep_rows, db.baseline_rows: TrialRecord, idempotent trial writes, value cleaning,
+validation, sweeps and teachers (no Ray)."""
 
 from __future__ import annotations
 

@@ -25,13 +25,16 @@ def _imported_after(code: str) -> str:
 
 
 def test_db_and_analysis_stay_free_of_orchestration():
-    """db/ needs only duckdb (+ pandas/pyarrow) and the core's pure helpers (errors, vocab, atomic); analysis/ never
-    imports ray; nothing imports sweep, trainables or the core's training code."""
+    """db/ needs only duckdb (+ pandas/pyarrow) and the core's pure helpers (errors, vocab, atomic; analysis' command
+    modules also the core's command-line helpers and task table); analysis/ never imports ray; nothing imports sweep,
+    trainables or the core's training code."""
     code = (
         "import sys, db.store, analysis.views, analysis.selection, analysis.query_commands, analysis.charts, "
-        "analysis.report, analysis.commands\n"
+        "analysis.chart_frames, analysis.chart_labels, analysis.report, analysis.report_blocks, "
+        "analysis.report_tables, analysis.report_render, analysis.commands, analysis.export_commands\n"
         "allowed = {'featherweight_core', 'featherweight_core.errors', 'featherweight_core.vocab', "
-        "'featherweight_core.atomic'}\n"
+        "'featherweight_core.atomic', 'featherweight_core.commands', 'featherweight_core.commands.common', "
+        "'featherweight_core.tasks'}\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'sweep', 'trainables', 'torch', 'optuna') "
         "or (m.startswith('featherweight_core') and m not in allowed)]\n"
         "print(','.join(sorted(bad)))"

@@ -54,7 +54,8 @@ def test_teacher_compression_row_round_trips_through_trial_results(tmp_path):
 
 
 def test_new_fields_fall_back_to_sizes_and_metrics():
-    from db.rows import RESULT_COLUMNS, trial_rows
+    from db.columns import RESULT_COLUMNS
+    from db.rows import trial_rows
 
     rec = make_tc_record(trainable_params=None, latency_ms=None, layers=None)
     rec.sizes = {**rec.sizes, "trainable_params": 1234, "layers": 2}
