@@ -29,11 +29,15 @@ EPILOG = """Examples:
 How to run an artefact without featherweight installed: docs/export.md"""
 
 
-FORMATS = ("auto", "onnx", "torchscript")  # featherweight_core.export.FORMATS, without importing torch for --help
+FORMATS = (
+    "auto",
+    "onnx",
+    "torchscript",
+)  # featherweight_core.export.exporter.FORMATS, without importing torch for --help
 
 
 def add_parser(sub) -> None:
-    from featherweight_core.commands.common import positive_int
+    from featherweight_core.cli.common import positive_int
 
     p = sub.add_parser(
         "export",
@@ -123,7 +127,7 @@ def resolve_trial(db: str | None, trial_id: str, sweep: str | None = None, limit
 
 def run(args: argparse.Namespace) -> int:
     from featherweight_core.atomic import checked_output_dir
-    from featherweight_core.commands.common import output_parent
+    from featherweight_core.cli.common import output_parent
     from featherweight_core.errors import ConfigError, OutputError
 
     if (args.trial_id is None) == (args.model is None):
@@ -140,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from featherweight_core.export import export_model
+    from featherweight_core.export.exporter import export_model
 
     torch.set_num_threads(args.threads)
     recorded, parent_meta, source = None, None, args.model
@@ -150,8 +154,8 @@ def _run(args: argparse.Namespace) -> int:
         recorded = {k: row[k] for k in ("params", "disk_bytes", "gzip_bytes")}
         parent = row.get("parent_checkpoint_path")
         if parent and Path(parent).is_file():
-            from featherweight_core.checkpoint import load_checkpoint
             from featherweight_core.errors import UserError
+            from featherweight_core.pipeline.checkpoint import load_checkpoint
 
             try:
                 parent_meta = load_checkpoint(parent)[2]

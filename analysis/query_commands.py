@@ -193,7 +193,7 @@ def check_one_statement(sql: str) -> None:
 def output_file_dir(output: str) -> Path:
     """The directory ``--output FILE`` is written in (``checked_output_dir`` then checks it takes a new file);
     OutputError naming the option when FILE is an existing directory."""
-    from featherweight_core.commands.common import output_parent
+    from featherweight_core.cli.common import output_parent
     from featherweight_core.errors import OutputError
 
     if Path(output).expanduser().is_dir():

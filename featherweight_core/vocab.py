@@ -2,7 +2,7 @@
 command line. Add a choice here (and implement it) and every entry point accepts it.
 
 Module groups have one spelling for users: ``embedding``, ``encoder``, ``classifier`` (the thesis' parts of a
-student, as in :func:`featherweight_core.measure.param_counts`). Pruning also knows finer groups (thesis table 6.3:
+student, as in :func:`featherweight_core.students.measure.param_counts`). Pruning also knows finer groups (thesis table 6.3:
 ``lstm``, ``rnn``, ``linear``, ``hash_emb``, ``char_emb``, ``bpe_emb``, see :mod:`featherweight_core.prune`), but
 takes the module groups as they are: ``PruneConfig(targets={"embedding": 0.4, "encoder": 0.5})``.
 """

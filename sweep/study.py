@@ -5,10 +5,10 @@ For a task whose spec has a teacher mapping (``{model, finetune}``) or bootstrap
 
 * ``teacher``: fine-tune ``model`` (``small``: the project's small offline BERT, built first) as one Ray task with
   ``resources.teacher_cpus`` / ``teacher_gpus``, into ``<storage>/<sweep>/assets/<task>/teacher-<fp>/`` (written
-  atomically by :func:`featherweight_core.teacher.finetune_teacher`). A directory without ``finetune`` is already a
+  atomically by :func:`featherweight_core.teacher.finetune.finetune_teacher`). A directory without ``finetune`` is already a
   fine-tuned teacher: nothing to build.
 * ``bootstrap``: word vectors on the task's training text (one Ray task, cached), then ``shards`` Ray tasks, each
-  augmenting a contiguous range of training rows (:func:`featherweight_core.augment.augment_to_file` with ``rows``;
+  augmenting a contiguous range of training rows (:func:`featherweight_core.teacher.augment.augment_to_file` with ``rows``;
   every row draws from the random stream seeded by (seed, row index), so the output does not depend on the number of
   shards), each shard its own file; the driver concatenates them in order, applies ``ratio``, and writes
   ``assets/<task>/bootstrap-<fp>.parquet`` atomically. Fill-mask runs its masked LM on the shard's device.
@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from featherweight_core.data import DataError, TaskData
+from featherweight_core.data.taskdata import DataError, TaskData
 from featherweight_core.errors import UserError
 from sweep.assets import TaskAssets, TaskDataCache
 from sweep.spec import SweepSpec
@@ -66,7 +66,7 @@ def _model_identity(model: str) -> str:
     path = Path(model).expanduser()
     if model == "small" or not path.is_dir():
         return model
-    from featherweight_core.softtargets import teacher_fingerprint
+    from featherweight_core.teacher.softtargets import teacher_fingerprint
 
     try:
         return f"dir:{teacher_fingerprint(path)}"
@@ -161,18 +161,20 @@ def _teacher_task(
 ) -> dict:
     import dataclasses
 
-    from featherweight_core import teacher
+    from featherweight_core.teacher import config as teacher_config
+    from featherweight_core.teacher import finetune as teacher_finetune
+    from featherweight_core.teacher import smallbert as teacher_smallbert
 
     _threads(cpus)
     device, recorded, node = _placement(gpus)
     start = time.time()
     with _progress_to(progress):
         if model == "small":
-            cfg = dataclasses.replace(teacher.SMALL_TEACHER_FINETUNE, **finetune, device=device)
-            _, metrics = teacher.build_demo_teacher(task_data, output, cfg=cfg)
+            cfg = dataclasses.replace(teacher_smallbert.SMALL_TEACHER_FINETUNE, **finetune, device=device)
+            _, metrics = teacher_smallbert.build_demo_teacher(task_data, output, cfg=cfg)
         else:
-            cfg = teacher.TeacherConfig(**finetune, device=device)
-            metrics = teacher.finetune_teacher(
+            cfg = teacher_config.TeacherConfig(**finetune, device=device)
+            metrics = teacher_finetune.finetune_teacher(
                 model,
                 task_data,
                 output,
@@ -191,7 +193,7 @@ def _teacher_task(
 
 
 def _vectors_task(task_data: TaskData, cache_dir: str) -> dict:
-    from featherweight_core.wordvectors import task_word_vectors
+    from featherweight_core.data.wordvectors import task_word_vectors
 
     _threads(1)
     device, recorded, node = _placement(0)
@@ -210,7 +212,7 @@ def _shard_task(
     cpus: float,
     gpus: float,
 ) -> dict:
-    from featherweight_core.augment import AugmentConfig, augment_to_file
+    from featherweight_core.teacher.augment import AugmentConfig, augment_to_file
 
     _threads(cpus)
     device, recorded, node = _placement(gpus)
@@ -230,8 +232,8 @@ def _label_task(
     gpus: float,
     progress: str | None = None,
 ) -> dict:
-    from featherweight_core.augment import read_augmented
-    from featherweight_core.softtargets import SoftTargetStore
+    from featherweight_core.teacher.augment import read_augmented
+    from featherweight_core.teacher.softtargets import SoftTargetStore
 
     _threads(cpus)
     device, recorded, node = _placement(gpus)
@@ -536,8 +538,8 @@ class StudyRunner:
     def _label_job(self, task: str, a: TaskAssets) -> Job | None:
         if a.teacher is None:
             return None
-        from featherweight_core.augment import read_augmented
-        from featherweight_core.softtargets import SoftTargetStore, teacher_fingerprint, texts_fingerprint
+        from featherweight_core.teacher.augment import read_augmented
+        from featherweight_core.teacher.softtargets import SoftTargetStore, teacher_fingerprint, texts_fingerprint
 
         td = self.data(task)
         root = self.root / SOFT_TARGETS_DIR
@@ -590,12 +592,12 @@ def _user_error(e: BaseException) -> UserError | None:
 
 def _concat_shards(files: list[Path], output: Path, ratio: float, shards: int) -> int:
     """Concatenate the shard files in order, keep ``ratio`` of the variants (the same systematic sampling as
-    :func:`featherweight_core.augment.augment_to_file`), write ``output`` atomically; returns the rows kept."""
+    :func:`featherweight_core.teacher.augment.augment_to_file`), write ``output`` atomically; returns the rows kept."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from featherweight_core.atomic import atomic_write
-    from featherweight_core.augment import META_KEY
+    from featherweight_core.teacher.augment import META_KEY
 
     tables = [pq.read_table(f) for f in files]
     meta = json.loads(tables[0].schema.metadata[META_KEY])

@@ -10,16 +10,16 @@ from featherweight_core.errors import ConfigError, InputFileError, UserError
 
 
 def _error_classes():
-    from featherweight_core.augment import DataError as AugmentDataError
-    from featherweight_core.checkpoint import CheckpointError
-    from featherweight_core.data import DataError
-    from featherweight_core.distill import TrainingError
-    from featherweight_core.encoders import EncoderError
-    from featherweight_core.measure import WeightsFileError
-    from featherweight_core.prune import PruningError
-    from featherweight_core.quantize import QuantizationError
-    from featherweight_core.teacher import TeacherError
-    from featherweight_core.wordvectors import VectorsError
+    from featherweight_core.compression.prune_config import PruningError
+    from featherweight_core.compression.quantize import QuantizationError
+    from featherweight_core.data.encoders import EncoderError
+    from featherweight_core.data.taskdata import DataError
+    from featherweight_core.data.wordvectors import VectorsError
+    from featherweight_core.pipeline.checkpoint import CheckpointError
+    from featherweight_core.students.distill import TrainingError
+    from featherweight_core.students.measure import WeightsFileError
+    from featherweight_core.teacher.augment import DataError as AugmentDataError
+    from featherweight_core.teacher.config import TeacherError
 
     assert AugmentDataError is DataError
     return [
@@ -75,7 +75,7 @@ def test_bad_settings_raise_user_errors(where, args, kwargs):
 
 
 def test_missing_and_foreign_checkpoints_are_user_errors(tmp_path):
-    from featherweight_core.checkpoint import CheckpointError, load_checkpoint, load_compressed
+    from featherweight_core.pipeline.checkpoint import CheckpointError, load_checkpoint, load_compressed
 
     with pytest.raises(InputFileError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "missing.pt")
@@ -89,8 +89,8 @@ def test_missing_and_foreign_checkpoints_are_user_errors(tmp_path):
 
 
 def test_internal_invariants_are_not_user_errors():
-    from featherweight_core.batching import EncodedSplit
-    from featherweight_core.encoders import Ragged
+    from featherweight_core.data.batching import EncodedSplit
+    from featherweight_core.data.encoders import Ragged
 
     with pytest.raises(ValueError) as e:
         EncodedSplit((Ragged.from_sequences([np.array([1], np.int32)]),), np.zeros(2, np.int64), ["a", "b"])

@@ -9,10 +9,10 @@ import copy
 import pytest
 import yaml
 
-from featherweight_core.augment import AugmentConfig, augment_to_file
-from featherweight_core.data import load_task_data
-from featherweight_core.tasks import task_from_options
-from featherweight_core.wordvectors import task_word_vectors
+from featherweight_core.data.loading import load_task_data
+from featherweight_core.data.tasks import task_from_options
+from featherweight_core.data.wordvectors import task_word_vectors
+from featherweight_core.teacher.augment import AugmentConfig, augment_to_file
 from sweep.spec import SpecError, validate
 from sweep.study import _concat_shards, check_stage_resources, stage_gpus
 from sweep.tuner import ResourceError
@@ -100,7 +100,7 @@ def test_fill_mask_defaults_to_the_teacher_model():
 
 
 def test_a_model_directory(tmp_path):
-    from featherweight_core.teacher import build_small_bert
+    from featherweight_core.teacher.smallbert import build_small_bert
 
     d = build_small_bert(["a b c d e f g h"] * 20, tmp_path / "base", head="masked-lm")
     spec = validate(_raw({"model": str(d), "finetune": {"epochs": 1}}, {"mode": "fill-mask", "mlm": str(d)}))
@@ -296,7 +296,7 @@ def test_shards_concatenated_are_the_unsharded_output(tmp_path, ratio):
     kept = _concat_shards(files, tmp_path / "joined.parquet", ratio, len(files))
     import pyarrow.parquet as pq
 
-    from featherweight_core.augment import read_augmented
+    from featherweight_core.teacher.augment import read_augmented
 
     assert kept == whole.kept > 0
     assert (
@@ -326,7 +326,7 @@ def test_stage_resources_must_fit_a_node():
 def test_a_user_error_from_a_ray_task_is_the_error_itself():
     from ray.exceptions import RayTaskError
 
-    from featherweight_core.teacher import TeacherError
+    from featherweight_core.teacher.config import TeacherError
     from sweep.study import _user_error
 
     try:
