@@ -10,7 +10,7 @@ import torch
 from featherweight_core.teacher.config import TeacherError
 
 # ---------------------------------------------------------------------------------------------------------------
-# devices, precision, model sources
+# devices, precision, progress
 
 
 def resolve_device(device: str = "auto") -> torch.device:

@@ -2,8 +2,8 @@
 saving and loading.
 
 Two methods make a smaller transformer from a fine-tuned teacher (seeds BERT-of-Theseus and BERT-Vision):
-:mod:`featherweight_core.theseus` (fewer layers, each replacing a block of the teacher's) and
-:mod:`featherweight_core.bertvision` (the teacher's first k layers, frozen, and a small head on their hidden states).
+:mod:`featherweight_core.teacher.theseus` (fewer layers, each replacing a block of the teacher's) and
+:mod:`featherweight_core.teacher.bertvision` (the teacher's first k layers, frozen, and a small head on their hidden states).
 Both write a directory:
 
 * tokenizer files and ``featherweight_compressed.json`` (:data:`COMPRESSED_META`: method, settings, task, labels,

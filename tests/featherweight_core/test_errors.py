@@ -51,23 +51,23 @@ def test_user_error_types_helper_is_gone():
 @pytest.mark.parametrize(
     ("where", "args", "kwargs"),
     [
-        ("students.StudentConfig", ("gru", "bpe", 25, 2), {}),
-        ("students.StudentConfig", ("ffn", "bpe", 25, 2), {"pooling": "mean"}),
-        ("distill.DistillConfig", (), {"optimizer": "lion"}),
-        ("distill.DistillConfig", (), {"alpha": 2.0}),
-        ("distill.resolve_temperature", ("warm", "ffn"), {}),
-        ("tasks.get_task", ("sst3",), {}),
-        ("tasks.custom_task", ("sst2", ["text"], ["a", "b"]), {}),
-        ("quantize.QuantConfig", (), {"importance_bits": 9}),
-        ("augment.AugmentConfig", (), {"mode": "paraphrase"}),
-        ("encoders.build_encoder", ("word2vec",), {}),
-        ("prune.PruneConfig", (), {"targets": {"gru": 0.5}}),
+        ("students.models.StudentConfig", ("gru", "bpe", 25, 2), {}),
+        ("students.models.StudentConfig", ("ffn", "bpe", 25, 2), {"pooling": "mean"}),
+        ("students.distill.DistillConfig", (), {"optimizer": "lion"}),
+        ("students.distill.DistillConfig", (), {"alpha": 2.0}),
+        ("students.distill.resolve_temperature", ("warm", "ffn"), {}),
+        ("data.tasks.get_task", ("sst3",), {}),
+        ("data.tasks.custom_task", ("sst2", ["text"], ["a", "b"]), {}),
+        ("compression.quantize.QuantConfig", (), {"importance_bits": 9}),
+        ("teacher.augment.AugmentConfig", (), {"mode": "paraphrase"}),
+        ("data.encoders.build_encoder", ("word2vec",), {}),
+        ("compression.prune_config.PruneConfig", (), {"targets": {"gru": 0.5}}),
     ],
 )
 def test_bad_settings_raise_user_errors(where, args, kwargs):
     import importlib
 
-    module, name = where.split(".")
+    module, name = where.rsplit(".", 1)
     make = getattr(importlib.import_module(f"featherweight_core.{module}"), name)
     with pytest.raises(UserError) as e:
         make(*args, **kwargs)
