@@ -16,7 +16,7 @@ from pathlib import Path
 from db.errors import StoreError
 from db.limits import add_limit_args, limits_from_args
 from featherweight_core.atomic import checked_output_dir
-from featherweight_core.commands.common import output_parent, positive_int
+from featherweight_core.cli.common import output_parent, positive_int
 from featherweight_core.errors import ConfigError, OutputError, UserError
 
 DESCRIPTION = """Write a trial's model (a distilled or compressed student, or a compressed teacher) or a model you name
@@ -33,7 +33,11 @@ EPILOG = """Examples:
 How to run an artefact without featherweight installed: docs/export.md"""
 
 
-FORMATS = ("auto", "onnx", "torchscript")  # featherweight_core.export.FORMATS, without importing torch for --help
+FORMATS = (
+    "auto",
+    "onnx",
+    "torchscript",
+)  # featherweight_core.export.exporter.FORMATS, without importing torch for --help
 
 
 def add_parser(sub) -> None:
@@ -139,8 +143,8 @@ def _run(args: argparse.Namespace) -> int:
     # imported here: torch (and the core modules built on it) load only when a model is exported
     import torch
 
-    from featherweight_core.checkpoint import load_checkpoint
-    from featherweight_core.export import export_model
+    from featherweight_core.export.exporter import export_model
+    from featherweight_core.pipeline.checkpoint import load_checkpoint
 
     torch.set_num_threads(args.threads)
     recorded, parent_meta, source = None, None, args.model

@@ -20,7 +20,7 @@ from pathlib import Path
 from db.errors import StoreError
 from db.limits import add_limit_args, limits_from_args
 from featherweight_core.atomic import atomic_write, checked_output_dir, write_text_atomic
-from featherweight_core.commands.common import output_parent
+from featherweight_core.cli.common import output_parent
 from featherweight_core.errors import OutputError
 
 FORMATS = ("table", "csv", "json", "parquet")

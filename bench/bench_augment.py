@@ -32,10 +32,10 @@ def main() -> int:
     args = ap.parse_args()
     args.data = data_path(args.data, "glue", "--data")
 
-    from featherweight_core.augment import AugmentConfig, augment_to_file
-    from featherweight_core.data import load_task_data
-    from featherweight_core.tasks import get_task
-    from featherweight_core.wordvectors import task_word_vectors
+    from featherweight_core.data.loading import load_task_data
+    from featherweight_core.data.tasks import get_task
+    from featherweight_core.data.wordvectors import task_word_vectors
+    from featherweight_core.teacher.augment import AugmentConfig, augment_to_file
 
     data = load_task_data(get_task("sst2"), args.data)
     t0 = time.perf_counter()

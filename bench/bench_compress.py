@@ -75,12 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from featherweight_core.checkpoint import load_checkpoint
-    from featherweight_core.compress import PruneConfig, QuantConfig, compress_student, measure_sizes
-    from featherweight_core.distill import DistillConfig, evaluate
-    from featherweight_core.measure import inference_speed
-    from featherweight_core.prepare import DEFAULT_CACHE_DIR, prepare
-    from featherweight_core.tasks import get_task
+    from featherweight_core.data.tasks import get_task
+    from featherweight_core.pipeline.checkpoint import load_checkpoint
+    from featherweight_core.pipeline.compress import PruneConfig, QuantConfig, compress_student, measure_sizes
+    from featherweight_core.pipeline.prepare import DEFAULT_CACHE_DIR, prepare
+    from featherweight_core.students.distill import DistillConfig, evaluate
+    from featherweight_core.students.measure import inference_speed
 
     torch.set_num_threads(1)
     report: dict = {

@@ -49,15 +49,16 @@ def main() -> int:
     import numpy as np
     import torch
 
-    from featherweight_core.augment import AugmentConfig, augment_to_file, format_label_distribution
-    from featherweight_core.data import TaskData, load_task_data
-    from featherweight_core.distill import DistillConfig
-    from featherweight_core.prepare import prepare
-    from featherweight_core.run import run_distillation, student_config_for
-    from featherweight_core.softtargets import SoftTargetStore
-    from featherweight_core.tasks import get_task
-    from featherweight_core.teacher import read_teacher_meta
-    from featherweight_core.wordvectors import task_word_vectors
+    from featherweight_core.data.loading import load_task_data
+    from featherweight_core.data.taskdata import TaskData
+    from featherweight_core.data.tasks import get_task
+    from featherweight_core.data.wordvectors import task_word_vectors
+    from featherweight_core.pipeline.prepare import prepare
+    from featherweight_core.pipeline.run import run_distillation, student_config_for
+    from featherweight_core.students.distill import DistillConfig
+    from featherweight_core.teacher.augment import AugmentConfig, augment_to_file, format_label_distribution
+    from featherweight_core.teacher.loading import read_teacher_meta
+    from featherweight_core.teacher.softtargets import SoftTargetStore
 
     torch.set_num_threads(args.threads)
     task = get_task("sst2")

@@ -27,11 +27,11 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import torch  # noqa: E402
 from _util import data_path, load_average  # noqa: E402
 
-from featherweight_core.data import load_task_data  # noqa: E402
-from featherweight_core.distill import DistillConfig  # noqa: E402
-from featherweight_core.prepare import prepare  # noqa: E402
-from featherweight_core.run import run_distillation, student_config_for  # noqa: E402
-from featherweight_core.tasks import get_task  # noqa: E402
+from featherweight_core.data.loading import load_task_data  # noqa: E402
+from featherweight_core.data.tasks import get_task  # noqa: E402
+from featherweight_core.pipeline.prepare import prepare  # noqa: E402
+from featherweight_core.pipeline.run import run_distillation, student_config_for  # noqa: E402
+from featherweight_core.students.distill import DistillConfig  # noqa: E402
 
 EMBEDDINGS = {"bpe": (25, 1000), "hash": (25, 5000), "char": (100, None)}
 TARGETS = {("bilstm", "bpe"): 0.80, ("ffn", "hash"): 0.72}

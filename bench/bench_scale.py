@@ -2,11 +2,11 @@
 
 Steps, each timed (the outputs are cached in ``--work`` and reused by a later run, which says so):
 
-1. the small demo teacher (``featherweight_core.teacher.build_demo_teacher``) fine-tuned on SST-2: a MiniLM teacher
+1. the small demo teacher (``featherweight_core.teacher.smallbert.build_demo_teacher``) fine-tuned on SST-2: a MiniLM teacher
    is too slow to label 1.3M rows on a CPU, and the teacher's quality does not change any figure below;
-2. bootstrap data: ``featherweight_core.augment.augment_to_file`` in embedding mode, N=20 (``--n``), over the first
+2. bootstrap data: ``featherweight_core.teacher.augment.augment_to_file`` in embedding mode, N=20 (``--n``), over the first
    ``--max-source`` training sentences (default: all 67,349);
-3. ``featherweight_core.prepare.prepare`` with that teacher and bootstrap file (encoding, the teacher's logits for
+3. ``featherweight_core.pipeline.prepare.prepare`` with that teacher and bootstrap file (encoding, the teacher's logits for
    train and the augmented rows through the soft-target store), then ``Prepared.share_bootstrap`` as stage 1 does;
 4. ``ray.put`` of the dataset into a local Ray's object store, as ``sweep.stage1`` does;
 5. ``--workers`` concurrent trial workers (Ray actors, one CPU each) that do what a distillation trial does before
@@ -131,9 +131,9 @@ def make_worker_class():
             import numpy as np
             import torch
 
-            from featherweight_core.batching import iter_batches
-            from featherweight_core.run import student_config_for
-            from featherweight_core.students import build_student
+            from featherweight_core.data.batching import iter_batches
+            from featherweight_core.pipeline.run import student_config_for
+            from featherweight_core.students.models import build_student
             from trainables.distill import fetch_prepared
 
             t0 = time.perf_counter()
@@ -189,11 +189,11 @@ def main() -> None:
 def run(args: argparse.Namespace, work: Path) -> None:
     import torch
 
-    from featherweight_core.augment import AugmentConfig, augment_to_file
-    from featherweight_core.data import load_task_data
-    from featherweight_core.prepare import prepare
-    from featherweight_core.tasks import get_task
-    from featherweight_core.teacher import build_demo_teacher
+    from featherweight_core.data.loading import load_task_data
+    from featherweight_core.data.tasks import get_task
+    from featherweight_core.pipeline.prepare import prepare
+    from featherweight_core.teacher.augment import AugmentConfig, augment_to_file
+    from featherweight_core.teacher.smallbert import build_demo_teacher
 
     torch.set_num_threads(1)
     work.mkdir(parents=True, exist_ok=True)

@@ -110,9 +110,9 @@ def remeasure(rows: list[dict], teacher_dir: Path, texts, n: int) -> dict[str, f
     through every model in turn, so load changes hit all alike)."""
     import torch
 
-    from featherweight_core.compressed import load_compressed
-    from featherweight_core.teacher import load_classifier
-    from featherweight_core.teacher_compression import cpu_latencies_ms
+    from featherweight_core.teacher.compressed import load_compressed
+    from featherweight_core.teacher.loading import load_classifier
+    from featherweight_core.teacher.teacher_compression import cpu_latencies_ms
 
     torch.set_num_threads(1)
     teacher, tok = load_classifier(teacher_dir)
@@ -174,8 +174,8 @@ def main() -> int:
         " ORDER BY skyline_rank"
     )
     teacher = base[0]
-    from featherweight_core.data import load_task_data
-    from featherweight_core.tasks import get_task
+    from featherweight_core.data.loading import load_task_data
+    from featherweight_core.data.tasks import get_task
 
     dev = load_task_data(get_task("sst2"), args.out / "glue").splits["validation"].texts
     ms = remeasure(rows, Path(rows[0]["teacher"]), dev, args.latency_examples)

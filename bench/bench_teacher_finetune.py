@@ -47,9 +47,10 @@ def main() -> int:
 
     import torch
 
-    from featherweight_core.data import load_task_data
-    from featherweight_core.tasks import get_task
-    from featherweight_core.teacher import TeacherConfig, finetune_teacher
+    from featherweight_core.data.loading import load_task_data
+    from featherweight_core.data.tasks import get_task
+    from featherweight_core.teacher.config import TeacherConfig
+    from featherweight_core.teacher.finetune import finetune_teacher
 
     torch.set_num_threads(args.threads)
     task_data = load_task_data(get_task("sst2"), args.data)

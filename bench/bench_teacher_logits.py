@@ -40,9 +40,11 @@ def main() -> int:
     import numpy as np
     import torch
 
-    from featherweight_core.data import load_task_data
-    from featherweight_core.tasks import get_task
-    from featherweight_core.teacher import load_classifier, predict_logits, tokenize
+    from featherweight_core.data.loading import load_task_data
+    from featherweight_core.data.tasks import get_task
+    from featherweight_core.teacher.batches import tokenize
+    from featherweight_core.teacher.loading import load_classifier
+    from featherweight_core.teacher.predict import predict_logits
 
     torch.set_num_threads(args.threads)
     teacher = args.teacher if Path(args.teacher).is_dir() else ".cache/minilm"

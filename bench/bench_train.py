@@ -1,4 +1,4 @@
-"""Training throughput on real SST-2 train: our loop (`featherweight_core.distill.train`) vs a naive loop.
+"""Training throughput on real SST-2 train: our loop (`featherweight_core.students.distill.train`) vs a naive loop.
 
 For each student (bilstm, rnn, ffn) x embedding (bpe vs1000 d25, hash d25, char d100) it trains one epoch over a
 random subset of SST-2 train with one CPU thread and prints train samples/s of
@@ -33,13 +33,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _util import data_path, load_average  # noqa: E402
 
-from featherweight_core.data import load_task_data  # noqa: E402
-from featherweight_core.distill import DistillConfig, distill_loss, make_optimizer, seed_everything, train  # noqa: E402
-from featherweight_core.encoders import build_encoder  # noqa: E402
-from featherweight_core.prepare import prepare  # noqa: E402
-from featherweight_core.run import student_config_for  # noqa: E402
-from featherweight_core.students import RecurrentEncoder, build_student  # noqa: E402
-from featherweight_core.tasks import get_task  # noqa: E402
+from featherweight_core.data.encoders import build_encoder  # noqa: E402
+from featherweight_core.data.loading import load_task_data  # noqa: E402
+from featherweight_core.data.tasks import get_task  # noqa: E402
+from featherweight_core.pipeline.prepare import prepare  # noqa: E402
+from featherweight_core.pipeline.run import student_config_for  # noqa: E402
+from featherweight_core.students.distill import DistillConfig, distill_loss, make_optimizer, seed_everything, train  # noqa: E402
+from featherweight_core.students.models import RecurrentEncoder, build_student  # noqa: E402
 
 EMBEDDINGS = {"bpe": (25, 1000), "hash": (25, 5000), "char": (100, None)}
 # samples per measurement; char sequences are ~5x longer, so recurrent students use a smaller subset

@@ -2,8 +2,8 @@
 command line. Add a choice here (and implement it) and every entry point accepts it.
 
 Module groups have one spelling for users: ``embedding``, ``encoder``, ``classifier`` (the thesis' parts of a
-student, as in :func:`featherweight_core.measure.param_counts`). Pruning also knows finer groups (thesis table 6.3:
-``lstm``, ``rnn``, ``linear``, ``hash_emb``, ``char_emb``, ``bpe_emb``, see :mod:`featherweight_core.prune`), but
+student, as in :func:`featherweight_core.students.measure.param_counts`). Pruning also knows finer groups (thesis table 6.3:
+``lstm``, ``rnn``, ``linear``, ``hash_emb``, ``char_emb``, ``bpe_emb``, see :mod:`featherweight_core.compression.prune`), but
 takes the module groups as they are: ``PruneConfig(targets={"embedding": 0.4, "encoder": 0.5})``.
 """
 
@@ -19,7 +19,7 @@ PRUNE_SCOPES = ("local", "global")
 PRUNE_SCHEDULES = ("post", "gradual")
 
 MODULE_GROUPS = ("embedding", "encoder", "classifier")
-# module group -> the name featherweight_core.prune takes for it: the same word (kept for code that maps through it)
+# module group -> the name featherweight_core.compression.prune takes for it: the same word (kept for code that maps through it)
 PRUNE_GROUP_OF_MODULE_GROUP = {g: g for g in MODULE_GROUPS}
 
 # How a model's size is measured (columns of the results table; x axes of the Pareto charts)

@@ -1,6 +1,6 @@
 """What trials train on, built on the driver through the core APIs: the teacher and bootstrap data a spec asks
 for outside the study stages (``featherweight_core.teacher`` / ``augment``), then one ``Prepared`` dataset per
-(task, encoding) (``featherweight_core.prepare``), and the teachers as measured baseline rows. Every teacher labels
+(task, encoding) (``featherweight_core.pipeline.prepare``), and the teachers as measured baseline rows. Every teacher labels
 in the ``soft_targets`` stage (:mod:`sweep.study`); ``prepare()`` here only reads the soft targets it stored.
 
 Everything built lands under ``<storage>/<sweep>/assets`` and is reused on resume.
@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from featherweight_core.data import TaskData, load_task_data
-from featherweight_core.prepare import DEFAULT_CACHE_DIR, Prepared, prepare
-from featherweight_core.softtargets import SoftTargetStore
+from featherweight_core.data.loading import load_task_data
+from featherweight_core.data.taskdata import TaskData
+from featherweight_core.pipeline.prepare import DEFAULT_CACHE_DIR, Prepared, prepare
+from featherweight_core.teacher.softtargets import SoftTargetStore
 from sweep.spec import SweepSpec
 from trainables.trial import data_key
 
@@ -81,7 +82,8 @@ def materialize_assets(spec: SweepSpec, say: Callable[[str], None], data: TaskDa
     """Build what the spec asks to be built (the small teacher, bootstrap data) for the tasks outside the study
     stages, on the driver; idempotent, reused on resume. Their teachers label in the ``soft_targets`` stage
     (:mod:`sweep.study`), which fills in ``soft_targets``."""
-    from featherweight_core import augment, teacher
+    from featherweight_core.teacher import augment
+    from featherweight_core.teacher import smallbert as teacher
 
     assets: dict[str, TaskAssets] = {}
     root = spec.storage / spec.name / "assets"
@@ -153,7 +155,7 @@ def prepare_for_trials(
 
 def teacher_baselines(assets: dict[str, TaskAssets]) -> list[dict[str, Any]]:
     """Each teacher directory as a measured baseline row (``task`` added), measured like every student."""
-    from featherweight_core.teacher import teacher_baseline
+    from featherweight_core.teacher.loading import teacher_baseline
 
     rows = []
     for task, a in assets.items():
@@ -170,7 +172,7 @@ def teacher_baselines(assets: dict[str, TaskAssets]) -> list[dict[str, Any]]:
 
 # Dot-named temporaries under <storage>/<sweep>/ that only a running writer uses: a directory or file being written
 # atomically (``featherweight_core.atomic``: ``.NAME.<8 random>.tmp[.suffix]``, and ``.NAME.<8 random>.old`` during the
-# swap), a small teacher being built (``.teacher.init<pid>``, ``featherweight_core.teacher.build_demo_teacher``) and
+# swap), a small teacher being built (``.teacher.init<pid>``, ``featherweight_core.teacher.smallbert.build_demo_teacher``) and
 # a running stage task's progress file (``.teacher-<fp>.progress``, ``.soft_targets-<fp>.progress``, sweep.study).
 LEFTOVER = re.compile(r"^\..+\.(?:init(?P<pid>\d+)|[a-z0-9_]{8}\.(?:tmp|old)(?:\.[A-Za-z0-9]+)*|progress)$")
 

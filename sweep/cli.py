@@ -13,17 +13,17 @@ import importlib
 import os
 import sys
 
-from featherweight_core.commands.common import HelpFormatter, one_line_errors
+from featherweight_core.cli.common import HelpFormatter, one_line_errors
 from featherweight_core.errors import UserError
 
 COMMAND_MODULES = (
-    "featherweight_core.commands.distill",
-    "featherweight_core.commands.analyze",
-    "featherweight_core.commands.compress",
-    "featherweight_core.commands.teacher",
-    "featherweight_core.commands.theseus",
-    "featherweight_core.commands.augment",
-    "featherweight_core.commands.bertvision",
+    "featherweight_core.cli.distill",
+    "featherweight_core.cli.analyze",
+    "featherweight_core.cli.compress",
+    "featherweight_core.cli.teacher",
+    "featherweight_core.cli.theseus",
+    "featherweight_core.cli.augment",
+    "featherweight_core.cli.bertvision",
     "analysis.query_commands",
     "analysis.commands",
     "analysis.export_commands",

@@ -17,9 +17,9 @@ from typing import Any
 
 import yaml
 
-from featherweight_core.encoders import bpemb_files
+from featherweight_core.data.encoders import bpemb_files
+from featherweight_core.data.tasks import TaskSpec, task_from_options
 from featherweight_core.errors import UserError
-from featherweight_core.tasks import TaskSpec, task_from_options
 from featherweight_core.vocab import (
     ARCHS,
     AUGMENT_MODES,
@@ -88,7 +88,7 @@ RESOURCE_KEYS = {
     "teacher_compression_gpus": "auto",  # auto: 1 per trial when the Ray cluster has a GPU, else 0
 }
 TASK_KEYS = {"data": None, "data_options": {}, "teacher": None, "bootstrap": None, "grid": {}, "baselines": []}
-# A custom task's definition (featherweight_core.tasks.task_from_options validates them; see docs/tasks.md)
+# A custom task's definition (featherweight_core.data.tasks.task_from_options validates them; see docs/tasks.md)
 TASK_DEFINITION_KEYS = ("text_columns", "label_column", "labels", "metric", "split", "encoding", "on_bad_bytes")
 # tasks.T.teacher as a mapping: the teacher stage (sweep.study) fine-tunes ``model`` with ``finetune``
 TEACHER_KEYS = {"model": None, "finetune": None}
@@ -128,7 +128,7 @@ TOP_KEYS = {
 
 # ---- teacher_compression: a smaller transformer from each task's fine-tuned teacher ---------------------------------
 # Per method: grid keys (a list or one value; the stage runs their product) and training keys (one value). A key left
-# out is the core config's default (featherweight_core.theseus.TheseusConfig, bertvision.BertVisionConfig) and is
+# out is the core config's default (featherweight_core.teacher.theseus_config.TheseusConfig, bertvision.BertVisionConfig) and is
 # not part of the trial's settings. Each entry: key -> (check, what the check expects).
 TC_TOP_KEYS = {"tasks": None, "theseus": None, "bertvision": None}
 _TC_COMMON_GRID = ("seeds", "quantize")
@@ -285,7 +285,7 @@ class SweepSpec:
         tc = self.teacher_compression
         if not tc:
             return []
-        from featherweight_core.softtargets import teacher_fingerprint
+        from featherweight_core.teacher.softtargets import teacher_fingerprint
 
         out: dict[str, TeacherCompressionTrial] = {}
         for task in tc["tasks"]:
@@ -525,12 +525,12 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
 
 def _check_sizes(spec: SweepSpec) -> None:
     """What a trial will hold in memory must fit this machine's memory: every student of the grid (its parameters
-    counted without building it, times 4 float32 copies for training: featherweight_core.measure) and the synthetic
+    counted without building it, times 4 float32 copies for training: featherweight_core.students.measure) and the synthetic
     and bootstrap examples the spec asks to generate (a lower estimate per example). The error names the key and the
     value that does not fit."""
-    from featherweight_core.data import load_synthetic
-    from featherweight_core.measure import TooLargeError, check_examples_fit, check_student_fits, memory_bytes
-    from featherweight_core.students import StudentConfig
+    from featherweight_core.data.loading import load_synthetic
+    from featherweight_core.students.measure import TooLargeError, check_examples_fit, check_student_fits, memory_bytes
+    from featherweight_core.students.models import StudentConfig
 
     memory = memory_bytes()
     synthetic_defaults = {k: p.default for k, p in inspect.signature(load_synthetic).parameters.items()}
@@ -542,7 +542,7 @@ def _check_sizes(spec: SweepSpec) -> None:
                 _fits(check_examples_fit, opts[key], f"{where}.data_options.{key}: {opts[key]}", memory)
         b = t["bootstrap"]
         if isinstance(b, dict):
-            from featherweight_core.augment import AugmentConfig
+            from featherweight_core.teacher.augment import AugmentConfig
 
             n, ratio = b.get("n", AugmentConfig.n), b.get("ratio", AugmentConfig.ratio)
             # each training example yields up to n x ratio variants; a task read from files has at least one
@@ -587,8 +587,8 @@ def _check_sizes(spec: SweepSpec) -> None:
 
 
 def _fits(check, *args) -> None:
-    """A size check of featherweight_core.measure, its error as a SpecError (the message names key and value)."""
-    from featherweight_core.measure import TooLargeError
+    """A size check of featherweight_core.students.measure, its error as a SpecError (the message names key and value)."""
+    from featherweight_core.students.measure import TooLargeError
 
     try:
         check(*args)
@@ -672,9 +672,9 @@ def _check_core_config(method: str, settings: dict, seed: int, quantize: bool, w
     """The core config validates the combination (its own ranges and rules): its one-line error, under the
     section's name."""
     if method == "theseus":
-        from featherweight_core.theseus import TheseusConfig as Config
+        from featherweight_core.teacher.theseus_config import TheseusConfig as Config
     else:
-        from featherweight_core.bertvision import BertVisionConfig as Config
+        from featherweight_core.teacher.bertvision_config import BertVisionConfig as Config
     try:
         Config(**settings, seed=seed, quantize=quantize)
     except UserError as e:
@@ -748,7 +748,7 @@ def teacher_layers(teacher_dir: str | Path) -> int:
     """The transformer layers of a fine-tuned teacher directory (its ``config.json``)."""
     import json
 
-    from featherweight_core.teacher import TeacherError
+    from featherweight_core.teacher.config import TeacherError
 
     path = Path(teacher_dir) / "config.json"
     try:
@@ -828,7 +828,8 @@ def _validate_plain_teacher_and_bootstrap(t: dict, where: str, check_files: bool
 
 def _check_model_source(value: str, where: str) -> None:
     """A local model directory or a hub id that can be loaded here (offline: only one in the HF cache)."""
-    from featherweight_core.teacher import TeacherError, resolve_model_source
+    from featherweight_core.teacher.config import TeacherError
+    from featherweight_core.teacher.loading import resolve_model_source
 
     try:
         resolve_model_source(value)
@@ -837,7 +838,8 @@ def _check_model_source(value: str, where: str) -> None:
 
 
 def _finetune_defaults(model: str) -> dict:
-    from featherweight_core.teacher import SMALL_TEACHER_FINETUNE, TeacherConfig
+    from featherweight_core.teacher.config import TeacherConfig
+    from featherweight_core.teacher.smallbert import SMALL_TEACHER_FINETUNE
 
     cfg = SMALL_TEACHER_FINETUNE if model == "small" else TeacherConfig()
     return {k: getattr(cfg, k) for k in FINETUNE_KEYS}
@@ -898,7 +900,7 @@ def _validate_study_bootstrap(value: Any, teacher: dict | None, where: str, chec
         return value
     if not isinstance(value, dict):
         raise SpecError(f"{where}: expected an augmented-data file or generation settings, got {value!r}")
-    from featherweight_core.augment import AugmentConfig
+    from featherweight_core.teacher.augment import AugmentConfig
 
     d = AugmentConfig()
     b = _merge(

@@ -5,10 +5,10 @@ For a task whose spec has a teacher mapping (``{model, finetune}``) or bootstrap
 
 * ``teacher``: fine-tune ``model`` (``small``: the project's small offline BERT, built first) as one Ray task with
   ``resources.teacher_cpus`` / ``teacher_gpus``, into ``<storage>/<sweep>/assets/<task>/teacher-<fp>/`` (written
-  atomically by :func:`featherweight_core.teacher.finetune_teacher`). A directory without ``finetune`` is already a
+  atomically by :func:`featherweight_core.teacher.finetune.finetune_teacher`). A directory without ``finetune`` is already a
   fine-tuned teacher: nothing to build.
 * ``bootstrap``: word vectors on the task's training text (one Ray task, cached), then ``shards`` Ray tasks, each
-  augmenting a contiguous range of training rows (:func:`featherweight_core.augment.augment_to_file` with ``rows``;
+  augmenting a contiguous range of training rows (:func:`featherweight_core.teacher.augment.augment_to_file` with ``rows``;
   every row draws from the random stream seeded by (seed, row index), so the output does not depend on the number of
   shards), each shard its own file; the driver concatenates them in order, applies ``ratio``, and writes
   ``assets/<task>/bootstrap-<fp>.parquet`` atomically. Fill-mask runs its masked LM on the shard's device.
@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from featherweight_core.data import DataError
+from featherweight_core.data.taskdata import DataError
 from featherweight_core.errors import UserError
 from sweep.assets import TaskAssets, TaskDataCache, driver_soft_targets, plain_assets
 from sweep.spec import SweepSpec
@@ -70,7 +70,7 @@ def _model_identity(model: str) -> str:
     path = Path(model).expanduser()
     if model == "small" or not path.is_dir():
         return model
-    from featherweight_core.softtargets import teacher_fingerprint
+    from featherweight_core.teacher.softtargets import teacher_fingerprint
 
     try:
         return f"dir:{teacher_fingerprint(path)}"
@@ -428,8 +428,8 @@ class StudyRunner:
         driver's torch threads (:func:`_on_driver_node`): the logits the driver computed when it labelled itself."""
         if a.teacher is None:
             return None
-        from featherweight_core.augment import read_augmented
-        from featherweight_core.softtargets import SoftTargetStore, teacher_fingerprint, texts_fingerprint
+        from featherweight_core.teacher.augment import read_augmented
+        from featherweight_core.teacher.softtargets import SoftTargetStore, teacher_fingerprint, texts_fingerprint
 
         td = self.data(task)
         root = Path(a.soft_targets)
@@ -494,12 +494,12 @@ def _user_error(e: BaseException) -> UserError | None:
 
 def _concat_shards(files: list[Path], output: Path, ratio: float, shards: int) -> int:
     """Concatenate the shard files in order, keep ``ratio`` of the variants (the same systematic sampling as
-    :func:`featherweight_core.augment.augment_to_file`), write ``output`` atomically; returns the rows kept."""
+    :func:`featherweight_core.teacher.augment.augment_to_file`), write ``output`` atomically; returns the rows kept."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from featherweight_core.atomic import atomic_write
-    from featherweight_core.augment import META_KEY
+    from featherweight_core.teacher.augment import META_KEY
 
     tables = [pq.read_table(f) for f in files]
     meta = json.loads(tables[0].schema.metadata[META_KEY])

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from featherweight_core.data import TaskData
+from featherweight_core.data.taskdata import TaskData
 
 
 def placement(gpus: float) -> tuple[str, str, str]:
@@ -42,18 +42,20 @@ def teacher_task(
 ) -> dict:
     import dataclasses
 
-    from featherweight_core import teacher
+    from featherweight_core.teacher import config as teacher_config
+    from featherweight_core.teacher import finetune as teacher_finetune
+    from featherweight_core.teacher import smallbert as teacher_smallbert
 
     set_threads(cpus)
     device, recorded, node = placement(gpus)
     start = time.time()
     with progress_to(progress):
         if model == "small":
-            cfg = dataclasses.replace(teacher.SMALL_TEACHER_FINETUNE, **finetune, device=device)
-            _, metrics = teacher.build_demo_teacher(task_data, output, cfg=cfg)
+            cfg = dataclasses.replace(teacher_smallbert.SMALL_TEACHER_FINETUNE, **finetune, device=device)
+            _, metrics = teacher_smallbert.build_demo_teacher(task_data, output, cfg=cfg)
         else:
-            cfg = teacher.TeacherConfig(**finetune, device=device)
-            metrics = teacher.finetune_teacher(
+            cfg = teacher_config.TeacherConfig(**finetune, device=device)
+            metrics = teacher_finetune.finetune_teacher(
                 model,
                 task_data,
                 output,
@@ -72,7 +74,7 @@ def teacher_task(
 
 
 def vectors_task(task_data: TaskData, cache_dir: str) -> dict:
-    from featherweight_core.wordvectors import task_word_vectors
+    from featherweight_core.data.wordvectors import task_word_vectors
 
     set_threads(1)
     device, recorded, node = placement(0)
@@ -91,7 +93,7 @@ def shard_task(
     cpus: float,
     gpus: float,
 ) -> dict:
-    from featherweight_core.augment import AugmentConfig, augment_to_file
+    from featherweight_core.teacher.augment import AugmentConfig, augment_to_file
 
     set_threads(cpus)
     device, recorded, node = placement(gpus)
@@ -114,8 +116,8 @@ def label_task(
 ) -> dict:
     """Label the train split and the bootstrap rows (if any) into the store at ``root``, with ``threads`` torch
     threads (default: one per CPU of the task)."""
-    from featherweight_core.augment import read_augmented
-    from featherweight_core.softtargets import SoftTargetStore
+    from featherweight_core.teacher.augment import read_augmented
+    from featherweight_core.teacher.softtargets import SoftTargetStore
 
     set_threads(cpus if threads is None else threads)
     device, recorded, node = placement(gpus)

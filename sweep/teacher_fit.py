@@ -4,7 +4,7 @@ The grid's layer settings must fit the teacher's layer count (a BERT-Vision ``la
 Theseus ``replace_rate`` dividing it). A teacher that exists is checked against its directory
 (:meth:`sweep.spec.SweepSpec.teacher_compression_trials`); this module knows the layer count of a teacher still to
 be built as soon as the spec is read: the project's small teacher (``small`` or ``{model: small, ...}``) always has
-:class:`featherweight_core.teacher.SmallBertConfig`'s layers, and fine-tuning a local model directory keeps the
+:class:`featherweight_core.teacher.smallbert.SmallBertConfig`'s layers, and fine-tuning a local model directory keeps the
 layers its ``config.json`` declares. Only a hub model still to download is left to the check after it is built.
 Ray-free, so ``sweep validate`` runs it too.
 """
@@ -23,7 +23,7 @@ def planned_teacher_layers(spec: SweepSpec, task: str) -> tuple[int, str] | None
     if not isinstance(model, str):
         return None
     if model == "small":
-        from featherweight_core.teacher import SmallBertConfig
+        from featherweight_core.teacher.smallbert import SmallBertConfig
 
         return SmallBertConfig().layers, "the built-in small teacher"
     path = Path(model).expanduser()

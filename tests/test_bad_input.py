@@ -32,8 +32,8 @@ RUNNER = r"""
 import json, os, sys, traceback
 import sweep.cli
 import torch, pyarrow.parquet, yaml  # noqa: F401  (warm: the children need them)
-import featherweight_core.checkpoint, featherweight_core.prepare, featherweight_core.run  # noqa: F401
-import featherweight_core.augment, featherweight_core.softtargets, featherweight_core.compress  # noqa: F401
+import featherweight_core.pipeline.checkpoint, featherweight_core.pipeline.prepare, featherweight_core.pipeline.run  # noqa: F401
+import featherweight_core.teacher.augment, featherweight_core.teacher.softtargets, featherweight_core.pipeline.compress  # noqa: F401
 import sweep.spec  # noqa: F401
 out = sys.stdout
 for line in sys.stdin:
@@ -969,7 +969,7 @@ def _pickled(zip_format: bool = False):
 
 
 def _gensim_kv(path: Path, assets: dict[str, Path]) -> None:
-    from featherweight_core.wordvectors import train_word_vectors
+    from featherweight_core.data.wordvectors import train_word_vectors
 
     train_word_vectors([["good", "bad", "film"]] * 5, dim=4, epochs=1).save(str(path))
 

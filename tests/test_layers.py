@@ -40,19 +40,23 @@ def test_core_and_all_submodules_import_no_orchestration():
     result = _run(WALK % (FORBIDDEN,))
     # the walk really covered the package (these exist since the core library landed)
     for name in (
-        "tasks",
-        "data",
-        "synthetic",
-        "encoders",
-        "students",
-        "batching",
-        "distill",
-        "measure",
-        "prepare",
-        "run",
-        "checkpoint",
-        "commands.distill",
-        "commands.analyze",
+        "data.tasks",
+        "data.loading",
+        "data.synthetic",
+        "data.encoders",
+        "data.batching",
+        "students.models",
+        "students.distill",
+        "students.measure",
+        "compression.prune",
+        "teacher.finetune",
+        "teacher.softtargets",
+        "pipeline.prepare",
+        "pipeline.run",
+        "pipeline.checkpoint",
+        "export.exporter",
+        "cli.distill",
+        "cli.analyze",
     ):
         assert f"featherweight_core.{name}" in result["modules"]
     assert result["forbidden"] == [], f"featherweight_core imports {result['forbidden']}"
@@ -62,7 +66,7 @@ def test_cli_parser_builds_without_heavy_imports():
     """`featherweight --help` builds every command's parser; the core commands must not pull in orchestration."""
     code = (
         "import json, sys\n"
-        "import featherweight_core.commands.distill as d, featherweight_core.commands.analyze as a, argparse\n"
+        "import featherweight_core.cli.distill as d, featherweight_core.cli.analyze as a, argparse\n"
         "p = argparse.ArgumentParser(); sub = p.add_subparsers()\n"
         "d.add_parser(sub); a.add_parser(sub)\n"
         f"print(json.dumps({{'forbidden': sorted(m for m in sys.modules if m.split('.')[0] in {FORBIDDEN!r}),"
@@ -139,3 +143,43 @@ def test_no_import_cycles():
         if m not in state:
             visit(m, [m])
     assert cycles == [], f"import cycles: {cycles}"
+
+
+# ---- the layers inside featherweight_core ------------------------------------------------------------------------
+#
+# Its subpackages are layers, each importing only the ones listed before it (and itself):
+#   shared top-level modules (errors, atomic, readable, vocab: import only each other)
+#   data        task definitions, loaders, encoders, batches, word vectors
+#   students    the student models, their measurements, the distillation loop
+#   compression pruning and quantization of students
+#   teacher     teachers: loading, fine-tuning, predicting, soft targets, augmentation, teacher compression
+#   pipeline    the steps of a run: prepare inputs, distill and checkpoint, compress a saved student
+#   export      deployable artefacts of students and teachers
+#   cli         the single-run commands
+# So `data` imports neither `students` nor `teacher`, a teacher never imports the pipeline, and nothing imports the CLI.
+CORE_LAYERS = ("", "data", "students", "compression", "teacher", "pipeline", "export", "cli")
+
+
+def _core_layer(module: str) -> int:
+    parts = module.split(".")
+    sub = parts[1] if len(parts) > 2 else ""  # featherweight_core.<package>.<module>; top-level modules: ""
+    assert sub in CORE_LAYERS, f"{module}: a featherweight_core subpackage missing from CORE_LAYERS"
+    return CORE_LAYERS.index(sub)
+
+
+def test_core_subpackages_import_only_downwards():
+    graph = _import_graph()
+    core = {m for m in graph if m.split(".")[0] == "featherweight_core"}
+    # every subpackage on disk is a layer (a new one must be placed in CORE_LAYERS)
+    on_disk = {p.name for p in (ROOT / "featherweight_core").iterdir() if (p / "__init__.py").is_file()}
+    assert on_disk == set(CORE_LAYERS) - {""}
+    bad = []
+    for m in sorted(core):
+        for d in graph[m]:
+            if d.split(".")[0] != "featherweight_core" or d in ("featherweight_core",) or d.count(".") < 1:
+                continue
+            if (ROOT / Path(*d.split("."))).is_dir():
+                continue  # a package itself (its __init__ holds only a docstring)
+            if _core_layer(d) > _core_layer(m):
+                bad.append((m, d))
+    assert bad == [], f"featherweight_core modules importing a layer above their own: {bad}"

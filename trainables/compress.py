@@ -7,12 +7,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from featherweight_core.checkpoint import load_checkpoint, save_compressed
-from featherweight_core.compress import compress_student
-from featherweight_core.distill import DistillConfig, resolve_temperature
-from featherweight_core.prepare import Prepared
-from featherweight_core.prune import PruneConfig
-from featherweight_core.quantize import QuantConfig
+from featherweight_core.compression.prune_config import PruneConfig
+from featherweight_core.compression.quantize import QuantConfig
+from featherweight_core.pipeline.checkpoint import load_checkpoint, save_compressed
+from featherweight_core.pipeline.compress import compress_student
+from featherweight_core.pipeline.prepare import Prepared
+from featherweight_core.students.distill import DistillConfig, resolve_temperature
 from featherweight_core.vocab import MODULE_GROUPS, PRUNE_GROUP_OF_MODULE_GROUP
 from trainables.checkpoints import save_and_report
 from trainables.distill import error_message, fetch_prepared, setup_torch

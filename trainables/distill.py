@@ -12,9 +12,9 @@ import time
 import traceback
 from typing import Any
 
-from featherweight_core.distill import DistillConfig, resolve_temperature
-from featherweight_core.prepare import Prepared
-from featherweight_core.run import run_distillation, student_config_for
+from featherweight_core.pipeline.prepare import Prepared
+from featherweight_core.pipeline.run import run_distillation, student_config_for
+from featherweight_core.students.distill import DistillConfig, resolve_temperature
 from featherweight_core.vocab import MODULE_GROUPS
 from trainables.checkpoints import save_and_report
 from trainables.placement import placement

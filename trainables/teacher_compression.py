@@ -1,7 +1,7 @@
 """Ray Tune adapter for one teacher-compression trial: trial config -> core config -> ``compress_theseus`` /
 ``train_bertvision`` -> ``tune.report``.
 
-The methods read texts, not encoded ids: the driver puts each task's :class:`featherweight_core.data.TaskData` in
+The methods read texts, not encoded ids: the driver puts each task's :class:`featherweight_core.data.taskdata.TaskData` in
 Ray's object store once (as the study stages do) and the trainable fetches the one its trial needs, once per worker
 process. The teacher directory comes from the driver too (``teachers``: task -> directory; the trial itself holds
 only the teacher's content fingerprint, which the trainable checks, so a teacher replaced between planning and
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from featherweight_core.data import TaskData
+from featherweight_core.data.taskdata import TaskData
 from trainables.checkpoints import CHECKPOINT_ROOT, checkpoint_dir, save_and_report
 from trainables.distill import error_message, inject_fault, setup_torch
 from trainables.placement import placement
@@ -35,10 +35,10 @@ def core_config(trial: TeacherCompressionTrial, device: str):
     """The core config the trial names: its settings (the core's defaults for knobs the spec left out), seed,
     quantization and the device the trial got."""
     if trial.method == "theseus":
-        from featherweight_core.theseus import TheseusConfig
+        from featherweight_core.teacher.theseus_config import TheseusConfig
 
         return TheseusConfig(**trial.settings, seed=trial.seed, quantize=trial.quantize, device=device)
-    from featherweight_core.bertvision import BertVisionConfig
+    from featherweight_core.teacher.bertvision_config import BertVisionConfig
 
     return BertVisionConfig(**trial.settings, seed=trial.seed, quantize=trial.quantize, device=device)
 
@@ -68,7 +68,7 @@ def float_sibling(trial: TeacherCompressionTrial) -> TeacherCompressionTrial | N
 
 def reusable_successor(trial: TeacherCompressionTrial, float_dir: str | Path | None) -> bool:
     """Whether ``float_dir`` holds the finished float successor of ``trial``'s sibling, made from the same teacher."""
-    from featherweight_core.teacher_compression import COMPRESSED_META, CompressedTeacherError, read_meta
+    from featherweight_core.teacher.teacher_compression import COMPRESSED_META, CompressedTeacherError, read_meta
 
     if float_dir is None or not (Path(float_dir) / COMPRESSED_META).is_file():
         return False
@@ -97,8 +97,8 @@ def run_teacher_compression(
     """One grid point, without Ray: compress ``teacher_dir`` as the trial says into ``out_dir`` (an empty or absent
     directory), return the outcome. An int8 Theseus trial whose float sibling's successor is in ``float_dir``
     quantizes that one instead of training again."""
-    from featherweight_core.softtargets import teacher_fingerprint
-    from featherweight_core.teacher_compression import QUANTIZATION_NAME
+    from featherweight_core.teacher.softtargets import teacher_fingerprint
+    from featherweight_core.teacher.teacher_compression import QUANTIZATION_NAME
 
     started = time.time()
     found = teacher_fingerprint(teacher_dir)
@@ -109,15 +109,15 @@ def run_teacher_compression(
         )
     cfg = core_config(trial, device)
     if reusable_successor(trial, float_dir):
-        from featherweight_core.theseus import quantize_successor
+        from featherweight_core.teacher.theseus import quantize_successor
 
         result = quantize_successor(float_dir, task_data, out_dir, overwrite=True)
     elif trial.method == "theseus":
-        from featherweight_core.theseus import compress_theseus
+        from featherweight_core.teacher.theseus import compress_theseus
 
         result = compress_theseus(teacher_dir, task_data, out_dir, cfg)
     else:
-        from featherweight_core.bertvision import train_bertvision
+        from featherweight_core.teacher.bertvision import train_bertvision
 
         result = train_bertvision(teacher_dir, task_data, out_dir, cfg, cache_dir=cache_dir)
     test = {f"test_{k}": v for k, v in (result.test_metrics or {}).items() if isinstance(v, int | float)}

@@ -228,7 +228,7 @@ class TeacherCompressionTrial:
     ``settings`` holds the method's knobs as the spec gives them (grid and training keys, without seed and quantize;
     a knob the spec leaves out is the core config's default and is not in the dict), canonical: sorted keys, floats
     as floats. ``teacher_fingerprint`` is the content hash of the teacher directory
-    (``featherweight_core.softtargets.teacher_fingerprint``: weights, config and tokenizer files), not its path: a
+    (``featherweight_core.teacher.softtargets.teacher_fingerprint``: weights, config and tokenizer files), not its path: a
     retrained or replaced teacher gives every trial a new id, so a resumed sweep compresses the new teacher (its rows
     are new; the old teacher's rows stay in the database, their ``teacher`` column naming the directory they came
     from), while moving the storage does not re-run anything. ``task_definition``: a custom task's definition

@@ -13,12 +13,12 @@ def part_profile(cfg: dict) -> dict:
     import numpy as np
     import torch
 
-    from featherweight_core.data import load_task_data
-    from featherweight_core.distill import DistillConfig, seed_everything, train
-    from featherweight_core.prepare import prepare
-    from featherweight_core.run import student_config_for
-    from featherweight_core.students import build_student
-    from featherweight_core.tasks import get_task
+    from featherweight_core.data.loading import load_task_data
+    from featherweight_core.data.tasks import get_task
+    from featherweight_core.pipeline.prepare import prepare
+    from featherweight_core.pipeline.run import student_config_for
+    from featherweight_core.students.distill import DistillConfig, seed_everything, train
+    from featherweight_core.students.models import build_student
 
     device = cfg["device"]
     task = get_task("sst2")
@@ -47,8 +47,8 @@ def part_profile(cfg: dict) -> dict:
     def host_batches_epoch(split) -> float:
         """The loop as it was before the device-resident rewrite, for comparison on the same device: numpy batches copied to the
         device every step, the loss read (and checked) every step. Train samples/s."""
-        from featherweight_core.batching import iter_batches
-        from featherweight_core.distill import distill_loss, make_optimizer
+        from featherweight_core.data.batching import iter_batches
+        from featherweight_core.students.distill import distill_loss, make_optimizer
 
         seed_everything(0)
         model = build_student(student, p.num_embeddings, p.vectors).to(device)

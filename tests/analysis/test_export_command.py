@@ -11,15 +11,17 @@ import torch
 
 from analysis import export_commands
 from analysis.views import open_store
-from featherweight_core import export
-from featherweight_core.checkpoint import save_checkpoint, save_compressed
-from featherweight_core.compress import QuantConfig, compress_student
-from featherweight_core.data import load_synthetic
-from featherweight_core.encoders import build_encoder
-from featherweight_core.export import EXPORT_META, ONNX_FILE, TORCHSCRIPT_FILE, _load_source, measure_source
-from featherweight_core.prepare import encode_split
-from featherweight_core.students import StudentConfig, build_student
-from featherweight_core.tasks import get_task
+from featherweight_core.data.encoders import build_encoder
+from featherweight_core.data.loading import load_synthetic
+from featherweight_core.data.tasks import get_task
+from featherweight_core.export import exporter as export
+from featherweight_core.export.exporter import EXPORT_META, ONNX_FILE, TORCHSCRIPT_FILE
+from featherweight_core.export.sources import load_source as _load_source
+from featherweight_core.export.sources import measure_source
+from featherweight_core.pipeline.checkpoint import save_checkpoint, save_compressed
+from featherweight_core.pipeline.compress import QuantConfig, compress_student
+from featherweight_core.pipeline.prepare import encode_split
+from featherweight_core.students.models import StudentConfig, build_student
 from sweep.cli import main
 from tests.fakes import make_record
 
@@ -177,7 +179,7 @@ def test_data_moved_is_an_error_naming_the_option(tmp_path, capsys):
         "text,label\n"
         + "".join(f"{'good day' if i % 2 else 'bad day'} {i},{'pos' if i % 2 else 'neg'}\n" for i in range(40))
     )
-    from featherweight_core.tasks import custom_task
+    from featherweight_core.data.tasks import custom_task
 
     task = custom_task("mood", ["text"], ["neg", "pos"])
     cfg = StudentConfig(arch="ffn", embedding="char", emb_dim=8, num_labels=2, classifier_hidden=8)
@@ -198,8 +200,11 @@ def test_data_moved_is_an_error_naming_the_option(tmp_path, capsys):
 
 def test_export_a_teacher_compression_trial(tmp_path, capsys):
     """A teacher_compression trial's checkpoint is its output directory (here a BERT-Vision model, k = 1)."""
-    from featherweight_core.bertvision import BertVisionConfig, train_bertvision
-    from featherweight_core.teacher import SmallBertConfig, TeacherConfig, build_small_teacher, finetune_teacher
+    from featherweight_core.teacher.bertvision import train_bertvision
+    from featherweight_core.teacher.bertvision_config import BertVisionConfig
+    from featherweight_core.teacher.config import TeacherConfig
+    from featherweight_core.teacher.finetune import finetune_teacher
+    from featherweight_core.teacher.smallbert import SmallBertConfig, build_small_teacher
 
     torch.set_num_threads(1)
     data = load_synthetic(TASK, n_train=100, n_dev=20)

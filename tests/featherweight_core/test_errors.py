@@ -10,16 +10,16 @@ from featherweight_core.errors import ConfigError, InputFileError, UserError
 
 
 def _error_classes():
-    from featherweight_core.augment import DataError as AugmentDataError
-    from featherweight_core.checkpoint import CheckpointError
-    from featherweight_core.data import DataError
-    from featherweight_core.distill import TrainingError
-    from featherweight_core.encoders import EncoderError
-    from featherweight_core.measure import WeightsFileError
-    from featherweight_core.prune import PruningError
-    from featherweight_core.quantize import QuantizationError
-    from featherweight_core.teacher import TeacherError
-    from featherweight_core.wordvectors import VectorsError
+    from featherweight_core.compression.prune_config import PruningError
+    from featherweight_core.compression.quantize import QuantizationError
+    from featherweight_core.data.encoders import EncoderError
+    from featherweight_core.data.taskdata import DataError
+    from featherweight_core.data.wordvectors import VectorsError
+    from featherweight_core.pipeline.checkpoint import CheckpointError
+    from featherweight_core.students.distill import TrainingError
+    from featherweight_core.students.measure import WeightsFileError
+    from featherweight_core.teacher.augment import DataError as AugmentDataError
+    from featherweight_core.teacher.config import TeacherError
 
     assert AugmentDataError is DataError
     return [
@@ -51,23 +51,23 @@ def test_user_error_types_helper_is_gone():
 @pytest.mark.parametrize(
     ("where", "args", "kwargs"),
     [
-        ("students.StudentConfig", ("gru", "bpe", 25, 2), {}),
-        ("students.StudentConfig", ("ffn", "bpe", 25, 2), {"pooling": "mean"}),
-        ("distill.DistillConfig", (), {"optimizer": "lion"}),
-        ("distill.DistillConfig", (), {"alpha": 2.0}),
-        ("distill.resolve_temperature", ("warm", "ffn"), {}),
-        ("tasks.get_task", ("sst3",), {}),
-        ("tasks.custom_task", ("sst2", ["text"], ["a", "b"]), {}),
-        ("quantize.QuantConfig", (), {"importance_bits": 9}),
-        ("augment.AugmentConfig", (), {"mode": "paraphrase"}),
-        ("encoders.build_encoder", ("word2vec",), {}),
-        ("prune.PruneConfig", (), {"targets": {"gru": 0.5}}),
+        ("students.models.StudentConfig", ("gru", "bpe", 25, 2), {}),
+        ("students.models.StudentConfig", ("ffn", "bpe", 25, 2), {"pooling": "mean"}),
+        ("students.distill.DistillConfig", (), {"optimizer": "lion"}),
+        ("students.distill.DistillConfig", (), {"alpha": 2.0}),
+        ("students.distill.resolve_temperature", ("warm", "ffn"), {}),
+        ("data.tasks.get_task", ("sst3",), {}),
+        ("data.tasks.custom_task", ("sst2", ["text"], ["a", "b"]), {}),
+        ("compression.quantize.QuantConfig", (), {"importance_bits": 9}),
+        ("teacher.augment.AugmentConfig", (), {"mode": "paraphrase"}),
+        ("data.encoders.build_encoder", ("word2vec",), {}),
+        ("compression.prune_config.PruneConfig", (), {"targets": {"gru": 0.5}}),
     ],
 )
 def test_bad_settings_raise_user_errors(where, args, kwargs):
     import importlib
 
-    module, name = where.split(".")
+    module, name = where.rsplit(".", 1)
     make = getattr(importlib.import_module(f"featherweight_core.{module}"), name)
     with pytest.raises(UserError) as e:
         make(*args, **kwargs)
@@ -75,7 +75,7 @@ def test_bad_settings_raise_user_errors(where, args, kwargs):
 
 
 def test_missing_and_foreign_checkpoints_are_user_errors(tmp_path):
-    from featherweight_core.checkpoint import CheckpointError, load_checkpoint, load_compressed
+    from featherweight_core.pipeline.checkpoint import CheckpointError, load_checkpoint, load_compressed
 
     with pytest.raises(InputFileError, match="checkpoint not found"):
         load_checkpoint(tmp_path / "missing.pt")
@@ -89,8 +89,8 @@ def test_missing_and_foreign_checkpoints_are_user_errors(tmp_path):
 
 
 def test_internal_invariants_are_not_user_errors():
-    from featherweight_core.batching import EncodedSplit
-    from featherweight_core.encoders import Ragged
+    from featherweight_core.data.batching import EncodedSplit
+    from featherweight_core.data.encoders import Ragged
 
     with pytest.raises(ValueError) as e:
         EncodedSplit((Ragged.from_sequences([np.array([1], np.int32)]),), np.zeros(2, np.int64), ["a", "b"])

@@ -30,8 +30,8 @@ def test_a_full_disk_leaves_no_temp_file(tmp_path):
 
 
 def test_a_checkpoint_save_that_fails_leaves_nothing(tmp_path, monkeypatch):
-    from featherweight_core.checkpoint import save_checkpoint
-    from featherweight_core.students import StudentConfig, build_student
+    from featherweight_core.pipeline.checkpoint import save_checkpoint
+    from featherweight_core.students.models import StudentConfig, build_student
 
     cfg = StudentConfig("ffn", "hash", 8, 2, vocab_size=100)
     model = build_student(cfg)

@@ -19,13 +19,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from featherweight_core.augment import META_KEY, check_augmented
-from featherweight_core.checkpoint import load_checkpoint
-from featherweight_core.data import load_task_data
+from featherweight_core.data.loading import load_task_data
+from featherweight_core.data.tasks import task_from_options
 from featherweight_core.errors import InputFileError, UserError
-from featherweight_core.prepare import load_teacher_logits
+from featherweight_core.pipeline.checkpoint import load_checkpoint
+from featherweight_core.pipeline.prepare import load_teacher_logits
 from featherweight_core.readable import check_readable, read_input_bytes
-from featherweight_core.tasks import task_from_options
+from featherweight_core.teacher.augment import META_KEY, check_augmented
 
 TASK = task_from_options("mine", {"text_columns": ["text"], "labels": ["neg", "pos"]})
 CSV = "text,label\n" + "good film,pos\nbad film,neg\n" * 10
@@ -86,8 +86,8 @@ def _locked(path: Path) -> Path:
 
 
 def _student(d: Path) -> Path:
-    from featherweight_core.checkpoint import save_checkpoint
-    from featherweight_core.students import StudentConfig, build_student
+    from featherweight_core.pipeline.checkpoint import save_checkpoint
+    from featherweight_core.students.models import StudentConfig, build_student
 
     cfg = StudentConfig(arch="ffn", embedding="hash", emb_dim=4, num_labels=2, vocab_size=20).resolved()
     return save_checkpoint(d / "student.pt", build_student(cfg, 20), cfg, 20)

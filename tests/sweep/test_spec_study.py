@@ -9,10 +9,10 @@ import copy
 import pytest
 import yaml
 
-from featherweight_core.augment import AugmentConfig, augment_to_file
-from featherweight_core.data import load_task_data
-from featherweight_core.tasks import task_from_options
-from featherweight_core.wordvectors import task_word_vectors
+from featherweight_core.data.loading import load_task_data
+from featherweight_core.data.tasks import task_from_options
+from featherweight_core.data.wordvectors import task_word_vectors
+from featherweight_core.teacher.augment import AugmentConfig, augment_to_file
 from sweep.spec import SpecError, validate
 from sweep.study import _concat_shards, check_stage_resources, stage_gpus
 from sweep.tuner import ResourceError
@@ -96,7 +96,7 @@ def test_old_forms_unchanged():
 def test_old_forms_label_where_prepare_did(tmp_path):
     """The plain forms' assets are where the driver builds them, and their soft_targets stage fills the store
     prepare() fills on its own (``<cache_dir>/softtargets``): labels stored before are found there."""
-    from featherweight_core.prepare import DEFAULT_CACHE_DIR
+    from featherweight_core.pipeline.prepare import DEFAULT_CACHE_DIR
     from sweep.assets import driver_soft_targets, plain_assets
 
     raw = {**_raw("small", {"n": 2, "p": 0.4, "k": 8, "seed": 0}), "storage": str(tmp_path / "runs")}
@@ -127,7 +127,7 @@ def test_fill_mask_defaults_to_the_teacher_model():
 
 
 def test_a_model_directory(tmp_path):
-    from featherweight_core.teacher import build_small_bert
+    from featherweight_core.teacher.smallbert import build_small_bert
 
     d = build_small_bert(["a b c d e f g h"] * 20, tmp_path / "base", head="masked-lm")
     spec = validate(_raw({"model": str(d), "finetune": {"epochs": 1}}, {"mode": "fill-mask", "mlm": str(d)}))
@@ -323,7 +323,7 @@ def test_shards_concatenated_are_the_unsharded_output(tmp_path, ratio):
     kept = _concat_shards(files, tmp_path / "joined.parquet", ratio, len(files))
     import pyarrow.parquet as pq
 
-    from featherweight_core.augment import read_augmented
+    from featherweight_core.teacher.augment import read_augmented
 
     assert kept == whole.kept > 0
     assert (
@@ -353,7 +353,7 @@ def test_stage_resources_must_fit_a_node():
 def test_a_user_error_from_a_ray_task_is_the_error_itself():
     from ray.exceptions import RayTaskError
 
-    from featherweight_core.teacher import TeacherError
+    from featherweight_core.teacher.config import TeacherError
     from sweep.study import _user_error
 
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from featherweight_core.measure import memory_bytes
+from featherweight_core.students.measure import memory_bytes
 from sweep.spec import MAX_YAML_DEPTH, SpecError, check_sweep_name, load_spec, load_yaml, validate
 
 SPEC = """name: t

@@ -147,10 +147,10 @@ def test_whole_study_stages_resume_after_a_kill_in_each(tmp_path):
 
 
 def test_fill_mask_shards_run_their_masked_lm(tmp_path):
-    from featherweight_core.augment import read_augmented
-    from featherweight_core.data import load_task_data
-    from featherweight_core.tasks import task_from_options
-    from featherweight_core.teacher import build_small_bert
+    from featherweight_core.data.loading import load_task_data
+    from featherweight_core.data.tasks import task_from_options
+    from featherweight_core.teacher.augment import read_augmented
+    from featherweight_core.teacher.smallbert import build_small_bert
 
     td = load_task_data(task_from_options("synthetic", {}), None, n_train=200, n_dev=50)
     mlm = build_small_bert([t[0] for t in td.train.texts], tmp_path / "mlm", head="masked-lm")
@@ -193,11 +193,11 @@ def test_a_teacher_directory_labels_in_the_soft_targets_stage(tmp_path):
     driver filled (the old way) finds its labels there."""
     import numpy as np
 
-    from featherweight_core.augment import read_augmented
-    from featherweight_core.data import load_task_data
-    from featherweight_core.softtargets import SoftTargetStore
-    from featherweight_core.tasks import task_from_options
-    from featherweight_core.teacher import SmallBertConfig, build_small_teacher
+    from featherweight_core.data.loading import load_task_data
+    from featherweight_core.data.tasks import task_from_options
+    from featherweight_core.teacher.augment import read_augmented
+    from featherweight_core.teacher.smallbert import SmallBertConfig, build_small_teacher
+    from featherweight_core.teacher.softtargets import SoftTargetStore
 
     td = load_task_data(task_from_options("synthetic", {}), None, n_train=200, n_dev=50)
     small = SmallBertConfig(vocab_size=300, hidden=16, layers=2, heads=2, intermediate=32, max_length=32)

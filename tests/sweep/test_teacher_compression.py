@@ -14,11 +14,13 @@ import pytest
 import torch
 import yaml
 
-from featherweight_core.data import load_synthetic
-from featherweight_core.softtargets import teacher_fingerprint
-from featherweight_core.tasks import get_task
-from featherweight_core.teacher import SmallBertConfig, TeacherConfig, build_small_teacher, finetune_teacher
-from featherweight_core.teacher_compression import COMPRESSED_META
+from featherweight_core.data.loading import load_synthetic
+from featherweight_core.data.tasks import get_task
+from featherweight_core.teacher.config import TeacherConfig
+from featherweight_core.teacher.finetune import finetune_teacher
+from featherweight_core.teacher.smallbert import SmallBertConfig, build_small_teacher
+from featherweight_core.teacher.softtargets import teacher_fingerprint
+from featherweight_core.teacher.teacher_compression import COMPRESSED_META
 from sweep.records import teacher_compression_record
 from sweep.spec import SpecError, validate
 from sweep.stage_teacher import (

@@ -8,9 +8,9 @@ import socket
 import pytest
 import torch
 
-from featherweight_core.data import load_synthetic
-from featherweight_core.prepare import prepare
-from featherweight_core.tasks import get_task
+from featherweight_core.data.loading import load_synthetic
+from featherweight_core.data.tasks import get_task
+from featherweight_core.pipeline.prepare import prepare
 from trainables.compress import compress_trial
 from trainables.distill import train_trial
 from trainables.placement import PLACEMENT_FIELDS, physical_gpu_index, placement

@@ -1,0 +1,1 @@
+"""The single-run commands of ``featherweight`` (distill, analyze, compress, teacher, theseus, augment, bertvision)."""

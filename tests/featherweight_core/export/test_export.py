@@ -1,0 +1,352 @@
+"""export_model round trips: float students as ONNX, pruned + quantized students as TorchScript (the fallback), a
+fine-tuned teacher directory and an int8 compressed-teacher directory; the standalone encoder and the artefact run in
+a subprocess without the project; size and prediction mismatches fail and leave nothing behind."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from featherweight_core.data.encoders import build_encoder
+from featherweight_core.data.loading import load_synthetic
+from featherweight_core.data.tasks import get_task
+from featherweight_core.errors import ConfigError, InputFileError, UserError
+from featherweight_core.export.encoding import ENCODER_FILE
+from featherweight_core.export.exporter import EXPORT_META, ONNX_FILE, TORCHSCRIPT_FILE, export_model, verify_artefact
+from featherweight_core.export.sources import ExportError, measure_source
+from featherweight_core.export.sources import load_source as _load_source
+from featherweight_core.pipeline.checkpoint import save_checkpoint, save_compressed
+from featherweight_core.pipeline.compress import PruneConfig, QuantConfig, compress_student
+from featherweight_core.pipeline.prepare import encode_split
+from featherweight_core.students.distill import DistillConfig
+from featherweight_core.students.models import StudentConfig, build_student
+
+TASK = get_task("synthetic")
+META = {"task": TASK.name, "task_spec": TASK.to_dict(), "data_source": "synthetic"}
+# texts the encoders must agree on beyond the synthetic ones: accents, digits, punctuation, non-Latin, empty
+ODD_TEXTS = ["Café déjà vu!", "", "   ", "123 numbers, 4.5 and 007", "naïve — “quotes” ¿qué?", "日本語 text", "A\tB"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_synthetic(TASK, n_train=200, n_dev=40)
+
+
+def _cfg(arch: str, emb: str, pooling: str = "last") -> StudentConfig:
+    return StudentConfig(
+        arch=arch,
+        embedding=emb,
+        emb_dim=8,
+        num_labels=2,
+        vocab_size=200 if emb == "hash" else None,
+        hidden=8,
+        classifier_hidden=8,
+        pooling=pooling,
+    ).resolved()
+
+
+def _student(tmp: Path, arch: str, emb: str, seed: int = 0) -> tuple[Path, torch.nn.Module, StudentConfig]:
+    cfg = _cfg(arch, emb)
+    torch.manual_seed(seed)
+    model = build_student(cfg).eval()
+    path = save_checkpoint(tmp / f"{arch}-{emb}-{seed}.pt", model, cfg, 35 if emb == "char" else 200, META)
+    return path, model, cfg
+
+
+def _compressed(tmp: Path, data, arch: str, emb: str, quant: QuantConfig, pooling: str = "last") -> tuple[Path, dict]:
+    cfg = _cfg(arch, emb, pooling)
+    torch.manual_seed(0)
+    model = build_student(cfg).eval()
+    enc = build_encoder(emb, cfg.vocab_size)
+    train = encode_split(enc, data.splits["train"])
+    evals = {"validation": encode_split(enc, data.splits["validation"])}
+    prune = PruneConfig(method="magnitude", scope="global", sparsity=0.4)
+    res = compress_student(model, cfg, prune, quant, train, evals, TASK, DistillConfig(alpha=1.0, batch_size=64))
+    path = save_compressed(tmp / f"{arch}-{emb}-compressed.pt", res, META)
+    recorded = {
+        "params": res.sizes["params"]["total"],
+        "disk_bytes": res.sizes["disk_bytes"],
+        "gzip_bytes": res.sizes["gzip_bytes"],
+    }
+    return path, recorded
+
+
+STANDALONE = r"""
+import json, sys
+from pathlib import Path
+art = Path(sys.argv[1])
+sys.path.insert(0, str(art))
+import numpy as np
+meta = json.loads((art / "featherweight_export.json").read_text())
+texts = json.load(sys.stdin)
+out = {}
+if (art / "encode.py").is_file():
+    import encode
+    out["ids"] = [[encode.encode(f) for f in t] for t in texts]
+    inputs = [encode.batch([t]) for t in texts]
+else:
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(str(art))
+    names = [i["name"] for i in meta["inputs"]]
+    inputs = []
+    for t in texts:
+        enc = tok(*t, truncation=True, max_length=meta["max_length"], return_tensors="np")
+        inputs.append({n: enc[n].astype(np.int64) for n in names})
+names = [i["name"] for i in meta["inputs"]]
+if meta["format"] == "onnx":
+    import onnxruntime as ort
+    session = ort.InferenceSession(str(art / meta["model_file"]), providers=["CPUExecutionProvider"])
+    logits = [session.run(["logits"], x)[0][0] for x in inputs]
+else:
+    import torch
+    model = torch.jit.load(str(art / meta["model_file"]))
+    with torch.no_grad():
+        logits = [model(*[torch.from_numpy(x[n]) for n in names])[0].numpy() for x in inputs]
+out["logits"] = np.stack(logits).tolist()
+out["project_imported"] = sorted(m for m in sys.modules if m.split(".")[0] in ("featherweight_core", "sweep", "db"))
+print(json.dumps(out))
+"""
+
+
+def run_standalone(artefact: Path, texts: list[tuple[str, ...]]) -> dict:
+    """The artefact and its encoder in ``python -I`` (no project directory, PYTHONPATH or user site on sys.path),
+    one example at a time."""
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", STANDALONE, str(artefact)],
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=artefact,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+@torch.no_grad()
+def one_by_one(model, cfg, texts) -> np.ndarray:
+    enc = build_encoder(cfg.embedding, cfg.vocab_size)
+    out = []
+    for t in texts:
+        ids = torch.from_numpy(enc.encode(t[0]).astype(np.int64))[None]
+        out.append(model(ids, torch.tensor([ids.shape[1]]))[0].numpy())
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("arch,emb", [("bilstm", "char"), ("rnn", "hash"), ("ffn", "hash")])
+def test_float_student_round_trip_onnx(tmp_path, data, arch, emb):
+    path, model, cfg = _student(tmp_path, arch, emb)
+    recorded = measure_source(_load_source(path))
+    rep = export_model(path, tmp_path / "out", data, recorded=recorded)
+    out = tmp_path / "out"
+    assert rep.format == "onnx" and rep.fallback_reason is None
+    assert rep.examples_checked == 40 and rep.predictions_agree == 1.0 and rep.max_abs_logit_diff < 1e-4
+    assert rep.recorded_size_check == {k: (v, v) for k, v in recorded.items()}
+    assert set(rep.files) == {ONNX_FILE, EXPORT_META, ENCODER_FILE}
+    assert rep.artefact_bytes == sum((out / f).stat().st_size for f in rep.files)
+    meta = json.loads((out / EXPORT_META).read_text())
+    assert meta["labels"] == ["negative", "positive"] and meta["encoding"]["kind"] == emb
+    assert [i["name"] for i in meta["inputs"]] == ["ids", "lengths"]
+    assert meta["inputs"][0]["shape"] == (["batch", "time", 3] if emb == "hash" else ["batch", "time"])
+    texts = [t for t in data.splits["validation"].texts[:20]] + [(t,) for t in ODD_TEXTS]
+    got = run_standalone(out, texts)
+    assert got["project_imported"] == []
+    enc = build_encoder(emb, cfg.vocab_size)
+    assert got["ids"] == [[enc.encode(t[0]).tolist()] for t in texts]  # the standalone encoder is the project's
+    np.testing.assert_allclose(np.array(got["logits"]), one_by_one(model, cfg, texts), atol=1e-5)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary directory left
+
+
+@pytest.fixture(scope="module")
+def quantized_bilstm(tmp_path_factory, data):
+    return _compressed(tmp_path_factory.mktemp("qbilstm"), data, "bilstm", "char", QuantConfig())
+
+
+@pytest.mark.parametrize("case", ["bilstm", "rnn-static", "ffn-coded", "bilstm-max", "rnn-max"])
+def test_pruned_quantized_student_falls_back_to_torchscript(tmp_path, data, quantized_bilstm, case):
+    if case == "bilstm":
+        path, recorded = quantized_bilstm
+    elif case == "rnn-static":
+        path, recorded = _compressed(tmp_path, data, "rnn", "hash", QuantConfig(static_classifier=True))
+    elif case == "ffn-coded":
+        path, recorded = _compressed(tmp_path, data, "ffn", "hash", QuantConfig(importance_bits=4))
+    else:  # max pooling over the rewritten int8 LSTM / Elman RNN
+        path, recorded = _compressed(tmp_path, data, case.split("-")[0], "char", QuantConfig(), pooling="max")
+    out = tmp_path / "out"
+    # default for quantized models: one example at a time. The rewritten int8 LSTM is exact only there (in a padded
+    # batch its padding rows enter the dynamic activation ranges: up to 1e-3 apart with max pooling); the others are
+    # exact in batches too
+    batch_size = None if case.startswith("bilstm") else 16
+    rep = export_model(path, out, data, recorded=recorded, batch_size=batch_size)
+    assert rep.format == "torchscript" and "ONNX export failed" in rep.fallback_reason
+    assert rep.check_batch_size == (batch_size or 1) and rep.predictions_agree == 1.0 and rep.max_abs_logit_diff < 1e-5
+    assert set(rep.recorded_size_check) == {"params", "disk_bytes", "gzip_bytes"}
+    assert TORCHSCRIPT_FILE in rep.files and ONNX_FILE not in rep.files
+    meta = json.loads((out / EXPORT_META).read_text())
+    assert meta["source"]["quantized"] is True and meta["fallback_reason"] == rep.fallback_reason
+    src = _load_source(path)
+    model, cfg = src.model, src.student_cfg
+    if case == "bilstm":  # TorchScript without the project: torch.jit.load and the standalone encoder
+        texts = data.splits["validation"].texts[:15]
+        got = run_standalone(out, texts)
+        assert got["project_imported"] == []
+        np.testing.assert_allclose(np.array(got["logits"]), one_by_one(model, cfg, texts), atol=1e-5)
+    # the traced model is not fixed to the example's batch or length
+    loaded = torch.jit.load(str(out / TORCHSCRIPT_FILE))
+    ids = torch.randint(1, 30, (5, 11, 3) if cfg.embedding == "hash" else (5, 11))
+    assert loaded(ids, torch.tensor([11, 3, 7, 1, 11])).shape == (5, 2)
+
+
+def test_onnx_only_fails_on_a_quantized_student_and_writes_nothing(tmp_path, data, quantized_bilstm):
+    with pytest.raises(ExportError, match="ONNX export failed"):
+        export_model(quantized_bilstm[0], tmp_path / "out", data, fmt="onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_prediction_mismatch_is_an_error_naming_the_counts(tmp_path, data):
+    """An artefact checked against another model (same architecture, other weights) disagrees."""
+    path, _, _ = _student(tmp_path, "ffn", "hash", seed=0)
+    other, _, _ = _student(tmp_path, "ffn", "hash", seed=1)
+    export_model(path, tmp_path / "out", data)
+    assert verify_artefact(tmp_path / "out", path, data)[0] == 40
+    with pytest.raises(ExportError, match=r"ONNX artefact's prediction differs from the PyTorch model's on \d+ of 40"):
+        verify_artefact(tmp_path / "out", other, data)
+    with pytest.raises(InputFileError, match="not an exported artefact"):
+        verify_artefact(tmp_path, path, data)
+
+
+def test_changed_checkpoint_fails_the_size_check_before_writing(tmp_path, data):
+    path, model, cfg = _student(tmp_path, "ffn", "hash")
+    recorded = measure_source(_load_source(path))
+    with torch.no_grad():
+        model.classifier[1].weight[:, :4] = 0.0  # pruned after it was recorded
+    save_checkpoint(path, model, cfg, 200, META)
+    now = measure_source(_load_source(path))
+    assert now["gzip_bytes"] != recorded["gzip_bytes"]
+    with pytest.raises(ExportError, match="changed since it was recorded") as e:
+        export_model(path, tmp_path / "out", data, recorded=recorded)
+    assert f"gzip_bytes recorded {recorded['gzip_bytes']:,}, now {now['gzip_bytes']:,}" in str(e.value)
+    assert "disk_bytes" not in str(e.value)  # only the measures that differ are named
+    assert not (tmp_path / "out").exists()
+
+
+def test_recorded_task_and_data_are_used_without_task_data(tmp_path):
+    path, _, _ = _student(tmp_path, "ffn", "char")
+    rep = export_model(path, tmp_path / "out")
+    assert rep.examples_checked == 500  # the synthetic task's dev split, as the checkpoint records it
+    assert json.loads((tmp_path / "out" / EXPORT_META).read_text())["task"] == "synthetic"
+
+
+def test_bad_input_is_a_user_error_and_writes_nothing(tmp_path, data):
+    path, _, _ = _student(tmp_path, "ffn", "char")
+    with pytest.raises(InputFileError, match="no such checkpoint"):
+        export_model(tmp_path / "missing.pt", tmp_path / "a", data)
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="junk.pt"):
+        export_model(tmp_path / "junk.pt", tmp_path / "a", data)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ExportError, match="not a model directory"):
+        export_model(tmp_path / "empty", tmp_path / "a", data)
+    with pytest.raises(ConfigError, match="format must be one of"):
+        export_model(path, tmp_path / "a", data, fmt="tflite")
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    with pytest.raises(ExportError, match="not empty"):
+        export_model(path, busy, data)
+    assert [p.name for p in busy.iterdir()] == ["keep.txt"] and not (tmp_path / "a").exists()
+    with pytest.raises(ExportError, match="holds the model being exported"):
+        export_model(path, tmp_path, data, overwrite=True)
+    assert path.is_file()
+    rep = export_model(path, busy, data, overwrite=True)
+    assert "keep.txt" not in rep.files and not (busy / "keep.txt").exists()
+    pair = load_synthetic(get_task("synthetic_pair"), n_train=50, n_dev=10)
+    with pytest.raises(ExportError, match="does not fit the student"):
+        export_model(path, tmp_path / "b", pair)
+    assert not (tmp_path / "b").exists()
+
+
+def test_pair_student_round_trip(tmp_path):
+    """Sentence-pair students take ids_a, lengths_a, ids_b, lengths_b; encode.batch takes (a, b) tuples."""
+    task = get_task("synthetic_pair")
+    pair = load_synthetic(task, n_train=50, n_dev=30)
+    cfg = StudentConfig(
+        arch="bilstm",
+        embedding="hash",
+        emb_dim=8,
+        num_labels=task.num_labels,
+        pair=True,
+        vocab_size=200,
+        hidden=8,
+        classifier_hidden=8,
+    ).resolved()
+    torch.manual_seed(0)
+    model = build_student(cfg).eval()
+    meta = {"task": task.name, "task_spec": task.to_dict(), "data_source": "synthetic"}
+    path = save_checkpoint(tmp_path / "pair.pt", model, cfg, 200, meta)
+    rep = export_model(path, tmp_path / "out", pair)
+    assert rep.format == "onnx" and rep.examples_checked == 30 and rep.predictions_agree == 1.0
+    inputs = json.loads((tmp_path / "out" / EXPORT_META).read_text())["inputs"]
+    assert [i["name"] for i in inputs] == ["ids_a", "lengths_a", "ids_b", "lengths_b"]
+    texts = pair.splits["validation"].texts[:8]
+    got = run_standalone(tmp_path / "out", texts)
+    enc = build_encoder("hash", 200)
+    assert got["ids"] == [[enc.encode(a).tolist(), enc.encode(b).tolist()] for a, b in texts]
+    with torch.no_grad():
+        want = []
+        for a, b in texts:
+            ia, ib = (torch.from_numpy(enc.encode(x).astype(np.int64))[None] for x in (a, b))
+            want.append(model(ia, torch.tensor([ia.shape[1]]), ib, torch.tensor([ib.shape[1]]))[0].numpy())
+    np.testing.assert_allclose(np.array(got["logits"]), np.stack(want), atol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["bpe"])
+def test_bpe_encoder_matches_the_project(tmp_path, shared_data, kind):
+    """bpe: the artefact carries the sentencepiece model; encode.py reproduces BPEmb's preprocessing and ids."""
+    bpemb_dir = shared_data / "bpemb"
+    if not (bpemb_dir / "en" / "en.wiki.bpe.vs1000.model").is_file():
+        pytest.skip("no BPEmb vs1000 files in the shared data")
+    data = load_synthetic(TASK, n_train=50, n_dev=30)
+    cfg = StudentConfig(
+        arch="ffn", embedding="bpe", emb_dim=25, num_labels=2, vocab_size=1000, classifier_hidden=8
+    ).resolved()
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "bpe.pt", build_student(cfg), cfg, 1001, META)
+    rep = export_model(path, tmp_path / "out", data, bpemb_dir=bpemb_dir)
+    assert rep.format == "onnx" and "bpe.model" in rep.files
+    texts = data.splits["validation"].texts[:10] + [(t,) for t in ODD_TEXTS]
+    got = run_standalone(tmp_path / "out", texts)
+    enc = build_encoder("bpe", 1000, 25, bpemb_dir)
+    assert got["ids"] == [[enc.encode(t[0]).tolist()] for t in texts]
+
+
+def test_the_docs_snippet_runs_as_written(tmp_path, data):
+    """docs/export.md's first snippet (a student's ONNX artefact, onnxruntime + encode.py), copied as it is."""
+    import ast
+    import re
+
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "export.md").read_text()
+    snippet = re.findall(r"```python\n(.*?)```", doc, re.S)[0]
+    assert 'art = "exported/best"' in snippet
+    path, _, _ = _student(tmp_path, "ffn", "hash")
+    export_model(path, tmp_path / "exported" / "best", data)
+    proc = subprocess.run(
+        [sys.executable, "-I", "-c", snippet], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    labels = ast.literal_eval(proc.stdout.strip().splitlines()[-1])  # the printed list of label names
+    assert len(labels) == 2 and set(labels) <= {"negative", "positive"}
