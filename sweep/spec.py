@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from featherweight_core.distill_config import TRAINING_SETTINGS
 from featherweight_core.encoders import bpemb_files
 from featherweight_core.errors import UserError
 from featherweight_core.tasks import TaskSpec, task_from_options
@@ -31,8 +32,6 @@ from featherweight_core.vocab import (
     EMBEDDINGS,
     IMPORTANCE_BITS,
     MODULE_GROUPS,
-    OPTIMIZERS,
-    POOLINGS,
     PRUNE_METHODS,
     PRUNE_SCOPES,
     QUANT_PARTS,
@@ -62,15 +61,8 @@ GRID_KEYS = {
     "seeds": [0],
     "dims_by_embedding": {},  # e.g. {char: [100]}: the thesis ran char only at dim 100
 }
-TRAINING_KEYS = {
-    "max_epochs": 50,
-    "patience": 7,
-    "batch_size": None,
-    "pooling": "last",
-    "temperature": "auto",
-    "lr": None,
-    "optimizer": None,
-}
+# training: every setting declared on the core's config (featherweight_core.distill_config), with its default
+TRAINING_KEYS = {name: s.default for name, s in TRAINING_SETTINGS.items()}
 RESOURCE_KEYS = {
     "cpus_per_trial": 1,
     "gpus_per_trial": 0,
@@ -327,10 +319,7 @@ class SweepSpec:
     def distill_trials(self) -> list[DistillTrial]:
         """The full stage-1 grid, one :class:`DistillTrial` per point (char ignores vocab size, so the product's
         duplicates run once)."""
-        training = {
-            k: self.training[k]
-            for k in ("pooling", "temperature", "max_epochs", "patience", "batch_size", "lr", "optimizer")
-        }
+        training = {k: self.training[k] for k in TRAINING_SETTINGS}
         out: dict[str, DistillTrial] = {}
         for task in self.tasks:
             g = self.grid_for(task)
@@ -448,18 +437,11 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
             raise SpecError(f"{where}.bootstrap: grid bootstrap includes true, but the task has no bootstrap data")
         tasks[tname] = t
     spec["tasks"] = tasks
-    tr = spec["training"] = _merge(TRAINING_KEYS, spec["training"], "training")
-    _int(tr["max_epochs"], "training.max_epochs", 1)
-    _int(tr["patience"], "training.patience", 1)
-    if tr["batch_size"] is not None:
-        _int(tr["batch_size"], "training.batch_size", 1)
-    _choice(tr["pooling"], POOLINGS, "training.pooling")
-    if tr["temperature"] not in ("auto", None):
-        _num(tr["temperature"], "training.temperature", 1e-6)
-    if tr["lr"] is not None:
-        _num(tr["lr"], "training.lr", 1e-12)
-    if tr["optimizer"] is not None:
-        _choice(tr["optimizer"], OPTIMIZERS, "training.optimizer")
+    spec["training"] = _merge(TRAINING_KEYS, spec["training"], "training")
+    for name, value in spec["training"].items():
+        problem = TRAINING_SETTINGS[name].error(value)
+        if problem:
+            raise SpecError(f"training.{name}: {problem}")
     res = spec["resources"] = _merge(RESOURCE_KEYS, spec["resources"], "resources")
     _num(res["cpus_per_trial"], "resources.cpus_per_trial", 0.01)
     _num(res["gpus_per_trial"], "resources.gpus_per_trial", 0.0)
