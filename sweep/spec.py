@@ -438,10 +438,10 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
         tasks[tname] = t
     spec["tasks"] = tasks
     spec["training"] = _merge(TRAINING_KEYS, spec["training"], "training")
-    for name, value in spec["training"].items():
-        problem = TRAINING_SETTINGS[name].error(value)
+    for key, value in spec["training"].items():
+        problem = TRAINING_SETTINGS[key].error(value)
         if problem:
-            raise SpecError(f"training.{name}: {problem}")
+            raise SpecError(f"training.{key}: {problem}")
     res = spec["resources"] = _merge(RESOURCE_KEYS, spec["resources"], "resources")
     _num(res["cpus_per_trial"], "resources.cpus_per_trial", 0.01)
     _num(res["gpus_per_trial"], "resources.gpus_per_trial", 0.0)

@@ -107,3 +107,8 @@ def test_docs_table_matches_the_declarations():
     assert table, "docs/sweeps.md lost its generated training settings table"
     expected = ["| key | default | meaning |", "| --- | --- | --- |", *markdown_rows(TRAINING_SETTINGS, "training")]
     assert table.group(1).splitlines() == expected, "regenerate the table:\n" + "\n".join(expected)
+
+
+def test_training_settings_leave_the_rest_of_the_spec_alone():
+    spec = validate({**SPEC, "name": "mine", "training": {"max_epochs": 3, "optimizer": "adam"}}, check_files=False)
+    assert spec.name == "mine" and spec.raw["name"] == "mine"
