@@ -69,12 +69,10 @@ class DistillConfig:
             raise ConfigError(f"alpha must be in [0, 1], got {self.alpha!r}")
         if self.temperature is not None and not (self.temperature > 0 and math.isfinite(self.temperature)):
             raise ConfigError(f"temperature must be a finite number > 0 or None, got {self.temperature!r}")
-        if self.max_epochs < 1:
-            raise ConfigError(f"max_epochs must be >= 1, got {self.max_epochs}")
-        if self.patience < 1:
-            raise ConfigError(f"patience must be >= 1, got {self.patience}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        for name, s in settings_of(DistillConfig).items():  # the integer settings' ranges, as declared
+            value = getattr(self, name)
+            if s.kind == "int" and value is not None and s.minimum is not None and value < s.minimum:
+                raise ConfigError(f"{name} must be >= {s.minimum}, got {value}")
         if self.optimizer is not None and self.optimizer not in vocab.OPTIMIZERS:
             raise ConfigError(f"unknown optimizer {self.optimizer!r}; expected one of {list(vocab.OPTIMIZERS)}")
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
