@@ -14,6 +14,7 @@ from typing import Any
 
 from featherweight_core.pipeline.prepare import Prepared
 from featherweight_core.pipeline.run import run_distillation, student_config_for
+from featherweight_core.settings import settings_of
 from featherweight_core.students.distill import DistillConfig, resolve_temperature
 from featherweight_core.vocab import MODULE_GROUPS
 from trainables.checkpoints import save_and_report
@@ -51,17 +52,9 @@ def train_trial(trial: DistillTrial, prepared: Prepared, device: str, out_dir: s
     """One grid point, without Ray: train the student the trial names, save it in ``out_dir``, return the outcome."""
     started = time.time()
     student = student_config_for(prepared, trial.arch, pooling=trial.pooling)
-    cfg = DistillConfig(
-        alpha=trial.alpha,
-        temperature=resolve_temperature(trial.temperature, trial.arch),
-        max_epochs=trial.max_epochs,
-        patience=trial.patience,
-        batch_size=trial.batch_size,
-        lr=trial.lr,
-        optimizer=trial.optimizer,
-        seed=trial.seed,
-        device=device,
-    )
+    settings = {name: getattr(trial, name) for name in settings_of(DistillConfig)}  # the trial's training settings
+    settings["temperature"] = resolve_temperature(trial.temperature, trial.arch)
+    cfg = DistillConfig(alpha=trial.alpha, seed=trial.seed, device=device, **settings)
     train_split = prepared.train_split(trial.bootstrap)
     result = run_distillation(prepared, student, cfg, output_dir=out_dir, train_split=train_split)
     s = result.summary()

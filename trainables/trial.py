@@ -25,6 +25,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from featherweight_core.students.distill_config import TRAINING_SETTINGS
 from featherweight_core.vocab import (
     ARCHS,
     EMBEDDINGS,
@@ -77,7 +78,21 @@ def _strict_fields(cls, d: dict[str, Any], where: str) -> dict[str, Any]:
     return {k: v for k, v in d.items() if k in names}
 
 
+def _with_training_settings(cls: type) -> type:
+    """Give a trial class one field per training setting (``featherweight_core.students.distill_config.TRAINING_SETTINGS``,
+    each with the default a user who leaves it out gets), after the grid point's fields and before
+    ``task_definition``: a setting declared on the core config is a trial field without further code."""
+    annotations = dict(cls.__annotations__)
+    tail = {"task_definition": annotations.pop("task_definition")}
+    for name, s in TRAINING_SETTINGS.items():
+        annotations[name] = "Any"
+        setattr(cls, name, s.default)
+    cls.__annotations__ = {**annotations, **tail}
+    return cls
+
+
 @dataclass(frozen=True)
+@_with_training_settings
 class DistillTrial:
     """One grid point of stage 1: train one student. Built by the spec; run by ``trainables.distill``."""
 
@@ -89,17 +104,12 @@ class DistillTrial:
     alpha: float
     bootstrap: bool
     seed: int
-    pooling: str = "last"
-    temperature: float | str | None = "auto"
-    max_epochs: int = 50
-    patience: int = 7
-    batch_size: int | None = None
-    lr: float | None = None
-    optimizer: str | None = None
+    # here: one field per training setting (pooling, temperature, max_epochs, ...; added by _with_training_settings)
     # A custom task's definition fingerprint (columns, labels, metric, split, encoding): changing the definition of a
     # custom task makes new trials; None for built-in tasks, so their ids are those of version 1
     task_definition: str | None = None
 
+    # The fields the first release hashed, frozen: a setting added since enters the id only off its default
     V1_FIELDS: ClassVar[tuple[str, ...]] = (
         "task",
         "arch",

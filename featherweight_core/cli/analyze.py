@@ -8,6 +8,7 @@ import json
 
 from featherweight_core import vocab
 from featherweight_core.cli.common import (
+    add_setting_option,
     add_task_args,
     load_student_with_task,
     one_line_errors,
@@ -15,6 +16,7 @@ from featherweight_core.cli.common import (
     resolve_task,
 )
 from featherweight_core.errors import ConfigError
+from featherweight_core.students.distill_config import POOLING
 
 
 def add_parser(sub) -> None:
@@ -52,7 +54,7 @@ def add_parser(sub) -> None:
         default=None,
         help="accepted for symmetry with distill; sizes do not need the BPEmb files (default: none)",
     )
-    p.add_argument("--pooling", choices=vocab.POOLINGS, default="last", help="recurrent output")
+    add_setting_option(p, POOLING)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=run)
 

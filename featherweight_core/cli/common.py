@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from featherweight_core import vocab
-from featherweight_core.data.tasks import TASKS, TaskSpec, recorded_task_of, task_from_options
+from featherweight_core.data.tasks import TASKS, TaskSpec, task_from_options
 from featherweight_core.errors import ConfigError
+from featherweight_core.settings import Setting
 
 # command-line flag of each task option (errors from tasks.task_from_options start with the option's key)
 TASK_FLAGS = {
@@ -172,6 +173,20 @@ def load_student_with_task(args: argparse.Namespace):
     return model, cfg, meta, task
 
 
+def recorded_task_of(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The task definition an artefact's metadata records: ``task_spec`` (``TaskSpec.to_dict()``), a ``task``
+    that is such a dict, or (older artefacts) a built-in task's name; None when there is none."""
+    spec = meta.get("task_spec")
+    if isinstance(spec, dict):
+        return spec
+    task = meta.get("task")
+    if isinstance(task, dict):
+        return task
+    if isinstance(task, str) and task in TASKS:
+        return {"name": task}
+    return None
+
+
 def check_data_fingerprint(task: TaskSpec, recorded: str | None, actual: str, what: str, log=None) -> None:
     """A custom task's data must be the data the artefact was made from (a ConfigError otherwise); for a built-in
     task a different copy (hub vs local files) is only a warning on ``log``."""
@@ -281,6 +296,43 @@ positive_float = float_in(0, lo_open=True)  # learning rates, temperatures
 nonnegative_float = float_in(0)  # weight decay
 fraction = float_in(0, 1)  # loss weights, probabilities, shares
 dropout_rate = float_in(0, 1, hi_open=True)  # 1 would drop everything
+
+
+def setting_type(s: Setting) -> Callable[[str], Any] | None:
+    """argparse type of a declared setting (None for a choice: argparse checks ``choices``). A setting whose
+    default is a word (``auto``) also takes its words, and ``none`` where it may be null."""
+    if s.kind == "choice":
+        return None
+    if s.kind == "int":
+        lo = int(s.minimum or 0)
+        number, expected = (positive_int, "a positive integer") if lo == 1 else (int_in(lo), f"an integer >= {lo}")
+    elif s.above is not None:
+        number, expected = float_in(s.above, lo_open=True), f"a number > {s.above:g}"
+    else:
+        number, expected = float_in(s.minimum), "a finite number" if s.minimum is None else f"a number >= {s.minimum:g}"
+    words = s.words + (("none",) if s.nullable and s.default is not None else ())
+    if not words:
+        return number
+    quoted = [repr(w) for w in words]
+    expected = (
+        f"{expected}, {', '.join(quoted[:-1])} or {quoted[-1]}" if len(quoted) > 1 else f"{expected} or {quoted[0]}"
+    )
+
+    def parse(value: str) -> Any:
+        if value in words:
+            return value
+        try:
+            return number(value)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+
+    parse.__name__ = s.kind
+    return parse
+
+
+def add_setting_option(group, s: Setting) -> None:
+    """``--max-epochs`` and the like: a declared setting as an option, with its default, range and help."""
+    group.add_argument(s.flag, type=setting_type(s), choices=s.choices or None, default=s.default, help=s.help)
 
 
 DEVICE_HELP = "cpu, cuda or cuda:N (checked: CUDA must be available and N one of its devices)"

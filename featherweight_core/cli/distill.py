@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from featherweight_core.cli.common import (
     DEVICE_HELP,
     STUDENT_THREADS_HELP,
     add_encoder_args,
+    add_setting_option,
     add_task_args,
     device_arg,
     device_or_auto,
@@ -21,24 +21,13 @@ from featherweight_core.cli.common import (
     fraction,
     nonnegative_float,
     one_line_errors,
-    positive_float,
     positive_int,
     resolve_task,
     seed_int,
 )
 from featherweight_core.errors import ConfigError
-
-
-def _temperature(value: str) -> float | str | None:
-    if value in ("auto", "none"):
-        return value
-    try:
-        t = float(value)
-    except ValueError:
-        t = math.nan
-    if not (math.isfinite(t) and t > 0):
-        raise argparse.ArgumentTypeError(f"expected a number > 0, 'auto' or 'none', got {value!r}")
-    return t
+from featherweight_core.settings import settings_of
+from featherweight_core.students.distill_config import TRAINING_SETTINGS, DistillConfig
 
 
 def add_parser(sub) -> None:
@@ -50,7 +39,7 @@ def add_parser(sub) -> None:
     add_encoder_args(p)
     g = p.add_argument_group("student")
     g.add_argument("--arch", choices=vocab.ARCHS, default="bilstm", help="student architecture")
-    g.add_argument("--pooling", choices=vocab.POOLINGS, default="last", help="recurrent output (default: last)")
+    add_setting_option(g, TRAINING_SETTINGS["pooling"])
     g.add_argument("--hidden", type=positive_int, default=None, help="encoder hidden size (default: table 6.1)")
     g.add_argument(
         "--classifier-hidden", type=positive_int, default=None, help="classifier hidden size (default: table 6.1)"
@@ -61,12 +50,6 @@ def add_parser(sub) -> None:
     g = p.add_argument_group("distillation and training")
     g.add_argument(
         "--alpha", type=fraction, default=1.0, help="weight of the label CE loss; 1 = no teacher (default 1)"
-    )
-    g.add_argument(
-        "--temperature",
-        type=_temperature,
-        default="auto",
-        help="softmax temperature before the MSE: a number, 'none' (raw logits) or 'auto' (3 for ffn)",
     )
     g.add_argument(
         "--teacher-logits", default=None, help="teacher logits: .npy aligned to train rows, or .parquet (default: none)"
@@ -90,26 +73,8 @@ def add_parser(sub) -> None:
         help="where the teacher runs if its logits are not stored: auto, cpu, cuda",
     )
     g.add_argument("--seed", type=seed_int, default=0, help="seed of initialisation and batch order")
-    g.add_argument(
-        "--max-epochs", type=positive_int, default=50, help="epochs at most (the thesis' 50; 3-5 for a quick run)"
-    )
-    g.add_argument(
-        "--patience", type=positive_int, default=7, help="stop after this many epochs without a better dev score"
-    )
-    g.add_argument("--batch-size", type=positive_int, default=None, help="default: 50, or 256 for sentence pairs")
-    g.add_argument(
-        "--optimizer",
-        choices=vocab.OPTIMIZERS,
-        default=None,
-        help="default: the thesis' per-arch choice (table 6.1): adadelta for bilstm, adam for rnn and ffn",
-    )
-    g.add_argument(
-        "--lr",
-        type=positive_float,
-        default=None,
-        help="learning rate (default: table 6.1, 1.0 for bilstm/adadelta, 1e-4 for rnn and ffn/adam, tuned for"
-        " 50 epochs; for short runs of 3-5 epochs use --optimizer adam --lr 3e-3)",
-    )
+    for name in settings_of(DistillConfig):  # --temperature, --max-epochs, --patience, ... (declared there)
+        add_setting_option(g, TRAINING_SETTINGS[name])
     g.add_argument(
         "--weight-decay", type=nonnegative_float, default=None, help="default: table 6.1, 1e-5 for rnn, else 0"
     )
@@ -135,24 +100,17 @@ def _run(args: argparse.Namespace) -> int:
 
     from featherweight_core.pipeline.prepare import DEFAULT_CACHE_DIR, prepare
     from featherweight_core.pipeline.run import run_distillation, student_config_for
-    from featherweight_core.students.distill import DistillConfig, resolve_temperature
+    from featherweight_core.students.distill import resolve_temperature
 
     torch.set_num_threads(args.threads)
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device!r}: CUDA is not available on this machine")
     task = resolve_task(args)
     student = student_config_for_args(args, task)
+    settings = {name: getattr(args, name) for name in settings_of(DistillConfig)}
+    settings["temperature"] = resolve_temperature(args.temperature, args.arch)
     cfg = DistillConfig(
-        alpha=args.alpha,
-        temperature=resolve_temperature(args.temperature, args.arch),
-        max_epochs=args.max_epochs,
-        patience=args.patience,
-        batch_size=args.batch_size,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-        device=args.device,
+        alpha=args.alpha, weight_decay=args.weight_decay, seed=args.seed, device=args.device, **settings
     )
     if cfg.alpha < 1.0 and args.teacher_logits is None and args.teacher is None:
         raise ConfigError(

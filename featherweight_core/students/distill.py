@@ -14,11 +14,8 @@ device and copies them back once per split. Adam/AdamW use their fused CUDA kern
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import numbers
 import random
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +29,7 @@ from featherweight_core import vocab
 from featherweight_core.data.batching import DeviceSplit, EncodedSplit, iter_batches, to_device
 from featherweight_core.data.tasks import TaskSpec
 from featherweight_core.errors import ConfigError, UserError
+from featherweight_core.students.distill_config import DistillConfig
 from featherweight_core.students.measure import per_class_metrics, split_metrics, task_metric_names
 from featherweight_core.students.models import ARCH_DEFAULTS
 
@@ -41,61 +39,6 @@ OPTIMIZERS = vocab.OPTIMIZERS  # alias of the one vocabulary
 class TrainingError(UserError, RuntimeError):
     """Training diverged (non-finite loss: lower the learning rate) or cannot start with what the user gave (alpha
     < 1 without teacher logits, an empty training split)."""
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    """How one student is trained. ``None`` fields take the arch's table 6.1 defaults via :meth:`resolved`."""
-
-    alpha: float = 1.0
-    temperature: float | None = None
-    max_epochs: int = 50
-    patience: int = 7
-    batch_size: int | None = None  # None: 50, or 256 for sentence-pair tasks
-    optimizer: str | None = None
-    lr: float | None = None
-    weight_decay: float | None = None
-    seed: int = 0
-    device: str = "cpu"
-    eval_batch_size: int = 512
-    grad_clip: float | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.alpha, int | float) or not 0.0 <= self.alpha <= 1.0:
-            raise ConfigError(f"alpha must be in [0, 1], got {self.alpha!r}")
-        if self.temperature is not None and not (self.temperature > 0 and math.isfinite(self.temperature)):
-            raise ConfigError(f"temperature must be a finite number > 0 or None, got {self.temperature!r}")
-        if self.max_epochs < 1:
-            raise ConfigError(f"max_epochs must be >= 1, got {self.max_epochs}")
-        if self.patience < 1:
-            raise ConfigError(f"patience must be >= 1, got {self.patience}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.optimizer is not None and self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"unknown optimizer {self.optimizer!r}; expected one of {list(OPTIMIZERS)}")
-        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"lr must be a finite number > 0, got {self.lr}")
-        if self.weight_decay is not None and not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
-            raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
-        if self.grad_clip is not None and not (self.grad_clip > 0 and math.isfinite(self.grad_clip)):
-            raise ConfigError(f"grad_clip must be a finite number > 0 or None, got {self.grad_clip}")
-        if not isinstance(self.device, str) or not re.fullmatch(r"cpu|cuda(:\d+)?|mps", self.device):
-            raise ConfigError(f"unknown device {self.device!r}; expected cpu, cuda or cuda:N")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not 0 <= self.seed < 2**32:
-            raise ConfigError(f"seed must be an integer in 0..{2**32 - 1}, got {self.seed!r}")
-
-    def resolved(self, arch: str, pair: bool) -> DistillConfig:
-        d = ARCH_DEFAULTS[arch]
-        return dataclasses.replace(
-            self,
-            batch_size=self.batch_size or (256 if pair else 50),
-            optimizer=self.optimizer or d["optimizer"],
-            lr=self.lr if self.lr is not None else d["lr"],
-            weight_decay=self.weight_decay if self.weight_decay is not None else d["weight_decay"],
-        )
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
 
 
 def default_temperature(arch: str) -> float | None:
