@@ -33,7 +33,7 @@ import pytest
 import torch
 import yaml
 
-from featherweight_core.export import verify_artefact
+from featherweight_core.export.exporter import verify_artefact
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
