@@ -20,7 +20,7 @@ from featherweight_core.data.encoders import bpemb_files
 from featherweight_core.data.loading import load_synthetic
 from featherweight_core.data.tasks import TaskSpec, task_from_options
 from featherweight_core.errors import UserError
-from featherweight_core.students.models.distill_config import TRAINING_SETTINGS
+from featherweight_core.students.distill_config import TRAINING_SETTINGS
 from featherweight_core.teacher.augment import AugmentConfig
 from featherweight_core.teacher.softtargets import teacher_fingerprint
 from featherweight_core.vocab import (
@@ -75,7 +75,7 @@ THESIS_SEEDS = (3201976, 8291959, 5111918, 2211933)
 
 # ---- the schema: key -> (type check, default). Nested dicts are their own schemas. -------------------------------
 
-# training: every setting declared on the core's config (featherweight_core.students.models.distill_config), with its default
+# training: every setting declared on the core's config (featherweight_core.students.distill_config), with its default
 TRAINING_KEYS = {name: s.default for name, s in TRAINING_SETTINGS.items()}
 RESOURCE_KEYS = {
     "cpus_per_trial": 1,

@@ -1,4 +1,4 @@
-"""Training settings are declared once (featherweight_core.students.models.distill_config.DistillConfig's fields): the sweep spec's
+"""Training settings are declared once (featherweight_core.students.distill_config.DistillConfig's fields): the sweep spec's
 ``training:`` section, the distillation trials, ``featherweight distill`` and the docs table all follow from them, so
 a new setting is one dataclass line."""
 
@@ -14,8 +14,8 @@ import pytest
 from featherweight_core.cli import distill as distill_command
 from featherweight_core.cli.common import HelpFormatter, setting_type
 from featherweight_core.settings import Setting, markdown_rows, setting, settings_of
+from featherweight_core.students.distill_config import POOLING, TRAINING_SETTINGS, DistillConfig
 from featherweight_core.students.models import StudentConfig
-from featherweight_core.students.models.distill_config import POOLING, TRAINING_SETTINGS, DistillConfig
 from sweep.spec import SpecError, validate
 from trainables.trial import DistillTrial
 

@@ -25,7 +25,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from featherweight_core.students.models.distill_config import TRAINING_SETTINGS
+from featherweight_core.students.distill_config import TRAINING_SETTINGS
 from featherweight_core.vocab import (
     ARCHS,
     EMBEDDINGS,
@@ -79,7 +79,7 @@ def _strict_fields(cls, d: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _with_training_settings(cls: type) -> type:
-    """Give a trial class one field per training setting (``featherweight_core.students.models.distill_config.TRAINING_SETTINGS``,
+    """Give a trial class one field per training setting (``featherweight_core.students.distill_config.TRAINING_SETTINGS``,
     each with the default a user who leaves it out gets), after the grid point's fields and before
     ``task_definition``: a setting declared on the core config is a trial field without further code."""
     annotations = dict(cls.__annotations__)

@@ -16,7 +16,7 @@ from featherweight_core.cli.common import (
     resolve_task,
 )
 from featherweight_core.errors import ConfigError
-from featherweight_core.students.models.distill_config import POOLING
+from featherweight_core.students.distill_config import POOLING
 
 
 def add_parser(sub) -> None:

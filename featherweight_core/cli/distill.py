@@ -27,7 +27,7 @@ from featherweight_core.cli.common import (
 )
 from featherweight_core.errors import ConfigError
 from featherweight_core.settings import settings_of
-from featherweight_core.students.models.distill_config import TRAINING_SETTINGS, DistillConfig
+from featherweight_core.students.distill_config import TRAINING_SETTINGS, DistillConfig
 
 
 def add_parser(sub) -> None:

@@ -29,9 +29,9 @@ from featherweight_core import vocab
 from featherweight_core.data.batching import DeviceSplit, EncodedSplit, iter_batches, to_device
 from featherweight_core.data.tasks import TaskSpec
 from featherweight_core.errors import ConfigError, UserError
+from featherweight_core.students.distill_config import DistillConfig
 from featherweight_core.students.measure import per_class_metrics, split_metrics, task_metric_names
 from featherweight_core.students.models import ARCH_DEFAULTS
-from featherweight_core.students.models.distill_config import DistillConfig
 
 OPTIMIZERS = vocab.OPTIMIZERS  # alias of the one vocabulary
 
