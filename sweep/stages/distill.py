@@ -1,72 +1,65 @@
-"""Stage 1: the distillation grid. Each grid point the database has no finished row for runs as one Tune trial."""
+"""The distillation stage: the spec's grid of students. Each grid point the database has no finished row for runs as
+one Tune trial."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from sweep.assets import TaskAssets, TaskDataCache, prepare_for_trials
-from sweep.callback import DatabaseCallback, ProgressReporter
+from sweep.assets import prepare_for_trials
 from sweep.records import distill_record
 from sweep.spec import SweepSpec
-from sweep.tuner import build_tuner
+from sweep.stages.base import Stage, StagePlan, StageResult, StageRun, TuneRun
 from trainables.trial import DistillTrial
 
 
-@dataclass
-class StageResult:
-    ran: int = 0  # trials that ended (finished or failed)
-    failed: int = 0
-    db_write_ms: list[float] = field(default_factory=list)
-    first_error: str | None = None
-    planned: int = 0  # trials the stage set out to run
+class DistillStage(Stage):
+    name = DistillTrial.stage
+    label = "distillation"
 
-    @property
-    def stopped_early(self) -> bool:
-        """Tune returned before every planned trial ended: it stops gracefully on Ctrl-C (SIGINT) and returns."""
-        return self.ran < self.planned
+    def plan(self, spec: SweepSpec, store, assets=None) -> StagePlan:
+        trials = spec.distill_trials()
+        done = store.finished_trial_ids(spec.name, stage=self.name) if store is not None else set()
+        todo = [t for t in trials if t.trial_id not in done]
+        return StagePlan(todo, remaining=len(todo), total=len(trials))
 
+    def headline(self, plan: StagePlan) -> str:
+        return f"{plan.total} distillation trials, {plan.total - plan.remaining} already finished"
 
-def run_distill_stage(
-    spec: SweepSpec,
-    todo: list[DistillTrial],
-    assets: dict[str, TaskAssets],
-    data: TaskDataCache,
-    say: Callable[[str], None],
-    prefix: str = "",
-) -> StageResult:
-    """Prepare one dataset per (task, encoding) the trials need, put each in Ray's object store once, and run
-    ``todo`` through Tune as the experiment ``<prefix>distill`` (the runner's ``run<N>-``). Ray must be
-    initialised."""
-    import ray
-    from ray import tune
+    def done_note(self, plan: StagePlan) -> str:
+        return f"{plan.total} distillation trials"
 
-    from trainables.distill import distill_trainable
+    def trainable(self) -> Callable:
+        from trainables.distill import distill_trainable  # loads torch: only where trials run
 
-    say("preparing data (encoded once per task and encoding, shared with all trials)")
-    prepared = prepare_for_trials(spec, todo, assets, data)
-    boot_keys = {t.data_key for t in todo if t.bootstrap}
-    # bootstrapping trials share one train+bootstrap split instead of concatenating their own (Prepared.share_bootstrap)
-    refs = {key: ray.put(p.share_bootstrap() if key in boot_keys else p) for key, p in prepared.items()}
+        return distill_trainable
 
-    def trial_of(tune_trial) -> DistillTrial:
-        return DistillTrial.from_dict(tune_trial.config["trial"])
+    def record(self, sweep, trial, outcome, checkpoint_dir, about=None):
+        return distill_record(sweep, trial, outcome, checkpoint_dir)
 
-    size_measure = spec.compress["size_measure"] if spec.compress else "gzip_bytes"
-    db = DatabaseCallback(
-        spec.database, trial_of, lambda t, o, c: distill_record(spec.name, t, o, c), spec.journal_path
-    )
-    progress = ProgressReporter(len(todo), "distill", trial_of, size_measure, say)
-    tuner = build_tuner(
-        tune.with_parameters(distill_trainable, data=refs),
-        resources=spec.resources,
-        param_space={"trial": tune.grid_search([t.to_dict() for t in todo])},
-        storage_path=spec.storage / spec.name / "tune",
-        name=f"{prefix}distill",
-        callbacks=[db, progress],
-        max_concurrent=spec.resources["max_concurrent"],
-    )
-    tuner.fit()
-    return StageResult(
-        progress.done, progress.failed, [s * 1000 for s in db.write_seconds], progress.first_error, planned=len(todo)
-    )
+    def run(self, run: StageRun, plan: StagePlan) -> StageResult:
+        """Prepare one dataset per (task, encoding) the trials need, put each in Ray's object store once, and run
+        the plan through Tune as the experiment ``<prefix>distill`` (the runner's ``run<N>-``). Ray must be
+        initialised."""
+        import ray
+        from ray import tune
+
+        spec, todo = run.spec, plan.todo
+        run.say("preparing data (encoded once per task and encoding, shared with all trials)")
+        prepared = prepare_for_trials(spec, todo, run.assets, run.data)
+        boot_keys = {t.data_key for t in todo if t.bootstrap}
+        # bootstrapping trials share one train+bootstrap split instead of concatenating their own
+        # (Prepared.share_bootstrap)
+        refs = {key: ray.put(p.share_bootstrap() if key in boot_keys else p) for key, p in prepared.items()}
+
+        def trial_of(tune_trial) -> DistillTrial:
+            return DistillTrial.from_dict(tune_trial.config["trial"])
+
+        size_measure = spec.compress["size_measure"] if spec.compress else "gzip_bytes"
+        tune_run = TuneRun(self, run, trial_of, len(todo), "distill", size_measure)
+        tune_run.fit(
+            tune.with_parameters(self.trainable(), data=refs),
+            "distill",
+            param_space={"trial": tune.grid_search([t.to_dict() for t in todo])},
+            max_concurrent=spec.resources["max_concurrent"],
+        )
+        return tune_run.result(len(todo))
