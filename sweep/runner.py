@@ -209,7 +209,7 @@ def _start_ray(
 def run_sweep(
     spec: SweepSpec, address: str | None = None, say: Callable[[str], None] = print, verbose: bool = False
 ) -> SweepOutcome:
-    """Run (or continue) ``spec``: stage 1 distillation grid, then stage 2 compression if the spec has one.
+    """Run (or continue) ``spec``: its assets, then each registered trial stage the spec switches on, in order.
 
     Order: plan from the database (when it exists; nothing to do returns here), start Ray and check the resources
     (a :class:`sweep.tuner.ResourceError` leaves no file behind), take the sweep's driver lock (:class:`SweepLock`)
@@ -256,7 +256,8 @@ def _run_sweep(
     spec.storage.mkdir(parents=True, exist_ok=True)
     spec.database.parent.mkdir(parents=True, exist_ok=True)
     _claim_sweep_dir(spec, say)
-    store = store or database.open()
+    if store is None:
+        store = database.open()
     store.start_sweep(spec.name, spec.raw, code_version(), str(spec.storage / spec.name))
     prefix = f"run{next_run_number(spec.storage / spec.name / 'tune')}-"  # each run its own Tune experiment dirs
     outcome.status = "interrupted"
