@@ -11,7 +11,7 @@ A stage (:class:`Stage`) is one kind of trial the sweep runs through Ray Tune (`
   (:meth:`Stage.record`),
 * the spec's resource keys its trials take their CPU/GPU share from (``resource_keys``), checked against the Ray
   cluster right after Ray starts (:meth:`Stage.check_resources`),
-* its ``label`` in progress and stop messages.
+* its ``title`` in progress lines and its ``label`` in stop messages.
 
 The driver (``sweep.stages.run``) walks the registered stages (``sweep.stages.registry``) in order.
 """
@@ -96,7 +96,8 @@ class Stage:
 
     name: ClassVar[str]  # the trial_results.stage value
     section: ClassVar[str | None] = None  # the spec section that switches the stage on; None: always on
-    label: ClassVar[str]  # "distillation": progress and stop messages
+    label: ClassVar[str]  # "distillation": stop messages and the stage's phase
+    title: ClassVar[str]  # "distill": the first word of its progress lines
     resource_keys: ClassVar[tuple[str, str]] = ("cpus_per_trial", "gpus_per_trial")
     reads_earlier_stages: ClassVar[bool] = False  # planned again after an earlier stage ran trials
 
@@ -146,7 +147,8 @@ class Stage:
 class TuneRun:
     """The database callback and the progress lines of one stage's run, shared by the Tune experiments it fits
     (one per compression parent, one per wave): each ended trial is written to the database (or its journal while
-    a reader holds the file) as :meth:`Stage.record` makes it, and printed as a progress line titled ``title``."""
+    a reader holds the file) as :meth:`Stage.record` makes it, and printed as a progress line titled ``title`` (the
+    stage's own by default)."""
 
     def __init__(
         self,
@@ -154,16 +156,16 @@ class TuneRun:
         run: StageRun,
         trial_of: Callable,
         total: int,
-        title: str,
         size_measure: str,
         about: Any = None,
+        title: str | None = None,
     ) -> None:
         db = run.database
         self.stage, self.run = stage, run
         self.db = DatabaseCallback(
             db.path, trial_of, lambda t, o, c: stage.record(db.name, t, o, c, about), db.journal_path
         )
-        self.progress = ProgressReporter(total, title, trial_of, size_measure, run.say)
+        self.progress = ProgressReporter(total, title or stage.title, trial_of, size_measure, run.say)
 
     def fit(
         self,

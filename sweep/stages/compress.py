@@ -107,6 +107,7 @@ class CompressStage(Stage):
     name = CompressTrial.stage
     section = "compress"
     label = "compression"
+    title = "compress"
     reads_earlier_stages = True  # its parents are the distillation stage's rows
 
     def plan(self, spec: SweepSpec, store, assets=None) -> StagePlan:
@@ -158,9 +159,8 @@ class CompressStage(Stage):
                 return CompressTrial.from_dict({**fixed, "targets": tune_trial.config["targets"]})
 
             remaining = parent_plan.remaining
-            tune_run = TuneRun(
-                self, run, trial_of, remaining, f"compress {parent['trial_id']}", c["size_measure"], about=parent
-            )
+            title = f"{self.title} {parent['trial_id']}"
+            tune_run = TuneRun(self, run, trial_of, remaining, c["size_measure"], about=parent, title=title)
             tune_run.fit(
                 tune.with_parameters(self.trainable(), data={key: refs[key]}, fixed=fixed),
                 f"compress-{parent['trial_id']}",

@@ -15,6 +15,7 @@ from trainables.trial import DistillTrial
 class DistillStage(Stage):
     name = DistillTrial.stage
     label = "distillation"
+    title = "distill"
 
     def plan(self, spec: SweepSpec, store, assets=None) -> StagePlan:
         trials = spec.distill_trials()
@@ -55,7 +56,7 @@ class DistillStage(Stage):
             return DistillTrial.from_dict(tune_trial.config["trial"])
 
         size_measure = spec.compress["size_measure"] if spec.compress else "gzip_bytes"
-        tune_run = TuneRun(self, run, trial_of, len(todo), "distill", size_measure)
+        tune_run = TuneRun(self, run, trial_of, len(todo), size_measure)
         tune_run.fit(
             tune.with_parameters(self.trainable(), data=refs),
             "distill",

@@ -149,6 +149,7 @@ class TeacherCompressionStage(Stage):
     name = STAGE
     section = "teacher_compression"
     label = "teacher compression"
+    title = "teacher compression"
     resource_keys = ("teacher_compression_cpus", "teacher_compression_gpus")
 
     def check(self, spec: SweepSpec) -> None:
@@ -207,7 +208,7 @@ class TeacherCompressionStage(Stage):
         def trial_of(tune_trial) -> TeacherCompressionTrial:
             return TeacherCompressionTrial.from_dict(tune_trial.config["trial"])
 
-        tune_run = TuneRun(self, run, trial_of, len(todo), "teacher compression", "gzip_bytes", about=shapes)
+        tune_run = TuneRun(self, run, trial_of, len(todo), "gzip_bytes", about=shapes)
         cache_dir = spec.storage / spec.name / "assets" / HIDDEN_STATES_DIR
         trainable = tune.with_parameters(
             self.trainable(), data=refs, teachers={t: teachers[t] for t in tasks}, cache_dir=str(cache_dir)
