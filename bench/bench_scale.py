@@ -8,7 +8,7 @@ Steps, each timed (the outputs are cached in ``--work`` and reused by a later ru
    ``--max-source`` training sentences (default: all 67,349);
 3. ``featherweight_core.pipeline.prepare.prepare`` with that teacher and bootstrap file (encoding, the teacher's logits for
    train and the augmented rows through the soft-target store), then ``Prepared.share_bootstrap`` as stage 1 does;
-4. ``ray.put`` of the dataset into a local Ray's object store, as ``sweep.stage1`` does;
+4. ``ray.put`` of the dataset into a local Ray's object store, as ``sweep.stages.distill`` does;
 5. ``--workers`` concurrent trial workers (Ray actors, one CPU each) that do what a distillation trial does before
    it trains: ``trainables.distill.fetch_prepared``, ``Prepared.train_split(True)``, the first length-bucketed
    batch and one training step of an FFN student; then the same again in the same worker (a reused actor's next

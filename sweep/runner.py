@@ -1,6 +1,5 @@
-"""Running a sweep: plan from the database, build assets, stage 1 (the distillation grid), stage 2 (compression
-search), the teacher-compression stage (``sweep.stage_teacher``: planned once the teachers exist, run after the
-student stages, which it does not depend on), and the sweep's status.
+"""Running a sweep: check, start Ray, build the assets, then the registered trial stages in order
+(``sweep.stages.registry``: distillation grid, compression search, teacher compression), and the sweep's status.
 
 Resuming is driven by the database: trial ids are deterministic (``trainables.trial``), so a resumed sweep runs
 exactly the grid points and compression samples that have no finished row yet, and never duplicates a row. A
@@ -25,26 +24,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from analysis.views import open_store
-from db.errors import LockedError
-from db.journal import Journal, apply_journal
 from featherweight_core.atomic import checked_output_dir
-from featherweight_core.errors import OutputError, UserError
-from sweep.assets import TaskDataCache, materialize_assets, remove_leftovers, teacher_baselines
+from featherweight_core.errors import UserError
+from sweep.assets import TaskDataCache, remove_leftovers
 from sweep.callback import journal_notice
+from sweep.database import SweepDatabase
 from sweep.spec import SweepSpec
-from sweep.stage1 import StageResult, run_distill_stage
-from sweep.stage2 import plan_compress_stage, run_compress_stage
-from sweep.stage_teacher import (
-    check_teacher_compression_grid,
-    check_teacher_compression_resources,
-    plan_teacher_compression,
-    run_teacher_compression_stage,
-    teacher_compression_pending,
-    teachers_from_assets,
+from sweep.stages.base import StageResult, StageRun
+from sweep.stages.run import (
+    build_assets,
+    check_stage_resources,
+    check_stages,
+    plan_at_start,
+    run_stages,
 )
 from sweep.stopping import StageStopped, db_command, how_stopped, resume_command, sigterm_as_interrupt
-from sweep.study import check_stage_resources, run_study
 from sweep.tuner import (
     SESSION_FILE,
     ClusterError,
@@ -59,9 +53,6 @@ from sweep.tuner import (
 )
 
 log = logging.getLogger("featherweight.sweep")
-
-
-DB_WAIT_S = 600.0  # how long the driver waits for a reader holding the database (results are journaled meanwhile)
 
 
 LOCK_FILE = "driver.lock"
@@ -109,19 +100,6 @@ class SweepLock:
             self.fd = None
 
 
-def check_database_path(database: Path) -> None:
-    """The database must be a file this process can write, or not exist yet: one error line before Ray starts or
-    anything is written (the directory itself is checked by ``checked_output_dir``)."""
-    if database.is_dir():
-        raise OutputError(f"database: {database} is a directory; expected a DuckDB file (or a path where one can go)")
-    if database.exists() and not database.is_file():
-        raise OutputError(f"database: {database} is not a regular file; expected a DuckDB file")
-    if database.is_file() and not os.access(database, os.R_OK | os.W_OK):
-        raise OutputError(f"database: {database} cannot be written (permission denied)")
-    if database.is_file() and not os.access(database.parent, os.W_OK | os.X_OK):  # DuckDB writes its WAL beside it
-        raise OutputError(f"database: {database.parent} cannot be written (permission denied)")
-
-
 def code_version() -> str:
     """The installed package version, plus the git commit when run from a checkout."""
     from importlib.metadata import PackageNotFoundError, version
@@ -145,37 +123,44 @@ def code_version() -> str:
 
 @dataclass
 class SweepOutcome:
+    """What a run of a sweep did: its status and message, and per stage (by name) the trials it ran."""
+
     name: str
     database: Path
     status: str = "finished"
     message: str | None = None
-    distill_total: int = 0
-    distill_ran: int = 0
-    compress_ran: int = 0
-    teacher_compression_ran: int = 0
+    ran_by_stage: dict[str, int] = field(default_factory=dict)
     failed: int = 0
+    first_error: str | None = None
     seconds: float = 0.0
     db_write_ms: list[float] = field(default_factory=list)
+    phase: str = ""  # where the run is (what a stop message names)
 
     @property
     def ran(self) -> int:
-        return self.distill_ran + self.compress_ran + self.teacher_compression_ran
+        return sum(self.ran_by_stage.values())
+
+    @property
+    def distill_ran(self) -> int:
+        return self.ran_by_stage.get("distill", 0)
+
+    @property
+    def compress_ran(self) -> int:
+        return self.ran_by_stage.get("compress", 0)
+
+    @property
+    def teacher_compression_ran(self) -> int:
+        return self.ran_by_stage.get("teacher_compression", 0)
 
     @property
     def all_failed(self) -> bool:
         return self.ran > 0 and self.failed == self.ran
 
     def add(self, stage: str, r: StageResult) -> None:
-        if stage == "distill":
-            self.distill_ran += r.ran
-        elif stage == "teacher_compression":
-            self.teacher_compression_ran += r.ran
-        else:
-            self.compress_ran += r.ran
+        self.ran_by_stage[stage] = self.ran_by_stage.get(stage, 0) + r.ran
         self.failed += r.failed
         self.db_write_ms += r.db_write_ms
-        if r.first_error and self.message is None:
-            self.message = r.first_error
+        self.first_error = self.first_error or r.first_error
 
 
 def _save_spec(spec: SweepSpec) -> None:
@@ -184,6 +169,13 @@ def _save_spec(spec: SweepSpec) -> None:
     from featherweight_core.atomic import write_text_atomic
 
     write_text_atomic(spec.storage / spec.name / "spec.yaml", yaml.safe_dump(spec.raw, sort_keys=False))
+
+
+def _claim_sweep_dir(spec: SweepSpec, say: Callable[[str], None]) -> None:
+    """Remove what a killed run left under the sweep's directory (we hold the driver lock: no other driver runs the
+    sweep) and save the spec beside it."""
+    remove_leftovers(spec.storage / spec.name, say)
+    _save_spec(spec)
 
 
 def _start_ray(
@@ -202,7 +194,6 @@ def _start_ray(
     try:
         check_cluster_resources(spec.resources)
         check_stage_resources(spec)
-        check_teacher_compression_resources(spec)
         if address:
             check_shared_storage(spec.storage)  # on a cluster every node must see the storage at the same path
         lock.acquire()
@@ -218,7 +209,7 @@ def _start_ray(
 def run_sweep(
     spec: SweepSpec, address: str | None = None, say: Callable[[str], None] = print, verbose: bool = False
 ) -> SweepOutcome:
-    """Run (or continue) ``spec``: stage 1 distillation grid, then stage 2 compression if the spec has one.
+    """Run (or continue) ``spec``: its assets, then each registered trial stage the spec switches on, in order.
 
     Order: plan from the database (when it exists; nothing to do returns here), start Ray and check the resources
     (a :class:`sweep.tuner.ResourceError` leaves no file behind), take the sweep's driver lock (:class:`SweepLock`)
@@ -237,36 +228,20 @@ def _run_sweep(
     journal_notice(spec.journal_path, say)  # this run's: says once when a reader holds the database
     address = address or spec.raw.get("address")  # --address wins over the spec's address
     outcome = SweepOutcome(spec.name, spec.database)
-    all_trials = spec.distill_trials()
-    outcome.distill_total = len(all_trials)
-    check_teacher_compression_grid(spec)  # against the teachers that exist: one error line, nothing written
-    check_database_path(spec.database)
-    todo, plans = all_trials, None
-    if spec.database.is_file():
-        # installs (or updates) the analysis views the stage-2 selection reads; waits for a reader holding the file
-        store = open_store(spec.database, lock_timeout=DB_WAIT_S)
-        sync_journal(spec, store, say)  # results a killed or locked-out run left only in the journal
-        done = store.finished_trial_ids(spec.name, stage="distill")
-        todo = [t for t in all_trials if t.trial_id not in done]
-        plans = plan_compress_stage(spec, store) if not todo else None
-        if not todo and not any(p.remaining for p in plans) and not teacher_compression_pending(spec, store):
-            lock.acquire()
-            remove_leftovers(spec.storage / spec.name, say)  # what a run killed after its last trial left
-            _save_spec(spec)
-            stages = [
-                s
-                for s, on in (
-                    ("the compression stage", spec.compress),
-                    ("the teacher compression stage", spec.teacher_compression),
-                )
-                if on
-            ]
-            say(
-                f"sweep {spec.name}: nothing to do ({len(all_trials)} distillation trials"
-                f"{''.join(' and ' + s for s in stages)} already finished)"
-            )
-            outcome.status = "unchanged"
-            return outcome
+    database = SweepDatabase(spec.name, spec.database, spec.journal_path, db_command(spec, "sync"))
+    check_stages(spec)  # against the teachers that exist: one error line, nothing written
+    database.check()
+    store = None
+    if database.path.is_file():  # the one store of this run (opened after Ray starts for a new database)
+        store = database.open()
+        database.sync(store, say)  # results a killed or locked-out run left only in the journal
+    start = plan_at_start(spec, store)
+    if start.done:
+        lock.acquire()
+        _claim_sweep_dir(spec, say)  # what a run killed after its last trial left
+        say(f"sweep {spec.name}: nothing to do ({start.done})")
+        outcome.status = "unchanged"
+        return outcome
     if lock.path.is_file():  # a resume: another driver of this sweep stops us before Ray starts
         lock.acquire()
     # the storage and the database's directory must be writable before Ray starts or anything trains; directories
@@ -276,123 +251,46 @@ def _run_sweep(
         checked_output_dir(spec.database.parent, f"database directory {spec.database.parent}"),
     ):
         _start_ray(spec, address, say, verbose, lock)
-    say(f"sweep {spec.name}: {len(all_trials)} distillation trials, {len(all_trials) - len(todo)} already finished")
+    for line in start.headlines:
+        say(f"sweep {spec.name}: {line}")
     spec.storage.mkdir(parents=True, exist_ok=True)
     spec.database.parent.mkdir(parents=True, exist_ok=True)
-    remove_leftovers(spec.storage / spec.name, say)  # we hold the lock: no other driver runs this sweep
-    _save_spec(spec)
-    store = open_store(spec.database, lock_timeout=DB_WAIT_S)
+    _claim_sweep_dir(spec, say)
+    if store is None:
+        store = database.open()
     store.start_sweep(spec.name, spec.raw, code_version(), str(spec.storage / spec.name))
     prefix = f"run{next_run_number(spec.storage / spec.name / 'tune')}-"  # each run its own Tune experiment dirs
-    status, message = "interrupted", None
-    phase = "building the assets"
+    outcome.status = "interrupted"
     try:
         data = TaskDataCache(spec, say)
-        assets = materialize_assets(spec, say, data)
-        phase = "the study stages"
-        try:  # the teacher, bootstrap and soft-target stages of "whole study" tasks, as Ray tasks
-            assets.update(run_study(spec, store, data, say))
-            # planned now that the teachers exist: a grid that does not fit a teacher fails before anything trains
-            teachers = teachers_from_assets(spec, assets)
-            tc_todo = plan_teacher_compression(spec, store, teachers) if spec.teacher_compression else []
-        except UserError as e:
-            status, message = "failed", str(e)
-            raise
-        for row in teacher_baselines(assets):
-            store.record_teacher(
-                spec.name,
-                row["task"],
-                row["name"],
-                row["score"],
-                row.get("accuracy"),
-                row.get("f1"),
-                row["params"],
-                row["disk_bytes"],
-                row.get("gzip_bytes"),
-            )
-        for task, t in spec.tasks.items():  # the user's own reference points for this task
-            for b in t.get("baselines") or []:
-                store.record_baseline(
-                    spec.name,
-                    task,
-                    b["name"],
-                    b["score"],
-                    params=b.get("params"),
-                    disk_bytes=b.get("disk_bytes"),
-                    gzip_bytes=b.get("gzip_bytes"),
-                    source="spec",
-                    note=b.get("note"),
-                )
-        if todo:
-            phase = "the distillation stage"
-            r = run_distill_stage(spec, todo, assets, data, say, prefix=prefix)
-            outcome.add("distill", r)
-            _raise_if_stopped(spec, "distillation", r)
-            sync_journal(spec, store, say)  # stage 2 plans from every stage-1 row
-        if spec.compress:
-            phase = "the compression stage"
-            plans = plan_compress_stage(spec, store) if plans is None else plans
-            r = run_compress_stage(spec, plans, assets, data, say, prefix=prefix)
-            outcome.add("compress", r)
-            _raise_if_stopped(spec, "compression", r)
-        if tc_todo:
-            phase = "the teacher compression stage"
-            r = run_teacher_compression_stage(spec, tc_todo, teachers, data, say, prefix=prefix)
-            outcome.add("teacher_compression", r)
-            _raise_if_stopped(spec, "teacher compression", r)
-        status, message = _final_status(outcome)
+        assets = build_assets(spec, store, data, say, outcome)
+        run_stages(StageRun(spec, database, store, assets, data, say, prefix), start.plans, outcome)
+        outcome.status, outcome.message = _final_status(outcome)
     except StageStopped as e:
-        message = str(e)
+        outcome.message = str(e)
         raise
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM outside Tune (which stops gracefully and returns instead)
-        message = f"{how_stopped()} during {phase}; `{resume_command(spec)}` runs the rest"
-        raise StageStopped(message) from None
+        outcome.message = f"{how_stopped()} during {outcome.phase}; `{resume_command(spec)}` runs the rest"
+        raise StageStopped(outcome.message) from None
     except PendingTimeout as e:
-        status, message = "failed", f"{e}: `{resume_command(spec)}`"
-        raise PendingTimeout(message) from None
+        outcome.status, outcome.message = "failed", f"{e}: `{resume_command(spec)}`"
+        raise PendingTimeout(outcome.message) from None
     finally:
         outcome.seconds = time.time() - t0
-        outcome.status = status
-        outcome.message = message
         try:
-            sync_journal(spec, store, say)
-            store.finish_sweep(spec.name, status, message)
+            database.sync(store, say)
+            store.finish_sweep(spec.name, outcome.status, outcome.message)
         except BaseException as e:  # never mask the original error (nor stop at a second Ctrl-C here)
-            log.warning("could not mark sweep %s as %s: %s", spec.name, status, e)
+            log.warning("could not mark sweep %s as %s: %s", spec.name, outcome.status, e)
     return outcome
-
-
-def sync_journal(spec: SweepSpec, store, say: Callable[[str], None]) -> int:
-    """Apply the journal's records the database lacks (see ``db.journal``). When another process holds the file,
-    say so and wait for it (``store``'s lock timeout); the records are safe in the journal meanwhile."""
-    journal = Journal(spec.journal_path)
-    if not journal.path.is_file():
-        return 0
-    notice = journal_notice(spec.journal_path)
-    try:
-        n = apply_journal(open_store(spec.database, lock_timeout=1.0), journal, spec.name)
-    except LockedError as e:
-        notice.locked(e)
-        say(
-            f"waiting (up to {store.lock_timeout:.0f} s) for the database: {e}; every result is safe in"
-            f" {journal.path}, and `{db_command(spec, 'sync')}` applies it later"
-        )
-        n = apply_journal(store, journal, spec.name)
-    notice.written()
-    return n
-
-
-def _raise_if_stopped(spec: SweepSpec, stage: str, r: StageResult) -> None:
-    if r.stopped_early:
-        raise StageStopped(
-            f"{how_stopped()} after {r.ran} of {r.planned} {stage} trials; `{resume_command(spec)}` runs the rest"
-        )
 
 
 def _final_status(o: SweepOutcome) -> tuple[str, str | None]:
     if not o.failed:
         return "finished", None
-    return ("failed" if o.all_failed else "finished"), f"{o.failed} of {o.ran} trials failed; first error: {o.message}"
+    return (
+        "failed" if o.all_failed else "finished"
+    ), f"{o.failed} of {o.ran} trials failed; first error: {o.first_error}"
 
 
 def run_and_summarize(spec: SweepSpec, address: str | None, say: Callable[[str], None], verbose: bool = False) -> int:

@@ -16,7 +16,7 @@ from analysis.views import open_store
 from featherweight_core.errors import OutputError
 from sweep.runner import SweepLock, run_sweep
 from sweep.spec import SpecError, validate
-from sweep.stage_teacher import check_teacher_compression_grid
+from sweep.stages.teacher_compression import check_teacher_compression_grid
 from sweep.stopping import db_command, resume_command
 from tests.fakes import make_record
 

@@ -23,7 +23,7 @@ from featherweight_core.teacher.softtargets import teacher_fingerprint
 from featherweight_core.teacher.teacher_compression import COMPRESSED_META
 from sweep.records import teacher_compression_record
 from sweep.spec import SpecError, validate
-from sweep.stage_teacher import (
+from sweep.stages.teacher_compression import (
     check_teacher_compression_grid,
     check_teacher_compression_resources,
     known_teachers,

@@ -1,4 +1,4 @@
-"""Stage 2: for each chosen parent student, Optuna (multi-objective: score up, size down) searches per-module-group
+"""The compression stage: for each chosen parent student, Optuna (multi-objective: score up, size down) searches per-module-group
 sparsity targets through Ray Tune; each trial prunes and quantizes the parent and is recorded with its
 ``parent_trial_id``.
 
@@ -13,18 +13,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sweep.assets import TaskAssets, TaskDataCache, prepare_datasets
-from sweep.callback import DatabaseCallback, ProgressReporter
+from sweep.assets import prepare_datasets
 from sweep.records import compress_record
 from sweep.spec import SweepSpec
-from sweep.stage1 import StageResult
-from sweep.tuner import build_tuner
+from sweep.stages.base import Stage, StagePlan, StageResult, StageRun, TuneRun
 from trainables.trial import CompressTrial
 
 
 @dataclass
 class ParentPlan:
-    """One parent's part of stage 2: its trial_results row, the recorded (config, score, size) of its finished
+    """One parent's part of the compression stage: its trial_results row, the recorded (config, score, size) of its finished
     compression trials, and how many samples are still to run."""
 
     parent: dict[str, Any]
@@ -33,7 +31,7 @@ class ParentPlan:
 
 
 def plan_compress_stage(spec: SweepSpec, store) -> list[ParentPlan]:
-    """What stage 2 still has to do; empty when nothing (or when the spec has no compress stage)."""
+    """What the compression stage still has to do; empty when nothing (or when the spec has no compress stage)."""
     from analysis.selection import select_parents
 
     c = spec.compress
@@ -105,73 +103,72 @@ def _searcher(spec: SweepSpec, plan: ParentPlan):
     return ConcurrencyLimiter(searcher, max_concurrent=s["max_concurrent"])
 
 
-def run_compress_stage(
-    spec: SweepSpec,
-    plans: list[ParentPlan],
-    assets: dict[str, TaskAssets],
-    data: TaskDataCache,
-    say: Callable[[str], None],
-    prefix: str = "",
-) -> StageResult:
-    """Run the remaining samples of every planned parent, each as the experiment ``<prefix>compress-<parent>``.
-    Ray must be initialised."""
-    from ray import tune
+class CompressStage(Stage):
+    name = CompressTrial.stage
+    section = "compress"
+    label = "compression"
+    title = "compress"
+    reads_earlier_stages = True  # its parents are the distillation stage's rows
 
-    from trainables.compress import compress_trainable
+    def plan(self, spec: SweepSpec, store, assets=None) -> StagePlan:
+        plans = plan_compress_stage(spec, store) if store is not None else []
+        remaining = sum(p.remaining for p in plans)
+        return StagePlan(plans, remaining=remaining, total=len(plans) * spec.compress["search"]["num_samples"])
 
-    out = StageResult()
-    todo = [p for p in plans if p.remaining > 0]
-    if not todo:
+    def trainable(self) -> Callable:
+        from trainables.compress import compress_trainable  # loads torch: only where trials run
+
+        return compress_trainable
+
+    def record(self, sweep, trial, outcome, checkpoint_dir, about=None):
+        return compress_record(sweep, trial, outcome, checkpoint_dir, about)
+
+    def run(self, run: StageRun, plan: StagePlan) -> StageResult:
+        """Run the remaining samples of every planned parent, each as the experiment ``<prefix>compress-<parent>``.
+        Ray must be initialised."""
+        import ray
+        from ray import tune
+
+        spec, plans, say = run.spec, plan.todo, run.say
+        out = StageResult()
+        todo = [p for p in plans if p.remaining > 0]
+        if not todo:
+            return out
+        c = spec.compress
+        say(
+            f"compression stage: {len(plans)} parent(s) ({c['parents']}), {c['search']['num_samples']} Optuna"
+            f" samples each, {sum(p.remaining for p in todo)} to run"
+        )
+        refs: dict[str, Any] = {}  # one dataset in the object store per data key, shared by every parent using it
+        for parent_plan in todo:
+            parent = parent_plan.parent
+            if not parent.get("checkpoint_path"):
+                say(f"compression stage: parent {parent['trial_id']} has no checkpoint; skipped")
+                continue
+            fixed = _fixed(spec, parent)
+            key_trial = CompressTrial(**fixed, targets={})
+            p = key_trial.parent_config
+            key = key_trial.data_key
+            if key not in refs:
+                prepared = prepare_datasets(
+                    spec, [(p["task"], p["embedding"], p["vocab_size"], p["emb_dim"])], run.assets, run.data
+                )[key]
+                refs[key] = ray.put(prepared.share_bootstrap())
+
+            def trial_of(tune_trial, fixed=fixed) -> CompressTrial:
+                return CompressTrial.from_dict({**fixed, "targets": tune_trial.config["targets"]})
+
+            remaining = parent_plan.remaining
+            title = f"{self.title} {parent['trial_id']}"
+            tune_run = TuneRun(self, run, trial_of, remaining, c["size_measure"], about=parent, title=title)
+            tune_run.fit(
+                tune.with_parameters(self.trainable(), data={key: refs[key]}, fixed=fixed),
+                f"compress-{parent['trial_id']}",
+                param_space={},
+                search_alg=_searcher(spec, parent_plan),
+                num_samples=remaining,
+            )
+            out.add(tune_run.result(remaining))
+            if out.stopped_early:  # Ctrl-C: no further parent starts
+                break
         return out
-    c = spec.compress
-    say(
-        f"compression stage: {len(plans)} parent(s) ({c['parents']}), {c['search']['num_samples']} Optuna samples"
-        f" each, {sum(p.remaining for p in todo)} to run"
-    )
-    import ray
-
-    refs: dict[str, Any] = {}  # one dataset in the object store per data key, shared by every parent that uses it
-    for plan in todo:
-        parent = plan.parent
-        if not parent.get("checkpoint_path"):
-            say(f"compression stage: parent {parent['trial_id']} has no checkpoint; skipped")
-            continue
-        fixed = _fixed(spec, parent)
-        key_trial = CompressTrial(**fixed, targets={})
-        p = key_trial.parent_config
-        key = key_trial.data_key
-        if key not in refs:
-            prepared = prepare_datasets(
-                spec, [(p["task"], p["embedding"], p["vocab_size"], p["emb_dim"])], assets, data
-            )[key]
-            refs[key] = ray.put(prepared.share_bootstrap())
-
-        def trial_of(tune_trial, fixed=fixed) -> CompressTrial:
-            return CompressTrial.from_dict({**fixed, "targets": tune_trial.config["targets"]})
-
-        db = DatabaseCallback(
-            spec.database,
-            trial_of,
-            lambda t, o, ck, parent=parent: compress_record(spec.name, t, o, ck, parent),
-            spec.journal_path,
-        )
-        progress = ProgressReporter(plan.remaining, f"compress {parent['trial_id']}", trial_of, c["size_measure"], say)
-        tuner = build_tuner(
-            tune.with_parameters(compress_trainable, data={key: refs[key]}, fixed=fixed),
-            resources=spec.resources,
-            param_space={},
-            storage_path=spec.storage / spec.name / "tune",
-            name=f"{prefix}compress-{parent['trial_id']}",
-            callbacks=[db, progress],
-            search_alg=_searcher(spec, plan),
-            num_samples=plan.remaining,
-        )
-        tuner.fit()
-        out.planned += plan.remaining
-        out.ran += progress.done
-        out.failed += progress.failed
-        out.first_error = out.first_error or progress.first_error
-        out.db_write_ms += [w * 1000 for w in db.write_seconds]
-        if out.stopped_early:  # Ctrl-C: no further parent starts
-            break
-    return out

@@ -19,13 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sweep.assets import TaskAssets, TaskDataCache
-from sweep.callback import DatabaseCallback, ProgressReporter
+from sweep.assets import TaskAssets
 from sweep.records import teacher_compression_record
 from sweep.spec import SweepSpec
-from sweep.stage1 import StageResult
+from sweep.stages.base import Stage, StagePlan, StageResult, StageRun, TuneRun
 from sweep.teacher_fit import check_grid_against_teacher_configs
-from sweep.tuner import ResourceError, build_tuner
+from sweep.tuner import ResourceError
 from trainables.trial import TeacherCompressionTrial
 
 STAGE = TeacherCompressionTrial.stage
@@ -84,17 +83,6 @@ def check_teacher_compression_grid(spec: SweepSpec) -> None:
         known = known_teachers(spec)
         spec.teacher_compression_trials(known)
         check_grid_against_teacher_configs(spec, skip=set(known))
-
-
-def teacher_compression_pending(spec: SweepSpec, store) -> bool:
-    """Whether the stage has anything left to do: a teacher still to build, or a grid point without a finished
-    row. Raises :class:`sweep.spec.SpecError` when the grid does not fit an existing teacher."""
-    if not spec.teacher_compression:
-        return False
-    teachers = known_teachers(spec, store)
-    if set(spec.teacher_compression["tasks"]) - set(teachers):
-        return True
-    return bool(plan_teacher_compression(spec, store, teachers))
 
 
 def teacher_shape(teacher_dir: str | Path) -> dict[str, Any]:
@@ -157,72 +145,89 @@ def check_teacher_compression_resources(
 # ---- running -------------------------------------------------------------------------------------------------------
 
 
-def run_teacher_compression_stage(
-    spec: SweepSpec,
-    todo: list[TeacherCompressionTrial],
-    teachers: dict[str, str],
-    data: TaskDataCache,
-    say: Callable[[str], None],
-    prefix: str = "",
-) -> StageResult:
-    """Run ``todo`` through Tune as the experiment ``<prefix>teacher_compression``; each task's data goes into Ray's
-    object store once. Ray must be initialised."""
-    import ray
-    from ray import tune
+class TeacherCompressionStage(Stage):
+    name = STAGE
+    section = "teacher_compression"
+    label = "teacher compression"
+    title = "teacher compression"
+    resource_keys = ("teacher_compression_cpus", "teacher_compression_gpus")
 
-    from trainables.teacher_compression import HIDDEN_STATES_DIR, teacher_compression_trainable
+    def check(self, spec: SweepSpec) -> None:
+        check_teacher_compression_grid(spec)
 
-    if not todo:
-        return StageResult()
-    cpus, gpus = trial_resources(spec)
-    say(
-        f"teacher compression: {len(todo)} trial(s) on {', '.join(sorted({t.task for t in todo}))}"
-        f" ({cpus:g} CPU, {gpus:g} GPU each)"
-    )
-    tasks = sorted({t.task for t in todo})
-    refs = {task: ray.put(data(task)) for task in tasks}
-    shapes = {task: teacher_shape(teachers[task]) for task in tasks}
+    def check_resources(self, spec: SweepSpec) -> None:
+        check_teacher_compression_resources(spec)
 
-    def trial_of(tune_trial) -> TeacherCompressionTrial:
-        return TeacherCompressionTrial.from_dict(tune_trial.config["trial"])
+    def check_assets(self, spec: SweepSpec, assets: dict[str, TaskAssets]) -> None:
+        # planned now that the teachers exist: a grid that does not fit a teacher fails before anything trains
+        teachers = teachers_from_assets(spec, assets)
+        spec.teacher_compression_trials(teachers)
 
-    db = DatabaseCallback(
-        spec.database,
-        trial_of,
-        lambda t, o, c: teacher_compression_record(spec.name, t, o, c, shapes[t.task]),
-        spec.journal_path,
-    )
-    progress = ProgressReporter(len(todo), "teacher compression", trial_of, "gzip_bytes", say)
-    cache_dir = spec.storage / spec.name / "assets" / HIDDEN_STATES_DIR
-    trainable = tune.with_parameters(
-        teacher_compression_trainable, data=refs, teachers={t: teachers[t] for t in tasks}, cache_dir=str(cache_dir)
-    )
-    result, expected = StageResult(planned=len(todo)), 0
-    for wave, suffix in zip(waves(todo), ("", "_int8"), strict=True):
-        if not wave:
-            continue
-        expected += len(wave)
-        tuner = build_tuner(
-            trainable,
-            resources={**spec.resources, "cpus_per_trial": cpus, "gpus_per_trial": gpus},
-            param_space={"trial": tune.grid_search([t.to_dict() for t in wave])},
-            storage_path=spec.storage / spec.name / "tune",
-            name=f"{prefix}teacher_compression{suffix}",
-            callbacks=[db, progress],
-            max_concurrent=spec.resources["max_concurrent"],
-            resource_keys=("teacher_compression_cpus", "teacher_compression_gpus"),
+    def plan(self, spec: SweepSpec, store, assets: dict[str, TaskAssets] | None = None) -> StagePlan:
+        """From the built teachers once the assets exist; before, from the teachers that exist already
+        (provisional: a teacher still to build leaves the stage unplanned)."""
+        if assets is None:
+            teachers = known_teachers(spec, store)
+            if set(spec.teacher_compression["tasks"]) - set(teachers):
+                return StagePlan(provisional=True, unplanned=True)
+            todo = plan_teacher_compression(spec, store, teachers)
+            return StagePlan(todo, remaining=len(todo), provisional=True)
+        teachers = teachers_from_assets(spec, assets)
+        todo = plan_teacher_compression(spec, store, teachers)
+        return StagePlan(todo, remaining=len(todo), inputs=teachers)
+
+    def trainable(self) -> Callable:
+        from trainables.teacher_compression import teacher_compression_trainable  # loads torch
+
+        return teacher_compression_trainable
+
+    def record(self, sweep, trial, outcome, checkpoint_dir, about=None):
+        return teacher_compression_record(sweep, trial, outcome, checkpoint_dir, about[trial.task])
+
+    def run(self, run: StageRun, plan: StagePlan) -> StageResult:
+        """Run the plan through Tune as the experiment ``<prefix>teacher_compression`` (an int8 wave that reuses
+        its float siblings' models: ``..._int8``); each task's data goes into Ray's object store once. Ray must be
+        initialised."""
+        import ray
+        from ray import tune
+
+        from trainables.teacher_compression import HIDDEN_STATES_DIR  # loads torch
+
+        spec, todo, teachers = run.spec, plan.todo, plan.inputs
+        if not todo:
+            return StageResult()
+        cpus, gpus = trial_resources(spec)
+        run.say(
+            f"teacher compression: {len(todo)} trial(s) on {', '.join(sorted({t.task for t in todo}))}"
+            f" ({cpus:g} CPU, {gpus:g} GPU each)"
         )
-        tuner.fit()
-        result = StageResult(
-            progress.done,
-            progress.failed,
-            [s * 1000 for s in db.write_seconds],
-            progress.first_error,
-            planned=len(todo),
+        tasks = sorted({t.task for t in todo})
+        refs = {task: ray.put(run.data(task)) for task in tasks}
+        shapes = {task: teacher_shape(teachers[task]) for task in tasks}
+
+        def trial_of(tune_trial) -> TeacherCompressionTrial:
+            return TeacherCompressionTrial.from_dict(tune_trial.config["trial"])
+
+        tune_run = TuneRun(self, run, trial_of, len(todo), "gzip_bytes", about=shapes)
+        cache_dir = spec.storage / spec.name / "assets" / HIDDEN_STATES_DIR
+        trainable = tune.with_parameters(
+            self.trainable(), data=refs, teachers={t: teachers[t] for t in tasks}, cache_dir=str(cache_dir)
         )
-        if progress.done < expected:
-            break  # Tune stopped early (Ctrl-C): the runner reports how far the stage got
-    return result
+        expected = 0
+        for wave, suffix in zip(waves(todo), ("", "_int8"), strict=True):
+            if not wave:
+                continue
+            expected += len(wave)
+            tune_run.fit(
+                trainable,
+                f"teacher_compression{suffix}",
+                param_space={"trial": tune.grid_search([t.to_dict() for t in wave])},
+                resources={**spec.resources, "cpus_per_trial": cpus, "gpus_per_trial": gpus},
+                max_concurrent=spec.resources["max_concurrent"],
+            )
+            if tune_run.progress.done < expected:
+                break  # Tune stopped early (Ctrl-C): the runner reports how far the stage got
+        return tune_run.result(len(todo))
 
 
 def waves(todo: list[TeacherCompressionTrial]) -> tuple[list, list]:
