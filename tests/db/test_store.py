@@ -33,7 +33,7 @@ def test_db_and_analysis_stay_free_of_orchestration():
         "analysis.chart_frames, analysis.chart_labels, analysis.report, analysis.report_blocks, "
         "analysis.report_tables, analysis.report_render, analysis.commands, analysis.export_commands\n"
         "allowed = {'featherweight_core', 'featherweight_core.errors', 'featherweight_core.vocab', "
-        "'featherweight_core.atomic', 'featherweight_core.cli', 'featherweight_core.cli.common', "
+        "'featherweight_core.atomic', 'featherweight_core.settings', 'featherweight_core.cli', 'featherweight_core.cli.common', "
         "'featherweight_core.data', 'featherweight_core.data.tasks'}\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('ray', 'sweep', 'trainables', 'torch', 'optuna') "
         "or (m.startswith('featherweight_core') and m not in allowed)]\n"
