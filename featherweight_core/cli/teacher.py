@@ -30,6 +30,8 @@ from featherweight_core.cli.common import (
     seed_int,
 )
 from featherweight_core.data.tasks import recorded_task_of
+from featherweight_core.teacher.config import TeacherConfig
+from featherweight_core.teacher.loading import read_teacher_meta
 
 
 def add_parser(sub) -> None:
@@ -154,6 +156,7 @@ def run_init_small(args: argparse.Namespace) -> int:
 
 
 def _run_init_small(args: argparse.Namespace) -> int:
+    # deferred: loads torch and numpy (keeps --help fast)
     from featherweight_core.data.loading import load_task_data
     from featherweight_core.teacher.finetune import check_model_output_dir
     from featherweight_core.teacher.smallbert import SmallBertConfig, build_small_teacher
@@ -181,8 +184,8 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
+    # deferred: loads torch and numpy (keeps --help fast)
     from featherweight_core.data.loading import load_task_data
-    from featherweight_core.teacher.config import TeacherConfig
     from featherweight_core.teacher.finetune import check_model_output_dir, finetune_teacher
 
     check_model_output_dir(Path(args.output), args.overwrite)  # before the model and data are loaded
@@ -229,12 +232,12 @@ def run_logits(args: argparse.Namespace) -> int:
 
 
 def _run_logits(args: argparse.Namespace) -> int:
+    # deferred: loads torch and numpy (keeps --help fast)
     from featherweight_core.data.loading import load_task_data
     from featherweight_core.data.taskdata import DataError
     from featherweight_core.pipeline.prepare import DEFAULT_CACHE_DIR
     from featherweight_core.students.measure import accuracy
     from featherweight_core.teacher.augment import format_label_distribution, read_augmented
-    from featherweight_core.teacher.loading import read_teacher_meta
     from featherweight_core.teacher.softtargets import SoftTargetStore, teacher_fingerprint, write_logits
 
     device = _setup(args)
