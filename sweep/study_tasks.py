@@ -46,7 +46,7 @@ def teacher_task(
 ) -> dict:
     import dataclasses
 
-    # deferred: loads torch, which importing this module does not
+    # deferred: loads torch only when called (importing this module does not)
     from featherweight_core.teacher import finetune as teacher_finetune
     from featherweight_core.teacher import smallbert as teacher_smallbert
 

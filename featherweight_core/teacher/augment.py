@@ -117,7 +117,7 @@ class FillMask:
         import torch
         from transformers import AutoModelForMaskedLM
 
-        # deferred: loads torch, which importing this module does not
+        # deferred: loads torch only when called (importing this module does not)
         from featherweight_core.teacher.devices import resolve_device
 
         quiet_transformers()

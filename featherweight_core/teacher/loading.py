@@ -46,7 +46,7 @@ def resolve_model_source(name_or_dir: str | Path) -> tuple[str, bool]:
     cached = try_to_load_from_cache(text, "config.json")
     if isinstance(cached, str):
         return text, hub_offline()
-    # deferred: loads numpy, which importing this module does not
+    # deferred: loads numpy only when called (importing this module does not)
     from featherweight_core.data.loading import hub_reachable
 
     if hub_offline() or not hub_reachable():
@@ -143,7 +143,7 @@ def teacher_baseline(teacher_dir: str | Path) -> dict[str, Any]:
     or its parent's when the directory is called ``teacher``), ``score``, ``accuracy``, ``f1`` (from
     ``teacher_metrics.json``; None where not measured) and ``params``, ``disk_bytes``, ``gzip_bytes`` of its weight
     file, measured as students are (:func:`featherweight_core.students.measure.saved_model_sizes`)."""
-    # deferred: loads torch and numpy, which importing this module does not
+    # deferred: loads torch and numpy only when called (importing this module does not)
     from featherweight_core.students.measure import saved_model_sizes
 
     tdir = Path(teacher_dir)

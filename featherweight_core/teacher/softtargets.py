@@ -194,7 +194,7 @@ class SoftTargetStore:
         return self._loaded[cache_key]
 
     def _run_teacher(self, teacher_dir: Path, texts: list[tuple[str, ...]], max_length: int) -> np.ndarray:
-        # deferred: loads torch, which importing this module does not
+        # deferred: loads torch only when called (importing this module does not)
         from featherweight_core.teacher.devices import resolve_device
         from featherweight_core.teacher.predict import predict_logits
 
