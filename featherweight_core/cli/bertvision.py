@@ -35,7 +35,6 @@ from featherweight_core.cli.common import (
 from featherweight_core.data.tasks import recorded_task_of
 from featherweight_core.teacher.bertvision_config import BertVisionConfig
 from featherweight_core.teacher.config import TeacherError
-from featherweight_core.teacher.loading import read_teacher_meta
 
 
 def add_parser(sub) -> None:
@@ -129,6 +128,7 @@ def _run(args: argparse.Namespace) -> int:
     from featherweight_core.pipeline.prepare import DEFAULT_CACHE_DIR
     from featherweight_core.teacher.bertvision import train_bertvision
     from featherweight_core.teacher.finetune import check_model_output_dir
+    from featherweight_core.teacher.loading import read_teacher_meta
     from featherweight_core.teacher.softtargets import teacher_fingerprint
 
     if args.threads:

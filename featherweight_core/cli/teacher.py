@@ -31,7 +31,6 @@ from featherweight_core.cli.common import (
 )
 from featherweight_core.data.tasks import recorded_task_of
 from featherweight_core.teacher.config import TeacherConfig
-from featherweight_core.teacher.loading import read_teacher_meta
 
 
 def add_parser(sub) -> None:
@@ -238,6 +237,7 @@ def _run_logits(args: argparse.Namespace) -> int:
     from featherweight_core.pipeline.prepare import DEFAULT_CACHE_DIR
     from featherweight_core.students.measure import accuracy
     from featherweight_core.teacher.augment import format_label_distribution, read_augmented
+    from featherweight_core.teacher.loading import read_teacher_meta
     from featherweight_core.teacher.softtargets import SoftTargetStore, teacher_fingerprint, write_logits
 
     device = _setup(args)

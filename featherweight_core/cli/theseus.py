@@ -37,7 +37,6 @@ from featherweight_core.cli.common import (
     seed_int,
 )
 from featherweight_core.data.tasks import recorded_task_of
-from featherweight_core.teacher.loading import read_teacher_meta
 from featherweight_core.teacher.theseus_config import DEFAULT_REPLACING_FRACTION, DEFAULT_START_RATE, TheseusConfig
 
 
@@ -133,6 +132,7 @@ def _run(args: argparse.Namespace) -> int:
     # deferred: loads torch and numpy (keeps --help fast)
     from featherweight_core.data.loading import load_task_data
     from featherweight_core.teacher.finetune import check_model_output_dir
+    from featherweight_core.teacher.loading import read_teacher_meta
     from featherweight_core.teacher.teacher_compression import measure_saved
     from featherweight_core.teacher.theseus import compress_theseus
 
