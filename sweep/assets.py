@@ -20,6 +20,8 @@ from typing import Any
 from featherweight_core.data.loading import load_task_data
 from featherweight_core.data.taskdata import TaskData
 from featherweight_core.pipeline.prepare import DEFAULT_CACHE_DIR, Prepared, prepare
+from featherweight_core.teacher import augment, smallbert
+from featherweight_core.teacher.loading import teacher_baseline
 from featherweight_core.teacher.softtargets import SoftTargetStore
 from sweep.spec import SweepSpec
 from trainables.trial import data_key
@@ -82,9 +84,6 @@ def materialize_assets(spec: SweepSpec, say: Callable[[str], None], data: TaskDa
     """Build what the spec asks to be built (the small teacher, bootstrap data) for the tasks outside the study
     stages, on the driver; idempotent, reused on resume. Their teachers label in the ``soft_targets`` stage
     (:mod:`sweep.study`), which fills in ``soft_targets``."""
-    from featherweight_core.teacher import augment
-    from featherweight_core.teacher import smallbert as teacher
-
     assets: dict[str, TaskAssets] = {}
     root = spec.storage / spec.name / "assets"
     for tname, t in spec.tasks.items():
@@ -93,7 +92,7 @@ def materialize_assets(spec: SweepSpec, say: Callable[[str], None], data: TaskDa
         a = plain_assets(spec, tname)
         if t["teacher"] == "small" and not (Path(a.teacher) / "config.json").is_file():
             say(f"building the small teacher for {tname} in {a.teacher}")
-            teacher.build_demo_teacher(data(tname), Path(a.teacher))
+            smallbert.build_demo_teacher(data(tname), Path(a.teacher))
         b = t["bootstrap"]
         if isinstance(b, dict) and not Path(a.bootstrap).is_file():
             say(f"generating bootstrap data for {tname} in {a.bootstrap}")
@@ -155,8 +154,6 @@ def prepare_for_trials(
 
 def teacher_baselines(assets: dict[str, TaskAssets]) -> list[dict[str, Any]]:
     """Each teacher directory as a measured baseline row (``task`` added), measured like every student."""
-    from featherweight_core.teacher.loading import teacher_baseline
-
     rows = []
     for task, a in assets.items():
         if not a.teacher or not Path(a.teacher).is_dir():

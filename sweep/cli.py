@@ -15,6 +15,7 @@ import sys
 
 from featherweight_core.cli.common import HelpFormatter, one_line_errors
 from featherweight_core.errors import UserError
+from sweep.stopping import exit_now_if_ray_was_terminated, exit_status, how_stopped
 
 COMMAND_MODULES = (
     "featherweight_core.cli.distill",
@@ -74,8 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = args.func(args)
     except KeyboardInterrupt as e:  # Ctrl-C or a sweep's SIGTERM; its StageStopped says how far it got, how to resume
-        from sweep.stopping import exit_now_if_ray_was_terminated, exit_status, how_stopped
-
         print(str(e) or how_stopped(), file=sys.stderr)
         exit_now_if_ray_was_terminated(exit_status())
         return exit_status()

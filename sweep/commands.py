@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from db.limits import add_limit_args, limits_from_args
 from featherweight_core.errors import UserError
 from sweep.stopping import DEFAULT_STORAGE  # where resume / status look without --storage (and what they print)
 
@@ -13,8 +14,6 @@ ADDRESS_HELP = "join an existing Ray cluster: HOST:PORT of its head, or auto (de
 
 
 def add_parser(sub) -> None:
-    from db.limits import add_limit_args
-
     p = sub.add_parser("sweep", help="run, resume, inspect or validate a sweep", description=__doc__)
     ssub = p.add_subparsers(dest="sweep_command", metavar="ACTION", required=True)
 
@@ -77,6 +76,7 @@ def _quiet_libraries() -> None:
 
 
 def run_cmd(args: argparse.Namespace) -> int:
+    # deferred: loads ray and duckdb (keeps --help fast)
     from sweep.runner import run_and_summarize
     from sweep.spec import load_spec
 
@@ -87,6 +87,7 @@ def run_cmd(args: argparse.Namespace) -> int:
 def locate_sweep(name: str, storage: str | None, db: str | None):
     """``(spec or None, database path)`` of sweep ``name``: from ``db`` (the spec stored in it), else
     ``<storage>/<name>/spec.yaml``, else the default database. UserError listing what was tried."""
+    # deferred: loads duckdb and numpy (keeps --help fast)
     from db.store import default_db_path
     from sweep.spec import check_sweep_name, load_spec
 
@@ -114,6 +115,7 @@ def locate_sweep(name: str, storage: str | None, db: str | None):
 
 
 def _spec_from_db(name: str, db: Path):
+    # deferred: loads duckdb and numpy (keeps --help fast)
     from analysis.views import open_store
     from sweep.spec import validate
 
@@ -125,6 +127,7 @@ def resume_cmd(args: argparse.Namespace) -> int:
     spec, db = locate_sweep(args.name, args.storage, args.db)
     if spec is None:
         spec = _spec_from_db(args.name, db)
+    # deferred: loads ray and duckdb (keeps --help fast)
     from sweep.runner import run_and_summarize
 
     _quiet_libraries()
@@ -132,8 +135,8 @@ def resume_cmd(args: argparse.Namespace) -> int:
 
 
 def status_cmd(args: argparse.Namespace) -> int:
+    # deferred: loads duckdb (keeps --help fast)
     from analysis.views import open_store
-    from db.limits import limits_from_args
 
     _, db = locate_sweep(args.name, args.storage, args.db)
     st = open_store(db, read_only=True, limits=limits_from_args(args)).sweep_status(args.name)
@@ -144,6 +147,7 @@ def status_cmd(args: argparse.Namespace) -> int:
 
 
 def validate_cmd(args: argparse.Namespace) -> int:
+    # deferred: loads numpy and yaml (keeps --help fast)
     from sweep.spec import load_spec
     from sweep.teacher_fit import check_grid_against_teacher_configs
 
@@ -161,6 +165,7 @@ def validate_cmd(args: argparse.Namespace) -> int:
 
 
 def demo_cmd(args: argparse.Namespace) -> int:
+    # deferred: loads yaml (keeps --help fast)
     from sweep.demo import run_demo
 
     _quiet_libraries()

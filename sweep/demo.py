@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from analysis.report import build_report
 from sweep.stopping import featherweight_command
 
 
@@ -26,7 +27,7 @@ def demo_spec_raw(output: Path) -> dict:
 
 
 def run_demo(output: Path, address: str | None, say: Callable[[str], None]) -> int:
-    from analysis.report import build_report
+    # deferred: loads ray and duckdb only when called (importing this module does not)
     from analysis.views import open_store
     from sweep.callback import fmt_secs
     from sweep.runner import run_and_summarize

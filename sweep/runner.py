@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from featherweight_core.atomic import checked_output_dir
+from featherweight_core.atomic import checked_output_dir, write_text_atomic
 from featherweight_core.errors import UserError
 from sweep.assets import TaskDataCache, remove_leftovers
 from sweep.callback import journal_notice
@@ -165,8 +165,6 @@ class SweepOutcome:
 
 def _save_spec(spec: SweepSpec) -> None:
     import yaml
-
-    from featherweight_core.atomic import write_text_atomic
 
     write_text_atomic(spec.storage / spec.name / "spec.yaml", yaml.safe_dump(spec.raw, sort_keys=False))
 

@@ -183,6 +183,7 @@ def storage_args(raw_storage: str, storage: Path) -> str:
 
 def db_args(raw_database: str | None, database: Path) -> str:
     """`` --db FILE`` when ``database`` is not the default database of the ``db`` / ``query`` commands."""
+    # deferred: loads duckdb only when called (importing this module does not)
     from db.connection import default_db_path
 
     if database == default_db_path().expanduser().resolve():

@@ -46,8 +46,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from featherweight_core.atomic import atomic_write
 from featherweight_core.data.taskdata import DataError
 from featherweight_core.errors import UserError
+from featherweight_core.teacher.augment import META_KEY, read_augmented
+from featherweight_core.teacher.softtargets import SoftTargetStore, teacher_fingerprint, texts_fingerprint
 from sweep.assets import TaskAssets, TaskDataCache, driver_soft_targets, plain_assets
 from sweep.spec import SweepSpec
 from sweep.study_tasks import label_task, last_progress, remote, shard_task, teacher_task, vectors_task
@@ -70,8 +73,6 @@ def _model_identity(model: str) -> str:
     path = Path(model).expanduser()
     if model == "small" or not path.is_dir():
         return model
-    from featherweight_core.teacher.softtargets import teacher_fingerprint
-
     try:
         return f"dir:{teacher_fingerprint(path)}"
     except DataError:  # a model directory without weights the store knows: its resolved path
@@ -428,9 +429,6 @@ class StudyRunner:
         driver's torch threads (:func:`_on_driver_node`): the logits the driver computed when it labelled itself."""
         if a.teacher is None:
             return None
-        from featherweight_core.teacher.augment import read_augmented
-        from featherweight_core.teacher.softtargets import SoftTargetStore, teacher_fingerprint, texts_fingerprint
-
         td = self.data(task)
         root = Path(a.soft_targets)
         store = SoftTargetStore(root)
@@ -497,9 +495,6 @@ def _concat_shards(files: list[Path], output: Path, ratio: float, shards: int) -
     :func:`featherweight_core.teacher.augment.augment_to_file`), write ``output`` atomically; returns the rows kept."""
     import pyarrow as pa
     import pyarrow.parquet as pq
-
-    from featherweight_core.atomic import atomic_write
-    from featherweight_core.teacher.augment import META_KEY
 
     tables = [pq.read_table(f) for f in files]
     meta = json.loads(tables[0].schema.metadata[META_KEY])

@@ -17,6 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from featherweight_core.data.taskdata import TaskData
+from featherweight_core.data.wordvectors import task_word_vectors
+from featherweight_core.teacher import config as teacher_config
+from featherweight_core.teacher.augment import AugmentConfig, augment_to_file, read_augmented
+from featherweight_core.teacher.softtargets import SoftTargetStore
 
 
 def placement(gpus: float) -> tuple[str, str, str]:
@@ -42,7 +46,7 @@ def teacher_task(
 ) -> dict:
     import dataclasses
 
-    from featherweight_core.teacher import config as teacher_config
+    # deferred: loads torch only when called (importing this module does not)
     from featherweight_core.teacher import finetune as teacher_finetune
     from featherweight_core.teacher import smallbert as teacher_smallbert
 
@@ -74,8 +78,6 @@ def teacher_task(
 
 
 def vectors_task(task_data: TaskData, cache_dir: str) -> dict:
-    from featherweight_core.data.wordvectors import task_word_vectors
-
     set_threads(1)
     device, recorded, node = placement(0)
     start = time.time()
@@ -93,8 +95,6 @@ def shard_task(
     cpus: float,
     gpus: float,
 ) -> dict:
-    from featherweight_core.teacher.augment import AugmentConfig, augment_to_file
-
     set_threads(cpus)
     device, recorded, node = placement(gpus)
     start = time.time()
@@ -116,9 +116,6 @@ def label_task(
 ) -> dict:
     """Label the train split and the bootstrap rows (if any) into the store at ``root``, with ``threads`` torch
     threads (default: one per CPU of the task)."""
-    from featherweight_core.teacher.augment import read_augmented
-    from featherweight_core.teacher.softtargets import SoftTargetStore
-
     set_threads(cpus if threads is None else threads)
     device, recorded, node = placement(gpus)
     start = time.time()

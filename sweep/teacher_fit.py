@@ -23,6 +23,7 @@ def planned_teacher_layers(spec: SweepSpec, task: str) -> tuple[int, str] | None
     if not isinstance(model, str):
         return None
     if model == "small":
+        # deferred: loads torch only when called (importing this module does not)
         from featherweight_core.teacher.smallbert import SmallBertConfig
 
         return SmallBertConfig().layers, "the built-in small teacher"

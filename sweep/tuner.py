@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from featherweight_core.atomic import write_text_atomic
 from featherweight_core.errors import UserError
 from sweep.stopping import reclaim_sigterm
+from trainables.checkpoints import CHECKPOINT_ROOT
 
 log = logging.getLogger("featherweight.sweep")
 
@@ -250,8 +252,6 @@ def record_ray_session(path: Path) -> None:
     Ray's processes, the driver's pid) to ``path``."""
     import ray
 
-    from featherweight_core.atomic import write_text_atomic
-
     node = ray._private.worker.global_worker.node
     pids = sorted({p.process.pid for procs in node.all_processes.values() for p in procs if p.process is not None})
     info = {
@@ -404,8 +404,6 @@ def build_tuner(
     """
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
-
-    from trainables.checkpoints import CHECKPOINT_ROOT
 
     cpus, gpus = resources["cpus_per_trial"], resources["gpus_per_trial"]
     watch = PendingWatch(float(resources.get("pending_timeout_s") or 600), resources, resource_keys)

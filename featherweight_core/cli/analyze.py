@@ -60,6 +60,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # deferred: loads torch and numpy (keeps --help fast)
     from featherweight_core.students.measure import MEASURING_COPIES, check_student_fits, size_report
     from featherweight_core.students.models import StudentConfig, build_student
 

@@ -132,6 +132,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    # deferred: loads torch and numpy (keeps --help fast)
     from featherweight_core.data.loading import load_task_data
     from featherweight_core.pipeline.prepare import DEFAULT_CACHE_DIR
     from featherweight_core.teacher.augment import AugmentConfig, augment_to_file, read_augmented
@@ -203,6 +204,7 @@ def run_wordvectors(args: argparse.Namespace) -> int:
 
 
 def _run_wordvectors(args: argparse.Namespace) -> int:
+    # deferred: loads numpy (keeps --help fast)
     from featherweight_core.data.loading import load_task_data
     from featherweight_core.data.wordvectors import (
         corpus_sentences,

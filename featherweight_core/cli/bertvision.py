@@ -33,6 +33,8 @@ from featherweight_core.cli.common import (
     seed_int,
 )
 from featherweight_core.data.tasks import recorded_task_of
+from featherweight_core.teacher.bertvision_config import BertVisionConfig
+from featherweight_core.teacher.config import TeacherError
 
 
 def add_parser(sub) -> None:
@@ -121,11 +123,10 @@ def run_bertvision(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
+    # deferred: loads torch and numpy (keeps --help fast)
     from featherweight_core.data.loading import load_task_data
     from featherweight_core.pipeline.prepare import DEFAULT_CACHE_DIR
     from featherweight_core.teacher.bertvision import train_bertvision
-    from featherweight_core.teacher.bertvision_config import BertVisionConfig
-    from featherweight_core.teacher.config import TeacherError
     from featherweight_core.teacher.finetune import check_model_output_dir
     from featherweight_core.teacher.loading import read_teacher_meta
     from featherweight_core.teacher.softtargets import teacher_fingerprint

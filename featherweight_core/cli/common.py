@@ -161,6 +161,7 @@ def resolve_recorded_task(args: argparse.Namespace, recorded: dict[str, Any] | N
 def load_student_with_task(args: argparse.Namespace):
     """``(model, resolved StudentConfig, meta, task)`` of ``args.checkpoint``: the task is the one the checkpoint
     records (task options on the command line must agree with it) and must fit the student's labels and inputs."""
+    # deferred: loads torch and numpy (keeps --help fast)
     from featherweight_core.pipeline.checkpoint import load_checkpoint
 
     model, cfg, meta = load_checkpoint(args.checkpoint)

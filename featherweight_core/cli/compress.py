@@ -33,6 +33,7 @@ from featherweight_core.cli.common import (
     positive_int,
     seed_int,
 )
+from featherweight_core.compression.prune_config import PruneConfig, PruningError
 from featherweight_core.errors import ConfigError
 
 QUANT_PARTS = vocab.MODULE_GROUPS  # what --quantize switches on (static_classifier is its own flag)
@@ -201,7 +202,7 @@ def add_parser(sub) -> None:
 
 
 def _configs(args: argparse.Namespace):
-    from featherweight_core.compression.prune_config import PruneConfig, PruningError
+    # deferred: loads torch and numpy (keeps --help fast)
     from featherweight_core.compression.quantize import QuantConfig
 
     prune = None
@@ -268,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
+    # deferred: loads torch and numpy (keeps --help fast)
     from featherweight_core.pipeline.checkpoint import save_compressed
     from featherweight_core.pipeline.compress import compress_student, default_distill_config, measure_sizes
     from featherweight_core.pipeline.prepare import DEFAULT_CACHE_DIR, prepare

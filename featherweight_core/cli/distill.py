@@ -98,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
+    # deferred: loads torch and numpy (keeps --help fast)
     from featherweight_core.pipeline.prepare import DEFAULT_CACHE_DIR, prepare
     from featherweight_core.pipeline.run import run_distillation, student_config_for
     from featherweight_core.students.distill import resolve_temperature

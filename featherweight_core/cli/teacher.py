@@ -30,6 +30,7 @@ from featherweight_core.cli.common import (
     seed_int,
 )
 from featherweight_core.data.tasks import recorded_task_of
+from featherweight_core.teacher.config import TeacherConfig
 
 
 def add_parser(sub) -> None:
@@ -154,6 +155,7 @@ def run_init_small(args: argparse.Namespace) -> int:
 
 
 def _run_init_small(args: argparse.Namespace) -> int:
+    # deferred: loads torch and numpy (keeps --help fast)
     from featherweight_core.data.loading import load_task_data
     from featherweight_core.teacher.finetune import check_model_output_dir
     from featherweight_core.teacher.smallbert import SmallBertConfig, build_small_teacher
@@ -181,8 +183,8 @@ def run_finetune(args: argparse.Namespace) -> int:
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
+    # deferred: loads torch and numpy (keeps --help fast)
     from featherweight_core.data.loading import load_task_data
-    from featherweight_core.teacher.config import TeacherConfig
     from featherweight_core.teacher.finetune import check_model_output_dir, finetune_teacher
 
     check_model_output_dir(Path(args.output), args.overwrite)  # before the model and data are loaded
@@ -229,6 +231,7 @@ def run_logits(args: argparse.Namespace) -> int:
 
 
 def _run_logits(args: argparse.Namespace) -> int:
+    # deferred: loads torch and numpy (keeps --help fast)
     from featherweight_core.data.loading import load_task_data
     from featherweight_core.data.taskdata import DataError
     from featherweight_core.pipeline.prepare import DEFAULT_CACHE_DIR

@@ -37,7 +37,7 @@ from featherweight_core.cli.common import (
     seed_int,
 )
 from featherweight_core.data.tasks import recorded_task_of
-from featherweight_core.teacher.theseus_config import DEFAULT_REPLACING_FRACTION, DEFAULT_START_RATE
+from featherweight_core.teacher.theseus_config import DEFAULT_REPLACING_FRACTION, DEFAULT_START_RATE, TheseusConfig
 
 
 def add_parser(sub) -> None:
@@ -129,12 +129,12 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
+    # deferred: loads torch and numpy (keeps --help fast)
     from featherweight_core.data.loading import load_task_data
     from featherweight_core.teacher.finetune import check_model_output_dir
     from featherweight_core.teacher.loading import read_teacher_meta
     from featherweight_core.teacher.teacher_compression import measure_saved
     from featherweight_core.teacher.theseus import compress_theseus
-    from featherweight_core.teacher.theseus_config import TheseusConfig
 
     cfg = TheseusConfig(
         replace_rate=args.replace_rate,

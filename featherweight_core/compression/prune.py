@@ -54,6 +54,8 @@ from torch import nn
 
 from featherweight_core.compression.prune_config import PruneConfig, PruningError
 from featherweight_core.compression.pruner import Pruner, Slot, cubic_fraction, prunable_tensors
+from featherweight_core.data.batching import bucket_batches, iter_batches
+from featherweight_core.students.distill import TrainingError, distill_loss, make_optimizer
 
 # ----------------------------------------------------------------------------------------------------------------
 # Sparsity report
@@ -105,9 +107,6 @@ def prune_student(
         return pruner.finish(), log
     if train_split is None or distill_cfg is None:
         raise PruningError(f"{cfg.schedule} pruning with {cfg.epochs} fine-tuning epochs needs a training split")
-    from featherweight_core.data.batching import bucket_batches
-    from featherweight_core.students.distill import TrainingError
-
     if distill_cfg.alpha < 1.0 and train_split.teacher_logits is None:
         raise TrainingError(f"alpha={distill_cfg.alpha} < 1 needs teacher logits on the training split")
     steps_per_epoch = len(bucket_batches(train_split.lengths, distill_cfg.batch_size, None))
@@ -127,9 +126,6 @@ def prune_student(
 
 def _fine_tune(model, pruner: Pruner, split, dcfg, pcfg: PruneConfig, before_step, on_epoch) -> list[dict]:
     import time
-
-    from featherweight_core.data.batching import iter_batches
-    from featherweight_core.students.distill import TrainingError, distill_loss, make_optimizer
 
     holder = nn.ParameterList(pruner.weight_parameters())
     opt = make_optimizer(holder, dcfg)

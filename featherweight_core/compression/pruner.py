@@ -12,6 +12,7 @@ from torch import nn
 
 from featherweight_core import vocab
 from featherweight_core.compression.prune_config import PruneConfig, PruningError
+from featherweight_core.students.models import HashEmbedding
 
 # ----------------------------------------------------------------------------------------------------------------
 # Which tensors belong to which group
@@ -47,8 +48,6 @@ class Slot:
 
 def prunable_tensors(model: nn.Module, arch: str, embedding: str) -> list[tuple[nn.Module, str, str, str]]:
     """``(module, param_name, group, state_dict_path)`` for every weight pruning may touch, in a fixed order."""
-    from featherweight_core.students.models import HashEmbedding
-
     out = []
     emb_group = f"{embedding}_emb"
     emb = model.embedding

@@ -37,7 +37,10 @@ from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from featherweight_core import vocab
+from featherweight_core.compression.pruner import has_pruning
+from featherweight_core.data.batching import iter_batches
 from featherweight_core.errors import UserError
+from featherweight_core.students.models import HashEmbedding
 
 QUANT_ENGINES = ("x86", "fbgemm", "qnnpack", "onednn")
 # Widths of hash-embedding importance scalars: uniform codes of 2..8 bits, or 16 = float16 (the thesis' choice).
@@ -424,8 +427,6 @@ def quantize_student(
     EncodedSplit of *training* data) is needed for ``static_classifier``; ``calibrate=False`` builds the quantized
     structure without calibrating (used to rebuild a saved model before loading its state_dict).
     """
-    from featherweight_core.compression.pruner import has_pruning
-
     if is_quantized(model):
         groups = [g for g, q in quantized_groups(model).items() if q]
         raise QuantizationError(f"model is already quantized (groups {groups}); quantize the float student instead")
@@ -454,8 +455,6 @@ def quantize_student(
 
 
 def _quantize_embedding(emb: nn.Module, importance_bits: int = 16) -> nn.Module:
-    from featherweight_core.students.models import HashEmbedding
-
     if isinstance(emb, HashEmbedding):
         return QuantizedHashEmbedding.from_float(emb, importance_bits)
     if isinstance(emb, nn.Embedding):
@@ -479,8 +478,6 @@ def _quantize_encoder(encoder: nn.Module) -> nn.Module:
 def _calibrate(model: nn.Module, split, cfg: QuantConfig) -> None:
     """Run the first ``calibration_batches`` shuffled training batches through the model (observers record)."""
     import numpy as np
-
-    from featherweight_core.data.batching import iter_batches
 
     if split is None or len(split) == 0:
         raise QuantizationError("static_classifier needs a non-empty calibration split")

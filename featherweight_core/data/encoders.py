@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from featherweight_core import vocab
+from featherweight_core.data.loading import hub_reachable
 from featherweight_core.errors import UserError
 
 CHAR_ALPHABET = "abcdefghijklmnopqrstuvwxyz ,.;:?!"
@@ -212,8 +213,6 @@ class BPEEncoder(Encoder):
             if model_file.is_file() and emb_file.is_file():
                 self.bpemb = BPEmb(lang=None, model_file=model_file, emb_file=emb_file, dim=dim)
             else:
-                from featherweight_core.data.loading import hub_reachable
-
                 if not hub_reachable("bpemb.h-its.org"):
                     raise EncoderError(
                         f"BPEmb files for vocab_size={vocab_size}, dim={dim} not found: expected {model_file} and"

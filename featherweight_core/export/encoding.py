@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from featherweight_core.data import encoders as enc
 from featherweight_core.export.sources import ExportSource
 
 ENCODER_FILE = "encode.py"
@@ -28,8 +29,6 @@ def write_encoding(src: ExportSource, encoder, directory: Path, task) -> dict[st
             "truncation": "longest first, to max_length tokens",
             "pair": task.pair,
         }
-    from featherweight_core.data import encoders as enc
-
     cfg = src.student_cfg
     params: dict[str, Any] = {"kind": cfg.embedding, "pair": bool(cfg.pair)}
     if cfg.embedding == "char":

@@ -15,7 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from featherweight_core.compression.quantize import is_quantized
+from featherweight_core.data.batching import EncodedSplit, bucket_batches, make_batch
+from featherweight_core.data.encoders import build_encoder
 from featherweight_core.export.sources import ExportError, ExportSource
+from featherweight_core.teacher.batches import tokenize
 
 ONNX_OPSET = 17
 LOGIT_ATOL = 1e-3  # max |artefact logit - PyTorch logit| accepted (observed: < 1e-6 for ONNX, 0 for TorchScript)
@@ -37,15 +41,10 @@ class ArtefactInputs:
 
 
 def student_is_quantized(model: nn.Module) -> bool:
-    from featherweight_core.compression.quantize import is_quantized
-
     return is_quantized(model)
 
 
 def student_inputs(src: ExportSource, splits: list, bpemb_dir, batch_size: int) -> tuple[ArtefactInputs, Any]:
-    from featherweight_core.data.batching import EncodedSplit, bucket_batches, make_batch
-    from featherweight_core.data.encoders import build_encoder
-
     cfg = src.student_cfg
     encoder = build_encoder(cfg.embedding, cfg.vocab_size, cfg.emb_dim, bpemb_dir)
     texts = [t for sp in splits for t in sp.texts]
@@ -77,8 +76,6 @@ def student_inputs(src: ExportSource, splits: list, bpemb_dir, batch_size: int) 
 
 
 def transformer_inputs(src: ExportSource, splits: list, batch_size: int) -> tuple[ArtefactInputs, bool]:
-    from featherweight_core.teacher.batches import tokenize
-
     texts = [t for sp in splits for t in sp.texts]
     model = src.model
     tok = tokenize(src.tokenizer, texts, src.max_length, model)

@@ -7,6 +7,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from featherweight_core.compression.quantize import ElmanRNN
+from featherweight_core.students.models import RecurrentEncoder
+
 # ---------------------------------------------------------------------------------------------------------------
 # export-friendly forms of the quantized recurrent encoders
 
@@ -110,9 +113,6 @@ class _QuantizedLSTMEncoder(nn.Module):
 def _exportable_student(model: nn.Module) -> nn.Module:
     """The student with its quantized recurrent encoder (if any) replaced by a traceable equivalent."""
     import copy
-
-    from featherweight_core.compression.quantize import ElmanRNN
-    from featherweight_core.students.models import RecurrentEncoder
 
     enc = getattr(model, "encoder", None)
     rnn = getattr(enc, "rnn", None)

@@ -12,7 +12,17 @@ from typing import Any
 
 from torch import nn
 
+from featherweight_core.data.loading import load_task_data
+from featherweight_core.data.tasks import TaskSpec, recorded_task_of
 from featherweight_core.errors import InputFileError, UserError
+from featherweight_core.pipeline import checkpoint as ck
+from featherweight_core.pipeline.checkpoint import load_checkpoint
+from featherweight_core.students.measure import disk_size, param_counts, saved_model_sizes
+from featherweight_core.teacher import teacher_compression as tc
+from featherweight_core.teacher.compressed import load_compressed
+from featherweight_core.teacher.config import TeacherConfig
+from featherweight_core.teacher.loading import load_classifier, read_teacher_meta
+from featherweight_core.teacher.teacher_compression import measure_saved
 
 SIZE_MEASURES = ("params", "disk_bytes", "gzip_bytes")
 
@@ -42,8 +52,6 @@ class ExportSource:
 
 
 def load_source(source: str | Path) -> ExportSource:
-    from featherweight_core.pipeline import checkpoint as ck
-
     path = Path(source)
     if path.is_file():
         payload = ck.load_weights_only(path)
@@ -56,12 +64,7 @@ def load_source(source: str | Path) -> ExportSource:
             return ExportSource("student", path, model, meta, cfg.resolved())
         raise ExportError(f"{path}: not a featherweight student checkpoint (student.pt or compressed.pt)")
     if path.is_dir():
-        from featherweight_core.teacher import teacher_compression as tc
-        from featherweight_core.teacher.loading import load_classifier, read_teacher_meta
-
         if (path / tc.COMPRESSED_META).is_file():
-            from featherweight_core.teacher.compressed import load_compressed
-
             model, tokenizer, meta = load_compressed(path)
             return ExportSource(
                 "compressed_teacher", path, model.eval(), meta, tokenizer=tokenizer, max_length=_max_length(meta, path)
@@ -83,8 +86,6 @@ def _max_length(meta: dict[str, Any], path: Path) -> int:
     for value in (meta.get("max_length"), (meta.get("config") or {}).get("max_length")):
         if isinstance(value, int) and value > 0:
             return value
-    from featherweight_core.teacher.config import TeacherConfig
-
     return TeacherConfig().max_length
 
 
@@ -94,15 +95,11 @@ def source_task_metas(src: ExportSource) -> list[dict[str, Any]]:
     metas = [src.meta]
     parent = src.meta.get("parent")
     if isinstance(parent, str) and Path(parent).is_file():
-        from featherweight_core.pipeline.checkpoint import load_checkpoint
-
         with contextlib.suppress(UserError):
             metas.append(load_checkpoint(parent)[2])
     teacher = src.meta.get("teacher")
     tdir = teacher.get("dir") if isinstance(teacher, dict) else None
     if isinstance(tdir, str) and Path(tdir).is_dir():
-        from featherweight_core.teacher.loading import read_teacher_meta
-
         with contextlib.suppress(UserError):
             metas.append(read_teacher_meta(tdir))
     return metas
@@ -111,9 +108,6 @@ def source_task_metas(src: ExportSource) -> list[dict[str, Any]]:
 def resolve_task_data(metas: list[dict[str, Any]], data: str | None, what: str):
     """The :class:`~featherweight_core.data.taskdata.TaskData` an artefact records: the task (``task_spec`` / ``task``) and
     the ``data_source`` of the first of ``metas`` that records one; ``data`` replaces the recorded data source."""
-    from featherweight_core.data.loading import load_task_data
-    from featherweight_core.data.tasks import TaskSpec, recorded_task_of
-
     metas = [m for m in metas if m]
     recorded = next((recorded_task_of(m) for m in metas if recorded_task_of(m) is not None), None)
     if recorded is None:
@@ -136,15 +130,9 @@ def resolve_task_data(metas: list[dict[str, Any]], data: str | None, what: str):
 def measure_source(src: ExportSource) -> dict[str, int]:
     """``{"params", "disk_bytes", "gzip_bytes"}`` of the source, measured as its trial was."""
     if src.is_student:
-        from featherweight_core.students.measure import disk_size, param_counts
-
         return {"params": int(param_counts(src.model)["total"]), **disk_size(src.model)}
     if src.kind == "compressed_teacher":
-        from featherweight_core.teacher.teacher_compression import measure_saved
-
         return measure_saved(src.path)
-    from featherweight_core.students.measure import saved_model_sizes
-
     return saved_model_sizes(src.path)
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from featherweight_core.atomic import atomic_write
+from featherweight_core.compression.quantize import QuantConfig, quantize_student
 from featherweight_core.errors import InputFileError, UserError
 from featherweight_core.readable import check_readable
 from featherweight_core.students.models import Student, StudentConfig, build_student
@@ -139,8 +140,6 @@ def _build(path: Path, payload: dict[str, Any], quant: Any = None) -> tuple[nn.M
         cfg = StudentConfig.from_dict(payload["student_config"])
         model: nn.Module = build_student(cfg, payload["num_embeddings"])
         if quant is not None:
-            from featherweight_core.compression.quantize import QuantConfig, quantize_student
-
             qcfg = QuantConfig.from_dict(quant)
             if qcfg.enabled:
                 model = quantize_student(model, qcfg, cfg.resolved().arch, calibrate=False)

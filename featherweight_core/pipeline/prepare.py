@@ -27,6 +27,8 @@ from featherweight_core.data.loading import load_task_data
 from featherweight_core.data.taskdata import DataError, Split, TaskData, recorded_source
 from featherweight_core.data.tasks import TEST, TaskSpec
 from featherweight_core.readable import check_readable
+from featherweight_core.teacher.augment import check_augmented, read_augmented
+from featherweight_core.teacher.softtargets import SoftTargetStore, teacher_fingerprint, texts_fingerprint
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("FEATHERWEIGHT_CACHE", Path.home() / ".cache" / "featherweight"))
 
@@ -242,19 +244,13 @@ def prepare(
     # every input file is opened before anything is encoded or cached
     loaded_logits = load_teacher_logits(teacher_logits) if teacher_logits is not None else None
     if teacher is not None:
-        from featherweight_core.teacher.softtargets import teacher_fingerprint
-
         teacher_fingerprint(teacher)
     if bootstrap is not None:
-        from featherweight_core.teacher.augment import check_augmented
-
         check_augmented(bootstrap, task)
     if task_data is None:
         task_data = load_task_data(task, data)
     if teacher is not None:
         if store is None:
-            from featherweight_core.teacher.softtargets import SoftTargetStore
-
             root = Path(cache_dir) / "softtargets" if cache_dir is not None else None
             store = SoftTargetStore(root, device=teacher_device, progress=verbose)
         if not store.has(teacher, task_data, "train"):
@@ -314,9 +310,6 @@ def prepare(
 
 def _prepare_bootstrap(task: TaskSpec, path, encoder: Encoder, enc_fp: str, cache_dir, store, teacher) -> EncodedSplit:
     """Encode the augmented examples of ``path`` (cached like the task splits) and label them with the teacher."""
-    from featherweight_core.teacher.augment import read_augmented
-    from featherweight_core.teacher.softtargets import texts_fingerprint
-
     aug, _meta = read_augmented(path, task)
     if len(aug) == 0:
         raise DataError(f"{path}: the augmented data file has no examples")

@@ -22,7 +22,9 @@ import torch
 from torch import nn
 
 from featherweight_core import vocab
+from featherweight_core.data.batching import iter_batches
 from featherweight_core.errors import ConfigError, InputFileError, UserError
+from featherweight_core.students.models import build_student, default_num_embeddings
 
 GROUPS = vocab.MODULE_GROUPS
 # Weight files of a saved Hugging Face model, in the order they are looked for
@@ -455,8 +457,6 @@ def inference_speed(
     (total examples / total time), ``batches`` timed. Repeats the batches until ``min_seconds`` have passed."""
     import time
 
-    from featherweight_core.data.batching import iter_batches
-
     was_training = model.training
     model.eval()
     batches = list(iter_batches(split, batch_size))
@@ -531,8 +531,6 @@ def student_param_counts(cfg, num_embeddings: int | None = None) -> dict[str, in
     """Exact parameter counts (``total`` and per module group) of ``build_student(cfg, num_embeddings)``, from the
     student built on PyTorch's ``meta`` device: shapes only, nothing allocated, whatever the sizes. A size so large
     that no tensor of it can even be described raises :class:`TooLargeError`."""
-    from featherweight_core.students.models import build_student, default_num_embeddings
-
     cfg = cfg.resolved()
     rows = num_embeddings if num_embeddings is not None else default_num_embeddings(cfg)
     try:

@@ -18,6 +18,7 @@ from torch import _VF, nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
 from featherweight_core import vocab
+from featherweight_core.data.encoders import CHAR_ALPHABET
 from featherweight_core.errors import ConfigError
 
 ARCHS = vocab.ARCHS  # aliases of the one vocabulary, kept for callers that import them from here
@@ -338,7 +339,5 @@ def default_num_embeddings(cfg: StudentConfig) -> int:
     if cfg.embedding == "bpe":
         return cfg.vocab_size + 1
     if cfg.embedding == "char":
-        from featherweight_core.data.encoders import CHAR_ALPHABET
-
         return len(CHAR_ALPHABET) + 2
     return cfg.vocab_size

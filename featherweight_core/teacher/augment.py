@@ -37,8 +37,13 @@ import numpy as np
 from featherweight_core.atomic import atomic_write
 from featherweight_core.data.taskdata import DataError, Split, TaskData, recorded_source
 from featherweight_core.data.tasks import TaskSpec
+from featherweight_core.data.wordvectors import load_word_vectors, nearest_neighbours, task_word_vectors
 from featherweight_core.errors import ConfigError
 from featherweight_core.readable import check_readable
+from featherweight_core.teacher.config import TeacherError
+from featherweight_core.teacher.loading import load_tokenizer, quiet_transformers
+from featherweight_core.teacher.loading import resolve_model_source as _resolve
+from featherweight_core.teacher.modelfiles import load_pretrained
 from featherweight_core.vocab import AUGMENT_FIELDS, AUGMENT_MODES
 
 MODES = AUGMENT_MODES  # aliases of the one vocabulary
@@ -112,11 +117,8 @@ class FillMask:
         import torch
         from transformers import AutoModelForMaskedLM
 
-        from featherweight_core.teacher.config import TeacherError
+        # deferred: loads torch only when called (importing this module does not)
         from featherweight_core.teacher.devices import resolve_device
-        from featherweight_core.teacher.loading import load_tokenizer, quiet_transformers
-        from featherweight_core.teacher.loading import resolve_model_source as _resolve
-        from featherweight_core.teacher.modelfiles import load_pretrained
 
         quiet_transformers()
         source, local_only = _resolve(name_or_dir)
@@ -367,8 +369,6 @@ def _schema(task: TaskSpec, meta: dict[str, Any]):
 
 def resolve_vectors(vectors, task_data: TaskData, cache_dir: str | Path | None, dim: int = 100):
     """``vectors``: gensim KeyedVectors, a file path, or ``"task"``/None = train on the task's own training text."""
-    from featherweight_core.data.wordvectors import load_word_vectors, task_word_vectors
-
     if vectors is None or (isinstance(vectors, str) and vectors == "task"):
         kv, path = task_word_vectors(task_data, cache_dir, dim=dim)
         return kv, f"task:{path or 'in-memory'}"
@@ -426,8 +426,6 @@ def augment_to_file(
     vocab = {w for t in split.texts for f in fields for w in words_of(t[f]) if replaceable(w)}
     if mlm_probe is not None:
         vocab = {w for w in vocab if not mlm_probe.single_piece(w)}
-    from featherweight_core.data.wordvectors import nearest_neighbours
-
     neighbours = nearest_neighbours(kv, sorted(vocab), cfg.k, accept=replaceable)
     state = _State(cfg, fields, neighbours, (str(mlm), device) if mlm is not None else None, mlm_probe)
     meta = {

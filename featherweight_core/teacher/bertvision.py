@@ -50,7 +50,8 @@ from torch import nn
 
 from featherweight_core.atomic import atomic_dir
 from featherweight_core.data.taskdata import TaskData
-from featherweight_core.students.measure import split_metrics, task_metric_names
+from featherweight_core.students.measure import saved_model_sizes, split_metrics, task_metric_names
+from featherweight_core.teacher import teacher_compression as tc
 from featherweight_core.teacher.bertvision_config import (
     AGREEMENT_WARN,
     METHOD,
@@ -65,6 +66,11 @@ from featherweight_core.teacher.bertvision_model import (
     truncated_backbone,
 )
 from featherweight_core.teacher.bertvision_states import HiddenStateCache, teacher_layer_count, teacher_max_length
+from featherweight_core.teacher.config import METRICS_FILE, TeacherError
+from featherweight_core.teacher.devices import resolve_device
+from featherweight_core.teacher.finetune import check_model_output_dir
+from featherweight_core.teacher.loading import load_tokenizer, resolve_model_source
+from featherweight_core.teacher.softtargets import teacher_fingerprint
 
 # ---------------------------------------------------------------------------------------------------------------
 # training
@@ -101,10 +107,6 @@ def teacher_summary(teacher_dir: str | Path) -> dict[str, Any]:
     (sizes of its weight file, measured as students are)."""
     from transformers import AutoConfig
 
-    from featherweight_core.students.measure import saved_model_sizes
-    from featherweight_core.teacher.config import METRICS_FILE
-    from featherweight_core.teacher.softtargets import teacher_fingerprint
-
     d = Path(teacher_dir)
     score = None
     if (d / METRICS_FILE).is_file():
@@ -129,10 +131,6 @@ def teacher_summary(teacher_dir: str | Path) -> dict[str, Any]:
 def _check_teacher(teacher_dir: Path, task) -> Any:
     """The teacher's config, after checking it is a model directory whose labels fit the task."""
     from transformers import AutoConfig
-
-    from featherweight_core.teacher.config import TeacherError
-    from featherweight_core.teacher.loading import resolve_model_source
-    from featherweight_core.teacher.softtargets import teacher_fingerprint
 
     if not teacher_dir.exists():
         raise TeacherError(f"{teacher_dir}: teacher directory not found")
@@ -171,10 +169,6 @@ def train_bertvision(
     a :class:`featherweight_core.teacher.teacher_compression.CompressedTeacherResult`.
     """
     from safetensors.torch import save_file
-
-    from featherweight_core.teacher import teacher_compression as tc
-    from featherweight_core.teacher.devices import resolve_device
-    from featherweight_core.teacher.finetune import check_model_output_dir
 
     cfg = cfg or BertVisionConfig()
     start = time.perf_counter()
@@ -274,8 +268,6 @@ def train_bertvision(
     # 3. the deployable model, saved atomically, then measured and evaluated as saved
     backbone = truncated_backbone(teacher_dir, k)
     model = BertVisionClassifier(backbone, head, cfg.pooling).eval()
-    from featherweight_core.teacher.loading import load_tokenizer
-
     tokenizer = load_tokenizer(str(teacher_dir), True)
     teacher = teacher_summary(teacher_dir)
     meta = {

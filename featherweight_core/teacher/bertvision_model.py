@@ -11,8 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from featherweight_core import vocab
+from featherweight_core.errors import InputFileError
+from featherweight_core.teacher import teacher_compression as tc
 from featherweight_core.teacher.bertvision_config import METHOD, BertVisionError
 from featherweight_core.teacher.bertvision_states import pool_layers, teacher_layer_count
+from featherweight_core.teacher.config import TeacherError
+from featherweight_core.teacher.loading import load_tokenizer, quiet_transformers
+from featherweight_core.teacher.modelfiles import first_line, load_pretrained, load_state_strictly
 
 # ---------------------------------------------------------------------------------------------------------------
 # heads and the deployable model
@@ -139,10 +144,6 @@ def _auto_backbone(source: str | Path, config, weights: bool, error: type[Except
     pooler where the architecture has the option (BERT, RoBERTa: the head does not use it)."""
     from transformers import AutoModel
 
-    from featherweight_core.teacher.config import TeacherError
-    from featherweight_core.teacher.loading import quiet_transformers
-    from featherweight_core.teacher.modelfiles import load_pretrained
-
     quiet_transformers()
     for kwargs in ({"add_pooling_layer": False}, {}):
         try:
@@ -180,8 +181,6 @@ def truncated_backbone(teacher_dir: str | Path, layers: int):
 
 
 def _read_meta(output_dir: Path) -> dict[str, Any]:
-    from featherweight_core.teacher import teacher_compression as tc
-
     meta = tc.read_meta(output_dir)
     if meta.get("method") != METHOD or not isinstance(meta.get("head"), dict):
         raise tc.CompressedTeacherError(f"{output_dir}: not a BERT-Vision output (method {meta.get('method')!r})")
@@ -191,10 +190,6 @@ def _read_meta(output_dir: Path) -> dict[str, Any]:
 def load_bertvision_model(output_dir: str | Path, quantized: bool | None = None):
     """``(model, tokenizer, meta)`` of a directory saved by :func:`train_bertvision`, float or int8
     (``quantized``: None = as recorded). The model is on the CPU in eval mode."""
-    from featherweight_core.errors import InputFileError
-    from featherweight_core.teacher import teacher_compression as tc
-    from featherweight_core.teacher.loading import load_tokenizer
-
     output_dir = Path(output_dir)
     meta = _read_meta(output_dir)
     quantized = bool(meta.get("quantized")) if quantized is None else quantized
@@ -221,8 +216,6 @@ def load_bertvision_model(output_dir: str | Path, quantized: bool | None = None)
     else:
         from safetensors import SafetensorError
         from safetensors.torch import load_file
-
-        from featherweight_core.teacher.modelfiles import first_line, load_state_strictly
 
         if not (output_dir / tc.HEAD_WEIGHTS).is_file():
             raise InputFileError(f"{output_dir}: no {tc.HEAD_WEIGHTS} (saved quantized? it holds {tc.INT8_WEIGHTS})")

@@ -14,7 +14,12 @@ import torch
 
 from featherweight_core import vocab
 from featherweight_core.atomic import atomic_write, write_text_atomic
+from featherweight_core.teacher.batches import tokenize
 from featherweight_core.teacher.bertvision_config import BertVisionError
+from featherweight_core.teacher.devices import autocast_dtype, progress_bar, resolve_device
+from featherweight_core.teacher.loading import load_classifier, read_teacher_meta
+from featherweight_core.teacher.softtargets import teacher_fingerprint, texts_fingerprint
+from featherweight_core.teacher.teacher_compression import quantize_int8
 
 # ---------------------------------------------------------------------------------------------------------------
 # teacher facts
@@ -29,8 +34,6 @@ def teacher_layer_count(config) -> int:
 
 def teacher_max_length(teacher_dir: str | Path, default: int = 128) -> int:
     """The max length the teacher was fine-tuned with (``featherweight_teacher.json``), else ``default``."""
-    from featherweight_core.teacher.loading import read_teacher_meta
-
     return int(read_teacher_meta(teacher_dir).get("config", {}).get("max_length", default))
 
 
@@ -115,8 +118,6 @@ class HiddenStateCache:
         pooling: str = "first",
         int8: bool = False,
     ) -> Path | None:
-        from featherweight_core.teacher.softtargets import teacher_fingerprint
-
         if self.root is None:
             return None
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
@@ -136,8 +137,6 @@ class HiddenStateCache:
         pooling: str = "first",
         int8: bool = False,
     ) -> bool:
-        from featherweight_core.teacher.softtargets import texts_fingerprint
-
         texts = [tuple(t) for t in texts]
         path = self.path_for(teacher_dir, name, texts_fingerprint(list(keys), texts), max_length, pooling, int8)
         return path is not None and path.is_file()
@@ -154,8 +153,6 @@ class HiddenStateCache:
     ) -> HiddenStates:
         """The states of ``texts`` in order, all layers; served from disk when stored, else computed once with the
         teacher (``int8``: its int8-quantized copy) and stored."""
-        from featherweight_core.teacher.softtargets import texts_fingerprint
-
         if pooling not in vocab.BERTVISION_POOLINGS:
             raise BertVisionError(f"pooling must be one of {list(vocab.BERTVISION_POOLINGS)}, got {pooling!r}")
         teacher_dir = Path(teacher_dir)
@@ -187,17 +184,11 @@ class HiddenStateCache:
     def _run_teacher(
         self, teacher_dir: Path, texts: list[tuple[str, ...]], max_length: int, pooling: str, int8: bool = False
     ) -> HiddenStates:
-        from featherweight_core.teacher.devices import resolve_device
-        from featherweight_core.teacher.loading import load_classifier
-        from featherweight_core.teacher.softtargets import teacher_fingerprint
-
         fp = teacher_fingerprint(teacher_dir) + ("-int8" if int8 else "")
         if fp not in self._loaded:
             self._loaded = {}  # one teacher in memory at a time
             model, tokenizer = load_classifier(teacher_dir)
             if int8:
-                from featherweight_core.teacher.teacher_compression import quantize_int8
-
                 model = quantize_int8(model)
             self._loaded[fp] = (model, tokenizer)
         model, tokenizer = self._loaded[fp]
@@ -227,9 +218,6 @@ def layer_states(
     """Pooled ``(N, L + 1, H)`` states after the embeddings and after each layer (:func:`pool_layers`) of a Hugging
     Face model that returns ``hidden_states``; batches sorted by length and padded to their longest row. The
     offset is the mean of the first batch."""
-    from featherweight_core.teacher.batches import tokenize
-    from featherweight_core.teacher.devices import autocast_dtype, progress_bar
-
     device = torch.device(device) if isinstance(device, str) else device
     model.to(device).eval()
     tok = tokenize(tokenizer, texts, max_length, model)

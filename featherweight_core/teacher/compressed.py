@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from featherweight_core.teacher.bertvision_model import load_bertvision_model
+from featherweight_core.teacher.loading import load_classifier, load_tokenizer
 from featherweight_core.teacher.teacher_compression import (
     INT8_WEIGHTS,
     CompressedTeacherError,
@@ -19,14 +21,10 @@ from featherweight_core.teacher.teacher_compression import (
 def load_compressed(directory: str | Path):
     """``(model, tokenizer, meta)`` of a Theseus or BERT-Vision output, float or int8, in eval mode on the CPU. The
     model's forward returns an object with ``.logits``; ``model.config.num_labels`` is the task's label count."""
-    from featherweight_core.teacher.loading import load_classifier, load_tokenizer
-
     d = Path(directory)
     meta = read_meta(d)
     quantized = bool(meta.get("quantized"))
     if meta["method"] == "bertvision":
-        from featherweight_core.teacher.bertvision_model import load_bertvision_model
-
         return load_bertvision_model(d, quantized)
     if not quantized:
         model, tokenizer = load_classifier(d)

@@ -13,7 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from featherweight_core.errors import InputFileError
 from featherweight_core.teacher.config import METRICS_FILE, TEACHER_META, TeacherError
+from featherweight_core.teacher.modelfiles import check_model_files, is_task_head, load_pretrained
 
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
 
@@ -33,8 +35,6 @@ def resolve_model_source(name_or_dir: str | Path) -> tuple[str, bool]:
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise TeacherError(f"{path}: not a Hugging Face model directory (no config.json)")
-        from featherweight_core.teacher.modelfiles import check_model_files
-
         check_model_files(path, TeacherError)
         return str(path), True
     if path.exists():
@@ -46,6 +46,7 @@ def resolve_model_source(name_or_dir: str | Path) -> tuple[str, bool]:
     cached = try_to_load_from_cache(text, "config.json")
     if isinstance(cached, str):
         return text, hub_offline()
+    # deferred: loads numpy only when called (importing this module does not)
     from featherweight_core.data.loading import hub_reachable
 
     if hub_offline() or not hub_reachable():
@@ -85,8 +86,6 @@ def load_classifier(
     newly initialised (a config naming another architecture than the weights) is a :class:`TeacherError`.
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    from featherweight_core.teacher.modelfiles import is_task_head, load_pretrained
 
     quiet_transformers()
     source, local_only = resolve_model_source(name_or_dir)
@@ -144,7 +143,7 @@ def teacher_baseline(teacher_dir: str | Path) -> dict[str, Any]:
     or its parent's when the directory is called ``teacher``), ``score``, ``accuracy``, ``f1`` (from
     ``teacher_metrics.json``; None where not measured) and ``params``, ``disk_bytes``, ``gzip_bytes`` of its weight
     file, measured as students are (:func:`featherweight_core.students.measure.saved_model_sizes`)."""
-    from featherweight_core.errors import InputFileError
+    # deferred: loads torch and numpy only when called (importing this module does not)
     from featherweight_core.students.measure import saved_model_sizes
 
     tdir = Path(teacher_dir)

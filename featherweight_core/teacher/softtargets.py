@@ -27,6 +27,7 @@ import numpy as np
 
 from featherweight_core.atomic import atomic_write, write_text_atomic
 from featherweight_core.data.taskdata import DataError, Split, TaskData
+from featherweight_core.teacher.loading import load_classifier, read_teacher_meta
 from featherweight_core.teacher.modelfiles import check_model_files
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5")
@@ -140,8 +141,6 @@ class SoftTargetStore:
     def _teacher_max_length(self, teacher_dir: str | Path, max_length: int | None) -> int:
         if max_length is not None:
             return int(max_length)
-        from featherweight_core.teacher.loading import read_teacher_meta
-
         teacher_fingerprint(teacher_dir)  # a missing or broken teacher is a DataError naming it (memoised)
         return int(read_teacher_meta(teacher_dir).get("config", {}).get("max_length", 128))
 
@@ -189,14 +188,13 @@ class SoftTargetStore:
     def load_teacher(self, teacher_dir: str | Path) -> tuple[Any, Any]:
         """``(model, tokenizer)`` of the teacher, loaded once and kept for the next computation (one teacher in
         memory at a time). Loading first fails early on a teacher that cannot teach (unreadable, incomplete)."""
-        from featherweight_core.teacher.loading import load_classifier
-
         cache_key = teacher_fingerprint(teacher_dir)  # by content: a retrained teacher at the same path reloads
         if cache_key not in self._loaded:
             self._loaded = {cache_key: load_classifier(teacher_dir)}
         return self._loaded[cache_key]
 
     def _run_teacher(self, teacher_dir: Path, texts: list[tuple[str, ...]], max_length: int) -> np.ndarray:
+        # deferred: loads torch only when called (importing this module does not)
         from featherweight_core.teacher.devices import resolve_device
         from featherweight_core.teacher.predict import predict_logits
 

@@ -36,8 +36,29 @@ import torch
 from torch import nn
 
 from featherweight_core import vocab
+from featherweight_core.compression.quantize import quiet_torch_ao
+from featherweight_core.data.tasks import TEST
 from featherweight_core.errors import InputFileError, UserError
-from featherweight_core.students.measure import WEIGHT_FILES, gzip_bytes, safetensors_params, torch_params
+from featherweight_core.students.measure import (
+    WEIGHT_FILES,
+    gzip_bytes,
+    per_class_metrics,
+    safetensors_params,
+    split_metrics,
+    task_metric_names,
+    torch_params,
+)
+from featherweight_core.teacher.batches import tokenize
+from featherweight_core.teacher.config import TeacherConfig
+from featherweight_core.teacher.devices import resolve_device
+from featherweight_core.teacher.loading import load_classifier
+from featherweight_core.teacher.modelfiles import (
+    TORCH_LOAD_ERRORS,
+    first_line,
+    load_state_strictly,
+    unpickling_message,
+)
+from featherweight_core.teacher.predict import dev_metrics, predict_dev_splits, predict_logits
 
 METHODS = vocab.TEACHER_COMPRESSION_METHODS
 COMPRESSED_META = "featherweight_compressed.json"
@@ -189,8 +210,6 @@ def cpu_latencies_ms(
     """:func:`cpu_latency_ms` of several models sharing a tokenizer, interleaved: each example runs through every
     model in turn, so a change in the machine's load falls on all of them alike and the ratio of two (a speed-up) is
     measured under the same conditions. ``min_seconds`` bounds the whole measurement."""
-    from featherweight_core.teacher.batches import tokenize
-
     if not len(texts):
         raise ValueError("cpu_latency_ms needs at least one text")
     cpu_models = [_on_cpu(m) for m in models]
@@ -236,12 +255,6 @@ def evaluate(
 ) -> Evaluation:
     """Score ``model`` on the task's dev splits and, when it has one with labels, its test split, with per-class
     tables as students record them. A quantized model runs on the CPU."""
-    from featherweight_core.data.tasks import TEST
-    from featherweight_core.students.measure import per_class_metrics, split_metrics, task_metric_names
-    from featherweight_core.teacher.config import TeacherConfig
-    from featherweight_core.teacher.devices import resolve_device
-    from featherweight_core.teacher.predict import dev_metrics, predict_dev_splits, predict_logits
-
     task = task_data.task
     dev = resolve_device("cpu" if is_quantized(model) else device)
     cfg = TeacherConfig(max_length=max_length, eval_batch_size=batch_size, precision="fp32")
@@ -263,8 +276,6 @@ def latency_with_teacher(
 ) -> tuple[float, float | None]:
     """``model``'s CPU latency and its teacher's (loaded from ``teacher_dir`` for the purpose), timed interleaved by
     :func:`cpu_latencies_ms`; the teacher's is None when ``teacher_dir`` is None or no longer a directory."""
-    from featherweight_core.teacher.loading import load_classifier
-
     if teacher_dir is None or not Path(teacher_dir).is_dir():
         return cpu_latency_ms(model, tokenizer, texts, max_length), None
     teacher, _ = load_classifier(teacher_dir)
@@ -285,8 +296,6 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     """A CPU copy of ``model`` with every ``nn.Linear`` dynamically quantized to int8 weights (activations
     quantized on the fly); embeddings and LayerNorms stay float. The original is untouched."""
     from torch.ao.quantization import quantize_dynamic
-
-    from featherweight_core.compression.quantize import quiet_torch_ao
 
     quiet_torch_ao()
     q = copy.deepcopy(model).cpu().eval()
@@ -314,13 +323,6 @@ def load_int8_state(model: nn.Module, weights: str | Path) -> None:
     ``weights_only`` loader (tensors and plain values, never code). A file that is unreadable, whose pickle names
     anything else, or whose tensors do not fit the skeleton is a :class:`CompressedTeacherError` naming it."""
     import pickle
-
-    from featherweight_core.teacher.modelfiles import (
-        TORCH_LOAD_ERRORS,
-        first_line,
-        load_state_strictly,
-        unpickling_message,
-    )
 
     try:
         with quiet_storage_warning():

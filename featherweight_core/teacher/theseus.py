@@ -33,6 +33,20 @@ from typing import Any
 import numpy as np
 import torch
 
+from featherweight_core.atomic import atomic_dir
+from featherweight_core.data.taskdata import recorded_source
+from featherweight_core.teacher import teacher_compression as tc
+from featherweight_core.teacher.batches import length_grouped_batches, tokenize, training_rows
+from featherweight_core.teacher.devices import autocast_dtype, progress_bar, resolve_device
+from featherweight_core.teacher.finetune import (
+    check_model_output_dir,
+    classifier_step,
+    save_teacher,
+    teacher_optimizer,
+)
+from featherweight_core.teacher.loading import load_classifier, read_teacher_meta
+from featherweight_core.teacher.predict import evaluate_teacher
+from featherweight_core.teacher.softtargets import teacher_fingerprint
 from featherweight_core.teacher.theseus_config import TheseusConfig, TheseusError
 from featherweight_core.teacher.theseus_model import TheseusModel, check_replace_rate
 
@@ -52,21 +66,6 @@ def compress_theseus(
     """Compress the fine-tuned teacher in ``teacher_dir`` by module replacement on ``task_data``'s train split and
     save the successor in ``output_dir`` (atomically). Returns a
     :class:`featherweight_core.teacher.teacher_compression.CompressedTeacherResult`."""
-    from featherweight_core.atomic import atomic_dir
-    from featherweight_core.data.taskdata import recorded_source
-    from featherweight_core.teacher import teacher_compression as tc
-    from featherweight_core.teacher.batches import length_grouped_batches, tokenize, training_rows
-    from featherweight_core.teacher.devices import autocast_dtype, progress_bar, resolve_device
-    from featherweight_core.teacher.finetune import (
-        check_model_output_dir,
-        classifier_step,
-        save_teacher,
-        teacher_optimizer,
-    )
-    from featherweight_core.teacher.loading import load_classifier, read_teacher_meta
-    from featherweight_core.teacher.predict import evaluate_teacher
-    from featherweight_core.teacher.softtargets import teacher_fingerprint
-
     cfg = cfg or TheseusConfig()
     tcfg = cfg.teacher_config()
     task = task_data.task
@@ -260,11 +259,6 @@ def quantize_successor(float_dir: str | Path, task_data, output_dir: str | Path,
     float successor's; ``seconds`` counts the quantization, evaluation and measurement only. Equal to
     ``compress_theseus(..., quantize=True)`` with the same settings on a deterministic device, at a fraction of the
     cost (a sweep's ``quantize: [false, true]`` trains once)."""
-    from featherweight_core.atomic import atomic_dir
-    from featherweight_core.teacher import teacher_compression as tc
-    from featherweight_core.teacher.finetune import check_model_output_dir
-    from featherweight_core.teacher.loading import load_classifier
-
     start = time.perf_counter()
     float_dir, output_dir = Path(float_dir), Path(output_dir)
     meta = tc.read_meta(float_dir)
