@@ -94,7 +94,8 @@ class Stage:
     """One trial stage. Subclasses set the class attributes and implement :meth:`plan`, :meth:`run`,
     :meth:`trainable` and :meth:`record`; the checks default to none."""
 
-    name: ClassVar[str]  # the trial_results.stage value
+    trial: ClassVar[type]  # its trial dataclass (``trainables``): ``from_dict``, ``to_dict``, ``trial_id``, ``stage``
+    name: ClassVar[str]  # the trial_results.stage value: ``trial.stage``
     section: ClassVar[str | None] = None  # the spec section that switches the stage on; None: always on
     label: ClassVar[str]  # "distillation": stop messages and the stage's phase
     title: ClassVar[str]  # "distill": the first word of its progress lines
