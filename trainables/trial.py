@@ -1,9 +1,11 @@
-"""The trial contract: what a trial is (:class:`DistillTrial`, :class:`TeacherCompressionTrial`; each other stage's
-trial class lives beside its trainable, ``trainables.compress.CompressTrial``), how its id is made, and what it
-produced (:class:`TrialOutcome`). It is the one interface between the sweep spec (which builds trial configs), the trainables
-(which turn them into core configs and run them), and the driver-side callback (which turns outcomes into rows).
+"""The trial contract: how a trial's id is made (:func:`canonical_id`), how a trial is read back strictly
+(:func:`strict_fields`), and what a trial produced (:class:`TrialOutcome`). It is the one interface between the sweep
+spec (which builds trial configs), the trainables (which turn them into core configs and run them), and the
+driver-side callback (which turns outcomes into rows).
 
-Ray-free on purpose: the spec validator, benchmarks and tests use it without Ray.
+A stage's trial class lives beside its trainable (``trainables.compress.CompressTrial``), except the trials the spec
+itself builds (:class:`DistillTrial`, :class:`TeacherCompressionTrial`): they live here, because this module is
+light on purpose (no Ray, no torch), and the spec validator, benchmarks and tests use it without either.
 
 **Trial ids** are a hash of a canonical, versioned form of the trial config (:func:`canonical_id`). Version 1 of the
 contract is the set of fields the first release hashed (``V1_FIELDS``): they are always part of the hash, exactly as

@@ -1,6 +1,7 @@
 """The sweep's stages, in the order the driver runs them: first the steps that build the assets
-(``sweep.stages.study_stages``), then the trial stages (``sweep.stages.base.Stage``). A new trial stage is one
-module under ``sweep/stages/`` and one line here."""
+(``sweep.stages.study_stages``), then the trial stages (``sweep.stages.base.Stage``). A new trial stage is its
+trial and trainable (a module under ``trainables/``), its stage (a module under ``sweep/stages/``) and one line here.
+"""
 
 from __future__ import annotations
 
