@@ -27,14 +27,9 @@ from featherweight_core.vocab import (
     BPEMB_DIMS,
     BPEMB_VOCAB_SIZES,
     DEFAULT_VOCAB_SIZE,
-    IMPORTANCE_BITS,
-    MODULE_GROUPS,
-    PRUNE_METHODS,
-    PRUNE_SCOPES,
-    QUANT_PARTS,
-    SIZE_MEASURES,
     TEACHER_COMPRESSION_METHODS,
 )
+from sweep.spec_compress import validate_compress
 from sweep.spec_tasks import GRID_KEYS, TASK_DEFINITION_KEYS, student_points, validate_grid, validate_tasks
 from sweep.spec_teacher_compression import (
     check_grid_against_teacher,
@@ -44,10 +39,8 @@ from sweep.spec_teacher_compression import (
 )
 from sweep.spec_values import (
     SpecError,
-    check_choice,
     check_int,
     check_keys,
-    check_list,
     check_number,
     merge_defaults,
     short_repr,
@@ -93,17 +86,9 @@ RESOURCE_KEYS = {
     "teacher_compression_cpus": 1,
     "teacher_compression_gpus": "auto",  # auto: 1 per trial when the Ray cluster has a GPU, else 0
 }
-SEARCH_KEYS = {
-    "num_samples": 8,
-    "max_concurrent": 2,
-    "seed": 0,
-    "method": "magnitude",
-    "scope": "local",
-    "targets": {"embedding": [0.0, 0.6], "encoder": [0.0, 0.9], "classifier": [0.0, 0.6]},
-    "finetune_epochs": 0,
-}
-QUANT_KEYS = {**{part: part != "static_classifier" for part in QUANT_PARTS}, "importance_bits": 16}
-COMPRESS_KEYS = {"parents": "skyline", "size_measure": "gzip_bytes", "search": {}, "quantize": {}}
+# The trial stages' sections (``sweep.stages.base.Stage.section``): key -> its validator, (value, the spec's tasks) ->
+# the section with its defaults. A section left out or null switches its stage off.
+SECTIONS = {"compress": validate_compress, "teacher_compression": validate_teacher_compression}
 TOP_KEYS = {
     "name": None,
     "description": "",
@@ -116,9 +101,9 @@ TOP_KEYS = {
     "grid": {},
     "training": {},
     "resources": {},
-    "compress": None,
+    "compress": None,  # {parents, size_measure, search, quantize} (sweep.spec_compress)
     "report": None,  # {budgets: [32KB, ...]}: what `featherweight report` draws by default (_validate_report)
-    "teacher_compression": None,  # {tasks, theseus: {...}, bertvision: {...}} (validate_teacher_compression)
+    "teacher_compression": None,  # {tasks, theseus: {...}, bertvision: {...}} (sweep.spec_teacher_compression)
 }
 
 
@@ -291,50 +276,13 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
         check_number(res[key], f"resources.{key}", 0.01)
     for key in ("teacher_gpus", "bootstrap_gpus"):
         _gpus(res[key], f"resources.{key}")
-    if spec["compress"] is not None:
-        c = spec["compress"] = merge_defaults(COMPRESS_KEYS, spec["compress"], "compress")
-        p = c["parents"]
-        if isinstance(p, dict):
-            check_keys(p, {"top_k": None, "trials": None}, "compress.parents")
-            if len(p) != 1:
-                raise SpecError(f"compress.parents: give exactly one of top_k or trials, got {p!r}")
-            if "top_k" in p:
-                check_int(p["top_k"], "compress.parents.top_k", 1)
-            else:
-                for i, tid in enumerate(check_list(p["trials"], "compress.parents.trials")):
-                    if not isinstance(tid, str):
-                        raise SpecError(f"compress.parents.trials[{i}]: expected a trial id string, got {tid!r}")
-        elif p != "skyline":
-            raise SpecError(f"compress.parents: expected 'skyline', {{top_k: N}} or {{trials: [...]}}, got {p!r}")
-        check_choice(c["size_measure"], SIZE_MEASURES, "compress.size_measure")
-        s = c["search"] = merge_defaults(SEARCH_KEYS, c["search"], "compress.search")
-        check_int(s["num_samples"], "compress.search.num_samples", 1)
-        check_int(s["max_concurrent"], "compress.search.max_concurrent", 1)
-        check_int(s["seed"], "compress.search.seed", 0)
-        check_int(s["finetune_epochs"], "compress.search.finetune_epochs", 0)
-        check_choice(s["method"], PRUNE_METHODS, "compress.search.method")
-        check_choice(s["scope"], PRUNE_SCOPES, "compress.search.scope")
-        check_keys(s["targets"], dict.fromkeys(MODULE_GROUPS), "compress.search.targets")
-        for group, rng in s["targets"].items():
-            w = f"compress.search.targets.{group}"
-            if not isinstance(rng, list) or len(rng) != 2:
-                raise SpecError(f"{w}: expected [low, high] sparsity bounds, got {rng!r}")
-            lo, hi = (check_number(x, w, 0.0, 1.0, hi_open=True) for x in rng)
-            if lo > hi:
-                raise SpecError(f"{w}: low {lo} > high {hi}")
-        q = c["quantize"] = merge_defaults(QUANT_KEYS, c["quantize"], "compress.quantize")
-        for k, v in q.items():
-            if k == "importance_bits":
-                if isinstance(v, bool) or v not in IMPORTANCE_BITS:
-                    raise SpecError(f"compress.quantize.importance_bits: expected an integer in 2..8 or 16, got {v!r}")
-            elif not isinstance(v, bool):
-                raise SpecError(f"compress.quantize.{k}: expected true or false, got {v!r}")
     if spec["report"] is not None:
         spec["report"] = _validate_report(spec["report"])
     check_number(res["teacher_compression_cpus"], "resources.teacher_compression_cpus", 0.01)
     _gpus(res["teacher_compression_gpus"], "resources.teacher_compression_gpus")
-    if spec["teacher_compression"] is not None:  # null, like compress: null, is no stage
-        spec["teacher_compression"] = validate_teacher_compression(spec["teacher_compression"], tasks)
+    for key, validate_section in SECTIONS.items():
+        if spec[key] is not None:  # null, like a section left out, is no stage
+            spec[key] = validate_section(spec[key], tasks)
     result = SweepSpec(name=name, raw=spec, path=path, tasks=tasks)
     if check_files:
         _check_bpemb(result)

@@ -1,11 +1,14 @@
-"""Ray Tune adapter for one compression trial: load the parent student, prune to the proposed per-module-group
-sparsity targets, quantize, evaluate, measure, checkpoint, ``tune.report`` (score and size are Optuna's objectives).
+"""The compression stage's trial (:class:`CompressTrial`: one Optuna sample) and its Ray Tune adapter: load the
+parent student, prune to the proposed per-module-group sparsity targets, quantize, evaluate, measure, checkpoint,
+``tune.report`` (score and size are Optuna's objectives).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from featherweight_core.compression.prune_config import PruneConfig
 from featherweight_core.compression.quantize import QuantConfig
@@ -13,13 +16,81 @@ from featherweight_core.pipeline.checkpoint import load_checkpoint, save_compres
 from featherweight_core.pipeline.compress import compress_student
 from featherweight_core.pipeline.prepare import Prepared
 from featherweight_core.students.distill import DistillConfig, resolve_temperature
-from featherweight_core.vocab import MODULE_GROUPS, PRUNE_GROUP_OF_MODULE_GROUP
+from featherweight_core.vocab import MODULE_GROUPS, PRUNE_GROUP_OF_MODULE_GROUP, PRUNE_METHODS, PRUNE_SCOPES
 from trainables.checkpoints import save_and_report
 from trainables.distill import error_message, fetch_prepared, setup_torch
 from trainables.placement import placement
-from trainables.trial import CompressTrial, TrialOutcome
+from trainables.trial import OutcomeError, TrialOutcome, canonical_id, data_key, field_defaults, strict_fields
 
 CHECKPOINT_FILE = "compressed.pt"
+
+# The parent's settings a compression trial needs (and hashes): what it was trained on and how
+PARENT_FIELDS = ("task", "arch", "embedding", "emb_dim", "vocab_size", "alpha", "bootstrap", "seed", "temperature")
+
+
+@dataclass(frozen=True)
+class CompressTrial:
+    """One Optuna sample of stage 2: prune a parent student to per-module-group sparsity ``targets``, then
+    quantize. ``quantize`` holds QuantConfig's switches; ``importance_bits`` is left out at its default (16)."""
+
+    parent_trial_id: str
+    parent_checkpoint: str
+    parent_config: dict[str, Any]
+    targets: dict[str, float]
+    method: str = "magnitude"
+    scope: str = "local"
+    finetune_epochs: int = 0
+    quantize: dict[str, Any] = field(default_factory=dict)
+    size_measure: str = "gzip_bytes"
+
+    V1_FIELDS: ClassVar[tuple[str, ...]] = (
+        "stage",
+        "parent_trial_id",
+        "parent_checkpoint",
+        "parent_config",
+        "method",
+        "scope",
+        "finetune_epochs",
+        "quantize",
+        "size_measure",
+        "targets",
+    )
+    stage: ClassVar[str] = "compress"
+
+    def __post_init__(self) -> None:
+        if self.method not in PRUNE_METHODS or self.scope not in PRUNE_SCOPES:
+            raise OutcomeError(f"invalid compression trial method={self.method!r} scope={self.scope!r}")
+        unknown = set(self.targets) - set(MODULE_GROUPS)
+        if unknown:
+            raise OutcomeError(f"invalid compression targets {sorted(unknown)}; expected {list(MODULE_GROUPS)}")
+        # Optuna proposes floats with 16+ digits: rounding keeps ids and stored configs readable and stable
+        object.__setattr__(self, "targets", {g: round(float(v), 6) for g, v in sorted(self.targets.items())})
+        object.__setattr__(self, "parent_config", {k: self.parent_config.get(k) for k in PARENT_FIELDS})
+        q = dict(self.quantize)
+        if q.get("importance_bits", 16) == 16:
+            q.pop("importance_bits", None)  # at its default it does not count (ids from before it existed hold)
+        object.__setattr__(self, "quantize", q)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.stage, **dataclasses.asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CompressTrial:
+        d = {k: v for k, v in d.items() if k != "stage"}
+        return cls(**strict_fields(cls, d, "compression trial"))
+
+    @property
+    def trial_id(self) -> str:
+        return canonical_id("c", self.to_dict(), self.V1_FIELDS, field_defaults(type(self)))
+
+    @property
+    def data_key(self) -> str:
+        p = self.parent_config
+        return data_key(p["task"], p["embedding"], p["vocab_size"], p["emb_dim"])
+
+    def describe(self) -> str:
+        sp = ",".join(f"{g[:3]}={v:.2f}" for g, v in self.targets.items())
+        return f"compress {self.parent_trial_id} [{sp}]"
 
 
 def compress_trial(trial: CompressTrial, prepared: Prepared, out_dir: str) -> TrialOutcome:

@@ -1,8 +1,11 @@
-"""The trial contract: what a trial is (:class:`DistillTrial`, :class:`CompressTrial`) and what it produced
-(:class:`TrialOutcome`). It is the one interface between the sweep spec (which builds trial configs), the trainables
-(which turn them into core configs and run them), and the driver-side callback (which turns outcomes into rows).
+"""The trial contract: how a trial's id is made (:func:`canonical_id`), how a trial is read back strictly
+(:func:`strict_fields`), and what a trial produced (:class:`TrialOutcome`). It is the one interface between the sweep
+spec (which builds trial configs), the trainables (which turn them into core configs and run them), and the
+driver-side callback (which turns outcomes into rows).
 
-Ray-free on purpose: the spec validator, benchmarks and tests use it without Ray.
+A stage's trial class lives beside its trainable (``trainables.compress.CompressTrial``), except the trials the spec
+itself builds (:class:`DistillTrial`, :class:`TeacherCompressionTrial`): they live here, because this module is
+light on purpose (no Ray, no torch), and the spec validator, benchmarks and tests use it without either.
 
 **Trial ids** are a hash of a canonical, versioned form of the trial config (:func:`canonical_id`). Version 1 of the
 contract is the set of fields the first release hashed (``V1_FIELDS``): they are always part of the hash, exactly as
@@ -26,15 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from featherweight_core.students.distill_config import TRAINING_SETTINGS
-from featherweight_core.vocab import (
-    ARCHS,
-    EMBEDDINGS,
-    MODULE_GROUPS,
-    POOLINGS,
-    PRUNE_METHODS,
-    PRUNE_SCOPES,
-    TEACHER_COMPRESSION_METHODS,
-)
+from featherweight_core.vocab import ARCHS, EMBEDDINGS, POOLINGS, TEACHER_COMPRESSION_METHODS
 
 OUTCOME_KEY = "fw_outcome"
 STATUSES = ("finished", "error")
@@ -63,7 +58,9 @@ def data_key(task: str, embedding: str, vocab_size: int | None, emb_dim: int) ->
     return f"{task}|{embedding}|{vocab_size}|{emb_dim}"
 
 
-def _strict_fields(cls, d: dict[str, Any], where: str) -> dict[str, Any]:
+def strict_fields(cls, d: dict[str, Any], where: str) -> dict[str, Any]:
+    """The fields of trial (or outcome) dataclass ``cls`` in ``d``: an unknown or a missing required field is an
+    :class:`OutcomeError` (``trial_id``, derived, is ignored)."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names - {"trial_id"})
     if unknown:
@@ -143,11 +140,11 @@ class DistillTrial:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DistillTrial:
-        return cls(**_strict_fields(cls, d, "distill trial"))
+        return cls(**strict_fields(cls, d, "distill trial"))
 
     @property
     def trial_id(self) -> str:
-        return canonical_id("d", self.to_dict(), self.V1_FIELDS, _defaults(type(self)))
+        return canonical_id("d", self.to_dict(), self.V1_FIELDS, field_defaults(type(self)))
 
     @property
     def data_key(self) -> str:
@@ -157,75 +154,6 @@ class DistillTrial:
         vocab = f" v{self.vocab_size}" if self.vocab_size else ""
         boot = " +boot" if self.bootstrap else ""
         return f"{self.task} {self.arch} {self.embedding}{self.emb_dim}{vocab} a={self.alpha:g}{boot} seed={self.seed}"
-
-
-# The parent's settings a compression trial needs (and hashes): what it was trained on and how
-PARENT_FIELDS = ("task", "arch", "embedding", "emb_dim", "vocab_size", "alpha", "bootstrap", "seed", "temperature")
-
-
-@dataclass(frozen=True)
-class CompressTrial:
-    """One Optuna sample of stage 2: prune a parent student to per-module-group sparsity ``targets``, then
-    quantize. ``quantize`` holds QuantConfig's switches; ``importance_bits`` is left out at its default (16)."""
-
-    parent_trial_id: str
-    parent_checkpoint: str
-    parent_config: dict[str, Any]
-    targets: dict[str, float]
-    method: str = "magnitude"
-    scope: str = "local"
-    finetune_epochs: int = 0
-    quantize: dict[str, Any] = field(default_factory=dict)
-    size_measure: str = "gzip_bytes"
-
-    V1_FIELDS: ClassVar[tuple[str, ...]] = (
-        "stage",
-        "parent_trial_id",
-        "parent_checkpoint",
-        "parent_config",
-        "method",
-        "scope",
-        "finetune_epochs",
-        "quantize",
-        "size_measure",
-        "targets",
-    )
-    stage: ClassVar[str] = "compress"
-
-    def __post_init__(self) -> None:
-        if self.method not in PRUNE_METHODS or self.scope not in PRUNE_SCOPES:
-            raise OutcomeError(f"invalid compression trial method={self.method!r} scope={self.scope!r}")
-        unknown = set(self.targets) - set(MODULE_GROUPS)
-        if unknown:
-            raise OutcomeError(f"invalid compression targets {sorted(unknown)}; expected {list(MODULE_GROUPS)}")
-        # Optuna proposes floats with 16+ digits: rounding keeps ids and stored configs readable and stable
-        object.__setattr__(self, "targets", {g: round(float(v), 6) for g, v in sorted(self.targets.items())})
-        object.__setattr__(self, "parent_config", {k: self.parent_config.get(k) for k in PARENT_FIELDS})
-        q = dict(self.quantize)
-        if q.get("importance_bits", 16) == 16:
-            q.pop("importance_bits", None)  # at its default it does not count (ids from before it existed hold)
-        object.__setattr__(self, "quantize", q)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"stage": self.stage, **dataclasses.asdict(self)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CompressTrial:
-        d = {k: v for k, v in d.items() if k != "stage"}
-        return cls(**_strict_fields(cls, d, "compression trial"))
-
-    @property
-    def trial_id(self) -> str:
-        return canonical_id("c", self.to_dict(), self.V1_FIELDS, _defaults(type(self)))
-
-    @property
-    def data_key(self) -> str:
-        p = self.parent_config
-        return data_key(p["task"], p["embedding"], p["vocab_size"], p["emb_dim"])
-
-    def describe(self) -> str:
-        sp = ",".join(f"{g[:3]}={v:.2f}" for g, v in self.targets.items())
-        return f"compress {self.parent_trial_id} [{sp}]"
 
 
 @dataclass(frozen=True)
@@ -286,11 +214,11 @@ class TeacherCompressionTrial:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TeacherCompressionTrial:
         d = {k: v for k, v in d.items() if k not in ("stage", "resolved")}
-        return cls(**_strict_fields(cls, d, "teacher compression trial"))
+        return cls(**strict_fields(cls, d, "teacher compression trial"))
 
     @property
     def trial_id(self) -> str:
-        return canonical_id("t", self.to_dict(), self.V1_FIELDS, _defaults(type(self)))
+        return canonical_id("t", self.to_dict(), self.V1_FIELDS, field_defaults(type(self)))
 
     @property
     def arch(self) -> str:
@@ -303,7 +231,8 @@ class TeacherCompressionTrial:
         return f"{self.task} {self.method} {knobs}{q} seed={self.seed}".replace("  ", " ")
 
 
-def _defaults(cls) -> dict[str, Any]:
+def field_defaults(cls) -> dict[str, Any]:
+    """Each field of dataclass ``cls`` that has a default -> that default (what :func:`canonical_id` leaves out)."""
     out = {}
     for f in dataclasses.fields(cls):
         if f.default is not dataclasses.MISSING:
@@ -311,15 +240,6 @@ def _defaults(cls) -> dict[str, Any]:
         elif f.default_factory is not dataclasses.MISSING:
             out[f.name] = f.default_factory()
     return out
-
-
-def trial_from_dict(d: dict[str, Any]) -> DistillTrial | CompressTrial | TeacherCompressionTrial:
-    """The trial a stored config describes (the ``config`` column of the trials table)."""
-    if d.get("stage") == "compress":
-        return CompressTrial.from_dict(d)
-    if d.get("stage") == TeacherCompressionTrial.stage:
-        return TeacherCompressionTrial.from_dict(d)
-    return DistillTrial.from_dict({k: v for k, v in d.items() if k != "resolved"})
 
 
 @dataclass
@@ -412,7 +332,7 @@ class TrialOutcome:
         if not isinstance(d, dict):
             raise OutcomeError(f"trial result {OUTCOME_KEY!r} is not an object: {d!r}")
         try:
-            return cls(**_strict_fields(cls, d, "trial outcome"))
+            return cls(**strict_fields(cls, d, "trial outcome"))
         except TypeError as e:
             raise OutcomeError(f"trial outcome does not match the contract: {e}") from e
 

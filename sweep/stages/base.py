@@ -3,7 +3,9 @@
 A stage (:class:`Stage`) is one kind of trial the sweep runs through Ray Tune (``distill``, ``compress``,
 ``teacher_compression``; its ``name`` is the ``stage`` column of its ``trial_results`` rows). It says
 
-* which section of the spec switches it on (``section``; ``None``: always on),
+* its trial class (``trial``, beside its trainable in ``trainables``: ids, configs, ``describe``),
+* which section of the spec switches it on (``section``, validated by its entry in ``sweep.spec.SECTIONS``;
+  ``None``: always on),
 * what is left to run, from the database (:meth:`Stage.plan`, a :class:`StagePlan`): trial ids are deterministic, so
   a resume runs exactly the trials without a finished row,
 * how to run that (:meth:`Stage.run`, normally through :func:`run_tune`: tuner, database callback with its journal,
@@ -94,7 +96,8 @@ class Stage:
     """One trial stage. Subclasses set the class attributes and implement :meth:`plan`, :meth:`run`,
     :meth:`trainable` and :meth:`record`; the checks default to none."""
 
-    name: ClassVar[str]  # the trial_results.stage value
+    trial: ClassVar[type]  # its trial dataclass (``trainables``): ``from_dict``, ``to_dict``, ``trial_id``, ``stage``
+    name: ClassVar[str]  # the trial_results.stage value: ``trial.stage``
     section: ClassVar[str | None] = None  # the spec section that switches the stage on; None: always on
     label: ClassVar[str]  # "distillation": stop messages and the stage's phase
     title: ClassVar[str]  # "distill": the first word of its progress lines
@@ -139,8 +142,9 @@ class Stage:
         raise NotImplementedError
 
     def record(self, sweep: str, trial, outcome, checkpoint_dir: str | None, about: Any = None):
-        """A trial and its outcome -> its database row (``sweep.records``). ``about``: what the row copies from
-        outside the trial (a compression parent's row, a teacher's shape)."""
+        """A trial and its outcome -> its database row: ``sweep.records.common_fields`` plus the columns only this
+        stage fills. ``about``: what the row copies from outside the trial (a compression parent's row, a teacher's
+        shape)."""
         raise NotImplementedError
 
 

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from db.store import TrialRecord
 from sweep.assets import prepare_datasets
-from sweep.records import compress_record
+from sweep.records import common_fields
 from sweep.spec import SweepSpec
 from sweep.stages.base import Stage, StagePlan, StageResult, StageRun, TuneRun
-from trainables.trial import CompressTrial
+from trainables.compress import CompressTrial
+from trainables.trial import TrialOutcome
 
 
 @dataclass
@@ -104,6 +106,7 @@ def _searcher(spec: SweepSpec, plan: ParentPlan):
 
 
 class CompressStage(Stage):
+    trial = CompressTrial
     name = CompressTrial.stage
     section = "compress"
     label = "compression"
@@ -120,8 +123,33 @@ class CompressStage(Stage):
 
         return compress_trainable
 
-    def record(self, sweep, trial, outcome, checkpoint_dir, about=None):
-        return compress_record(sweep, trial, outcome, checkpoint_dir, about)
+    def record(
+        self,
+        sweep: str,
+        trial: CompressTrial,
+        outcome: TrialOutcome,
+        checkpoint_dir: str | None,
+        about: dict[str, Any] | None = None,
+    ) -> TrialRecord:
+        """``about`` is the parent's trial_results row (its resolved temperature and pooling are copied)."""
+        p, parent = trial.parent_config, about
+        return TrialRecord(
+            **common_fields(sweep, trial, outcome, checkpoint_dir),
+            parent_trial_id=trial.parent_trial_id,
+            task=p["task"],
+            arch=p["arch"],
+            embedding=p["embedding"],
+            emb_dim=int(p["emb_dim"]),
+            vocab_size=p["vocab_size"],
+            alpha=p["alpha"],
+            temperature=parent.get("temperature"),
+            bootstrap=bool(p["bootstrap"]),
+            seed=int(p["seed"]),
+            pooling=parent.get("pooling"),
+            pruning=outcome.pruning,
+            quantization=outcome.quantization,
+            config=trial.to_dict(),
+        )
 
     def run(self, run: StageRun, plan: StagePlan) -> StageResult:
         """Run the remaining samples of every planned parent, each as the experiment ``<prefix>compress-<parent>``.

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from db.store import TrialRecord
 from sweep.assets import prepare_for_trials
-from sweep.records import distill_record
+from sweep.records import common_fields
 from sweep.spec import SweepSpec
 from sweep.stages.base import Stage, StagePlan, StageResult, StageRun, TuneRun
-from trainables.trial import DistillTrial
+from trainables.trial import DistillTrial, TrialOutcome
 
 
 class DistillStage(Stage):
+    trial = DistillTrial
     name = DistillTrial.stage
     label = "distillation"
     title = "distill"
@@ -34,8 +36,26 @@ class DistillStage(Stage):
 
         return distill_trainable
 
-    def record(self, sweep, trial, outcome, checkpoint_dir, about=None):
-        return distill_record(sweep, trial, outcome, checkpoint_dir)
+    def record(
+        self, sweep: str, trial: DistillTrial, outcome: TrialOutcome, checkpoint_dir: str | None, about=None
+    ) -> TrialRecord:
+        config = trial.to_dict()
+        if outcome.finished:
+            config["resolved"] = outcome.resolved
+        return TrialRecord(
+            **common_fields(sweep, trial, outcome, checkpoint_dir),
+            task=trial.task,
+            arch=trial.arch,
+            embedding=trial.embedding,
+            emb_dim=trial.emb_dim,
+            vocab_size=trial.vocab_size,
+            alpha=trial.alpha,
+            temperature=(outcome.resolved.get("distill") or {}).get("temperature"),
+            bootstrap=trial.bootstrap,
+            seed=trial.seed,
+            pooling=trial.pooling,
+            config=config,
+        )
 
     def run(self, run: StageRun, plan: StagePlan) -> StageResult:
         """Prepare one dataset per (task, encoding) the trials need, put each in Ray's object store once, and run

@@ -19,13 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from db.store import TrialRecord
 from sweep.assets import TaskAssets
-from sweep.records import teacher_compression_record
+from sweep.records import common_fields
 from sweep.spec import SweepSpec
 from sweep.stages.base import Stage, StagePlan, StageResult, StageRun, TuneRun
 from sweep.teacher_fit import check_grid_against_teacher_configs
 from sweep.tuner import ResourceError
-from trainables.trial import TeacherCompressionTrial
+from trainables.trial import TeacherCompressionTrial, TrialOutcome
 
 STAGE = TeacherCompressionTrial.stage
 
@@ -146,6 +147,7 @@ def check_teacher_compression_resources(
 
 
 class TeacherCompressionStage(Stage):
+    trial = TeacherCompressionTrial
     name = STAGE
     section = "teacher_compression"
     label = "teacher compression"
@@ -181,8 +183,44 @@ class TeacherCompressionStage(Stage):
 
         return teacher_compression_trainable
 
-    def record(self, sweep, trial, outcome, checkpoint_dir, about=None):
-        return teacher_compression_record(sweep, trial, outcome, checkpoint_dir, about[trial.task])
+    def record(
+        self,
+        sweep: str,
+        trial: TeacherCompressionTrial,
+        outcome: TrialOutcome,
+        checkpoint_dir: str | None,
+        about: dict[str, dict[str, Any]] | None = None,
+    ) -> TrialRecord:
+        """``about`` maps each task to its teacher as the driver found it: ``dir`` (the directory compressed),
+        ``hidden_size`` and ``vocab_size`` (the row's emb_dim and vocab_size: a transformer's width and its
+        tokenizer's vocabulary). The checkpoint is the output directory itself."""
+        teacher = about[trial.task]
+        config = trial.to_dict()
+        if outcome.finished:
+            config["resolved"] = outcome.resolved
+        return TrialRecord(
+            **{
+                **common_fields(sweep, trial, outcome, checkpoint_dir),
+                "checkpoint_path": checkpoint_dir if outcome.finished else None,
+            },
+            task=trial.task,
+            arch=trial.method,
+            embedding="transformer",
+            emb_dim=int(teacher["hidden_size"]),
+            vocab_size=teacher.get("vocab_size"),
+            alpha=None,
+            temperature=None,
+            bootstrap=False,
+            seed=trial.seed,
+            pooling=None,
+            quantization=outcome.quantization,
+            config=config,
+            teacher=teacher.get("dir"),
+            trainable_params=outcome.trainable_params,
+            latency_ms=outcome.latency_ms,
+            layers=outcome.layers,
+            teacher_latency_ms=(outcome.teacher or {}).get("latency_ms"),
+        )
 
     def run(self, run: StageRun, plan: StagePlan) -> StageResult:
         """Run the plan through Tune as the experiment ``<prefix>teacher_compression`` (an int8 wave that reuses

@@ -10,7 +10,8 @@ from sweep.stages.base import StageResult
 from sweep.stages.registry import STAGES
 from sweep.stages.run import plan_at_start
 from tests.fakes import make_record
-from trainables.trial import CompressTrial, DistillTrial, TeacherCompressionTrial
+from trainables.compress import CompressTrial
+from trainables.trial import DistillTrial, TeacherCompressionTrial
 
 
 def _spec(tmp_path, **top):

@@ -21,9 +21,9 @@ from featherweight_core.teacher.finetune import finetune_teacher
 from featherweight_core.teacher.smallbert import SmallBertConfig, build_small_teacher
 from featherweight_core.teacher.softtargets import teacher_fingerprint
 from featherweight_core.teacher.teacher_compression import COMPRESSED_META
-from sweep.records import teacher_compression_record
 from sweep.spec import SpecError, validate
 from sweep.stages.teacher_compression import (
+    TeacherCompressionStage,
     check_teacher_compression_grid,
     check_teacher_compression_resources,
     known_teachers,
@@ -278,9 +278,11 @@ def test_trial_body_and_record_into_the_database(tmp_path, tuned):
         outcome = run_teacher_compression(trial, data, str(teacher_dir), "cpu", str(out), str(tmp_path / "cache"))
         back = TrialOutcome.from_result(outcome.to_result("gzip_bytes"))  # what crosses Ray
         assert back == outcome and back.teacher["dir"] == str(teacher_dir)
-        store.record_trial(teacher_compression_record("tc", trial, back, str(out), shape))
+        store.record_trial(TeacherCompressionStage().record("tc", trial, back, str(out), {trial.task: shape}))
     failed = TrialOutcome.failed("RuntimeError: boom", 1.0, 2.0)
-    store.record_trial(teacher_compression_record("tc", trials[1], failed, None, shape))  # a finished row stays
+    store.record_trial(
+        TeacherCompressionStage().record("tc", trials[1], failed, None, {trials[1].task: shape})
+    )  # a finished row stays
     rows = store.query("SELECT * FROM trial_results WHERE stage = 'teacher_compression' ORDER BY arch DESC")
     assert list(rows.arch) == ["theseus", "bertvision"] and (rows.status == "finished").all()
     assert list(rows.layers) == [2, 1] and (rows.teacher == str(teacher_dir)).all() and (rows.emb_dim == 16).all()

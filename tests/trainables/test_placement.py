@@ -11,10 +11,10 @@ import torch
 from featherweight_core.data.loading import load_synthetic
 from featherweight_core.data.tasks import get_task
 from featherweight_core.pipeline.prepare import prepare
-from trainables.compress import compress_trial
+from trainables.compress import CompressTrial, compress_trial
 from trainables.distill import train_trial
 from trainables.placement import PLACEMENT_FIELDS, physical_gpu_index, placement
-from trainables.trial import CompressTrial, DistillTrial, TrialOutcome
+from trainables.trial import DistillTrial, TrialOutcome
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,15 @@ import math
 
 import pytest
 
+from sweep.stages.registry import trial_from_dict
+from trainables.compress import CompressTrial
 from trainables.trial import (
     OUTCOME_KEY,
-    CompressTrial,
     DistillTrial,
     OutcomeError,
     TeacherCompressionTrial,
     TrialOutcome,
     canonical_id,
-    trial_from_dict,
 )
 
 PARENT = DistillTrial(
