@@ -35,6 +35,7 @@ def core_config(trial: TeacherCompressionTrial, device: str):
     """The core config the trial names: its settings (the core's defaults for knobs the spec left out), seed,
     quantization and the device the trial got."""
     if trial.method == "theseus":
+        # deferred: loads transformers, only for the method the trial names
         from featherweight_core.teacher.theseus_config import TheseusConfig
 
         return TheseusConfig(**trial.settings, seed=trial.seed, quantize=trial.quantize, device=device)

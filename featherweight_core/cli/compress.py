@@ -338,6 +338,7 @@ def _run(args: argparse.Namespace) -> int:
         "float": parent,
     }
     if args.speed:
+        # deferred: loads torch (keeps --help fast)
         from featherweight_core.students.measure import inference_speed
 
         dev = prepared.evals[next(iter(prepared.evals))]

@@ -34,6 +34,7 @@ class ParentPlan:
 
 def plan_compress_stage(spec: SweepSpec, store) -> list[ParentPlan]:
     """What the compression stage still has to do; empty when nothing (or when the spec has no compress stage)."""
+    # deferred: pandas, only when the stage is planned
     from analysis.selection import select_parents
 
     c = spec.compress

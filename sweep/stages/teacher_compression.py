@@ -22,7 +22,7 @@ from typing import Any
 from db.store import TrialRecord
 from sweep.assets import TaskAssets
 from sweep.records import common_fields
-from sweep.spec import SweepSpec
+from sweep.spec import SweepSpec, teacher_layers
 from sweep.stages.base import Stage, StagePlan, StageResult, StageRun, TuneRun
 from sweep.teacher_fit import check_grid_against_teacher_configs
 from sweep.tuner import ResourceError
@@ -89,8 +89,6 @@ def check_teacher_compression_grid(spec: SweepSpec) -> None:
 def teacher_shape(teacher_dir: str | Path) -> dict[str, Any]:
     """``{"dir", "hidden_size", "vocab_size", "layers"}`` from the teacher's ``config.json`` (the record's emb_dim,
     vocab_size)."""
-    from sweep.spec import teacher_layers
-
     cfg = json.loads((Path(teacher_dir) / "config.json").read_text(encoding="utf-8"))
     return {
         "dir": str(teacher_dir),
@@ -272,6 +270,7 @@ def waves(todo: list[TeacherCompressionTrial]) -> tuple[list, list]:
     """``(first, second)``: an int8 Theseus trial whose float sibling (the same grid point without ``quantize``)
     is also to run goes second, so it quantizes the sibling's saved successor instead of training the same model
     again (``trainables.teacher_compression``); everything else goes first."""
+    # deferred: the trainable loads torch (the registry stays light)
     from trainables.teacher_compression import float_sibling
 
     ids = {t.trial_id for t in todo}
