@@ -234,14 +234,17 @@ def test_a_teacher_directory_labels_in_the_soft_targets_stage(tmp_path):
     trials = ExperimentStore(db, read_only=True).query("SELECT status FROM trials WHERE sweep = 'plain'")
     assert len(trials) == 2 and (trials.status == "finished").all()
 
-    # the logits the driver computed before: prepare()'s own store, device auto, on this process
+    # the logits the driver computed before: prepare()'s own store, device auto, in this process
     before = SoftTargetStore(tmp_path / "old-cache" / "softtargets")
     stage_store = SoftTargetStore(cache / "softtargets")
     for data, split in ((td, "train"), (aug, "synthetic-bootstrap")):
         keys, logits = before.get_or_compute(teacher, data, split)
         assert stage_store.has(teacher, data, split)
         stored_keys, stored = stage_store.get_or_compute(teacher, data, split)
-        assert stored_keys == keys and np.array_equal(stored, logits)
+        # equal up to float32 rounding: torch's thread count (this test process's may have been changed by an
+        # earlier test) moves the last bits of a matmul, nothing more
+        assert stored_keys == keys
+        np.testing.assert_allclose(stored, logits, rtol=1e-5, atol=1e-7)
     assert stage_store.model_runs == 0 and before.model_runs == 2
 
     # another sweep on the cache the driver filled: its stage is done already, nothing is labelled again
