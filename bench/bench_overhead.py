@@ -284,7 +284,11 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=32)
     ap.add_argument("--workers", type=int, default=2, help="CPUs given to Ray (one trial each)")
     ap.add_argument("--n-train", type=int, default=400, help="synthetic training examples per trial")
-    ap.add_argument("--no-before", action="store_true", help="skip the run with the pre-issue-12 checkpointing")
+    ap.add_argument(
+        "--no-before",
+        action="store_true",
+        help="skip the run with the old checkpointing (trials report Tune checkpoints)",
+    )
     ap.add_argument("--profile", help="write a cProfile of the driver during the (after) Ray side to this file")
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
