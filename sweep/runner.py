@@ -24,6 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from featherweight_core.atomic import checked_output_dir, write_text_atomic
 from featherweight_core.errors import UserError
 from sweep.assets import TaskDataCache, remove_leftovers
@@ -163,17 +165,11 @@ class SweepOutcome:
         self.first_error = self.first_error or r.first_error
 
 
-def _save_spec(spec: SweepSpec) -> None:
-    import yaml
-
-    write_text_atomic(spec.storage / spec.name / "spec.yaml", yaml.safe_dump(spec.raw, sort_keys=False))
-
-
 def _claim_sweep_dir(spec: SweepSpec, say: Callable[[str], None]) -> None:
     """Remove what a killed run left under the sweep's directory (we hold the driver lock: no other driver runs the
     sweep) and save the spec beside it."""
     remove_leftovers(spec.storage / spec.name, say)
-    _save_spec(spec)
+    write_text_atomic(spec.storage / spec.name / "spec.yaml", yaml.safe_dump(spec.raw, sort_keys=False))
 
 
 def _start_ray(

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from analysis.views import open_store
 from featherweight_core.errors import OutputError
@@ -56,9 +57,8 @@ def _finished_sweep(tmp_path: Path, storage: str = "elsewhere/st"):
         for t in spec.distill_trials():
             store.record_trial(make_record(sweep=spec.name, trial_id=t.trial_id, task="synthetic"))
         store.finish_sweep(spec.name, "finished")
-        from sweep.runner import _save_spec
-
-        _save_spec(spec)
+        (spec.storage / spec.name).mkdir(parents=True, exist_ok=True)
+        (spec.storage / spec.name / "spec.yaml").write_text(yaml.safe_dump(spec.raw, sort_keys=False))
     finally:
         os.chdir(cwd)
     return spec
