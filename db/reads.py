@@ -14,7 +14,8 @@ import duckdb
 from db.connection import first_line
 from db.errors import QueryLimitError, StoreError
 from db.limits import QueryLimits
-from featherweight_core.vocab import SIZE_MEASURES, STAGES
+from db.values import is_stage_name
+from featherweight_core.vocab import SIZE_MEASURES
 
 if TYPE_CHECKING:  # pandas and pyarrow are imported lazily: the writer never needs them
     import pandas
@@ -161,8 +162,8 @@ def sweep_status(con: duckdb.DuckDBPyConnection, name: str) -> dict[str, Any]:
 
 
 def _check_stage(stage: str | None) -> None:
-    if stage is not None and stage not in STAGES:
-        raise ValueError(f"stage must be one of {STAGES} or None, got {stage!r}")
+    if stage is not None and not is_stage_name(stage):
+        raise ValueError(f"stage must be a stage's name or None, got {stage!r}")
 
 
 def finished_trial_ids(con: duckdb.DuckDBPyConnection, sweep: str, stage: str | None = None) -> set[str]:

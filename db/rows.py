@@ -22,8 +22,18 @@ from db.columns import (
     TRIAL_STATUSES,
 )
 from db.errors import StoreError
-from db.values import finite, first_set, insert_rows, number, text_or_none, timestamp, to_json, utc_now
-from featherweight_core.vocab import MODULE_GROUPS, STAGES
+from db.values import (
+    finite,
+    first_set,
+    insert_rows,
+    is_stage_name,
+    number,
+    text_or_none,
+    timestamp,
+    to_json,
+    utc_now,
+)
+from featherweight_core.vocab import MODULE_GROUPS
 
 if TYPE_CHECKING:
     import duckdb
@@ -35,7 +45,7 @@ class TrialRecord:
 
     sweep: str
     trial_id: str
-    stage: str  # "distill" | "compress" | "teacher_compression" (featherweight_core.vocab.STAGES)
+    stage: str  # the stage that ran it: "distill" | "compress" | "teacher_compression" (sweep.stages.registry)
     task: str
     arch: str
     embedding: str
@@ -87,8 +97,10 @@ class TrialRecord:
             raise StoreError(
                 f"trial record needs a sweep and a trial_id, got sweep={self.sweep!r} trial_id={self.trial_id!r}"
             )
-        if self.stage not in STAGES:
-            raise StoreError(f"trial {self.trial_id}: stage must be one of {STAGES}, got {self.stage!r}")
+        if not is_stage_name(self.stage):
+            raise StoreError(
+                f"trial {self.trial_id}: stage must be a name of lower-case letters, digits and '_', got {self.stage!r}"
+            )
         if self.status not in TRIAL_STATUSES:
             raise StoreError(f"trial {self.trial_id}: status must be one of {TRIAL_STATUSES}, got {self.status!r}")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from contextlib import suppress
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,6 +16,15 @@ from db.columns import INT_COLUMNS
 
 if TYPE_CHECKING:
     import duckdb
+
+
+# A stage's name (``trials.stage``, ``stages.stage``): the sweep driver's registry says which stages exist; the
+# database only insists on a name it can show and query (lower-case letters, digits and '_').
+STAGE_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def is_stage_name(value: Any) -> bool:
+    return isinstance(value, str) and STAGE_NAME.fullmatch(value) is not None
 
 
 def finite(x: Any) -> Any:

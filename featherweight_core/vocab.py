@@ -36,10 +36,6 @@ TEACHER_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AUGMENT_MODES = ("embedding", "fill-mask")
 AUGMENT_FIELDS = ("auto", "first", "second", "all")
 
-# Stages of a sweep's trials; a compress-stage trial names its distill-stage parent, a teacher_compression trial
-# (a smaller transformer made from the task's teacher) names its teacher
-STAGES = ("distill", "compress", "teacher_compression")
-
 # Teacher compression (a smaller transformer from the fine-tuned teacher; seeds BERT-of-Theseus and BERT-Vision)
 TEACHER_COMPRESSION_METHODS = ("theseus", "bertvision")
 # How the probability that a Theseus block runs its successor grows: constant (then 1.0 for the last steps) or

@@ -29,16 +29,16 @@ from featherweight_core.vocab import (
     DEFAULT_VOCAB_SIZE,
     TEACHER_COMPRESSION_METHODS,
 )
-from sweep.spec_compress import validate_compress
-from sweep.spec_tasks import GRID_KEYS, TASK_DEFINITION_KEYS, student_points, validate_grid, validate_tasks
-from sweep.spec_teacher_compression import (
+from sweep.sections import SECTIONS
+from sweep.sections.teacher_compression import (
     check_grid_against_teacher,
     teacher_compression_grid,
     teacher_layers,
-    validate_teacher_compression,
 )
+from sweep.spec_tasks import GRID_KEYS, TASK_DEFINITION_KEYS, student_points, validate_grid, validate_tasks
 from sweep.spec_values import (
     SpecError,
+    check_gpus,
     check_int,
     check_keys,
     check_number,
@@ -82,13 +82,9 @@ RESOURCE_KEYS = {
     "teacher_gpus": "auto",  # auto: 1 when the Ray cluster has a GPU, else 0
     "bootstrap_cpus": 1,
     "bootstrap_gpus": "auto",  # auto: fill-mask on a cluster with GPUs shares them among the shards, else 0
-    # the teacher_compression stage's trials (Theseus, BERT-Vision)
-    "teacher_compression_cpus": 1,
-    "teacher_compression_gpus": "auto",  # auto: 1 per trial when the Ray cluster has a GPU, else 0
+    # each trial stage's section adds its own (sweep.sections: teacher_compression_cpus, teacher_compression_gpus)
+    **{key: default for section in SECTIONS.values() for key, default in section.resources.items()},
 }
-# The trial stages' sections (``sweep.stages.base.Stage.section``): key -> its validator, (value, the spec's tasks) ->
-# the section with its defaults. A section left out or null switches its stage off.
-SECTIONS = {"compress": validate_compress, "teacher_compression": validate_teacher_compression}
 TOP_KEYS = {
     "name": None,
     "description": "",
@@ -101,9 +97,9 @@ TOP_KEYS = {
     "grid": {},
     "training": {},
     "resources": {},
-    "compress": None,  # {parents, size_measure, search, quantize} (sweep.spec_compress)
     "report": None,  # {budgets: [32KB, ...]}: what `featherweight report` draws by default (_validate_report)
-    "teacher_compression": None,  # {tasks, theseus: {...}, bertvision: {...}} (sweep.spec_teacher_compression)
+    # the trial stages' sections (sweep.sections): compress, teacher_compression; left out or null: the stage is off
+    **{key: None for key in SECTIONS},
 }
 
 
@@ -275,14 +271,14 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
     for key in ("teacher_cpus", "bootstrap_cpus"):
         check_number(res[key], f"resources.{key}", 0.01)
     for key in ("teacher_gpus", "bootstrap_gpus"):
-        _gpus(res[key], f"resources.{key}")
+        check_gpus(res[key], f"resources.{key}")
     if spec["report"] is not None:
         spec["report"] = _validate_report(spec["report"])
-    check_number(res["teacher_compression_cpus"], "resources.teacher_compression_cpus", 0.01)
-    _gpus(res["teacher_compression_gpus"], "resources.teacher_compression_gpus")
-    for key, validate_section in SECTIONS.items():
+    for key, section in SECTIONS.items():
+        if section.check_resources:
+            section.check_resources(res)
         if spec[key] is not None:  # null, like a section left out, is no stage
-            spec[key] = validate_section(spec[key], tasks)
+            spec[key] = section.validate(spec[key], tasks)
     result = SweepSpec(name=name, raw=spec, path=path, tasks=tasks)
     if check_files:
         _check_bpemb(result)
@@ -380,15 +376,6 @@ def _validate_report(value: Any) -> dict:
         except UserError as e:
             raise SpecError(f"report.budgets[{i}]: {e}") from None
     return r
-
-
-def _gpus(value: Any, where: str) -> None:
-    if value == "auto":
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        raise SpecError(f"{where}: expected 'auto' or a number of GPUs >= 0, got {value!r}")
-    if value > 1 and not float(value).is_integer():
-        raise SpecError(f"{where}: {value} GPUs: more than one GPU must be a whole number")
 
 
 def _check_bpemb(spec: SweepSpec) -> None:

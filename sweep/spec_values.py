@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from featherweight_core.errors import UserError
@@ -65,3 +67,27 @@ def short_repr(value: Any) -> str:
     """A value for an error line: its repr, cut to 80 characters."""
     text = repr(value)
     return text if len(text) <= 80 else f"{text[:77]}..."
+
+
+def check_gpus(value: Any, where: str) -> None:
+    """``auto`` or a number of GPUs >= 0 (a whole number above one)."""
+    if value == "auto":
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise SpecError(f"{where}: expected 'auto' or a number of GPUs >= 0, got {value!r}")
+    if value > 1 and not float(value).is_integer():
+        raise SpecError(f"{where}: {value} GPUs: more than one GPU must be a whole number")
+
+
+@dataclass(frozen=True)
+class Section:
+    """A trial stage's section of the spec (``sweep.stages.base.Stage.section`` names it): its top-level ``key``
+    (left out or null: the stage is off), ``validate(value, tasks) -> the section with its defaults`` (raises
+    :class:`SpecError`), and the per-trial ``resources`` keys it adds to the spec's ``resources:`` section (key ->
+    default) with ``check_resources(resources)`` validating them. A module under ``sweep/sections/`` that defines
+    ``SECTION`` is picked up by the spec (``sweep.sections.SECTIONS``)."""
+
+    key: str
+    validate: Callable[[Any, dict[str, dict]], dict]
+    resources: dict[str, Any] = field(default_factory=dict)
+    check_resources: Callable[[dict], None] | None = None

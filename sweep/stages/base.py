@@ -4,7 +4,7 @@ A stage (:class:`Stage`) is one kind of trial the sweep runs through Ray Tune (`
 ``teacher_compression``; its ``name`` is the ``stage`` column of its ``trial_results`` rows). It says
 
 * its trial class (``trial``, beside its trainable in ``trainables``: ids, configs, ``describe``),
-* which section of the spec switches it on (``section``, validated by its entry in ``sweep.spec.SECTIONS``;
+* which section of the spec switches it on (``section``, validated by its module in ``sweep/sections/``;
   ``None``: always on),
 * what is left to run, from the database (:meth:`Stage.plan`, a :class:`StagePlan`): trial ids are deterministic, so
   a resume runs exactly the trials without a finished row,

@@ -58,8 +58,9 @@ def test_finished_trial_ids_per_stage(store):
     assert store.finished_trial_ids("s") == {"d1", "c1"}
     assert store.finished_trial_ids("s", stage="distill") == {"d1"}
     assert store.finished_trial_ids("s", stage="compress") == {"c1"}
+    assert store.finished_trial_ids("s", stage="train") == set()  # a stage no trial ran
     with pytest.raises(ValueError, match="stage"):
-        store.finished_trial_ids("s", stage="train")
+        store.finished_trial_ids("s", stage="Distill; DROP TABLE trials")
 
 
 def test_compress_history(store):

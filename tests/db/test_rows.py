@@ -94,7 +94,7 @@ def test_flatten_sizes_accepts_both_shapes():
 
 def test_record_validation(store):
     with pytest.raises(StoreError, match="stage"):
-        store.record_trial(make_record("s", "t1", stage="train"))
+        store.record_trial(make_record("s", "t1", stage="Train"))
     with pytest.raises(StoreError, match="status"):
         store.record_trial(make_record("s", "t1", status="running"))
     assert store.query("SELECT count(*) AS n FROM trials")["n"][0] == 0

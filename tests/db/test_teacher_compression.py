@@ -70,8 +70,10 @@ def test_new_fields_fall_back_to_sizes_and_metrics():
 
 def test_unknown_stage_is_refused(tmp_path):
     store = ExperimentStore(tmp_path / "fw.duckdb")
-    with pytest.raises(StoreError, match="stage must be one of"):
+    with pytest.raises(StoreError, match="stage must be a name"):
         store.record_trial(make_tc_record(stage="teacher-compression"))
+    with pytest.raises(StoreError, match="stage must be a name"):
+        store.record_trial(make_tc_record(stage=""))
     assert store.query("SELECT count(*) AS n FROM trials")["n"][0] == 0
 
 

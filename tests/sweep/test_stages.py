@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from analysis.views import open_store
 from sweep.runner import SweepOutcome
-from sweep.spec import validate
+from sweep.sections import SECTIONS
+from sweep.spec import RESOURCE_KEYS, TOP_KEYS, SpecError, validate
 from sweep.stages.base import StageResult
 from sweep.stages.registry import STAGES
 from sweep.stages.run import plan_at_start
@@ -33,6 +34,23 @@ def test_registry_runs_the_trial_stages_in_order_under_their_row_names():
         "the compression stage",
         "the teacher compression stage",
     ]
+
+
+def test_each_stage_section_is_found_and_builds_the_spec_schema(tmp_path):
+    """The spec's top-level and resource keys come from the section modules (sweep/sections/), one per stage that a
+    section switches on; nothing else lists them."""
+    assert sorted(SECTIONS) == sorted(s.section for s in STAGES if s.section)
+    for key, section in SECTIONS.items():
+        assert key in TOP_KEYS and TOP_KEYS[key] is None  # off unless the spec has it
+        for rkey, default in section.resources.items():
+            assert RESOURCE_KEYS[rkey] == default
+    assert _spec(tmp_path).raw["resources"]["teacher_compression_gpus"] == "auto"
+    try:
+        _spec(tmp_path, resources={"teacher_compression_gpus": 1.5})
+    except SpecError as e:
+        assert "resources.teacher_compression_gpus" in str(e)
+    else:
+        raise AssertionError("a fractional GPU count above one was accepted")
 
 
 def test_plans_come_from_the_database(tmp_path):

@@ -14,7 +14,16 @@ from featherweight_core.vocab import (
     QUANT_PARTS,
     SIZE_MEASURES,
 )
-from sweep.spec_values import SpecError, check_choice, check_int, check_keys, check_list, check_number, merge_defaults
+from sweep.spec_values import (
+    Section,
+    SpecError,
+    check_choice,
+    check_int,
+    check_keys,
+    check_list,
+    check_number,
+    merge_defaults,
+)
 
 SEARCH_KEYS = {
     "num_samples": 8,
@@ -70,3 +79,6 @@ def validate_compress(value: Any, tasks: dict[str, dict]) -> dict:
         elif not isinstance(v, bool):
             raise SpecError(f"compress.quantize.{k}: expected true or false, got {v!r}")
     return c
+
+
+SECTION = Section("compress", validate_compress)

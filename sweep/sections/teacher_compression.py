@@ -16,7 +16,16 @@ from featherweight_core.vocab import (
     TEACHER_PRECISIONS,
     THESEUS_SCHEDULES,
 )
-from sweep.spec_values import SpecError, check_choice, check_int, check_keys, check_list, check_number
+from sweep.spec_values import (
+    Section,
+    SpecError,
+    check_choice,
+    check_gpus,
+    check_int,
+    check_keys,
+    check_list,
+    check_number,
+)
 
 # ---- teacher_compression: a smaller transformer from each task's fine-tuned teacher ---------------------------------
 # Per method: grid keys (a list or one value; the stage runs their product) and training keys (one value). A key left
@@ -215,3 +224,18 @@ def _check_against_teacher(method: str, settings: dict, layers: int, task: str, 
             f"{where}.replace_rate: {r} does not divide the {layers} layers of task {task}'s teacher"
             f" ({teacher}) into blocks"
         )
+
+
+def check_resources(resources: dict) -> None:
+    """The per-trial resources of the stage's trials (``resources.teacher_compression_cpus`` / ``_gpus``)."""
+    check_number(resources["teacher_compression_cpus"], "resources.teacher_compression_cpus", 0.01)
+    check_gpus(resources["teacher_compression_gpus"], "resources.teacher_compression_gpus")
+
+
+SECTION = Section(
+    "teacher_compression",
+    validate_teacher_compression,
+    # auto GPUs: 1 per trial when the Ray cluster has a GPU, else 0
+    resources={"teacher_compression_cpus": 1, "teacher_compression_gpus": "auto"},
+    check_resources=check_resources,
+)
