@@ -393,7 +393,7 @@ def test_stage_rows_attempts_and_cached(tmp_path):
     with pytest.raises(ValueError):
         store.finish_stage("s", "sst2", "teacher", "fp1", "done")
     with pytest.raises(ValueError):
-        store.start_stage("s", "sst2", "distillation", "fp3")
+        store.start_stage("s", "sst2", "Distillation", "fp3")
 
 
 def test_stage_progress_file_reports_the_last_update(tmp_path):
