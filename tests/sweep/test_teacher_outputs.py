@@ -67,7 +67,9 @@ def test_trial_ids_follow_the_files_content_and_only_for_trials_that_use_it(tmp_
     moved = [t.trial_id for t in validate(_raw(tmp_path, {"outputs": str(tmp_path / "moved.csv")})).distill_trials()]
     assert moved == ids  # the content counts, not the name
     _outputs(tmp_path, "moved.csv", flip=3)
-    relabelled = [t.trial_id for t in validate(_raw(tmp_path, {"outputs": str(tmp_path / "moved.csv")})).distill_trials()]
+    relabelled = [
+        t.trial_id for t in validate(_raw(tmp_path, {"outputs": str(tmp_path / "moved.csv")})).distill_trials()
+    ]
     assert relabelled[0] == ids[0] and relabelled[1] != ids[1]
 
 
@@ -134,7 +136,10 @@ def test_a_sweep_taught_by_a_file_with_bootstrap_rows_labelled_elsewhere(tmp_pat
         rows = list(csv.DictReader(f))
     labelled = tmp_path / "boot-labelled.jsonl"
     labelled.write_text(
-        "".join(json.dumps({"sentence": r["sentence"], "label": ["negative", "positive"][i % 2]}) + "\n" for i, r in enumerate(rows))
+        "".join(
+            json.dumps({"sentence": r["sentence"], "label": ["negative", "positive"][i % 2]}) + "\n"
+            for i, r in enumerate(rows)
+        )
     )
     raw["tasks"]["synthetic"]["teacher"]["outputs"] = [str(llm), str(labelled)]
     (tmp_path / "llm.yaml").write_text(yaml.safe_dump(raw))
