@@ -133,7 +133,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.bootstrap and not (args.teacher or args.teacher_outputs):
         raise ConfigError("--bootstrap data is labelled by the teacher: pass --teacher DIR or --teacher-outputs FILE")
     if len(teachers) > 1:
-        raise ConfigError(f"pass one teacher, not {'both' if len(teachers) == 2 else 'all of'} {' and '.join(teachers)}")
+        raise ConfigError(
+            f"pass one teacher, not {'both' if len(teachers) == 2 else 'all of'} {' and '.join(teachers)}"
+        )
     outputs = teacher_outputs_of(args, task)
     prepared = prepare(
         task,
