@@ -297,6 +297,10 @@ def prepare(
         )
         if bootstrap is not None:
             boot = _prepare_bootstrap(task, bootstrap, encoder, enc_fp, cache_dir, teacher_outputs, None)
+        for name, sp in splits.items():  # dev covered: the teacher's outputs there give each trial its fidelity
+            rows, found = teacher_outputs.lookup(task_data.splits[name].texts)
+            if len(rows) and found.all():
+                sp.teacher_logits = teacher_outputs.targets[rows]
     if teacher is not None:
         keys, arr = store.get_or_compute(teacher, task_data, "train")
         train_split.teacher_logits = align_logits(train_split, keys, arr, task.num_labels, f"teacher {teacher}")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from analysis.views import open_store
 from db.store import ExperimentStore
 from featherweight_core.data.loading import load_task_data
 from featherweight_core.data.tasks import task_from_options
@@ -152,6 +153,8 @@ def test_a_sweep_taught_by_a_file_with_bootstrap_rows_labelled_elsewhere(tmp_pat
     assert stage["detail"]["covered_train"] == N_TRAIN and stage["detail"]["covered_bootstrap"] == len(rows)
     base = store.query("SELECT name, score, params FROM baselines WHERE sweep = 'llm' AND source = 'measured'")
     assert base.name.tolist() == ["teacher:gpt-x"] and base.score[0] == 1.0 and base.params[0] == 1000
+    fidelity = open_store(db, read_only=True).query("SELECT fidelity FROM trial_results WHERE sweep = 'llm'").fidelity
+    assert fidelity.notna().all() and fidelity.between(0, 1).all()
 
 
 def test_load_spec_reads_a_file_teacher_from_yaml(tmp_path, monkeypatch):

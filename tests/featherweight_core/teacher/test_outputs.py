@@ -15,6 +15,8 @@ from featherweight_core.data.loading import load_synthetic
 from featherweight_core.data.taskdata import DataError, Split
 from featherweight_core.data.tasks import get_task
 from featherweight_core.pipeline.prepare import prepare
+from featherweight_core.pipeline.run import run_distillation, student_config_for
+from featherweight_core.students.distill import DistillConfig
 from featherweight_core.teacher.outputs import (
     LABEL_SMOOTHING,
     PROB_FLOOR,
@@ -188,6 +190,10 @@ def test_prepare_takes_soft_targets_from_the_file_and_its_dev_score(tmp_path):
     assert p.train.teacher_logits.shape == (40, 2)
     assert (p.train.teacher_logits.argmax(-1) == data.splits["train"].labels).all()
     assert out.dev_metrics(data)["score"] == 1.0  # the gold labels as a teacher score perfectly
+    # dev covered: each student's agreement with the teacher there (fidelity), beside its dev metrics
+    assert p.evals["validation"].teacher_logits is not None
+    r = run_distillation(p, student_config_for(p, "ffn"), DistillConfig(alpha=0.5, max_epochs=1, optimizer="adam"))
+    assert r.train.metrics["fidelity"] == r.train.metrics["accuracy"]  # the teacher is the gold labels here
     texts = tmp_path / "texts.csv"
     assert write_texts(texts, data.splits["train"].texts, SST) == len(set(data.splits["train"].texts))
     assert texts.read_text().splitlines()[0] == "sentence"
