@@ -176,6 +176,11 @@ def _run(args: argparse.Namespace) -> int:
         "split_info": prepared.split_info,
         **result.summary(),
         "bootstrap": args.bootstrap,
+        **(
+            {"teacher_outputs": {"files": list(outputs.sources), "fingerprint": outputs.fingerprint}}
+            if outputs is not None
+            else {}
+        ),
         "train_examples": len(prepared.train) + (len(prepared.bootstrap) if prepared.bootstrap else 0),
     }
     if args.output:

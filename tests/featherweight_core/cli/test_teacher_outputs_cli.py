@@ -49,6 +49,23 @@ def test_augment_writes_texts_to_label_and_their_labels_teach_distill(tmp_path, 
     rc = main([*DISTILL, "--teacher-outputs", str(labelled), "--bootstrap", str(aug), "--output", str(out), *cache])
     assert rc == 0, capsys.readouterr().err
     assert (out / "student.pt").is_file()
+    assert json.loads((out / "result.json").read_text())["teacher_outputs"]["files"] == [str(labelled)]
+    # the same file teaches the fine-tuning of compress
+    rc = main(
+        ["compress", str(out / "student.pt"), "--prune", "magnitude", "--scope", "global", "--sparsity", "0.5"]
+        + [
+            "--prune-epochs",
+            "1",
+            "--alpha",
+            "0.5",
+            "--teacher-outputs",
+            str(labelled),
+            "--output",
+            str(tmp_path / "pruned"),
+            *cache,
+        ]
+    )
+    assert rc == 0, capsys.readouterr().err
 
 
 def test_uncovered_training_rows_are_an_error_unless_allowed(tmp_path, capsys):
