@@ -50,6 +50,13 @@ def test_augment_writes_texts_to_label_and_their_labels_teach_distill(tmp_path, 
     assert rc == 0, capsys.readouterr().err
     assert (out / "student.pt").is_file()
     assert json.loads((out / "result.json").read_text())["teacher_outputs"]["files"] == [str(labelled)]
+    # augment again (the same file: deterministic), the labelled file giving the report its teacher labels
+    capsys.readouterr()
+    rc = main(
+        ["augment", "--task", "synthetic", "--output", str(tmp_path / "again.parquet"), "-n", "2", "-k", "4"]
+        + ["--max-examples", "40", "--teacher-outputs", str(labelled), "--json", "--no-progress", *cache]
+    )
+    assert rc == 0 and "augmented (teacher argmax)" in json.loads(capsys.readouterr().out)["label_table"]
     # the same file teaches the fine-tuning of compress
     rc = main(
         ["compress", str(out / "student.pt"), "--prune", "magnitude", "--scope", "global", "--sparsity", "0.5"]
