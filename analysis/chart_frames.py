@@ -197,6 +197,15 @@ def _latency_text(row) -> str:
     return f"{float(row['latency_ms']):.2f} ms" + (f" ({float(speedup):.2f}x faster)" if present(speedup) else "")
 
 
+def fidelity_text(value) -> str:
+    """A trial's agreement with the teacher on dev for a tooltip or table: 0.9312 -> '93.1%', '-' when unknown.
+
+    >>> fidelity_text(0.9312), fidelity_text(None)
+    ('93.1%', '-')
+    """
+    return "-" if value is None or value != value else f"{100 * float(value):.1f}%"
+
+
 def _configuration(row) -> str:
     if row["kind"] == "baseline":
         return str(row.get("source") or "")
@@ -239,6 +248,7 @@ def pareto_frame(store: ExperimentStore, sweep: str, task: str, score_measure: s
         count_text(r.get("trainable_params")) if c else "-" for r, c in zip(records, compressed, strict=True)
     ]
     df["latency_text"] = [_latency_text(r) if c else "-" for r, c in zip(records, compressed, strict=True)]
+    df["fidelity_text"] = [fidelity_text(r.get("fidelity")) for r in records]
     df["frontier"] = ["skyline" if r["on_skyline"] else "dominated" for r in records]
     df["series"] = SKYLINE_SERIES
     return df

@@ -58,6 +58,8 @@ TOOLTIP_FIELDS = (
     ("parent_trial_id", "parent"),
     ("source", "source"),
 )
+# in the tooltips of a panel whose trials know their agreement with the teacher on dev
+FIDELITY_TOOLTIP = "agrees with the teacher (dev)"
 # in the tooltips of a panel with teacher-compressed models ('-' for the other points)
 TEACHER_COMPRESSION_TOOLTIPS = (("trainable_text", "trainable params"), ("latency_text", "CPU latency, batch 1"))
 # colour-blind-safe (Okabe-Ito), far from black (the skyline and the baselines); theseus and bertvision are the
@@ -160,6 +162,8 @@ def pareto_chart(
     tooltip = [alt.Tooltip(f"{c}:N", title=t) for c, t in TOOLTIP_FIELDS if c in data.columns]
     if "stage" in df.columns and (df["stage"] == "teacher_compression").any():
         tooltip += [alt.Tooltip(f"{c}:N", title=t) for c, t in TEACHER_COMPRESSION_TOOLTIPS if c in data.columns]
+    if "fidelity" in df.columns and df["fidelity"].notna().any():  # a teacher whose dev outputs are known
+        tooltip.append(alt.Tooltip("fidelity_text:N", title=FIDELITY_TOOLTIP))
     tooltip += [
         alt.Tooltip("y:Q", title=score_title, format=".2f"),
         alt.Tooltip("x:Q", title=size_short, format=",.4~g"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from analysis.chart_frames import METHOD_NAMES, layers_text, method_settings
+from analysis.chart_frames import METHOD_NAMES, fidelity_text, layers_text, method_settings
 from analysis.report_blocks import Bold, Table, mb, missing, pct, plain_value, sci, score_cell, score_header, times
 
 if TYPE_CHECKING:
@@ -241,6 +241,7 @@ def skyline_table(
     """The skyline's points (placed by dev figures); ``score_name`` names the ``score`` measure (the task's metric),
     ``show_test`` adds each trial's test score."""
     shown = score_name if score_measure == "score" and score_name else score_measure
+    show_fidelity = "fidelity" in sky.columns and bool(sky["fidelity"].notna().any())
     rows = []
     for _, r in sky.iterrows():
         size = mb(r["size_value"]) if size_measure.endswith("_bytes") else sci(r["size_value"])
@@ -254,6 +255,7 @@ def skyline_table(
                 cfg + (f"; {extra}" if extra else ""),
                 pct(r["score_value"], 2),
                 *([pct(r.get("test_score"), 2)] if show_test else []),
+                *([fidelity_text(r.get("fidelity"))] if show_fidelity else []),
                 size,
             ]
         )
@@ -266,10 +268,16 @@ def skyline_table(
             "configuration",
             f"{shown} %",
             *([f"test {shown} %"] if show_test else []),
+            *(["agrees with teacher"] if show_fidelity else []),
             f"{size_measure} ({unit})",
         ],
         rows,
-        f"Skyline ({shown} vs {size_measure}, on dev figures): no other trial or baseline is both smaller and better.",
+        f"Skyline ({shown} vs {size_measure}, on dev figures): no other trial or baseline is both smaller and better."
+        + (
+            " agrees with teacher: % of dev examples whose predicted label is the teacher's (fidelity)."
+            if show_fidelity
+            else ""
+        ),
     )
 
 

@@ -34,6 +34,8 @@ TASK_METRICS = ("accuracy", "f1", "macro_f1")
 BAD_BYTES_POLICIES = ("replace", "error")
 TEACHER_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 AUGMENT_MODES = ("embedding", "fill-mask")
+# how a file of teacher outputs holds its values (featherweight_core.teacher.outputs); auto: detected from the columns
+TEACHER_OUTPUT_LAYOUTS = ("auto", "label", "columns", "probs", "logits")
 AUGMENT_FIELDS = ("auto", "first", "second", "all")
 
 # Teacher compression (a smaller transformer from the fine-tuned teacher; seeds BERT-of-Theseus and BERT-Vision)

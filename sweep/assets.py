@@ -22,6 +22,7 @@ from featherweight_core.data.taskdata import TaskData
 from featherweight_core.pipeline.prepare import DEFAULT_CACHE_DIR, Prepared, prepare
 from featherweight_core.teacher import augment, smallbert
 from featherweight_core.teacher.loading import teacher_baseline
+from featherweight_core.teacher.outputs import TeacherOutputs, read_teacher_outputs
 from featherweight_core.teacher.softtargets import SoftTargetStore
 from sweep.spec import SweepSpec
 from trainables.trial import data_key
@@ -35,6 +36,16 @@ class TaskAssets:
     bootstrap: str | None = None  # augmented-data file
     # the soft-target store the soft_targets stage filled (sweep.study); None: prepare()'s own, which labels itself
     soft_targets: str | None = None
+    # a teacher known by its outputs only: the files (resolved), their layout, whether uncovered training rows are
+    # allowed, and its baseline row once the soft_targets stage has scored the file on dev (None: dev not covered)
+    outputs: list[str] | None = None
+    outputs_layout: str = "auto"
+    allow_missing: bool = False
+    baseline: dict[str, Any] | None = None
+
+    def teacher_outputs(self, task) -> TeacherOutputs | None:
+        """The file teacher's outputs read for ``task`` (a TaskSpec; memoised on the files' content), or None."""
+        return read_teacher_outputs(self.outputs, task, self.outputs_layout) if self.outputs else None
 
 
 class TaskDataCache:
@@ -62,7 +73,12 @@ def plain_assets(spec: SweepSpec, task: str) -> TaskAssets:
     t = spec.tasks[task]
     root = spec.storage / spec.name / "assets"
     a = TaskAssets()
-    if t["teacher"] == "small":
+    outputs = spec.file_teacher(task)
+    if outputs is not None:
+        files = outputs["outputs"] if isinstance(outputs["outputs"], list) else [outputs["outputs"]]
+        a.outputs = [str(Path(f).expanduser().resolve()) for f in files]
+        a.outputs_layout, a.allow_missing = outputs["layout"], outputs["allow_missing"]
+    elif t["teacher"] == "small":
         a.teacher = str(root / task / "teacher")
     elif t["teacher"]:
         a.teacher = str(Path(t["teacher"]).expanduser().resolve())
@@ -140,6 +156,8 @@ def prepare_datasets(
             teacher=a.teacher,
             bootstrap=a.bootstrap,
             store=store,
+            teacher_outputs=a.teacher_outputs(spec.task_spec(task)),
+            allow_missing=a.allow_missing,
         )
     return out
 
@@ -153,9 +171,13 @@ def prepare_for_trials(
 
 
 def teacher_baselines(assets: dict[str, TaskAssets]) -> list[dict[str, Any]]:
-    """Each teacher directory as a measured baseline row (``task`` added), measured like every student."""
+    """Each teacher directory as a measured baseline row (``task`` added), measured like every student; a file
+    teacher's row as the soft_targets stage scored it on dev (its sizes as the spec gives them, else unknown)."""
     rows = []
     for task, a in assets.items():
+        if a.baseline is not None:
+            rows.append({"task": task, **a.baseline})
+            continue
         if not a.teacher or not Path(a.teacher).is_dir():
             continue
         try:

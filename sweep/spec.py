@@ -35,7 +35,15 @@ from sweep.sections.teacher_compression import (
     teacher_compression_grid,
     teacher_layers,
 )
-from sweep.spec_tasks import GRID_KEYS, TASK_DEFINITION_KEYS, student_points, validate_grid, validate_tasks
+from sweep.spec_tasks import (
+    GRID_KEYS,
+    TASK_DEFINITION_KEYS,
+    file_teacher,
+    student_points,
+    teacher_outputs_fingerprint,
+    validate_grid,
+    validate_tasks,
+)
 from sweep.spec_values import (
     SpecError,
     check_gpus,
@@ -201,7 +209,14 @@ class SweepSpec:
         """Whether the task's teacher / bootstrap data are built by the stages of :mod:`sweep.study` (a teacher
         mapping, or bootstrap settings with mode / mlm / shards) rather than on the driver."""
         t = self.tasks[task]
-        return isinstance(t["teacher"], dict) or (isinstance(t["bootstrap"], dict) and "mode" in t["bootstrap"])
+        return (isinstance(t["teacher"], dict) and file_teacher(t) is None) or (
+            isinstance(t["bootstrap"], dict) and "mode" in t["bootstrap"]
+        )
+
+    def file_teacher(self, task: str) -> dict | None:
+        """The task's teacher given by a file of its outputs (``{outputs, layout, allow_missing, name, ...}``), or
+        None."""
+        return file_teacher(self.tasks[task])
 
     def grid_for(self, task: str) -> dict:
         g = copy.deepcopy(self.raw["grid"])
@@ -217,6 +232,11 @@ class SweepSpec:
             g = self.grid_for(task)
             ts = self.task_spec(task)
             definition = ts.definition_fingerprint() if ts.custom else None
+            outputs = (
+                teacher_outputs_fingerprint(self.tasks[task], f"tasks.{task}.teacher")
+                if self.file_teacher(task)
+                else None
+            )
             for (arch, emb, dim, vocab), alpha, boot, seed in itertools.product(
                 student_points(g), g["alphas"], g["bootstrap"], g["seeds"]
             ):
@@ -230,6 +250,8 @@ class SweepSpec:
                     bootstrap=boot,
                     seed=seed,
                     task_definition=definition,
+                    # only the trials that learn from the file depend on it
+                    teacher_outputs=outputs if (alpha < 1.0 or boot) else None,
                     **training,
                 )
                 out.setdefault(trial.trial_id, trial)

@@ -12,7 +12,15 @@ from typing import Any
 from featherweight_core.data.tasks import task_from_options
 from featherweight_core.errors import UserError
 from featherweight_core.teacher.augment import AugmentConfig
-from featherweight_core.vocab import ARCHS, AUGMENT_MODES, DEFAULT_VOCAB_SIZE, EMBEDDINGS, TEACHER_PRECISIONS
+from featherweight_core.teacher.outputs import outputs_fingerprint, read_teacher_outputs
+from featherweight_core.vocab import (
+    ARCHS,
+    AUGMENT_MODES,
+    DEFAULT_VOCAB_SIZE,
+    EMBEDDINGS,
+    TEACHER_OUTPUT_LAYOUTS,
+    TEACHER_PRECISIONS,
+)
 from sweep.spec_values import (
     SpecError,
     check_choice,
@@ -39,6 +47,16 @@ TASK_KEYS = {"data": None, "data_options": {}, "teacher": None, "bootstrap": Non
 TASK_DEFINITION_KEYS = ("text_columns", "label_column", "labels", "metric", "split", "encoding", "on_bad_bytes")
 # tasks.T.teacher as a mapping: the teacher stage (sweep.study) fine-tunes ``model`` with ``finetune``
 TEACHER_KEYS = {"model": None, "finetune": None}
+# tasks.T.teacher as a mapping with outputs: a teacher you cannot run, its outputs in file(s) (featherweight_core.teacher.outputs)
+FILE_TEACHER_KEYS = {
+    "outputs": None,
+    "layout": "auto",
+    "allow_missing": False,
+    "name": None,
+    "params": None,
+    "disk_bytes": None,
+    "gzip_bytes": None,
+}
 FINETUNE_KEYS = ("epochs", "lr", "batch_size", "max_length", "precision", "seed", "max_train_examples")
 # tasks.T.bootstrap as a mapping: n, p, k, ratio, seed (embedding mode, built on the driver as before) or, with any of
 # mode / mlm / shards (or a teacher mapping), the bootstrap stage in parallel Ray tasks
@@ -133,10 +151,18 @@ def validate_tasks(given: dict, grid: dict, check_files: bool) -> dict[str, dict
         ):
             expected = "a CSV/TSV file or a directory" if task_spec.custom else "'hub' or a local GLUE directory"
             raise SpecError(f"{where}.data: {t['data']!r} does not exist (expected {expected})")
-        study = isinstance(t["teacher"], dict) or (
+        study = (isinstance(t["teacher"], dict) and file_teacher(t) is None) or (
             isinstance(t["bootstrap"], dict) and any(k in t["bootstrap"] for k in STUDY_BOOTSTRAP_KEYS)
         )
-        if study:
+        if file_teacher(t) is not None:
+            t["teacher"] = _validate_file_teacher(t["teacher"], task_spec, f"{where}.teacher", check_files)
+            if isinstance(t["bootstrap"], dict) and any(k in t["bootstrap"] for k in STUDY_BOOTSTRAP_KEYS):
+                raise SpecError(
+                    f"{where}.bootstrap: a teacher given by its outputs takes bootstrap data as a file or as"
+                    f" {{n, p, k, ratio, seed}} (embedding mode), got {short_repr(t['bootstrap'])}"
+                )
+            _validate_plain_teacher_and_bootstrap({**t, "teacher": None}, where, check_files)
+        elif study:
             t["teacher"] = _validate_study_teacher(t["teacher"], f"{where}.teacher", check_files)
             t["bootstrap"] = _validate_study_bootstrap(t["bootstrap"], t["teacher"], f"{where}.bootstrap", check_files)
         else:
@@ -177,6 +203,49 @@ def _validate_plain_teacher_and_bootstrap(t: dict, where: str, check_files: bool
         raise SpecError(f"{where}.bootstrap: expected an augmented-data file or generation settings, got {b!r}")
     elif check_files and not Path(b).expanduser().is_file():
         raise SpecError(f"{where}.bootstrap: {b!r} is not a file (write one with `featherweight augment`)")
+
+
+def file_teacher(t: dict) -> dict | None:
+    """A task's teacher given by a file of its outputs (``{outputs: FILE, ...}``), or None."""
+    teacher = t.get("teacher")
+    return teacher if isinstance(teacher, dict) and "outputs" in teacher else None
+
+
+def _validate_file_teacher(value: dict, task_spec, where: str, check_files: bool) -> dict:
+    """``{outputs: FILE | [FILES], layout, allow_missing, name, params, disk_bytes, gzip_bytes}`` filled in; with
+    ``check_files`` the files are read and checked against the task (columns, labels, values)."""
+    t = merge_defaults(FILE_TEACHER_KEYS, value, where)
+    files = t["outputs"] if isinstance(t["outputs"], list) else [t["outputs"]]
+    if not files or not all(isinstance(f, str) and f.strip() for f in files):
+        raise SpecError(
+            f"{where}.outputs: expected a file of teacher outputs (.parquet, .csv, .tsv, .jsonl) or a list of them,"
+            f" got {short_repr(t['outputs'])}"
+        )
+    t["outputs"] = files if isinstance(t["outputs"], list) else files[0]
+    check_choice(t["layout"], TEACHER_OUTPUT_LAYOUTS, f"{where}.layout")
+    if not isinstance(t["allow_missing"], bool):
+        raise SpecError(f"{where}.allow_missing: expected true or false, got {short_repr(t['allow_missing'])}")
+    if t["name"] is not None and (not isinstance(t["name"], str) or not t["name"].strip()):
+        raise SpecError(f"{where}.name: expected the teacher's name (text), got {short_repr(t['name'])}")
+    for k in ("params", "disk_bytes", "gzip_bytes"):
+        if t[k] is not None:
+            check_int(t[k], f"{where}.{k}", 1)
+    if check_files:
+        try:
+            read_teacher_outputs([Path(f).expanduser() for f in files], task_spec, t["layout"])
+        except UserError as e:
+            raise SpecError(f"{where}.outputs: {e}") from None
+    return t
+
+
+def teacher_outputs_fingerprint(t: dict, where: str) -> str:
+    """The content fingerprint of a task's file teacher (its files and layout); ``where``: its key path."""
+    teacher = file_teacher(t)
+    files = teacher["outputs"] if isinstance(teacher["outputs"], list) else [teacher["outputs"]]
+    try:
+        return outputs_fingerprint([Path(f).expanduser() for f in files], teacher["layout"])
+    except UserError as e:
+        raise SpecError(f"{where}.outputs: {e}") from None
 
 
 def _check_model_source(value: str, where: str) -> None:

@@ -16,6 +16,9 @@ For a task whose spec has a teacher mapping (``{model, finetune}``) or bootstrap
   teacher into the soft-target store ``assets/softtargets``, the store ``prepare()`` then reads on the driver: the
   driver never runs the teacher.
 
+A teacher known by its outputs only (``teacher: {outputs: FILE}``) runs no Ray task: its ``soft_targets`` stage
+reads and matches the file on the driver (:mod:`sweep.outputs_stage`).
+
 Every other task with a teacher (a teacher directory, ``small``: built on the driver by
 :func:`sweep.assets.materialize_assets`, like plain bootstrap settings) goes through the same ``soft_targets``
 stage, into the store ``prepare()`` used for them before, the driver's ``<cache_dir>/softtargets``
@@ -52,6 +55,7 @@ from featherweight_core.errors import UserError
 from featherweight_core.teacher.augment import META_KEY, read_augmented
 from featherweight_core.teacher.softtargets import SoftTargetStore, teacher_fingerprint, texts_fingerprint
 from sweep.assets import TaskAssets, TaskDataCache, driver_soft_targets, plain_assets
+from sweep.outputs_stage import file_teacher_stage
 from sweep.spec import SweepSpec
 from sweep.study_tasks import label_task, last_progress, remote, shard_task, teacher_task, vectors_task
 from sweep.tuner import ResourceError
@@ -186,7 +190,10 @@ class StudyRunner:
         self.root = spec.storage / spec.name / "assets"
         self.tasks = [t for t in spec.tasks if spec.is_study(t)]
         # tasks with a teacher outside the study stages: only their soft_targets stage runs here
-        self.plain = [t for t in spec.tasks if not spec.is_study(t) and spec.tasks[t]["teacher"]]
+        self.files = [t for t in spec.tasks if spec.file_teacher(t)]  # a teacher known by its outputs: read here
+        self.plain = [
+            t for t in spec.tasks if not spec.is_study(t) and spec.tasks[t]["teacher"] and t not in self.files
+        ]
         self._refs: dict[str, Any] = {}
         self._rows = {(r["task"], r["stage"], r["fingerprint"]): r for r in store.stages(spec.name)}
 
@@ -198,9 +205,12 @@ class StudyRunner:
         return self._refs[task]
 
     def run(self) -> dict[str, TaskAssets]:
-        if not self.tasks and not self.plain:
+        if not self.tasks and not self.plain and not self.files:
             return {}
         assets = {t: TaskAssets(soft_targets=str(self.root / SOFT_TARGETS_DIR)) for t in self.tasks}
+        for t in self.files:  # no Ray task: the file is read and matched on the driver
+            assets[t] = plain_assets(self.spec, t)
+            file_teacher_stage(self.spec, self.store, self._rows, self.data, self.say, t, assets[t])
         self._run_stage("teacher", [self._teacher_job(t, assets[t]) for t in self.tasks])
         self._run_stage("bootstrap", [self._bootstrap_job(t, assets[t]) for t in self.tasks])
         for t in self.plain:  # built on the driver (sweep.assets.materialize_assets); labelled in the driver's cache

@@ -78,9 +78,9 @@ def strict_fields(cls, d: dict[str, Any], where: str) -> dict[str, Any]:
 def _with_training_settings(cls: type) -> type:
     """Give a trial class one field per training setting (``featherweight_core.students.distill_config.TRAINING_SETTINGS``,
     each with the default a user who leaves it out gets), after the grid point's fields and before
-    ``task_definition``: a setting declared on the core config is a trial field without further code."""
+    ``task_definition`` and ``teacher_outputs``: a setting declared on the core config is a trial field without further code."""
     annotations = dict(cls.__annotations__)
-    tail = {"task_definition": annotations.pop("task_definition")}
+    tail = {k: annotations.pop(k) for k in ("task_definition", "teacher_outputs")}
     for name, s in TRAINING_SETTINGS.items():
         annotations[name] = "Any"
         setattr(cls, name, s.default)
@@ -105,6 +105,9 @@ class DistillTrial:
     # A custom task's definition fingerprint (columns, labels, metric, split, encoding): changing the definition of a
     # custom task makes new trials; None for built-in tasks, so their ids are those of version 1
     task_definition: str | None = None
+    # The content fingerprint of the task's teacher outputs file(s) (featherweight_core.teacher.outputs) for a trial
+    # that learns from them (alpha < 1 or bootstrap data): a relabelled file makes new trials; None otherwise
+    teacher_outputs: str | None = None
 
     # The fields the first release hashed, frozen: a setting added since enters the id only off its default
     V1_FIELDS: ClassVar[tuple[str, ...]] = (

@@ -70,6 +70,9 @@ joined as (
         r.accuracy_matched,
         r.accuracy_mismatched,
         r.macro_f1,
+        -- agreement with the teacher on dev: the fraction of dev examples whose predicted label is the teacher's
+        -- (recorded when the teacher's dev outputs are known: a teacher given by a file that covers dev)
+        try_cast(json_extract(r.metrics, '$.fidelity') as double) as fidelity,
         -- the optional test split, scored once with the best epoch's weights (test_score: the task's metric)
         r.test_score,
         r.test_accuracy,

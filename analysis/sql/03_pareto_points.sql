@@ -43,7 +43,9 @@ trial_points as (
         end::double as size_value,
         t.teacher, t.trainable_params, t.latency_ms, t.layers,
         t.teacher_latency_ms / nullif(t.latency_ms, 0) as speedup_vs_teacher,
-        t.settings
+        t.settings,
+        -- agreement with the teacher on dev (null where the teacher's dev outputs are unknown; baselines: null)
+        t.fidelity
     from trial_results t
     cross join measures m
 ),

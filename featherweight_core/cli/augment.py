@@ -12,11 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from featherweight_core import vocab
 from featherweight_core.atomic import checked_output_dir
 from featherweight_core.cli.common import (
     add_task_args,
+    add_teacher_outputs_args,
     device_or_auto,
     float_in,
     fraction,
@@ -25,6 +27,7 @@ from featherweight_core.cli.common import (
     positive_int,
     resolve_task,
     seed_int,
+    teacher_outputs_of,
 )
 from featherweight_core.errors import ConfigError
 
@@ -99,6 +102,21 @@ def add_parser(sub) -> None:
         default=None,
         help="fine-tuned teacher: label the augmented data now (soft-target store) and report teacher labels (default: none)",
     )
+    add_teacher_outputs_args(g, "instead of --teacher: report the labels it gives the augmented rows")
+    g = p.add_argument_group("texts to label elsewhere (a teacher you cannot run here: an LLM, a model on a cluster)")
+    g.add_argument(
+        "--texts",
+        default=None,
+        metavar="FILE",
+        help="also write the augmented texts, without labels, one column per text field, to FILE (.csv, .tsv,"
+        " .jsonl, .parquet), to label elsewhere and give back as --teacher-outputs / teacher: {outputs: ...}"
+        " (default: none)",
+    )
+    g.add_argument(
+        "--texts-with-task",
+        action="store_true",
+        help="--texts also holds the task's own texts (every split), so one labelled file teaches everything",
+    )
     g.add_argument(
         "--cache-dir", default=None, help="word-vector and soft-target cache (default ~/.cache/featherweight)"
     )
@@ -130,8 +148,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     # deferred: loads torch and numpy (keeps --help fast)
     from featherweight_core.data.loading import load_task_data
     from featherweight_core.pipeline.prepare import DEFAULT_CACHE_DIR
@@ -157,10 +173,22 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError("--mlm is only used with --mode fill-mask")
     if not args.output.endswith(".parquet"):
         raise ConfigError(f"--output {args.output!r}: the augmented data is written as Parquet; use a .parquet name")
+    if args.teacher and args.teacher_outputs:
+        raise ConfigError("pass one teacher, not --teacher and --teacher-outputs")
+    if args.texts_with_task and not args.texts:
+        raise ConfigError("--texts-with-task adds to the --texts FILE: pass --texts FILE too")
+    if args.texts:
+        from featherweight_core.teacher.outputs import FORMATS  # deferred: numpy (keeps --help fast)
+
+        if Path(args.texts).suffix.lower() not in FORMATS:
+            raise ConfigError(f"--texts {args.texts!r}: expected a {', '.join(sorted(FORMATS))} file name")
+        if not Path(args.texts).expanduser().parent.is_dir():
+            raise ConfigError(f"--texts {args.texts!r}: its directory does not exist")
     if args.teacher:
         from featherweight_core.teacher.softtargets import teacher_fingerprint
 
         teacher_fingerprint(args.teacher)  # fail on a bad teacher dir before the long part
+    outputs = teacher_outputs_of(args, task)  # a bad file fails before the long part too
     cache = Path(args.cache_dir or DEFAULT_CACHE_DIR)
     task_data = load_task_data(task, args.data)
     report = augment_to_file(
@@ -180,6 +208,22 @@ def _run(args: argparse.Namespace) -> int:
         store = SoftTargetStore(cache / "softtargets", device=args.device, progress=not args.no_progress)
         _, logits = store.get_or_compute(args.teacher, aug, f"{task.name}-bootstrap")
         report.augmented_teacher_labels = logits.argmax(-1)
+    if outputs is not None or args.texts:
+        aug, _ = read_augmented(args.output, task)
+    if outputs is not None:
+        rows, cov = outputs.coverage(aug.texts, "augmented rows")
+        if cov.missing:
+            print(f"teacher outputs {outputs.name}: {cov}; no teacher labels in the report", file=sys.stderr)
+        else:
+            report.augmented_teacher_labels = outputs.targets[rows].argmax(-1)
+    if args.texts:
+        from featherweight_core.teacher.outputs import write_texts  # deferred: numpy (keeps --help fast)
+
+        texts = list(aug.texts)
+        if args.texts_with_task:
+            texts = [t for sp in task_data.splits.values() for t in sp.texts] + texts
+        n = write_texts(args.texts, texts, task)
+        print(f"wrote {n:,} distinct texts to label to {args.texts}", file=sys.stderr)
     if args.json:
         out = {
             "output": report.path,

@@ -409,3 +409,38 @@ class HelpFormatter(argparse.HelpFormatter):
         else:
             shown = "%(default)s"
         return f"{text} (default: {shown})"
+
+
+def add_teacher_outputs_args(group, what: str) -> None:
+    """``--teacher-outputs FILE`` (repeatable), ``--teacher-outputs-layout``, ``--allow-missing-outputs``: a
+    teacher you cannot run, given by a file of its outputs (``featherweight_core.teacher.outputs``)."""
+    group.add_argument(
+        "--teacher-outputs",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help=f"a file of teacher outputs (.parquet, .csv, .tsv, .jsonl; rows matched to texts) {what};"
+        " repeat for several files (default: none)",
+    )
+    group.add_argument(
+        "--teacher-outputs-layout",
+        choices=vocab.TEACHER_OUTPUT_LAYOUTS,
+        default="auto",
+        help="how the file holds the outputs: label, columns (one probability column per label), probs, logits"
+        " (default: auto, detected from the columns)",
+    )
+    group.add_argument(
+        "--allow-missing-outputs",
+        action="store_true",
+        help="training rows without a teacher output are taught their gold label (default: such rows are an error)",
+    )
+
+
+def teacher_outputs_of(args: argparse.Namespace, task: TaskSpec):
+    """The teacher outputs ``--teacher-outputs`` names, read and checked for ``task``, or None."""
+    if not args.teacher_outputs:
+        return None
+    # deferred: numpy and the readers load only when a file is given (keeps --help fast)
+    from featherweight_core.teacher.outputs import read_teacher_outputs
+
+    return read_teacher_outputs(args.teacher_outputs, task, args.teacher_outputs_layout)

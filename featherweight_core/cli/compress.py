@@ -23,6 +23,7 @@ from featherweight_core.atomic import checked_output_dir, write_json_atomic
 from featherweight_core.cli.common import (
     STUDENT_THREADS_HELP,
     add_task_args,
+    add_teacher_outputs_args,
     check_data_fingerprint,
     float_in,
     fraction,
@@ -32,6 +33,7 @@ from featherweight_core.cli.common import (
     positive_float,
     positive_int,
     seed_int,
+    teacher_outputs_of,
 )
 from featherweight_core.compression.prune_config import PruneConfig, PruningError
 from featherweight_core.errors import ConfigError
@@ -108,6 +110,7 @@ def add_parser(sub) -> None:
     g.add_argument(
         "--teacher-logits", default=None, help="teacher logits for fine-tuning with --alpha < 1 (default: none)"
     )
+    add_teacher_outputs_args(g, "for fine-tuning with --alpha < 1, instead of --teacher-logits")
     g = p.add_argument_group("pruning (thesis 4.2, 6.2.5; default targets: table 6.3)")
     g.add_argument("--prune", choices=vocab.PRUNE_METHODS, default=None, help="pruning method (default: no pruning)")
     g.add_argument(
@@ -290,6 +293,8 @@ def _run(args: argparse.Namespace) -> int:
         args.teacher_logits,
         args.cache_dir or DEFAULT_CACHE_DIR,
         verbose=log is not None,
+        teacher_outputs=teacher_outputs_of(args, task),
+        allow_missing=args.allow_missing_outputs,
     )
     check_data_fingerprint(
         task, meta.get("data_fingerprint"), prepared.data_fingerprint, f"checkpoint {args.checkpoint}", log
@@ -311,7 +316,10 @@ def _run(args: argparse.Namespace) -> int:
         fields["alpha"] = dist["alpha"]
     dcfg = DistillConfig(**{**base.to_dict(), **fields, **overrides, "device": "cpu"})
     if prune is not None and prune.epochs and dcfg.alpha < 1.0 and prepared.train.teacher_logits is None:
-        raise ConfigError(f"fine-tuning with alpha {dcfg.alpha} < 1 needs --teacher-logits FILE (or --alpha 1)")
+        raise ConfigError(
+            f"fine-tuning with alpha {dcfg.alpha} < 1 needs --teacher-logits FILE or --teacher-outputs FILE"
+            " (or --alpha 1)"
+        )
 
     def on_epoch(r):
         if log:

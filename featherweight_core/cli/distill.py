@@ -15,6 +15,7 @@ from featherweight_core.cli.common import (
     add_encoder_args,
     add_setting_option,
     add_task_args,
+    add_teacher_outputs_args,
     device_arg,
     device_or_auto,
     dropout_rate,
@@ -24,6 +25,7 @@ from featherweight_core.cli.common import (
     positive_int,
     resolve_task,
     seed_int,
+    teacher_outputs_of,
 )
 from featherweight_core.errors import ConfigError
 from featherweight_core.settings import settings_of
@@ -64,8 +66,9 @@ def add_parser(sub) -> None:
         "--bootstrap",
         default=None,
         help="augmented-data file from `featherweight augment`: train on original + augmented examples"
-        " (labels and logits from --teacher; default: none)",
+        " (labels and logits from --teacher or --teacher-outputs; default: none)",
     )
+    add_teacher_outputs_args(g, "instead of a teacher directory")
     g.add_argument(
         "--teacher-device",
         type=device_or_auto,
@@ -113,14 +116,27 @@ def _run(args: argparse.Namespace) -> int:
     cfg = DistillConfig(
         alpha=args.alpha, weight_decay=args.weight_decay, seed=args.seed, device=args.device, **settings
     )
-    if cfg.alpha < 1.0 and args.teacher_logits is None and args.teacher is None:
-        raise ConfigError(
-            f"--alpha {cfg.alpha} < 1 distils from a teacher: pass --teacher DIR or --teacher-logits FILE"
+    teachers = [
+        o
+        for o, v in (
+            ("--teacher", args.teacher),
+            ("--teacher-logits", args.teacher_logits),
+            ("--teacher-outputs", args.teacher_outputs),
         )
-    if args.bootstrap and not args.teacher:
-        raise ConfigError("--bootstrap data is labelled by the teacher: pass --teacher DIR too")
-    if args.teacher and args.teacher_logits:
-        raise ConfigError("pass either --teacher DIR or --teacher-logits FILE, not both")
+        if v
+    ]
+    if cfg.alpha < 1.0 and not teachers:
+        raise ConfigError(
+            f"--alpha {cfg.alpha} < 1 distils from a teacher: pass --teacher DIR, --teacher-outputs FILE or"
+            " --teacher-logits FILE"
+        )
+    if args.bootstrap and not (args.teacher or args.teacher_outputs):
+        raise ConfigError("--bootstrap data is labelled by the teacher: pass --teacher DIR or --teacher-outputs FILE")
+    if len(teachers) > 1:
+        raise ConfigError(
+            f"pass one teacher, not {'both' if len(teachers) == 2 else 'all of'} {' and '.join(teachers)}"
+        )
+    outputs = teacher_outputs_of(args, task)
     prepared = prepare(
         task,
         args.data,
@@ -134,6 +150,8 @@ def _run(args: argparse.Namespace) -> int:
         teacher=args.teacher,
         bootstrap=args.bootstrap,
         teacher_device=args.teacher_device,
+        teacher_outputs=outputs,
+        allow_missing=args.allow_missing_outputs,
     )
     student = student_config_for(prepared, args.arch, **student)
     log = None if args.quiet or args.json else sys.stderr
@@ -158,6 +176,11 @@ def _run(args: argparse.Namespace) -> int:
         "split_info": prepared.split_info,
         **result.summary(),
         "bootstrap": args.bootstrap,
+        **(
+            {"teacher_outputs": {"files": list(outputs.sources), "fingerprint": outputs.fingerprint}}
+            if outputs is not None
+            else {}
+        ),
         "train_examples": len(prepared.train) + (len(prepared.bootstrap) if prepared.bootstrap else 0),
     }
     if args.output:

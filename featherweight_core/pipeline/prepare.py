@@ -28,6 +28,7 @@ from featherweight_core.data.taskdata import DataError, Split, TaskData, recorde
 from featherweight_core.data.tasks import TEST, TaskSpec
 from featherweight_core.readable import check_readable
 from featherweight_core.teacher.augment import check_augmented, read_augmented
+from featherweight_core.teacher.outputs import TeacherOutputs
 from featherweight_core.teacher.softtargets import SoftTargetStore, teacher_fingerprint, texts_fingerprint
 
 DEFAULT_CACHE_DIR = Path(os.environ.get("FEATHERWEIGHT_CACHE", Path.home() / ".cache" / "featherweight"))
@@ -229,15 +230,22 @@ def prepare(
     bootstrap: str | Path | None = None,
     store=None,
     teacher_device: str = "auto",
+    teacher_outputs: TeacherOutputs | None = None,
+    allow_missing: bool = False,
 ) -> Prepared:
     """Load, encode (cached) and attach teacher logits. ``task_data`` skips loading when already in hand.
 
     ``teacher``: a fine-tuned teacher directory; its train-split logits come from the soft-target store
-    (``store``, default ``{cache_dir}/softtargets``). ``bootstrap``: an augmented-data file; needs ``teacher``.
+    (``store``, default ``{cache_dir}/softtargets``). ``bootstrap``: an augmented-data file; needs ``teacher``
+    or ``teacher_outputs``. ``teacher_outputs``: a file teacher (:mod:`featherweight_core.teacher.outputs`), its
+    targets matched to the training and bootstrap rows by text (``allow_missing``: uncovered training rows are
+    taught their gold label).
     """
-    if teacher_logits is not None and teacher is not None:
-        raise DataError("pass either teacher_logits (a file) or teacher (a model directory), not both")
-    if bootstrap is not None and teacher is None:
+    if sum(x is not None for x in (teacher_logits, teacher, teacher_outputs)) > 1:
+        raise DataError(
+            "pass one of teacher_logits (a logits file), teacher (a model directory) or teacher_outputs, not several"
+        )
+    if bootstrap is not None and teacher is None and teacher_outputs is None:
         raise DataError(
             f"bootstrap data {bootstrap} is labelled by the teacher: pass a teacher directory too (--teacher DIR)"
         )
@@ -283,6 +291,16 @@ def prepare(
         keys, arr = loaded_logits
         train_split.teacher_logits = align_logits(train_split, keys, arr, task.num_labels, str(teacher_logits))
     boot = None
+    if teacher_outputs is not None:
+        train_split.teacher_logits, _ = teacher_outputs.for_training(
+            task_data.splits["train"], "training rows", allow_missing
+        )
+        if bootstrap is not None:
+            boot = _prepare_bootstrap(task, bootstrap, encoder, enc_fp, cache_dir, teacher_outputs, None)
+        for name, sp in splits.items():  # dev covered: the teacher's outputs there give each trial its fidelity
+            rows, found = teacher_outputs.lookup(task_data.splits[name].texts)
+            if len(rows) and found.all():
+                sp.teacher_logits = teacher_outputs.targets[rows]
     if teacher is not None:
         keys, arr = store.get_or_compute(teacher, task_data, "train")
         train_split.teacher_logits = align_logits(train_split, keys, arr, task.num_labels, f"teacher {teacher}")
@@ -299,7 +317,7 @@ def prepare(
         evals=splits,
         data_fingerprint=data_fp,
         encoder_fingerprint=enc_fp,
-        teacher=str(teacher_logits) if teacher_logits is not None else (str(teacher) if teacher is not None else None),
+        teacher=_teacher_source(teacher_logits, teacher, teacher_outputs),
         bootstrap=boot,
         bootstrap_source=str(bootstrap) if bootstrap is not None else None,
         tests=tests,
@@ -308,8 +326,17 @@ def prepare(
     )
 
 
+def _teacher_source(teacher_logits, teacher, teacher_outputs: TeacherOutputs | None) -> str | None:
+    if teacher_outputs is not None:
+        return f"teacher outputs {teacher_outputs.name}"
+    if teacher_logits is not None:
+        return str(teacher_logits)
+    return str(teacher) if teacher is not None else None
+
+
 def _prepare_bootstrap(task: TaskSpec, path, encoder: Encoder, enc_fp: str, cache_dir, store, teacher) -> EncodedSplit:
-    """Encode the augmented examples of ``path`` (cached like the task splits) and label them with the teacher."""
+    """Encode the augmented examples of ``path`` (cached like the task splits) and label them with the teacher
+    (``store`` a TeacherOutputs and ``teacher`` None: the file teacher's outputs for their texts)."""
     aug, _meta = read_augmented(path, task)
     if len(aug) == 0:
         raise DataError(f"{path}: the augmented data file has no examples")
@@ -325,7 +352,10 @@ def _prepare_bootstrap(task: TaskSpec, path, encoder: Encoder, enc_fp: str, cach
         if cache_path is not None:
             cache_path.parent.mkdir(parents=True, exist_ok=True)
             _save_encoded(cache_path, {"bootstrap": enc})
-    keys, logits = store.get_or_compute(teacher, aug, f"{task.name}-bootstrap")
-    enc.teacher_logits = align_logits(enc, keys, logits, task.num_labels, f"teacher {teacher} on {path}")
+    if isinstance(store, TeacherOutputs):
+        enc.teacher_logits = store.for_bootstrap(aug, str(path))
+    else:
+        keys, logits = store.get_or_compute(teacher, aug, f"{task.name}-bootstrap")
+        enc.teacher_logits = align_logits(enc, keys, logits, task.num_labels, f"teacher {teacher} on {path}")
     enc.labels = enc.teacher_logits.argmax(-1).astype(np.int64)  # hard labels: the teacher's (thesis 6.2.4)
     return enc

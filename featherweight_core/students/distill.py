@@ -164,16 +164,22 @@ def evaluate_detailed(
     batch_size: int = 512,
     device: str = "cpu",
 ) -> tuple[dict[str, float], dict[str, dict]]:
-    """:func:`evaluate`'s flat metrics plus ``{split: measure.per_class_metrics(...)}`` for every split."""
+    """:func:`evaluate`'s flat metrics plus ``{split: measure.per_class_metrics(...)}`` for every split. When every
+    eval split carries the teacher's outputs (``teacher_logits``: a file teacher that covers dev), also ``fidelity``:
+    the fraction of eval examples whose predicted label is the teacher's (mean over splits)."""
     names = task_metric_names(task)
-    per_split, classes = {}, {}
+    per_split, classes, agree = {}, {}, []
     for split_name, split in evals.items():
         pred = predict_logits(model, split, batch_size, device).argmax(-1) if len(split) else np.zeros(0, np.int64)
         per_split[split_name] = split_metrics(pred, split.labels, names, task.num_labels)
         classes[split_name] = per_class_metrics(pred, split.labels, task.label_names)
+        if split.teacher_logits is not None and len(split):
+            agree.append(float((pred == np.asarray(split.teacher_logits).argmax(-1)).mean()))
     out: dict[str, float] = {}
     if not per_split:
         return out, classes
+    if len(agree) == len(per_split):
+        out["fidelity"] = float(np.mean(agree))
     for m in names:
         out[m] = float(np.mean([v[m] for v in per_split.values()]))
         if len(per_split) > 1:

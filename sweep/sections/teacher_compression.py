@@ -151,6 +151,11 @@ def teacher_compression_grid(method: str, section: dict) -> list[tuple[int, bool
     return out
 
 
+def _outputs_only(task: dict) -> bool:
+    """Whether the task's teacher is a file of its outputs (no model)."""
+    return isinstance(task.get("teacher"), dict) and "outputs" in task["teacher"]
+
+
 def validate_teacher_compression(value: Any, tasks: dict[str, dict]) -> dict:
     """``teacher_compression: {tasks, theseus, bertvision}``: which tasks' teachers to compress (default: every
     task with a teacher) and the grid of each method to run (a method key present, even empty, runs it)."""
@@ -165,7 +170,7 @@ def validate_teacher_compression(value: Any, tasks: dict[str, dict]) -> dict:
         )
     names = value.get("tasks")
     if names is None:
-        names = [t for t, cfg in tasks.items() if cfg.get("teacher")]
+        names = [t for t, cfg in tasks.items() if cfg.get("teacher") and not _outputs_only(cfg)]
         if not names:
             raise SpecError(
                 "teacher_compression.tasks: no task of this spec has a teacher to compress; set tasks.<task>.teacher"
@@ -180,6 +185,11 @@ def validate_teacher_compression(value: Any, tasks: dict[str, dict]) -> dict:
             if not tasks[t].get("teacher"):
                 raise SpecError(
                     f"teacher_compression.tasks[{i}]: task {t!r} has no teacher to compress; set tasks.{t}.teacher"
+                )
+            if _outputs_only(tasks[t]):
+                raise SpecError(
+                    f"teacher_compression.tasks[{i}]: task {t!r} has a teacher known by its outputs only: there is no"
+                    " model to compress"
                 )
         names = list(dict.fromkeys(names))
     out: dict[str, Any] = {"tasks": names}

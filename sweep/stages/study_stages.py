@@ -66,6 +66,7 @@ def record_baselines(spec: SweepSpec, store, assets: dict[str, TaskAssets]) -> N
             row["params"],
             row["disk_bytes"],
             row.get("gzip_bytes"),
+            note=row.get("note"),
         )
     for task, t in spec.tasks.items():
         for b in t.get("baselines") or []:
