@@ -142,7 +142,7 @@ def add_parser(sub) -> None:
         action="append",
         default=[],
         metavar="OLD=NEW",
-        help="give a source's sweep OLD the name NEW in the target (repeat for several; default: names kept)",
+        help="give a source's sweep OLD the name NEW in the target, repeat for several (default: names kept)",
     )
     g.set_defaults(func=run_merge)
 

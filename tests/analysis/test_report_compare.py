@@ -136,6 +136,7 @@ def test_chart_holds_both_sweeps_points_and_skylines(blocks):
     assert "'title': 'sweep'" in spec and "'title': 'stage'" in spec and "arch bilstm" in spec  # legends, panels
 
 
+@pytest.mark.slow  # renders the one-sweep report twice; the report tests run it through the command line too
 def test_one_sweep_is_the_report_as_before(store, tmp_path):
     one = build_report(store, ["A"], tmp_path / "one")
     before, _ = build_blocks(store, "A", tmp_path / "plain")
