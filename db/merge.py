@@ -217,7 +217,10 @@ def _copy_source(path: Path, into: Path, lock_timeout: float) -> Path:
         wal = Path(f"{path}.wal")
         if wal.is_file():
             shutil.copyfile(wal, Path(f"{into}.wal"))
-    migrate(Connector(into, read_only=False, lock_timeout=lock_timeout), views=())
+    try:
+        migrate(Connector(into, read_only=False, lock_timeout=lock_timeout), views=())
+    except StoreError as e:  # e.g. a newer version's file: named as the user named it, not by its copy
+        raise StoreError(str(e).replace(str(into), str(path))) from e
     return into
 
 

@@ -188,6 +188,17 @@ def test_an_older_versions_file_is_migrated_on_a_copy(tmp_path):
     assert got.astype(object).where(got.notna(), None).values.tolist() == [["old1", 0.75, None, None]]
 
 
+def test_a_newer_versions_file_is_refused_naming_it(tmp_path, capsys):
+    new = _sweep(tmp_path / "new.duckdb", "alpha", {"t1": 0.8})
+    with duckdb.connect(str(new)) as con:
+        con.execute("INSERT INTO schema_version VALUES (999, 'from the future', now())")
+    target = tmp_path / "all.duckdb"
+    assert main(["db", "merge", str(new), "--into", str(target)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(new) in err[0] and "newer" in err[0], err
+    assert not target.exists()
+
+
 def test_a_merge_failing_midway_leaves_the_target_byte_identical(tmp_path, capsys):
     a = _sweep(tmp_path / "a.duckdb", "grid", {"t1": 0.8})
     target = tmp_path / "all.duckdb"
