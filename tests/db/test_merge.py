@@ -13,12 +13,25 @@ import pytest
 from analysis.views import open_store
 from db.connection import Connector
 from db.merge import MACHINE_KEYS, merge_databases, table_kinds
+from db.rows import class_metric_rows
 from db.schema import latest_schema_version, migrate
 from db.store import ExperimentStore
 from sweep.cli import main
 from sweep.spec import TOP_KEYS
 from tests.fakes import make_record
 
+CLASSES = class_metric_rows(
+    {
+        "validation": {
+            "labels": ["neg", "pos"],
+            "precision": [1.0, 0.5],
+            "recall": [0.5, 1.0],
+            "f1": [0.667, 0.667],
+            "support": [2, 1],
+            "confusion": [[1, 1], [0, 1]],
+        }
+    }
+)
 SPEC = {"name": "grid", "tasks": ["sst2"], "grid": {"arch": ["bilstm", "ffn"]}, "storage": "/machine-a/runs"}
 
 
@@ -26,10 +39,10 @@ def _sweep(db: Path, name: str, trials: dict[str, float], spec: dict | None = No
     """A tiny real sweep through the store: one finished distill trial per ``{trial_id: score}``."""
     store = ExperimentStore(db)
     store.start_sweep(name, spec or {**SPEC, "name": name}, "test", f"/runs/{name}")
+    store.finish_stage(name, "sst2", "teacher", "fp1", "cached", output=f"/runs/{name}/teacher")
     for trial_id, score in trials.items():
-        store.record_trial(
-            make_record(name, trial_id, metrics={"score": score, "accuracy": score, "epochs": 2}, **record)
-        )
+        metrics = {"score": score, "accuracy": score, "epochs": 2}
+        store.record_trial(make_record(name, trial_id, metrics=metrics, class_metrics=CLASSES, **record))
     store.record_teacher(name, "sst2", "teacher-small", 0.91, 0.91, None, 4_000_000, 16_000_000, 14_900_000)
     store.finish_sweep(name, "finished")
     return db
@@ -62,6 +75,14 @@ def test_disjoint_sweeps_from_two_machines(tmp_path, capsys):
         ("beta", "t1", 0.7),
     ]
     assert _rows(target, "SELECT count(*) FROM epochs")[0][0] == 15  # 5 epochs a trial
+    assert _rows(target, "SELECT sweep, count(*) FROM class_metrics GROUP BY 1 ORDER BY 1") == [
+        ("alpha", 4),
+        ("beta", 2),
+    ]
+    assert _rows(target, "SELECT sweep, stage, output FROM stages ORDER BY 1") == [
+        ("alpha", "teacher", "/runs/alpha/teacher"),
+        ("beta", "teacher", "/runs/beta/teacher"),
+    ]
     assert _rows(target, "SELECT sweep FROM baselines WHERE source = 'measured' ORDER BY 1") == [("alpha",), ("beta",)]
     assert _rows(target, "SELECT count(*) FROM baselines WHERE sweep IS NULL")[0][0] == 12  # thesis rows once
     assert _rows(target, "SELECT checkpoint_path FROM trials WHERE trial_id = 't1' ORDER BY sweep") == [
@@ -99,6 +120,8 @@ def test_same_sweep_split_over_two_machines_with_an_overlap_and_a_conflict(tmp_p
     assert _rows(target, "SELECT trial_id, status FROM trials ORDER BY 1")[-1] == ("t5", "finished")
     assert _rows(target, "SELECT count(*) FROM trials")[0][0] == 5  # one row per trial id
     assert _rows(target, "SELECT count(*) FROM epochs WHERE trial_id = 't2'")[0][0] == 5  # not doubled
+    assert _rows(target, "SELECT count(*) FROM class_metrics WHERE trial_id = 't2'")[0][0] == 2
+    assert _rows(target, "SELECT count(*) FROM stages")[0][0] == 1  # the same stage row on both machines: once
     merged = [s for s in summary.sweeps if s.how == "merged"]
     assert len(merged) == 1
     m = merged[0]
