@@ -280,7 +280,7 @@ def pareto_chart(
     return alt.layer(*layers).properties(title=title, width=width, height=height)
 
 
-def _panels_by(df: pd.DataFrame, by: str | None) -> list[tuple[str | None, pd.DataFrame]]:
+def panels_by(df: pd.DataFrame, by: str | None) -> list[tuple[str | None, pd.DataFrame]]:
     """Split a panel's rows by ``by`` (``embedding`` | ``arch``); baselines go into every part."""
     if by in (None, "task") or by not in df.columns:
         return [(None, df)]
@@ -328,7 +328,7 @@ def task_chart(
     stage_domain = [s for s in STAGE_SHAPES if any(s in set(d["stage_label"]) for _, d, _ in rows)]
     grid = []
     for measure, df, seeds in rows:
-        parts = _panels_by(df, by)
+        parts = panels_by(df, by)
         n_cols = min(len(parts) * len(rows), 2)
         width = 900 if n_cols == 1 else 440
         line = []

@@ -1,5 +1,7 @@
-"""``featherweight report SWEEP``: Markdown + self-contained HTML report with seed summaries, skylines, compression
-ratios and per-task Pareto charts (PNG and SVG), read from the experiment database (opened read-only)."""
+"""``featherweight report SWEEP [SWEEP ...]``: Markdown + self-contained HTML report with seed summaries, skylines,
+compression ratios and per-task Pareto charts (PNG and SVG), read from the experiment database (opened read-only).
+Given several sweeps, one report comparing them: per task a chart with every sweep's points and skyline, their
+skylines at the same sizes, the smallest model near each sweep's teacher, and the configurations they share."""
 
 from __future__ import annotations
 
@@ -15,14 +17,24 @@ FACETS = ("task", "embedding", "arch")  # as analysis.charts.FACETS (not importe
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "report", help="write a sweep's report (Markdown, HTML, Pareto charts as PNG/SVG)", description=__doc__
+        "report",
+        help="write a sweep's report, or one comparing several sweeps (Markdown, HTML, Pareto charts as PNG/SVG)",
+        description=__doc__,
     )
-    p.add_argument("sweep", help='sweep name (see: featherweight query "SELECT name FROM sweeps")')
+    p.add_argument(
+        "sweep",
+        nargs="+",
+        help='sweep name (see: featherweight query "SELECT name FROM sweeps"); several: a report comparing them',
+    )
     p.add_argument(
         "--db", default=None, help="experiment database (default: $FEATHERWEIGHT_DB or runs/featherweight.duckdb)"
     )
     p.add_argument(
-        "--output", "-o", default=None, help="output directory (default: reports/<SWEEP> next to the database)"
+        "--output",
+        "-o",
+        default=None,
+        help="output directory (default: reports/<SWEEP> next to the database; several sweeps: "
+        "reports/<SWEEP>_vs_<SWEEP>...)",
     )
     p.add_argument(
         "--size-measure",
@@ -33,8 +45,10 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--by",
         choices=FACETS,
-        default="task",
-        help="one chart per task (default), or each task's chart split into one panel per embedding or architecture",
+        default=None,
+        help="one chart per task, or each task's chart split into one panel per embedding or architecture (default: "
+        "task); comparing sweeps: under the overview panel one per architecture (default: arch), per embedding, or "
+        "none (task)",
     )
     p.add_argument(
         "--budget",
@@ -48,8 +62,9 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def default_output_dir(db_path: Path, sweep: str) -> Path:
-    return Path(db_path).parent / "reports" / sweep
+def default_output_dir(db_path: Path, sweep: str | list[str]) -> Path:
+    name = sweep if isinstance(sweep, str) else "_vs_".join(sweep)
+    return Path(db_path).parent / "reports" / name
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,10 +76,12 @@ def run(args: argparse.Namespace) -> int:
 
     budgets = [parse_size(b) for b in args.budget] if args.budget else None  # a bad size: one error line, exit 2
     store = open_store(args.db, read_only=True, limits=limits_from_args(args))
-    store.sweep_status(args.sweep)  # unknown sweep: one-line error before anything is written
-    out = Path(args.output) if args.output else default_output_dir(store.path, args.sweep)
+    sweeps = list(dict.fromkeys(args.sweep))  # a sweep named twice is compared once
+    for sweep in sweeps:
+        store.sweep_status(sweep)  # unknown sweep: one-line error before anything is written
+    out = Path(args.output) if args.output else default_output_dir(store.path, sweeps)
     with checked_output_dir(out, f"--output {out}"):  # a file there, or no room to write: one line, nothing made
-        files = build_report(store, args.sweep, out, size_measure=args.size_measure, by=args.by, budgets=budgets)
+        files = build_report(store, sweeps, out, size_measure=args.size_measure, by=args.by, budgets=budgets)
     print(f"report: {files.markdown}")
     print(f"        {files.html}")
     for task, paths in files.charts.items():

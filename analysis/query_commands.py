@@ -59,7 +59,15 @@ documented in docs/database.md. Example: featherweight query "SELECT label, scor
 DB_DESCRIPTION = """Experiment database maintenance. `db export` writes every table and view as Parquet, `db tables`
 lists them with row counts (both open the database read-only); `db migrate` creates the database or brings its
 schema and the analysis views up to date; `db add-baseline` records a reference model on a task's skyline; `db sync`
-applies trial results a sweep journaled but could not write."""
+applies trial results a sweep journaled but could not write; `db merge` copies the sweeps of other databases (other
+machines', older versions') into one."""
+MERGE_DESCRIPTION = """Copy the sweeps of other Featherweight databases (trials, results, per-epoch history, stages,
+class metrics, baselines, teachers) into one database, e.g. the files of the machines one study ran on. Sources are
+only read (a copy of each is brought to this version's schema); files that are not Featherweight databases are
+refused. A sweep in both with different specs is an error unless --rename gives the incoming one another name; a
+sweep in both with the same spec merges trial by trial (a trial in both keeps one row; two finished trials with other
+results are reported as conflicts and the target's kept). The target is written atomically: a merge that fails leaves
+it as it was. Checkpoint paths are kept as recorded; those not on this machine are reported."""
 
 
 def _db_arg(p: argparse.ArgumentParser) -> None:
@@ -89,7 +97,7 @@ def add_parser(sub) -> None:
 
     d = sub.add_parser(
         "db",
-        help="experiment database maintenance: export, tables, migrate, add-baseline, sync",
+        help="experiment database maintenance: export, tables, migrate, add-baseline, sync, merge",
         description=DB_DESCRIPTION,
     )
     dsub = d.add_subparsers(dest="db_command", metavar="ACTION", required=True)
@@ -122,6 +130,21 @@ def add_parser(sub) -> None:
     )
     _db_arg(y)
     y.set_defaults(func=run_sync)
+    g = dsub.add_parser(
+        "merge", help="copy the sweeps of other databases into one (atomically)", description=MERGE_DESCRIPTION
+    )
+    g.add_argument("sources", nargs="+", metavar="SOURCE.duckdb", help="databases to copy sweeps from (only read)")
+    g.add_argument(
+        "--into", required=True, metavar="TARGET.duckdb", help="the database to merge into (created if missing)"
+    )
+    g.add_argument(
+        "--rename",
+        action="append",
+        default=[],
+        metavar="OLD=NEW",
+        help="give a source's sweep OLD the name NEW in the target, repeat for several (default: names kept)",
+    )
+    g.set_defaults(func=run_merge)
 
 
 def _open(db: str | None, read_only: bool = True, args: argparse.Namespace | None = None):
@@ -322,4 +345,17 @@ def run_sync(args: argparse.Namespace) -> int:
         journal = Journal(Path(str(row["storage_path"])) / JOURNAL_NAME)
         n = apply_journal(store, journal, row["name"]) if journal.path.is_file() else 0
         print(f"{row['name']}: {n} journaled result(s) applied")
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    # imported here: they load duckdb, which building the parser (`featherweight --help`) does not need
+    from analysis.views import load_views
+    from db.merge import merge_databases, parse_renames
+
+    renames = parse_renames(args.rename)  # a bad pair: one error line before any file is read
+    summary = merge_databases(args.sources, args.into, renames, views=load_views())
+    for line in summary.lines():
+        print(line)
+    print(f"{summary.target}: {len(summary.sweeps)} sweep(s) merged, {summary.conflicts} conflict(s)")
     return 0

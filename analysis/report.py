@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from analysis.chart_frames import METRIC_NAMES, size_label, spec_budgets, task_metric
 from analysis.charts import save_static, task_chart
 from analysis.report_blocks import Chart, Heading, Paragraph, Table, slug, trials_task_kind
+from analysis.report_compare import compare_blocks
 from analysis.report_render import render_html, render_markdown
 from analysis.report_tables import (
     class_table,
@@ -209,22 +210,30 @@ def class_block(store: ExperimentStore, sweep: str, task: str, score_name: str =
 
 def build_report(
     store: ExperimentStore,
-    sweep: str,
+    sweep: str | list[str],
     out_dir: str | Path,
     size_measure: str = "gzip_bytes",
     by: str | None = None,
     budgets: list[int] | None = None,
 ) -> ReportFiles:
-    """Write ``report.md``, ``report.html`` and ``pareto_<task>.png/.svg`` for ``sweep`` into ``out_dir``.
+    """Write ``report.md``, ``report.html`` and ``pareto_<task>.png/.svg`` for ``sweep`` into ``out_dir``; given
+    several sweeps (a list of two or more), the report comparing them (``analysis.report_compare``) with
+    ``compare_<task>.png/.svg``. A list of one is that sweep's report.
 
     ``store`` needs the analysis views: open it with ``analysis.views.open_store``; ``by`` and ``budgets`` as in
     :func:`build_blocks`."""
+    sweeps = [sweep] if isinstance(sweep, str) else list(sweep)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    blocks, charts = build_blocks(store, sweep, out_dir, size_measure, by=by, budgets=budgets)
+    if len(sweeps) == 1:
+        blocks, charts = build_blocks(store, sweeps[0], out_dir, size_measure, by=by, budgets=budgets)
+        title = f"Featherweight sweep report: {sweeps[0]}"
+    else:
+        blocks, charts = compare_blocks(store, sweeps, out_dir, size_measure, by=by, budgets=budgets)
+        title = f"Featherweight comparison report: {' vs '.join(sweeps)}"
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     write_text_atomic(md_path, render_markdown(blocks))
-    write_text_atomic(html_path, render_html(blocks, f"Featherweight sweep report: {sweep}"))
+    write_text_atomic(html_path, render_html(blocks, title))
     return ReportFiles(md_path, html_path, charts)
 
 

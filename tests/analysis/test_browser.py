@@ -50,14 +50,8 @@ class _Marks(HTMLParser):
                 return
 
 
-@pytest.mark.slow
-def test_html_report_renders_in_a_headless_browser(tmp_path):
-    browser = _browser()
-    if browser is None:
-        pytest.skip("no chromium found (apt-get install chromium)")
-    store = open_store(tmp_path / "fw.duckdb")
-    fill_sweep(store, "demo", tasks=("sst2", "qqp"), n_seeds=2)
-    files = build_report(store, "demo", tmp_path / "report", budgets=[32_000])
+def _render(browser: str, tmp_path, html) -> subprocess.CompletedProcess:
+    """The page's DOM after its scripts ran, as headless chromium dumps it."""
     cmd = [
         browser,
         "--headless",
@@ -71,9 +65,20 @@ def test_html_report_renders_in_a_headless_browser(tmp_path):
         "--v=0",
         "--dump-dom",
         "--virtual-time-budget=10000",
-        files.html.resolve().as_uri(),
+        html.resolve().as_uri(),
     ]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+
+
+@pytest.mark.slow
+def test_html_report_renders_in_a_headless_browser(tmp_path):
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no chromium found (apt-get install chromium)")
+    store = open_store(tmp_path / "fw.duckdb")
+    fill_sweep(store, "demo", tasks=("sst2", "qqp"), n_seeds=2)
+    files = build_report(store, "demo", tmp_path / "report", budgets=[32_000])
+    r = _render(browser, tmp_path, files.html)
     assert r.returncode == 0, r.stderr[-2000:]
     console = [line for line in r.stderr.splitlines() if ":CONSOLE" in line]
     assert not console, console[:5]  # no Vega warning or error in the page's console
@@ -89,3 +94,29 @@ def test_html_report_renders_in_a_headless_browser(tmp_path):
         drawn = parser.symbols[f"vis_pareto_{task}"]
         assert drawn >= n, f"{task}: {drawn} symbols drawn for {n} points"
     assert "dev accuracy (%)" in r.stdout and "skyline (Pareto front)" in r.stdout  # axis title and legend drawn
+
+
+@pytest.mark.slow
+def test_two_sweep_report_renders_in_a_headless_browser(tmp_path):
+    browser = _browser()
+    if browser is None:
+        pytest.skip("no chromium found (apt-get install chromium)")
+    store = open_store(tmp_path / "fw.duckdb")
+    fill_sweep(store, "small", tasks=("sst2",), n_seeds=1)
+    fill_sweep(store, "large", tasks=("sst2",), seed=1, n_seeds=1)
+    files = build_report(store, ["small", "large"], tmp_path / "report", budgets=[32_000])
+    r = _render(browser, tmp_path, files.html)
+    assert r.returncode == 0, r.stderr[-2000:]
+    console = [line for line in r.stderr.splitlines() if ":CONSOLE" in line]
+    assert not console, console[:5]
+    parser = _Marks()
+    parser.feed(r.stdout)
+    assert set(parser.symbols) == {"vis_compare_sst2"}
+    n = store.query(
+        "SELECT count(*) AS n FROM pareto_points WHERE sweep IN ('small', 'large') AND task = 'sst2' AND "
+        "score_measure = 'score' AND size_measure = 'gzip_bytes' AND size_value > 0 AND kind = 'trial'"
+    )["n"][0]
+    # the overview draws every trial of both sweeps; the panels per architecture draw them once more
+    assert parser.symbols["vis_compare_sst2"] >= 2 * n
+    for text in ("small", "large", "sweep", "skyline", "arch bilstm", "dev accuracy (%)"):
+        assert text in r.stdout, text
