@@ -24,6 +24,10 @@ PRUNE_GROUP_OF_MODULE_GROUP = {g: g for g in MODULE_GROUPS}
 
 # How a model's size is measured (columns of the results table; x axes of the Pareto charts)
 SIZE_MEASURES = ("gzip_bytes", "disk_bytes", "params")
+# Runtimes a model's CPU latency is measured in (sweeps' measure.runtimes, the latency table's runtime column)
+LATENCY_RUNTIMES = ("torch", "onnxruntime")
+# What a report's skyline and charts can put on the size axis: a size, or batch-1 latency (milliseconds, median)
+REPORT_SIZE_MEASURES = (*SIZE_MEASURES, "latency_ms")
 # Parts a quantization config switches on or off
 QUANT_PARTS = ("embedding", "encoder", "classifier", "static_classifier")
 IMPORTANCE_BITS = (2, 3, 4, 5, 6, 7, 8, 16)
