@@ -182,6 +182,11 @@ def chart_legend_text(size_measure: str, budgets: list[int] | None = None, teach
                 + ". "
             )
             if size_measure == "params"
+            else (
+                "x: batch-1 CPU latency, median of the trial's dev examples, with the trial's threads (only trials"
+                " of sweeps that measure latency). "
+            )
+            if size_measure.startswith("latency_ms")
             else "Size: MB = 10^6 bytes. "
         )
     )

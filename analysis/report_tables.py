@@ -243,7 +243,10 @@ def skyline_table(
     shown = score_name if score_measure == "score" and score_name else score_measure
     rows = []
     for _, r in sky.iterrows():
-        size = mb(r["size_value"]) if size_measure.endswith("_bytes") else sci(r["size_value"])
+        if size_measure.startswith("latency_ms"):
+            size = f"{float(r['size_value']):.3f}"
+        else:
+            size = mb(r["size_value"]) if size_measure.endswith("_bytes") else sci(r["size_value"])
         cfg = r["source"] if r["kind"] == "baseline" else _config_summary(r)
         extra = " ".join(x for x in (r.get("pruning"), r.get("quantization")) if not missing(x))
         rows.append(
@@ -257,7 +260,7 @@ def skyline_table(
                 size,
             ]
         )
-    unit = "MB" if size_measure.endswith("_bytes") else "params"
+    unit = "ms" if size_measure.startswith("latency_ms") else "MB" if size_measure.endswith("_bytes") else "params"
     return Table(
         [
             "#",
