@@ -104,7 +104,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--teacher",
         default=None,
-        help="with --speed: a teacher directory to time beside the model (PyTorch, same threads) for the speed-up",
+        help="with --speed: a teacher directory to time beside the model (PyTorch, same threads) for the speed-up"
+        " (default: none)",
     )
     p.add_argument(
         "--max-disagree",
