@@ -15,8 +15,11 @@ PyTorch's dynamically quantized modules have no ONNX form, so the int8 student i
   codes and dequantized with their own scale and offset, which is what PyTorch computes, exactly. float16 and coded
   importance scalars are exported as they are.
 
-Then only the nodes that come from int8 modules are handed to ``quantize_dynamic`` (weights int8 per tensor,
-symmetric, as PyTorch's; activations uint8 per call): a layer the compression left in float stays float.
+Then only the nodes that come from int8 modules are handed to ``quantize_dynamic`` (weights int8, symmetric, one scale
+per output channel; activations uint8 per call): a layer the compression left in float stays float. Per channel
+rather than PyTorch's one scale per tensor: re-quantizing already-rounded weights per tensor adds a second rounding
+(measured on an SST-2 BiLSTM: 10 of 872 dev predictions differed from PyTorch's int8 model per tensor, 4 per channel,
+for about 8% more bytes).
 
 Both runtimes quantize activations on the fly but round differently (PyTorch's x86 kernels use 7-bit activation
 ranges, ONNX Runtime 8-bit; ONNX Runtime re-derives the weight scale from the dequantized weights), so logits differ
@@ -101,9 +104,9 @@ class HashEmbeddingExport(nn.Module):
 
 
 class ElmanExport(nn.Module):
-    """The int8 Elman RNN encoder: float MatMul input projections (quantized by ONNX Runtime) and the float
-    recurrent weights in a scripted loop, as :class:`~featherweight_core.compression.quantize.ElmanDirection`
-    computes them."""
+    """The int8 Elman RNN encoder: float MatMul input projections (quantized by ONNX Runtime) and the recurrent
+    weights in a scripted loop, as :class:`~featherweight_core.compression.quantize.ElmanDirection` computes them:
+    an int8 recurrent weight stays int8 in the graph and is dequantized once per call (as PyTorch does)."""
 
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
@@ -111,14 +114,25 @@ class ElmanExport(nn.Module):
         self.pooling = encoder.pooling
         self.ih_f, self.ih_b = _linear(rnn.fwd.ih), _linear(rnn.bwd.ih)
         for name, d in (("f", rnn.fwd), ("b", rnn.bwd)):
-            w, b = _weight_bias(d.hh)
-            self.register_buffer(f"w_hh_{name}", w)
-            self.register_buffer(f"b_hh_{name}", b)
+            hh = d.hh
+            if callable(getattr(hh, "weight", None)):  # int8: codes and the per-tensor scale / zero point
+                q = hh.weight()
+                codes, scale, zero = q.int_repr().clone(), float(q.q_scale()), float(q.q_zero_point())
+            else:
+                codes, scale, zero = hh.weight.detach().float().clone(), 1.0, 0.0
+            self.register_buffer(f"w_hh_{name}", codes)
+            self.register_buffer(f"s_hh_{name}", torch.tensor([scale, zero], dtype=torch.float32))
+            self.register_buffer(f"b_hh_{name}", _weight_bias(hh)[1])
+
+    @staticmethod
+    def _weight(codes: torch.Tensor, qparams: torch.Tensor) -> torch.Tensor:
+        return (codes.float() - qparams[1]) * qparams[0]
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         x = x * _padding_mask(lengths, x.shape[1])[..., None].to(x.dtype)
-        out_f, h_f = _elman_scan(self.ih_f(x), self.w_hh_f, self.b_hh_f, lengths)
-        out_b, h_b = _elman_scan(self.ih_b(_reverse_within(x, lengths)), self.w_hh_b, self.b_hh_b, lengths)
+        w_f, w_b = self._weight(self.w_hh_f, self.s_hh_f), self._weight(self.w_hh_b, self.s_hh_b)
+        out_f, h_f = _elman_scan(self.ih_f(x), w_f, self.b_hh_f, lengths)
+        out_b, h_b = _elman_scan(self.ih_b(_reverse_within(x, lengths)), w_b, self.b_hh_b, lengths)
         if self.pooling == "last":
             return torch.cat([h_f, h_b], dim=-1)
         out = torch.cat([out_f, _reverse_within(out_b, lengths)], dim=-1)
@@ -223,7 +237,7 @@ def ort_quantize(float_onnx: Path, int8_onnx: Path, module_paths: list[str]) -> 
             str(int8_onnx),
             op_types_to_quantize=list(INT8_OP_TYPES),
             nodes_to_quantize=nodes,
-            per_channel=False,
+            per_channel=True,
             reduce_range=False,
             weight_type=QuantType.QInt8,
             extra_options={"MatMulConstBOnly": True},
