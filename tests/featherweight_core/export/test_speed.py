@@ -97,3 +97,20 @@ def test_export_command_prints_the_same_figures(tmp_path, data, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--max-disagree 1.5" in err
     assert not (tmp_path / "t").exists() and not (tmp_path / "m").exists()
+
+
+def test_compress_speed_prints_the_same_table(tmp_path, capsys):
+    path, _, _ = _student(tmp_path, "ffn", "hash")
+    args = ["compress", str(path), "--quantize", "all", "--data", "synthetic", "--speed", "--quiet"]
+    assert main([*args, "--json"]) == 0
+    speed = json.loads(capsys.readouterr().out)["speed"]
+    assert [(x["model"], x["runtime"], x["precision"]) for x in speed["latency"]] == [
+        ("compressed", "torch", "int8"),
+        ("compressed", "onnxruntime", "int8"),
+        ("float", "torch", "float"),
+        ("float", "onnxruntime", "float"),
+    ]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "CPU speed (float student and compressed one, interleaved):" in out and "speed-up" in out
+    assert out.count("onnxruntime") == 2
