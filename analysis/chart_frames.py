@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from db.errors import StoreError
 from featherweight_core.errors import UserError
-from featherweight_core.vocab import SIZE_MEASURES
+from featherweight_core.vocab import CHART_SIZE_MEASURES, LATENCY_SIZE_MEASURES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -230,8 +230,8 @@ def pareto_frame(store: ExperimentStore, sweep: str, task: str, score_measure: s
     the analysis views: ``analysis.views.open_store``)."""
     if score_measure not in SCORE_MEASURES:
         raise ValueError(f"score measure must be one of {SCORE_MEASURES}, got {score_measure!r}")
-    if size_measure not in SIZE_MEASURES:
-        raise ValueError(f"size measure must be one of {SIZE_MEASURES}, got {size_measure!r}")
+    if size_measure not in CHART_SIZE_MEASURES:
+        raise ValueError(f"size measure must be one of {CHART_SIZE_MEASURES}, got {size_measure!r}")
     df = store.query(
         "SELECT * FROM pareto_points WHERE sweep = ? AND task = ? AND score_measure = ? AND size_measure = ? "
         "AND size_value > 0 ORDER BY size_value, score_value DESC",
@@ -258,6 +258,11 @@ def seed_frame(store: ExperimentStore, sweep: str, task: str, score_measure: str
     """Configurations with several seeds (``seed_summary``): x at the mean size, ``y`` the mean score in percent and
     ``y_lo``/``y_hi`` mean -+ one sample sd."""
     col = "score" if score_measure == "score" else score_measure
+    if size_measure in LATENCY_SIZE_MEASURES:  # seed summaries carry sizes only: no error bars on a latency axis
+        size_measure = "gzip_bytes"
+        empty = True
+    else:
+        empty = False
     size_col = "nonzero_params" if size_measure == "params" else size_measure
     df = store.query(
         f"SELECT stage, label, arch, embedding, emb_dim, vocab_size, alpha, bootstrap, method, settings, n_seeds, "
@@ -280,7 +285,7 @@ def seed_frame(store: ExperimentStore, sweep: str, task: str, score_measure: str
         + f", mean of {r['n_seeds']} seeds"
         for r in df.to_dict("records")
     ]
-    return df
+    return df.iloc[0:0] if empty else df
 
 
 def link_frame(df: pd.DataFrame) -> pd.DataFrame:

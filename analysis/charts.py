@@ -47,6 +47,8 @@ SIZE_TITLES = {
     "disk_bytes": "size on disk (MB, log scale)",
     "gzip_bytes": "gzip size (MB, log scale)",
     "params": "parameters, non-zero (log scale)",
+    "latency_ms_torch": "CPU latency, batch 1, PyTorch (ms, log scale)",
+    "latency_ms_onnxruntime": "CPU latency, batch 1, ONNX Runtime (ms, log scale)",
 }
 SCORE_TITLES = {"score": "score", "accuracy": "accuracy", "f1": "F1", "macro_f1": "macro-F1"}
 FACETS = ("task", "embedding", "arch")

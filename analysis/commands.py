@@ -10,7 +10,7 @@ from pathlib import Path
 
 from db.limits import add_limit_args, limits_from_args
 from featherweight_core.atomic import checked_output_dir
-from featherweight_core.vocab import SIZE_MEASURES
+from featherweight_core.vocab import LATENCY_RUNTIMES, REPORT_SIZE_MEASURES
 
 FACETS = ("task", "embedding", "arch")  # as analysis.charts.FACETS (not imported here: --help stays light)
 
@@ -38,9 +38,19 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--size-measure",
-        choices=SIZE_MEASURES,
+        "--size",
+        dest="size_measure",
+        choices=REPORT_SIZE_MEASURES,
         default="gzip_bytes",
-        help="x axis of the Pareto charts and skyline tables (default: gzip_bytes, as thesis table 7.5)",
+        help="x axis of the Pareto charts and skyline tables (default: gzip_bytes, as thesis table 7.5); latency_ms:"
+        " batch-1 CPU latency in --runtime (trials of sweeps that measure latency)",
+    )
+    p.add_argument(
+        "--runtime",
+        choices=LATENCY_RUNTIMES,
+        default="onnxruntime",
+        help="with --size latency_ms: whose latency, the PyTorch model's or its ONNX artefact's in ONNX Runtime"
+        " (default: onnxruntime, how the models deploy)",
     )
     p.add_argument(
         "--by",
@@ -75,13 +85,14 @@ def run(args: argparse.Namespace) -> int:
     from analysis.views import open_store
 
     budgets = [parse_size(b) for b in args.budget] if args.budget else None  # a bad size: one error line, exit 2
+    measure = f"latency_ms_{args.runtime}" if args.size_measure == "latency_ms" else args.size_measure
     store = open_store(args.db, read_only=True, limits=limits_from_args(args))
     sweeps = list(dict.fromkeys(args.sweep))  # a sweep named twice is compared once
     for sweep in sweeps:
         store.sweep_status(sweep)  # unknown sweep: one-line error before anything is written
     out = Path(args.output) if args.output else default_output_dir(store.path, sweeps)
     with checked_output_dir(out, f"--output {out}"):  # a file there, or no room to write: one line, nothing made
-        files = build_report(store, sweeps, out, size_measure=args.size_measure, by=args.by, budgets=budgets)
+        files = build_report(store, sweeps, out, size_measure=measure, by=args.by, budgets=budgets)
     print(f"report: {files.markdown}")
     print(f"        {files.html}")
     for task, paths in files.charts.items():

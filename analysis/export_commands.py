@@ -23,7 +23,8 @@ DESCRIPTION = """Write a trial's model (a distilled or compressed student, or a 
 with --model (a student.pt / compressed.pt file, a fine-tuned teacher directory, a Theseus or BERT-Vision output
 directory) as a deployable artefact: ONNX where the model exports (checked with onnxruntime), otherwise TorchScript.
 Before writing, the checkpoint is measured again and must have the sizes recorded for the trial; after exporting, the
-artefact's predictions must equal the PyTorch model's on every dev example of the task. The output directory holds
+artefact's predictions must equal the PyTorch model's on every dev example of the task (an int8 student's int8
+ONNX artefact: on all but --max-disagree of them, counted). The output directory holds
 the model file, featherweight_export.json (inputs, labels, encoding) and what turns text into inputs without
 featherweight: the tokenizer files (transformers) or a standalone encode.py (students). Nothing is written when a
 check fails."""
@@ -94,6 +95,25 @@ def add_parser(sub) -> None:
         help="torch CPU threads for the export and its check (default 1: the checks run small batches,"
         " often one example, where more threads mostly wait on each other)",
     )
+    p.add_argument(
+        "--speed",
+        action="store_true",
+        help="also time the model on the CPU with --threads threads, in PyTorch and as the ONNX artefact in ONNX"
+        " Runtime, interleaved: batch-1 latency (median, 90th percentile) and batch-256 throughput",
+    )
+    p.add_argument(
+        "--teacher",
+        default=None,
+        help="with --speed: a teacher directory to time beside the model (PyTorch, same threads) for the speed-up"
+        " (default: none)",
+    )
+    p.add_argument(
+        "--max-disagree",
+        type=float,
+        default=None,
+        help="int8 students: the fraction of dev examples on which the int8 ONNX artefact's prediction may differ"
+        " from the PyTorch int8 model's (default 0.01; two int8 kernels round differently)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output directory")
     p.add_argument("--json", action="store_true", help="print the export report as one JSON object")
     add_limit_args(p)
@@ -158,6 +178,13 @@ def _run(args: argparse.Namespace) -> int:
                 parent_meta = load_checkpoint(parent)[2]
             except UserError:
                 parent_meta = None
+    if args.teacher is not None and not args.speed:
+        raise ConfigError("--teacher times a teacher beside the model: it needs --speed")
+    if args.teacher is not None and not Path(args.teacher).is_dir():
+        raise ConfigError(f"--teacher {args.teacher}: not a directory (expected a fine-tuned teacher directory)")
+    if args.max_disagree is not None and not 0 <= args.max_disagree <= 1:
+        raise ConfigError(f"--max-disagree {args.max_disagree:g}: expected a fraction of the dev examples in [0, 1]")
+    extra = {} if args.max_disagree is None else {"max_disagree": args.max_disagree}
     report = export_model(
         source,
         args.output,
@@ -167,20 +194,38 @@ def _run(args: argparse.Namespace) -> int:
         data=args.data,
         bpemb_dir=args.bpemb_dir,
         parent_meta=parent_meta,
+        **extra,
     )
+    speed = None
+    if args.speed:
+        from featherweight_core.export.speed import measure_speed
+        from featherweight_core.students.latency import latency_table
+
+        lats = measure_speed(
+            source, teacher_dir=args.teacher, artefact_dir=args.output, data=args.data, bpemb_dir=args.bpemb_dir
+        )
+        ref = next((x for x in lats if x.model == "teacher"), None)
+        speed = {"latency": [x.to_dict() for x in lats], "table": latency_table(lats, ref)}
     if args.json:
-        print(json.dumps(report.to_dict()))
+        print(json.dumps({**report.to_dict(), **({"speed": speed["latency"]} if speed else {})}))
         return 0
     print(
         f"exported {report.source_kind} {report.source} as {report.format} to {report.output_dir}"
         f" ({report.artefact_bytes:,} bytes: {', '.join(report.files)})"
     )
     print(
-        f"  checked on {report.examples_checked} dev examples (batch size {report.check_batch_size}): predictions"
-        f" agree {report.predictions_agree:.0%}, max logit difference {report.max_abs_logit_diff:.2g}"
+        f"  {report.precision}; checked on {report.examples_checked} dev examples (batch size"
+        f" {report.check_batch_size}): predictions differ on {report.predictions_disagree}"
+        + (f" (at most {report.max_disagree:g} of them may)" if report.max_disagree else "")
+        + f", max logit difference {report.max_abs_logit_diff:.2g}"
     )
+    print(f"  model file {report.model_file}: gzip {report.model_gzip_bytes:,} bytes")
     for k, (_, b) in report.recorded_size_check.items():
         print(f"  {k}: {b:,} as recorded")
+    if speed:
+        print("  CPU speed:")
+        for line in speed["table"]:
+            print(line)
     if report.fallback_reason:
         print(f"  not ONNX: {report.fallback_reason}", file=sys.stderr)
     return 0

@@ -26,6 +26,7 @@ from analysis.report_render import render_html, render_markdown
 from analysis.report_tables import (
     class_table,
     compression_table,
+    deploy_table,
     seed_table,
     skyline_table,
     teacher_compression_table,
@@ -120,6 +121,11 @@ def build_blocks(
             )
             blocks.append(Heading("Teacher compression (Theseus, BERT-Vision)", 3))
             blocks.append(teacher_compression_table(_concat(tc, bases), kind, name))
+        lat = store.query("SELECT * FROM trial_latency WHERE sweep = ?", [sweep])
+        deploy = deploy_table(comp, lat, kind, name) if not lat.empty else None
+        if deploy is not None:
+            blocks.append(Heading("Deployment: fastest and smallest near the teacher", 3))
+            blocks.append(deploy)
         for measure in ("score", "f1") if kind == "pair_f1" else ("score",):
             sky = store.query(
                 "SELECT * FROM skyline WHERE sweep = ? AND task = ? AND score_measure = ? AND size_measure = ? "
@@ -183,6 +189,11 @@ def chart_legend_text(size_measure: str, budgets: list[int] | None = None, teach
                 + ". "
             )
             if size_measure == "params"
+            else (
+                "x: batch-1 CPU latency, median of the trial's dev examples, with the trial's threads (only trials"
+                " of sweeps that measure latency). "
+            )
+            if size_measure.startswith("latency_ms")
             else "Size: MB = 10^6 bytes. "
         )
     )

@@ -244,7 +244,10 @@ def skyline_table(
     show_fidelity = "fidelity" in sky.columns and bool(sky["fidelity"].notna().any())
     rows = []
     for _, r in sky.iterrows():
-        size = mb(r["size_value"]) if size_measure.endswith("_bytes") else sci(r["size_value"])
+        if size_measure.startswith("latency_ms"):
+            size = f"{float(r['size_value']):.3f}"
+        else:
+            size = mb(r["size_value"]) if size_measure.endswith("_bytes") else sci(r["size_value"])
         cfg = r["source"] if r["kind"] == "baseline" else _config_summary(r)
         extra = " ".join(x for x in (r.get("pruning"), r.get("quantization")) if not missing(x))
         rows.append(
@@ -259,7 +262,7 @@ def skyline_table(
                 size,
             ]
         )
-    unit = "MB" if size_measure.endswith("_bytes") else "params"
+    unit = "ms" if size_measure.startswith("latency_ms") else "MB" if size_measure.endswith("_bytes") else "params"
     return Table(
         [
             "#",
@@ -295,3 +298,68 @@ def class_table(classes: pd.DataFrame, trial: pd.Series | dict, score_name: str 
         f"({trial['label']}, {pct(trial['score'], 2)}%). Support: examples of the class in the split."
     )
     return Table(columns, rows, caption)
+
+
+DEPLOY_MARGINS = (1, 2, 5)  # points of dev score below the teacher's a deployed model may be
+
+
+def deploy_table(comp: pd.DataFrame, lat: pd.DataFrame, task_kind: str, score_name: str = "score") -> Table | None:
+    """For the fastest and the smallest model within 1, 2 and 5 points of the teacher's dev score: its size, batch-1
+    CPU latency per runtime and speed-up over the teacher. ``comp``: the task's ``compression`` rows (trials: score,
+    gzip size, the teacher's score); ``lat``: their ``trial_latency`` rows. Fastest: the lowest latency in any
+    runtime (how it would deploy). None without latency or a teacher score."""
+    trials = comp[(comp["kind"] == "trial") & comp["teacher_score"].notna()]
+    if trials.empty or lat.empty:
+        return None
+    runtimes = [r for r in ("torch", "onnxruntime") if (lat["runtime"] == r).any()]
+    wide = lat.pivot_table(index="trial_id", columns="runtime", values="p50_ms", aggfunc="first")
+    teacher_ms = lat.groupby("trial_id")["teacher_p50_ms"].first()
+    trials = trials[trials["trial_id"].isin(wide.index)].copy()
+    if trials.empty:
+        return None
+    trials["_best_ms"] = [wide.loc[t, runtimes].min() for t in trials["trial_id"]]
+    rows = []
+    for margin in DEPLOY_MARGINS:
+        ok = trials[trials["score"] >= trials["teacher_score"] - margin / 100.0]
+        for what, col in (("fastest", "_best_ms"), ("smallest", "gzip_bytes")):
+            if ok.empty:
+                rows.append([f"{margin}", what, "none", *["-"] * (4 + len(runtimes))])
+                continue
+            r = ok.sort_values([col, "score", "trial_id"], ascending=[True, False, True]).iloc[0]
+            t_ms = teacher_ms.get(r["trial_id"])
+            speedup = "-" if missing(t_ms) or missing(r["_best_ms"]) else f"{float(t_ms) / float(r['_best_ms']):.1f}x"
+            rows.append(
+                [
+                    f"{margin}",
+                    what,
+                    f"{r['name']} ({r['trial_id']})",
+                    score_cell(r, task_kind, digits=2),
+                    mb(r["gzip_bytes"]),
+                    *(_ms3(wide.loc[r["trial_id"]].get(rt)) for rt in runtimes),
+                    _ms3(t_ms),
+                    speedup,
+                ]
+            )
+    names = {"torch": "PyTorch (ms)", "onnxruntime": "ONNX Runtime (ms)"}
+    columns = [
+        "within (points)",
+        "pick",
+        "model",
+        score_header(task_kind, score_name) + " %",
+        "gzip (MB)",
+        *(names[r] for r in runtimes),
+        "teacher (ms)",
+        "speed-up",
+    ]
+    caption = (
+        "Deployment: among trials whose dev score is within 1, 2 or 5 points of the teacher's, the fastest (lowest "
+        "batch-1 CPU latency in any runtime) and the smallest (gzip size). Latency: median over dev examples, batch "
+        "size 1, the trial's threads; ONNX Runtime runs the trial's exported artefact (int8 ONNX for quantized "
+        "students). teacher: the teacher in PyTorch, timed interleaved with the trial in its process; speed-up: the "
+        "teacher's latency over the pick's fastest runtime."
+    )
+    return Table(columns, rows, caption)
+
+
+def _ms3(value) -> str:
+    return "-" if missing(value) else f"{float(value):.3f}"

@@ -54,6 +54,7 @@ MACHINE_KEYS = (
     "address",
     "resources",
     "report",
+    "measure",  # whether trials were timed on that machine's CPU: the trials are the same
 )
 RESULT_IGNORED = ("sweep", "trial_id", "metrics", "sizes")  # JSON copies of the columns compared
 COPY_LIMITS = QueryLimits(timeout_s=3600.0)  # holding a source while it is copied

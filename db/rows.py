@@ -14,6 +14,8 @@ from db.columns import (
     CLASS_COLUMNS,
     EPOCH_COLUMNS,
     EXTRA_RESULT_COLUMNS,
+    LATENCY_COLUMNS,
+    LATENCY_MODELS,
     METRIC_COLUMNS,
     PLACEMENT_COLUMNS,
     RESULT_COLUMNS,
@@ -33,7 +35,7 @@ from db.values import (
     to_json,
     utc_now,
 )
-from featherweight_core.vocab import MODULE_GROUPS
+from featherweight_core.vocab import LATENCY_RUNTIMES, MODULE_GROUPS
 
 if TYPE_CHECKING:
     import duckdb
@@ -91,6 +93,9 @@ class TrialRecord:
     latency_ms: float | None = None
     layers: int | None = None
     teacher_latency_ms: float | None = None
+    # CPU speed per model and runtime (migration 010): {"model", "runtime", "precision", "p50_ms", "p90_ms",
+    # "throughput", "batch_size", "threads", "examples", "machine"}; empty when the sweep does not measure it
+    latency: list[dict] = field(default_factory=list)
 
     def validate(self) -> None:
         if not self.sweep or not self.trial_id:
@@ -206,6 +211,7 @@ class TrialRows:
     result: list | None
     epochs: list[list]
     classes: list[list] = field(default_factory=list)
+    latency: list[list] = field(default_factory=list)
 
 
 def trial_rows(rec: TrialRecord) -> TrialRows:
@@ -268,13 +274,37 @@ def trial_rows(rec: TrialRecord) -> TrialRows:
     for entry in rec.class_metrics:
         row = _class_row(key, entry)
         classes[(row[2], row[3])] = row  # a repeated (split, label_id) keeps the last
+    latency: dict[tuple, list] = {}
+    for entry in rec.latency:
+        row = _latency_row(key, entry)
+        latency[(row[2], row[3])] = row  # a repeated (model, runtime) keeps the last
     return TrialRows(
         key=key,
         trial=[values[c] for c in TRIAL_COLUMNS],
         result=result,
         epochs=[[*key, *(r[c] for c in EPOCH_COLUMNS[2:])] for r in epochs.values()],
         classes=list(classes.values()),
+        latency=list(latency.values()),
     )
+
+
+def _latency_row(key: list, entry: Any) -> list:
+    entry = dict(entry)
+    if entry.get("model") not in LATENCY_MODELS or entry.get("runtime") not in LATENCY_RUNTIMES:
+        raise StoreError(
+            f"trial {key[1]}: latency row needs model in {LATENCY_MODELS} and runtime in {LATENCY_RUNTIMES},"
+            f" got {entry.get('model')!r}, {entry.get('runtime')!r}"
+        )
+    ints = {c: finite(entry.get(c)) for c in ("batch_size", "threads", "examples")}
+    return [
+        *key,
+        entry["model"],
+        entry["runtime"],
+        text_or_none(entry.get("precision")),
+        *(number(entry.get(c), c) for c in ("p50_ms", "p90_ms", "throughput")),
+        *(None if v is None else int(v) for v in ints.values()),
+        text_or_none(entry.get("machine")),
+    ]
 
 
 def insert_trial(con: duckdb.DuckDBPyConnection, rows: TrialRows) -> bool:
@@ -284,11 +314,12 @@ def insert_trial(con: duckdb.DuckDBPyConnection, rows: TrialRows) -> bool:
     if row is not None:
         if row[0] == "finished":
             return False
-        for table in ("class_metrics", "epochs", "results", "trials"):
+        for table in ("latency", "class_metrics", "epochs", "results", "trials"):
             con.execute(f"DELETE FROM {table} WHERE sweep = ? AND trial_id = ?", rows.key)
     insert_rows(con, "trials", TRIAL_COLUMNS, [rows.trial])
     if rows.result is not None:
         insert_rows(con, "results", RESULT_COLUMNS, [rows.result])
     insert_rows(con, "epochs", EPOCH_COLUMNS, rows.epochs)  # one statement, not one per epoch
     insert_rows(con, "class_metrics", CLASS_COLUMNS, rows.classes)
+    insert_rows(con, "latency", LATENCY_COLUMNS, rows.latency)
     return True

@@ -24,6 +24,13 @@ PRUNE_GROUP_OF_MODULE_GROUP = {g: g for g in MODULE_GROUPS}
 
 # How a model's size is measured (columns of the results table; x axes of the Pareto charts)
 SIZE_MEASURES = ("gzip_bytes", "disk_bytes", "params")
+# Runtimes a model's CPU latency is measured in (sweeps' measure.runtimes, the latency table's runtime column)
+LATENCY_RUNTIMES = ("torch", "onnxruntime")
+# What a report's skyline and charts can put on the size axis: a size, or batch-1 latency (milliseconds, median) in
+# one runtime (the report command's --size latency_ms --runtime R is the chart measure latency_ms_R)
+REPORT_SIZE_MEASURES = (*SIZE_MEASURES, "latency_ms")
+LATENCY_SIZE_MEASURES = tuple(f"latency_ms_{r}" for r in LATENCY_RUNTIMES)
+CHART_SIZE_MEASURES = (*SIZE_MEASURES, *LATENCY_SIZE_MEASURES)
 # Parts a quantization config switches on or off
 QUANT_PARTS = ("embedding", "encoder", "classifier", "static_classifier")
 IMPORTANCE_BITS = (2, 3, 4, 5, 6, 7, 8, 16)

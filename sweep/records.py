@@ -39,4 +39,5 @@ def common_fields(sweep: str, trial, outcome: TrialOutcome, checkpoint_dir: str 
         "node": outcome.node,
         **{c: getattr(outcome, c) for c in PLACEMENT_COLUMNS},
         "class_metrics": class_metric_rows(outcome.class_metrics) if outcome.finished else [],
+        "latency": list(outcome.latency) if outcome.finished else [],
     }

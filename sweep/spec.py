@@ -27,6 +27,7 @@ from featherweight_core.vocab import (
     BPEMB_DIMS,
     BPEMB_VOCAB_SIZES,
     DEFAULT_VOCAB_SIZE,
+    LATENCY_RUNTIMES,
     TEACHER_COMPRESSION_METHODS,
 )
 from sweep.sections import SECTIONS
@@ -46,6 +47,7 @@ from sweep.spec_tasks import (
 )
 from sweep.spec_values import (
     SpecError,
+    check_choice,
     check_gpus,
     check_int,
     check_keys,
@@ -108,7 +110,11 @@ TOP_KEYS = {
     "report": None,  # {budgets: [32KB, ...]}: what `featherweight report` draws by default (_validate_report)
     # the trial stages' sections (sweep.sections): compress, teacher_compression; left out or null: the stage is off
     **{key: None for key in SECTIONS},
+    # {latency: true, runtimes: [torch, onnxruntime]}: time every trial's model on the CPU (_validate_measure); left
+    # out of the stored spec when absent, so sweeps without it stay as they were
+    "measure": None,
 }
+MEASURE_KEYS = {"latency": False, "runtimes": list(LATENCY_RUNTIMES)}
 
 
 @dataclass
@@ -152,6 +158,12 @@ class SweepSpec:
     @property
     def resources(self) -> dict:
         return self.raw["resources"]
+
+    @property
+    def measure(self) -> dict | None:
+        """The ``measure`` section when it asks for latency (None otherwise)."""
+        m = self.raw.get("measure")
+        return m if m and m["latency"] else None
 
     @property
     def compress(self) -> dict | None:
@@ -296,6 +308,10 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
         check_gpus(res[key], f"resources.{key}")
     if spec["report"] is not None:
         spec["report"] = _validate_report(spec["report"])
+    if spec["measure"] is None:
+        del spec["measure"]
+    else:
+        spec["measure"] = _validate_measure(spec["measure"])
     for key, section in SECTIONS.items():
         if section.check_resources:
             section.check_resources(res)
@@ -385,6 +401,22 @@ def _grid_key(spec: SweepSpec, task: str, key: str) -> tuple[str, list]:
     if key in task_grid:
         return f"tasks.{task}.grid.{key}", task_grid[key]
     return f"grid.{key}", spec.raw["grid"][key]
+
+
+def _validate_measure(value: Any) -> dict:
+    """``measure: {latency: true, runtimes: [torch, onnxruntime]}``: what every trial measures besides its score and
+    sizes (CPU latency per runtime, beside its teacher's)."""
+    m = merge_defaults(MEASURE_KEYS, value, "measure")
+    if not isinstance(m["latency"], bool):
+        raise SpecError(f"measure.latency: expected true or false, got {short_repr(m['latency'])}")
+    runtimes = m["runtimes"]
+    if not isinstance(runtimes, list) or not runtimes:
+        raise SpecError(f"measure.runtimes: expected a non-empty list of {list(LATENCY_RUNTIMES)}, got {runtimes!r}")
+    for i, r in enumerate(runtimes):
+        check_choice(r, LATENCY_RUNTIMES, f"measure.runtimes[{i}]")
+    if len(set(runtimes)) != len(runtimes):
+        raise SpecError(f"measure.runtimes: {runtimes!r} names a runtime twice")
+    return m
 
 
 def _validate_report(value: Any) -> dict:

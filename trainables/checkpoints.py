@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from featherweight_core.atomic import atomic_dir
+from trainables.latency import with_latency
 from trainables.trial import TrialOutcome
 
 CHECKPOINT_ROOT = "checkpoint_root"  # the trial-config key
@@ -31,20 +32,25 @@ def checkpoint_dir(root: str | Path, trial_id: str) -> Path:
 
 
 def save_and_report(
-    config: dict[str, Any], trial_id: str, run: Callable[[str], TrialOutcome], to_result: Callable[[TrialOutcome], dict]
+    config: dict[str, Any],
+    trial_id: str,
+    run: Callable[[str], TrialOutcome],
+    to_result: Callable[[TrialOutcome], dict],
+    task: str | None = None,
 ) -> TrialOutcome:
     """``run(out_dir)`` trains and saves into ``out_dir``; the outcome is reported to Tune once the files are in
     their final place (or, without ``config["checkpoint_root"]``, reported with a Tune checkpoint of a temporary
-    directory). An exception from ``run`` leaves no directory behind and propagates."""
+    directory). When the config asks for latency (``trainables.latency``), the saved model of ``task`` is timed
+    first. An exception from ``run`` leaves no directory behind and propagates."""
     from ray import tune
 
     root = config.get(CHECKPOINT_ROOT)
     if root:
         with atomic_dir(checkpoint_dir(root, trial_id)) as out:
-            outcome = run(str(out))
+            outcome = with_latency(config, task or "", out, run(str(out)))
         tune.report(to_result(outcome))
         return outcome
     with tempfile.TemporaryDirectory(prefix="fw-trial-") as out:
-        outcome = run(out)
+        outcome = with_latency(config, task or "", out, run(out))
         tune.report(to_result(outcome), checkpoint=tune.Checkpoint.from_directory(out))
     return outcome

@@ -160,6 +160,7 @@ def compress_trainable(config: dict[str, Any], data: dict[str, Any], fixed: dict
             trial.trial_id,
             lambda out: compress_trial(trial, prepared, out),
             lambda o: o.to_result(trial.size_measure),
+            task=trial.parent_config.get("task"),
         )
     except Exception as e:  # recorded as an errored trial; the search goes on
         outcome = TrialOutcome.failed(error_message(e), started, time.time(), **placement("cpu"))

@@ -130,7 +130,11 @@ def distill_trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
         inject_fault(trial.to_dict())
         prepared = fetch_prepared(data, trial.data_key)
         save_and_report(
-            config, trial.trial_id, lambda out: train_trial(trial, prepared, device, out), lambda o: o.to_result()
+            config,
+            trial.trial_id,
+            lambda out: train_trial(trial, prepared, device, out),
+            lambda o: o.to_result(),
+            task=trial.task,
         )
     except Exception as e:  # recorded as an errored trial with its message; the sweep goes on
         outcome = TrialOutcome.failed(error_message(e), started, time.time(), **placement(device))

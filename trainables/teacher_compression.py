@@ -188,6 +188,7 @@ def teacher_compression_trainable(
             trial.trial_id,
             lambda out: run_teacher_compression(trial, task_data, teacher_dir, device, out, cache_dir, float_dir),
             lambda o: o.to_result("gzip_bytes"),
+            task=trial.task,
         )
     except Exception as e:  # recorded as an errored trial with its message; the sweep goes on
         outcome = TrialOutcome.failed(error_message(e), started, time.time(), **placement(device))

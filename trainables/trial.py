@@ -285,6 +285,9 @@ class TrialOutcome:
     latency_ms: float | None = None
     layers: int | None = None
     teacher: dict[str, Any] = field(default_factory=dict)
+    # CPU speed per runtime when the sweep measures it (the spec's measure: key): one dict per model and runtime as
+    # featherweight_core.students.latency.Latency.to_dict gives it (model "trial" or "teacher"); empty otherwise
+    latency: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -1,4 +1,4 @@
--- depends on: trial_results
+-- depends on: trial_results, trial_latency
 -- pareto_points: every finished trial and every baseline as a (size, score) point, per sweep, task, score measure
 -- (score | accuracy | f1 | macro_f1) and size measure (disk_bytes | gzip_bytes | params), with two flags:
 --   on_skyline        no other point of the same partition (trials of both stages and baselines) dominates it;
@@ -17,13 +17,26 @@
 -- compressed students on one skyline; their stage frontier is their own (stage 2 picks parents from 'distill' only).
 -- teacher, trainable_params, latency_ms, layers and settings (the method's settings, JSON) describe teacher_compression
 -- trials and are NULL for other points.
+-- Size measures latency_ms_torch and latency_ms_onnxruntime put a trial at its batch-1 CPU latency (median ms) in that
+-- runtime (trial_latency: sweeps that measure it); baselines have no latency and are not on those frontiers.
 -- Points are placed by dev figures; test_score (a trial's score on the optional test split) only rides along.
 with
 
 measures as (
     select score_measure, size_measure
     from (values ('score'), ('accuracy'), ('f1'), ('macro_f1')) s(score_measure)
-    cross join (values ('disk_bytes'), ('gzip_bytes'), ('params')) z(size_measure)
+    cross join (
+        values ('disk_bytes'), ('gzip_bytes'), ('params'), ('latency_ms_torch'), ('latency_ms_onnxruntime')
+    ) z(size_measure)
+),
+
+latencies as (
+    select
+        sweep, trial_id,
+        max(p50_ms) filter (where runtime = 'torch') as latency_ms_torch,
+        max(p50_ms) filter (where runtime = 'onnxruntime') as latency_ms_onnxruntime
+    from trial_latency
+    group by sweep, trial_id
 ),
 
 trial_points as (
@@ -40,6 +53,8 @@ trial_points as (
             when 'disk_bytes' then t.disk_bytes when 'gzip_bytes' then t.gzip_bytes
             -- a pruned student counts the parameters it kept (its zeros cost nothing once compressed)
             when 'params' then case when t.stage = 'compress' then coalesce(t.nonzero_params, t.params) else t.params end
+            when 'latency_ms_torch' then l.latency_ms_torch
+            when 'latency_ms_onnxruntime' then l.latency_ms_onnxruntime
         end::double as size_value,
         t.teacher, t.trainable_params, t.latency_ms, t.layers,
         t.teacher_latency_ms / nullif(t.latency_ms, 0) as speedup_vs_teacher,
@@ -47,6 +62,7 @@ trial_points as (
         -- agreement with the teacher on dev (null where the teacher's dev outputs are unknown; baselines: null)
         t.fidelity
     from trial_results t
+    left join latencies l using (sweep, trial_id)
     cross join measures m
 ),
 
@@ -67,7 +83,7 @@ baseline_points as (
         case m.size_measure
             when 'disk_bytes' then b.disk_bytes
             when 'gzip_bytes' then coalesce(b.gzip_bytes, b.disk_bytes)
-            else b.params
+            when 'params' then b.params
         end::double as size_value,
         null as teacher, null as trainable_params, null as latency_ms, null as layers,
         null::double as speedup_vs_teacher, null::json as settings

@@ -13,14 +13,17 @@ The model is wrapped in a module whose inputs are plain int64 tensors and whose 
 ids_b, lengths_b`` for sentence pairs; transformers take ``input_ids``, ``attention_mask`` and ``token_type_ids``
 (when the model uses them), each (batch, sequence). ``fmt="auto"`` tries ONNX (``torch.onnx.export`` with the
 TorchScript-based exporter, opset :data:`ONNX_OPSET`, dynamic batch and time axes) and checks it with onnxruntime;
-when the export or that check fails (int8 dynamically quantized layers have no ONNX form here) it falls back to
-TorchScript (``torch.jit.trace``) and records why.
+when the export or that check fails it falls back to TorchScript (``torch.jit.trace``) and records why. An int8
+student (a compressed trial with quantization) is exported as an int8 ONNX graph quantized by ONNX Runtime's own
+tools (:mod:`featherweight_core.export.int8`); int8 teachers stay TorchScript.
 
 Before anything is written the source is measured the way its trial was (students: ``measure.param_counts`` and
 ``measure.disk_size``; teacher directories: ``measure.saved_model_sizes``; compressed teachers:
 ``teacher_compression.measure_saved``) and compared with the recorded sizes, if given. The artefact is then checked on
 the task's dev split(s): its argmax must equal the PyTorch model's on every example, and its logits must be within
-:data:`LOGIT_ATOL` of them. Float models are checked in length-bucketed batches of :data:`CHECK_BATCH_SIZE`;
+:data:`LOGIT_ATOL` of them - except an int8 ONNX student, whose predictions may differ from the PyTorch int8
+model's on up to ``max_disagree`` of the examples (default :data:`INT8_MAX_DISAGREE`: two int8 kernels round
+differently), counted and recorded. Float models are checked in length-bucketed batches of :data:`CHECK_BATCH_SIZE`;
 models with int8 dynamic quantization one example at a time (dynamic quantization takes its activation ranges over
 the whole batch, so padding rows move the logits of a batch slightly, in PyTorch as in the artefact). Any failure
 leaves nothing in the output directory (it is built aside and swapped into place).
@@ -45,6 +48,7 @@ from torch import nn
 from featherweight_core.atomic import atomic_dir
 from featherweight_core.errors import ConfigError, InputFileError
 from featherweight_core.export.encoding import write_encoding
+from featherweight_core.export.int8 import INT8_MAX_DISAGREE, ElmanExport, int8_export_form, ort_quantize
 from featherweight_core.export.parity import (
     CHECK_BATCH_SIZE,
     LOGIT_ATOL,
@@ -71,6 +75,7 @@ from featherweight_core.export.sources import (
     resolve_task_data,
     source_task_metas,
 )
+from featherweight_core.students.measure import gzip_bytes
 
 FORMATS = ("auto", "onnx", "torchscript")
 EXPORT_META = "featherweight_export.json"
@@ -85,7 +90,9 @@ class ExportReport:
     files: the artefact's file names; artefact_bytes: their total size; examples_checked: dev examples run through
     both; predictions_agree: fraction whose argmax agrees (1.0, or the export fails); max_abs_logit_diff: largest
     difference of a logit; recorded_size_check: ``{measure: (recorded, now)}`` for each recorded size compared;
-    fallback_reason: why ONNX was not used (``fmt="auto"`` only), else None.
+    fallback_reason: why ONNX was not used (``fmt="auto"`` only), else None. precision: ``float`` or ``int8``;
+    predictions_disagree: dev examples whose prediction differs (0 but for int8 ONNX, up to ``max_disagree`` of
+    them); model_gzip_bytes: the gzip size of the model file.
     """
 
     format: str
@@ -101,6 +108,11 @@ class ExportReport:
     recorded_size_check: dict[str, tuple[int, int]] = field(default_factory=dict)
     fallback_reason: str | None = None
     seconds: float = 0.0
+    precision: str = "float"
+    predictions_disagree: int = 0
+    max_disagree: float = 0.0
+    model_file: str = ""
+    model_gzip_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -119,6 +131,7 @@ def export_model(
     bpemb_dir: str | Path | None = None,
     batch_size: int | None = None,
     parent_meta: dict[str, Any] | None = None,
+    max_disagree: float = INT8_MAX_DISAGREE,
 ) -> ExportReport:
     """Export ``source`` (a student checkpoint file, a fine-tuned teacher directory or a compressed-teacher
     directory) into ``output_dir`` as ONNX or TorchScript (``fmt``), checked on the dev split(s) of ``task_data``
@@ -126,10 +139,14 @@ def export_model(
     sizes recorded for the source (``params``, ``disk_bytes``, ``gzip_bytes``) - a difference is an
     :class:`ExportError`. ``batch_size``: check batches (default :data:`CHECK_BATCH_SIZE`; 1 for quantized
     models). ``parent_meta``: metadata recording the task when the source's own does not (a sweep's compressed
-    student: its parent checkpoint's). Nothing is left in ``output_dir`` when anything fails."""
+    student: its parent checkpoint's). ``max_disagree``: the fraction of dev examples on which an int8 ONNX
+    student's prediction may differ from the PyTorch int8 model's. Nothing is left in ``output_dir`` when anything
+    fails."""
     start = time.perf_counter()
     if fmt not in FORMATS:
         raise ConfigError(f"format must be one of {list(FORMATS)}, got {fmt!r}")
+    if isinstance(max_disagree, bool) or not isinstance(max_disagree, int | float) or not 0 <= max_disagree <= 1:
+        raise ConfigError(f"max_disagree must be a fraction in [0, 1], got {max_disagree!r}")
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise ExportError(f"{out}: exists and is not a directory")
@@ -158,17 +175,21 @@ def export_model(
         inputs, token_types = transformer_inputs(src, splits, bs)
         reference = reference_logits(src.model, inputs, False)
         encoder, time_axis = None, "sequence"
+    int8 = quantized and src.is_student
     wrapper = _wrap(src, token_types)
-    fallback = None
+    fallback, bad = None, 0
     with atomic_dir(out) as tmp:
         chosen = None
         if fmt in ("auto", "onnx"):
             step = "export"
             try:  # any exporter / runtime failure: the reason is recorded, TorchScript tried next
-                export_onnx(wrapper, inputs, tmp / ONNX_FILE, time_axis)
-                step = "check with onnxruntime"
-                bad, diff = compare_logits(onnx_runner(tmp / ONNX_FILE), inputs, reference)
-                problem = mismatch_message("ONNX", bad, inputs.n, diff)
+                if int8:
+                    bad, diff, problem = _int8_onnx(src.model, inputs, reference, tmp, max_disagree)
+                else:
+                    export_onnx(wrapper, inputs, tmp / ONNX_FILE, time_axis)
+                    step = "check with onnxruntime"
+                    bad, diff = compare_logits(onnx_runner(tmp / ONNX_FILE), inputs, reference)
+                    problem = mismatch_message("ONNX", bad, inputs.n, diff)
             except Exception as e:
                 problem = f"ONNX {step} failed ({error_summary(e)})"
             if problem is None:
@@ -176,7 +197,7 @@ def export_model(
             elif fmt == "onnx":
                 raise ExportError(f"{src.path}: {problem}")
             else:
-                fallback = problem
+                fallback, bad = problem, 0
                 (tmp / ONNX_FILE).unlink(missing_ok=True)
         if chosen is None:
             if fmt == "auto":  # the ONNX exporter can leave quantized modules altered: trace a fresh copy
@@ -195,6 +216,9 @@ def export_model(
                 raise ExportError(f"{src.path}: {problem}")
             chosen = "torchscript"
         model_file = ONNX_FILE if chosen == "onnx" else TORCHSCRIPT_FILE
+        precision = "int8" if quantized else "float"
+        tolerance = max_disagree if chosen == "onnx" and int8 else 0.0
+        model_gzip = gzip_bytes((tmp / model_file).read_bytes())
         extra = write_encoding(src, encoder, tmp, task)
         meta = {
             "format": chosen,
@@ -209,12 +233,17 @@ def export_model(
             "text_fields": list(task.text_fields),
             "max_length": src.max_length,
             "encoding": extra,
+            "precision": precision,
+            "model_bytes": (tmp / model_file).stat().st_size,
+            "model_gzip_bytes": model_gzip,
             "source": {"kind": src.kind, "path": str(src.path), "quantized": quantized},
             "check": {
                 "examples": inputs.n,
-                "predictions_agree": 1.0,
+                "predictions_agree": 1.0 - bad / inputs.n,
+                "predictions_disagree": bad,
+                "max_disagree": tolerance,
                 "max_abs_logit_diff": diff,
-                "logit_tolerance": LOGIT_ATOL,
+                "logit_tolerance": None if tolerance else LOGIT_ATOL,
                 "batch_size": bs,
             },
             "recorded_sizes": {k: {"recorded": a, "measured": b} for k, (a, b) in size_check.items()},
@@ -232,13 +261,47 @@ def export_model(
         files,
         total,
         inputs.n,
-        1.0,
+        1.0 - bad / inputs.n,
         diff,
         bs,
         size_check,
         fallback,
         round(time.perf_counter() - start, 2),
+        precision,
+        bad,
+        tolerance,
+        model_file,
+        model_gzip,
     )
+
+
+INT8_FLOAT_FILE = "model.float.onnx"
+
+
+def _int8_onnx(model: nn.Module, inputs, reference, tmp: Path, max_disagree: float) -> tuple[int, float, str | None]:
+    """Write the int8 ONNX form of an int8 student to ``tmp / ONNX_FILE`` and check it against ``reference``:
+    (examples whose prediction differs, max abs logit difference, the problem when more than ``max_disagree`` of
+    them differ, else None)."""
+    form, module_paths = int8_export_form(model)
+    try:
+        # the Elman RNN's int8 recurrent weights stay int8 in the file only unfolded; the LSTM's weights must be
+        # folded into plain initializers for ONNX Runtime's quantizer to find them
+        fold = not isinstance(form.encoder, ElmanExport)
+        export_onnx(StudentExport(form).eval(), inputs, tmp / INT8_FLOAT_FILE, "time", fold_constants=fold)
+        ort_quantize(tmp / INT8_FLOAT_FILE, tmp / ONNX_FILE, module_paths)
+    finally:
+        (tmp / INT8_FLOAT_FILE).unlink(missing_ok=True)
+    bad, diff = compare_logits(onnx_runner(tmp / ONNX_FILE), inputs, reference)
+    return bad, diff, int8_mismatch_message(bad, inputs.n, diff, max_disagree)
+
+
+def int8_mismatch_message(bad: int, n: int, diff: float, max_disagree: float) -> str | None:
+    if bad > max_disagree * n:
+        return (
+            f"the int8 ONNX artefact's prediction differs from the PyTorch int8 model's on {bad} of {n} dev examples"
+            f" (at most {max_disagree:g} of them may; max logit difference {diff:.3g})"
+        )
+    return None
 
 
 def _wrap(src: ExportSource, token_types: bool) -> nn.Module:
@@ -280,7 +343,11 @@ def verify_artefact(
     model_file = d / meta["model_file"]
     run = onnx_runner(model_file) if meta["format"] == "onnx" else torchscript_runner(model_file)
     bad, diff = compare_logits(run, inputs, reference)
-    problem = mismatch_message("ONNX" if meta["format"] == "onnx" else "TorchScript", bad, inputs.n, diff)
+    tolerance = (meta.get("check") or {}).get("max_disagree") or 0.0
+    if tolerance:
+        problem = int8_mismatch_message(bad, inputs.n, diff, tolerance)
+    else:
+        problem = mismatch_message("ONNX" if meta["format"] == "onnx" else "TorchScript", bad, inputs.n, diff)
     if problem is not None:
         raise ExportError(f"{d}: {problem}")
     return inputs.n, diff

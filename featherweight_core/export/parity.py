@@ -123,7 +123,11 @@ def _quiet() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def export_onnx(wrapper: nn.Module, inputs: ArtefactInputs, path: Path, time_axis: str) -> None:
+def export_onnx(
+    wrapper: nn.Module, inputs: ArtefactInputs, path: Path, time_axis: str, fold_constants: bool = True
+) -> None:
+    """``fold_constants=False`` keeps computations on weights in the graph (an int8 table dequantized per call stays
+    int8 in the file; ONNX Runtime folds it in memory when it loads the model)."""
     dynamic = {n: ({0: "batch", 1: time_axis} if not n.startswith("lengths") else {0: "batch"}) for n in inputs.names}
     dynamic["logits"] = {0: "batch"}
     with _quiet(), torch.no_grad():
@@ -136,6 +140,7 @@ def export_onnx(wrapper: nn.Module, inputs: ArtefactInputs, path: Path, time_axi
             output_names=["logits"],
             dynamic_axes=dynamic,
             opset_version=ONNX_OPSET,
+            do_constant_folding=fold_constants,
         )
 
 

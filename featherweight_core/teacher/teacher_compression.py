@@ -24,7 +24,6 @@ import copy
 import dataclasses
 import json
 import statistics
-import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from featherweight_core import vocab
 from featherweight_core.compression.quantize import quiet_torch_ao
 from featherweight_core.data.tasks import TEST
 from featherweight_core.errors import InputFileError, UserError
+from featherweight_core.students.latency import interleaved_times
 from featherweight_core.students.measure import (
     WEIGHT_FILES,
     gzip_bytes,
@@ -220,19 +220,12 @@ def cpu_latencies_ms(
     for m in cpu_models:
         tok = tokenize(tokenizer, list(texts[:n]), max_length, m)
         inputs.append([tok.batch([i]) for i in range(len(tok))])
-    for m, xs in zip(cpu_models, inputs, strict=True):
-        for x in xs[:warmup]:
-            m(**x)
-    times: list[list[float]] = [[] for _ in cpu_models]
-    start = time.perf_counter()
-    while True:
-        for i in range(len(inputs[0])):
-            for j, m in enumerate(cpu_models):
-                t0 = time.perf_counter()
-                m(**inputs[j][i])
-                times[j].append(time.perf_counter() - t0)
-        if time.perf_counter() - start >= min_seconds:
-            break
+    times = interleaved_times(
+        [lambda i, m=m, xs=xs: m(**xs[i]) for m, xs in zip(cpu_models, inputs, strict=True)],
+        range(len(inputs[0])),
+        min_seconds,
+        warmup,
+    )
     for m, training in zip(cpu_models, was_training, strict=True):
         m.train(training)
     return [statistics.median(t) * 1000.0 for t in times]

@@ -30,6 +30,7 @@ from sweep.callback import DatabaseCallback, ProgressReporter
 from sweep.database import SweepDatabase
 from sweep.spec import SweepSpec
 from sweep.tuner import build_tuner
+from trainables.latency import measure_config
 
 
 @dataclass
@@ -183,10 +184,11 @@ class TuneRun:
         max_concurrent: int | None = None,
     ) -> None:
         """Run the Tune experiment ``<prefix><experiment>``; Tune returns early on Ctrl-C (see :meth:`result`)."""
+        run = self.run
         tuner = build_tuner(
             trainable,
-            resources=resources or self.run.spec.resources,
-            param_space=param_space,
+            resources=resources or run.spec.resources,
+            param_space={**param_space, **measure_config(run.spec, run.assets or {}, run.data)},
             storage_path=self.run.tune_dir,
             name=f"{self.run.prefix}{experiment}",
             callbacks=[self.db, self.progress],

@@ -92,6 +92,12 @@ BAD = [
     ("tasks.synthetic.bootstrap", None, "tasks.synthetic.bootstrap: grid bootstrap includes true"),
     ("tasks.sst3", {}, "tasks.sst3: task 'sst3' is not a built-in task"),
     ("name", "my sweep", "name: expected a non-empty name"),
+    ("measure.latency", "yes", "measure.latency: expected true or false, got 'yes'"),
+    ("measure.runtimes", ["torch", "tflite"], "measure.runtimes[1]: 'tflite' is not one of ['torch', 'onnxruntime']"),
+    ("measure.runtimes", [], "measure.runtimes: expected a non-empty list of ['torch', 'onnxruntime']"),
+    ("measure.runtimes", ["torch", "torch"], "measure.runtimes: ['torch', 'torch'] names a runtime twice"),
+    ("measure.memory", True, "measure.memory: unknown key"),
+    ("measure", [1], "measure: expected a mapping"),
 ]
 
 
@@ -101,6 +107,17 @@ def test_bad_specs_name_key_and_value(key, value, message):
         validate(_set(_demo(), key, value))
     assert message in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_measure_key():
+    """Absent, the stored spec and the trial ids are as before; present, it is filled in and trial ids stay."""
+    plain = validate(_demo())
+    assert "measure" not in plain.raw and plain.measure is None
+    measured = validate(_set(_demo(), "measure", {"latency": True}))
+    assert measured.measure == {"latency": True, "runtimes": ["torch", "onnxruntime"]}
+    assert [t.trial_id for t in measured.distill_trials()] == [t.trial_id for t in plain.distill_trials()]
+    assert validate(_set(_demo(), "measure", {"latency": False})).measure is None
+    assert validate(_set(_demo(), "measure", {"latency": True, "runtimes": ["torch"]})).measure["runtimes"] == ["torch"]
 
 
 def test_compress_quantize_importance_bits():
