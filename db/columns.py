@@ -74,7 +74,7 @@ TRIAL_COLUMNS = (
 EXTRA_RESULT_COLUMNS = ("trainable_params", "latency_ms", "layers", "teacher_latency_ms")
 RESULT_COLUMNS = ("sweep", "trial_id", *METRIC_COLUMNS, *SIZE_COLUMNS, "metrics", "sizes", *EXTRA_RESULT_COLUMNS)
 EPOCH_COLUMNS = ("sweep", "trial_id", "epoch", "train_loss", "score", "seconds", "samples_per_second", "metrics")
-# The latency table (migration 010): one row per trial, model (trial | teacher) and runtime (torch | onnxruntime)
+# The latency table (migration 008): one row per trial, model (trial | teacher) and runtime (torch | onnxruntime)
 LATENCY_COLUMNS = (
     "sweep",
     "trial_id",

@@ -93,7 +93,7 @@ class TrialRecord:
     latency_ms: float | None = None
     layers: int | None = None
     teacher_latency_ms: float | None = None
-    # CPU speed per model and runtime (migration 010): {"model", "runtime", "precision", "p50_ms", "p90_ms",
+    # CPU speed per model and runtime (migration 008): {"model", "runtime", "precision", "p50_ms", "p90_ms",
     # "throughput", "batch_size", "threads", "examples", "machine"}; empty when the sweep does not measure it
     latency: list[dict] = field(default_factory=list)
 

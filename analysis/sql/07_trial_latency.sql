@@ -1,6 +1,6 @@
 -- depends on: none
 -- trial_latency: one row per sweep, trial and runtime (torch | onnxruntime) whose latency was measured (sweeps with
--- the spec's measure: key; latency table, migration 010): the trial's batch-1 latency (p50_ms median, p90_ms 90th
+-- the spec's measure: key; latency table, migration 008): the trial's batch-1 latency (p50_ms median, p90_ms 90th
 -- percentile, milliseconds), throughput (examples per second in batches of batch_size), threads and machine, and
 -- teacher_p50_ms: the teacher's PyTorch batch-1 median timed in the same process, interleaved with the trial's model,
 -- so speedup_vs_teacher = teacher_p50_ms / p50_ms compares like with like. Trials of sweeps that measured nothing have

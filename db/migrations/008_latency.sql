@@ -1,4 +1,4 @@
--- 010: CPU speed per runtime, for any trial (students, compressed students, compressed teachers) and the teacher
+-- 008: CPU speed per runtime, for any trial (students, compressed students, compressed teachers) and the teacher
 -- timed beside it. One row per (sweep, trial_id, model, runtime): model is 'trial' (the trial's own model) or
 -- 'teacher' (its teacher, timed in the same process, interleaved with the trial's model, so the ratio of the two is
 -- a speed-up under the same load); runtime is 'torch' (the PyTorch model) or 'onnxruntime' (its ONNX artefact).

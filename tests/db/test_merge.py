@@ -245,11 +245,14 @@ def test_every_table_of_the_schema_is_merged_and_an_unknown_one_stops_the_merge(
     with duckdb.connect(str(db)) as con:
         kinds = table_kinds(con)
         assert kinds["trials"] == kinds["results"] == kinds["epochs"] == kinds["class_metrics"] == "trial"
+        assert kinds["latency"] == "trial"  # per-runtime timings: a trial's rows
         assert kinds["stages"] == kinds["baselines"] == "sweep"
         assert {t for t, k in kinds.items() if k == "global"} == {"schema_version", "meta"}
         # a table a later migration adds with a sweep key is merged like the others ...
-        con.execute("CREATE TABLE latency (sweep VARCHAR, trial_id VARCHAR, ms DOUBLE, PRIMARY KEY (sweep, trial_id))")
-        assert table_kinds(con)["latency"] == "trial"
+        con.execute(
+            "CREATE TABLE trial_notes (sweep VARCHAR, trial_id VARCHAR, ms DOUBLE, PRIMARY KEY (sweep, trial_id))"
+        )
+        assert table_kinds(con)["trial_notes"] == "trial"
         # ... one with no sweep key is a bug to fix in db.merge
         con.execute("CREATE TABLE scheduler_state (rung INTEGER)")
         with pytest.raises(RuntimeError, match="scheduler_state"):
@@ -261,11 +264,11 @@ def test_a_new_trial_table_is_copied_generically(tmp_path):
     for name, ms in (("a", 1.5), ("b", 2.5)):
         db = _sweep(tmp_path / f"{name}.duckdb", name, {"t1": 0.8})
         with duckdb.connect(str(db)) as con:
-            con.execute("CREATE TABLE latency (sweep VARCHAR, trial_id VARCHAR, ms DOUBLE)")
-            con.execute("INSERT INTO latency VALUES (?, 't1', ?)", [name, ms])
+            con.execute("CREATE TABLE trial_notes (sweep VARCHAR, trial_id VARCHAR, ms DOUBLE)")
+            con.execute("INSERT INTO trial_notes VALUES (?, 't1', ?)", [name, ms])
         dbs.append(db)
     merge_databases(dbs[1:], dbs[0])
-    assert _rows(dbs[0], "SELECT sweep, ms FROM latency ORDER BY 1") == [("a", 1.5), ("b", 2.5)]
+    assert _rows(dbs[0], "SELECT sweep, ms FROM trial_notes ORDER BY 1") == [("a", 1.5), ("b", 2.5)]
 
 
 def test_machine_keys_are_spec_keys():
