@@ -59,7 +59,7 @@ class TrialRecord:
     parent_trial_id: str | None = None
     pruning: str | None = None  # describe() string, None = not pruned
     quantization: str | None = None  # describe() string, None = not quantized
-    status: str = "finished"  # "finished" | "error"
+    status: str = "finished"  # "finished" | "error" | "stopped" (by a scheduler, at a rung)
     error: str | None = None
     config: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -91,6 +91,9 @@ class TrialRecord:
     latency_ms: float | None = None
     layers: int | None = None
     teacher_latency_ms: float | None = None
+    # a trial a scheduler stopped (migration 008): the epoch of the rung it stopped at, and why
+    stopped_at_rung: int | None = None
+    stop_reason: str | None = None
 
     def validate(self) -> None:
         if not self.sweep or not self.trial_id:
@@ -241,6 +244,8 @@ def trial_rows(rec: TrialRecord) -> TrialRows:
         "node": text_or_none(rec.node),
         **{c: text_or_none(getattr(rec, c)) for c in PLACEMENT_COLUMNS},
         "teacher": text_or_none(rec.teacher),
+        "stopped_at_rung": None if rec.stopped_at_rung is None else int(rec.stopped_at_rung),
+        "stop_reason": text_or_none(rec.stop_reason),
     }
     extra = {
         "trainable_params": first_set(rec.trainable_params, sizes.get("trainable_params")),

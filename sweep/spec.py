@@ -29,12 +29,14 @@ from featherweight_core.vocab import (
     DEFAULT_VOCAB_SIZE,
     TEACHER_COMPRESSION_METHODS,
 )
+from sweep.pareto_halving import HalvingSettings
 from sweep.sections import SECTIONS
 from sweep.sections.teacher_compression import (
     check_grid_against_teacher,
     teacher_compression_grid,
     teacher_layers,
 )
+from sweep.spec_scheduler import halving_settings, validate_scheduler
 from sweep.spec_tasks import GRID_KEYS, TASK_DEFINITION_KEYS, student_points, validate_grid, validate_tasks
 from sweep.spec_values import (
     SpecError,
@@ -100,6 +102,7 @@ TOP_KEYS = {
     "report": None,  # {budgets: [32KB, ...]}: what `featherweight report` draws by default (_validate_report)
     # the trial stages' sections (sweep.sections): compress, teacher_compression; left out or null: the stage is off
     **{key: None for key in SECTIONS},
+    "scheduler": None,  # pareto_halving | {kind: pareto_halving, ...} (sweep.spec_scheduler); None: the whole grid
 }
 
 
@@ -148,6 +151,11 @@ class SweepSpec:
     @property
     def compress(self) -> dict | None:
         return self.raw["compress"]
+
+    @property
+    def scheduler(self) -> HalvingSettings | None:
+        """The distillation stage's scheduler (``None``: every trial trains to the end)."""
+        return halving_settings(self.raw.get("scheduler"))
 
     @property
     def teacher_compression(self) -> dict | None:
@@ -274,6 +282,9 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
         check_gpus(res[key], f"resources.{key}")
     if spec["report"] is not None:
         spec["report"] = _validate_report(spec["report"])
+    spec["scheduler"] = validate_scheduler(spec["scheduler"])
+    if spec["scheduler"] is None:  # left out: the stored spec stays as it was before the key existed
+        del spec["scheduler"]
     for key, section in SECTIONS.items():
         if section.check_resources:
             section.check_resources(res)
