@@ -3,7 +3,9 @@
 A trial reports its dev score at each rung (epochs ``grace``, ``grace * eta``, ``grace * eta**2``, ... below its
 ``max_epochs``). It goes on only if it ranks in the top ``1/eta`` of the trials of its task recorded at that rung so
 far, ranked by non-dominated sorting on (dev score: higher is better, size: smaller is better), ties within a front
-broken by crowding distance (the front's ends, the smallest model and the best score, first), then by arrival. The
+broken by crowding distance (the front's ends, the smallest model and the best score, first), then by arrival; or if
+no trial recorded there dominates it (it is on that rung's frontier so far: a small model with a modest score goes
+on when nothing as small scores better). The
 decision is made as the result arrives (asynchronous, as ASHA does: no waiting for a full rung; the first trial at a
 rung always goes on), so it works the same with fractional GPUs and several nodes. Given the same results in the same
 order (each carries its arrival number, ``seq``), :meth:`ParetoHalving.replay` rebuilds the same state, so a resumed
@@ -182,24 +184,17 @@ class ParetoHalving:
         me = len(at) - 1
         position = order.index(me)
         kept = max(1, math.ceil(len(at) / self.settings.eta))
-        stop = position >= kept
-        reason = self._reason(at, me, position, kept) if stop else None
+        better = [o for o in at if dominates((o.score, o.size), (result.score, result.size))]
+        stop = position >= kept and bool(better)  # on the rung's frontier so far (dominated by none): goes on
+        reason = self._reason(result, better, position, len(at), kept) if stop else None
         return Decision(result, stop, position, len(at), kept, reason)
 
     @staticmethod
-    def _reason(at: list[RungResult], me: int, position: int, kept: int) -> str:
-        r = at[me]
-        better = [o for o in at if dominates((o.score, o.size), (r.score, r.size))]
-        where = f"at the epoch-{r.rung} rung"
-        if better:
-            best = max(better, key=lambda o: (o.score, -o.size, -o.seq))
-            return (
-                f"dominated {where} by {best.trial_id} (score {best.score:.4f}, size {best.size:,.0f} vs"
-                f" {r.score:.4f}, {r.size:,.0f}); ranked {position + 1} of {len(at)}, the first {kept} go on"
-            )
+    def _reason(r: RungResult, better: list[RungResult], position: int, recorded: int, kept: int) -> str:
+        best = max(better, key=lambda o: (o.score, -o.size, -o.seq))  # the best-scoring trial that dominates it
         return (
-            f"on the front {where} but crowded by neighbours: ranked {position + 1} of {len(at)}, the first"
-            f" {kept} go on"
+            f"dominated at the epoch-{r.rung} rung by {best.trial_id} (score {best.score:.4f}, size {best.size:,.0f}"
+            f" vs {r.score:.4f}, {r.size:,.0f}); ranked {position + 1} of {recorded}, the first {kept} go on"
         )
 
 
