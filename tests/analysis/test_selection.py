@@ -134,7 +134,13 @@ def test_named_trials(store):
     got = select_parents(store, "s", {"trials": ["d-tie2", "e-c"]}, "gzip_bytes")
     assert got["trial_id"].tolist() == ["d-tie2", "e-c"]
     assert got.iloc[0]["checkpoint_path"] == "/ckpt/d-tie2.pt"
-    for bad in ("d-nope", "d-failed", "d-stopped", "c-child", "d-x"):  # unknown, failed, stopped, wrong stage, other sweep
+    for bad in (
+        "d-nope",
+        "d-failed",
+        "d-stopped",
+        "c-child",
+        "d-x",
+    ):  # unknown, failed, stopped, wrong stage, other sweep
         with pytest.raises(StoreError, match=f"compress.parents.trials: no finished distillation trial '{bad}'"):
             select_parents(store, "s", {"trials": ["d-small", bad]}, "gzip_bytes")
 
