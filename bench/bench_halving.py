@@ -16,12 +16,14 @@ accuracy the run found at that size or smaller. Prints figures, asserts nothing.
 
     .venv/bin/python bench/bench_halving.py                  # 24 trials, 9 epochs: 2-6 min on 2 busy cores
     .venv/bin/python bench/bench_halving.py --vocab-sizes 500 2000    # 48 trials
+    .venv/bin/python bench/bench_halving.py --histories /tmp/grid.json --eta 2   # train once, replay other settings
     .venv/bin/python bench/bench_halving.py --archs ffn rnn --max-epochs 6
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -152,6 +154,9 @@ def main() -> None:
     p.add_argument("--n-dev", type=int, default=300)
     p.add_argument("--eta", type=int, default=3)
     p.add_argument("--seeds-margin", type=float, default=1.0)
+    p.add_argument(
+        "--histories", help="JSON file of the full grid's per-epoch results: written after training, read if it exists"
+    )
     args = p.parse_args()
     print(f"load average {load_average()}")
     with tempfile.TemporaryDirectory() as tmp:
@@ -159,7 +164,15 @@ def main() -> None:
         trials = spec.distill_trials()
         print(f"full grid: {len(trials)} trials x up to {args.max_epochs} epochs (synthetic, n_train {args.n_train})")
         t0 = time.perf_counter()
-        runs = train_grid(spec, trials)
+        if args.histories and Path(args.histories).is_file():  # the same grid trained before: replay only
+            runs = json.loads(Path(args.histories).read_text())
+            missing = [t.describe() for t in trials if t.trial_id not in runs]
+            if missing:
+                raise SystemExit(f"error: {args.histories} lacks trials of this grid, e.g. {missing[0]}")
+        else:
+            runs = train_grid(spec, trials)
+            if args.histories:
+                Path(args.histories).write_text(json.dumps(runs))
         wall = time.perf_counter() - t0
     full = {tid: ("finished", max(r["scores"]), len(r["scores"]), sum(r["seconds"])) for tid, r in runs.items()}
     full_epochs = sum(e for _, _, e, _ in full.values())
