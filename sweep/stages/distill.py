@@ -75,6 +75,9 @@ class DistillStage(Stage):
         return StagePlan(todo, remaining=len(todo), total=len(firsts) + len(chosen), inputs=MORE_SEEDS)
 
     def headline(self, plan: StagePlan) -> str:
+        if plan.inputs == FIRST_SEEDS:
+            done = plan.total - plan.remaining
+            return f"{plan.total} distillation trials of the first seed, {done} already finished or stopped"
         return f"{plan.total} distillation trials, {plan.total - plan.remaining} already finished"
 
     def done_note(self, plan: StagePlan) -> str:
