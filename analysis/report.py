@@ -157,6 +157,28 @@ def build_blocks(
             for r in errors.itertuples()
         ]
         blocks.append(Table(["trial", "stage", "task", "error"], rows))
+    stopped = store.query(
+        """
+        SELECT t.task, t.stopped_at_rung AS rung, count(*) AS trials, sum(r.epochs) AS epochs, max(r.score) AS best
+        FROM trials t LEFT JOIN results r USING (sweep, trial_id)
+        WHERE t.sweep = ? AND t.status = 'stopped' GROUP BY ALL ORDER BY ALL
+        """,
+        [sweep],
+    )
+    if not stopped.empty:  # the scheduler's: not on the skyline or the charts, which show finished trials
+        blocks.append(Heading("Stopped by the scheduler", 2))
+        blocks.append(
+            Paragraph(
+                "Trials the `pareto_halving` scheduler stopped at a rung: another trial was as small or smaller and"
+                " scored better there, and they ranked outside the top 1/eta. They are not on the skylines or charts"
+                " above (the `rung_results` view has every decision, the `trials` table each reason)."
+            )
+        )
+        rows = [
+            [r.task, str(r.rung), str(r.trials), str(int(r.epochs or 0)), f"{100 * r.best:.2f}"]
+            for r in stopped.itertuples()
+        ]
+        blocks.append(Table(["task", "stopped at epoch", "trials", "trial-epochs", "best dev score there (%)"], rows))
     return blocks, charts
 
 

@@ -3,7 +3,8 @@ in ``db/migrations``)."""
 
 from __future__ import annotations
 
-TRIAL_STATUSES = ("finished", "error")
+# 'stopped': a scheduler stopped the trial at a rung (migration 009); its score is the one it had there
+TRIAL_STATUSES = ("finished", "error", "stopped")
 # 'running' while the runner works; then 'finished', 'failed' (trials failed: the message says how many) or
 # 'interrupted' (stopped before the end: Ctrl-C, a crash of the driver)
 SWEEP_STATUSES = ("running", "finished", "failed", "interrupted")
@@ -68,6 +69,8 @@ TRIAL_COLUMNS = (
     "node",
     *PLACEMENT_COLUMNS,
     "teacher",
+    "stopped_at_rung",
+    "stop_reason",
 )
 # Columns of ``results`` added by migrations 006 and 007 (teacher compression): TrialRecord fields of the same name,
 # falling back to the same key of ``sizes`` (trainable_params, layers) or ``metrics`` (latency_ms, teacher_latency_ms)

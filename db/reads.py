@@ -176,6 +176,57 @@ def finished_trial_ids(con: duckdb.DuckDBPyConnection, sweep: str, stage: str | 
     return {r[0] for r in rows}
 
 
+def trial_ids_with_status(
+    con: duckdb.DuckDBPyConnection, sweep: str, statuses: tuple[str, ...], stage: str | None = None
+) -> set[str]:
+    """Ids of the sweep's trials whose status is one of ``statuses`` (of one stage if given)."""
+    _check_stage(stage)
+    rows = con.execute(
+        "SELECT trial_id FROM trials WHERE sweep = ? AND list_contains(?, status) AND (? IS NULL OR stage = ?)",
+        [sweep, list(statuses), stage, stage],
+    ).fetchall()
+    return {r[0] for r in rows}
+
+
+def trial_scores(
+    con: duckdb.DuckDBPyConnection, sweep: str, stage: str
+) -> dict[str, tuple[str, float | None, int | None]]:
+    """``{trial_id: (status, score, params)}`` of the sweep's trials of ``stage`` (score and params None where not
+    recorded)."""
+    _check_stage(stage)
+    rows = con.execute(
+        """
+        SELECT t.trial_id, t.status, r.score, r.params
+        FROM trials t LEFT JOIN results r USING (sweep, trial_id)
+        WHERE t.sweep = ? AND t.stage = ?
+        """,
+        [sweep, stage],
+    ).fetchall()
+    return {tid: (status, score, params) for tid, status, score, params in rows}
+
+
+def rung_entries(con: duckdb.DuckDBPyConnection, sweep: str, stage: str) -> list[dict[str, Any]]:
+    """The rung results a scheduler recorded for the sweep's finished and stopped trials of ``stage``: the
+    ``metrics`` (parsed) of each ``epochs`` row that carries a ``rung``, with its ``trial_id`` and ``epoch``, in
+    arrival order (``rung_seq``)."""
+    _check_stage(stage)
+    rows = con.execute(
+        """
+        SELECT e.trial_id, e.epoch, e.metrics
+        FROM epochs e JOIN trials t USING (sweep, trial_id)
+        WHERE t.sweep = ? AND t.stage = ? AND t.status IN ('finished', 'stopped')
+          AND json_extract(e.metrics, '$.rung') IS NOT NULL
+        ORDER BY CAST(json_extract(e.metrics, '$.rung_seq') AS BIGINT), e.trial_id
+        """,
+        [sweep, stage],
+    ).fetchall()
+    out = []
+    for tid, epoch, metrics in rows:
+        m = json.loads(metrics) if isinstance(metrics, str) else dict(metrics or {})
+        out.append({"trial_id": tid, "epoch": epoch, **m})
+    return out
+
+
 def compress_history(
     con: duckdb.DuckDBPyConnection, sweep: str, parent_trial_id: str, size_measure: str
 ) -> list[tuple[dict, float | None, float | None]]:

@@ -61,7 +61,7 @@ class TrialRecord:
     parent_trial_id: str | None = None
     pruning: str | None = None  # describe() string, None = not pruned
     quantization: str | None = None  # describe() string, None = not quantized
-    status: str = "finished"  # "finished" | "error"
+    status: str = "finished"  # "finished" | "error" | "stopped" (by a scheduler, at a rung)
     error: str | None = None
     config: dict = field(default_factory=dict)
     metrics: dict = field(default_factory=dict)
@@ -96,6 +96,9 @@ class TrialRecord:
     # CPU speed per model and runtime (migration 008): {"model", "runtime", "precision", "p50_ms", "p90_ms",
     # "throughput", "batch_size", "threads", "examples", "machine"}; empty when the sweep does not measure it
     latency: list[dict] = field(default_factory=list)
+    # a trial a scheduler stopped (migration 009): the epoch of the rung it stopped at, and why
+    stopped_at_rung: int | None = None
+    stop_reason: str | None = None
 
     def validate(self) -> None:
         if not self.sweep or not self.trial_id:
@@ -247,6 +250,8 @@ def trial_rows(rec: TrialRecord) -> TrialRows:
         "node": text_or_none(rec.node),
         **{c: text_or_none(getattr(rec, c)) for c in PLACEMENT_COLUMNS},
         "teacher": text_or_none(rec.teacher),
+        "stopped_at_rung": None if rec.stopped_at_rung is None else int(rec.stopped_at_rung),
+        "stop_reason": text_or_none(rec.stop_reason),
     }
     extra = {
         "trainable_params": first_set(rec.trainable_params, sizes.get("trainable_params")),

@@ -280,6 +280,22 @@ class ExperimentStore:
         with self.connect() as con:
             return reads.finished_trial_ids(con, sweep, stage)
 
+    def trial_ids_with_status(self, sweep: str, statuses: tuple[str, ...], stage: str | None = None) -> set[str]:
+        """Ids of the sweep's trials whose status is one of ``statuses`` ('finished', 'error', 'stopped')."""
+        with self.connect() as con:
+            return reads.trial_ids_with_status(con, sweep, statuses, stage)
+
+    def trial_scores(self, sweep: str, stage: str) -> dict[str, tuple[str, float | None, int | None]]:
+        """``{trial_id: (status, score, params)}`` of the sweep's trials of one stage."""
+        with self.connect() as con:
+            return reads.trial_scores(con, sweep, stage)
+
+    def rung_entries(self, sweep: str, stage: str) -> list[dict[str, Any]]:
+        """The rung results a scheduler recorded for the sweep's finished and stopped trials of one stage, in
+        arrival order (``db.reads.rung_entries``)."""
+        with self.connect() as con:
+            return reads.rung_entries(con, sweep, stage)
+
     def compress_history(
         self, sweep: str, parent_trial_id: str, size_measure: str
     ) -> list[tuple[dict, float | None, float | None]]:

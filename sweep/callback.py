@@ -204,8 +204,11 @@ class ProgressReporter(tune.Callback):
         trial_of: Callable[[Any], Any],
         size_measure: str = "gzip_bytes",
         out: Callable[[str], None] | None = None,
+        why_stopped: Callable[[Any], str | None] | None = None,
     ) -> None:
         self.total, self.label, self.done, self.failed = total, label, 0, 0
+        self.stopped = 0  # trials a scheduler stopped at a rung
+        self.why_stopped = why_stopped or (lambda trial: None)  # contract trial -> the scheduler's reason
         self.first_error: str | None = None
         self.trial_of = trial_of
         self.size_measure = size_measure
@@ -251,10 +254,15 @@ class ProgressReporter(tune.Callback):
 
     def _line(self, tune_trial, outcome: TrialOutcome, trials: list | None = None) -> None:
         self.done += 1
-        self.failed += int(not outcome.finished)
+        self.failed += int(outcome.status == "error")
+        self.stopped += int(outcome.stopped)
         trial = self.trial_of(tune_trial)
         what = trial.describe()
-        if outcome.finished:
+        if outcome.stopped:
+            epochs = outcome.metrics.get("epochs")
+            why = self.why_stopped(trial)
+            line = f"{what} -> stopped after {epochs} epoch(s), score {outcome.score:.4f}" + (f": {why}" if why else "")
+        elif outcome.finished:
             self.seconds_by_kind.setdefault(trial_kind(trial), []).append(outcome.seconds)
             size = outcome.size(self.size_measure)
             size_s = f"{size:,.0f}" if self.size_measure == "params" else fmt_bytes(size)

@@ -28,8 +28,9 @@ def common_fields(sweep: str, trial, outcome: TrialOutcome, checkpoint_dir: str 
         "stage": trial.stage,
         "status": outcome.status,
         "error": outcome.error,
-        "metrics": outcome.metrics if outcome.finished else {},
-        "sizes": outcome.sizes if outcome.finished else {},
+        # a stopped trial keeps what it measured up to its rung (score, epochs, the sizes known before training)
+        "metrics": outcome.metrics if outcome.status != "error" else {},
+        "sizes": outcome.sizes if outcome.status != "error" else {},
         "started_at": outcome.started_at,
         "finished_at": outcome.finished_at,
         "seconds": outcome.seconds,
@@ -38,6 +39,6 @@ def common_fields(sweep: str, trial, outcome: TrialOutcome, checkpoint_dir: str 
         "device": outcome.device,
         "node": outcome.node,
         **{c: getattr(outcome, c) for c in PLACEMENT_COLUMNS},
-        "class_metrics": class_metric_rows(outcome.class_metrics) if outcome.finished else [],
+        "class_metrics": class_metric_rows(outcome.class_metrics) if outcome.status != "error" else [],
         "latency": list(outcome.latency) if outcome.finished else [],
     }

@@ -133,6 +133,7 @@ class SweepOutcome:
     message: str | None = None
     ran_by_stage: dict[str, int] = field(default_factory=dict)
     failed: int = 0
+    stopped: int = 0  # trials a scheduler stopped at a rung
     first_error: str | None = None
     seconds: float = 0.0
     db_write_ms: list[float] = field(default_factory=list)
@@ -161,6 +162,7 @@ class SweepOutcome:
     def add(self, stage: str, r: StageResult) -> None:
         self.ran_by_stage[stage] = self.ran_by_stage.get(stage, 0) + r.ran
         self.failed += r.failed
+        self.stopped += r.stopped
         self.db_write_ms += r.db_write_ms
         self.first_error = self.first_error or r.first_error
 
@@ -297,9 +299,10 @@ def run_and_summarize(spec: SweepSpec, address: str | None, say: Callable[[str],
     ms = sorted(out.db_write_ms)
     write = f", db write median {ms[len(ms) // 2]:.1f} ms" if ms else ""
     teacher = f" + {out.teacher_compression_ran} teacher compression" if out.teacher_compression_ran else ""
+    stopped = f", {out.stopped} stopped early by the scheduler" if out.stopped else ""
     say(
         f"sweep {out.name} {out.status} in {out.seconds:.0f}s: {out.distill_ran} distillation + {out.compress_ran}"
-        f" compression{teacher} trials run, {out.failed} failed{write}"
+        f" compression{teacher} trials run, {out.failed} failed{stopped}{write}"
     )
     if out.message:
         say(out.message)

@@ -30,12 +30,14 @@ from featherweight_core.vocab import (
     LATENCY_RUNTIMES,
     TEACHER_COMPRESSION_METHODS,
 )
+from sweep.pareto_halving import HalvingSettings
 from sweep.sections import SECTIONS
 from sweep.sections.teacher_compression import (
     check_grid_against_teacher,
     teacher_compression_grid,
     teacher_layers,
 )
+from sweep.spec_scheduler import halving_settings, validate_scheduler
 from sweep.spec_tasks import (
     GRID_KEYS,
     TASK_DEFINITION_KEYS,
@@ -113,6 +115,7 @@ TOP_KEYS = {
     # {latency: true, runtimes: [torch, onnxruntime]}: time every trial's model on the CPU (_validate_measure); left
     # out of the stored spec when absent, so sweeps without it stay as they were
     "measure": None,
+    "scheduler": None,  # pareto_halving | {kind: pareto_halving, ...} (sweep.spec_scheduler); None: the whole grid
 }
 MEASURE_KEYS = {"latency": False, "runtimes": list(LATENCY_RUNTIMES)}
 
@@ -168,6 +171,11 @@ class SweepSpec:
     @property
     def compress(self) -> dict | None:
         return self.raw["compress"]
+
+    @property
+    def scheduler(self) -> HalvingSettings | None:
+        """The distillation stage's scheduler (``None``: every trial trains to the end)."""
+        return halving_settings(self.raw.get("scheduler"))
 
     @property
     def teacher_compression(self) -> dict | None:
@@ -312,6 +320,9 @@ def validate(raw: Any, path: Path | None = None, check_files: bool = True) -> Sw
         del spec["measure"]
     else:
         spec["measure"] = _validate_measure(spec["measure"])
+    spec["scheduler"] = validate_scheduler(spec["scheduler"])
+    if spec["scheduler"] is None:  # left out: the stored spec stays as it was before the key existed
+        del spec["scheduler"]
     for key, section in SECTIONS.items():
         if section.check_resources:
             section.check_resources(res)

@@ -391,6 +391,7 @@ def build_tuner(
     num_samples: int = 1,
     max_concurrent: int | None = None,
     resource_keys: tuple[str, str] = ("cpus_per_trial", "gpus_per_trial"),
+    scheduler=None,
 ) -> WatchedTuner:
     """A Tuner with the project's settings: per-trial CPU/GPU shares from the spec's ``resources`` (also passed to
     the trainable as ``cpus``/``gpus`` so it sizes its threads and picks its device), actor reuse (about 0.1 s per
@@ -401,6 +402,7 @@ def build_tuner(
     output off (the progress reporter prints instead), Tune's JSON and CSV result loggers on
     (``ray.tune.ExperimentAnalysis`` reads them), and a trial PENDING longer than ``resources.pending_timeout_s``
     failing the run (:class:`PendingTimeout`, naming ``resource_keys``: the spec keys the stage's shares came from).
+    ``scheduler``: a Tune trial scheduler (None: Tune's FIFO, every trial runs to its end).
     """
     from ray import tune
     from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
@@ -420,6 +422,7 @@ def build_tuner(
             max_concurrent_trials=max_concurrent,
             search_alg=search_alg,
             num_samples=num_samples,
+            scheduler=scheduler,
         ),
         run_config=tune.RunConfig(
             name=name,

@@ -10,16 +10,18 @@ from __future__ import annotations
 import os
 import time
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 from featherweight_core.pipeline.prepare import Prepared
 from featherweight_core.pipeline.run import run_distillation, student_config_for
 from featherweight_core.settings import settings_of
-from featherweight_core.students.distill import DistillConfig, resolve_temperature
+from featherweight_core.students.distill import DistillConfig, EpochRecord, resolve_temperature
+from featherweight_core.students.measure import student_param_counts
 from featherweight_core.vocab import MODULE_GROUPS
 from trainables.checkpoints import save_and_report
 from trainables.placement import placement
-from trainables.trial import DistillTrial, TrialOutcome
+from trainables.trial import RUNG_KEY, RUNGS_KEY, DistillTrial, TrialOutcome
 
 FAULT_ENV = "FEATHERWEIGHT_FAULT_TRIALS"
 CHECKPOINT_FILE = "student.pt"
@@ -48,27 +50,66 @@ def setup_torch(cpus: float, gpus: float) -> str:
     return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
 
 
-def train_trial(trial: DistillTrial, prepared: Prepared, device: str, out_dir: str) -> TrialOutcome:
-    """One grid point, without Ray: train the student the trial names, save it in ``out_dir``, return the outcome."""
+def history_entry(h: EpochRecord) -> dict[str, Any]:
+    return {
+        "epoch": h.epoch,
+        "train_loss": h.train_loss,
+        "score": h.score,
+        "seconds": h.seconds,
+        "samples_per_second": h.samples_per_second,
+        "metrics": h.metrics,
+    }
+
+
+def rung_outcome(
+    started: float, device: str, epochs: list[EpochRecord], sizes: dict[str, Any], train_examples: int
+) -> TrialOutcome:
+    """What a trial is if a scheduler stops it after ``epochs``: status ``stopped``, the best dev score so far (the
+    model it would keep), the epochs it trained and the sizes known before training (parameter counts)."""
+    best = max(epochs, key=lambda h: (h.score, -h.epoch))
+    return TrialOutcome(
+        status="stopped",
+        started_at=started,
+        finished_at=time.time(),
+        **placement(device),
+        metrics={**best.metrics, "score": best.score, "best_epoch": best.epoch, "epochs": len(epochs)},
+        sizes=sizes,
+        history=[history_entry(h) for h in epochs],
+        train_examples=train_examples,
+    )
+
+
+def train_trial(
+    trial: DistillTrial,
+    prepared: Prepared,
+    device: str,
+    out_dir: str,
+    rungs: tuple[int, ...] = (),
+    on_rung: Callable[[TrialOutcome], None] | None = None,
+) -> TrialOutcome:
+    """One grid point, without Ray: train the student the trial names, save it in ``out_dir``, return the outcome.
+    At each epoch of ``rungs``, ``on_rung`` gets the outcome the trial would have if stopped there (a scheduler
+    decides; stopping is its business)."""
     started = time.time()
     student = student_config_for(prepared, trial.arch, pooling=trial.pooling)
     settings = {name: getattr(trial, name) for name in settings_of(DistillConfig)}  # the trial's training settings
     settings["temperature"] = resolve_temperature(trial.temperature, trial.arch)
     cfg = DistillConfig(alpha=trial.alpha, seed=trial.seed, device=device, **settings)
     train_split = prepared.train_split(trial.bootstrap)
-    result = run_distillation(prepared, student, cfg, output_dir=out_dir, train_split=train_split)
+    on_epoch = None
+    if rungs and on_rung is not None:
+        counts = student_param_counts(student, prepared.num_embeddings)
+        known = {"params": counts["total"], **{f"params_{g}": counts.get(g) for g in MODULE_GROUPS}}
+        seen: list[EpochRecord] = []
+
+        def on_epoch(h: EpochRecord) -> None:
+            seen.append(h)
+            if h.epoch in rungs:
+                on_rung(rung_outcome(started, device, seen, known, len(train_split)))
+
+    result = run_distillation(prepared, student, cfg, output_dir=out_dir, train_split=train_split, on_epoch=on_epoch)
     s = result.summary()
-    history = [
-        {
-            "epoch": h.epoch,
-            "train_loss": h.train_loss,
-            "score": h.score,
-            "seconds": h.seconds,
-            "samples_per_second": h.samples_per_second,
-            "metrics": h.metrics,
-        }
-        for h in result.train.history
-    ]
+    history = [history_entry(h) for h in result.train.history]
     params = s["params"]
     return TrialOutcome(
         status="finished",
@@ -129,10 +170,16 @@ def distill_trainable(config: dict[str, Any], data: dict[str, Any]) -> None:
         device = setup_torch(config.get("cpus", 1), config.get("gpus", 0))
         inject_fault(trial.to_dict())
         prepared = fetch_prepared(data, trial.data_key)
+        rungs = tuple(config.get(RUNGS_KEY) or ())  # set by a scheduler (sweep.halving_scheduler)
+
+        def at_rung(outcome: TrialOutcome) -> None:
+            # the scheduler stops the trial here (Tune ends this thread inside report) or lets it go on
+            tune.report({**outcome.to_result(), RUNG_KEY: outcome.metrics["epochs"]})
+
         save_and_report(
             config,
             trial.trial_id,
-            lambda out: train_trial(trial, prepared, device, out),
+            lambda out: train_trial(trial, prepared, device, out, rungs, at_rung),
             lambda o: o.to_result(),
             task=trial.task,
         )

@@ -32,7 +32,10 @@ from featherweight_core.students.distill_config import TRAINING_SETTINGS
 from featherweight_core.vocab import ARCHS, EMBEDDINGS, POOLINGS, TEACHER_COMPRESSION_METHODS
 
 OUTCOME_KEY = "fw_outcome"
-STATUSES = ("finished", "error")
+RUNGS_KEY = "halving_rungs"  # the trial-config key a scheduler sets: the epochs at which a trial reports to it
+RUNG_KEY = "fw_rung"  # the result key of such a report (its epoch): the outcome is the trial's if stopped there
+# stopped: a scheduler stopped the trial at a rung (the outcome it reported there: score and epochs so far)
+STATUSES = ("finished", "error", "stopped")
 
 
 class OutcomeError(RuntimeError):
@@ -292,8 +295,8 @@ class TrialOutcome:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise OutcomeError(f"trial outcome status {self.status!r} is not one of {STATUSES}")
-        if self.status == "finished" and not isinstance(self.metrics.get("score"), int | float):
-            raise OutcomeError(f"a finished trial outcome needs a numeric metrics['score'], got {self.metrics}")
+        if self.status != "error" and not isinstance(self.metrics.get("score"), int | float):
+            raise OutcomeError(f"a {self.status} trial outcome needs a numeric metrics['score'], got {self.metrics}")
         if self.status == "error" and not self.error:
             raise OutcomeError("an errored trial outcome needs an error message")
 
@@ -306,12 +309,17 @@ class TrialOutcome:
         return self.finished_at - self.started_at
 
     @property
+    def stopped(self) -> bool:
+        return self.status == "stopped"
+
+    @property
     def score(self) -> float:
-        return float(self.metrics["score"]) if self.finished else math.nan
+        """The dev score (a stopped trial's: the best up to where it stopped)."""
+        return math.nan if self.status == "error" else float(self.metrics["score"])
 
     def size(self, measure: str) -> float:
         """The size Optuna minimises: ``params`` means the parameters left after pruning (non-zero)."""
-        if not self.finished:
+        if self.status == "error":
             return math.nan
         value = self.sizes.get("nonzero_params" if measure == "params" else measure)
         return math.nan if value is None else float(value)

@@ -35,11 +35,12 @@ from trainables.latency import measure_config
 
 @dataclass
 class StageResult:
-    ran: int = 0  # trials that ended (finished or failed)
+    ran: int = 0  # trials that ended (finished, failed, or stopped by a scheduler)
     failed: int = 0
     db_write_ms: list[float] = field(default_factory=list)
     first_error: str | None = None
     planned: int = 0  # trials the stage set out to run
+    stopped: int = 0  # trials a scheduler stopped at a rung (counted in ran)
 
     @property
     def stopped_early(self) -> bool:
@@ -53,6 +54,7 @@ class StageResult:
         self.db_write_ms += other.db_write_ms
         self.first_error = self.first_error or other.first_error
         self.planned += other.planned
+        self.stopped += other.stopped
 
 
 @dataclass
@@ -164,13 +166,14 @@ class TuneRun:
         size_measure: str,
         about: Any = None,
         title: str | None = None,
+        why_stopped: Callable[[Any], str | None] | None = None,
     ) -> None:
         db = run.database
         self.stage, self.run = stage, run
         self.db = DatabaseCallback(
             db.path, trial_of, lambda t, o, c: stage.record(db.name, t, o, c, about), db.journal_path
         )
-        self.progress = ProgressReporter(total, title or stage.title, trial_of, size_measure, run.say)
+        self.progress = ProgressReporter(total, title or stage.title, trial_of, size_measure, run.say, why_stopped)
 
     def fit(
         self,
@@ -182,8 +185,10 @@ class TuneRun:
         search_alg=None,
         num_samples: int = 1,
         max_concurrent: int | None = None,
+        scheduler=None,
     ) -> None:
-        """Run the Tune experiment ``<prefix><experiment>``; Tune returns early on Ctrl-C (see :meth:`result`)."""
+        """Run the Tune experiment ``<prefix><experiment>``; Tune returns early on Ctrl-C (see :meth:`result`).
+        ``scheduler``: a Tune trial scheduler that may stop trials early (None: every trial runs to its end)."""
         run = self.run
         tuner = build_tuner(
             trainable,
@@ -196,10 +201,18 @@ class TuneRun:
             num_samples=num_samples,
             max_concurrent=max_concurrent,
             resource_keys=self.stage.resource_keys,
+            scheduler=scheduler,
         )
         tuner.fit()
 
     def result(self, planned: int) -> StageResult:
         """How far the experiments got out of ``planned`` trials (fewer ended: stopped early)."""
         p = self.progress
-        return StageResult(p.done, p.failed, [s * 1000 for s in self.db.write_seconds], p.first_error, planned=planned)
+        return StageResult(
+            p.done,
+            p.failed,
+            [s * 1000 for s in self.db.write_seconds],
+            p.first_error,
+            planned=planned,
+            stopped=p.stopped,
+        )

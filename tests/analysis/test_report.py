@@ -175,3 +175,26 @@ def test_atomic_writes_take_the_umask_mode(tmp_path, umask, mode):
     finally:
         os.umask(old)
     assert text.stat().st_mode & 0o777 == mode and chart.stat().st_mode & 0o777 == mode  # not mkstemp's 0600
+
+
+def test_report_lists_the_trials_the_scheduler_stopped(tmp_path):
+    store = open_store(tmp_path / "fw.duckdb")
+    store.start_sweep("halving", {}, "test", "/tmp/halving")
+    store.record_trial(make_record("halving", "d-kept"))
+    for tid, score in (("d-s1", 0.61), ("d-s2", 0.64)):
+        store.record_trial(
+            make_record(
+                "halving",
+                tid,
+                status="stopped",
+                metrics={"score": score, "epochs": 3},
+                sizes={"params": 10},
+                checkpoint_path=None,
+                stopped_at_rung=3,
+                stop_reason="dominated at the epoch-3 rung by d-kept",
+            )
+        )
+    store.finish_sweep("halving", "finished")
+    md = render_markdown(build_blocks(store, "halving", tmp_path)[0])
+    assert "Trials: 3 (1 finished, 2 stopped)" in md and "## Stopped by the scheduler" in md
+    assert "| sst2 | 3 | 2 | 6 | 64.00 |" in md

@@ -39,8 +39,21 @@ def store(tmp_path_factory):
                 config={"trial_id": tid},
             )
         )
-    # noise that must not count: a failed trial, a compress child that dominates everything, another sweep
+    # noise that must not count: a failed trial, a trial a scheduler stopped (its score at the rung would dominate
+    # everything), a compress child that dominates everything, another sweep
     store.record_trial(make_record("s", "d-failed", task="synthetic", status="error", error="x", metrics={}, sizes={}))
+    store.record_trial(
+        make_record(
+            "s",
+            "d-stopped",
+            task="synthetic",
+            status="stopped",
+            metrics={"score": 0.99, "epochs": 1},
+            sizes={"gzip_bytes": 5, "disk_bytes": 5, "params": 5},
+            stopped_at_rung=1,
+            stop_reason="dominated at the epoch-1 rung by d-big",
+        )
+    )
     store.record_trial(
         make_record(
             "s",
@@ -121,7 +134,13 @@ def test_named_trials(store):
     got = select_parents(store, "s", {"trials": ["d-tie2", "e-c"]}, "gzip_bytes")
     assert got["trial_id"].tolist() == ["d-tie2", "e-c"]
     assert got.iloc[0]["checkpoint_path"] == "/ckpt/d-tie2.pt"
-    for bad in ("d-nope", "d-failed", "c-child", "d-x"):  # unknown, failed, wrong stage, other sweep
+    for bad in (
+        "d-nope",
+        "d-failed",
+        "d-stopped",
+        "c-child",
+        "d-x",
+    ):  # unknown, failed, stopped, wrong stage, other sweep
         with pytest.raises(StoreError, match=f"compress.parents.trials: no finished distillation trial '{bad}'"):
             select_parents(store, "s", {"trials": ["d-small", bad]}, "gzip_bytes")
 
