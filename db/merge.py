@@ -14,7 +14,8 @@ into one target file (``featherweight db merge``).
   file, not to a sweep. A table that is none of these stops the merge (``table_kinds``): it is a bug to fix here.
 - A sweep in both files must have the same spec up to where things are on a machine (``MACHINE_KEYS``), else it is an
   error naming it unless ``--rename OLD=NEW`` gives the incoming sweep another name. A trial in both keeps one row;
-  a finished trial replaces an errored one (as a resumed sweep would); two finished trials whose results differ are a
+  a finished trial replaces an errored one or one a scheduler stopped, and a stopped one replaces an errored one
+  (as a resumed sweep would); two finished trials whose results differ are a
   conflict: reported, the target's row kept.
 - Checkpoint paths are kept as recorded; those of the merged trials not found on this machine are counted.
 """
@@ -73,7 +74,7 @@ class SweepMerge:
     how: str  # added | merged
     trials_added: int = 0
     trials_same: int = 0
-    trials_replaced: int = 0  # an errored trial replaced by the source's finished one
+    trials_replaced: int = 0  # an errored (or stopped) trial replaced by the source's finished (or stopped) one
     conflicts: list[tuple[str, list[str]]] = field(default_factory=list)  # (trial id, differing result columns)
     rows: dict[str, int] = field(default_factory=dict)  # table -> rows inserted
     missing_checkpoints: list[str] = field(default_factory=list)
@@ -373,7 +374,9 @@ def _merge_sweep(con, kinds, label, sweep, name) -> SweepMerge:
     replaced = [
         r[0]
         for r in con.execute(
-            "SELECT trial_id FROM incoming WHERE tgt_status = 'error' AND src_status = 'finished'"
+            "SELECT trial_id FROM incoming WHERE "
+            "(tgt_status IN ('error', 'stopped') AND src_status = 'finished') "
+            "OR (tgt_status = 'error' AND src_status = 'stopped')"
         ).fetchall()
     ]
     result_cols = [c for c in _columns(con, RESULT_TABLE) if c not in RESULT_IGNORED]

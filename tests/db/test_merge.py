@@ -273,3 +273,17 @@ def test_a_new_trial_table_is_copied_generically(tmp_path):
 
 def test_machine_keys_are_spec_keys():
     assert set(MACHINE_KEYS) <= set(TOP_KEYS)
+
+
+def test_a_trial_the_scheduler_stopped_is_replaced_by_the_same_trial_trained_to_the_end(tmp_path):
+    a = _sweep(tmp_path / "a.duckdb", "grid", {})  # machine a ran the grid with pareto_halving: t1 stopped early
+    ExperimentStore(a).record_trial(
+        make_record("grid", "t1", status="stopped", stopped_at_rung=1, stop_reason="dominated", class_metrics=CLASSES)
+    )
+    b = _sweep(tmp_path / "b.duckdb", "grid", {"t1": 0.9})  # machine b trained it to the end
+    summary = merge_databases([b], a)
+    assert _rows(a, "SELECT status, stopped_at_rung FROM trials WHERE trial_id = 't1'") == [("finished", None)]
+    assert _rows(a, "SELECT score FROM results WHERE trial_id = 't1'") == [(0.9,)]
+    assert summary.sweeps[0].trials_replaced == 1
+    merge_databases([tmp_path / "a.duckdb"], b)  # the other way round a finished row stays
+    assert _rows(b, "SELECT status FROM trials WHERE trial_id = 't1'") == [("finished",)]
