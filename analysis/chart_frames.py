@@ -254,6 +254,41 @@ def pareto_frame(store: ExperimentStore, sweep: str, task: str, score_measure: s
     return df
 
 
+# sizes a stopped trial has (measured at its rung); a latency it has not (it was never timed)
+STOPPED_SIZE_COLUMNS = {"gzip_bytes": "gzip_bytes", "disk_bytes": "disk_bytes", "params": "params"}
+
+
+def stopped_frame(store: ExperimentStore, sweep: str, task: str, score_measure: str, size_measure: str) -> pd.DataFrame:
+    """Trials a scheduler stopped at a rung (status ``stopped``): ``x``/``y`` as :func:`pareto_frame` places points
+    (their best dev score up to the rung, their size measured there), ``color_key`` (arch), ``configuration``,
+    ``stopped_text`` ("stopped after epoch 3") and ``stop_reason``. Empty for a latency axis (never timed)."""
+    import pandas as pd  # as the other frames: loaded when a chart is drawn
+    if score_measure not in SCORE_MEASURES:
+        raise ValueError(f"score measure must be one of {SCORE_MEASURES}, got {score_measure!r}")
+    size_col = STOPPED_SIZE_COLUMNS.get(size_measure)
+    columns = ["x", "y", "color_key", "configuration", "stopped_text", "stop_reason", "arch", "embedding"]
+    if size_col is None:
+        return pd.DataFrame(columns=columns)
+    df = store.query(
+        f"SELECT t.arch, t.embedding, t.emb_dim, t.vocab_size, t.alpha, t.temperature, t.seed, t.bootstrap,"
+        f" t.stopped_at_rung, t.stop_reason, r.{score_measure} AS score_value, r.{size_col} AS size_value"
+        " FROM trials t JOIN results r USING (sweep, trial_id)"
+        f" WHERE t.sweep = ? AND t.task = ? AND t.status = 'stopped' AND r.{size_col} > 0"
+        f" AND r.{score_measure} IS NOT NULL ORDER BY size_value, score_value DESC",
+        [sweep, task],
+    )
+    if df.empty:
+        return pd.DataFrame(columns=columns)
+    df["x"] = df["size_value"].astype(float) / _size_divisor(size_measure)
+    df["y"] = df["score_value"].astype(float) * 100
+    records = df.to_dict("records")
+    df["configuration"] = [_configuration({**r, "kind": "trial"}) for r in records]
+    df["color_key"] = df["arch"]
+    df["stopped_text"] = [f"stopped after epoch {int(r)}" for r in df["stopped_at_rung"]]
+    df["stop_reason"] = df["stop_reason"].fillna("")
+    return df
+
+
 def seed_frame(store: ExperimentStore, sweep: str, task: str, score_measure: str, size_measure: str) -> pd.DataFrame:
     """Configurations with several seeds (``seed_summary``): x at the mean size, ``y`` the mean score in percent and
     ``y_lo``/``y_hi`` mean -+ one sample sd."""

@@ -32,6 +32,7 @@ from analysis.chart_frames import (
     pareto_frame,
     seed_frame,
     size_label,
+    stopped_frame,
     sweep_task_metric,
 )
 from analysis.chart_labels import LABEL_DX, LABEL_DYS, one_per_cluster, place_labels
@@ -83,6 +84,7 @@ STAGE_SHAPES = {
     "literature/user baseline": "cross",
 }
 DOMINATED_OPACITY = 0.35
+STOPPED_OPACITY = 0.3  # a trial the scheduler stopped: a hollow point, fainter than a dominated finished one
 
 
 def _plain(df: pd.DataFrame) -> pd.DataFrame:
@@ -117,9 +119,11 @@ def pareto_chart(
     name: str = "p0",
     color_domain: list[str] | None = None,
     stage_domain: list[str] | None = None,
+    stopped: pd.DataFrame | None = None,
 ) -> alt.LayerChart:
     """One skyline panel from ``pareto_frame`` rows; ``seeds`` (``seed_frame``) adds seed means with sd bars,
-    ``budgets`` (bytes) vertical rules, ``skyline`` the rows the skyline line is drawn through (default: ``df``'s).
+    ``budgets`` (bytes) vertical rules, ``skyline`` the rows the skyline line is drawn through (default: ``df``'s),
+    ``stopped`` (``stopped_frame``) the trials a scheduler stopped, as faint hollow points off the skyline.
     ``name`` keeps the panel's selections apart from its neighbours'."""
     import altair as alt
     import pandas as pd
@@ -231,6 +235,26 @@ def pareto_chart(
             sd.mark_rule(strokeWidth=1.5).encode(y=alt.Y("y_lo:Q", scale=y_scale, title=score_title), y2="y_hi:Q")
         )
         layers.append(sd.mark_point(shape="circle", filled=False, size=140, strokeWidth=1.5).encode(y=y))
+    if stopped is not None and not stopped.empty:
+        # the scheduler's stopped trials: where they were when it stopped them (not on the skyline, which is of
+        # finished trials); the same colours, hollow and faint
+        layers.append(
+            alt.Chart(_plain(stopped[["x", "y", "color_key", "configuration", "stopped_text", "stop_reason"]]))
+            .mark_point(filled=False, size=45, strokeWidth=1)
+            .encode(
+                x=x,
+                y=y,
+                color=color,
+                opacity=alt.condition(shown, alt.value(STOPPED_OPACITY), alt.value(0.03)),
+                tooltip=[
+                    alt.Tooltip("configuration:N", title="configuration"),
+                    alt.Tooltip("stopped_text:N", title="scheduler"),
+                    alt.Tooltip("stop_reason:N", title="why"),
+                    alt.Tooltip("y:Q", title=score_title, format=".2f"),
+                    alt.Tooltip("x:Q", title=size_short, format=",.4~g"),
+                ],
+            )
+        )
     points = (
         alt.Chart(data)
         .mark_point(filled=True, size=75, strokeWidth=1.5)
@@ -322,20 +346,28 @@ def task_chart(
                 continue
         if df.empty:
             continue
-        rows.append((measure, df, seed_frame(store, sweep, task, measure, size_measure)))
+        rows.append(
+            (
+                measure,
+                df,
+                seed_frame(store, sweep, task, measure, size_measure),
+                stopped_frame(store, sweep, task, measure, size_measure),
+            )
+        )
     if not rows:
         return None
-    color_domain = [k for k in (*ARCH_COLORS, "baseline") if any(k in set(d["color_key"]) for _, d, _ in rows)]
-    color_domain += sorted({k for _, d, _ in rows for k in d["color_key"].dropna()} - set(color_domain))
-    stage_domain = [s for s in STAGE_SHAPES if any(s in set(d["stage_label"]) for _, d, _ in rows)]
+    color_domain = [k for k in (*ARCH_COLORS, "baseline") if any(k in set(d["color_key"]) for _, d, _, _ in rows)]
+    color_domain += sorted({k for _, d, _, _ in rows for k in d["color_key"].dropna()} - set(color_domain))
+    stage_domain = [s for s in STAGE_SHAPES if any(s in set(d["stage_label"]) for _, d, _, _ in rows)]
     grid = []
-    for measure, df, seeds in rows:
+    for measure, df, seeds, stopped in rows:
         parts = panels_by(df, by)
         n_cols = min(len(parts) * len(rows), 2)
         width = 900 if n_cols == 1 else 440
         line = []
         for value, part in parts:
             part_seeds = seeds if value is None else seeds[seeds[by].astype(str) == value]
+            part_stopped = stopped if value is None else stopped[stopped[by].astype(str) == value]
             shown = f"dev {titles[measure]}"
             title = f"{task}: {shown} vs {size_measure.replace('_bytes', ' size')}" + (
                 f" ({by} {value})" if value else ""
@@ -354,6 +386,7 @@ def task_chart(
                     name=f"p{len(grid)}_{len(line)}",
                     color_domain=color_domain,
                     stage_domain=stage_domain,
+                    stopped=part_stopped,
                 )
             )
         grid.append(line)

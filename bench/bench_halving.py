@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _util import load_average  # noqa: E402
+from _util import data_path, load_average  # noqa: E402
 
 from sweep.pareto_halving import HalvingSettings, ParetoHalving, near_front, rungs_for  # noqa: E402
 from sweep.spec import validate  # noqa: E402
@@ -56,6 +56,100 @@ def make_spec(args: argparse.Namespace, storage: Path):
         },
         check_files=False,
     )
+
+
+def make_sst2_spec(args: argparse.Namespace, storage: Path):
+    """The SST-2 grid: bilstm / rnn / ffn x bpe vs1000 d25, hash d25 and d100, char d100 x alpha 0 and 1 x two seeds
+    (48 trials). Only the d25 BPEmb vectors are read (what is available offline); hash and char carry the dim 100."""
+    return validate(
+        {
+            "name": "bench-halving-sst2",
+            "storage": str(storage),
+            "cache_dir": str(storage / "cache"),
+            "bpemb_dir": str(args.bpemb_dir),
+            # the teacher whose logits the trials learn from (only its name reaches the trials: the soft targets are
+            # read from --teacher-logits)
+            "tasks": {"sst2": {"data": str(args.glue), "teacher": str(args.teacher_logits.parent / "model")}},
+            "grid": {
+                "archs": args.archs,
+                "embeddings": ["bpe", "hash", "char"],
+                "dims": [25, 100],
+                "dims_by_embedding": {"bpe": [25], "char": [100]},
+                "vocab_sizes": [1000],
+                "alphas": [0.0, 1.0],
+                "seeds": list(range(args.seeds)),
+            },
+            "training": {"max_epochs": args.max_epochs, "patience": args.max_epochs, "optimizer": "adam", "lr": 0.003},
+        },
+        check_files=False,
+    )
+
+
+_PREPARED: dict = {}
+
+
+def _sst2_prepared(args: argparse.Namespace, t):
+    """The trial's SST-2 data (encoded once per process, cached on disk), its training set cut to ``--train-limit``
+    rows, with the teacher's soft targets from ``--teacher-logits``."""
+    if t.data_key not in _PREPARED:
+        import numpy as np
+
+        from featherweight_core.data.tasks import get_task
+        from featherweight_core.pipeline.prepare import prepare
+
+        p = prepare(
+            get_task("sst2"),
+            args.glue,
+            t.embedding,
+            t.emb_dim,
+            t.vocab_size,
+            args.bpemb_dir,
+            teacher_logits=args.teacher_logits,
+            cache_dir=args.cache_dir,
+        )
+        p.train = p.train.take(np.random.default_rng(0).permutation(len(p.train))[: args.train_limit])
+        _PREPARED[t.data_key] = p
+    return _PREPARED[t.data_key]
+
+
+def _train_one(job):
+    """One trial trained to the end in a worker process (one torch thread): its per-epoch history and sizes."""
+    import torch
+
+    from trainables.distill import train_trial
+    from trainables.trial import DistillTrial
+
+    args, trial_dict, workdir = job
+    torch.set_num_threads(1)
+    t = DistillTrial.from_dict(trial_dict)
+    t0 = time.process_time()
+    o = train_trial(t, _sst2_prepared(args, t), "cpu", workdir)
+    return t.trial_id, {
+        "scores": [h["score"] for h in o.history],
+        "seconds": [h["seconds"] for h in o.history],
+        "cpu_seconds": time.process_time() - t0,
+        "gzip": o.sizes["gzip_bytes"],
+        "params": o.sizes["params"],
+    }
+
+
+def train_sst2_grid(args: argparse.Namespace, trials) -> dict[str, dict]:
+    """Every SST-2 trial trained to the end, ``--workers`` at a time (each its own process and torch thread)."""
+    import multiprocessing as mp
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        jobs = [(args, t.to_dict(), f"{tmp}/{i}") for i, t in enumerate(trials)]
+        by_id = {t.trial_id: t for t in trials}
+        with mp.get_context("spawn").Pool(args.workers, maxtasksperchild=4) as pool:
+            for i, (tid, r) in enumerate(pool.imap_unordered(_train_one, jobs), 1):
+                out[tid] = r
+                print(
+                    f"  {i:3d}/{len(trials)} {by_id[tid].describe():44s} acc {max(r['scores']):.4f}"
+                    f"  {r['gzip']:>9,} B  {sum(r['seconds']):6.0f} s",
+                    flush=True,
+                )
+    return out
 
 
 def train_grid(spec, trials) -> dict[str, dict]:
@@ -100,6 +194,11 @@ def schedule(trials, runs: dict, settings: HalvingSettings, max_epochs: int, onl
     return out
 
 
+def configuration(t) -> tuple:
+    """A trial's settings but its seed: the seeds of one configuration share it."""
+    return tuple(sorted((k, repr(v)) for k, v in t.to_dict().items() if k not in ("seed", "trial_id")))
+
+
 def frontier(points: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
     """(score, size, id) of the non-dominated points, by size."""
     best, out = -1.0, []
@@ -120,7 +219,7 @@ def hypervolume(front, ref_score: float, ref_size: float) -> float:
     return area
 
 
-def report(name, trials, runs, result, full_front, ref, full_epochs, full_seconds) -> None:
+def report(name, trials, runs, result, full_front, ref, full_epochs, full_seconds) -> float:
     epochs = sum(e for _, _, e, _ in result.values())
     seconds = sum(s for *_, s in result.values())
     points = [(sc, runs[tid]["gzip"], tid) for tid, (st, sc, _, _) in result.items() if st == "finished"]
@@ -133,6 +232,12 @@ def report(name, trials, runs, result, full_front, ref, full_epochs, full_second
         f" ({100 * epochs / full_epochs:.1f}%); training seconds {seconds:.1f} of {full_seconds:.1f}"
         f" ({100 * seconds / full_seconds:.1f}%)"
     )
+    if all("cpu_seconds" in r for r in runs.values()):  # a trial's CPU time, shared out over its epochs
+        cpu = sum(
+            runs[tid]["cpu_seconds"] * sum(runs[tid]["seconds"][:e]) / max(sum(runs[tid]["seconds"]), 1e-9)
+            for tid, (_, _, e, _) in result.items()
+        )
+        print(f"CPU-seconds {cpu:,.0f}")
     print(f"hypervolume {hv:.2f} of {hv_full:.2f} ({100 * hv / hv_full:.1f}%); frontier {len(front)} points")
     worst = 0.0
     for score, size, tid in full_front:
@@ -141,6 +246,7 @@ def report(name, trials, runs, result, full_front, ref, full_epochs, full_second
         mark = "" if tid in {p[2] for p in front} else "  (not on this run's frontier)"
         print(f"  full-grid point {size:>8,} B acc {score:.4f}: best found at that size or smaller {found:.4f}{mark}")
     print(f"largest miss on the full grid's frontier: {worst:.2f} points of accuracy")
+    return epochs / full_epochs
 
 
 def main() -> None:
@@ -157,12 +263,37 @@ def main() -> None:
     p.add_argument(
         "--histories", help="JSON file of the full grid's per-epoch results: written after training, read if it exists"
     )
+    p.add_argument("--sst2", action="store_true", help="the SST-2 grid (48 trials) instead of the synthetic one")
+    p.add_argument("--glue", type=Path, help="GLUE directory with SST-2/ (default: $FEATHERWEIGHT_SHARED_DATA/glue)")
+    p.add_argument(
+        "--bpemb-dir", type=Path, help="BPEmb cache with vs1000 d25 (default: $FEATHERWEIGHT_SHARED_DATA/bpemb)"
+    )
+    p.add_argument(
+        "--teacher-logits",
+        type=Path,
+        help="the teacher's SST-2 train logits, keyed (default: $FEATHERWEIGHT_SHARED_DATA/teacher/minilm-sst2/"
+        "sst2-train-logits.parquet)",
+    )
+    p.add_argument("--train-limit", type=int, default=20000, help="SST-2 training sentences (a seeded sample)")
+    p.add_argument("--workers", type=int, default=2, help="SST-2 trials trained at once (one process and thread each)")
+    p.add_argument("--cache-dir", type=Path, default=None, help="encoded-data cache (default: a temporary directory)")
     args = p.parse_args()
     print(f"load average {load_average()}")
     with tempfile.TemporaryDirectory() as tmp:
-        spec = make_spec(args, Path(tmp))
+        if args.sst2:
+            args.glue = data_path(args.glue, "glue", "--glue")
+            args.bpemb_dir = data_path(args.bpemb_dir, "bpemb", "--bpemb-dir")
+            args.teacher_logits = data_path(
+                args.teacher_logits, "teacher/minilm-sst2/sst2-train-logits.parquet", "--teacher-logits"
+            )
+            args.cache_dir = args.cache_dir or Path(tmp) / "cache"
+            spec = make_sst2_spec(args, Path(tmp))
+            what = f"SST-2, {args.train_limit:,} training sentences, full dev"
+        else:
+            spec = make_spec(args, Path(tmp))
+            what = f"synthetic, n_train {args.n_train}"
         trials = spec.distill_trials()
-        print(f"full grid: {len(trials)} trials x up to {args.max_epochs} epochs (synthetic, n_train {args.n_train})")
+        print(f"full grid: {len(trials)} trials x up to {args.max_epochs} epochs ({what})")
         t0 = time.perf_counter()
         if args.histories and Path(args.histories).is_file():  # the same grid trained before: replay only
             runs = json.loads(Path(args.histories).read_text())
@@ -170,7 +301,7 @@ def main() -> None:
             if missing:
                 raise SystemExit(f"error: {args.histories} lacks trials of this grid, e.g. {missing[0]}")
         else:
-            runs = train_grid(spec, trials)
+            runs = train_sst2_grid(args, trials) if args.sst2 else train_grid(spec, trials)
             if args.histories:
                 Path(args.histories).write_text(json.dumps(runs))
         wall = time.perf_counter() - t0
@@ -194,17 +325,15 @@ def main() -> None:
         full_seconds,
     )
 
-    first = {t.trial_id for t in trials if t.seed == 0}
+    first_seed = min(t.seed for t in trials)
+    first = {t.trial_id for t in trials if t.seed == first_seed}
     phase1 = schedule(trials, runs, settings, args.max_epochs, only=first)
     done = {tid: (sc, runs[tid]["params"]) for tid, (st, sc, _, _) in phase1.items() if st == "finished"}
     chosen = near_front(done, args.seeds_margin)
-    key = {t.trial_id: (t.arch, t.emb_dim, t.vocab_size) for t in trials}
+    key = {t.trial_id: configuration(t) for t in trials}
     chosen_configs = {key[tid] for tid in chosen}
-    more = {
-        t.trial_id: full[t.trial_id]
-        for t in trials
-        if t.seed != 0 and (t.arch, t.emb_dim, t.vocab_size) in chosen_configs
-    }
+    more = {t.trial_id: full[t.trial_id] for t in trials if t.seed != first_seed and key[t.trial_id] in chosen_configs}
+    project_thesis_grid(settings, survival_shares(trials, runs, settings, args.max_epochs))
     print(f"\nseeds where they matter: {len(chosen_configs)} of {len(first)} configurations get their other seeds")
     report(
         f"pareto_halving with seeds: first (margin {args.seeds_margin:g} points)",
@@ -216,6 +345,39 @@ def main() -> None:
         full_epochs,
         full_seconds,
     )
+
+
+def project_thesis_grid(settings: HalvingSettings, survival: list[float], rate_per_hour: float = 1250.0) -> None:
+    """The thesis' SST-2 grid (504 trials, up to 50 epochs) under the same rule: trial-epochs if every trial ran 50
+    epochs, and under the scheduler with the share of trials that went on past each rung measured here (rungs past the
+    measured ones: 1/eta of those that reached them, the rule's floor). Hours at ``rate_per_hour`` trial-epochs (the
+    rate measured through the sweep runner on one H100 at 1/12 GPU per trial)."""
+    rungs = list(rungs_for(settings, 50))
+    shares = [*survival, *[1 / settings.eta] * (len(rungs) - len(survival))][: len(rungs)]
+    alive, epochs, prev = 1.0, 0.0, 0
+    for rung, share in zip(rungs, shares, strict=True):
+        epochs += alive * (rung - prev)
+        alive, prev = alive * share, rung
+    epochs += alive * (50 - prev)
+    full, scheduled = 504 * 50, 504 * epochs
+    print(
+        f"\nthesis SST-2 grid (504 trials, up to 50 epochs; rungs {rungs}; share going on past each rung"
+        f" {', '.join(f'{x:.2f}' for x in shares)}):"
+    )
+    print(f"  full grid at most {full:,} trial-epochs = {full / rate_per_hour:.1f} h at {rate_per_hour:,.0f}/h")
+    print(
+        f"  pareto_halving about {scheduled:,.0f} trial-epochs = {scheduled / rate_per_hour:.1f} h (patience 7 cuts both)"
+    )
+
+
+def survival_shares(trials, runs, settings: HalvingSettings, max_epochs: int) -> list[float]:
+    """Per rung below ``max_epochs``: the share of the trials that reached it which the rule let go on."""
+    result = schedule(trials, runs, settings, max_epochs)
+    shares = []
+    for rung in rungs_for(settings, max_epochs):
+        reached = [e for _, _, e, _ in result.values() if e >= rung]
+        shares.append(sum(e > rung for e in reached) / max(len(reached), 1))
+    return shares
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ def common_fields(sweep: str, trial, outcome: TrialOutcome, checkpoint_dir: str 
         "stage": trial.stage,
         "status": outcome.status,
         "error": outcome.error,
-        # a stopped trial keeps what it measured up to its rung (score, epochs, the sizes known before training)
+        # a stopped trial keeps what it measured up to its rung (score, epochs, its parameter counts and bytes at the rung)
         "metrics": outcome.metrics if outcome.status != "error" else {},
         "sizes": outcome.sizes if outcome.status != "error" else {},
         "started_at": outcome.started_at,

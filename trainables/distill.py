@@ -7,17 +7,20 @@ pulls only what its trials use). :func:`train_trial` is the Ray-free body, also 
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
+import torch
+
 from featherweight_core.pipeline.prepare import Prepared
 from featherweight_core.pipeline.run import run_distillation, student_config_for
 from featherweight_core.settings import settings_of
 from featherweight_core.students.distill import DistillConfig, EpochRecord, resolve_temperature
-from featherweight_core.students.measure import student_param_counts
+from featherweight_core.students.measure import disk_size, student_param_counts
 from featherweight_core.vocab import MODULE_GROUPS
 from trainables.checkpoints import save_and_report
 from trainables.placement import placement
@@ -44,8 +47,6 @@ def error_message(e: BaseException) -> str:
 
 def setup_torch(cpus: float, gpus: float) -> str:
     """Threads for this trial's CPU share; the device its GPU share (if any) gives it."""
-    import torch
-
     torch.set_num_threads(max(1, int(cpus)))
     return "cuda" if gpus > 0 and torch.cuda.is_available() else "cpu"
 
@@ -65,7 +66,8 @@ def rung_outcome(
     started: float, device: str, epochs: list[EpochRecord], sizes: dict[str, Any], train_examples: int
 ) -> TrialOutcome:
     """What a trial is if a scheduler stops it after ``epochs``: status ``stopped``, the best dev score so far (the
-    model it would keep), the epochs it trained and the sizes known before training (parameter counts)."""
+    model it would keep), the epochs it trained and its sizes (parameter counts, and the bytes of its state dict at the
+    rung: the same tensors a finished trial saves)."""
     best = max(epochs, key=lambda h: (h.score, -h.epoch))
     return TrialOutcome(
         status="stopped",
@@ -102,12 +104,15 @@ def train_trial(
         known = {"params": counts["total"], **{f"params_{g}": counts.get(g) for g in MODULE_GROUPS}}
         seen: list[EpochRecord] = []
 
-        def on_epoch(h: EpochRecord) -> None:
+        def on_epoch(h: EpochRecord, model: torch.nn.Module) -> None:
             seen.append(h)
-            if h.epoch in rungs:
-                on_rung(rung_outcome(started, device, seen, known, len(train_split)))
+            if h.epoch in rungs:  # its bytes as a finished trial's are measured: the state dict saved from the CPU
+                stored = disk_size(copy.deepcopy(model).to("cpu"))
+                on_rung(rung_outcome(started, device, seen, {**known, **stored}, len(train_split)))
 
-    result = run_distillation(prepared, student, cfg, output_dir=out_dir, train_split=train_split, on_epoch=on_epoch)
+    result = run_distillation(
+        prepared, student, cfg, output_dir=out_dir, train_split=train_split, on_epoch_model=on_epoch
+    )
     s = result.summary()
     history = [history_entry(h) for h in result.train.history]
     params = s["params"]

@@ -68,10 +68,13 @@ def run_distillation(
     output_dir: str | Path | None = None,
     on_epoch: Callable[[EpochRecord], None] | None = None,
     train_split=None,
+    on_epoch_model: Callable[[EpochRecord, torch.nn.Module], None] | None = None,
 ) -> RunResult:
     """Seed, build, train (early stopping), measure sizes, and save ``student.pt`` in ``output_dir`` if given.
 
-    ``train_split`` overrides ``prepared.train`` (e.g. original plus bootstrap examples).
+    ``train_split`` overrides ``prepared.train`` (e.g. original plus bootstrap examples). ``on_epoch`` gets each
+    epoch's record; ``on_epoch_model`` the record and the model as it is after that epoch (to measure it, not to
+    change it).
     """
     student = student.resolved()
     cfg = cfg.resolved(student.arch, student.pair)
@@ -83,13 +86,21 @@ def run_distillation(
     )
     seed_everything(cfg.seed)
     model = build_student(student, prepared.num_embeddings, prepared.vectors)
+    hook = on_epoch
+    if on_epoch_model is not None:
+
+        def hook(record: EpochRecord) -> None:
+            if on_epoch is not None:
+                on_epoch(record)
+            on_epoch_model(record, model)
+
     result = train(
         model,
         train_split if train_split is not None else prepared.train,
         prepared.evals,
         prepared.task,
         cfg,
-        on_epoch,
+        hook,
         tests=prepared.tests,
     )
     model.to("cpu").eval()

@@ -124,3 +124,36 @@ def test_task_chart_panels_by_arch_and_budget_rules(store):
     df = pareto_frame(store, "two", "sst2", "score", "gzip_bytes")
     assert x["scale"]["domain"][0] < df["x"].min() and df["x"].max() < x["scale"]["domain"][1]  # nothing clipped
     assert y["scale"]["domain"][0] < df["y"].min() and df["y"].max() < y["scale"]["domain"][1]
+
+
+def test_trials_the_scheduler_stopped_are_faint_points_off_the_skyline(tmp_path):
+    from analysis.chart_frames import stopped_frame
+    from analysis.charts import STOPPED_OPACITY, task_chart
+    from tests.fakes import make_record
+
+    s = open_store(tmp_path / "fw.duckdb")
+    fill_sweep(s, "h", tasks=("sst2",), n_seeds=1)
+    best = pareto_frame(s, "h", "sst2", "score", "gzip_bytes")["y"].max()
+    s.record_trial(  # stopped early with a score above every finished trial's: still not on the skyline
+        make_record(
+            "h",
+            "d-stopped",
+            status="stopped",
+            metrics={"score": best / 100 + 0.05, "accuracy": best / 100 + 0.05, "epochs": 3},
+            sizes={"params": 1000, "disk_bytes": 5000, "gzip_bytes": 4000},
+            checkpoint_path=None,
+            stopped_at_rung=3,
+            stop_reason="dominated at the epoch-3 rung by d-1",
+        )
+    )
+    frame = stopped_frame(s, "h", "sst2", "score", "gzip_bytes")
+    assert frame[["x", "stopped_text"]].values.tolist() == [[0.004, "stopped after epoch 3"]]
+    assert stopped_frame(s, "h", "sst2", "score", "latency_ms_torch").empty  # never timed
+    assert "d-stopped" not in set(pareto_frame(s, "h", "sst2", "score", "gzip_bytes")["trial_id"])
+    layers = task_chart(s, "h", "sst2").to_dict()["layer"]
+    (faint,) = [
+        layer
+        for layer in layers
+        if any(t.get("field") == "stopped_text" for t in layer.get("encoding", {}).get("tooltip", []))
+    ]
+    assert faint["mark"]["filled"] is False and faint["encoding"]["opacity"]["condition"]["value"] == STOPPED_OPACITY
