@@ -81,13 +81,14 @@ def test_dominated_trials_stop_are_recorded_and_resume_has_nothing_to_do(tmp_pat
     store = open_store(tmp_path / "runs" / "featherweight.duckdb", read_only=True)
     trials = store.query(
         "SELECT t.trial_id, t.seed, t.arch, t.emb_dim, t.status, t.stopped_at_rung, t.stop_reason, t.seconds,"
-        " t.device, r.score, r.epochs, r.params FROM trials t LEFT JOIN results r USING (sweep, trial_id)"
+        " t.device, r.score, r.epochs, r.params, r.gzip_bytes FROM trials t LEFT JOIN results r USING (sweep, trial_id)"
     )
     stopped = trials[trials.status == "stopped"]
     assert len(stopped) >= 1 and set(trials.status) <= {"finished", "stopped"}
     assert stopped.stop_reason.str.startswith("dominated at the epoch-").all()
     assert (stopped.epochs == stopped.stopped_at_rung).all() and (stopped.epochs < MAX_EPOCHS).all()
     assert stopped.score.notna().all() and stopped.params.notna().all()  # its score there and its exact size
+    assert (stopped.gzip_bytes > 0).all()  # measured at the rung: the chart places it on the byte axes
     assert trials.seconds.notna().all() and (trials.device == "cpu").all()  # cost accounting per trial
     # seeds where they matter: a second seed only for configurations whose first seed finished near the front
     firsts = trials[trials.seed == 0].set_index(["arch", "emb_dim"])
