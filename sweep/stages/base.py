@@ -63,7 +63,8 @@ class StagePlan:
     ``remaining``: trials left; ``total``: trials of the whole stage; ``provisional``: planned before the assets
     exist, only to tell whether anything is left (planned again once they do); ``unplanned``: something is left that
     can be planned only once the assets exist (a teacher still to build); ``inputs``: what the run needs besides
-    ``todo`` (the teachers' directories)."""
+    ``todo`` (the teachers' directories); ``headline``: what the driver says about the stage once Ray has started
+    (``None``: nothing)."""
 
     todo: list = field(default_factory=list)
     remaining: int = 0
@@ -71,6 +72,7 @@ class StagePlan:
     provisional: bool = False
     unplanned: bool = False
     inputs: Any = None
+    headline: str | None = None
 
     @property
     def pending(self) -> bool:
@@ -128,10 +130,6 @@ class Stage:
         """What is left to run: every trial without a finished row in ``store`` (every trial without a store).
         ``assets`` is ``None`` before they are built (the plan may then be provisional)."""
         raise NotImplementedError
-
-    def headline(self, plan: StagePlan) -> str | None:
-        """What the driver says about the stage once Ray has started (``None``: nothing)."""
-        return None
 
     def done_note(self, plan: StagePlan) -> str:
         """How the stage appears in a resume's "nothing to do" line."""

@@ -24,6 +24,15 @@ ENDED = ("finished", "stopped")  # under a scheduler: what a resume does not run
 FIRST_SEEDS, MORE_SEEDS = "first seeds", "more seeds"  # StagePlan.inputs with `seeds: first`
 
 
+def _plan(todo: list, total: int, ended: str = "already finished", inputs: str | None = None) -> StagePlan:
+    """The stage's plan with its headline ("18 distillation trials of the first seed, 3 already finished or
+    stopped")."""
+    what = "distillation trials of the first seed" if inputs == FIRST_SEEDS else "distillation trials"
+    return StagePlan(
+        todo, remaining=len(todo), total=total, inputs=inputs, headline=f"{total} {what}, {total - len(todo)} {ended}"
+    )
+
+
 def first_seed(spec: SweepSpec, trial: DistillTrial) -> int:
     """The first seed of the trial's task's grid: the one every configuration runs with `seeds: first`."""
     return spec.grid_for(trial.task)["seeds"][0]
@@ -61,24 +70,18 @@ class DistillStage(Stage):
         if halving is None:
             done = store.finished_trial_ids(spec.name, stage=self.name) if store is not None else set()
             todo = [t for t in trials if t.trial_id not in done]
-            return StagePlan(todo, remaining=len(todo), total=len(trials))
+            return _plan(todo, len(trials))
         done = store.trial_ids_with_status(spec.name, ENDED, stage=self.name) if store is not None else set()
         if halving.seeds == "all":
             todo = [t for t in trials if t.trial_id not in done]
-            return StagePlan(todo, remaining=len(todo), total=len(trials))
+            return _plan(todo, len(trials), "already finished or stopped")
         firsts = [t for t in trials if t.seed == first_seed(spec, t)]
         todo = [t for t in firsts if t.trial_id not in done]
         if todo or store is None:
-            return StagePlan(todo, remaining=len(todo), total=len(firsts), inputs=FIRST_SEEDS)
+            return _plan(todo, len(firsts), "already finished or stopped", FIRST_SEEDS)
         chosen = more_seeds(spec, store, trials)
         todo = [t for t in chosen if t.trial_id not in done]
-        return StagePlan(todo, remaining=len(todo), total=len(firsts) + len(chosen), inputs=MORE_SEEDS)
-
-    def headline(self, plan: StagePlan) -> str:
-        if plan.inputs == FIRST_SEEDS:
-            done = plan.total - plan.remaining
-            return f"{plan.total} distillation trials of the first seed, {done} already finished or stopped"
-        return f"{plan.total} distillation trials, {plan.total - plan.remaining} already finished"
+        return _plan(todo, len(firsts) + len(chosen), "already finished or stopped", MORE_SEEDS)
 
     def done_note(self, plan: StagePlan) -> str:
         return f"{plan.total} distillation trials"

@@ -69,7 +69,7 @@ def plan_at_start(spec: SweepSpec, store) -> StartPlan:
     if store is not None and all(s.name in plans and not plans[s.name].pending for s in stages):
         notes = [s.done_note(plans[s.name]) for s in stages]
         done = f"{notes[0]}{''.join(' and ' + n for n in notes[1:])} already finished"
-    headlines = [h for s in stages if s.name in plans and (h := s.headline(plans[s.name]))]
+    headlines = [p.headline for p in plans.values() if p.headline]
     return StartPlan(plans, done, headlines)
 
 
