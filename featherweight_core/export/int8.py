@@ -45,7 +45,7 @@ from featherweight_core.compression.quantize import (
     is_quantized,
 )
 from featherweight_core.export.rnn import _elman_scan, _padding_mask, _reverse_within
-from featherweight_core.students.models import RecurrentEncoder
+from featherweight_core.students.models import MeanEncoder, RecurrentEncoder
 
 # Fraction of dev examples whose int8 ONNX prediction may differ from the PyTorch int8 model's (two int8 kernels
 # round differently; a prediction near a tie can flip). Observed: 0 to 0.5% on SST-2 students.
@@ -84,7 +84,8 @@ class RowQuantEmbedding(nn.Module):
 
 class HashEmbeddingExport(nn.Module):
     """:class:`QuantizedHashEmbedding` with its uint8 bucket table as a :class:`RowQuantEmbedding` and the bag
-    written as gather + weighted sum."""
+    written as gather + weighted sum over the last (fixed) axis: no reshape, so the graph needs no shape arithmetic.
+    A padding token (id 0) gets weight 0, so its vector is exactly 0."""
 
     def __init__(self, emb: QuantizedHashEmbedding) -> None:
         super().__init__()
@@ -94,13 +95,19 @@ class HashEmbeddingExport(nn.Module):
         self.register_buffer("hash_offsets", emb.hash_offsets.clone(), persistent=False)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        B, T, H = ids.shape
-        flat = ids.reshape(-1, H)
-        valid = flat > 0
-        h = (flat - 1).clamp_min(0)
-        weights = self.importance(h % self.num_rows + self.hash_offsets).squeeze(-1) * valid
-        rows = self.buckets(h // self.num_rows)  # (B*T, H, D)
-        return (rows * weights.unsqueeze(-1)).sum(1).view(B, T, self.dim)
+        valid = (ids > 0).unsqueeze(-1).float()
+        h = (ids - 1).clamp_min(0)
+        weights = self.importance(h % self.num_rows + self.hash_offsets) * valid  # (B, T, H, 1)
+        rows = self.buckets(torch.div(h, self.num_rows, rounding_mode="trunc"))  # (B, T, H, D)
+        return (rows * weights).sum(2)
+
+
+class ZeroPaddedMean(nn.Module):
+    """:class:`~featherweight_core.students.models.MeanEncoder` over embeddings whose padding vectors are exactly 0
+    (a hash embedding's): the sum over time needs no mask. x: (B, T, E) -> (B, E)."""
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return x.sum(1) / lengths.clamp_min(1).unsqueeze(1).to(x.dtype)
 
 
 class ElmanExport(nn.Module):
@@ -195,6 +202,8 @@ def int8_export_form(student: nn.Module) -> tuple[nn.Module, list[str]]:
     emb = student.embedding
     if isinstance(emb, QuantizedHashEmbedding):
         out.embedding = HashEmbeddingExport(emb)
+        if isinstance(student.encoder, MeanEncoder):
+            out.encoder = ZeroPaddedMean()
     elif isinstance(emb, nnq.Embedding):
         out.embedding = RowQuantEmbedding(emb.weight())
     elif not isinstance(emb, HalfEmbedding | CodedEmbedding | nn.Embedding) and not type(emb).__name__.endswith(
