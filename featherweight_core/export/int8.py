@@ -44,8 +44,9 @@ from featherweight_core.compression.quantize import (
     StaticQuantClassifier,
     is_quantized,
 )
-from featherweight_core.export.rnn import _elman_scan, _padding_mask, _reverse_within
-from featherweight_core.students.models import MeanEncoder, RecurrentEncoder
+from featherweight_core.export.onnx_rnn import OnnxLSTM, pool, run_rnn
+from featherweight_core.export.rnn import _padding_mask
+from featherweight_core.students.models import MeanEncoder
 
 # Fraction of dev examples whose int8 ONNX prediction may differ from the PyTorch int8 model's (two int8 kernels
 # round differently; a prediction near a tie can flip). Observed: 0 to 0.5% on SST-2 students.
@@ -68,7 +69,10 @@ class MatMulLinear(nn.Module):
 
 class RowQuantEmbedding(nn.Module):
     """A per-row uint8 table: row ``i`` is ``codes[i] * scale[i] + offset[i]`` (PyTorch's float-qparams embedding,
-    ``(q - zero_point) * scale``). ids (...) -> (..., D) float32."""
+    ``(q - zero_point) * scale``). ids (...) -> (..., D) float32.
+
+    The whole table is dequantized in the graph from the uint8 codes kept in the file (exported without constant
+    folding, ONNX Runtime folds it once when it loads the model), so a call is one ``Gather``."""
 
     def __init__(self, quantized_weight: torch.Tensor) -> None:
         super().__init__()
@@ -78,26 +82,38 @@ class RowQuantEmbedding(nn.Module):
         self.register_buffer("scale", scale[:, None].clone())
         self.register_buffer("offset", (-zero * scale)[:, None].clone())
 
+    def table(self) -> torch.Tensor:
+        return self.codes.float() * self.scale + self.offset
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.codes[ids].float() * self.scale[ids] + self.offset[ids]
+        return self.table()[ids]
+
+
+def _importance_table(importance: nn.Module) -> torch.Tensor:
+    """The (N, 1) float32 importance scalars of a float16 or coded table, computed in the graph from what is stored."""
+    if isinstance(importance, CodedEmbedding):
+        return importance.codes.float() * importance.scale + importance.offset
+    return importance.weight.float()
 
 
 class HashEmbeddingExport(nn.Module):
     """:class:`QuantizedHashEmbedding` with its uint8 bucket table as a :class:`RowQuantEmbedding` and the bag
-    written as gather + weighted sum over the last (fixed) axis: no reshape, so the graph needs no shape arithmetic.
-    A padding token (id 0) gets weight 0, so its vector is exactly 0."""
+    written as gathers + weighted sum over the last (fixed) axis: no reshape, so the graph needs no shape
+    arithmetic. A padding token (id 0) takes the importance row appended as 0, so its vector is exactly 0 (its
+    bucket index, ``-1 // num_rows`` truncated, is row 0: a valid row, weighted 0)."""
 
     def __init__(self, emb: QuantizedHashEmbedding) -> None:
         super().__init__()
         self.num_rows, self.dim = emb.num_rows, emb.dim
         self.importance = emb.importance
+        self.pad_row = emb.num_hashes * emb.num_rows  # index of the appended 0 row
         self.buckets = RowQuantEmbedding(emb.buckets.weight())
         self.register_buffer("hash_offsets", emb.hash_offsets.clone(), persistent=False)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        valid = (ids > 0).unsqueeze(-1).float()
-        h = (ids - 1).clamp_min(0)
-        weights = self.importance(h % self.num_rows + self.hash_offsets) * valid  # (B, T, H, 1)
+        table = torch.cat([_importance_table(self.importance), torch.zeros(1, 1)])
+        h = ids - 1
+        weights = table[torch.where(ids > 0, h % self.num_rows + self.hash_offsets, self.pad_row)]  # (B, T, H, 1)
         rows = self.buckets(torch.div(h, self.num_rows, rounding_mode="trunc"))  # (B, T, H, D)
         return (rows * weights).sum(2)
 
@@ -111,39 +127,45 @@ class ZeroPaddedMean(nn.Module):
 
 
 class ElmanExport(nn.Module):
-    """The int8 Elman RNN encoder: float MatMul input projections (quantized by ONNX Runtime) and the recurrent
-    weights in a scripted loop, as :class:`~featherweight_core.compression.quantize.ElmanDirection` computes them:
-    an int8 recurrent weight stays int8 in the graph and is dequantized once per call (as PyTorch does)."""
+    """The int8 Elman RNN encoder as one bidirectional ONNX ``RNN`` node (:mod:`featherweight_core.export.onnx_rnn`):
+    both directions' input projections as one float ``MatMul`` (quantized by ONNX Runtime: the same activation
+    range and per-channel weight scales as two) whose output is the node's input, taken through identity input
+    weights; the recurrent weights as :class:`~featherweight_core.compression.quantize.ElmanDirection` computes
+    them: an int8 recurrent weight stays int8 in the file and is dequantized once (ONNX Runtime folds it when it
+    loads the model; PyTorch dequantizes it once per call). ``zero_padded``: the embedding's padding vectors are
+    exactly 0 (hash), so the input needs no mask (the packed PyTorch layer sees zeros there)."""
 
-    def __init__(self, encoder: nn.Module) -> None:
+    def __init__(self, encoder: nn.Module, zero_padded: bool = False) -> None:
         super().__init__()
         rnn = encoder.rnn
-        self.pooling = encoder.pooling
-        self.ih_f, self.ih_b = _linear(rnn.fwd.ih), _linear(rnn.bwd.ih)
+        self.pooling, self.zero_padded = encoder.pooling, zero_padded
+        (w_f, b_f), (w_b, b_b) = _weight_bias(rnn.fwd.ih), _weight_bias(rnn.bwd.ih)
+        self.ih = MatMulLinear(torch.cat([w_f, w_b]), None if b_f is None else torch.cat([b_f, b_b]))
+        H = rnn.hidden_size
+        biases = []
         for name, d in (("f", rnn.fwd), ("b", rnn.bwd)):
             hh = d.hh
             if callable(getattr(hh, "weight", None)):  # int8: codes and the per-tensor scale / zero point
                 q = hh.weight()
-                codes, scale, zero = q.int_repr().clone(), float(q.q_scale()), float(q.q_zero_point())
+                codes, scale, zero_point = q.int_repr().clone(), float(q.q_scale()), float(q.q_zero_point())
             else:
-                codes, scale, zero = hh.weight.detach().float().clone(), 1.0, 0.0
+                codes, scale, zero_point = hh.weight.detach().float().clone(), 1.0, 0.0
             self.register_buffer(f"w_hh_{name}", codes)
-            self.register_buffer(f"s_hh_{name}", torch.tensor([scale, zero], dtype=torch.float32))
-            self.register_buffer(f"b_hh_{name}", _weight_bias(hh)[1])
+            self.register_buffer(f"s_hh_{name}", torch.tensor([scale, zero_point], dtype=torch.float32))
+            b_hh = _weight_bias(hh)[1]
+            biases.append(torch.cat([torch.zeros(H), torch.zeros(H) if b_hh is None else b_hh]))
+        self.register_buffer("b", torch.stack(biases))
 
     @staticmethod
     def _weight(codes: torch.Tensor, qparams: torch.Tensor) -> torch.Tensor:
         return (codes.float() - qparams[1]) * qparams[0]
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = x * _padding_mask(lengths, x.shape[1])[..., None].to(x.dtype)
-        w_f, w_b = self._weight(self.w_hh_f, self.s_hh_f), self._weight(self.w_hh_b, self.s_hh_b)
-        out_f, h_f = _elman_scan(self.ih_f(x), w_f, self.b_hh_f, lengths)
-        out_b, h_b = _elman_scan(self.ih_b(_reverse_within(x, lengths)), w_b, self.b_hh_b, lengths)
-        if self.pooling == "last":
-            return torch.cat([h_f, h_b], dim=-1)
-        out = torch.cat([out_f, _reverse_within(out_b, lengths)], dim=-1)
-        return out.masked_fill(~_padding_mask(lengths, x.shape[1])[..., None], float("-inf")).amax(1)
+        if not self.zero_padded:
+            x = x * _padding_mask(lengths, x.shape[1])[..., None].to(x.dtype)
+        r = torch.stack([self._weight(self.w_hh_f, self.s_hh_f), self._weight(self.w_hh_b, self.s_hh_b)])
+        y, y_h = run_rnn(self.ih(x), r, self.b, lengths)
+        return pool(y, y_h, lengths, self.pooling)
 
 
 def _weight_bias(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -159,16 +181,16 @@ def _linear(layer: nn.Module) -> MatMulLinear:
     return MatMulLinear(*_weight_bias(layer))
 
 
-def _float_lstm_encoder(encoder: nn.Module) -> RecurrentEncoder:
+def _float_lstm_encoder(encoder: nn.Module) -> OnnxLSTM:
     rnn = encoder.rnn
-    out = RecurrentEncoder("lstm", rnn.input_size, rnn.hidden_size, encoder.pooling)
+    out = nn.LSTM(rnn.input_size, rnn.hidden_size, bias=rnn.bias, batch_first=True, bidirectional=True)
     weights = rnn._weight_bias()
     with torch.no_grad():
         for name, w in weights["weight"].items():
-            getattr(out.rnn, name).copy_(w.dequantize() if w.is_quantized else w)
+            getattr(out, name).copy_(w.dequantize() if w.is_quantized else w)
         for name, b in weights["bias"].items():
-            getattr(out.rnn, name).copy_(b)
-    return out.eval()
+            getattr(out, name).copy_(b)
+    return OnnxLSTM(out, encoder.pooling).eval()
 
 
 def _classifier(classifier: nn.Module) -> tuple[nn.Module, list[str]]:
@@ -213,13 +235,13 @@ def int8_export_form(student: nn.Module) -> tuple[nn.Module, list[str]]:
     enc = student.encoder
     rnn = getattr(enc, "rnn", None)
     if isinstance(rnn, ElmanRNN) and is_quantized(rnn):
-        out.encoder = ElmanExport(enc)
-        quantize += ["encoder.ih_f", "encoder.ih_b"]
+        out.encoder = ElmanExport(enc, isinstance(emb, QuantizedHashEmbedding))
+        quantize.append("encoder.ih")
     elif rnn is not None and type(rnn).__module__.startswith("torch.ao.nn.quantized") and type(rnn).__name__ == "LSTM":
         out.encoder = _float_lstm_encoder(enc)
         quantize.append("encoder")
     elif isinstance(rnn, ElmanRNN):  # float Elman RNN (quantized classifier only)
-        out.encoder = ElmanExport(enc)
+        out.encoder = ElmanExport(enc, isinstance(emb, QuantizedHashEmbedding))
     out.classifier, names = _classifier(student.classifier)
     quantize += [f"classifier.{n}" for n in names]
     return out.eval(), quantize
