@@ -69,11 +69,10 @@ def pool(y: torch.Tensor, y_h: torch.Tensor, lengths: torch.Tensor, pooling: str
     """(B, 2H) features from the node's outputs, Y (T, 2, B, H) and Y_h (2, B, H): the last real state of each
     direction (``last``) or the max over the real steps (``max``; ONNX Runtime leaves padded steps at 0, so they are
     masked)."""
-    if pooling == "last":
-        return y_h.transpose(0, 1).flatten(1)
-    out = y.permute(2, 0, 1, 3).flatten(2)  # (B, T, 2H)
-    mask = torch.arange(out.shape[1], device=out.device)[None, :] < lengths[:, None]
-    return out.masked_fill(~mask[..., None], float("-inf")).amax(1)
+    if pooling == "max":
+        steps = torch.arange(y.shape[0], device=y.device)[:, None] < lengths[None, :]  # (T, B)
+        y_h = y.masked_fill(~steps[:, None, :, None], float("-inf")).amax(0)
+    return y_h.transpose(0, 1).flatten(1)
 
 
 def run_rnn(x: torch.Tensor, r: torch.Tensor, b: torch.Tensor, lengths: torch.Tensor):

@@ -19,6 +19,7 @@ from featherweight_core.data.tasks import get_task
 from featherweight_core.errors import ConfigError, InputFileError, UserError
 from featherweight_core.export.encoding import ENCODER_FILE
 from featherweight_core.export.exporter import EXPORT_META, ONNX_FILE, TORCHSCRIPT_FILE, export_model, verify_artefact
+from featherweight_core.export.parity import onnx_runner
 from featherweight_core.export.sources import ExportError, measure_source
 from featherweight_core.export.sources import load_source as _load_source
 from featherweight_core.pipeline.checkpoint import save_checkpoint, save_compressed
@@ -213,12 +214,30 @@ def test_pruned_quantized_student_exports_as_int8_onnx(tmp_path, data, quantized
     )
     import onnx
 
-    ops = {n.op_type for n in onnx.load(str(out / ONNX_FILE)).graph.node}
+    nodes = [n.op_type for n in onnx.load(str(out / ONNX_FILE)).graph.node]
+    ops = set(nodes)
     assert ops & {"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "MatMulInteger", "DynamicQuantizeLSTM"}
-    if case != "bilstm-hash-float-encoder":  # a float encoder stays float
-        assert "LSTM" not in ops
     src = _load_source(path)
     model, cfg = src.model, src.student_cfg
+    if case != "bilstm-hash-float-encoder":  # a float encoder stays float
+        assert "LSTM" not in ops
+        # few nodes: no per-step loop, no shape arithmetic (but the time axis of a max-pooling mask); each
+        # recurrent layer is one node
+        assert not ops & {"Loop", "If", "GatherElements", "Reshape"}
+        assert cfg.pooling == "max" or "Shape" not in ops
+        recurrent = {"bilstm": "DynamicQuantizeLSTM", "rnn": "RNN"}.get(cfg.arch)
+        assert recurrent is None or nodes.count(recurrent) == 1
+        # the layer reads each text's own length: a padded batch gives each row what that text alone gives (up to
+        # the per-call activation range, which the batch shares)
+        run = onnx_runner(out / ONNX_FILE)
+        enc = build_encoder(cfg.embedding, cfg.vocab_size)
+        texts = data.splits["validation"].texts[:6]
+        rows = [torch.from_numpy(enc.encode(t[0]).astype(np.int64)) for t in texts]
+        ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+        lengths = torch.tensor([len(r) for r in rows])
+        assert len(set(lengths.tolist())) > 1
+        alone = np.concatenate([run((r[None], torch.tensor([len(r)]))) for r in rows])
+        np.testing.assert_allclose(run((ids, lengths)), alone, atol=0.02)
     if case == "bilstm":  # without the project: onnxruntime and the standalone encoder, unchanged
         texts = data.splits["validation"].texts[:15]
         got = run_standalone(out, texts)
