@@ -99,22 +99,22 @@ def _importance_table(importance: nn.Module) -> torch.Tensor:
 class HashEmbeddingExport(nn.Module):
     """:class:`QuantizedHashEmbedding` with its uint8 bucket table as a :class:`RowQuantEmbedding` and the bag
     written as gathers + weighted sum over the last (fixed) axis: no reshape, so the graph needs no shape
-    arithmetic. A padding token (id 0) takes the importance row appended as 0, so its vector is exactly 0 (its
-    bucket index, ``-1 // num_rows`` truncated, is row 0: a valid row, weighted 0)."""
+    arithmetic. With ``s = id + num_rows - 1`` (never negative), a real id's bucket ``(id - 1) // num_rows`` is row
+    ``s // num_rows - 1`` and its importance row ``(id - 1) % num_rows == s % num_rows``: the bucket table gets a 0
+    row in front, so a padding id (0) reads the 0 row, and its vector is exactly 0."""
 
     def __init__(self, emb: QuantizedHashEmbedding) -> None:
         super().__init__()
         self.num_rows, self.dim = emb.num_rows, emb.dim
         self.importance = emb.importance
-        self.pad_row = emb.num_hashes * emb.num_rows  # index of the appended 0 row
         self.buckets = RowQuantEmbedding(emb.buckets.weight())
         self.register_buffer("hash_offsets", emb.hash_offsets.clone(), persistent=False)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        table = torch.cat([_importance_table(self.importance), torch.zeros(1, 1)])
-        h = ids - 1
-        weights = table[torch.where(ids > 0, h % self.num_rows + self.hash_offsets, self.pad_row)]  # (B, T, H, 1)
-        rows = self.buckets(torch.div(h, self.num_rows, rounding_mode="trunc"))  # (B, T, H, D)
+        buckets = torch.cat([torch.zeros(1, self.dim), self.buckets.table()])
+        s = ids + (self.num_rows - 1)
+        weights = _importance_table(self.importance)[s % self.num_rows + self.hash_offsets]  # (B, T, H, 1)
+        rows = buckets[torch.div(s, self.num_rows, rounding_mode="trunc")]  # (B, T, H, D)
         return (rows * weights).sum(2)
 
 
