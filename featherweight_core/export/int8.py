@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -255,10 +256,14 @@ def ort_quantize(float_onnx: Path, int8_onnx: Path, module_paths: list[str]) -> 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     prefixes = tuple(_node_scope(p) for p in module_paths)
-    graph = onnx.load(str(float_onnx)).graph
-    nodes = [n.name for n in graph.node if n.op_type in INT8_OP_TYPES and n.name.startswith(prefixes)]
-    if not nodes:  # quantize_dynamic reads an empty list as "every node"
+    model = onnx.load(str(float_onnx))
+    graph = model.graph
+    chosen = [n for n in graph.node if n.op_type in INT8_OP_TYPES and _call_scope(n.name).startswith(prefixes)]
+    if not chosen:  # quantize_dynamic reads an empty list as "every node"
         raise ValueError(f"no {'/'.join(INT8_OP_TYPES)} node of {module_paths} found in the exported graph")
+    if _unshare_lstm_weights(graph, chosen):
+        onnx.save(model, str(float_onnx))
+    nodes = [n.name for n in chosen]
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # its advice to pre-process the graph (shape inference) does not apply here
@@ -276,6 +281,35 @@ def ort_quantize(float_onnx: Path, int8_onnx: Path, module_paths: list[str]) -> 
     finally:
         root.setLevel(level)
     return len(nodes)
+
+
+def _unshare_lstm_weights(graph, nodes: list) -> bool:
+    """Give every ``LSTM`` node after the first that reads the same weights (a sentence pair's encoder, called once
+    per text) its own copy: ONNX Runtime's quantizer rewrites an LSTM's weight initializers in place and cannot
+    quantize shared ones. Returns whether the graph changed."""
+    import onnx  # deferred: only exports load the ONNX toolchain
+
+    inits = {t.name: t for t in graph.initializer}
+    seen: set[str] = set()
+    changed = False
+    for k, node in enumerate(n for n in nodes if n.op_type == "LSTM"):
+        for i in (1, 2):  # W, R
+            name = node.input[i]
+            if name in seen and name in inits:
+                copy_ = onnx.TensorProto()
+                copy_.CopyFrom(inits[name])
+                copy_.name = f"{name}_call{k}"
+                graph.initializer.append(copy_)
+                node.input[i] = copy_.name
+                changed = True
+            seen.add(name)
+    return changed
+
+
+def _call_scope(node_name: str) -> str:
+    """A node's name without the exporter's call counts: a module called again (a sentence pair's encoder, once per
+    text) has its scope numbered, ``/student/encoder_1/LSTM``; both calls' layers are the same int8 module."""
+    return re.sub(r"_\d+(?=/)", "", node_name)
 
 
 def _node_scope(module_path: str) -> str:

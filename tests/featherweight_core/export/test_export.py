@@ -421,3 +421,38 @@ def test_the_docs_snippet_runs_as_written(tmp_path, data):
     assert proc.returncode == 0, proc.stderr[-2000:]
     labels = ast.literal_eval(proc.stdout.strip().splitlines()[-1])  # the printed list of label names
     assert len(labels) == 2 and set(labels) <= {"negative", "positive"}
+
+
+@pytest.mark.parametrize("arch", ["bilstm", "rnn", "ffn"])
+def test_int8_pair_student_quantizes_both_texts_encoders(tmp_path, arch):
+    """A sentence-pair student runs its encoder twice: both calls' layers are quantized, and the artefact passes."""
+    import onnx
+
+    task = get_task("synthetic_pair")
+    pair = load_synthetic(task, n_train=60, n_dev=30)
+    cfg = StudentConfig(
+        arch=arch,
+        embedding="hash",
+        emb_dim=8,
+        num_labels=task.num_labels,
+        pair=True,
+        vocab_size=200,
+        hidden=8,
+        classifier_hidden=8,
+    ).resolved()
+    torch.manual_seed(0)
+    model = build_student(cfg).eval()
+    enc = build_encoder("hash", 200)
+    train = encode_split(enc, pair.splits["train"])
+    evals = {"validation": encode_split(enc, pair.splits["validation"])}
+    res = compress_student(model, cfg, None, QuantConfig(), train, evals, task, DistillConfig(alpha=1.0, batch_size=64))
+    meta = {"task": task.name, "task_spec": task.to_dict(), "data_source": "synthetic"}
+    path = save_compressed(tmp_path / "pair-int8.pt", res, meta)
+    rep = export_model(path, tmp_path / "out", pair)
+    assert rep.format == "onnx" and rep.precision == "int8" and rep.fallback_reason is None
+    nodes = [n.op_type for n in onnx.load(str(tmp_path / "out" / ONNX_FILE)).graph.node]
+    assert not {"LSTM", "Loop", "If"} & set(nodes)
+    recurrent = {"bilstm": "DynamicQuantizeLSTM", "rnn": "RNN"}.get(arch)
+    assert recurrent is None or nodes.count(recurrent) == 2
+    if arch == "rnn":  # both texts' input projections are int8
+        assert nodes.count("MatMulInteger") + nodes.count("DynamicQuantizeMatMul") == 4
