@@ -8,12 +8,18 @@ PyTorch's dynamically quantized modules have no ONNX form, so the int8 student i
   dequantized int8 weights (``MatMul`` rather than ``Gemm``: ONNX Runtime's dynamic quantization rewrites
   ``MatMul``). A statically quantized classifier is rewritten the same way (its calibrated activation ranges have
   no counterpart in dynamic quantization: ONNX Runtime takes them on the fly, as PyTorch's dynamic layers do).
-* the int8 LSTM becomes a float LSTM of its dequantized weights over the padded batch (the exportable path every
-  float student takes), which ONNX Runtime rewrites as its ``DynamicQuantizeLSTM``.
-* the Elman RNN keeps its float recurrent weight (PyTorch dequantizes it once per call too) in a scripted loop.
-* per-row uint8 embedding tables (bpe / char tables, hash buckets) stay uint8 in the graph: the rows are gathered as
-  codes and dequantized with their own scale and offset, which is what PyTorch computes, exactly. float16 and coded
-  importance scalars are exported as they are.
+* the int8 LSTM becomes one bidirectional ONNX ``LSTM`` node holding its dequantized weights, the lengths as its
+  ``sequence_lens`` (:mod:`featherweight_core.export.onnx_rnn`), which ONNX Runtime rewrites as its
+  ``DynamicQuantizeLSTM``.
+* the Elman RNN becomes one bidirectional ONNX ``RNN`` node over its int8 input projections; its recurrent weight
+  stays int8 in the file and is dequantized in the graph (PyTorch dequantizes it once per call too).
+* per-row uint8 embedding tables (bpe / char tables, hash buckets) stay uint8 in the file: the graph dequantizes the
+  whole table with each row's scale and offset, which is what PyTorch computes, exactly, and ONNX Runtime folds
+  that once at load, so a lookup is one ``Gather``. float16 and coded importance scalars are stored as they are.
+
+The graph is exported without constant folding (what is stored int8 stays int8) and written with as few nodes as it
+can be - no reshapes or shape arithmetic, no per-step loops - because at batch 1 ONNX Runtime's time goes on per-node
+overhead more than on arithmetic.
 
 Then only the nodes that come from int8 modules are handed to ``quantize_dynamic`` (weights int8, symmetric, one scale
 per output channel; activations uint8 per call): a layer the compression left in float stays float. Per channel
