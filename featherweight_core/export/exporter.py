@@ -48,7 +48,7 @@ from torch import nn
 from featherweight_core.atomic import atomic_dir
 from featherweight_core.errors import ConfigError, InputFileError
 from featherweight_core.export.encoding import write_encoding
-from featherweight_core.export.int8 import INT8_MAX_DISAGREE, ElmanExport, int8_export_form, ort_quantize
+from featherweight_core.export.int8 import INT8_MAX_DISAGREE, int8_export_form, ort_quantize
 from featherweight_core.export.parity import (
     CHECK_BATCH_SIZE,
     LOGIT_ATOL,
@@ -284,10 +284,9 @@ def _int8_onnx(model: nn.Module, inputs, reference, tmp: Path, max_disagree: flo
     them differ, else None)."""
     form, module_paths = int8_export_form(model)
     try:
-        # the Elman RNN's int8 recurrent weights stay int8 in the file only unfolded; the LSTM's weights must be
-        # folded into plain initializers for ONNX Runtime's quantizer to find them
-        fold = not isinstance(form.encoder, ElmanExport)
-        export_onnx(StudentExport(form).eval(), inputs, tmp / INT8_FLOAT_FILE, "time", fold_constants=fold)
+        # unfolded: int8 tables and recurrent weights stay int8 in the file, dequantized by ONNX Runtime at load;
+        # the weights its quantizer rewrites are plain initializers already
+        export_onnx(StudentExport(form).eval(), inputs, tmp / INT8_FLOAT_FILE, "time", fold_constants=False)
         ort_quantize(tmp / INT8_FLOAT_FILE, tmp / ONNX_FILE, module_paths)
     finally:
         (tmp / INT8_FLOAT_FILE).unlink(missing_ok=True)

@@ -8,12 +8,18 @@ PyTorch's dynamically quantized modules have no ONNX form, so the int8 student i
   dequantized int8 weights (``MatMul`` rather than ``Gemm``: ONNX Runtime's dynamic quantization rewrites
   ``MatMul``). A statically quantized classifier is rewritten the same way (its calibrated activation ranges have
   no counterpart in dynamic quantization: ONNX Runtime takes them on the fly, as PyTorch's dynamic layers do).
-* the int8 LSTM becomes a float LSTM of its dequantized weights over the padded batch (the exportable path every
-  float student takes), which ONNX Runtime rewrites as its ``DynamicQuantizeLSTM``.
-* the Elman RNN keeps its float recurrent weight (PyTorch dequantizes it once per call too) in a scripted loop.
-* per-row uint8 embedding tables (bpe / char tables, hash buckets) stay uint8 in the graph: the rows are gathered as
-  codes and dequantized with their own scale and offset, which is what PyTorch computes, exactly. float16 and coded
-  importance scalars are exported as they are.
+* the int8 LSTM becomes one bidirectional ONNX ``LSTM`` node holding its dequantized weights, the lengths as its
+  ``sequence_lens`` (:mod:`featherweight_core.export.onnx_rnn`), which ONNX Runtime rewrites as its
+  ``DynamicQuantizeLSTM``.
+* the Elman RNN becomes one bidirectional ONNX ``RNN`` node over its int8 input projections; its recurrent weight
+  stays int8 in the file and is dequantized in the graph (PyTorch dequantizes it once per call too).
+* per-row uint8 embedding tables (bpe / char tables, hash buckets) stay uint8 in the file: the graph dequantizes the
+  whole table with each row's scale and offset, which is what PyTorch computes, exactly, and ONNX Runtime folds
+  that once at load, so a lookup is one ``Gather``. float16 and coded importance scalars are stored as they are.
+
+The graph is exported without constant folding (what is stored int8 stays int8) and written with as few nodes as it
+can be - no reshapes or shape arithmetic, no per-step loops - because at batch 1 ONNX Runtime's time goes on per-node
+overhead more than on arithmetic.
 
 Then only the nodes that come from int8 modules are handed to ``quantize_dynamic`` (weights int8, symmetric, one scale
 per output channel; activations uint8 per call): a layer the compression left in float stays float. Per channel
@@ -31,6 +37,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -44,8 +51,9 @@ from featherweight_core.compression.quantize import (
     StaticQuantClassifier,
     is_quantized,
 )
-from featherweight_core.export.rnn import _elman_scan, _padding_mask, _reverse_within
-from featherweight_core.students.models import RecurrentEncoder
+from featherweight_core.export.onnx_rnn import OnnxLSTM, pool, run_rnn
+from featherweight_core.export.rnn import _padding_mask
+from featherweight_core.students.models import MeanEncoder
 
 # Fraction of dev examples whose int8 ONNX prediction may differ from the PyTorch int8 model's (two int8 kernels
 # round differently; a prediction near a tie can flip). Observed: 0 to 0.5% on SST-2 students.
@@ -68,7 +76,10 @@ class MatMulLinear(nn.Module):
 
 class RowQuantEmbedding(nn.Module):
     """A per-row uint8 table: row ``i`` is ``codes[i] * scale[i] + offset[i]`` (PyTorch's float-qparams embedding,
-    ``(q - zero_point) * scale``). ids (...) -> (..., D) float32."""
+    ``(q - zero_point) * scale``). ids (...) -> (..., D) float32.
+
+    The whole table is dequantized in the graph from the uint8 codes kept in the file (exported without constant
+    folding, ONNX Runtime folds it once when it loads the model), so a call is one ``Gather``."""
 
     def __init__(self, quantized_weight: torch.Tensor) -> None:
         super().__init__()
@@ -78,13 +89,26 @@ class RowQuantEmbedding(nn.Module):
         self.register_buffer("scale", scale[:, None].clone())
         self.register_buffer("offset", (-zero * scale)[:, None].clone())
 
+    def table(self) -> torch.Tensor:
+        return self.codes.float() * self.scale + self.offset
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.codes[ids].float() * self.scale[ids] + self.offset[ids]
+        return self.table()[ids]
+
+
+def _importance_table(importance: nn.Module) -> torch.Tensor:
+    """The (N, 1) float32 importance scalars of a float16 or coded table, computed in the graph from what is stored."""
+    if isinstance(importance, CodedEmbedding):
+        return importance.codes.float() * importance.scale + importance.offset
+    return importance.weight.float()
 
 
 class HashEmbeddingExport(nn.Module):
     """:class:`QuantizedHashEmbedding` with its uint8 bucket table as a :class:`RowQuantEmbedding` and the bag
-    written as gather + weighted sum."""
+    written as gathers + weighted sum over the last (fixed) axis: no reshape, so the graph needs no shape
+    arithmetic. With ``s = id + num_rows - 1`` (never negative), a real id's bucket ``(id - 1) // num_rows`` is row
+    ``s // num_rows - 1`` and its importance row ``(id - 1) % num_rows == s % num_rows``: the bucket table gets a 0
+    row in front, so a padding id (0) reads the 0 row, and its vector is exactly 0."""
 
     def __init__(self, emb: QuantizedHashEmbedding) -> None:
         super().__init__()
@@ -94,49 +118,61 @@ class HashEmbeddingExport(nn.Module):
         self.register_buffer("hash_offsets", emb.hash_offsets.clone(), persistent=False)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        B, T, H = ids.shape
-        flat = ids.reshape(-1, H)
-        valid = flat > 0
-        h = (flat - 1).clamp_min(0)
-        weights = self.importance(h % self.num_rows + self.hash_offsets).squeeze(-1) * valid
-        rows = self.buckets(h // self.num_rows)  # (B*T, H, D)
-        return (rows * weights.unsqueeze(-1)).sum(1).view(B, T, self.dim)
+        buckets = torch.cat([torch.zeros(1, self.dim), self.buckets.table()])
+        s = ids + (self.num_rows - 1)
+        weights = _importance_table(self.importance)[s % self.num_rows + self.hash_offsets]  # (B, T, H, 1)
+        rows = buckets[torch.div(s, self.num_rows, rounding_mode="trunc")]  # (B, T, H, D)
+        return (rows * weights).sum(2)
+
+
+class ZeroPaddedMean(nn.Module):
+    """:class:`~featherweight_core.students.models.MeanEncoder` over embeddings whose padding vectors are exactly 0
+    (a hash embedding's): the sum over time needs no mask. x: (B, T, E) -> (B, E)."""
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return x.sum(1) / lengths.clamp_min(1).unsqueeze(1).to(x.dtype)
 
 
 class ElmanExport(nn.Module):
-    """The int8 Elman RNN encoder: float MatMul input projections (quantized by ONNX Runtime) and the recurrent
-    weights in a scripted loop, as :class:`~featherweight_core.compression.quantize.ElmanDirection` computes them:
-    an int8 recurrent weight stays int8 in the graph and is dequantized once per call (as PyTorch does)."""
+    """The int8 Elman RNN encoder as one bidirectional ONNX ``RNN`` node (:mod:`featherweight_core.export.onnx_rnn`):
+    both directions' input projections as one float ``MatMul`` (quantized by ONNX Runtime: the same activation
+    range and per-channel weight scales as two) whose output is the node's input, taken through identity input
+    weights; the recurrent weights as :class:`~featherweight_core.compression.quantize.ElmanDirection` computes
+    them: an int8 recurrent weight stays int8 in the file and is dequantized once (ONNX Runtime folds it when it
+    loads the model; PyTorch dequantizes it once per call). ``zero_padded``: the embedding's padding vectors are
+    exactly 0 (hash), so the input needs no mask (the packed PyTorch layer sees zeros there)."""
 
-    def __init__(self, encoder: nn.Module) -> None:
+    def __init__(self, encoder: nn.Module, zero_padded: bool = False) -> None:
         super().__init__()
         rnn = encoder.rnn
-        self.pooling = encoder.pooling
-        self.ih_f, self.ih_b = _linear(rnn.fwd.ih), _linear(rnn.bwd.ih)
+        self.pooling, self.zero_padded = encoder.pooling, zero_padded
+        (w_f, b_f), (w_b, b_b) = _weight_bias(rnn.fwd.ih), _weight_bias(rnn.bwd.ih)
+        self.ih = MatMulLinear(torch.cat([w_f, w_b]), None if b_f is None else torch.cat([b_f, b_b]))
+        H = rnn.hidden_size
+        biases = []
         for name, d in (("f", rnn.fwd), ("b", rnn.bwd)):
             hh = d.hh
             if callable(getattr(hh, "weight", None)):  # int8: codes and the per-tensor scale / zero point
                 q = hh.weight()
-                codes, scale, zero = q.int_repr().clone(), float(q.q_scale()), float(q.q_zero_point())
+                codes, scale, zero_point = q.int_repr().clone(), float(q.q_scale()), float(q.q_zero_point())
             else:
-                codes, scale, zero = hh.weight.detach().float().clone(), 1.0, 0.0
+                codes, scale, zero_point = hh.weight.detach().float().clone(), 1.0, 0.0
             self.register_buffer(f"w_hh_{name}", codes)
-            self.register_buffer(f"s_hh_{name}", torch.tensor([scale, zero], dtype=torch.float32))
-            self.register_buffer(f"b_hh_{name}", _weight_bias(hh)[1])
+            self.register_buffer(f"s_hh_{name}", torch.tensor([scale, zero_point], dtype=torch.float32))
+            b_hh = _weight_bias(hh)[1]
+            biases.append(torch.cat([torch.zeros(H), torch.zeros(H) if b_hh is None else b_hh]))
+        self.register_buffer("b", torch.stack(biases))
 
     @staticmethod
     def _weight(codes: torch.Tensor, qparams: torch.Tensor) -> torch.Tensor:
         return (codes.float() - qparams[1]) * qparams[0]
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = x * _padding_mask(lengths, x.shape[1])[..., None].to(x.dtype)
-        w_f, w_b = self._weight(self.w_hh_f, self.s_hh_f), self._weight(self.w_hh_b, self.s_hh_b)
-        out_f, h_f = _elman_scan(self.ih_f(x), w_f, self.b_hh_f, lengths)
-        out_b, h_b = _elman_scan(self.ih_b(_reverse_within(x, lengths)), w_b, self.b_hh_b, lengths)
-        if self.pooling == "last":
-            return torch.cat([h_f, h_b], dim=-1)
-        out = torch.cat([out_f, _reverse_within(out_b, lengths)], dim=-1)
-        return out.masked_fill(~_padding_mask(lengths, x.shape[1])[..., None], float("-inf")).amax(1)
+        if not self.zero_padded:
+            x = x * _padding_mask(lengths, x.shape[1])[..., None].to(x.dtype)
+        r = torch.stack([self._weight(self.w_hh_f, self.s_hh_f), self._weight(self.w_hh_b, self.s_hh_b)])
+        y, y_h = run_rnn(self.ih(x), r, self.b, lengths)
+        return pool(y, y_h, lengths, self.pooling)
 
 
 def _weight_bias(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -152,16 +188,16 @@ def _linear(layer: nn.Module) -> MatMulLinear:
     return MatMulLinear(*_weight_bias(layer))
 
 
-def _float_lstm_encoder(encoder: nn.Module) -> RecurrentEncoder:
+def _float_lstm_encoder(encoder: nn.Module) -> OnnxLSTM:
     rnn = encoder.rnn
-    out = RecurrentEncoder("lstm", rnn.input_size, rnn.hidden_size, encoder.pooling)
+    out = nn.LSTM(rnn.input_size, rnn.hidden_size, bias=rnn.bias, batch_first=True, bidirectional=True)
     weights = rnn._weight_bias()
     with torch.no_grad():
         for name, w in weights["weight"].items():
-            getattr(out.rnn, name).copy_(w.dequantize() if w.is_quantized else w)
+            getattr(out, name).copy_(w.dequantize() if w.is_quantized else w)
         for name, b in weights["bias"].items():
-            getattr(out.rnn, name).copy_(b)
-    return out.eval()
+            getattr(out, name).copy_(b)
+    return OnnxLSTM(out, encoder.pooling).eval()
 
 
 def _classifier(classifier: nn.Module) -> tuple[nn.Module, list[str]]:
@@ -195,6 +231,8 @@ def int8_export_form(student: nn.Module) -> tuple[nn.Module, list[str]]:
     emb = student.embedding
     if isinstance(emb, QuantizedHashEmbedding):
         out.embedding = HashEmbeddingExport(emb)
+        if isinstance(student.encoder, MeanEncoder):
+            out.encoder = ZeroPaddedMean()
     elif isinstance(emb, nnq.Embedding):
         out.embedding = RowQuantEmbedding(emb.weight())
     elif not isinstance(emb, HalfEmbedding | CodedEmbedding | nn.Embedding) and not type(emb).__name__.endswith(
@@ -204,13 +242,13 @@ def int8_export_form(student: nn.Module) -> tuple[nn.Module, list[str]]:
     enc = student.encoder
     rnn = getattr(enc, "rnn", None)
     if isinstance(rnn, ElmanRNN) and is_quantized(rnn):
-        out.encoder = ElmanExport(enc)
-        quantize += ["encoder.ih_f", "encoder.ih_b"]
+        out.encoder = ElmanExport(enc, isinstance(emb, QuantizedHashEmbedding))
+        quantize.append("encoder.ih")
     elif rnn is not None and type(rnn).__module__.startswith("torch.ao.nn.quantized") and type(rnn).__name__ == "LSTM":
         out.encoder = _float_lstm_encoder(enc)
         quantize.append("encoder")
     elif isinstance(rnn, ElmanRNN):  # float Elman RNN (quantized classifier only)
-        out.encoder = ElmanExport(enc)
+        out.encoder = ElmanExport(enc, isinstance(emb, QuantizedHashEmbedding))
     out.classifier, names = _classifier(student.classifier)
     quantize += [f"classifier.{n}" for n in names]
     return out.eval(), quantize
@@ -224,10 +262,14 @@ def ort_quantize(float_onnx: Path, int8_onnx: Path, module_paths: list[str]) -> 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     prefixes = tuple(_node_scope(p) for p in module_paths)
-    graph = onnx.load(str(float_onnx)).graph
-    nodes = [n.name for n in graph.node if n.op_type in INT8_OP_TYPES and n.name.startswith(prefixes)]
-    if not nodes:  # quantize_dynamic reads an empty list as "every node"
+    model = onnx.load(str(float_onnx))
+    graph = model.graph
+    chosen = [n for n in graph.node if n.op_type in INT8_OP_TYPES and _call_scope(n.name).startswith(prefixes)]
+    if not chosen:  # quantize_dynamic reads an empty list as "every node"
         raise ValueError(f"no {'/'.join(INT8_OP_TYPES)} node of {module_paths} found in the exported graph")
+    if _unshare_lstm_weights(graph, chosen):
+        onnx.save(model, str(float_onnx))
+    nodes = [n.name for n in chosen]
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # its advice to pre-process the graph (shape inference) does not apply here
@@ -245,6 +287,35 @@ def ort_quantize(float_onnx: Path, int8_onnx: Path, module_paths: list[str]) -> 
     finally:
         root.setLevel(level)
     return len(nodes)
+
+
+def _unshare_lstm_weights(graph, nodes: list) -> bool:
+    """Give every ``LSTM`` node after the first that reads the same weights (a sentence pair's encoder, called once
+    per text) its own copy: ONNX Runtime's quantizer rewrites an LSTM's weight initializers in place and cannot
+    quantize shared ones. Returns whether the graph changed."""
+    import onnx  # deferred: only exports load the ONNX toolchain
+
+    inits = {t.name: t for t in graph.initializer}
+    seen: set[str] = set()
+    changed = False
+    for k, node in enumerate(n for n in nodes if n.op_type == "LSTM"):
+        for i in (1, 2):  # W, R
+            name = node.input[i]
+            if name in seen and name in inits:
+                copy_ = onnx.TensorProto()
+                copy_.CopyFrom(inits[name])
+                copy_.name = f"{name}_call{k}"
+                graph.initializer.append(copy_)
+                node.input[i] = copy_.name
+                changed = True
+            seen.add(name)
+    return changed
+
+
+def _call_scope(node_name: str) -> str:
+    """A node's name without the exporter's call counts: a module called again (a sentence pair's encoder, once per
+    text) has its scope numbered, ``/student/encoder_1/LSTM``; both calls' layers are the same int8 module."""
+    return re.sub(r"_\d+(?=/)", "", node_name)
 
 
 def _node_scope(module_path: str) -> str:

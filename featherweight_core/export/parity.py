@@ -128,7 +128,16 @@ def export_onnx(
 ) -> None:
     """``fold_constants=False`` keeps computations on weights in the graph (an int8 table dequantized per call stays
     int8 in the file; ONNX Runtime folds it in memory when it loads the model)."""
-    dynamic = {n: ({0: "batch", 1: time_axis} if not n.startswith("lengths") else {0: "batch"}) for n in inputs.names}
+    # a pair's two texts have lengths of their own: ids_a and ids_b get their own time axes (ONNX Runtime plans
+    # buffers by these names: a shared name would declare both texts equally long)
+    dynamic = {
+        n: (
+            {0: "batch", 1: time_axis + n[3:] if n.startswith("ids_") else time_axis}
+            if not n.startswith("lengths")
+            else {0: "batch"}
+        )
+        for n in inputs.names
+    }
     dynamic["logits"] = {0: "batch"}
     with _quiet(), torch.no_grad():
         torch.onnx.export(

@@ -19,6 +19,7 @@ from featherweight_core.data.tasks import get_task
 from featherweight_core.errors import ConfigError, InputFileError, UserError
 from featherweight_core.export.encoding import ENCODER_FILE
 from featherweight_core.export.exporter import EXPORT_META, ONNX_FILE, TORCHSCRIPT_FILE, export_model, verify_artefact
+from featherweight_core.export.parity import onnx_runner
 from featherweight_core.export.sources import ExportError, measure_source
 from featherweight_core.export.sources import load_source as _load_source
 from featherweight_core.pipeline.checkpoint import save_checkpoint, save_compressed
@@ -213,12 +214,30 @@ def test_pruned_quantized_student_exports_as_int8_onnx(tmp_path, data, quantized
     )
     import onnx
 
-    ops = {n.op_type for n in onnx.load(str(out / ONNX_FILE)).graph.node}
+    nodes = [n.op_type for n in onnx.load(str(out / ONNX_FILE)).graph.node]
+    ops = set(nodes)
     assert ops & {"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "MatMulInteger", "DynamicQuantizeLSTM"}
-    if case != "bilstm-hash-float-encoder":  # a float encoder stays float
-        assert "LSTM" not in ops
     src = _load_source(path)
     model, cfg = src.model, src.student_cfg
+    if case != "bilstm-hash-float-encoder":  # a float encoder stays float
+        assert "LSTM" not in ops
+        # few nodes: no per-step loop, no shape arithmetic (but the time axis of a max-pooling mask); each
+        # recurrent layer is one node
+        assert not ops & {"Loop", "If", "GatherElements", "Reshape"}
+        assert cfg.pooling == "max" or "Shape" not in ops
+        recurrent = {"bilstm": "DynamicQuantizeLSTM", "rnn": "RNN"}.get(cfg.arch)
+        assert recurrent is None or nodes.count(recurrent) == 1
+        # the layer reads each text's own length: a padded batch gives each row what that text alone gives (up to
+        # the per-call activation range, which the batch shares)
+        run = onnx_runner(out / ONNX_FILE)
+        enc = build_encoder(cfg.embedding, cfg.vocab_size)
+        texts = data.splits["validation"].texts[:6]
+        rows = [torch.from_numpy(enc.encode(t[0]).astype(np.int64)) for t in texts]
+        ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+        lengths = torch.tensor([len(r) for r in rows])
+        assert len(set(lengths.tolist())) > 1
+        alone = np.concatenate([run((r[None], torch.tensor([len(r)]))) for r in rows])
+        np.testing.assert_allclose(run((ids, lengths)), alone, atol=0.02)
     if case == "bilstm":  # without the project: onnxruntime and the standalone encoder, unchanged
         texts = data.splits["validation"].texts[:15]
         got = run_standalone(out, texts)
@@ -402,3 +421,38 @@ def test_the_docs_snippet_runs_as_written(tmp_path, data):
     assert proc.returncode == 0, proc.stderr[-2000:]
     labels = ast.literal_eval(proc.stdout.strip().splitlines()[-1])  # the printed list of label names
     assert len(labels) == 2 and set(labels) <= {"negative", "positive"}
+
+
+@pytest.mark.parametrize("arch", ["bilstm", "rnn", "ffn"])
+def test_int8_pair_student_quantizes_both_texts_encoders(tmp_path, arch):
+    """A sentence-pair student runs its encoder twice: both calls' layers are quantized, and the artefact passes."""
+    import onnx
+
+    task = get_task("synthetic_pair")
+    pair = load_synthetic(task, n_train=60, n_dev=30)
+    cfg = StudentConfig(
+        arch=arch,
+        embedding="hash",
+        emb_dim=8,
+        num_labels=task.num_labels,
+        pair=True,
+        vocab_size=200,
+        hidden=8,
+        classifier_hidden=8,
+    ).resolved()
+    torch.manual_seed(0)
+    model = build_student(cfg).eval()
+    enc = build_encoder("hash", 200)
+    train = encode_split(enc, pair.splits["train"])
+    evals = {"validation": encode_split(enc, pair.splits["validation"])}
+    res = compress_student(model, cfg, None, QuantConfig(), train, evals, task, DistillConfig(alpha=1.0, batch_size=64))
+    meta = {"task": task.name, "task_spec": task.to_dict(), "data_source": "synthetic"}
+    path = save_compressed(tmp_path / "pair-int8.pt", res, meta)
+    rep = export_model(path, tmp_path / "out", pair)
+    assert rep.format == "onnx" and rep.precision == "int8" and rep.fallback_reason is None
+    nodes = [n.op_type for n in onnx.load(str(tmp_path / "out" / ONNX_FILE)).graph.node]
+    assert not {"LSTM", "Loop", "If"} & set(nodes)
+    recurrent = {"bilstm": "DynamicQuantizeLSTM", "rnn": "RNN"}.get(arch)
+    assert recurrent is None or nodes.count(recurrent) == 2
+    if arch == "rnn":  # both texts' input projections are int8
+        assert nodes.count("MatMulInteger") + nodes.count("DynamicQuantizeMatMul") == 4
