@@ -263,6 +263,7 @@ def stopped_frame(store: ExperimentStore, sweep: str, task: str, score_measure: 
     (their best dev score up to the rung, their size measured there), ``color_key`` (arch), ``configuration``,
     ``stopped_text`` ("stopped after epoch 3") and ``stop_reason``. Empty for a latency axis (never timed)."""
     import pandas as pd  # as the other frames: loaded when a chart is drawn
+
     if score_measure not in SCORE_MEASURES:
         raise ValueError(f"score measure must be one of {SCORE_MEASURES}, got {score_measure!r}")
     size_col = STOPPED_SIZE_COLUMNS.get(size_measure)
