@@ -259,6 +259,7 @@ def main() -> None:
     p.add_argument("--n-train", type=int, default=800)
     p.add_argument("--n-dev", type=int, default=300)
     p.add_argument("--eta", type=int, default=3)
+    p.add_argument("--grace", type=int, default=1, help="epochs before the first rung")
     p.add_argument("--seeds-margin", type=float, default=1.0)
     p.add_argument(
         "--histories", help="JSON file of the full grid's per-epoch results: written after training, read if it exists"
@@ -313,7 +314,7 @@ def main() -> None:
     print(f"full grid trained in {wall:.0f} s wall; reference point: accuracy {ref[0]}, {ref[1]:,.0f} gzip bytes")
     report("full grid", trials, runs, full, full_front, ref, full_epochs, full_seconds)
 
-    settings = HalvingSettings(eta=args.eta)
+    settings = HalvingSettings(eta=args.eta, grace=args.grace)
     report(
         f"pareto_halving (eta {settings.eta}, rungs {rungs_for(settings, args.max_epochs)})",
         trials,
