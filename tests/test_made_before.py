@@ -247,7 +247,11 @@ def made_before(old_code, tmp_path_factory) -> SimpleNamespace:
 def test_sweep_database_and_storage_resume(made_before, tmp_path):
     old = made_before
     work = old.work
-    # read-only, before anything of the current code writes to the database
+    # a read-only reader of a database from before the current schema is told how to upgrade it, in one line ...
+    r = _new("query", "--db", old.db, "SELECT 1", cwd=tmp_path)
+    assert r.returncode == 2 and "featherweight db migrate" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    # ... and once migrated, it reads the old rows unchanged
+    _ok(_new("db", "migrate", "--db", old.db, cwd=tmp_path))
     assert _sweep_state(ROOT, old.db, tmp_path) == old.state
 
     # the spec stored in the storage, its trial ids and compression plan: nothing to do
@@ -255,13 +259,12 @@ def test_sweep_database_and_storage_resume(made_before, tmp_path):
     assert "nothing to do (1 distillation trials and the compression stage already finished)" in r.stderr, r.stderr
 
     # the old trials' checkpoints still have the sizes the database recorded, and export
-    for row, fmt, source_kind in (
-        (old.distill_trial, "onnx", "student"),
-        (old.compress_trial, "torchscript", "compressed_student"),
-    ):
+    for row, source_kind in ((old.distill_trial, "student"), (old.compress_trial, "compressed_student")):
         artefact = tmp_path / row["trial_id"]
         report = _json(_new("export", row["trial_id"], "--db", old.db, "--output", artefact, "--json", cwd=tmp_path))
-        assert report["format"] == fmt and report["source_kind"] == source_kind, report
+        assert report["source_kind"] == source_kind, report
+        # ONNX (int8 ONNX for the compressed one), or TorchScript where the int8 graph's predictions differ too often
+        assert report["format"] == "onnx" or (report["format"] == "torchscript" and report["fallback_reason"]), report
         assert report["predictions_agree"] == 1.0, report
         checked = report["recorded_size_check"]
         assert set(checked) == {"params", "disk_bytes", "gzip_bytes"}, report
