@@ -87,13 +87,13 @@ DOMINATED_OPACITY = 0.35
 STOPPED_OPACITY = 0.3  # a trial the scheduler stopped: a hollow point, fainter than a dominated finished one
 
 
-def _plain(df: pd.DataFrame) -> pd.DataFrame:
+def plain_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Pandas nullable dtypes -> plain objects with None, which Altair serialises as JSON null."""
     out = df.astype(object)
     return out.where(df.notna(), None)
 
 
-def _domains(frames: list[pd.DataFrame], budgets_x: list[float]) -> tuple[list[float], list[float]]:
+def axis_domains(frames: list[pd.DataFrame], budgets_x: list[float]) -> tuple[list[float], list[float]]:
     xs = [float(v) for f in frames for v in f["x"].dropna()] + list(budgets_x)
     ys = [float(v) for f in frames for c in ("y", "y_lo", "y_hi") if c in f for v in f[c].dropna()]
     if not xs or not ys:
@@ -104,6 +104,21 @@ def _domains(frames: list[pd.DataFrame], budgets_x: list[float]) -> tuple[list[f
     ylo, yhi = min(ys), max(ys)
     ypad = max((yhi - ylo) * 0.08, 0.5)
     return [lo / pad, hi * pad], [ylo - ypad, yhi + ypad]
+
+
+def budget_layers(budgets, budgets_x: list[float], x, height: int) -> list:
+    """A dashed vertical rule at each size budget (``budgets`` in bytes, ``budgets_x`` where they sit on the x axis),
+    labelled along the rule from the bottom up: the top holds the skyline's labels."""
+    import altair as alt
+    import pandas as pd
+
+    rule = alt.Chart(pd.DataFrame({"x": budgets_x, "label": [size_label(b) for b in budgets]})).encode(x=x)
+    return [
+        rule.mark_rule(color="#777777", strokeDash=[2, 2], strokeWidth=1),
+        rule.mark_text(angle=270, align="left", baseline="bottom", dx=4, dy=-3, fontSize=10, color="#555555").encode(
+            text="label:N", y=alt.value(height)
+        ),
+    ]
 
 
 def pareto_chart(
@@ -132,7 +147,7 @@ def pareto_chart(
     is_bytes = "MB" in size_title
     budgets_x = [b / 1e6 for b in budgets] if is_bytes else []
     seeds = seeds if seeds is not None else pd.DataFrame(columns=["x", "y", "y_lo", "y_hi", "color_key"])
-    xdom, ydom = _domains([df, seeds], budgets_x)
+    xdom, ydom = axis_domains([df, seeds], budgets_x)
     size_short = size_title.replace(", log scale", "").replace(" (log scale)", "")
     # log axes label 2..9 within a decade when few decades are shown: keep 6 px between labels (0.03 0.04 0.05 would
     # otherwise run together); a range of many decades is labelled at each decade
@@ -164,7 +179,7 @@ def pareto_chart(
         sort=["skyline", "dominated"],
         legend=alt.Legend(symbolType="circle", symbolFillColor="#555555"),
     )
-    data = _plain(df[[c for c in df.columns if c not in ("sweep",)]])
+    data = plain_frame(df[[c for c in df.columns if c not in ("sweep",)]])
     tooltip = [alt.Tooltip(f"{c}:N", title=t) for c, t in TOOLTIP_FIELDS if c in data.columns]
     if "stage" in df.columns and (df["stage"] == "teacher_compression").any():
         tooltip += [alt.Tooltip(f"{c}:N", title=t) for c, t in TEACHER_COMPRESSION_TOOLTIPS if c in data.columns]
@@ -179,7 +194,7 @@ def pareto_chart(
     links = link_frame(df)
     if not links.empty:
         layers.append(
-            alt.Chart(_plain(links))
+            alt.Chart(plain_frame(links))
             .mark_rule(strokeWidth=1)
             .encode(
                 x=x,
@@ -193,7 +208,7 @@ def pareto_chart(
     sky = skyline[skyline["on_skyline"].astype(bool)].sort_values("x")
     if not sky.empty:
         layers.append(
-            alt.Chart(_plain(sky[["x", "y", "series"]]))
+            alt.Chart(plain_frame(sky[["x", "y", "series"]]))
             .mark_line(interpolate="step-after", color="black", strokeWidth=1.5)
             .encode(
                 x=x,
@@ -210,17 +225,9 @@ def pareto_chart(
             )
         )
     if budgets_x:
-        bud = pd.DataFrame({"x": budgets_x, "label": [size_label(b) for b in budgets]})
-        rule = alt.Chart(bud).encode(x=x)
-        layers.append(rule.mark_rule(color="#777777", strokeDash=[2, 2], strokeWidth=1))
-        # along the rule from the bottom up: the top holds the skyline's labels
-        layers.append(
-            rule.mark_text(
-                angle=270, align="left", baseline="bottom", dx=4, dy=-3, fontSize=10, color="#555555"
-            ).encode(text="label:N", y=alt.value(height))
-        )
+        layers += budget_layers(budgets, budgets_x, x, height)
     if not seeds.empty:
-        sd = alt.Chart(_plain(seeds)).encode(
+        sd = alt.Chart(plain_frame(seeds)).encode(
             x=x,
             color=color,
             opacity=alt.condition(shown, alt.value(0.9), alt.value(0.05)),
@@ -239,7 +246,7 @@ def pareto_chart(
         # the scheduler's stopped trials: where they were when it stopped them (not on the skyline, which is of
         # finished trials); the same colours, hollow and faint
         layers.append(
-            alt.Chart(_plain(stopped[["x", "y", "color_key", "configuration", "stopped_text", "stop_reason"]]))
+            alt.Chart(plain_frame(stopped[["x", "y", "color_key", "configuration", "stopped_text", "stop_reason"]]))
             .mark_point(filled=False, size=45, strokeWidth=1)
             .encode(
                 x=x,
@@ -293,7 +300,7 @@ def pareto_chart(
                 if part.empty:
                     continue
                 layers.append(
-                    alt.Chart(_plain(part[["x", "y", "name", "frontier", "color_key"]]))
+                    alt.Chart(plain_frame(part[["x", "y", "name", "frontier", "color_key"]]))
                     .mark_text(
                         align="left" if right else "right",
                         dx=LABEL_DX if right else -LABEL_DX,

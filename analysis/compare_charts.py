@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from analysis.chart_frames import pareto_frame, size_label
-from analysis.charts import SIZE_TITLES, STAGE_SHAPES, panels_by
+from analysis.chart_frames import pareto_frame
+from analysis.charts import SIZE_TITLES, STAGE_SHAPES, axis_domains, budget_layers, panels_by, plain_frame
 
 if TYPE_CHECKING:
     import altair as alt
@@ -57,22 +57,6 @@ def compare_frame(store: ExperimentStore, sweeps: list[str], task: str, size_mea
     return pd.concat([df[~shared], refs], ignore_index=True)
 
 
-def _plain(df: pd.DataFrame) -> pd.DataFrame:
-    out = df.astype(object)
-    return out.where(df.notna(), None)
-
-
-def _domains(df: pd.DataFrame, budgets_x: list[float]) -> tuple[list[float], list[float]]:
-    import math
-
-    xs = [float(v) for v in df["x"].dropna()] + budgets_x
-    ys = [float(v) for v in df["y"].dropna()]
-    lo, hi = min(xs), max(xs)
-    pad = 10 ** (0.08 * max(math.log10(hi / lo), 0.3))
-    ypad = max((max(ys) - min(ys)) * 0.08, 0.5)
-    return [lo / pad, hi * pad], [min(ys) - ypad, max(ys) + ypad]
-
-
 def compare_panel(
     df: pd.DataFrame,
     skyline: pd.DataFrame,
@@ -89,11 +73,10 @@ def compare_panel(
     """One panel: ``df``'s points coloured by sweep and shaped by stage, each sweep's skyline (``skyline``'s
     on-skyline points) as a step line."""
     import altair as alt
-    import pandas as pd
 
     is_bytes = "MB" in size_title
     budgets_x = [b / 1e6 for b in budgets] if is_bytes else []
-    xdom, ydom = _domains(skyline if df.empty else pd.concat([df, skyline]), budgets_x)
+    xdom, ydom = axis_domains([skyline] if df.empty else [df, skyline], budgets_x)
     x = alt.X(
         "x:Q",
         scale=alt.Scale(type="log", domain=xdom, nice=False),
@@ -117,7 +100,7 @@ def compare_panel(
     if not lines.empty:
         line_sweeps = [s for s in sweep_domain if s != REFERENCE]
         layers.append(
-            alt.Chart(_plain(lines[["x", "y", "sweep_key"]]))
+            alt.Chart(plain_frame(lines[["x", "y", "sweep_key"]]))
             .mark_line(interpolate="step-after", strokeWidth=1.6)
             .encode(
                 x=x,
@@ -137,16 +120,9 @@ def compare_panel(
             )
         )
     if budgets_x:
-        bud = pd.DataFrame({"x": budgets_x, "label": [size_label(b) for b in budgets]})
-        rule = alt.Chart(bud).encode(x=x)
-        layers.append(rule.mark_rule(color="#777777", strokeDash=[2, 2], strokeWidth=1))
-        layers.append(
-            rule.mark_text(
-                angle=270, align="left", baseline="bottom", dx=4, dy=-3, fontSize=10, color="#555555"
-            ).encode(text="label:N", y=alt.value(height))
-        )
+        layers += budget_layers(budgets, budgets_x, x, height)
     cols = ["x", "y", "sweep_key", "name", "trial_id", "stage_label", "configuration", "arch", "frontier"]
-    data = _plain(df[[c for c in cols if c in df.columns]])
+    data = plain_frame(df[[c for c in cols if c in df.columns]])
     frontier = alt.Opacity(
         "frontier:O",
         title="point (within its sweep)",
