@@ -34,19 +34,6 @@ META = {"task": TASK.name, "task_spec": TASK.to_dict(), "data_source": "syntheti
 ODD_TEXTS = ["Café déjà vu!", "", "   ", "123 numbers, 4.5 and 007", "naïve — “quotes” ¿qué?", "日本語 text", "A\tB"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_synthetic(TASK, n_train=200, n_dev=40)
-
-
 def _cfg(arch: str, emb: str, pooling: str = "last") -> StudentConfig:
     return StudentConfig(
         arch=arch,

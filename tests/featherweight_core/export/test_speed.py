@@ -7,29 +7,13 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 
-from featherweight_core.data.loading import load_synthetic
 from featherweight_core.export.sources import ExportError
 from featherweight_core.export.speed import measure_speed
 from featherweight_core.pipeline.compress import QuantConfig
 from featherweight_core.students.latency import interleaved_times, latency_table, machine
 from sweep.cli import main
-from tests.featherweight_core.export.test_export import TASK, _compressed, _student
-from tests.featherweight_core.export.test_export_transformers import teacher_dir  # noqa: F401 (fixture)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def data():
-    return load_synthetic(TASK, n_train=200, n_dev=40)
+from tests.featherweight_core.export.test_export import _compressed, _student
 
 
 def _check(lat, model: str, runtime: str, precision: str) -> None:
