@@ -25,6 +25,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -205,6 +207,18 @@ def machine_free_spec(spec_json: str | None) -> object:
 # ---- sources -------------------------------------------------------------------------------------------------------
 
 
+def _copy_in_child(*pairs: tuple[Path, Path]) -> None:
+    """Copy each (source, destination) file in one child process. DuckDB's lock on a file is a POSIX record lock,
+    which this process would lose the moment it closed any descriptor of the file, such as the one a copy made here
+    opens and closes: the copy must not release the lock that keeps writers out while it runs."""
+    code = "import shutil, sys; a = sys.argv[1:]; [shutil.copyfile(s, d) for s, d in zip(a[::2], a[1::2])]"
+    args = [str(p) for pair in pairs for p in pair]
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    if done.returncode:
+        why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else f"exit {done.returncode}"
+        raise StoreError(f"cannot copy {pairs[0][0]}: {why}")
+
+
 def _copy_source(path: Path, into: Path, lock_timeout: float) -> Path:
     """A migrated copy of the source at ``into``; ForeignDatabaseError / StoreError naming it when it is not a
     Featherweight database (or a newer one), with nothing written."""
@@ -215,10 +229,9 @@ def _copy_source(path: Path, into: Path, lock_timeout: float) -> Path:
         raise ForeignDatabaseError(f"{path} is not a featherweight experiment database (it is an empty file)")
     with Connector(path, read_only=True, lock_timeout=lock_timeout, limits=COPY_LIMITS).connect() as con:
         check_featherweight(con, path, empty_ok=False)
-        shutil.copyfile(path, into)  # while held: no writer can change it meanwhile
         wal = Path(f"{path}.wal")
-        if wal.is_file():
-            shutil.copyfile(wal, Path(f"{into}.wal"))
+        wal_pair = [(wal, Path(f"{into}.wal"))] if wal.is_file() else []
+        _copy_in_child((path, into), *wal_pair)  # while held: no writer can change either meanwhile
     try:
         migrate(Connector(into, read_only=False, lock_timeout=lock_timeout), views=())
     except StoreError as e:  # e.g. a newer version's file: named as the user named it, not by its copy
@@ -232,7 +245,12 @@ def _copy_source(path: Path, into: Path, lock_timeout: float) -> Path:
 @contextmanager
 def _built_next_to(target: Path, lock_timeout: float) -> Iterator[Path]:
     """A temporary copy of ``target`` (empty when there is none) in its directory; moved onto ``target`` when the
-    block ends without an exception, removed otherwise."""
+    block ends without an exception, removed otherwise.
+
+    An existing target stays open for writing from the copy until it has been replaced: DuckDB's lock keeps every
+    other writer out meanwhile (a sweep writing to it waits, or journals the write and applies it later), so no write
+    lands in the old file between the copy and the move and is lost. Opening it for writing also folds an unfinished
+    write-ahead log into the file before it is copied. Closing the old file afterwards leaves the new one alone."""
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.merge-", suffix=".tmp", dir=target.parent)
     os.close(fd)
@@ -241,17 +259,16 @@ def _built_next_to(target: Path, lock_timeout: float) -> Iterator[Path]:
     try:
         if target.is_file() and target.stat().st_size > 0:
             check_duckdb_file(target)
-            with Connector(target, read_only=True, lock_timeout=lock_timeout, limits=COPY_LIMITS).connect() as con:
+            with Connector(target, read_only=False, lock_timeout=lock_timeout).connect() as con:
                 check_featherweight(con, target, empty_ok=True)
-                if Path(f"{target}.wal").is_file():  # it would be replayed onto the merged file
-                    raise StoreError(
-                        f"{target} has an unfinished write-ahead log ({target}.wal): open it once for writing "
-                        f"(featherweight db migrate --db {target}) and merge again"
-                    )
-                shutil.copyfile(target, tmp)  # while held: no writer can change it meanwhile
-            shutil.copymode(target, tmp)
-        yield tmp
-        os.replace(tmp, target)
+                con.execute("CHECKPOINT")
+                _copy_in_child((target, tmp))
+                shutil.copymode(target, tmp)
+                yield tmp
+                os.replace(tmp, target)
+        else:
+            yield tmp
+            os.replace(tmp, target)
     finally:
         for p in (tmp, Path(f"{tmp}.wal")):
             p.unlink(missing_ok=True)

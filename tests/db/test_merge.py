@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -287,3 +289,30 @@ def test_a_trial_the_scheduler_stopped_is_replaced_by_the_same_trial_trained_to_
     assert summary.sweeps[0].trials_replaced == 1
     merge_databases([tmp_path / "a.duckdb"], b)  # the other way round a finished row stays
     assert _rows(b, "SELECT status FROM trials WHERE trial_id = 't1'") == [("finished",)]
+
+
+class _WriterProbe(list):
+    """The views handed to the merge: the first time the merge lists them (while it builds the new file), another
+    process tries to open the target for writing, as a sweep writing to it would."""
+
+    def __init__(self, target: Path):
+        super().__init__([("probe", "SELECT 1 AS one")])
+        self.target, self.writer_exit = target, None
+
+    def __iter__(self):
+        if self.writer_exit is None:
+            code = "import duckdb, sys; duckdb.connect(sys.argv[1]).execute('CREATE TABLE late (i INT)')"
+            self.writer_exit = subprocess.run(
+                [sys.executable, "-c", code, str(self.target)], capture_output=True
+            ).returncode
+        return super().__iter__()
+
+
+def test_the_target_stays_locked_for_writing_until_it_is_replaced(tmp_path):
+    a = _sweep(tmp_path / "a.duckdb", "alpha", {"t1": 0.8})
+    target = _sweep(tmp_path / "all.duckdb", "beta", {"t1": 0.7})
+    probe = _WriterProbe(target)
+    merge_databases([a], target, views=probe)
+    assert probe.writer_exit not in (None, 0)  # the writer was kept out: its table would have been lost otherwise
+    assert _rows(target, "SELECT sweep, trial_id FROM trials ORDER BY 1") == [("alpha", "t1"), ("beta", "t1")]
+    assert main(["db", "merge", str(a), "--into", str(target)]) == 0  # and it is unlocked again afterwards
