@@ -258,12 +258,25 @@ def hypervolume(front, ref_score: float, ref_size: float) -> float:
     return area
 
 
-def report(name, trials, runs, result, full_front, ref, full_epochs, full_seconds) -> float:
-    epochs = sum(e for _, _, e, _ in result.values())
-    seconds = sum(s for *_, s in result.values())
+def best_found(runs, points, size: float, trial_id: str, ref_score: float) -> float:
+    """The best score among ``points`` at ``size`` or smaller; the same parameter count as ``trial_id`` is the same
+    size (gzip bytes of one architecture differ by a few bytes from seed to seed). None found: the reference score."""
+    same = runs[trial_id]["params"]
+    return max((s for s, z, o in points if z <= size or runs[o]["params"] == same), default=ref_score)
+
+
+def quality(runs, result, full_front, ref) -> tuple[int, float, float, list]:
+    """(trial-epochs, hypervolume, largest miss in points, frontier) of a run's finished trials."""
     points = [(sc, runs[tid]["gzip"], tid) for tid, (st, sc, _, _) in result.items() if st == "finished"]
     front = frontier(points)
-    hv, hv_full = hypervolume(front, *ref), hypervolume(full_front, *ref)
+    worst = max((score - best_found(runs, points, size, tid, ref[0])) * 100 for score, size, tid in full_front)
+    return sum(e for _, _, e, _ in result.values()), hypervolume(front, *ref), worst, front
+
+
+def report(name, trials, runs, result, full_front, ref, full_epochs, full_seconds) -> float:
+    epochs, hv, worst, front = quality(runs, result, full_front, ref)
+    seconds = sum(s for *_, s in result.values())
+    hv_full = hypervolume(full_front, *ref)
     stopped = sum(st == "stopped" for st, *_ in result.values())
     print(f"\n== {name}")
     print(
@@ -278,17 +291,57 @@ def report(name, trials, runs, result, full_front, ref, full_epochs, full_second
         )
         print(f"CPU-seconds {cpu:,.0f}")
     print(f"hypervolume {hv:.2f} of {hv_full:.2f} ({100 * hv / hv_full:.1f}%); frontier {len(front)} points")
-    worst = 0.0
+    points = [(sc, runs[tid]["gzip"], tid) for tid, (st, sc, _, _) in result.items() if st == "finished"]
     for score, size, tid in full_front:
-        # at that size or smaller; the same parameter count is the same size (gzip bytes of one architecture differ
-        # by a few bytes from seed to seed). None found: the reference score.
-        same = runs[tid]["params"]
-        found = max((s for s, z, o in points if z <= size or runs[o]["params"] == same), default=ref[0])
-        worst = max(worst, (score - found) * 100)
+        found = best_found(runs, points, size, tid, ref[0])
         mark = "" if tid in {p[2] for p in front} else "  (not on this run's frontier)"
         print(f"  full-grid point {size:>8,} B acc {score:.4f}: best found at that size or smaller {found:.4f}{mark}")
     print(f"largest miss on the full grid's frontier: {worst:.2f} points of accuracy")
     return epochs / full_epochs
+
+
+def seeds_first(trials, runs, settings: HalvingSettings, max_epochs: int, margin: float) -> tuple[dict, int, int]:
+    """The scheduler with ``seeds: first``: the first seed of every configuration under the rule (in the order of
+    ``trials``), then the other seeds, trained to the end, of the configurations within ``margin`` points of the
+    frontier. Returns the result, how many configurations got their other seeds, and how many there are."""
+    first_seed = min(t.seed for t in trials)
+    first = {t.trial_id for t in trials if t.seed == first_seed}
+    phase1 = schedule(trials, runs, settings, max_epochs, only=first)
+    done = {tid: (sc, runs[tid]["params"]) for tid, (st, sc, _, _) in phase1.items() if st == "finished"}
+    key = {t.trial_id: configuration(t) for t in trials}
+    chosen = {key[tid] for tid in near_front(done, margin)}
+    more = {}
+    for t in trials:
+        if t.seed != first_seed and key[t.trial_id] in chosen:
+            r = runs[t.trial_id]
+            more[t.trial_id] = ("finished", max(r["scores"]), len(r["scores"]), sum(r["seconds"]))
+    return {**phase1, **more}, len(chosen), len(first)
+
+
+def other_orders(trials, runs, settings, args, full_front, ref, full_epochs) -> None:
+    """The scheduler replayed with ``--orders`` random arrival orders (seeded): how much its saving and its misses
+    depend on the order trials reach the rungs in (the grid's order is one of them)."""
+    import random
+
+    hv_full = hypervolume(full_front, *ref)
+    runs_by = {
+        "every seed": lambda order: schedule(order, runs, settings, args.max_epochs),
+        "seeds: first": lambda order: seeds_first(order, runs, settings, args.max_epochs, args.seeds_margin)[0],
+    }
+    for label, run in runs_by.items():
+        got = [
+            quality(runs, run(random.Random(k).sample(trials, len(trials))), full_front, ref)
+            for k in range(args.orders)
+        ]
+        epochs = sorted(100 * e / full_epochs for e, *_ in got)
+        hvs = sorted(100 * hv / hv_full for _, hv, *_ in got)
+        misses = sorted(w for _, _, w, _ in got)
+        print(
+            f"\n{args.orders} random arrival orders, {label}: trial-epochs {epochs[0]:.1f}-{epochs[-1]:.1f}%"
+            f" (median {epochs[len(epochs) // 2]:.1f}%), hypervolume {hvs[0]:.1f}-{hvs[-1]:.1f}%, largest miss"
+            f" median {misses[len(misses) // 2]:.2f} and worst {misses[-1]:.2f} points;"
+            f" {sum(m <= 1.0 for m in misses)} of {len(misses)} orders miss no point by more than 1"
+        )
 
 
 def main() -> None:
@@ -306,6 +359,7 @@ def main() -> None:
     p.add_argument(
         "--histories", help="JSON file of the full grid's per-epoch results: written after training, read if it exists"
     )
+    p.add_argument("--orders", type=int, default=0, help="also replay with this many random arrival orders")
     p.add_argument("--sst2", action="store_true", help="the SST-2 grid (48 trials) instead of the synthetic one")
     p.add_argument("--glue", type=Path, help="GLUE directory with SST-2/ (default: $FEATHERWEIGHT_SHARED_DATA/glue)")
     p.add_argument(
@@ -380,26 +434,21 @@ def main() -> None:
     )
     seed_spread(trials, runs)
 
-    first_seed = min(t.seed for t in trials)
-    first = {t.trial_id for t in trials if t.seed == first_seed}
-    phase1 = schedule(trials, runs, settings, args.max_epochs, only=first)
-    done = {tid: (sc, runs[tid]["params"]) for tid, (st, sc, _, _) in phase1.items() if st == "finished"}
-    chosen = near_front(done, args.seeds_margin)
-    key = {t.trial_id: configuration(t) for t in trials}
-    chosen_configs = {key[tid] for tid in chosen}
-    more = {t.trial_id: full[t.trial_id] for t in trials if t.seed != first_seed and key[t.trial_id] in chosen_configs}
+    result, chosen, configurations = seeds_first(trials, runs, settings, args.max_epochs, args.seeds_margin)
     project_thesis_grid(settings, survival_shares(trials, runs, settings, args.max_epochs))
-    print(f"\nseeds where they matter: {len(chosen_configs)} of {len(first)} configurations get their other seeds")
+    print(f"\nseeds where they matter: {chosen} of {configurations} configurations get their other seeds")
     report(
         f"pareto_halving with seeds: first (margin {args.seeds_margin:g} points)",
         trials,
         runs,
-        {**phase1, **more},
+        result,
         full_front,
         ref,
         full_epochs,
         full_seconds,
     )
+    if args.orders:
+        other_orders(trials, runs, settings, args, full_front, ref, full_epochs)
 
 
 def project_thesis_grid(settings: HalvingSettings, survival: list[float], rate_per_hour: float = 1250.0) -> None:
