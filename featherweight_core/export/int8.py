@@ -38,6 +38,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+import shutil
 from pathlib import Path
 
 import torch
@@ -51,14 +52,14 @@ from featherweight_core.compression.quantize import (
     StaticQuantClassifier,
     is_quantized,
 )
-from featherweight_core.export.onnx_rnn import OnnxLSTM, pool, run_rnn
+from featherweight_core.export.onnx_rnn import QuantizedOnnxLSTM, pool, run_rnn
 from featherweight_core.export.rnn import _padding_mask
 from featherweight_core.students.models import MeanEncoder
 
 # Fraction of dev examples whose int8 ONNX prediction may differ from the PyTorch int8 model's (two int8 kernels
 # round differently; a prediction near a tie can flip). Observed: 0 to 0.5% on SST-2 students.
 INT8_MAX_DISAGREE = 0.01
-INT8_OP_TYPES = ("MatMul", "LSTM")
+INT8_OP_TYPES = ("MatMul",)
 
 
 class MatMulLinear(nn.Module):
@@ -188,16 +189,27 @@ def _linear(layer: nn.Module) -> MatMulLinear:
     return MatMulLinear(*_weight_bias(layer))
 
 
-def _float_lstm_encoder(encoder: nn.Module) -> OnnxLSTM:
+def _int8_lstm_encoder(encoder: nn.Module) -> QuantizedOnnxLSTM:
+    """PyTorch's dynamic int8 LSTM with its own int8 weight codes and scales (zero points must be 0: PyTorch's
+    dynamic quantization makes them symmetric)."""
     rnn = encoder.rnn
-    out = nn.LSTM(rnn.input_size, rnn.hidden_size, bias=rnn.bias, batch_first=True, bidirectional=True)
-    weights = rnn._weight_bias()
-    with torch.no_grad():
-        for name, w in weights["weight"].items():
-            getattr(out, name).copy_(w.dequantize() if w.is_quantized else w)
-        for name, b in weights["bias"].items():
-            getattr(out, name).copy_(b)
-    return OnnxLSTM(out, encoder.pooling).eval()
+    weights, biases = rnn._weight_bias()["weight"], rnn._weight_bias()["bias"]
+    codes, scales, pairs = [], [], []
+    for suffix in ("", "_reverse"):
+        for kind in ("ih", "hh"):
+            q = weights[f"weight_{kind}_l0{suffix}"]
+            if q.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+                scale, zero = torch.tensor(q.q_scale()), torch.tensor(q.q_zero_point())
+            else:
+                scale, zero = q.q_per_channel_scales(), q.q_per_channel_zero_points()
+            if zero.any():
+                raise TypeError("no int8 ONNX form for an LSTM whose int8 weights have non-zero zero points")
+            codes.append(q.int_repr().clone())
+            scales.append(scale.float().clone())
+        H4 = codes[-1].shape[0]
+        b = [biases.get(f"bias_{k}_l0{suffix}") for k in ("ih", "hh")]
+        pairs.append([torch.zeros(H4) if v is None else v.detach().float().clone() for v in b])
+    return QuantizedOnnxLSTM(codes, scales, pairs, encoder.pooling).eval()
 
 
 def _classifier(classifier: nn.Module) -> tuple[nn.Module, list[str]]:
@@ -245,8 +257,7 @@ def int8_export_form(student: nn.Module) -> tuple[nn.Module, list[str]]:
         out.encoder = ElmanExport(enc, isinstance(emb, QuantizedHashEmbedding))
         quantize.append("encoder.ih")
     elif rnn is not None and type(rnn).__module__.startswith("torch.ao.nn.quantized") and type(rnn).__name__ == "LSTM":
-        out.encoder = _float_lstm_encoder(enc)
-        quantize.append("encoder")
+        out.encoder = _int8_lstm_encoder(enc)
     elif isinstance(rnn, ElmanRNN):  # float Elman RNN (quantized classifier only)
         out.encoder = ElmanExport(enc, isinstance(emb, QuantizedHashEmbedding))
     out.classifier, names = _classifier(student.classifier)
@@ -255,20 +266,20 @@ def int8_export_form(student: nn.Module) -> tuple[nn.Module, list[str]]:
 
 
 def ort_quantize(float_onnx: Path, int8_onnx: Path, module_paths: list[str]) -> int:
-    """Quantize the ``MatMul`` / ``LSTM`` nodes of ``float_onnx`` exported from ``module_paths`` (the exporter
-    names nodes by module path) with ONNX Runtime's dynamic quantization into ``int8_onnx``; returns how many
-    nodes were handed to it."""
+    """Quantize the ``MatMul`` nodes of ``float_onnx`` exported from ``module_paths`` (the exporter names nodes by
+    module path) with ONNX Runtime's dynamic quantization into ``int8_onnx``; returns how many nodes were handed to
+    it (none: the graph is written as it is, its int8 LSTM already int8)."""
     import onnx  # deferred: only exports load the ONNX toolchain
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    if not module_paths:
+        shutil.copyfile(float_onnx, int8_onnx)
+        return 0
     prefixes = tuple(_node_scope(p) for p in module_paths)
     model = onnx.load(str(float_onnx))
-    graph = model.graph
-    chosen = [n for n in graph.node if n.op_type in INT8_OP_TYPES and _call_scope(n.name).startswith(prefixes)]
+    chosen = [n for n in model.graph.node if n.op_type in INT8_OP_TYPES and _call_scope(n.name).startswith(prefixes)]
     if not chosen:  # quantize_dynamic reads an empty list as "every node"
         raise ValueError(f"no {'/'.join(INT8_OP_TYPES)} node of {module_paths} found in the exported graph")
-    if _unshare_lstm_weights(graph, chosen):
-        onnx.save(model, str(float_onnx))
     nodes = [n.name for n in chosen]
     root = logging.getLogger()
     level = root.level
@@ -287,29 +298,6 @@ def ort_quantize(float_onnx: Path, int8_onnx: Path, module_paths: list[str]) -> 
     finally:
         root.setLevel(level)
     return len(nodes)
-
-
-def _unshare_lstm_weights(graph, nodes: list) -> bool:
-    """Give every ``LSTM`` node after the first that reads the same weights (a sentence pair's encoder, called once
-    per text) its own copy: ONNX Runtime's quantizer rewrites an LSTM's weight initializers in place and cannot
-    quantize shared ones. Returns whether the graph changed."""
-    import onnx  # deferred: only exports load the ONNX toolchain
-
-    inits = {t.name: t for t in graph.initializer}
-    seen: set[str] = set()
-    changed = False
-    for k, node in enumerate(n for n in nodes if n.op_type == "LSTM"):
-        for i in (1, 2):  # W, R
-            name = node.input[i]
-            if name in seen and name in inits:
-                copy_ = onnx.TensorProto()
-                copy_.CopyFrom(inits[name])
-                copy_.name = f"{name}_call{k}"
-                graph.initializer.append(copy_)
-                node.input[i] = copy_.name
-                changed = True
-            seen.add(name)
-    return changed
 
 
 def _call_scope(node_name: str) -> str:
