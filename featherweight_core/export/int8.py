@@ -38,7 +38,6 @@ from __future__ import annotations
 import copy
 import logging
 import re
-import shutil
 from pathlib import Path
 
 import torch
@@ -52,7 +51,7 @@ from featherweight_core.compression.quantize import (
     StaticQuantClassifier,
     is_quantized,
 )
-from featherweight_core.export.onnx_rnn import QuantizedOnnxLSTM, pool, run_rnn
+from featherweight_core.export.onnx_rnn import QUANTIZED_LSTM_OP, QuantizedOnnxLSTM, pool, run_rnn
 from featherweight_core.export.rnn import _padding_mask
 from featherweight_core.students.models import MeanEncoder
 
@@ -60,6 +59,7 @@ from featherweight_core.students.models import MeanEncoder
 # round differently; a prediction near a tie can flip). Observed: 0 to 0.5% on SST-2 students.
 INT8_MAX_DISAGREE = 0.01
 INT8_OP_TYPES = ("MatMul",)
+RECURRENT_OP_TYPES = ("RNN", "LSTM", QUANTIZED_LSTM_OP)
 
 
 class MatMulLinear(nn.Module):
@@ -268,15 +268,18 @@ def int8_export_form(student: nn.Module) -> tuple[nn.Module, list[str]]:
 def ort_quantize(float_onnx: Path, int8_onnx: Path, module_paths: list[str]) -> int:
     """Quantize the ``MatMul`` nodes of ``float_onnx`` exported from ``module_paths`` (the exporter names nodes by
     module path) with ONNX Runtime's dynamic quantization into ``int8_onnx``; returns how many nodes were handed to
-    it (none: the graph is written as it is, its int8 LSTM already int8)."""
+    it (none: the graph is written as it is, its int8 LSTM already int8). Recurrent nodes first lose the outputs
+    nothing reads (:func:`drop_unread_outputs`)."""
     import onnx  # deferred: only exports load the ONNX toolchain
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    if not module_paths:
-        shutil.copyfile(float_onnx, int8_onnx)
-        return 0
-    prefixes = tuple(_node_scope(p) for p in module_paths)
     model = onnx.load(str(float_onnx))
+    drop_unread_outputs(model.graph)
+    if not module_paths:
+        onnx.save(model, str(int8_onnx))
+        return 0
+    onnx.save(model, str(float_onnx))  # quantize_dynamic reads the graph from a file
+    prefixes = tuple(_node_scope(p) for p in module_paths)
     chosen = [n for n in model.graph.node if n.op_type in INT8_OP_TYPES and _call_scope(n.name).startswith(prefixes)]
     if not chosen:  # quantize_dynamic reads an empty list as "every node"
         raise ValueError(f"no {'/'.join(INT8_OP_TYPES)} node of {module_paths} found in the exported graph")
@@ -298,6 +301,22 @@ def ort_quantize(float_onnx: Path, int8_onnx: Path, module_paths: list[str]) -> 
     finally:
         root.setLevel(level)
     return len(nodes)
+
+
+def drop_unread_outputs(graph) -> bool:
+    """Leave out the optional outputs of the recurrent nodes (``RNN``, ``LSTM``, ``DynamicQuantizeLSTM``: all their
+    outputs are optional) that no node and no graph output reads - with last-state pooling, every step's hidden
+    state ``Y`` (and an LSTM's last cell state ``Y_c``): ONNX Runtime then neither writes them nor, for the backward
+    direction, reverses them back into place. Returns whether the graph changed."""
+    read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    changed = False
+    for node in graph.node:
+        if node.op_type in RECURRENT_OP_TYPES:
+            for k, name in enumerate(node.output):
+                if name and name not in read:
+                    node.output[k] = ""
+                    changed = True
+    return changed
 
 
 def _call_scope(node_name: str) -> str:

@@ -30,6 +30,9 @@ def _recurrent_node(g, op: str, x, w, r, b, lengths, hidden: int, quantization: 
         op = f"com.microsoft::{op}"
         inputs += [_absent(g) for _ in range(3)] + list(quantization)  # initial_h, initial_c, P: none
     y = g.op(op, *inputs, direction_s="bidirectional", hidden_size_i=hidden, outputs=outs, **kwargs)
+    if quantization:  # the exporter has no shape inference for ONNX Runtime's ops: Y (T, 2, B, H), Y_h / Y_c (2, B, H)
+        for k, sizes in enumerate(([None, 2, None, hidden], [2, None, hidden], [2, None, hidden])):
+            y[k].setType(x.type().with_sizes(sizes))
     return y[0], y[1]
 
 

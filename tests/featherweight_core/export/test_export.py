@@ -201,7 +201,8 @@ def test_pruned_quantized_student_exports_as_int8_onnx(tmp_path, data, quantized
     )
     import onnx
 
-    nodes = [n.op_type for n in onnx.load(str(out / ONNX_FILE)).graph.node]
+    graph = onnx.load(str(out / ONNX_FILE)).graph
+    nodes = [n.op_type for n in graph.node]
     ops = set(nodes)
     assert ops & {"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "MatMulInteger", "DynamicQuantizeLSTM"}
     src = _load_source(path)
@@ -214,6 +215,10 @@ def test_pruned_quantized_student_exports_as_int8_onnx(tmp_path, data, quantized
         assert cfg.pooling == "max" or "Shape" not in ops
         recurrent = {"bilstm": "DynamicQuantizeLSTM", "rnn": "RNN"}.get(cfg.arch)
         assert recurrent is None or nodes.count(recurrent) == 1
+        for node in (n for n in graph.node if n.op_type == recurrent):  # only the states the pooling reads
+            out_y, out_last = node.output[0], node.output[1]
+            assert (bool(out_y), bool(out_last)) == (cfg.pooling == "max", cfg.pooling == "last")
+            assert list(node.output[2:]) in ([], [""])
         # the layer reads each text's own length: a padded batch gives each row what that text alone gives (up to
         # the per-call activation range, which the batch shares)
         run = onnx_runner(out / ONNX_FILE)
