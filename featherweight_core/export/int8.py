@@ -1,5 +1,7 @@
-"""int8 students as ONNX: the PyTorch int8 student rewritten as a float graph holding its int8 weights dequantized,
-exported, then quantized again with ONNX Runtime's own dynamic quantization (``quantize_dynamic``).
+"""int8 students as ONNX: the PyTorch int8 student rewritten as a graph ONNX can export - its int8 LSTM as ONNX
+Runtime's own int8 LSTM holding the same int8 weights, the other int8 layers as float layers holding their int8
+weights dequantized - exported, then those layers quantized again with ONNX Runtime's own dynamic quantization
+(``quantize_dynamic``).
 
 PyTorch's dynamically quantized modules have no ONNX form, so the int8 student is first rewritten module by module
 (:func:`int8_export_form`):
@@ -8,9 +10,10 @@ PyTorch's dynamically quantized modules have no ONNX form, so the int8 student i
   dequantized int8 weights (``MatMul`` rather than ``Gemm``: ONNX Runtime's dynamic quantization rewrites
   ``MatMul``). A statically quantized classifier is rewritten the same way (its calibrated activation ranges have
   no counterpart in dynamic quantization: ONNX Runtime takes them on the fly, as PyTorch's dynamic layers do).
-* the int8 LSTM becomes one bidirectional ONNX ``LSTM`` node holding its dequantized weights, the lengths as its
-  ``sequence_lens`` (:mod:`featherweight_core.export.onnx_rnn`), which ONNX Runtime rewrites as its
-  ``DynamicQuantizeLSTM``.
+* the int8 LSTM becomes one bidirectional ONNX Runtime ``DynamicQuantizeLSTM`` node, the lengths as its
+  ``sequence_lens`` (:mod:`featherweight_core.export.onnx_rnn`), holding PyTorch's own int8 weight codes and scales
+  (one per tensor): its weights are exactly the int8 model's, and it runs ONNX Runtime's int8 kernel with one
+  scale per tensor, which is faster at batch 1 than one per gate unit.
 * the Elman RNN becomes one bidirectional ONNX ``RNN`` node over its int8 input projections; its recurrent weight
   stays int8 in the file and is dequantized in the graph (PyTorch dequantizes it once per call too).
 * per-row uint8 embedding tables (bpe / char tables, hash buckets) stay uint8 in the file: the graph dequantizes the
@@ -19,19 +22,19 @@ PyTorch's dynamically quantized modules have no ONNX form, so the int8 student i
 
 The graph is exported without constant folding (what is stored int8 stays int8) and written with as few nodes as it
 can be - no reshapes or shape arithmetic, no per-step loops - because at batch 1 ONNX Runtime's time goes on per-node
-overhead more than on arithmetic.
+overhead more than on arithmetic; a recurrent node's outputs that nothing reads are left out
+(:func:`drop_unread_outputs`).
 
-Then only the nodes that come from int8 modules are handed to ``quantize_dynamic`` (weights int8, symmetric, one scale
-per output channel; activations uint8 per call): a layer the compression left in float stays float. Per channel
-rather than PyTorch's one scale per tensor: re-quantizing already-rounded weights per tensor adds a second rounding
-(measured on an SST-2 BiLSTM: 10 of 872 dev predictions differed from PyTorch's int8 model per tensor, 4 per channel,
-for about 8% more bytes).
+Then only the ``MatMul`` nodes that come from int8 Linear layers are handed to ``quantize_dynamic`` (weights int8,
+symmetric, one scale per output channel; activations uint8 per call): a layer the compression left in float stays
+float. Per channel rather than PyTorch's one scale per tensor: re-quantizing already-rounded weights per tensor adds
+a second rounding (measured on an SST-2 BiLSTM whose LSTM was quantized the same way: 10 of 872 dev predictions
+differed from PyTorch's int8 model per tensor, 4 per channel, for about 8% more bytes).
 
 Both runtimes quantize activations on the fly but round differently (PyTorch's x86 kernels use 7-bit activation
-ranges, ONNX Runtime 8-bit; ONNX Runtime re-derives the weight scale from the dequantized weights), so logits differ
-by a little and a prediction close to a tie can flip: the check counts the dev examples whose prediction differs and
-accepts up to :data:`INT8_MAX_DISAGREE` of them.
-"""
+ranges, ONNX Runtime 8-bit; for the Linear layers ONNX Runtime re-derives the weight scale from the dequantized
+weights), so logits differ by a little and a prediction close to a tie can flip: the check counts the dev examples
+whose prediction differs and accepts up to :data:`INT8_MAX_DISAGREE` of them."""
 
 from __future__ import annotations
 
