@@ -192,7 +192,7 @@ def _linear(layer: nn.Module) -> MatMulLinear:
     return MatMulLinear(*_weight_bias(layer))
 
 
-def _int8_lstm_encoder(encoder: nn.Module) -> QuantizedOnnxLSTM:
+def int8_lstm_encoder(encoder: nn.Module) -> QuantizedOnnxLSTM:
     """PyTorch's dynamic int8 LSTM with its own int8 weight codes and scales (zero points must be 0: PyTorch's
     dynamic quantization makes them symmetric)."""
     rnn = encoder.rnn
@@ -260,7 +260,7 @@ def int8_export_form(student: nn.Module) -> tuple[nn.Module, list[str]]:
         out.encoder = ElmanExport(enc, isinstance(emb, QuantizedHashEmbedding))
         quantize.append("encoder.ih")
     elif rnn is not None and type(rnn).__module__.startswith("torch.ao.nn.quantized") and type(rnn).__name__ == "LSTM":
-        out.encoder = _int8_lstm_encoder(enc)
+        out.encoder = int8_lstm_encoder(enc)
     elif isinstance(rnn, ElmanRNN):  # float Elman RNN (quantized classifier only)
         out.encoder = ElmanExport(enc, isinstance(emb, QuantizedHashEmbedding))
     out.classifier, names = _classifier(student.classifier)
