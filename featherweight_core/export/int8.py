@@ -1,5 +1,7 @@
-"""int8 students as ONNX: the PyTorch int8 student rewritten as a float graph holding its int8 weights dequantized,
-exported, then quantized again with ONNX Runtime's own dynamic quantization (``quantize_dynamic``).
+"""int8 students as ONNX: the PyTorch int8 student rewritten as a graph ONNX can export - its int8 LSTM as ONNX
+Runtime's own int8 LSTM holding the same int8 weights, the other int8 layers as float layers holding their int8
+weights dequantized - exported, then those layers quantized again with ONNX Runtime's own dynamic quantization
+(``quantize_dynamic``).
 
 PyTorch's dynamically quantized modules have no ONNX form, so the int8 student is first rewritten module by module
 (:func:`int8_export_form`):
@@ -8,9 +10,10 @@ PyTorch's dynamically quantized modules have no ONNX form, so the int8 student i
   dequantized int8 weights (``MatMul`` rather than ``Gemm``: ONNX Runtime's dynamic quantization rewrites
   ``MatMul``). A statically quantized classifier is rewritten the same way (its calibrated activation ranges have
   no counterpart in dynamic quantization: ONNX Runtime takes them on the fly, as PyTorch's dynamic layers do).
-* the int8 LSTM becomes one bidirectional ONNX ``LSTM`` node holding its dequantized weights, the lengths as its
-  ``sequence_lens`` (:mod:`featherweight_core.export.onnx_rnn`), which ONNX Runtime rewrites as its
-  ``DynamicQuantizeLSTM``.
+* the int8 LSTM becomes one bidirectional ONNX Runtime ``DynamicQuantizeLSTM`` node, the lengths as its
+  ``sequence_lens`` (:mod:`featherweight_core.export.onnx_rnn`), holding PyTorch's own int8 weight codes and scales
+  (one per tensor): its weights are exactly the int8 model's, and it runs ONNX Runtime's int8 kernel with one
+  scale per tensor, which is faster at batch 1 than one per gate unit.
 * the Elman RNN becomes one bidirectional ONNX ``RNN`` node over its int8 input projections; its recurrent weight
   stays int8 in the file and is dequantized in the graph (PyTorch dequantizes it once per call too).
 * per-row uint8 embedding tables (bpe / char tables, hash buckets) stay uint8 in the file: the graph dequantizes the
@@ -19,19 +22,19 @@ PyTorch's dynamically quantized modules have no ONNX form, so the int8 student i
 
 The graph is exported without constant folding (what is stored int8 stays int8) and written with as few nodes as it
 can be - no reshapes or shape arithmetic, no per-step loops - because at batch 1 ONNX Runtime's time goes on per-node
-overhead more than on arithmetic.
+overhead more than on arithmetic; a recurrent node's outputs that nothing reads are left out
+(:func:`drop_unread_outputs`).
 
-Then only the nodes that come from int8 modules are handed to ``quantize_dynamic`` (weights int8, symmetric, one scale
-per output channel; activations uint8 per call): a layer the compression left in float stays float. Per channel
-rather than PyTorch's one scale per tensor: re-quantizing already-rounded weights per tensor adds a second rounding
-(measured on an SST-2 BiLSTM: 10 of 872 dev predictions differed from PyTorch's int8 model per tensor, 4 per channel,
-for about 8% more bytes).
+Then only the ``MatMul`` nodes that come from int8 Linear layers are handed to ``quantize_dynamic`` (weights int8,
+symmetric, one scale per output channel; activations uint8 per call): a layer the compression left in float stays
+float. Per channel rather than PyTorch's one scale per tensor: re-quantizing already-rounded weights per tensor adds
+a second rounding (measured on an SST-2 BiLSTM whose LSTM was quantized the same way: 10 of 872 dev predictions
+differed from PyTorch's int8 model per tensor, 4 per channel, for about 8% more bytes).
 
 Both runtimes quantize activations on the fly but round differently (PyTorch's x86 kernels use 7-bit activation
-ranges, ONNX Runtime 8-bit; ONNX Runtime re-derives the weight scale from the dequantized weights), so logits differ
-by a little and a prediction close to a tie can flip: the check counts the dev examples whose prediction differs and
-accepts up to :data:`INT8_MAX_DISAGREE` of them.
-"""
+ranges, ONNX Runtime 8-bit; for the Linear layers ONNX Runtime re-derives the weight scale from the dequantized
+weights), so logits differ by a little and a prediction close to a tie can flip: the check counts the dev examples
+whose prediction differs and accepts up to :data:`INT8_MAX_DISAGREE` of them."""
 
 from __future__ import annotations
 
@@ -51,14 +54,15 @@ from featherweight_core.compression.quantize import (
     StaticQuantClassifier,
     is_quantized,
 )
-from featherweight_core.export.onnx_rnn import OnnxLSTM, pool, run_rnn
+from featherweight_core.export.onnx_rnn import QUANTIZED_LSTM_OP, QuantizedOnnxLSTM, pool, run_rnn
 from featherweight_core.export.rnn import _padding_mask
 from featherweight_core.students.models import MeanEncoder
 
 # Fraction of dev examples whose int8 ONNX prediction may differ from the PyTorch int8 model's (two int8 kernels
 # round differently; a prediction near a tie can flip). Observed: 0 to 0.5% on SST-2 students.
 INT8_MAX_DISAGREE = 0.01
-INT8_OP_TYPES = ("MatMul", "LSTM")
+INT8_OP_TYPES = ("MatMul",)
+RECURRENT_OP_TYPES = ("RNN", "LSTM", QUANTIZED_LSTM_OP)
 
 
 class MatMulLinear(nn.Module):
@@ -188,16 +192,27 @@ def _linear(layer: nn.Module) -> MatMulLinear:
     return MatMulLinear(*_weight_bias(layer))
 
 
-def _float_lstm_encoder(encoder: nn.Module) -> OnnxLSTM:
+def int8_lstm_encoder(encoder: nn.Module) -> QuantizedOnnxLSTM:
+    """PyTorch's dynamic int8 LSTM with its own int8 weight codes and scales (zero points must be 0: PyTorch's
+    dynamic quantization makes them symmetric)."""
     rnn = encoder.rnn
-    out = nn.LSTM(rnn.input_size, rnn.hidden_size, bias=rnn.bias, batch_first=True, bidirectional=True)
-    weights = rnn._weight_bias()
-    with torch.no_grad():
-        for name, w in weights["weight"].items():
-            getattr(out, name).copy_(w.dequantize() if w.is_quantized else w)
-        for name, b in weights["bias"].items():
-            getattr(out, name).copy_(b)
-    return OnnxLSTM(out, encoder.pooling).eval()
+    weights, biases = rnn._weight_bias()["weight"], rnn._weight_bias()["bias"]
+    codes, scales, pairs = [], [], []
+    for suffix in ("", "_reverse"):
+        for kind in ("ih", "hh"):
+            q = weights[f"weight_{kind}_l0{suffix}"]
+            if q.qscheme() in (torch.per_tensor_affine, torch.per_tensor_symmetric):
+                scale, zero = torch.tensor(q.q_scale()), torch.tensor(q.q_zero_point())
+            else:
+                scale, zero = q.q_per_channel_scales(), q.q_per_channel_zero_points()
+            if zero.any():
+                raise TypeError("no int8 ONNX form for an LSTM whose int8 weights have non-zero zero points")
+            codes.append(q.int_repr().clone())
+            scales.append(scale.float().clone())
+        H4 = codes[-1].shape[0]
+        b = [biases.get(f"bias_{k}_l0{suffix}") for k in ("ih", "hh")]
+        pairs.append([torch.zeros(H4) if v is None else v.detach().float().clone() for v in b])
+    return QuantizedOnnxLSTM(codes, scales, pairs, encoder.pooling).eval()
 
 
 def _classifier(classifier: nn.Module) -> tuple[nn.Module, list[str]]:
@@ -245,8 +260,7 @@ def int8_export_form(student: nn.Module) -> tuple[nn.Module, list[str]]:
         out.encoder = ElmanExport(enc, isinstance(emb, QuantizedHashEmbedding))
         quantize.append("encoder.ih")
     elif rnn is not None and type(rnn).__module__.startswith("torch.ao.nn.quantized") and type(rnn).__name__ == "LSTM":
-        out.encoder = _float_lstm_encoder(enc)
-        quantize.append("encoder")
+        out.encoder = int8_lstm_encoder(enc)
     elif isinstance(rnn, ElmanRNN):  # float Elman RNN (quantized classifier only)
         out.encoder = ElmanExport(enc, isinstance(emb, QuantizedHashEmbedding))
     out.classifier, names = _classifier(student.classifier)
@@ -255,20 +269,23 @@ def int8_export_form(student: nn.Module) -> tuple[nn.Module, list[str]]:
 
 
 def ort_quantize(float_onnx: Path, int8_onnx: Path, module_paths: list[str]) -> int:
-    """Quantize the ``MatMul`` / ``LSTM`` nodes of ``float_onnx`` exported from ``module_paths`` (the exporter
-    names nodes by module path) with ONNX Runtime's dynamic quantization into ``int8_onnx``; returns how many
-    nodes were handed to it."""
+    """Quantize the ``MatMul`` nodes of ``float_onnx`` exported from ``module_paths`` (the exporter names nodes by
+    module path) with ONNX Runtime's dynamic quantization into ``int8_onnx``; returns how many nodes were handed to
+    it (none: the graph is written as it is, its int8 LSTM already int8). Recurrent nodes first lose the outputs
+    nothing reads (:func:`drop_unread_outputs`)."""
     import onnx  # deferred: only exports load the ONNX toolchain
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    prefixes = tuple(_node_scope(p) for p in module_paths)
     model = onnx.load(str(float_onnx))
-    graph = model.graph
-    chosen = [n for n in graph.node if n.op_type in INT8_OP_TYPES and _call_scope(n.name).startswith(prefixes)]
+    drop_unread_outputs(model.graph)
+    if not module_paths:
+        onnx.save(model, str(int8_onnx))
+        return 0
+    onnx.save(model, str(float_onnx))  # quantize_dynamic reads the graph from a file
+    prefixes = tuple(_node_scope(p) for p in module_paths)
+    chosen = [n for n in model.graph.node if n.op_type in INT8_OP_TYPES and _call_scope(n.name).startswith(prefixes)]
     if not chosen:  # quantize_dynamic reads an empty list as "every node"
         raise ValueError(f"no {'/'.join(INT8_OP_TYPES)} node of {module_paths} found in the exported graph")
-    if _unshare_lstm_weights(graph, chosen):
-        onnx.save(model, str(float_onnx))
     nodes = [n.name for n in chosen]
     root = logging.getLogger()
     level = root.level
@@ -289,26 +306,19 @@ def ort_quantize(float_onnx: Path, int8_onnx: Path, module_paths: list[str]) -> 
     return len(nodes)
 
 
-def _unshare_lstm_weights(graph, nodes: list) -> bool:
-    """Give every ``LSTM`` node after the first that reads the same weights (a sentence pair's encoder, called once
-    per text) its own copy: ONNX Runtime's quantizer rewrites an LSTM's weight initializers in place and cannot
-    quantize shared ones. Returns whether the graph changed."""
-    import onnx  # deferred: only exports load the ONNX toolchain
-
-    inits = {t.name: t for t in graph.initializer}
-    seen: set[str] = set()
+def drop_unread_outputs(graph) -> bool:
+    """Leave out the optional outputs of the recurrent nodes (``RNN``, ``LSTM``, ``DynamicQuantizeLSTM``: all their
+    outputs are optional) that no node and no graph output reads - with last-state pooling, every step's hidden
+    state ``Y`` (and an LSTM's last cell state ``Y_c``): ONNX Runtime then neither writes them nor, for the backward
+    direction, reverses them back into place. Returns whether the graph changed."""
+    read = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
     changed = False
-    for k, node in enumerate(n for n in nodes if n.op_type == "LSTM"):
-        for i in (1, 2):  # W, R
-            name = node.input[i]
-            if name in seen and name in inits:
-                copy_ = onnx.TensorProto()
-                copy_.CopyFrom(inits[name])
-                copy_.name = f"{name}_call{k}"
-                graph.initializer.append(copy_)
-                node.input[i] = copy_.name
-                changed = True
-            seen.add(name)
+    for node in graph.node:
+        if node.op_type in RECURRENT_OP_TYPES:
+            for k, name in enumerate(node.output):
+                if name and name not in read:
+                    node.output[k] = ""
+                    changed = True
     return changed
 
 

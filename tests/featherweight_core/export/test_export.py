@@ -201,7 +201,8 @@ def test_pruned_quantized_student_exports_as_int8_onnx(tmp_path, data, quantized
     )
     import onnx
 
-    nodes = [n.op_type for n in onnx.load(str(out / ONNX_FILE)).graph.node]
+    graph = onnx.load(str(out / ONNX_FILE)).graph
+    nodes = [n.op_type for n in graph.node]
     ops = set(nodes)
     assert ops & {"DynamicQuantizeLinear", "DynamicQuantizeMatMul", "MatMulInteger", "DynamicQuantizeLSTM"}
     src = _load_source(path)
@@ -214,6 +215,10 @@ def test_pruned_quantized_student_exports_as_int8_onnx(tmp_path, data, quantized
         assert cfg.pooling == "max" or "Shape" not in ops
         recurrent = {"bilstm": "DynamicQuantizeLSTM", "rnn": "RNN"}.get(cfg.arch)
         assert recurrent is None or nodes.count(recurrent) == 1
+        for node in (n for n in graph.node if n.op_type == recurrent):  # only the states the pooling reads
+            out_y, out_last = node.output[0], node.output[1]
+            assert (bool(out_y), bool(out_last)) == (cfg.pooling == "max", cfg.pooling == "last")
+            assert list(node.output[2:]) in ([], [""])
         # the layer reads each text's own length: a padded batch gives each row what that text alone gives (up to
         # the per-call activation range, which the batch shares)
         run = onnx_runner(out / ONNX_FILE)
@@ -273,6 +278,32 @@ def test_int8_onnx_checked_against_other_weights_names_the_counts(tmp_path, data
         with pytest.raises(ConfigError, match="max_disagree must be a fraction in"):
             export_model(path, tmp_path / "out2", data, max_disagree=bad)
     assert not (tmp_path / "out2").exists()
+
+
+def test_int8_lstm_is_written_with_the_int8_models_own_weights(tmp_path, data, quantized_bilstm):
+    """The int8 LSTM node holds PyTorch's int8 weight codes and scales as they are (in ONNX's layout and gate order),
+    not weights quantized a second time; each is stored once, as int8."""
+    import onnx
+    from onnx import numpy_helper
+
+    path, _ = quantized_bilstm
+    export_model(path, tmp_path / "out", data)
+    graph = onnx.load(str(tmp_path / "out" / ONNX_FILE)).graph
+    (node,) = [n for n in graph.node if n.op_type == "DynamicQuantizeLSTM"]
+    stored = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    w, r, w_scale, w_zero, r_scale, r_zero = (stored[node.input[i]] for i in (1, 2, 8, 9, 10, 11))
+    assert w.dtype == r.dtype == np.int8 and not w_zero.any() and not r_zero.any()
+    rnn = _load_source(path).model.encoder.rnn
+    H = rnn.hidden_size
+    weights = rnn._weight_bias()["weight"]
+    gates = np.r_[0:H, 3 * H : 4 * H, H : 3 * H]  # PyTorch's i, f, g, o as ONNX's i, o, f, c
+    for d, suffix in enumerate(("", "_reverse")):
+        for codes, scales, kind in ((w, w_scale, "ih"), (r, r_scale, "hh")):
+            q = weights[f"weight_{kind}_l0{suffix}"]
+            np.testing.assert_array_equal(codes[d], q.int_repr().numpy()[gates].T)
+            assert scales[d] == np.float32(q.q_scale())
+    floats = [a for a in stored.values() if a.dtype == np.float32]
+    assert max(a.size for a in floats) < r.size  # no float copy of the weights
 
 
 def test_prediction_mismatch_is_an_error_naming_the_counts(tmp_path, data):
