@@ -1,5 +1,6 @@
-"""Timing models on the CPU, interleaved: every item runs through each model in turn, so a change in the machine's
-load falls on all of them alike and the ratio of two (a speed-up) is measured under the same conditions.
+"""Timing models on the CPU, interleaved: the models take turns, a short block of items each, so a change in the
+machine's load falls on all of them alike and the ratio of two (a speed-up) is measured under the same conditions,
+while each is timed warm, as it runs serving requests on its own.
 
 :func:`interleaved_times` is the one timing loop (teacher compression's ``cpu_latencies_ms`` uses it too);
 :func:`measure_latencies` times several :class:`Timed` models at batch size 1 (median and 90th percentile
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 THROUGHPUT_BATCH = 256
+BLOCK = 10  # items a model runs back to back before the next model's turn (interleaved_times)
 
 
 @dataclass
@@ -72,21 +74,29 @@ def interleaved_times(
     items: Sequence[int],
     min_seconds: float = 1.0,
     warmup: int = 3,
+    block: int = BLOCK,
 ) -> list[list[float]]:
-    """Seconds of each call per item: ``calls[j](i)`` for every ``i`` of ``items`` and every ``j`` in turn,
-    passes over ``items`` repeated until ``min_seconds`` have passed (at least one pass); each call first runs on
-    its first ``warmup`` items untimed."""
+    """Seconds of each call per item. The calls take turns block by block: for each run of ``block`` consecutive
+    ``items``, ``calls[0]`` runs on them back to back, then ``calls[1]``, and so on, each after one untimed call on
+    the block's first item. So each model is timed as it runs when it serves requests on its own, not right after
+    another model (a 90 MB teacher) has pushed its code and weights out of the CPU's caches, while a change in the
+    machine's load still falls on all of them alike. Passes over ``items`` repeat until ``min_seconds`` have passed
+    (at least one pass); each call first runs on its first ``warmup`` items untimed."""
+    items = list(items)
     for call in calls:
-        for i in list(items)[:warmup]:
+        for i in items[:warmup]:
             call(i)
     times: list[list[float]] = [[] for _ in calls]
     start = time.perf_counter()
     while True:
-        for i in items:
+        for b in range(0, len(items), max(1, block)):
+            chunk = items[b : b + max(1, block)]
             for j, call in enumerate(calls):
-                t0 = time.perf_counter()
-                call(i)
-                times[j].append(time.perf_counter() - t0)
+                call(chunk[0])  # back into the caches
+                for i in chunk:
+                    t0 = time.perf_counter()
+                    call(i)
+                    times[j].append(time.perf_counter() - t0)
         if time.perf_counter() - start >= min_seconds:
             break
     return times
@@ -100,8 +110,9 @@ def measure_latencies(
     batch_seconds: float = 1.0,
     warmup: int = 3,
 ) -> list[Latency]:
-    """Batch-1 latency of each model over its first ``n`` single inputs, interleaved (example ``i`` runs through
-    every model in turn, ``min_seconds`` in all), then throughput over the batches, interleaved the same way
+    """Batch-1 latency of each model over its first ``n`` single inputs, interleaved (the models take turns, a block
+    of examples each: :func:`interleaved_times`, ``min_seconds`` in all), then throughput over the batches, interleaved
+    the same way
     (``batch_seconds``). Uses the calling process' torch thread count (ONNX Runtime sessions are built with it)."""
     if not models or not all(len(m.singles) for m in models):
         raise ValueError("measure_latencies needs models with at least one input each")

@@ -207,9 +207,10 @@ def cpu_latencies_ms(
     min_seconds: float = 1.0,
     warmup: int = 3,
 ) -> list[float]:
-    """:func:`cpu_latency_ms` of several models sharing a tokenizer, interleaved: each example runs through every
-    model in turn, so a change in the machine's load falls on all of them alike and the ratio of two (a speed-up) is
-    measured under the same conditions. ``min_seconds`` bounds the whole measurement."""
+    """:func:`cpu_latency_ms` of several models sharing a tokenizer, interleaved (the models take turns, a block of
+    examples each: ``featherweight_core.students.latency.interleaved_times``), so a change in the machine's load falls
+    on all of them alike and the ratio of two (a speed-up) is measured under the same conditions.
+    ``min_seconds`` bounds the whole measurement."""
     if not len(texts):
         raise ValueError("cpu_latency_ms needs at least one text")
     cpu_models = [_on_cpu(m) for m in models]

@@ -54,13 +54,14 @@ def test_one_runtime_and_bad_runtimes(tmp_path, data):
             measure_speed(path, runtimes=bad, task_data=data)
 
 
-def test_interleaved_times_runs_every_call_per_item_in_turn():
+def test_interleaved_times_lets_the_calls_take_turns_a_block_each():
     seen: list[tuple[int, int]] = []
     times = interleaved_times(
-        [lambda i: seen.append((0, i)), lambda i: seen.append((1, i))], range(3), min_seconds=0.0, warmup=1
+        [lambda i: seen.append((0, i)), lambda i: seen.append((1, i))], range(3), min_seconds=0.0, warmup=1, block=2
     )
     assert seen[:2] == [(0, 0), (1, 0)]  # warm-up: the first item of each
-    assert seen[2:8] == [(0, 0), (1, 0), (0, 1), (1, 1), (0, 2), (1, 2)]
+    # each block: one untimed call on its first item, then the block back to back; then the other call's turn
+    assert seen[2:] == [(0, 0), (0, 0), (0, 1), (1, 0), (1, 0), (1, 1), (0, 2), (0, 2), (1, 2), (1, 2)]
     assert [len(t) for t in times] == [3, 3]
 
 
