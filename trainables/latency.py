@@ -2,7 +2,7 @@
 
 The driver hands every trial a small ``measure`` entry in its Tune config (:func:`measure_config`): the runtimes to
 time, each task's definition with a sample of its dev examples (at most :data:`DEV_SAMPLE` per eval split, spread
-over the split), and each task's teacher directory. Once a trial has saved its model, :func:`with_latency` times it in
+over the split), each task's teacher directory, and the BPEmb directory (absolute) bpe students read. Once a trial has saved its model, :func:`with_latency` times it in
 PyTorch and as an ONNX artefact in ONNX Runtime (exported and checked on the sample, then thrown away), interleaved
 with the teacher in the trial's process and with its thread count
 (:func:`featherweight_core.export.speed.measure_speed`), and adds the rows to the outcome. The entry sits beside the
@@ -56,6 +56,8 @@ def measure_config(spec, assets: dict, task_data) -> dict[str, Any]:
             "runtimes": list(m["runtimes"]),
             "tasks": {task: dev_sample(task_data(task)) for task in spec.tasks},
             "teachers": {t: str(a.teacher) for t, a in assets.items() if a is not None and a.teacher},
+            # a bpe student's encoder reads the BPEmb files again; a trial runs in a directory of its own
+            "bpemb_dir": str(Path(bpemb).expanduser().resolve()) if (bpemb := spec.raw.get("bpemb_dir")) else None,
         }
     }
 
@@ -75,6 +77,7 @@ def with_latency(config: dict[str, Any], task: str, out_dir: str | Path, outcome
         runtimes=m["runtimes"],
         task_data=sample_task_data(m["tasks"][task]),
         teacher_dir=(m.get("teachers") or {}).get(task),
+        bpemb_dir=m.get("bpemb_dir"),
     )
     outcome.latency = [x.to_dict() for x in lats]
     return outcome
