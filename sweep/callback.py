@@ -191,11 +191,16 @@ def trial_kind(trial) -> str:
     return f"{trial.task} {trial.arch}{' +bootstrap' if getattr(trial, 'bootstrap', False) else ''}"
 
 
+QUIET_S = 300.0  # seconds without a progress line before the reporter says what is still running
+
+
 class ProgressReporter(tune.Callback):
     """One line per finished trial with its score, size, time and an ETA. The ETA adds up, for each trial still to
     run, the mean wall time of the finished trials of its kind (:func:`trial_kind`), minus what running trials have
     already spent, over the trials running side by side; while some kind still to run has no finished trial the line
-    gives only a lower bound and says which kind it cannot estimate, instead of guessing from faster kinds."""
+    gives only a lower bound and says which kind it cannot estimate, instead of guessing from faster kinds. When no
+    trial has ended for ``quiet_s`` seconds (trials of many minutes), a line says which trials are running and for how
+    long (:meth:`heartbeat`), so a long run never looks stuck."""
 
     def __init__(
         self,
@@ -205,6 +210,7 @@ class ProgressReporter(tune.Callback):
         size_measure: str = "gzip_bytes",
         out: Callable[[str], None] | None = None,
         why_stopped: Callable[[Any], str | None] | None = None,
+        quiet_s: float = QUIET_S,
     ) -> None:
         self.total, self.label, self.done, self.failed = total, label, 0, 0
         self.stopped = 0  # trials a scheduler stopped at a rung
@@ -215,6 +221,32 @@ class ProgressReporter(tune.Callback):
         self.start = time.time()
         self.out = out or (lambda s: print(s, file=sys.stderr, flush=True))
         self.seconds_by_kind: dict[str, list[float]] = {}
+        self.quiet_s, self.last_line = quiet_s, self.start
+
+    def _say(self, line: str, trials: list, now: float | None = None) -> None:
+        width = len(str(self.total))
+        self.out(f"[{self.label} {self.done:{width}d}/{self.total} {self.eta(trials, now)}] {line}")
+        self.last_line = time.time() if now is None else now
+
+    def heartbeat(self, trials: list, now: float | None = None) -> None:
+        """After ``quiet_s`` seconds without a line: which trials are running and for how long (the first four)."""
+        now = time.time() if now is None else now
+        running = [t for t in trials if getattr(t, "status", None) == "RUNNING"]
+        if not running or now - self.last_line < self.quiet_s:
+            return
+        parts = []
+        for t in running[:4]:
+            try:
+                what = self.trial_of(t).describe()
+            except Exception:  # a trial whose config is not (yet) a contract trial
+                what = str(t)
+            started = getattr(getattr(t, "run_metadata", None), "start_time", None)
+            parts.append(what + (f" for {fmt_secs(now - started)}" if started else ""))
+        more = f" and {len(running) - 4} more" if len(running) > 4 else ""
+        self._say(f"running: {'; '.join(parts)}{more}", trials, now)
+
+    def on_step_begin(self, iteration: int, trials: list, **info) -> None:
+        self.heartbeat(trials)
 
     def _kind(self, tune_trial) -> str | None:
         try:
@@ -270,9 +302,7 @@ class ProgressReporter(tune.Callback):
         else:
             line = f"{what} -> FAILED: {outcome.error}"
             self.first_error = self.first_error or outcome.error
-        others = [t for t in (trials or []) if t is not tune_trial]
-        width = len(str(self.total))
-        self.out(f"[{self.label} {self.done:{width}d}/{self.total} {self.eta(others)}] {line}")
+        self._say(line, [t for t in (trials or []) if t is not tune_trial])
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         self._line(trial, outcome_of(trial), trials)

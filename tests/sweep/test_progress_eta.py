@@ -55,3 +55,22 @@ def test_bootstrap_trials_are_their_own_kind():
         rep.eta([_tune("bilstm", "PENDING", bootstrap=True)])
         == "eta (no synthetic bilstm +bootstrap trial finished yet)"
     )
+
+
+def test_a_quiet_run_says_what_is_running_and_for_how_long():
+    lines: list[str] = []
+    rep = ProgressReporter(3, "distill", lambda t: t.trial, out=lines.append, quiet_s=300.0)
+    rep.last_line = 1000.0
+    running = [_tune("bilstm", "RUNNING", started=900.0), _tune("rnn", "RUNNING", started=1100.0)]
+    trials = [*running, _tune("ffn", "PENDING")]
+    rep.heartbeat(trials, now=1200.0)  # a line 200 s ago: nothing yet
+    assert lines == []
+    rep.heartbeat(trials, now=1300.0)
+    assert lines == [
+        "[distill 0/3 eta (no synthetic bilstm trial finished yet)] running: synthetic bilstm for 6m40s;"
+        " synthetic rnn for 3m20s"
+    ]
+    rep.heartbeat(trials, now=1400.0)  # the line just said it: quiet again for quiet_s
+    assert len(lines) == 1
+    rep.heartbeat([_tune("ffn", "PENDING")], now=2000.0)  # nothing running (waiting for resources): no line
+    assert len(lines) == 1
