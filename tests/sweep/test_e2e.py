@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from db.store import ExperimentStore
+from tests.sweep.cli_run import cli_env, featherweight
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
@@ -46,24 +46,11 @@ def _spec(tmp_path: Path, name: str, seeds: list[int], archs=("bilstm", "ffn"), 
     return path
 
 
-def _env(**extra: str) -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1", **extra}
-
-
-def _featherweight(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "sweep.cli", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env or _env(),
-        timeout=timeout,
-    )
-
-
 def test_sweep_records_results_and_failures(tmp_path):
     spec = _spec(tmp_path, "e2e", seeds=[0, 1])
-    r = _featherweight("sweep", "run", str(spec), cwd=tmp_path, env=_env(FEATHERWEIGHT_FAULT_TRIALS="arch=ffn,seed=1"))
+    r = featherweight(
+        "sweep", "run", str(spec), cwd=tmp_path, env=cli_env(FEATHERWEIGHT_FAULT_TRIALS="arch=ffn,seed=1")
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     progress = [ln for ln in r.stderr.splitlines() if ln.startswith("[distill")]
     assert len(progress) == 4, r.stderr
@@ -84,7 +71,7 @@ def test_sweep_records_results_and_failures(tmp_path):
     hist = store.query("SELECT count(*) FROM epochs").iloc[0, 0]
     assert hist >= 3  # per-epoch history of the finished trials
     # the CLI query path, read-only, as a user would run it
-    q = _featherweight(
+    q = featherweight(
         "query",
         "--db",
         str(db),
@@ -96,7 +83,7 @@ def test_sweep_records_results_and_failures(tmp_path):
     assert q.returncode == 0, q.stderr
     assert json.loads(q.stdout) == [{"arch": "bilstm", "n": 2}, {"arch": "ffn", "n": 1}]
     # a re-run (resume) retries the failed trial only, and does not duplicate finished ones
-    r2 = _featherweight("sweep", "resume", "e2e", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
+    r2 = featherweight("sweep", "resume", "e2e", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
     assert r2.returncode == 0, r2.stderr[-3000:]
     assert "3 already finished" in r2.stderr
     rows2 = ExperimentStore(db, read_only=True).query("SELECT * FROM trials WHERE sweep = 'e2e'")
@@ -113,7 +100,7 @@ def test_resume_after_kill_and_query_while_running(tmp_path, kill_after):
     proc = subprocess.Popen(
         [sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec)],
         cwd=tmp_path,
-        env=_env(),
+        env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -126,7 +113,7 @@ def test_resume_after_kill_and_query_while_running(tmp_path, kill_after):
             time.sleep(0.3)
             if not db.exists():
                 continue
-            q = _featherweight(
+            q = featherweight(
                 "query",
                 "--db",
                 str(db),
@@ -149,7 +136,7 @@ def test_resume_after_kill_and_query_while_running(tmp_path, kill_after):
     store = ExperimentStore(db, read_only=True)
     before = store.query("SELECT trial_id, finished_at FROM trials WHERE status = 'finished'")
     assert kill_after <= len(before) < N_KILLED_GRID
-    r = _featherweight("sweep", "resume", "killed", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
+    r = featherweight("sweep", "resume", "killed", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     # trials recorded in the database, plus any the killed driver had only journaled (none is lost or re-run)
     n_done = int(re.search(r"(\d+) already finished", r.stderr).group(1))
@@ -158,18 +145,18 @@ def test_resume_after_kill_and_query_while_running(tmp_path, kill_after):
     assert len(after) == N_KILLED_GRID and after.trial_id.is_unique and (after.status == "finished").all()
     merged = before.merge(after, on="trial_id", suffixes=("_before", "_after"))
     assert (merged.finished_at_before == merged.finished_at_after).all()  # finished trials were not re-run
-    status = _featherweight("sweep", "status", "killed", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
+    status = featherweight("sweep", "status", "killed", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
     assert status.returncode == 0 and "finished" in status.stdout
 
 
 def test_a_sweep_whose_every_trial_failed_exits_nonzero(tmp_path):
     spec = _spec(tmp_path, "doomed", seeds=[0], archs=("ffn",), epochs=1)
-    r = _featherweight("sweep", "run", str(spec), cwd=tmp_path, env=_env(FEATHERWEIGHT_FAULT_TRIALS="task=synthetic"))
+    r = featherweight("sweep", "run", str(spec), cwd=tmp_path, env=cli_env(FEATHERWEIGHT_FAULT_TRIALS="task=synthetic"))
     assert r.returncode == 1, r.stderr[-3000:]
     assert "sweep doomed failed" in r.stderr and "1 of 1 trials failed; first error: RuntimeError: injected" in r.stderr
     st = ExperimentStore(tmp_path / "runs" / "featherweight.duckdb", read_only=True).sweep_status("doomed")
     assert st["status"] == "failed" and st["message"].startswith("1 of 1 trials failed")
-    status = _featherweight("sweep", "status", "doomed", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
+    status = featherweight("sweep", "status", "doomed", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
     assert status.returncode == 0 and "failed" in status.stdout and "1 of 1 trials failed" in status.stdout
 
 
@@ -186,7 +173,7 @@ def test_a_reader_holding_the_database_never_fails_a_trial(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec)],
         cwd=tmp_path,
-        env=_env(),
+        env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -249,7 +236,7 @@ def test_ctrl_c_stops_the_sweep_interrupted_and_resume_finishes_it(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "sweep.cli", "sweep", "run", str(spec)],
         cwd=tmp_path,
-        env=_env(),
+        env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -290,7 +277,7 @@ def test_ctrl_c_stops_the_sweep_interrupted_and_resume_finishes_it(tmp_path):
     sweep = store.query("SELECT status, message FROM sweeps WHERE name = 'ctrlc'").iloc[0]
     assert sweep.status == "interrupted" and "distillation trials" in sweep.message
     assert store.query("SELECT count(*) FROM trials WHERE stage = 'compress'").iloc[0, 0] == 0
-    r = _featherweight("sweep", "resume", "ctrlc", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
+    r = featherweight("sweep", "resume", "ctrlc", "--storage", str(tmp_path / "runs"), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     store = ExperimentStore(db, read_only=True)
     rows = store.query("SELECT stage, status FROM trials WHERE sweep = 'ctrlc'")
@@ -347,7 +334,7 @@ def test_sigterm_stops_like_ctrl_c_and_the_printed_resume_command_finishes_it(tm
     proc = subprocess.Popen(
         [sys.executable, "-m", "sweep.cli", "sweep", "run", spec.name],
         cwd=tmp_path,
-        env=_env(),
+        env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -375,7 +362,7 @@ def test_sigterm_stops_like_ctrl_c_and_the_printed_resume_command_finishes_it(tm
     for p in leftovers:
         p.mkdir(parents=True)
     r = subprocess.run(
-        shlex.split(resume.group(1)), capture_output=True, text=True, cwd=tmp_path, env=_env(), timeout=600
+        shlex.split(resume.group(1)), capture_output=True, text=True, cwd=tmp_path, env=cli_env(), timeout=600
     )
     assert r.returncode == 0, r.stderr[-3000:]
     assert "removed 2 temporary file(s)" in r.stderr and not any(p.exists() for p in leftovers), r.stderr[-3000:]

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from db.store import ExperimentStore
-from tests.sweep.test_e2e import _featherweight
+from tests.sweep.cli_run import featherweight
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,7 @@ def test_a_measured_sweep_records_latency_per_runtime(tmp_path):
     }
     spec = tmp_path / "lat.yaml"
     spec.write_text(yaml.safe_dump(raw))
-    r = _featherweight("sweep", "run", str(spec), cwd=tmp_path)
+    r = featherweight("sweep", "run", str(spec), cwd=tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
     store = ExperimentStore(tmp_path / "runs" / "featherweight.duckdb", read_only=True)
     rows = store.query(

@@ -23,56 +23,14 @@ from featherweight_core.export.parity import onnx_runner
 from featherweight_core.export.sources import ExportError, measure_source
 from featherweight_core.export.sources import load_source as _load_source
 from featherweight_core.pipeline.checkpoint import save_checkpoint, save_compressed
-from featherweight_core.pipeline.compress import PruneConfig, QuantConfig, compress_student
+from featherweight_core.pipeline.compress import QuantConfig, compress_student
 from featherweight_core.pipeline.prepare import encode_split
 from featherweight_core.students.distill import DistillConfig
 from featherweight_core.students.models import StudentConfig, build_student
+from tests.featherweight_core.export.students import META, TASK, make_compressed, make_student
 
-TASK = get_task("synthetic")
-META = {"task": TASK.name, "task_spec": TASK.to_dict(), "data_source": "synthetic"}
 # texts the encoders must agree on beyond the synthetic ones: accents, digits, punctuation, non-Latin, empty
 ODD_TEXTS = ["Café déjà vu!", "", "   ", "123 numbers, 4.5 and 007", "naïve — “quotes” ¿qué?", "日本語 text", "A\tB"]
-
-
-def _cfg(arch: str, emb: str, pooling: str = "last") -> StudentConfig:
-    return StudentConfig(
-        arch=arch,
-        embedding=emb,
-        emb_dim=8,
-        num_labels=2,
-        vocab_size=200 if emb == "hash" else None,
-        hidden=8,
-        classifier_hidden=8,
-        pooling=pooling,
-    ).resolved()
-
-
-def _student(tmp: Path, arch: str, emb: str, seed: int = 0) -> tuple[Path, torch.nn.Module, StudentConfig]:
-    cfg = _cfg(arch, emb)
-    torch.manual_seed(seed)
-    model = build_student(cfg).eval()
-    path = save_checkpoint(tmp / f"{arch}-{emb}-{seed}.pt", model, cfg, 35 if emb == "char" else 200, META)
-    return path, model, cfg
-
-
-def _compressed(
-    tmp: Path, data, arch: str, emb: str, quant: QuantConfig, pooling: str = "last", seed: int = 0
-) -> tuple[Path, dict]:
-    cfg = _cfg(arch, emb, pooling)
-    torch.manual_seed(seed)
-    model = build_student(cfg).eval()
-    enc = build_encoder(emb, cfg.vocab_size)
-    train = encode_split(enc, data.splits["train"])
-    evals = {"validation": encode_split(enc, data.splits["validation"])}
-    prune = PruneConfig(method="magnitude", scope="global", sparsity=0.4)
-    res = compress_student(model, cfg, prune, quant, train, evals, TASK, DistillConfig(alpha=1.0, batch_size=64))
-    path = save_compressed(tmp / f"{arch}-{emb}-compressed.pt", res, META)
-    recorded = {
-        "params": res.sizes["params"]["total"],
-        "disk_bytes": res.sizes["disk_bytes"],
-        "gzip_bytes": res.sizes["gzip_bytes"],
-    }
-    return path, recorded
 
 
 STANDALONE = r"""
@@ -139,7 +97,7 @@ def one_by_one(model, cfg, texts) -> np.ndarray:
 
 @pytest.mark.parametrize("arch,emb", [("bilstm", "char"), ("rnn", "hash"), ("ffn", "hash")])
 def test_float_student_round_trip_onnx(tmp_path, data, arch, emb):
-    path, model, cfg = _student(tmp_path, arch, emb)
+    path, model, cfg = make_student(tmp_path, arch, emb)
     recorded = measure_source(_load_source(path))
     rep = export_model(path, tmp_path / "out", data, recorded=recorded)
     out = tmp_path / "out"
@@ -163,20 +121,20 @@ def test_float_student_round_trip_onnx(tmp_path, data, arch, emb):
 
 @pytest.fixture(scope="module")
 def quantized_bilstm(tmp_path_factory, data):
-    return _compressed(tmp_path_factory.mktemp("qbilstm"), data, "bilstm", "char", QuantConfig())
+    return make_compressed(tmp_path_factory.mktemp("qbilstm"), data, "bilstm", "char", QuantConfig())
 
 
 def _quantized_case(tmp_path, data, quantized_bilstm, case):
     if case == "bilstm":
         return quantized_bilstm
     if case == "rnn-static":
-        return _compressed(tmp_path, data, "rnn", "hash", QuantConfig(static_classifier=True))
+        return make_compressed(tmp_path, data, "rnn", "hash", QuantConfig(static_classifier=True))
     if case == "ffn-coded":
-        return _compressed(tmp_path, data, "ffn", "hash", QuantConfig(importance_bits=4))
+        return make_compressed(tmp_path, data, "ffn", "hash", QuantConfig(importance_bits=4))
     if case == "bilstm-hash-float-encoder":  # its gzip size, measured again, can move by a byte: not compared
-        return _compressed(tmp_path, data, "bilstm", "hash", QuantConfig(encoder=False))[0], None
+        return make_compressed(tmp_path, data, "bilstm", "hash", QuantConfig(encoder=False))[0], None
     # max pooling over the rewritten int8 LSTM / Elman RNN
-    return _compressed(tmp_path, data, case.split("-")[0], "char", QuantConfig(), pooling="max")
+    return make_compressed(tmp_path, data, case.split("-")[0], "char", QuantConfig(), pooling="max")
 
 
 @pytest.mark.parametrize(
@@ -271,7 +229,7 @@ def test_int8_onnx_checked_against_other_weights_names_the_counts(tmp_path, data
     counts; a bad tolerance is a one-line error; nothing is written."""
     path, _ = quantized_bilstm
     export_model(path, tmp_path / "out", data)
-    other, _ = _compressed(tmp_path, data, "bilstm", "char", QuantConfig(), seed=3)
+    other, _ = make_compressed(tmp_path, data, "bilstm", "char", QuantConfig(), seed=3)
     with pytest.raises(ExportError, match=r"int8 ONNX artefact's prediction differs .* on \d+ of 40 dev examples"):
         verify_artefact(tmp_path / "out", other, data)
     for bad in (-0.1, 1.5, "x", True):
@@ -308,8 +266,8 @@ def test_int8_lstm_is_written_with_the_int8_models_own_weights(tmp_path, data, q
 
 def test_prediction_mismatch_is_an_error_naming_the_counts(tmp_path, data):
     """An artefact checked against another model (same architecture, other weights) disagrees."""
-    path, _, _ = _student(tmp_path, "ffn", "hash", seed=0)
-    other, _, _ = _student(tmp_path, "ffn", "hash", seed=1)
+    path, _, _ = make_student(tmp_path, "ffn", "hash", seed=0)
+    other, _, _ = make_student(tmp_path, "ffn", "hash", seed=1)
     export_model(path, tmp_path / "out", data)
     assert verify_artefact(tmp_path / "out", path, data)[0] == 40
     with pytest.raises(ExportError, match=r"ONNX artefact's prediction differs from the PyTorch model's on \d+ of 40"):
@@ -319,7 +277,7 @@ def test_prediction_mismatch_is_an_error_naming_the_counts(tmp_path, data):
 
 
 def test_changed_checkpoint_fails_the_size_check_before_writing(tmp_path, data):
-    path, model, cfg = _student(tmp_path, "ffn", "hash")
+    path, model, cfg = make_student(tmp_path, "ffn", "hash")
     recorded = measure_source(_load_source(path))
     with torch.no_grad():
         model.classifier[1].weight[:, :4] = 0.0  # pruned after it was recorded
@@ -334,14 +292,14 @@ def test_changed_checkpoint_fails_the_size_check_before_writing(tmp_path, data):
 
 
 def test_recorded_task_and_data_are_used_without_task_data(tmp_path):
-    path, _, _ = _student(tmp_path, "ffn", "char")
+    path, _, _ = make_student(tmp_path, "ffn", "char")
     rep = export_model(path, tmp_path / "out")
     assert rep.examples_checked == 500  # the synthetic task's dev split, as the checkpoint records it
     assert json.loads((tmp_path / "out" / EXPORT_META).read_text())["task"] == "synthetic"
 
 
 def test_bad_input_is_a_user_error_and_writes_nothing(tmp_path, data):
-    path, _, _ = _student(tmp_path, "ffn", "char")
+    path, _, _ = make_student(tmp_path, "ffn", "char")
     with pytest.raises(InputFileError, match="no such checkpoint"):
         export_model(tmp_path / "missing.pt", tmp_path / "a", data)
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
@@ -431,7 +389,7 @@ def test_the_docs_snippet_runs_as_written(tmp_path, data):
     doc = (Path(__file__).resolve().parents[3] / "docs" / "export.md").read_text()
     snippet = re.findall(r"```python\n(.*?)```", doc, re.S)[0]
     assert 'art = "exported/best"' in snippet
-    path, _, _ = _student(tmp_path, "ffn", "hash")
+    path, _, _ = make_student(tmp_path, "ffn", "hash")
     export_model(path, tmp_path / "exported" / "best", data)
     proc = subprocess.run(
         [sys.executable, "-I", "-c", snippet], capture_output=True, text=True, timeout=120, cwd=tmp_path

@@ -13,7 +13,7 @@ from featherweight_core.export.speed import measure_speed
 from featherweight_core.pipeline.compress import QuantConfig
 from featherweight_core.students.latency import interleaved_times, latency_table, machine
 from sweep.cli import main
-from tests.featherweight_core.export.test_export import _compressed, _student
+from tests.featherweight_core.export.students import make_compressed, make_student
 
 
 def _check(lat, model: str, runtime: str, precision: str) -> None:
@@ -24,8 +24,8 @@ def _check(lat, model: str, runtime: str, precision: str) -> None:
 
 
 def test_student_beside_its_float_parent_and_the_teacher(tmp_path, data, teacher_dir):  # noqa: F811
-    parent, _, _ = _student(tmp_path, "bilstm", "hash")
-    compressed, _ = _compressed(tmp_path, data, "bilstm", "hash", QuantConfig())
+    parent, _, _ = make_student(tmp_path, "bilstm", "hash")
+    compressed, _ = make_compressed(tmp_path, data, "bilstm", "hash", QuantConfig())
     lats = measure_speed(
         compressed, task_data=data, teacher_dir=teacher_dir, n=20, min_seconds=0.05, others=[("float", parent)]
     )
@@ -46,7 +46,7 @@ def test_student_beside_its_float_parent_and_the_teacher(tmp_path, data, teacher
 
 
 def test_one_runtime_and_bad_runtimes(tmp_path, data):
-    path, _, _ = _student(tmp_path, "ffn", "char")
+    path, _, _ = make_student(tmp_path, "ffn", "char")
     lats = measure_speed(path, runtimes=["onnxruntime"], task_data=data, n=20, min_seconds=0.01)
     assert [(x.model, x.runtime, x.precision) for x in lats] == [("trial", "onnxruntime", "float")]
     for bad in (["tflite"], []):
@@ -66,7 +66,7 @@ def test_interleaved_times_lets_the_calls_take_turns_a_block_each():
 
 
 def test_export_command_prints_the_same_figures(tmp_path, data, capsys):
-    path, _ = _compressed(tmp_path, data, "rnn", "char", QuantConfig())
+    path, _ = make_compressed(tmp_path, data, "rnn", "char", QuantConfig())
     out = tmp_path / "art"
     # an untrained student: many logits near a tie, where the two int8 kernels' rounding can flip a prediction
     assert main(["export", "--model", str(path), "-o", str(out), "--speed", "--json", "--max-disagree", "0.1"]) == 0
@@ -85,7 +85,7 @@ def test_export_command_prints_the_same_figures(tmp_path, data, capsys):
 
 
 def test_compress_speed_prints_the_same_table(tmp_path, capsys):
-    path, _, _ = _student(tmp_path, "ffn", "hash")
+    path, _, _ = make_student(tmp_path, "ffn", "hash")
     args = ["compress", str(path), "--quantize", "all", "--data", "synthetic", "--speed", "--quiet"]
     assert main([*args, "--json"]) == 0
     speed = json.loads(capsys.readouterr().out)["speed"]
