@@ -142,7 +142,8 @@ class DistillStage(Stage):
         configs = len({t.trial_id for t in trials if t.seed == first_seed(run.spec, t)})
         run.say(
             f"distill: seeds where they matter: {len(todo)} more trial(s) for the configurations within"
-            f" {halving.seeds_margin:g} points of the frontier (of {configs} configurations)"
+            f" {halving.seeds_margin:g} point{'' if halving.seeds_margin == 1 else 's'} of the frontier"
+            f" (of {configs} configurations)"
         )
         if todo:
             result.add(self.fit(run, todo, "distill-seeds"))
