@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -256,17 +256,17 @@ def _built_next_to(target: Path, lock_timeout: float) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(name)
     tmp.unlink()  # DuckDB makes the file itself (an empty file would be another program's)
+    existing = target.is_file() and target.stat().st_size > 0
+    if existing:
+        check_duckdb_file(target)
+    held = Connector(target, read_only=False, lock_timeout=lock_timeout).connect() if existing else nullcontext()
     try:
-        if target.is_file() and target.stat().st_size > 0:
-            check_duckdb_file(target)
-            with Connector(target, read_only=False, lock_timeout=lock_timeout).connect() as con:
+        with held as con:
+            if con is not None:
                 check_featherweight(con, target, empty_ok=True)
                 con.execute("CHECKPOINT")
                 _copy_in_child((target, tmp))
                 shutil.copymode(target, tmp)
-                yield tmp
-                os.replace(tmp, target)
-        else:
             yield tmp
             os.replace(tmp, target)
     finally:

@@ -2,7 +2,8 @@
 
 The driver hands every trial a small ``measure`` entry in its Tune config (:func:`measure_config`): the runtimes to
 time, each task's definition with a sample of its dev examples (at most :data:`DEV_SAMPLE` per eval split, spread
-over the split), each task's teacher directory, and the BPEmb directory (absolute) bpe students read. Once a trial has saved its model, :func:`with_latency` times it in
+over the split), each task's teacher directory, and the BPEmb directory (absolute) bpe students read. Once a trial
+has saved its model, :func:`with_latency` times it in
 PyTorch and as an ONNX artefact in ONNX Runtime (exported and checked on the sample, then thrown away), interleaved
 with the teacher in the trial's process and with its thread count
 (:func:`featherweight_core.export.speed.measure_speed`), and adds the rows to the outcome. The entry sits beside the

@@ -89,8 +89,9 @@ def interleaved_times(
     times: list[list[float]] = [[] for _ in calls]
     start = time.perf_counter()
     while True:
-        for b in range(0, len(items), max(1, block)):
-            chunk = items[b : b + max(1, block)]
+        step = max(1, block)
+        for b in range(0, len(items), step):
+            chunk = items[b : b + step]
             for j, call in enumerate(calls):
                 call(chunk[0])  # back into the caches
                 for i in chunk:
@@ -112,8 +113,8 @@ def measure_latencies(
 ) -> list[Latency]:
     """Batch-1 latency of each model over its first ``n`` single inputs, interleaved (the models take turns, a block
     of examples each: :func:`interleaved_times`, ``min_seconds`` in all), then throughput over the batches, interleaved
-    the same way
-    (``batch_seconds``). Uses the calling process' torch thread count (ONNX Runtime sessions are built with it)."""
+    the same way (``batch_seconds``). Uses the calling process' torch thread count (ONNX Runtime sessions are built
+    with it)."""
     if not models or not all(len(m.singles) for m in models):
         raise ValueError("measure_latencies needs models with at least one input each")
     items = range(min(n, *(len(m.singles) for m in models)))

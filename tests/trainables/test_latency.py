@@ -5,14 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-import torch
-
 from featherweight_core.data.loading import load_synthetic
 from featherweight_core.data.tasks import get_task
-from featherweight_core.pipeline.checkpoint import save_checkpoint
-from featherweight_core.students.models import StudentConfig, build_student
 from sweep.spec import validate
+from tests.featherweight_core.export.students import bpemb_vs1000, make_bpe_student
 from trainables.latency import MEASURE_KEY, dev_sample, measure_config, with_latency
 from trainables.trial import TrialOutcome
 
@@ -40,18 +36,11 @@ def test_the_measure_entry_names_the_bpemb_directory_absolute(tmp_path, monkeypa
 
 
 def test_a_bpe_student_is_timed_from_a_directory_of_its_own(tmp_path, monkeypatch, shared_data):
-    bpemb = shared_data / "bpemb"
-    if not (bpemb / "en" / "en.wiki.bpe.vs1000.model").is_file():
-        pytest.skip("no BPEmb vs1000 files in the shared data")
+    bpemb = bpemb_vs1000(shared_data)
     data = load_synthetic(TASK, n_train=20, n_dev=30)
-    cfg = StudentConfig(
-        arch="ffn", embedding="bpe", emb_dim=25, num_labels=2, vocab_size=1000, classifier_hidden=8
-    ).resolved()
-    torch.manual_seed(0)
     out = tmp_path / "ckpt"
     out.mkdir()
-    meta = {"task": TASK.name, "task_spec": TASK.to_dict(), "data_source": "synthetic"}
-    save_checkpoint(out / "student.pt", build_student(cfg), cfg, 1001, meta)
+    make_bpe_student(out / "student.pt")
     config = {
         MEASURE_KEY: {
             "runtimes": ["torch", "onnxruntime"],

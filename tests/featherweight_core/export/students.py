@@ -58,3 +58,22 @@ def make_compressed(
         "gzip_bytes": res.sizes["gzip_bytes"],
     }
     return path, recorded
+
+
+def bpemb_vs1000(shared_data: Path) -> Path:
+    """The shared data's BPEmb directory with the vs1000 d25 files (the test skips without them)."""
+    import pytest
+
+    bpemb_dir = shared_data / "bpemb"
+    if not (bpemb_dir / "en" / "en.wiki.bpe.vs1000.model").is_file():
+        pytest.skip("no BPEmb vs1000 files in the shared data")
+    return bpemb_dir
+
+
+def make_bpe_student(path: Path, seed: int = 0) -> Path:
+    """An untrained FFN over BPEmb vs1000 d25 pieces, saved as a student checkpoint at ``path``."""
+    cfg = StudentConfig(
+        arch="ffn", embedding="bpe", emb_dim=25, num_labels=2, vocab_size=1000, classifier_hidden=8
+    ).resolved()
+    torch.manual_seed(seed)
+    return save_checkpoint(path, build_student(cfg), cfg, 1001, META)

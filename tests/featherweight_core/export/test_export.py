@@ -27,7 +27,14 @@ from featherweight_core.pipeline.compress import QuantConfig, compress_student
 from featherweight_core.pipeline.prepare import encode_split
 from featherweight_core.students.distill import DistillConfig
 from featherweight_core.students.models import StudentConfig, build_student
-from tests.featherweight_core.export.students import META, TASK, make_compressed, make_student
+from tests.featherweight_core.export.students import (
+    META,
+    TASK,
+    bpemb_vs1000,
+    make_bpe_student,
+    make_compressed,
+    make_student,
+)
 
 # texts the encoders must agree on beyond the synthetic ones: accents, digits, punctuation, non-Latin, empty
 ODD_TEXTS = ["Café déjà vu!", "", "   ", "123 numbers, 4.5 and 007", "naïve — “quotes” ¿qué?", "日本語 text", "A\tB"]
@@ -364,15 +371,9 @@ def test_pair_student_round_trip(tmp_path):
 @pytest.mark.parametrize("kind", ["bpe"])
 def test_bpe_encoder_matches_the_project(tmp_path, shared_data, kind):
     """bpe: the artefact carries the sentencepiece model; encode.py reproduces BPEmb's preprocessing and ids."""
-    bpemb_dir = shared_data / "bpemb"
-    if not (bpemb_dir / "en" / "en.wiki.bpe.vs1000.model").is_file():
-        pytest.skip("no BPEmb vs1000 files in the shared data")
+    bpemb_dir = bpemb_vs1000(shared_data)
     data = load_synthetic(TASK, n_train=50, n_dev=30)
-    cfg = StudentConfig(
-        arch="ffn", embedding="bpe", emb_dim=25, num_labels=2, vocab_size=1000, classifier_hidden=8
-    ).resolved()
-    torch.manual_seed(0)
-    path = save_checkpoint(tmp_path / "bpe.pt", build_student(cfg), cfg, 1001, META)
+    path = make_bpe_student(tmp_path / "bpe.pt")
     rep = export_model(path, tmp_path / "out", data, bpemb_dir=bpemb_dir)
     assert rep.format == "onnx" and "bpe.model" in rep.files
     texts = data.splits["validation"].texts[:10] + [(t,) for t in ODD_TEXTS]
