@@ -100,9 +100,12 @@ def build_blocks(
         summary = store.query(
             "SELECT * FROM seed_summary WHERE sweep = ? AND task = ? AND stage = 'distill'", [sweep, task]
         )
+        stopped = store.query(
+            "SELECT * FROM stopped_summary WHERE sweep = ? AND task = ? AND stage = 'distill'", [sweep, task]
+        )
         if not summary.empty:
             blocks.append(Heading("Distillation (mean and sd over seeds)", 3))
-            blocks.append(seed_table(summary, kind, name, has_test))
+            blocks.append(seed_table(summary, kind, name, has_test, stopped))
         comp = store.query("SELECT * FROM compression WHERE sweep = ? AND task = ?", [sweep, task])
         table = compression_table(comp, kind, name, has_test)
         blocks.append(Heading("Compression", 3))
@@ -171,7 +174,8 @@ def build_blocks(
             Paragraph(
                 "Trials the `pareto_halving` scheduler stopped at a rung: another trial was as small or smaller and"
                 " scored better there, and they ranked outside the top 1/eta. They are not on the skylines or charts"
-                " above (the `rung_results` view has every decision, the `trials` table each reason)."
+                " above, and the distillation table shows their scores only in brackets, as early scores (the"
+                " `rung_results` view has every decision, the `trials` table each reason)."
             )
         )
         rows = [

@@ -46,39 +46,73 @@ def _sort_configs(df: pd.DataFrame) -> pd.DataFrame:
     return key.drop(columns=["_a", "_e"])
 
 
-def seed_table(summary: pd.DataFrame, task_kind: str, score_name: str = "score", show_test: bool = False) -> Table:
+def seed_table(
+    summary: pd.DataFrame,
+    task_kind: str,
+    score_name: str = "score",
+    show_test: bool = False,
+    stopped: pd.DataFrame | None = None,
+) -> Table:
     """Thesis tables 7.1-7.3: one row per student configuration, one mean/sd column pair per training method (plus
-    the mean test score when ``show_test``)."""
-    config_cols = ["arch", "embedding", "emb_dim", "vocab_size", "pooling", "temperature"]
-    methods = list(dict.fromkeys(_method_order(summary)))
+    the mean test score when ``show_test``).
+
+    ``stopped`` (rows of the ``stopped_summary`` view) fills the cells of recipes whose every trial the scheduler
+    stopped: their score where they stopped, in brackets and marked with the epoch (an early score, not a final one),
+    so a halving sweep's table still shows every recipe it tried. Seeds stopped beside finished ones are counted in
+    the sd cell."""
+    import pandas as pd
+
+    stopped = stopped if stopped is not None else summary.iloc[0:0]
+    both = pd.concat([x for x in (summary, stopped) if not x.empty] or [summary], ignore_index=True)
+    # the temperature tells configurations apart only where a sweep tries several: a recipe without distillation
+    # (alpha 1) may record none, and must still share its row with the distilled recipes of the same student
+    distilled = both["alpha"].notna() & (both["alpha"] != 1)
+    several_temperatures = both.loc[distilled, "temperature"].nunique() > 1
+    config_cols = ["arch", "embedding", "emb_dim", "vocab_size", "pooling"] + (
+        ["temperature"] if several_temperatures else []
+    )
+    methods = list(dict.fromkeys(_method_order(both)))
     spread = bool((summary["n_seeds"] > 1).any())  # one seed everywhere: no sd columns at all
     rows = []
-    for _, group in _sort_configs(summary).groupby(config_cols, dropna=False, sort=False):
+    for _, group in _sort_configs(both).groupby(config_cols, dropna=False, sort=False):
+        done = group[group["n_seeds"].notna()] if "n_seeds" in group else group.iloc[0:0]
+        early = group[group["n_stopped"].notna()] if "n_stopped" in group else group.iloc[0:0]
+        sized = done if not done.empty else early
         first = group.iloc[0]
         cells: list[Any] = [
             first["arch"],
             first["embedding"],
             first["emb_dim"],
             plain_value(first["vocab_size"]),
-            sci(group["params"].mean()),
-            mb(group["disk_bytes"].mean()),
+            sci(sized["params"].mean()),
+            mb(sized["disk_bytes"].mean()),
         ]
-        by_method = {m: g.iloc[0] for m, g in group.groupby("method")}
+        by_method = {m: g.iloc[0] for m, g in done.groupby("method")}
+        stopped_by_method = {m: g.iloc[0] for m, g in early.groupby("method")}
         means = {m: by_method[m]["score_mean"] for m in methods if m in by_method}
         finite = [v for v in means.values() if not missing(v)]
         best = max(finite) if finite else None
         for m in methods:
-            if m not in by_method:
+            if m in by_method:
+                r = by_method[m]
+                mean = score_cell(r, task_kind, "_mean")
+                sd = score_cell(r, task_kind, "_sd") if r["n_seeds"] > 1 else "1 seed"
+                if len(methods) > 1 and best is not None and means[m] == best:
+                    mean = Bold(mean)
+                if m in stopped_by_method:
+                    sd += f" (+{int(stopped_by_method[m]['n_stopped'])} stopped)"
+                cells += [mean] + ([sd] if spread else [])
+                if show_test:
+                    cells.append(pct(r.get("test_score_mean")))
+            elif m in stopped_by_method:
+                r = stopped_by_method[m]
+                mark = f"stopped @{_rungs(r)}"
+                early_score = f"({score_cell(r, task_kind, '_mean')})"
+                cells += [early_score, mark] if spread else [f"{early_score} {mark}"]
+                if show_test:
+                    cells.append("")
+            else:
                 cells += [""] * (1 + spread + show_test)
-                continue
-            r = by_method[m]
-            mean = score_cell(r, task_kind, "_mean")
-            sd = score_cell(r, task_kind, "_sd")
-            if len(methods) > 1 and best is not None and means[m] == best:
-                mean = Bold(mean)
-            cells += [mean] + ([sd if r["n_seeds"] > 1 else "1 seed"] if spread else [])
-            if show_test:
-                cells.append(pct(r.get("test_score_mean")))
         rows.append(cells)
     columns = ["model", "E", "D", "vocab", "P", "S (MB)"]
     for m in methods:
@@ -88,8 +122,19 @@ def seed_table(summary: pd.DataFrame, task_kind: str, score_name: str = "score",
         f"Distilled students, dev {score_header(task_kind, score_name)} in % ({over}). "
         "P: parameters, S: size on disk in MB. b: bootstrapped (augmented) training data. Bold: best mean of the row."
         + (f" test: mean {score_name} on the test split (best epoch's weights)." if show_test else "")
+        + (
+            " (x) stopped @N: the scheduler stopped every trial of this recipe after epoch N; x is their mean best"
+            " score up to there, an early score that the finished columns do not compete with."
+            if not stopped.empty
+            else ""
+        )
     )
     return Table(columns, rows, caption)
+
+
+def _rungs(row) -> str:
+    first, last = int(row["first_rung"]), int(row["last_rung"])
+    return str(first) if first == last else f"{first}-{last}"
 
 
 def _method_order(summary: pd.DataFrame) -> list[str]:

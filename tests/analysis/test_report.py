@@ -198,3 +198,64 @@ def test_report_lists_the_trials_the_scheduler_stopped(tmp_path):
     md = render_markdown(build_blocks(store, "halving", tmp_path)[0])
     assert "Trials: 3 (1 finished, 2 stopped)" in md and "## Stopped by the scheduler" in md
     assert "| sst2 | 3 | 2 | 6 | 64.00 |" in md
+
+
+def test_distillation_table_shows_recipes_the_scheduler_stopped_in_brackets(tmp_path):
+    store = open_store(tmp_path / "fw.duckdb")
+    store.start_sweep("halving", {}, "test", "/tmp/halving")
+    seeds = (1, 2)
+    for seed, score in zip(seeds, (0.80, 0.82), strict=True):  # alpha 0 + b finished over two seeds
+        store.record_trial(
+            make_record(
+                "halving",
+                f"d-a0-{seed}",
+                alpha=0.0,
+                temperature=3.0,
+                seed=seed,
+                metrics={"score": score, "accuracy": score, "epochs": 5},
+            )
+        )
+    # alpha 1 (no distillation, so no temperature): every seed stopped, one at epoch 1 and one at epoch 3
+    for seed, rung, score in ((1, 1, 0.60), (2, 3, 0.70)):
+        store.record_trial(
+            make_record(
+                "halving",
+                f"d-a1-{seed}",
+                alpha=1.0,
+                bootstrap=False,
+                seed=seed,
+                status="stopped",
+                metrics={"score": score, "accuracy": score, "epochs": rung},
+                sizes={"params": 400_000},
+                checkpoint_path=None,
+                stopped_at_rung=rung,
+                stop_reason="dominated",
+            )
+        )
+    # alpha 0.5 + b: one seed finished, one stopped
+    store.record_trial(make_record("halving", "d-a5-1", alpha=0.5, temperature=3.0, seed=1))
+    store.record_trial(
+        make_record(
+            "halving",
+            "d-a5-2",
+            alpha=0.5,
+            temperature=3.0,
+            seed=2,
+            status="stopped",
+            metrics={"score": 0.5, "accuracy": 0.5, "epochs": 1},
+            checkpoint_path=None,
+            stopped_at_rung=1,
+            stop_reason="dominated",
+        )
+    )
+    store.finish_sweep("halving", "finished")
+    md = render_markdown(build_blocks(store, "halving", tmp_path)[0])
+    table = md.split("### Distillation", 1)[1].split("\n\n")[1]
+    header, _, *rows = table.splitlines()
+    assert header.split(" | ")[6:] == ["no distill mean", "sd", "alpha 0.5 + b mean", "sd", "alpha 0 + b mean", "sd |"]
+    assert len(rows) == 1  # the undistilled recipe (no temperature) shares the student's row
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[6:8] == ["(65.0)", "stopped @1-3"]
+    assert cells[8:10] == ["**85.0**", "1 seed (+1 stopped)"]  # the stopped seed's 50.0 is not averaged in
+    assert cells[10:12] == ["81.0", "1.4"]
+    assert "(x) stopped @N" in md
