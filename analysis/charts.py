@@ -415,8 +415,12 @@ def task_chart(
     )
 
 
-def save_static(chart, path_stem, scale_factor: float = 2.0) -> dict[str, str]:
-    """Write ``<stem>.png`` and ``<stem>.svg`` through vl-convert (offline); returns {"png": path, "svg": path}."""
+PNG_SCALE = 2.0  # PNG pixels per SVG pixel: sharp in print and on high-density screens
+
+
+def save_static(chart, path_stem, scale_factor: float = PNG_SCALE) -> dict[str, str]:
+    """Write ``<stem>.png`` (``scale_factor`` PNG pixels per SVG pixel) and ``<stem>.svg`` through vl-convert
+    (offline); returns {"png": path, "svg": path}."""
     out = {}
     stem = Path(path_stem)
     for fmt in ("png", "svg"):

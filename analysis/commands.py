@@ -13,6 +13,7 @@ from featherweight_core.atomic import checked_output_dir
 from featherweight_core.vocab import LATENCY_RUNTIMES, REPORT_SIZE_MEASURES
 
 FACETS = ("task", "embedding", "arch")  # as analysis.charts.FACETS (not imported here: --help stays light)
+PNG_SCALE = 2.0  # as analysis.charts.PNG_SCALE
 
 
 def add_parser(sub) -> None:
@@ -68,8 +69,26 @@ def add_parser(sub) -> None:
         help="a hardware budget drawn as a vertical rule on the charts, e.g. 32KB, 48KiB, 1.5MB or 4096 "
         "(bytes); repeat for several; replaces the spec's report.budgets (default: the spec's, else none)",
     )
+    p.add_argument(
+        "--png-scale",
+        type=_png_scale,
+        default=PNG_SCALE,
+        metavar="F",
+        help=f"PNG chart pixels per SVG pixel (default: {PNG_SCALE:g}, sharp in print; 1 makes a file about"
+        " half the size for a web page)",
+    )
     add_limit_args(p)
     p.set_defaults(func=run)
+
+
+def _png_scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.25 <= value <= 8:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a number from 0.25 to 8, got {text!r}")
+    return value
 
 
 def default_output_dir(db_path: Path, sweep: str | list[str]) -> Path:
@@ -92,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
         store.sweep_status(sweep)  # unknown sweep: one-line error before anything is written
     out = Path(args.output) if args.output else default_output_dir(store.path, sweeps)
     with checked_output_dir(out, f"--output {out}"):  # a file there, or no room to write: one line, nothing made
-        files = build_report(store, sweeps, out, size_measure=measure, by=args.by, budgets=budgets)
+        files = build_report(
+            store, sweeps, out, size_measure=measure, by=args.by, budgets=budgets, png_scale=args.png_scale
+        )
     print(f"report: {files.markdown}")
     print(f"        {files.html}")
     for task, paths in files.charts.items():

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from analysis.chart_frames import METRIC_NAMES, size_label, spec_budgets, task_metric
-from analysis.charts import save_static, task_chart
+from analysis.charts import PNG_SCALE, save_static, task_chart
 from analysis.report_blocks import Chart, Heading, Paragraph, Table, slug, trials_task_kind
 from analysis.report_compare import compare_blocks
 from analysis.report_render import render_html, render_markdown
@@ -54,10 +54,12 @@ def build_blocks(
     size_measure: str = "gzip_bytes",
     by: str | None = None,
     budgets: list[int] | None = None,
+    png_scale: float = PNG_SCALE,
 ) -> tuple[list, dict]:
     """Query the views and assemble the report blocks; writes chart PNG/SVG files into ``out_dir``. ``by``
     (``task`` | ``embedding`` | ``arch``) splits each task's chart into panels; ``budgets`` (bytes) are drawn as
-    vertical rules (default: the stored spec's ``report.budgets``)."""
+    vertical rules (default: the stored spec's ``report.budgets``); ``png_scale`` sizes the PNG charts (pixels per
+    SVG pixel)."""
     status = store.sweep_status(sweep)  # StoreError on an unknown sweep
     blocks: list = [Heading(f"Featherweight sweep report: {sweep}", 1)]
     counts = ", ".join(f"{n} {s}" for s, n in sorted(status["by_status"].items())) or "no trials"
@@ -144,7 +146,7 @@ def build_blocks(
         chart = task_chart(store, sweep, task, size_measure, metric, by=by, budgets=budgets)
         if chart is not None:
             stem = f"pareto_{slug(task)}"
-            charts[task] = save_static(chart, out_dir / stem)
+            charts[task] = save_static(chart, out_dir / stem, png_scale)
             blocks.append(Heading(f"Pareto chart: {name} vs {size_measure}", 3))
             blocks.append(Chart(stem, chart.to_dict(), f"Pareto chart for {task}: dev {name} (%) vs {size_measure}"))
             tc_shown = bool((trials["stage"] == "teacher_compression").any())
@@ -252,21 +254,26 @@ def build_report(
     size_measure: str = "gzip_bytes",
     by: str | None = None,
     budgets: list[int] | None = None,
+    png_scale: float = PNG_SCALE,
 ) -> ReportFiles:
     """Write ``report.md``, ``report.html`` and ``pareto_<task>.png/.svg`` for ``sweep`` into ``out_dir``; given
     several sweeps (a list of two or more), the report comparing them (``analysis.report_compare``) with
     ``compare_<task>.png/.svg``. A list of one is that sweep's report.
 
-    ``store`` needs the analysis views: open it with ``analysis.views.open_store``; ``by`` and ``budgets`` as in
-    :func:`build_blocks`."""
+    ``store`` needs the analysis views: open it with ``analysis.views.open_store``; ``by``, ``budgets`` and
+    ``png_scale`` as in :func:`build_blocks`."""
     sweeps = [sweep] if isinstance(sweep, str) else list(sweep)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if len(sweeps) == 1:
-        blocks, charts = build_blocks(store, sweeps[0], out_dir, size_measure, by=by, budgets=budgets)
+        blocks, charts = build_blocks(
+            store, sweeps[0], out_dir, size_measure, by=by, budgets=budgets, png_scale=png_scale
+        )
         title = f"Featherweight sweep report: {sweeps[0]}"
     else:
-        blocks, charts = compare_blocks(store, sweeps, out_dir, size_measure, by=by, budgets=budgets)
+        blocks, charts = compare_blocks(
+            store, sweeps, out_dir, size_measure, by=by, budgets=budgets, png_scale=png_scale
+        )
         title = f"Featherweight comparison report: {' vs '.join(sweeps)}"
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     write_text_atomic(md_path, render_markdown(blocks))

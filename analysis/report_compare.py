@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from analysis.chart_frames import METRIC_NAMES, spec_budgets, task_metric
-from analysis.charts import save_static
+from analysis.charts import PNG_SCALE, save_static
 from analysis.compare_charts import compare_chart
 from analysis.report_blocks import Chart, Heading, Paragraph, Table, mb, missing, pct, sci, slug, times
 from db.errors import StoreError
@@ -230,11 +230,12 @@ def compare_blocks(
     size_measure: str = "gzip_bytes",
     by: str | None = None,
     budgets: list[int] | None = None,
+    png_scale: float = PNG_SCALE,
 ) -> tuple[list, dict]:
     """The blocks of the report over ``sweeps`` (two or more, one database); writes each task's chart as
     ``compare_<task>.png/.svg`` into ``out_dir``. ``by``: the chart's panels under the overview (``arch``, the
     default, or ``embedding``; ``task``: the overview alone); ``budgets`` (bytes): rules on the charts and rows of the
-    budget table (default: the first sweep's spec's)."""
+    budget table (default: the first sweep's spec's); ``png_scale`` as in the sweep report."""
     if len(set(sweeps)) != len(sweeps):
         raise ValueError(f"sweeps named twice: {sweeps}")
     statuses = [store.sweep_status(s) for s in sweeps]  # StoreError naming an unknown sweep
@@ -279,11 +280,15 @@ def compare_blocks(
             if not store.query("SELECT 1 FROM trial_results WHERE sweep = ? AND task = ? LIMIT 1", [s, task]).empty
         ]
         metrics = {s: task_metric(spec, task) for s, spec in zip(sweeps, specs, strict=True) if s in ran}
-        blocks += _task_blocks(store, task, ran, metrics, Path(out_dir), size_measure, by, budgets, charts)
+        blocks += _task_blocks(
+            store, task, ran, metrics, Path(out_dir), size_measure, by, budgets, charts, png_scale=png_scale
+        )
     return blocks, charts
 
 
-def _task_blocks(store, task, ran, metrics, out_dir, size_measure, by, budgets, charts) -> list:
+def _task_blocks(
+    store, task, ran, metrics, out_dir, size_measure, by, budgets, charts, png_scale: float = PNG_SCALE
+) -> list:
     """One task's heading, chart and comparison tables over the sweeps that ``ran`` it; the chart's files are
     added to ``charts``."""
     metric = metrics[ran[0]]
@@ -296,7 +301,7 @@ def _task_blocks(store, task, ran, metrics, out_dir, size_measure, by, budgets, 
     chart = compare_chart(store, ran, task, size_measure, name, by=by or "arch", budgets=budgets)
     if chart is not None:
         stem = f"compare_{slug(task)}"
-        charts[task] = save_static(chart, out_dir / stem)
+        charts[task] = save_static(chart, out_dir / stem, png_scale)
         blocks.append(Heading(f"Pareto chart: {name} vs {size_measure}, every sweep", 3))
         blocks.append(Chart(stem, chart.to_dict(), f"Pareto chart for {task} over {len(ran)} sweeps"))
         blocks.append(Paragraph(COMPARE_LEGEND))

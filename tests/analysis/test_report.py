@@ -259,3 +259,27 @@ def test_distillation_table_shows_recipes_the_scheduler_stopped_in_brackets(tmp_
     assert cells[8:10] == ["**85.0**", "1 seed (+1 stopped)"]  # the stopped seed's 50.0 is not averaged in
     assert cells[10:12] == ["81.0", "1.4"]
     assert "(x) stopped @N" in md
+
+
+def test_report_png_scale(report_dir, tmp_path, capsys):
+    import struct
+
+    from analysis import charts, commands
+
+    assert commands.PNG_SCALE == charts.PNG_SCALE  # the CLI's default is the library's
+
+    def width(png: Path) -> int:
+        return struct.unpack(">I", png.read_bytes()[16:20])[0]  # the IHDR chunk's width
+
+    db, default = report_dir
+    rc = main(["report", "demo", "--db", str(db), "-o", str(tmp_path / "s1"), "--png-scale", "1"])
+    assert rc == 0
+    small = tmp_path / "s1" / "pareto_sst2.png"
+    assert width(default / "pareto_sst2.png") == 2 * width(small)
+    assert small.stat().st_size < (default / "pareto_sst2.png").stat().st_size
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "demo", "--db", str(db), "-o", str(tmp_path / "s0"), "--png-scale", "0"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "expected a number from 0.25 to 8, got '0'" in err
+    assert not (tmp_path / "s0").exists()
