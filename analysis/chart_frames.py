@@ -292,7 +292,8 @@ def stopped_frame(store: ExperimentStore, sweep: str, task: str, score_measure: 
 
 def seed_frame(store: ExperimentStore, sweep: str, task: str, score_measure: str, size_measure: str) -> pd.DataFrame:
     """Configurations with several seeds (``seed_summary``): x at the mean size, ``y`` the mean score in percent and
-    ``y_lo``/``y_hi`` mean -+ one sample sd."""
+    ``y_lo``/``y_hi`` mean -+ one sample sd, cut at 0 and 100 (a bar past a score's bounds would stretch the axis to
+    values no model can have)."""
     col = "score" if score_measure == "score" else score_measure
     if size_measure in LATENCY_SIZE_MEASURES:  # seed summaries carry sizes only: no error bars on a latency axis
         size_measure = "gzip_bytes"
@@ -310,7 +311,7 @@ def seed_frame(store: ExperimentStore, sweep: str, task: str, score_measure: str
     df["x"] = df["size_value"].astype(float) / _size_divisor(size_measure)
     df["y"] = df["mean"].astype(float) * 100
     sd = df["sd"].astype(float).fillna(0.0) * 100
-    df["y_lo"], df["y_hi"] = df["y"] - sd, df["y"] + sd
+    df["y_lo"], df["y_hi"] = (df["y"] - sd).clip(lower=0.0), (df["y"] + sd).clip(upper=100.0)
     df["color_key"] = df["arch"]
     df["configuration"] = [
         (

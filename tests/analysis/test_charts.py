@@ -16,7 +16,7 @@ from analysis.chart_frames import (
 from analysis.report_tables import seed_table
 from analysis.views import open_store
 from sweep.spec import SpecError, validate
-from tests.fakes import fill_sweep
+from tests.fakes import fill_sweep, make_record
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +157,18 @@ def test_trials_the_scheduler_stopped_are_faint_points_off_the_skyline(tmp_path)
         if any(t.get("field") == "stopped_text" for t in layer.get("encoding", {}).get("tooltip", []))
     ]
     assert faint["mark"]["filled"] is False and faint["encoding"]["opacity"]["condition"]["value"] == STOPPED_OPACITY
+
+
+def test_seed_bars_stop_at_the_bounds_of_a_score(tmp_path):
+    # two seeds of one recipe: one collapsed to a class (F1 0), one fine (F1 0.9): mean 45, sd 63.6 points
+    store = open_store(tmp_path / "fw.duckdb")
+    store.start_sweep("bars", {}, "test", "/tmp/bars")
+    for seed, f1 in ((1, 0.0), (2, 0.9)):
+        store.record_trial(
+            make_record("bars", f"d-{seed}", seed=seed, metrics={"score": 0.5, "accuracy": 0.5, "f1": f1, "epochs": 5})
+        )
+    seeds = seed_frame(store, "bars", "sst2", "f1", "gzip_bytes")
+    assert len(seeds) == 1
+    bar = seeds.iloc[0]
+    assert bar["y"] == pytest.approx(45.0)
+    assert bar["y_lo"] == 0.0 and bar["y_hi"] == 100.0  # cut at the bounds, not -18.6 and 108.6
